@@ -1,0 +1,173 @@
+"""The interface every channel connector implements, built-in or third party.
+
+A connector turns provider traffic into :class:`~hub.envelope.Envelope` objects and pushes them
+into the injected :class:`Sink`; the hub calls :meth:`Connector.send` to deliver a reply. Register
+a connector class under the entry-point group ``channelhub.connectors``; the entry-point name is the
+``type`` users write in hub.yaml. See docs/connectors.md.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+import aiohttp
+import msgspec
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+
+from hub.envelope import Attachment, Delivery, Envelope, Outbound
+
+ENTRY_POINT_GROUP = "channelhub.connectors"
+
+
+class ConnectorSettings(BaseModel):
+    """Base for a connector's settings model: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a channel can do; the hub falls back to plain text for anything not declared.
+
+    ``reply_window`` is how long after the customer's last message free text may be sent
+    (WhatsApp's 24 hours), or None for no limit.
+    """
+
+    threading: bool = False
+    attachments: bool = False
+    html: bool = False
+    delivery_receipts: bool = False
+    live: bool = False
+    reply_window: float | None = None
+    max_text_length: int | None = None
+
+
+class SendError(Exception):
+    """A send failed. ``retryable`` tells the hub's outbox whether to try again later."""
+
+    def __init__(self, message: str, *, code: str = "send_failed", retryable: bool = True) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+
+
+class Accepted(msgspec.Struct, frozen=True, kw_only=True):
+    """The hub's answer to :meth:`Sink.ingest`: the message is durably stored.
+
+    ``duplicate`` is true when the idempotency key was seen before; the ids are then those of the
+    message stored the first time. Acknowledge to the provider only after receiving this.
+    """
+
+    message_id: str
+    conversation_id: str
+    duplicate: bool = False
+
+
+class HistoryItem(msgspec.Struct, frozen=True, kw_only=True):
+    """One message of a thread as a customer-facing channel may show it (no internal notes)."""
+
+    message_id: str
+    direction: str
+    text: str
+    created_at: float
+    author: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+
+
+class Sink(Protocol):
+    """Where a connector delivers inbound messages."""
+
+    async def ingest(self, envelope: Envelope) -> Accepted:
+        """Store the message durably (at most once per idempotency key) and return its ids."""
+        ...
+
+
+class HistorySource(Protocol):
+    """Read access to a thread's past messages, for channels that show history (web chat)."""
+
+    async def history(self, inbox: str, session: str, limit: int = 200) -> list[HistoryItem]:
+        """Messages of every conversation with thread key ``session`` in ``inbox``, oldest first."""
+        ...
+
+
+class BlobSink(Protocol):
+    """Content-addressed file storage for attachments."""
+
+    async def put(self, data: bytes, *, name: str, content_type: str) -> Attachment:
+        """Store bytes under a server-chosen name; ``name`` is kept as metadata only."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectorContext:
+    """Everything the hub lends a running connector.
+
+    ``secret`` is a key derived for this instance alone (sign tokens with it); ``http`` is the
+    application's shared client session (never open one per request); ``clock`` returns seconds
+    since the epoch and is replaced in tests.
+    """
+
+    instance: str
+    sink: Sink
+    history: HistorySource
+    blobs: BlobSink
+    http: aiohttp.ClientSession
+    secret: bytes
+    clock: Callable[[], float]
+    logger: logging.Logger
+    public_url: str
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """An HTTP route a connector serves, mounted at ``/channels/<instance><path>``.
+
+    ``alias`` is an absolute path also mounted for the first instance that claims it (the web
+    chat's ``/ws/chat``, for example).
+    """
+
+    method: str
+    path: str
+    handler: Handler
+    alias: str | None = None
+
+
+class Connector(abc.ABC):
+    """Base class of a channel connector. One object per channel instance in hub.yaml."""
+
+    #: the model that validates this connector's ``settings`` block in hub.yaml
+    settings_model: ClassVar[type[ConnectorSettings]] = ConnectorSettings
+    #: the channel name rules and the console see (``email``, ``sms``, ``webchat``, …)
+    channel: ClassVar[str]
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, name: str, settings: Any) -> None:
+        self.name = name
+        self.settings = settings
+
+    def routes(self) -> Sequence[Route]:
+        """HTTP routes this instance serves (webhooks, websockets); none by default."""
+        return ()
+
+    @abc.abstractmethod
+    async def start(self, ctx: ConnectorContext) -> None:
+        """Begin receiving; fail fast with a clear error if credentials or settings are wrong."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Stop receiving and release resources; pending inbound work is finished or left unacked.
+
+        Called at shutdown and again at cleanup: it must be safe to call more than once.
+        """
+
+    @abc.abstractmethod
+    async def send(self, outbound: Outbound) -> Delivery:
+        """Deliver a reply; raise :class:`SendError` on failure, never return a silent False."""

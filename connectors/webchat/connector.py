@@ -1,0 +1,285 @@
+"""Web chat: the customer websocket, the widget script and the demo page."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Sequence
+from importlib import resources
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+
+from connectors.base import (
+    Capabilities,
+    Connector,
+    ConnectorContext,
+    Route,
+    SendError,
+)
+from connectors.webchat import parse
+from connectors.webchat.settings import WebChatSettings
+from hub.envelope import Delivery, DeliveryStatus, Outbound
+
+HELLO_TIMEOUT = 10.0
+HARD_FRAME_LIMIT = 256 * 1024
+
+
+def _static(name: str) -> str:
+    return resources.files("connectors.webchat").joinpath("static", name).read_text("utf-8")
+
+
+class WebChatConnector(Connector):
+    """Customers chat from a page that embeds ``widget.js``; agents answer live."""
+
+    channel = "webchat"
+    settings_model = WebChatSettings
+    capabilities = Capabilities(threading=True, live=True)
+    settings: WebChatSettings
+
+    def __init__(self, name: str, settings: WebChatSettings) -> None:
+        super().__init__(name, settings)
+        self._ctx: ConnectorContext | None = None
+        self._sockets: dict[str, set[web.WebSocketResponse]] = {}
+        self._buckets: dict[str, parse.TokenBucket] = {}
+        self._widget = _static("widget.js")
+        self._page = _static("chat.html")
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self, ctx: ConnectorContext) -> None:
+        self._ctx = ctx
+
+    async def stop(self) -> None:
+        for sockets in list(self._sockets.values()):
+            for socket in list(sockets):
+                await socket.close(code=1001, message=b"server shutting down")
+
+    def routes(self) -> Sequence[Route]:
+        return (
+            Route("GET", "/ws", self._socket, alias="/ws/chat"),
+            Route("GET", "/widget.js", self._widget_script, alias="/chat/widget.js"),
+            Route("GET", "/", self._demo_page, alias="/chat/"),
+        )
+
+    # -- outbound --------------------------------------------------------------------------
+
+    async def send(self, outbound: Outbound) -> Delivery:
+        """Push a reply to the visitor's open windows; otherwise they see it on their next visit."""
+        if outbound.recipient.kind != parse.IDENTITY_KIND:
+            raise SendError(
+                f"web chat cannot reach a {outbound.recipient.kind} address",
+                code="unsupported_recipient",
+                retryable=False,
+            )
+        text = parse.encode(
+            "message",
+            id=outbound.message_id,
+            **{"from": "agent"},
+            text=outbound.text,
+            at=outbound.created_at,
+        )
+        delivered = 0
+        for socket in list(self._sockets.get(outbound.recipient.address, ())):
+            if socket.closed:
+                continue
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await socket.send_str(text)
+                delivered += 1
+        # SENT: stored and shown when the visitor comes back; DELIVERED: on their screen now
+        status = DeliveryStatus.DELIVERED if delivered else DeliveryStatus.SENT
+        return Delivery(status=status, provider_id=outbound.message_id)
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    def _ws_path(self, request: web.Request) -> str:
+        return f"/channels/{self.name}/ws" if request.path.startswith("/channels/") else "/ws/chat"
+
+    async def _widget_script(self, request: web.Request) -> web.StreamResponse:
+        script = self._widget.replace("__CHANNELHUB_WS_PATH__", self._ws_path(request))
+        return web.Response(
+            text=script,
+            content_type="application/javascript",
+            headers={"Cache-Control": "no-cache"},
+        )
+
+    async def _demo_page(self, request: web.Request) -> web.StreamResponse:
+        script = (
+            f"/channels/{self.name}/widget.js"
+            if request.path.startswith("/channels/")
+            else "/chat/widget.js"
+        )
+        return web.Response(
+            text=self._page.replace("__WIDGET_SRC__", script),
+            content_type="text/html",
+            headers={
+                "Content-Security-Policy": "default-src 'self'; "
+                "style-src 'self' 'unsafe-inline'; connect-src 'self' ws: wss:"
+            },
+        )
+
+    def _origin_allowed(self, request: web.Request) -> bool:
+        origin = request.headers.get("Origin")
+        if origin is None:
+            return True  # not a browser; cannot be abused cross-site
+        allowed = self.settings.allowed_origins
+        if "*" in allowed or origin in allowed:
+            return True
+        return urlsplit(origin).netloc == request.host
+
+    async def _socket(self, request: web.Request) -> web.StreamResponse:
+        ctx = self._ctx
+        if ctx is None:
+            raise web.HTTPServiceUnavailable(text="web chat is not started")
+        if not self._origin_allowed(request):
+            raise web.HTTPForbidden(text="this site may not embed the chat")
+        socket = web.WebSocketResponse(max_msg_size=HARD_FRAME_LIMIT, heartbeat=30.0)
+        await socket.prepare(request)
+        hello = await self._hello(socket)
+        if hello is None:
+            return socket
+        visitor = parse.verify_token(ctx.secret, hello.token) if hello.token else None
+        if hello.token and visitor is None:
+            await socket.send_str(
+                parse.encode(
+                    "error",
+                    code="invalid_token",
+                    message="unknown visitor token; a new conversation starts",
+                )
+            )
+        if visitor is None:
+            token, visitor = parse.issue_token(ctx.secret, os.urandom(16))
+        else:
+            token = hello.token or ""
+        sockets = self._sockets.setdefault(visitor, set())
+        if len(sockets) >= self.settings.max_sockets_per_visitor:
+            await socket.send_str(
+                parse.encode(
+                    "error", code="too_many_windows", message="close another chat window first"
+                )
+            )
+            await socket.close(code=4429, message=b"too many windows")
+            return socket
+        history = await ctx.history.history(self.name, visitor, self.settings.history_limit)
+        await socket.send_str(
+            parse.encode(
+                "welcome",
+                token=token,
+                visitor=visitor,
+                title=self.settings.title,
+                welcome=self.settings.welcome,
+                history=[parse.history_entry(item) for item in history],
+            )
+        )
+        sockets.add(socket)
+        try:
+            await self._converse(ctx, socket, visitor, hello.name)
+        finally:
+            sockets.discard(socket)
+            if not sockets:
+                self._sockets.pop(visitor, None)
+                self._buckets.pop(visitor, None)
+        return socket
+
+    async def _hello(self, socket: web.WebSocketResponse) -> parse.Hello | None:
+        try:
+            message = await socket.receive(timeout=HELLO_TIMEOUT)
+        except TimeoutError:
+            await socket.close(code=4408, message=b"hello expected")
+            return None
+        if message.type is not WSMsgType.TEXT:
+            await socket.close(code=4400, message=b"hello expected")
+            return None
+        try:
+            command = parse.parse_frame(message.data, max_chars=self.settings.max_message_chars)
+        except parse.ChatProtocolError as exc:
+            await socket.send_str(parse.encode("error", code=exc.code, message=exc.message))
+            await socket.close(code=4400, message=b"hello expected")
+            return None
+        if not isinstance(command, parse.Hello):
+            await socket.send_str(
+                parse.encode("error", code="hello_expected", message="send hello first")
+            )
+            await socket.close(code=4400, message=b"hello expected")
+            return None
+        return command
+
+    async def _converse(
+        self, ctx: ConnectorContext, socket: web.WebSocketResponse, visitor: str, name: str | None
+    ) -> None:
+        async for message in socket:
+            if message.type is WSMsgType.ERROR:
+                break
+            if message.type is not WSMsgType.TEXT:
+                await socket.send_str(
+                    parse.encode("error", code="bad_frame", message="frames must be text JSON")
+                )
+                continue
+            try:
+                command = parse.parse_frame(message.data, max_chars=self.settings.max_message_chars)
+            except parse.ChatProtocolError as exc:
+                await socket.send_str(
+                    parse.encode(
+                        "error", code=exc.code, message=exc.message, client_id=exc.client_id
+                    )
+                )
+                continue
+            if isinstance(command, parse.Ping):
+                await socket.send_str(parse.encode("pong"))
+            elif isinstance(command, parse.Hello):
+                await socket.send_str(
+                    parse.encode("error", code="bad_frame", message="already said hello")
+                )
+            else:
+                await self._receive(ctx, socket, visitor, name, command)
+
+    async def _receive(
+        self,
+        ctx: ConnectorContext,
+        socket: web.WebSocketResponse,
+        visitor: str,
+        name: str | None,
+        say: parse.Say,
+    ) -> None:
+        now = ctx.clock()
+        bucket = self._buckets.get(visitor)
+        if bucket is None:
+            bucket = self._buckets[visitor] = parse.TokenBucket.full(
+                self.settings.rate_per_second, self.settings.burst, now
+            )
+        if not bucket.take(now):
+            await socket.send_str(
+                parse.encode(
+                    "error",
+                    code="rate_limited",
+                    message="slow down a little",
+                    client_id=say.client_id,
+                )
+            )
+            return
+        envelope = parse.to_envelope(self.name, visitor, say, now=now, name=name)
+        try:
+            accepted = await ctx.sink.ingest(envelope)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            ctx.logger.error("storing a chat message failed: %s", exc)
+            await socket.send_str(
+                parse.encode(
+                    "error",
+                    code="unavailable",
+                    message="not saved; it will be retried",
+                    client_id=say.client_id,
+                )
+            )
+            return
+        await socket.send_str(
+            parse.encode(
+                "ack",
+                client_id=say.client_id,
+                id=accepted.message_id,
+                duplicate=accepted.duplicate,
+                at=now,
+            )
+        )

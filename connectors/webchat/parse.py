@@ -1,0 +1,149 @@
+"""Web chat protocol core: visitor tokens, frames, rate limiting, envelopes. Pure: no I/O.
+
+Customer websocket protocol (documented in docs/webchat.md):
+
+client → server: ``hello {token?, name?}``, ``message {client_id, text}``, ``ping``
+server → client: ``welcome {token, visitor, title, welcome, history}``, ``ack {client_id, id,
+duplicate}``, ``message {id, from, text, at}``, ``error {code, message, client_id?}``, ``pong``
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+import msgspec
+
+from connectors.base import HistoryItem
+from hub.envelope import Direction, Envelope, Identity, ThreadHints
+
+TOKEN_PREFIX = "v1"  # noqa: S105 - a version tag, not a secret
+IDENTITY_KIND = "webchat"
+
+
+class Hello(msgspec.Struct, frozen=True, tag="hello", forbid_unknown_fields=True):
+    token: str | None = None
+    name: str | None = None
+
+
+class Say(msgspec.Struct, frozen=True, tag="message", forbid_unknown_fields=True):
+    client_id: str
+    text: str
+
+
+class Ping(msgspec.Struct, frozen=True, tag="ping", forbid_unknown_fields=True):
+    pass
+
+
+ChatCommand = Hello | Say | Ping
+
+_decoder = msgspec.json.Decoder(ChatCommand)
+_encoder = msgspec.json.Encoder()
+
+
+class ChatProtocolError(Exception):
+    def __init__(self, code: str, message: str, client_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.client_id = client_id
+
+
+def parse_frame(data: str | bytes, *, max_chars: int) -> ChatCommand:
+    """Parse one visitor frame; raise :class:`ChatProtocolError` with a stable code."""
+    try:
+        command: ChatCommand = _decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        raise ChatProtocolError("bad_frame", str(exc)) from None
+    except msgspec.DecodeError:
+        raise ChatProtocolError("bad_frame", "frames must be JSON objects") from None
+    if isinstance(command, Say):
+        if not 0 < len(command.client_id) <= 64:
+            raise ChatProtocolError("bad_frame", "client_id must be 1 to 64 characters")
+        if not command.text.strip():
+            raise ChatProtocolError("empty", "the message is empty", command.client_id)
+        if len(command.text) > max_chars:
+            raise ChatProtocolError(
+                "too_long", f"messages are limited to {max_chars} characters", command.client_id
+            )
+    if isinstance(command, Hello) and command.name is not None and len(command.name) > 100:
+        raise ChatProtocolError("bad_frame", "name is limited to 100 characters")
+    return command
+
+
+def _mac(secret: bytes, visitor: str) -> str:
+    digest = hmac.new(secret, f"{TOKEN_PREFIX}.{visitor}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:18]).decode()
+
+
+def issue_token(secret: bytes, random_bytes: bytes) -> tuple[str, str]:
+    """A new visitor: (token to hand to the browser, visitor id). Needs 16+ random bytes."""
+    if len(random_bytes) < 16:
+        raise ValueError("a visitor id needs at least 128 random bits")
+    visitor = base64.urlsafe_b64encode(random_bytes).decode().rstrip("=")
+    return f"{TOKEN_PREFIX}.{visitor}.{_mac(secret, visitor)}", visitor
+
+
+def verify_token(secret: bytes, token: str) -> str | None:
+    """The visitor id of a token this instance issued, or None for anything else."""
+    if len(token) > 200:
+        return None
+    parts = token.split(".")
+    if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not parts[1]:
+        return None
+    if not hmac.compare_digest(parts[2], _mac(secret, parts[1])):
+        return None
+    return parts[1]
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    """Allows ``burst`` messages at once and ``rate`` per second after that."""
+
+    rate: float
+    burst: float
+    tokens: float
+    updated: float
+
+    @classmethod
+    def full(cls, rate: float, burst: int, now: float) -> TokenBucket:
+        return cls(rate, float(burst), float(burst), now)
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+def to_envelope(instance: str, visitor: str, say: Say, *, now: float, name: str | None) -> Envelope:
+    """The envelope of one visitor message; the client id makes a resend idempotent."""
+    return Envelope(
+        channel="webchat",
+        inbox=instance,
+        direction=Direction.INBOUND,
+        idempotency_key=f"webchat:{instance}:{visitor}:{say.client_id}",
+        provider_id=say.client_id,
+        sender=Identity(kind=IDENTITY_KIND, address=visitor, display_name=name),
+        received_at=now,
+        thread=ThreadHints(session=visitor),
+        text=say.text,
+    )
+
+
+def history_entry(item: HistoryItem) -> dict[str, object]:
+    return {
+        "id": item.message_id,
+        "from": "you" if item.direction == "inbound" else "agent",
+        "text": item.text,
+        "at": item.created_at,
+    }
+
+
+def encode(kind: str, **fields: object) -> str:
+    """A server frame as JSON text."""
+    return _encoder.encode({"type": kind, **fields}).decode()

@@ -1,0 +1,100 @@
+"""JSON API under ``/api/``: agent login, logout and who-am-I (documented in docs/api.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hub import __version__
+from hub.auth import SESSION_COOKIE
+from hub.errors import AuthError
+from hub.keys import AUTH, SETTINGS, STORE
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request's JSON body; 415 for another content type, 400 for malformed JSON."""
+    if request.content_type != "application/json":
+        raise web.HTTPUnsupportedMediaType(
+            text='{"error": "unsupported_media_type", "message": "send application/json"}',
+            content_type="application/json",
+        )
+    try:
+        return await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(
+            text='{"error": "bad_json", "message": "the body is not valid JSON"}',
+            content_type="application/json",
+        ) from None
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    body = await read_json(request)
+    try:
+        credentials = LoginRequest.model_validate(body)
+    except ValidationError as exc:
+        return _error(400, "bad_request", exc.errors(include_url=False)[0]["msg"])
+    try:
+        agent = await request.app[AUTH].check_password(
+            credentials.username, credentials.password, request.remote or "unknown"
+        )
+    except AuthError as exc:
+        return _error(401, "invalid_credentials", str(exc))
+    ttl = request.app[SETTINGS].server.session_ttl
+    token = await request.app[STORE].create_session(agent.id, ttl)
+    response = web.json_response({"token": token, "agent": {"id": agent.id, "name": agent.name}})
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(ttl),
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure,
+        path="/",
+    )
+    return response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    token = request.cookies.get(SESSION_COOKIE) or _bearer(request)
+    if token:
+        await request.app[STORE].delete_session(token)
+    response = web.json_response({"status": "logged_out"})
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+async def me(request: web.Request) -> web.StreamResponse:
+    token = request.cookies.get(SESSION_COOKIE) or _bearer(request)
+    agent_id = await request.app[STORE].session_agent(token) if token else None
+    agents = {agent.id: agent for agent in request.app[SETTINGS].agents}
+    if agent_id is None or agent_id not in agents:
+        return _error(401, "not_authenticated", "log in first")
+    return web.json_response({"agent": {"id": agent_id, "name": agents[agent_id].name}})
+
+
+async def version(request: web.Request) -> web.StreamResponse:
+    return web.json_response({"version": __version__})
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    return header[7:] if header.startswith("Bearer ") else None
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/login", login)
+    app.router.add_post("/api/logout", logout)
+    app.router.add_get("/api/me", me)
+    app.router.add_get("/api/version", version)

@@ -1,0 +1,242 @@
+"""The aiohttp application factory: one port for the API, webhooks, websockets and pages.
+
+Shared resources (store, bus, HTTP client session, connectors, background tasks) are created in
+one ``cleanup_ctx`` and torn down in reverse order, so a SIGTERM stops accepting, drains the
+writer and the outbox, and closes the database cleanly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from connectors.base import Connector, ConnectorContext
+from hub import api
+from hub.auth import Authenticator
+from hub.bus import create_bus
+from hub.console.protocol import frame
+from hub.console.registry import AgentConnections
+from hub.console.service import Console
+from hub.dispatch.service import DispatchService
+from hub.keys import AUTH, BUS, CONNECTORS, CONSOLE, DISPATCH, METRICS, PIPELINE, SETTINGS, STORE
+from hub.metrics import Metrics
+from hub.outbox import OutboxWorker
+from hub.pipeline import PassthroughDecider, Pipeline
+from hub.plugins import ConnectorRegistry
+from hub.settings import HubSettings
+from hub.store.blobs import BlobStore
+from hub.store.store import Store
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "console" / "static"
+MAX_BODY = 1024 * 1024
+
+
+def master_secret(settings: HubSettings) -> bytes:
+    """The configured secret key, or one generated once and kept beside the data."""
+    if settings.server.secret_key is not None:
+        value = settings.server.secret_key.get_secret_value()
+        if len(value) < 16:
+            raise ValueError("server.secret_key must be at least 16 characters")
+        return value.encode()
+    path = Path(settings.storage.blobs).parent / "secret.key"
+    if path.exists():
+        return path.read_bytes().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48).encode()
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(key)
+    log.info("generated a secret key in %s", path)
+    return key
+
+
+def derive_key(master: bytes, purpose: str) -> bytes:
+    return hmac.new(master, purpose.encode(), hashlib.sha256).digest()
+
+
+def create_app(
+    settings: HubSettings,
+    *,
+    registry: ConnectorRegistry | None = None,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    """Build the hub application for ``settings`` (nothing starts until the app runs)."""
+    registry = registry or ConnectorRegistry.discover()
+    app = web.Application(client_max_size=MAX_BODY)
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    app[AUTH] = Authenticator({agent.id: agent for agent in settings.agents})
+    connectors: dict[str, Connector] = {}
+    for channel in settings.channels:
+        connector_class = registry.get(channel.type)
+        connectors[channel.name] = connector_class(channel.name, channel.settings)
+    app[CONNECTORS] = connectors
+    _add_routes(app, connectors)
+    app.cleanup_ctx.append(_lifecycle(clock))
+    app.on_shutdown.append(_close_sockets)
+    return app
+
+
+def _add_routes(app: web.Application, connectors: dict[str, Connector]) -> None:
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_get("/", _root)
+    app.router.add_get("/console", _root)
+    app.router.add_get("/console/", _static_file("index.html", "text/html"))
+    app.router.add_get("/console/console.js", _static_file("console.js", "application/javascript"))
+    app.router.add_get("/console/console.css", _static_file("console.css", "text/css"))
+    app.router.add_get("/ws/agent", _agent_socket)
+    api.add_routes(app)
+    claimed: set[str] = set()
+    for name, connector in connectors.items():
+        for route in connector.routes():
+            app.router.add_route(route.method, f"/channels/{name}{route.path}", route.handler)
+            if route.alias and route.alias not in claimed:
+                claimed.add(route.alias)
+                app.router.add_route(route.method, route.alias, route.handler)
+
+
+def _lifecycle(
+    clock: Callable[[], float],
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        metrics = app[METRICS]
+        master = master_secret(settings)
+        store = Store(
+            settings.storage.url,
+            sqlite_synchronous=settings.storage.sqlite_synchronous,
+            batch_max=settings.storage.batch_max,
+            clock=clock,
+        )
+        await store.start()
+        app[STORE] = store
+        bus = create_bus(settings.bus.url)
+        app[BUS] = bus
+        pipeline = Pipeline(store, bus, PassthroughDecider(settings.default_queue), metrics)
+        app[PIPELINE] = pipeline
+        connections = AgentConnections()
+        dispatch = DispatchService(settings, store, bus, connections, frame, metrics, clock)
+        app[DISPATCH] = dispatch
+        console = Console(
+            store,
+            bus,
+            dispatch,
+            connections,
+            {a.id: a for a in settings.agents},
+            metrics,
+            settings.server.allowed_origins,
+        )
+        app[CONSOLE] = console
+        blobs = BlobStore(settings.storage.blobs)
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        public_url = settings.server.public_url or (
+            f"http://{settings.server.host}:{settings.server.port}"
+        )
+        started: list[Connector] = []
+        outbox = OutboxWorker(store, bus, app[CONNECTORS], metrics, clock)
+        try:
+            await dispatch.start()
+            console.start()
+            for name, connector in app[CONNECTORS].items():
+                await connector.start(
+                    ConnectorContext(
+                        instance=name,
+                        sink=pipeline,
+                        history=pipeline,
+                        blobs=blobs,
+                        http=session,
+                        secret=derive_key(master, f"connector:{name}"),
+                        clock=clock,
+                        logger=logging.getLogger(f"connectors.{name}"),
+                        public_url=public_url.rstrip("/"),
+                    )
+                )
+                started.append(connector)
+            outbox.start()
+            log.info("hub ready with channels %s", ", ".join(app[CONNECTORS].keys()) or "(none)")
+            yield
+        finally:
+            for connector in reversed(started):
+                try:
+                    await connector.stop()
+                except Exception:
+                    log.exception("stopping connector %s failed", connector.name)
+            await outbox.stop()
+            await console.stop()
+            await dispatch.stop()
+            await session.close()
+            await bus.close()
+            await store.close()
+
+    return lifecycle
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """On shutdown, tell agents to reconnect elsewhere; chat sockets close in connector.stop."""
+    if CONSOLE in app:
+        await app[CONSOLE].connections.close_all(1001, b"server shutting down")
+    for connector in app[CONNECTORS].values():
+        try:
+            await connector.stop()
+        except Exception:
+            log.exception("stopping connector %s failed", connector.name)
+
+
+async def _healthz(request: web.Request) -> web.StreamResponse:
+    return web.json_response({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.StreamResponse:
+    try:
+        await request.app[STORE].ping()
+    except Exception as exc:
+        return web.json_response({"status": "unavailable", "reason": str(exc)}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def _metrics(request: web.Request) -> web.StreamResponse:
+    body = generate_latest(request.app[METRICS].registry)
+    response = web.Response(body=body)
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+async def _root(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/console/")
+
+
+def _static_file(
+    name: str, content_type: str
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    body = (STATIC / name).read_bytes()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(
+            body=body,
+            content_type=content_type,
+            headers={
+                "Cache-Control": "no-cache",
+                "Content-Security-Policy": "default-src 'self'; connect-src 'self' ws: wss:",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
+    return handler
+
+
+async def _agent_socket(request: web.Request) -> web.StreamResponse:
+    return await request.app[CONSOLE].handle(request)

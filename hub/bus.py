@@ -1,0 +1,136 @@
+"""The event bus between ingest and dispatch, behind a small interface.
+
+``memory://`` (this module) serves one process; a Redis implementation will share events between
+processes. Events are msgspec Structs so any implementation can serialize them the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+import msgspec
+
+log = logging.getLogger(__name__)
+
+
+class MessageStored(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A message (inbound, reply or note) is durably stored in a conversation."""
+
+    conversation_id: str
+    message_id: str
+    direction: str
+    kind: str = "message"
+    conversation_created: bool = False
+    status: str = "queued"
+    assignee: str | None = None
+    queue: str | None = None
+    priority: str | None = None
+    queued_at: float | None = None
+    channel: str | None = None
+    text: str = ""
+    author: str | None = None
+    created_at: float = 0.0
+
+
+class DeliveryUpdated(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """An outbound message's delivery state changed."""
+
+    conversation_id: str
+    message_id: str
+    status: str
+    error: str | None = None
+
+
+class OutboxReady(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """Something was put into the outbox: senders should look now instead of at their next poll."""
+
+    message_id: str
+
+
+BusEvent = MessageStored | DeliveryUpdated | OutboxReady
+
+MESSAGES = "messages"
+DELIVERIES = "deliveries"
+OUTBOX = "outbox"
+
+
+class Subscription(Protocol):
+    def __aiter__(self) -> AsyncIterator[BusEvent]: ...
+
+    def close(self) -> None: ...
+
+
+class Bus(Protocol):
+    """Publish/subscribe of :data:`BusEvent` by topic name."""
+
+    async def publish(self, topic: str, event: BusEvent) -> None: ...
+
+    def subscribe(self, topic: str) -> Subscription: ...
+
+    async def close(self) -> None: ...
+
+
+class _MemorySubscription:
+    def __init__(self, bus: MemoryBus, topic: str, maxsize: int) -> None:
+        self._bus = bus
+        self._topic = topic
+        self.queue: asyncio.Queue[BusEvent | None] = asyncio.Queue(maxsize)
+
+    async def __aiter__(self) -> AsyncIterator[BusEvent]:
+        while True:
+            event = await self.queue.get()
+            if event is None:
+                return
+            yield event
+
+    def close(self) -> None:
+        self._bus._remove(self._topic, self)
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(None)
+
+
+class MemoryBus:
+    """In-process bus: each subscriber gets its own bounded queue of every event on its topic.
+
+    A subscriber that falls more than ``maxsize`` events behind is a bug in this process, so the
+    overflow is logged loudly rather than silently blocking the publisher.
+    """
+
+    def __init__(self, maxsize: int = 100_000) -> None:
+        self._subscribers: dict[str, list[_MemorySubscription]] = {}
+        self._maxsize = maxsize
+
+    async def publish(self, topic: str, event: BusEvent) -> None:
+        for subscription in self._subscribers.get(topic, ()):
+            try:
+                subscription.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                log.error(
+                    "bus subscriber on %r is %d events behind; event dropped", topic, self._maxsize
+                )
+
+    def subscribe(self, topic: str) -> _MemorySubscription:
+        subscription = _MemorySubscription(self, topic, self._maxsize)
+        self._subscribers.setdefault(topic, []).append(subscription)
+        return subscription
+
+    def _remove(self, topic: str, subscription: _MemorySubscription) -> None:
+        listeners = self._subscribers.get(topic, [])
+        if subscription in listeners:
+            listeners.remove(subscription)
+
+    async def close(self) -> None:
+        for listeners in list(self._subscribers.values()):
+            for subscription in list(listeners):
+                subscription.close()
+
+
+def create_bus(url: str) -> Bus:
+    """The bus for a ``bus.url`` setting."""
+    if url.startswith("memory://"):
+        return MemoryBus()
+    raise ValueError(f"unsupported bus URL {url!r}")

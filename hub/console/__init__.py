@@ -1,0 +1,1 @@
+"""The agent console: the websocket protocol, the connection registry and the page."""

@@ -1,0 +1,304 @@
+"""The agent websocket ``/ws/agent``: authenticate, snapshot, then commands and live events."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import WSMsgType, web
+
+from hub.auth import SESSION_COOKIE
+from hub.bus import DELIVERIES, MESSAGES, OUTBOX, Bus, DeliveryUpdated, MessageStored, OutboxReady
+from hub.console import protocol
+from hub.console.protocol import (
+    Accept,
+    Auth,
+    Close,
+    Command,
+    Decline,
+    Note,
+    Open,
+    Ping,
+    ProtocolError,
+    Reply,
+    SetPresence,
+    Transfer,
+    error_frame,
+    frame,
+)
+from hub.console.registry import AgentConnections
+from hub.dispatch.core import Presence
+from hub.dispatch.service import DispatchService, conversation_view, message_view
+from hub.errors import Forbidden, HubError, InvalidState, NotFound, StoreError
+from hub.metrics import Metrics
+from hub.settings import AgentSettings
+from hub.store.store import Store
+
+log = logging.getLogger(__name__)
+
+AUTH_TIMEOUT = 10.0
+HARD_FRAME_LIMIT = 1024 * 1024  # beyond this aiohttp closes with 1009; below it we answer
+
+
+def origin_allowed(request: web.Request, allowed: tuple[str, ...]) -> bool:
+    """Browsers always send Origin on websockets: it must be our own or an allowed one.
+
+    A missing Origin means a non-browser client, which cannot be used for cross-site hijacking.
+    """
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    if "*" in allowed or origin in allowed:
+        return True
+    parts = urlsplit(origin)
+    return parts.netloc == request.host and parts.scheme in {"http", "https"}
+
+
+class Console:
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        dispatch: DispatchService,
+        connections: AgentConnections,
+        agents: dict[str, AgentSettings],
+        metrics: Metrics,
+        allowed_origins: tuple[str, ...],
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.dispatch = dispatch
+        self.connections = connections
+        self.agents = agents
+        self.metrics = metrics
+        self.allowed_origins = allowed_origins
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._subscription = self.bus.subscribe(DELIVERIES)
+        self._task = asyncio.create_task(self._follow_deliveries(), name="console-deliveries")
+
+    async def stop(self) -> None:
+        self._subscription.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _follow_deliveries(self) -> None:
+        async for event in self._subscription:
+            if not isinstance(event, DeliveryUpdated):
+                continue
+            agent = self.dispatch.owner(event.conversation_id)
+            if agent is not None:
+                await self.connections.send(
+                    agent,
+                    frame(
+                        "delivery",
+                        conversation_id=event.conversation_id,
+                        message_id=event.message_id,
+                        status=event.status,
+                        error=event.error,
+                    ),
+                )
+
+    # -- the websocket ---------------------------------------------------------------------
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if not origin_allowed(request, self.allowed_origins):
+            raise web.HTTPForbidden(text="origin not allowed")
+        socket = web.WebSocketResponse(max_msg_size=HARD_FRAME_LIMIT, heartbeat=30.0)
+        await socket.prepare(request)
+        agent = await self._authenticate(request, socket)
+        if agent is None:
+            return socket
+        self.connections.add(agent, socket)
+        self.metrics.agents_connected.set(sum(1 for a in self.agents if self.connections.count(a)))
+        try:
+            await self._send(
+                socket,
+                frame(
+                    "hello",
+                    protocol=protocol.PROTOCOL_VERSION,
+                    agent={"id": agent, "name": self.agents[agent].name},
+                ),
+            )
+            await self.dispatch.connected(agent)
+            await self._send(socket, await self._snapshot(agent))
+            async for message in socket:
+                if message.type is WSMsgType.TEXT:
+                    await self._on_frame(agent, socket, message.data)
+                elif message.type is WSMsgType.BINARY:
+                    await self._send(socket, error_frame("bad_frame", "frames must be text JSON"))
+                elif message.type is WSMsgType.ERROR:
+                    break
+        finally:
+            self.connections.remove(agent, socket)
+            self.metrics.agents_connected.set(
+                sum(1 for a in self.agents if self.connections.count(a))
+            )
+            with contextlib.suppress(HubError):
+                await self.dispatch.disconnected(agent)
+        return socket
+
+    async def _authenticate(
+        self, request: web.Request, socket: web.WebSocketResponse
+    ) -> str | None:
+        token = request.cookies.get(SESSION_COOKIE)
+        agent = await self.store.session_agent(token) if token else None
+        while agent is None:
+            try:
+                message = await socket.receive(timeout=AUTH_TIMEOUT)
+            except TimeoutError:
+                await self._send(socket, error_frame("auth_timeout", "authenticate first"))
+                await socket.close(code=4401, message=b"authentication timeout")
+                return None
+            if message.type is not WSMsgType.TEXT:
+                await socket.close(code=4401, message=b"authentication required")
+                return None
+            try:
+                command = protocol.parse_command(message.data)
+            except ProtocolError as exc:
+                await self._send(socket, error_frame(exc.code, exc.message))
+                continue
+            if not isinstance(command, Auth) or not command.token:
+                await self._send(
+                    socket, error_frame("not_authenticated", "send an auth frame with a token")
+                )
+                continue
+            agent = await self.store.session_agent(command.token)
+            if agent is None:
+                await self._send(socket, error_frame("auth_failed", "session unknown or expired"))
+                await socket.close(code=4401, message=b"authentication failed")
+                return None
+        if agent not in self.agents:  # removed from hub.yaml since logging in
+            await self._send(socket, error_frame("auth_failed", "agent no longer configured"))
+            await socket.close(code=4401, message=b"authentication failed")
+            return None
+        return agent
+
+    async def _snapshot(self, agent: str) -> bytes:
+        offers = []
+        for conversation_id, expires_at in self.dispatch.offers_for(agent):
+            conversation = conversation_view(await self.store.conversation(conversation_id))
+            offers.append(
+                {
+                    "conversation_id": conversation_id,
+                    "expires_at": expires_at,
+                    "channel": conversation["channel"],
+                    "customer": conversation["customer"],
+                    "preview": next(
+                        (
+                            m["text"][:280]
+                            for m in reversed(conversation["messages"])
+                            if m["direction"] == "inbound"
+                        ),
+                        "",
+                    ),
+                }
+            )
+        conversations = [
+            conversation_view(await self.store.conversation(conversation_id))
+            for conversation_id in self.dispatch.assigned_to(agent)
+        ]
+        return frame("snapshot", offers=offers, conversations=conversations)
+
+    @staticmethod
+    async def _send(socket: web.WebSocketResponse, data: bytes) -> None:
+        if not socket.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await socket.send_str(data.decode())
+
+    async def _on_frame(self, agent: str, socket: web.WebSocketResponse, data: str) -> None:
+        ref: str | None = None
+        try:
+            command = protocol.parse_command(data)
+            ref = getattr(command, "client_id", None) or getattr(command, "conversation_id", None)
+            reply = await self._execute(agent, command)
+        except ProtocolError as exc:
+            reply = error_frame(exc.code, exc.message, ref)
+        except NotFound as exc:
+            reply = error_frame("not_found", str(exc), ref)
+        except Forbidden as exc:
+            reply = error_frame("not_assigned", str(exc), ref)
+        except InvalidState as exc:
+            reply = error_frame("invalid_state", str(exc), ref)
+        except StoreError as exc:
+            log.error("store error for %s: %s", agent, exc)
+            reply = error_frame("unavailable", "the store is unavailable; retry", ref)
+        except Exception:
+            log.exception("agent frame from %s failed", agent)
+            reply = error_frame("internal", "internal error; the frame was not applied", ref)
+        if reply is not None:
+            await self._send(socket, reply)
+
+    async def _execute(self, agent: str, command: Command) -> bytes | None:
+        if isinstance(command, Ping):
+            return frame("pong", ref=command.ref)
+        if isinstance(command, Auth):
+            raise ProtocolError("invalid_state", "already authenticated")
+        if isinstance(command, SetPresence):
+            await self.dispatch.set_presence(agent, Presence(command.status))
+            return frame("presence", status=command.status)
+        if isinstance(command, Accept):
+            await self.dispatch.accept(agent, command.conversation_id)
+            return None  # the conversation frame follows from dispatch
+        if isinstance(command, Decline):
+            await self.dispatch.decline(agent, command.conversation_id, command.reason)
+            return None
+        if isinstance(command, Reply | Note):
+            return await self._reply(agent, command)
+        if isinstance(command, Transfer):
+            await self.dispatch.transfer(
+                agent, command.conversation_id, command.queue, command.note
+            )
+            return None
+        if isinstance(command, Close):
+            await self.dispatch.close(agent, command.conversation_id, command.disposition)
+            return None
+        if isinstance(command, Open):
+            if self.dispatch.owner(command.conversation_id) != agent:
+                raise Forbidden("this conversation is not assigned to you")
+            view = conversation_view(await self.store.conversation(command.conversation_id))
+            return frame("conversation", conversation=view)
+        raise ProtocolError("unknown_type", f"unhandled frame {type(command).__name__}")
+
+    async def _reply(self, agent: str, command: Reply | Note) -> bytes:
+        note = isinstance(command, Note)
+        if self.dispatch.owner(command.conversation_id) != agent:
+            raise Forbidden("this conversation is not assigned to you")
+        stored = await self.store.add_reply(
+            command.conversation_id,
+            agent=agent,
+            client_id=command.client_id,
+            text=command.text,
+            note=note,
+        )
+        message: dict[str, Any] = stored.message
+        if not stored.duplicate:
+            await self.bus.publish(
+                MESSAGES,
+                MessageStored(
+                    conversation_id=command.conversation_id,
+                    message_id=message["id"],
+                    direction="outbound",
+                    kind=message["kind"],
+                    status="assigned",
+                    assignee=agent,
+                    text=message["text"],
+                    author=agent,
+                    created_at=message["created_at"],
+                ),
+            )
+            if not note:
+                await self.bus.publish(OUTBOX, OutboxReady(message_id=message["id"]))
+        return frame(
+            "reply_ack",
+            client_id=command.client_id,
+            conversation_id=command.conversation_id,
+            duplicate=stored.duplicate,
+            message=message_view(message),
+        )

@@ -1,0 +1,255 @@
+/* channelhub agent console: plain JS over the agent websocket protocol v1
+ * (docs/agent-protocol.md). State is rebuilt from the server's snapshot after every
+ * (re)connect; messages are keyed by id so nothing shows twice; replies not yet acknowledged
+ * are resent under the same client id, which the hub stores once. */
+(function () {
+  "use strict";
+  var $ = function (id) { return document.getElementById(id); };
+  var state = {offers: {}, conversations: {}, active: null, pending: {}, agent: null};
+  var socket = null, backoff = 500, loggedOut = false;
+
+  function el(tag, cls, text) {
+    var node = document.createElement(tag);
+    if (cls) node.className = cls;
+    if (text !== undefined && text !== null) node.textContent = text;
+    return node;
+  }
+  function newId() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    return Date.now().toString(36) + Math.random().toString(36).slice(2);
+  }
+  function customerLabel(customer) {
+    if (!customer) return "Unknown customer";
+    var ident = (customer.identities || [])[0];
+    return customer.name || (ident ? ident.kind + " " + ident.address.slice(0, 8) : "Visitor");
+  }
+  function showError(text) { $("errors").textContent = text || ""; }
+
+  function send(frame) {
+    if (socket && socket.readyState === WebSocket.OPEN) {
+      socket.send(JSON.stringify(frame));
+      return true;
+    }
+    return false;
+  }
+
+  function renderOffers() {
+    var list = $("offers");
+    list.textContent = "";
+    Object.keys(state.offers).forEach(function (id) {
+      var offer = state.offers[id];
+      var item = el("li", "offer");
+      item.dataset.conversation = id;
+      item.appendChild(el("div", "", offer.channel + " · " + customerLabel(offer.customer)));
+      item.appendChild(el("div", "preview", offer.preview));
+      var accept = el("button", "accept", "Accept");
+      accept.type = "button";
+      accept.onclick = function () { send({type: "accept", conversation_id: id}); };
+      var decline = el("button", "decline", "Decline");
+      decline.type = "button";
+      decline.onclick = function () {
+        send({type: "decline", conversation_id: id, reason: "declined in console"});
+        delete state.offers[id];
+        renderOffers();
+      };
+      item.appendChild(accept);
+      item.appendChild(decline);
+      list.appendChild(item);
+    });
+  }
+
+  function renderList() {
+    var list = $("conversations");
+    list.textContent = "";
+    Object.keys(state.conversations).forEach(function (id) {
+      var conversation = state.conversations[id];
+      var item = el("li", id === state.active ? "active" : "",
+        conversation.channel + " · " + customerLabel(conversation.customer));
+      item.dataset.conversation = id;
+      item.onclick = function () { state.active = id; render(); };
+      list.appendChild(item);
+    });
+  }
+
+  function renderConversation() {
+    var conversation = state.conversations[state.active];
+    $("conversation").hidden = !conversation;
+    $("empty").hidden = !!conversation;
+    if (!conversation) return;
+    $("customer").textContent = customerLabel(conversation.customer) + " — " +
+      conversation.channel + " (" + conversation.inbox + "), queue " + conversation.queue +
+      ", priority " + conversation.priority;
+    var instructions = $("instructions");
+    instructions.textContent = "";
+    (conversation.instructions || []).forEach(function (line) {
+      instructions.appendChild(el("li", "", line));
+    });
+    var list = $("messages");
+    list.textContent = "";
+    conversation.messages.forEach(function (message) {
+      var item = el("li", message.kind === "note" ? "note" : message.direction, message.text);
+      item.dataset.id = message.id;
+      var meta = message.direction === "inbound" ? "customer" : (message.author || "agent");
+      if (message.kind === "note") meta += " · internal note";
+      if (message.delivery_status) meta += " · " + message.delivery_status;
+      if (message.delivery_error) meta += " · " + message.delivery_error;
+      item.appendChild(el("span", "meta", meta));
+      list.appendChild(item);
+    });
+    list.scrollTop = list.scrollHeight;
+  }
+
+  function render() { renderOffers(); renderList(); renderConversation(); }
+
+  function addMessage(conversationId, message) {
+    var conversation = state.conversations[conversationId];
+    if (!conversation) return;
+    var known = conversation.messages.some(function (m) { return m.id === message.id; });
+    if (!known) conversation.messages.push(message);
+    if (conversationId === state.active) renderConversation();
+  }
+
+  var handlers = {
+    hello: function (frame) {
+      state.agent = frame.agent;
+      $("agent-name").textContent = frame.agent.name;
+    },
+    snapshot: function (frame) {
+      state.offers = {};
+      frame.offers.forEach(function (offer) { state.offers[offer.conversation_id] = offer; });
+      state.conversations = {};
+      frame.conversations.forEach(function (c) { state.conversations[c.id] = c; });
+      if (!state.conversations[state.active]) {
+        state.active = Object.keys(state.conversations)[0] || null;
+      }
+      render();
+      Object.keys(state.pending).forEach(function (clientId) { send(state.pending[clientId]); });
+    },
+    offer: function (frame) { state.offers[frame.conversation_id] = frame; renderOffers(); },
+    offer_revoked: function (frame) { delete state.offers[frame.conversation_id]; renderOffers(); },
+    conversation: function (frame) {
+      var conversation = frame.conversation;
+      delete state.offers[conversation.id];
+      state.conversations[conversation.id] = conversation;
+      state.active = conversation.id;
+      render();
+    },
+    message: function (frame) { addMessage(frame.conversation_id, frame.message); },
+    reply_ack: function (frame) {
+      delete state.pending[frame.client_id];
+      addMessage(frame.conversation_id, frame.message);
+    },
+    delivery: function (frame) {
+      var conversation = state.conversations[frame.conversation_id];
+      if (!conversation) return;
+      conversation.messages.forEach(function (m) {
+        if (m.id === frame.message_id) { m.delivery_status = frame.status; m.delivery_error = frame.error; }
+      });
+      if (frame.conversation_id === state.active) renderConversation();
+    },
+    conversation_closed: function (frame) { remove(frame.conversation_id); },
+    conversation_removed: function (frame) { remove(frame.conversation_id); },
+    presence: function (frame) { $("presence").value = frame.status; },
+    error: function (frame) {
+      showError(frame.message);
+      if (frame.ref && state.pending[frame.ref] && frame.code !== "unavailable") {
+        delete state.pending[frame.ref];
+      }
+    },
+    pong: function () {}
+  };
+
+  function remove(conversationId) {
+    delete state.conversations[conversationId];
+    if (state.active === conversationId) state.active = Object.keys(state.conversations)[0] || null;
+    render();
+  }
+
+  function connect() {
+    var url = (location.protocol === "https:" ? "wss:" : "ws:") + "//" + location.host + "/ws/agent";
+    socket = new WebSocket(url);
+    socket.onopen = function () {
+      backoff = 500;
+      $("connection").textContent = "online";
+      $("connection").className = "badge online";
+    };
+    socket.onmessage = function (event) {
+      var frame = JSON.parse(event.data);
+      var handler = handlers[frame.type];
+      if (handler) handler(frame);
+    };
+    socket.onclose = function (event) {
+      $("connection").textContent = "offline";
+      $("connection").className = "badge";
+      if (loggedOut) return;
+      if (event.code === 4401) { showLogin(); return; }
+      setTimeout(connect, backoff);
+      backoff = Math.min(backoff * 2, 15000);
+    };
+  }
+
+  function showLogin() {
+    $("app").hidden = true;
+    $("login").hidden = false;
+  }
+  function showApp() {
+    $("login").hidden = true;
+    $("app").hidden = false;
+    loggedOut = false;
+    connect();
+  }
+
+  $("login-form").addEventListener("submit", function (event) {
+    event.preventDefault();
+    $("login-error").textContent = "";
+    fetch("/api/login", {
+      method: "POST",
+      headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({username: $("username").value, password: $("password").value}),
+      credentials: "same-origin"
+    }).then(function (response) {
+      if (response.ok) { showApp(); return; }
+      return response.json().then(function (body) {
+        $("login-error").textContent = body.message || "Login failed";
+      });
+    }).catch(function () { $("login-error").textContent = "The hub is not reachable"; });
+  });
+
+  $("reply-form").addEventListener("submit", function (event) {
+    event.preventDefault();
+    var text = $("reply-text").value.trim();
+    if (!text || !state.active) return;
+    var frame = {
+      type: $("reply-note").checked ? "note" : "reply",
+      conversation_id: state.active, client_id: newId(), text: text
+    };
+    state.pending[frame.client_id] = frame;
+    send(frame);
+    $("reply-text").value = "";
+  });
+  $("reply-text").addEventListener("keydown", function (event) {
+    if (event.key === "Enter" && !event.shiftKey) {
+      event.preventDefault();
+      $("reply-form").requestSubmit();
+    }
+  });
+  $("close-conversation").addEventListener("click", function () {
+    if (state.active) {
+      send({type: "close", conversation_id: state.active, disposition: $("disposition").value});
+    }
+  });
+  $("presence").addEventListener("change", function () {
+    send({type: "presence", status: $("presence").value});
+  });
+  $("logout").addEventListener("click", function () {
+    loggedOut = true;
+    fetch("/api/logout", {method: "POST", credentials: "same-origin"}).finally(function () {
+      if (socket) socket.close();
+      showLogin();
+    });
+  });
+
+  fetch("/api/me", {credentials: "same-origin"}).then(function (response) {
+    if (response.ok) showApp(); else showLogin();
+  }).catch(showLogin);
+})();

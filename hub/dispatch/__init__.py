@@ -1,0 +1,1 @@
+"""Dispatch: who gets which conversation. ``core`` decides (pure), ``service`` acts (I/O)."""

@@ -1,0 +1,363 @@
+"""The async shell around :class:`DispatchCore`: persists its actions and tells agents.
+
+The core decides synchronously; this class carries out the resulting actions in order (store
+first, then frames), runs the timer for offer and grace deadlines, and turns bus events about
+stored messages into queue entries and live message frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from hub.bus import MESSAGES, Bus, MessageStored
+from hub.dispatch.core import (
+    Action,
+    Assign,
+    DispatchCore,
+    Presence,
+    Requeue,
+    RevokeOffer,
+    SendOffer,
+)
+from hub.errors import Forbidden, HubError, NotFound
+from hub.metrics import Metrics
+from hub.settings import HubSettings
+from hub.store.ingest import ASSIGNED, QUEUED
+from hub.store.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Notifier(Protocol):
+    async def send(self, agent: str, data: bytes) -> int: ...
+
+
+FrameBuilder = Callable[..., bytes]
+
+
+def message_view(message: dict[str, Any]) -> dict[str, Any]:
+    """The agent-facing shape of a stored message row."""
+    return {
+        "id": message["id"],
+        "kind": message.get("kind", "message"),
+        "direction": message["direction"],
+        "author": message.get("author"),
+        "text": message["text"],
+        "subject": message.get("subject"),
+        "created_at": message["created_at"],
+        "delivery_status": message.get("delivery_status"),
+        "delivery_error": message.get("delivery_error"),
+        "attachments": message.get("attachments", []),
+    }
+
+
+def conversation_view(conversation: dict[str, Any]) -> dict[str, Any]:
+    """The agent-facing shape of a conversation with its customer and messages."""
+    decision = conversation.get("decision") or {}
+    return {
+        "id": conversation["id"],
+        "channel": conversation["channel"],
+        "inbox": conversation["inbox"],
+        "status": conversation["status"],
+        "queue": conversation["queue"],
+        "priority": conversation["priority"],
+        "assignee": conversation["assignee"],
+        "subject": conversation.get("subject"),
+        "created_at": conversation["created_at"],
+        "customer": conversation["customer"],
+        "instructions": decision.get("instructions", []),
+        "tags": decision.get("tags", []),
+        "rules": decision.get("rules", []),
+        "messages": [message_view(m) for m in conversation["messages"]],
+    }
+
+
+class DispatchService:
+    def __init__(
+        self,
+        settings: HubSettings,
+        store: Store,
+        bus: Bus,
+        notifier: Notifier,
+        frame: FrameBuilder,
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.core = DispatchCore(
+            offer_timeout=settings.dispatch.offer_timeout,
+            disconnect_grace=settings.dispatch.disconnect_grace,
+            decline_cooldown=settings.dispatch.decline_cooldown,
+        )
+        for agent in settings.agents:
+            self.core.add_agent(
+                agent.id, capacity=agent.max_conversations, queues=frozenset(agent.queues)
+            )
+        self.queues = [queue.name for queue in settings.queues]
+        self.store = store
+        self.bus = bus
+        self.notifier = notifier
+        self.frame = frame
+        self.metrics = metrics
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Restore queue and assignments from the store, then follow the bus."""
+        now = self.clock()
+        actions: list[Action] = []
+        for row in await self.store.conversations_with_status(ASSIGNED):
+            actions += self.core.restore_assigned(row["id"], row["assignee"], now)
+        for row in await self.store.conversations_with_status(QUEUED):
+            actions += self.core.enqueue(
+                row["id"], row["queue"], row["priority"], row["queued_at"] or now, now
+            )
+        await self._execute(actions)
+        subscription = self.bus.subscribe(MESSAGES)
+        self._tasks = [
+            asyncio.create_task(self._follow(subscription), name="dispatch-bus"),
+            asyncio.create_task(self._timer(), name="dispatch-timer"),
+        ]
+        self._subscription = subscription
+
+    async def stop(self) -> None:
+        self._subscription.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # -- agent events ----------------------------------------------------------------------
+
+    async def connected(self, agent: str) -> None:
+        await self._apply(lambda now: self.core.connect(agent, now))
+
+    async def disconnected(self, agent: str) -> None:
+        await self._apply(lambda now: self.core.disconnect(agent, now))
+
+    async def set_presence(self, agent: str, presence: Presence) -> None:
+        await self._apply(lambda now: self.core.set_presence(agent, presence, now))
+
+    async def accept(self, agent: str, conversation_id: str) -> None:
+        await self._apply(lambda now: self.core.accept(agent, conversation_id, now))
+
+    async def decline(self, agent: str, conversation_id: str, reason: str) -> None:
+        await self._apply(lambda now: self.core.decline(agent, conversation_id, now))
+        await self.store.audit(
+            "offer.declined", conversation_id=conversation_id, agent=agent, data={"reason": reason}
+        )
+
+    async def close(self, agent: str, conversation_id: str, disposition: str) -> None:
+        if self.core.owner.get(conversation_id) != agent:
+            raise Forbidden("this conversation is not assigned to you")
+        await self.store.close_conversation(conversation_id, agent=agent, disposition=disposition)
+        await self.notifier.send(
+            agent,
+            self.frame(
+                "conversation_closed", conversation_id=conversation_id, disposition=disposition
+            ),
+        )
+        await self._apply(lambda now: self.core.release(agent, conversation_id, now))
+
+    async def transfer(self, agent: str, conversation_id: str, queue: str, note: str) -> None:
+        if queue not in self.queues:
+            raise NotFound(f"unknown queue {queue!r}")
+        conversation = await self.store.conversation(conversation_id)
+        await self._apply(
+            lambda now: self.core.transfer_to_queue(
+                agent,
+                conversation_id,
+                queue,
+                conversation["priority"],
+                conversation["queued_at"] or now,
+                now,
+            )
+        )
+        await self.store.audit(
+            "conversation.transferred",
+            conversation_id=conversation_id,
+            agent=agent,
+            data={"queue": queue, "note": note},
+        )
+
+    def owner(self, conversation_id: str) -> str | None:
+        return self.core.owner.get(conversation_id)
+
+    def offers_for(self, agent: str) -> list[tuple[str, float]]:
+        state = self.core.agents.get(agent)
+        if state is None:
+            return []
+        result = []
+        for conversation_id in sorted(state.offers):
+            waiting = self.core.waiting.get(conversation_id)
+            if waiting is not None and waiting.offer is not None:
+                result.append((conversation_id, waiting.offer[1]))
+        return result
+
+    def assigned_to(self, agent: str) -> list[str]:
+        state = self.core.agents.get(agent)
+        return sorted(state.assigned) if state else []
+
+    # -- internals -------------------------------------------------------------------------
+
+    async def _apply(self, decide: Callable[[float], Sequence[Action]]) -> None:
+        async with self._lock:
+            actions = list(decide(self.clock()))
+            await self._execute(actions)
+
+    async def _execute(self, actions: list[Action]) -> None:
+        pending = list(actions)
+        while pending:
+            action = pending.pop(0)
+            try:
+                pending.extend(await self._carry_out(action))
+            except HubError as exc:
+                log.warning("dispatch action %s failed: %s", action, exc)
+        self._wake.set()
+        for queue in self.queues:
+            self.metrics.queue_depth.labels(queue).set(self.core.waiting_in(queue))
+
+    async def _carry_out(self, action: Action) -> list[Action]:
+        if isinstance(action, SendOffer):
+            conversation = await self.store.conversation(action.conversation_id)
+            view = conversation_view(conversation)
+            preview = next(
+                (m["text"] for m in reversed(view["messages"]) if m["direction"] == "inbound"),
+                "",
+            )
+            await self.store.audit(
+                "offer.sent", conversation_id=action.conversation_id, agent=action.agent
+            )
+            await self.notifier.send(
+                action.agent,
+                self.frame(
+                    "offer",
+                    conversation_id=action.conversation_id,
+                    expires_at=action.expires_at,
+                    channel=view["channel"],
+                    inbox=view["inbox"],
+                    queue=view["queue"],
+                    priority=view["priority"],
+                    customer=view["customer"],
+                    preview=preview[:280],
+                    instructions=view["instructions"],
+                ),
+            )
+            return []
+        if isinstance(action, RevokeOffer):
+            await self.notifier.send(
+                action.agent,
+                self.frame(
+                    "offer_revoked", conversation_id=action.conversation_id, reason=action.reason
+                ),
+            )
+            if action.reason == "timeout":
+                await self.store.audit(
+                    "offer.timeout", conversation_id=action.conversation_id, agent=action.agent
+                )
+            return []
+        if isinstance(action, Assign):
+            try:
+                await self.store.assign(action.conversation_id, action.agent)
+            except HubError:
+                self.core.owner.pop(action.conversation_id, None)
+                self.core.agents[action.agent].assigned.discard(action.conversation_id)
+                raise
+            self.metrics.offer_accept_seconds.observe(action.offer_wait)
+            self.metrics.queue_wait_seconds.observe(action.queue_wait)
+            conversation = await self.store.conversation(action.conversation_id)
+            await self.notifier.send(
+                action.agent,
+                self.frame("conversation", conversation=conversation_view(conversation)),
+            )
+            return []
+        if isinstance(action, Requeue):
+            await self.store.requeue(
+                action.conversation_id, reason=action.reason, agent=action.agent
+            )
+            await self.notifier.send(
+                action.agent,
+                self.frame(
+                    "conversation_removed",
+                    conversation_id=action.conversation_id,
+                    reason=action.reason,
+                ),
+            )
+            if action.reason == "transferred":
+                return []
+            conversation = await self.store.conversation(action.conversation_id)
+            now = self.clock()
+            return list(
+                self.core.requeued(
+                    action.conversation_id,
+                    conversation["queue"],
+                    conversation["priority"],
+                    conversation["queued_at"] or now,
+                    now,
+                )
+            )
+        raise AssertionError(f"unknown action {action!r}")
+
+    async def _follow(self, subscription: Any) -> None:
+        async for event in subscription:
+            if not isinstance(event, MessageStored):
+                continue
+            try:
+                await self._on_message(event)
+            except Exception:
+                log.exception("dispatch failed to handle %s", event)
+
+    async def _on_message(self, event: MessageStored) -> None:
+        if event.conversation_created and event.status == QUEUED:
+            now = self.clock()
+            await self._apply(
+                lambda now_: self.core.enqueue(
+                    event.conversation_id,
+                    event.queue or self.queues[0],
+                    event.priority or "normal",
+                    event.queued_at or now,
+                    now_,
+                )
+            )
+            return
+        agent = self.core.owner.get(event.conversation_id)
+        if agent is None:
+            return
+        await self.notifier.send(
+            agent,
+            self.frame(
+                "message",
+                conversation_id=event.conversation_id,
+                message={
+                    "id": event.message_id,
+                    "kind": event.kind,
+                    "direction": event.direction,
+                    "author": event.author,
+                    "text": event.text,
+                    "created_at": event.created_at,
+                    "delivery_status": "queued"
+                    if event.direction == "outbound" and event.kind == "message"
+                    else None,
+                    "attachments": [],
+                },
+            ),
+        )
+
+    async def _timer(self) -> None:
+        while True:
+            self._wake.clear()
+            deadline = self.core.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - self.clock())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            if deadline is not None and self.clock() >= deadline:
+                await self._apply(self.core.tick)

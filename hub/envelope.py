@@ -1,0 +1,147 @@
+"""The one typed message model every layer passes around.
+
+Connectors build an :class:`Envelope` for each inbound message; the hub replies through an
+:class:`Outbound` and gets a :class:`Delivery` back. All are frozen msgspec Structs: a round trip
+through JSON is about three times faster than pydantic, and the same types serialize onto the bus.
+Nothing here performs I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import msgspec
+
+
+class Channel(enum.StrEnum):
+    """Kinds of channel the hub knows natively; plugins may use their own names."""
+
+    EMAIL = "email"
+    SMS = "sms"
+    WHATSAPP = "whatsapp"
+    FAX = "fax"
+    WEBCHAT = "webchat"
+    VOICE = "voice"
+
+
+class Direction(enum.StrEnum):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class DeliveryStatus(enum.StrEnum):
+    """Where an outbound message stands, in the order a provider reports it."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+
+
+class Identity(msgspec.Struct, frozen=True, kw_only=True):
+    """A channel address of a person: ``kind`` says how to read ``address``.
+
+    Kinds used by the built-in connectors: ``email``, ``phone`` (E.164), ``whatsapp``, ``fax``,
+    ``webchat`` (a visitor id). Plugins may add their own kinds.
+    """
+
+    kind: str
+    address: str
+    display_name: str | None = None
+
+
+class Attachment(msgspec.Struct, frozen=True, kw_only=True):
+    """Metadata of a file that came with a message; the bytes live in the blob store."""
+
+    name: str
+    content_type: str
+    size: int
+    sha256: str
+    blob_ref: str
+    inline: bool = False
+    content_id: str | None = None
+
+
+class ThreadHints(msgspec.Struct, frozen=True, kw_only=True):
+    """What a channel tells about the conversation a message belongs to.
+
+    ``session`` is a channel's own thread key (a chat visitor, a phone-number pair); ``in_reply_to``
+    and ``references`` are provider message ids (email Message-IDs, for example).
+    """
+
+    session: str | None = None
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+
+
+class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+    """One message, normalized: the only thing a connector hands to the hub.
+
+    ``idempotency_key`` must be the same every time the provider redelivers the same message (a
+    Message-ID, a MessageSid, a chat client id); the hub stores a message at most once per key.
+    ``received_at`` is seconds since the epoch (UTC).
+    """
+
+    channel: str
+    inbox: str
+    direction: Direction
+    idempotency_key: str
+    sender: Identity
+    received_at: float
+    provider_id: str | None = None
+    recipients: tuple[Identity, ...] = ()
+    thread: ThreadHints = ThreadHints()
+    subject: str | None = None
+    text: str = ""
+    html: str | None = None
+    language: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+    auto_submitted: bool = False
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class Outbound(msgspec.Struct, frozen=True, kw_only=True):
+    """A reply the hub asks a connector to send.
+
+    ``idempotency_key`` is stable across retries of the same reply, so a connector whose provider
+    supports it can make a resend after a crash harmless.
+    """
+
+    message_id: str
+    conversation_id: str
+    inbox: str
+    idempotency_key: str
+    recipient: Identity
+    text: str
+    subject: str | None = None
+    html: str | None = None
+    thread: ThreadHints = ThreadHints()
+    attachments: tuple[Attachment, ...] = ()
+    author: str | None = None
+    created_at: float = 0.0
+
+
+class Delivery(msgspec.Struct, frozen=True, kw_only=True):
+    """What a connector reports after handing an :class:`Outbound` to its provider."""
+
+    status: DeliveryStatus
+    provider_id: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+_encoder = msgspec.json.Encoder()
+_envelope_decoder = msgspec.json.Decoder(Envelope)
+
+
+def encode_envelope(envelope: Envelope) -> bytes:
+    """Serialize an envelope to JSON bytes (for the store and the bus)."""
+    return _encoder.encode(envelope)
+
+
+def decode_envelope(data: bytes | str) -> Envelope:
+    """Parse JSON bytes produced by :func:`encode_envelope`, validating every field."""
+    return _envelope_decoder.decode(data)

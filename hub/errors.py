@@ -1,0 +1,35 @@
+"""The hub's one error hierarchy: callers catch these, users read their messages."""
+
+from __future__ import annotations
+
+
+class HubError(Exception):
+    """Base of every error the hub raises on purpose."""
+
+
+class ConfigError(HubError):
+    """A configuration file is invalid; the message lists ``path:line:col: reason`` lines."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class StoreError(HubError):
+    """The store could not complete an operation; nothing was half written."""
+
+
+class NotFound(HubError):
+    """A referenced record (conversation, message, agent) does not exist."""
+
+
+class Forbidden(HubError):
+    """The caller may not act on this record (e.g. a conversation assigned to someone else)."""
+
+
+class InvalidState(HubError):
+    """The action does not fit the record's current state (e.g. accepting an expired offer)."""
+
+
+class AuthError(HubError):
+    """Credentials or a session token were rejected."""

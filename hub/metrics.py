@@ -1,0 +1,51 @@
+"""Prometheus metrics, one registry per application so tests can run several hubs at once."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.messages_in = Counter(
+            "channelhub_messages_in",
+            "Inbound messages stored",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.messages_duplicate = Counter(
+            "channelhub_messages_duplicate",
+            "Redeliveries recognized and not stored again",
+            ["channel"],
+            registry=self.registry,
+        )
+        self.messages_out = Counter(
+            "channelhub_messages_out",
+            "Outbound messages handed to a channel",
+            ["channel", "status"],
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "channelhub_queue_depth",
+            "Conversations waiting for an agent",
+            ["queue"],
+            registry=self.registry,
+        )
+        self.offer_accept_seconds = Histogram(
+            "channelhub_offer_accept_seconds",
+            "Time from an offer to its acceptance",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60),
+            registry=self.registry,
+        )
+        self.queue_wait_seconds = Histogram(
+            "channelhub_queue_wait_seconds",
+            "Time from queueing to acceptance",
+            buckets=(0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+            registry=self.registry,
+        )
+        self.agents_connected = Gauge(
+            "channelhub_agents_connected",
+            "Agents with at least one console open",
+            registry=self.registry,
+        )

@@ -1,0 +1,140 @@
+"""Delivers queued replies through their channel, at least once, with retries and backoff.
+
+A reply is written to the outbox in the same transaction as the message, so a crash between
+"agent clicked send" and "provider accepted it" loses nothing: the entry is still pending at the
+next start and is sent again under the same idempotency key, which connectors pass to providers
+that deduplicate (and the web chat client deduplicates by message id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+from connectors.base import Connector, SendError
+from hub.bus import DELIVERIES, OUTBOX, Bus, DeliveryUpdated
+from hub.envelope import Delivery, DeliveryStatus
+from hub.metrics import Metrics
+from hub.store.store import OutboxItem, Store
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 8
+POLL_SECONDS = 1.0
+CONCURRENCY = 16
+
+
+def backoff(attempts: int) -> float:
+    """Seconds before retry number ``attempts + 1``: 2, 4, 8 … capped at 10 minutes."""
+    return float(min(600, 2 ** (attempts + 1)))
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        connectors: Mapping[str, Connector],
+        metrics: Metrics,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.connectors = connectors
+        self.metrics = metrics
+        self.clock = clock
+        self._in_flight: set[str] = set()
+        self._semaphore = asyncio.Semaphore(CONCURRENCY)
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._subscription = self.bus.subscribe(OUTBOX)
+        self._loop_task = asyncio.create_task(self._run(), name="outbox")
+        self._wake_task = asyncio.create_task(self._follow(), name="outbox-bus")
+
+    async def stop(self) -> None:
+        self._subscription.close()
+        for task in (self._loop_task, self._wake_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._tasks:  # let sends in progress finish so they are recorded
+            await asyncio.wait(self._tasks, timeout=10)
+
+    async def _follow(self) -> None:
+        async for _event in self._subscription:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                due = await self.store.due_outbox()
+            except Exception:
+                log.exception("reading the outbox failed")
+                due = []
+            for item in due:
+                if item.message_id in self._in_flight:
+                    continue
+                self._in_flight.add(item.message_id)
+                task = asyncio.create_task(self._deliver(item))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
+
+    async def _deliver(self, item: OutboxItem) -> None:
+        outbound = item.outbound
+        retry_at: float | None = None
+        try:
+            async with self._semaphore:
+                connector = self.connectors.get(outbound.inbox)
+                if connector is None:
+                    delivery = Delivery(
+                        status=DeliveryStatus.FAILED,
+                        error_code="no_channel",
+                        error_message=f"channel instance {outbound.inbox!r} is not configured",
+                    )
+                else:
+                    try:
+                        delivery = await connector.send(outbound)
+                    except SendError as exc:
+                        delivery = Delivery(
+                            status=DeliveryStatus.FAILED,
+                            error_code=exc.code,
+                            error_message=str(exc),
+                        )
+                        if exc.retryable and item.attempts + 1 < MAX_ATTEMPTS:
+                            retry_at = self.clock() + backoff(item.attempts)
+                    except Exception as exc:
+                        log.exception("connector %s crashed while sending", outbound.inbox)
+                        delivery = Delivery(
+                            status=DeliveryStatus.FAILED,
+                            error_code="connector_error",
+                            error_message=f"{exc.__class__.__name__}: {exc}",
+                        )
+                        if item.attempts + 1 < MAX_ATTEMPTS:
+                            retry_at = self.clock() + backoff(item.attempts)
+                await self.store.record_delivery(item.message_id, delivery, retry_at=retry_at)
+            channel = connector.channel if connector else "unknown"
+            if retry_at is None:
+                self.metrics.messages_out.labels(channel, str(delivery.status)).inc()
+            await self.bus.publish(
+                DELIVERIES,
+                DeliveryUpdated(
+                    conversation_id=outbound.conversation_id,
+                    message_id=item.message_id,
+                    status="queued" if retry_at is not None else str(delivery.status),
+                    error=delivery.error_message,
+                ),
+            )
+        except Exception:
+            log.exception("delivering %s failed; it stays in the outbox", item.message_id)
+        finally:
+            self._in_flight.discard(item.message_id)

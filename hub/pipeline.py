@@ -1,0 +1,95 @@
+"""Inbound path: validate → dedupe → identify → decide → persist and thread → publish.
+
+Connectors call :meth:`Pipeline.ingest` through the :class:`connectors.base.Sink` interface.
+Dedupe, identification, the rules decision and threading run inside the store's batched
+transaction (``hub.store.ingest``); the pipeline publishes on the bus after the commit, so
+dispatch never sees a message that is not durable.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from connectors.base import Accepted, HistoryItem
+from hub.bus import MESSAGES, Bus, MessageStored
+from hub.envelope import Direction, Envelope
+from hub.errors import HubError
+from hub.metrics import Metrics
+from hub.store.ingest import CustomerRef
+from hub.store.store import Store
+from rules.decision import Decision, passthrough
+
+MAX_KEY_LENGTH = 512
+
+
+class InvalidEnvelope(HubError):
+    """A connector handed over an envelope the hub cannot store."""
+
+
+class Decider(Protocol):
+    """The rules hook: a pure function of the message and its customer."""
+
+    def __call__(self, envelope: Envelope, customer: CustomerRef) -> Decision: ...
+
+
+class PassthroughDecider:
+    """Routes everything to the default queue until the rules engine is configured."""
+
+    def __init__(self, default_queue: str) -> None:
+        self._decision = passthrough(default_queue)
+
+    def __call__(self, envelope: Envelope, customer: CustomerRef) -> Decision:
+        return self._decision
+
+
+def check_envelope(envelope: Envelope) -> None:
+    """Reject envelopes that would corrupt the store or threading."""
+    if envelope.direction is not Direction.INBOUND:
+        raise InvalidEnvelope("connectors may only ingest inbound messages")
+    if not envelope.idempotency_key or len(envelope.idempotency_key) > MAX_KEY_LENGTH:
+        raise InvalidEnvelope("idempotency_key must be 1 to 512 characters")
+    if not envelope.sender.address or len(envelope.sender.address) > 512:
+        raise InvalidEnvelope("sender address must be 1 to 512 characters")
+
+
+class Pipeline:
+    """The hub's :class:`~connectors.base.Sink` and :class:`~connectors.base.HistorySource`."""
+
+    def __init__(self, store: Store, bus: Bus, decide: Decider, metrics: Metrics) -> None:
+        self.store = store
+        self.bus = bus
+        self.decide = decide
+        self.metrics = metrics
+
+    async def ingest(self, envelope: Envelope) -> Accepted:
+        check_envelope(envelope)
+        stored = await self.store.ingest(envelope, self.decide)
+        if stored.duplicate:
+            self.metrics.messages_duplicate.labels(envelope.channel).inc()
+            return Accepted(
+                message_id=stored.message_id,
+                conversation_id=stored.conversation_id,
+                duplicate=True,
+            )
+        self.metrics.messages_in.labels(envelope.channel).inc()
+        await self.bus.publish(
+            MESSAGES,
+            MessageStored(
+                conversation_id=stored.conversation_id,
+                message_id=stored.message_id,
+                direction=str(envelope.direction),
+                conversation_created=stored.conversation_created,
+                status=stored.status,
+                assignee=stored.assignee,
+                queue=stored.queue,
+                priority=stored.priority,
+                queued_at=stored.queued_at,
+                channel=envelope.channel,
+                text=envelope.text,
+                created_at=envelope.received_at,
+            ),
+        )
+        return Accepted(message_id=stored.message_id, conversation_id=stored.conversation_id)
+
+    async def history(self, inbox: str, session: str, limit: int = 200) -> list[HistoryItem]:
+        return await self.store.history(inbox, session, limit)

@@ -1,0 +1,203 @@
+"""``config/hub.yaml``: the validated settings every part of the hub reads.
+
+Pydantic models with ``extra="forbid"`` so a typo is an error, not a silent default. Each channel
+instance's ``settings`` block is validated by its connector's own model (see ``connectors.base``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+
+from hub.errors import ConfigError
+from hub.yamlfile import YamlDocument, read_yaml
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
+
+
+def parse_duration(value: object) -> float:
+    """``30s``, ``15m``, ``1h``, ``2d``, ``250ms`` or a number of seconds, to seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration like 30s, 15m, 1h or 2d")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    else:
+        raise ValueError("a duration like 30s, 15m, 1h or 2d")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    public_url: str | None = Field(
+        None, description="URL users reach the hub at (behind a proxy); shown in links and logs"
+    )
+    allowed_origins: tuple[str, ...] = Field(
+        (), description="origins besides the hub's own that may open /ws/agent"
+    )
+    secret_key: SecretStr | None = Field(
+        None, description="signs visitor tokens and sessions; generated into data/ when unset"
+    )
+    session_ttl: Duration = 12 * 3600
+    shutdown_timeout: Duration = 10.0
+
+
+class StorageSettings(_Model):
+    url: str = "sqlite+aiosqlite:///data/channelhub.db"
+    blobs: str = "data/blobs"
+    sqlite_synchronous: Literal["full", "normal"] = "full"
+    batch_max: int = Field(256, ge=1, le=10_000)
+
+
+class BusSettings(_Model):
+    url: str = "memory://"
+
+    @model_validator(mode="after")
+    def _known_scheme(self) -> BusSettings:
+        if not self.url.startswith("memory://"):
+            raise ValueError("only memory:// is available in this version")
+        return self
+
+
+class LoggingSettings(_Model):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+
+
+class ChannelInstance(_Model):
+    name: str = Field(pattern=_NAME)
+    type: str
+    settings: Any = Field(default_factory=dict)
+
+
+class QueueSettings(_Model):
+    name: str = Field(pattern=_NAME)
+    description: str = ""
+
+
+class AgentSettings(_Model):
+    id: str = Field(pattern=_NAME)
+    name: str
+    password_hash: SecretStr
+    max_conversations: int = Field(3, ge=1, le=1000)
+    queues: tuple[str, ...] = ()
+
+
+class DispatchSettings(_Model):
+    offer_timeout: Duration = 30.0
+    disconnect_grace: Duration = 60.0
+    decline_cooldown: Duration = 120.0
+
+
+class HubSettings(_Model):
+    server: ServerSettings = ServerSettings()
+    storage: StorageSettings = StorageSettings()
+    bus: BusSettings = BusSettings()
+    logging: LoggingSettings = LoggingSettings()
+    channels: tuple[ChannelInstance, ...] = ()
+    queues: tuple[QueueSettings, ...] = (QueueSettings(name="general"),)
+    default_queue: str = "general"
+    dispatch: DispatchSettings = DispatchSettings()
+    agents: tuple[AgentSettings, ...] = ()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HubSettings:
+        names = [channel.name for channel in self.channels]
+        if len(set(names)) != len(names):
+            raise ValueError("channel instance names must be unique")
+        queue_names = {queue.name for queue in self.queues}
+        if self.default_queue not in queue_names:
+            raise ValueError(f"default_queue {self.default_queue!r} is not among the queues")
+        agent_ids = [agent.id for agent in self.agents]
+        if len(set(agent_ids)) != len(agent_ids):
+            raise ValueError("agent ids must be unique")
+        for agent in self.agents:
+            unknown = set(agent.queues) - queue_names
+            if unknown:
+                raise ValueError(f"agent {agent.id!r} serves unknown queues {sorted(unknown)}")
+        return self
+
+
+SettingsModelLookup = Callable[[str], type[BaseModel] | None]
+
+
+def validate_settings(
+    document: YamlDocument, settings_model_for: SettingsModelLookup | None = None
+) -> HubSettings:
+    """Validate parsed YAML; raise :class:`ConfigError` with one ``path:line:col`` per problem.
+
+    ``settings_model_for(type)`` returns a connector's settings model (or None if no connector of
+    that type is installed); each channel's ``settings`` is then validated by it.
+    """
+    try:
+        settings = HubSettings.model_validate(document.data)
+    except ValidationError as exc:
+        raise ConfigError(_problems(document, exc, ())) from None
+    if settings_model_for is None:
+        return settings
+    problems: list[str] = []
+    channels = []
+    for index, channel in enumerate(settings.channels):
+        loc: tuple[str | int, ...] = ("channels", index)
+        model = settings_model_for(channel.type)
+        if model is None:
+            problems.append(
+                f"{document.where((*loc, 'type'))}: no connector of type {channel.type!r} is "
+                "installed (entry-point group channelhub.connectors)"
+            )
+            continue
+        try:
+            validated = model.model_validate(channel.settings or {})
+        except ValidationError as exc:
+            problems.extend(_problems(document, exc, (*loc, "settings")))
+            continue
+        channels.append(channel.model_copy(update={"settings": validated}))
+    if problems:
+        raise ConfigError(problems)
+    return settings.model_copy(update={"channels": tuple(channels)})
+
+
+def _problems(
+    document: YamlDocument, exc: ValidationError, prefix: tuple[str | int, ...]
+) -> list[str]:
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        loc = (*prefix, *error["loc"])
+        dotted = ".".join(str(part) for part in loc) or "(top level)"
+        problems.append(f"{document.where(loc)}: {dotted}: {error['msg']}")
+    return problems
+
+
+def load_settings(
+    path: str,
+    settings_model_for: SettingsModelLookup | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> HubSettings:
+    """Read, interpolate ``${ENV}`` references and validate a hub.yaml file."""
+    document = read_yaml(path, environ=os.environ if environ is None else environ)
+    return validate_settings(document, settings_model_for)

@@ -1,0 +1,169 @@
+"""The async engine and the single writer that group-commits every write.
+
+SQLite allows one writer at a time; instead of letting coroutines fight over the lock, all writes
+go through one :class:`Writer` task. It drains whatever jobs are waiting, runs them in one
+transaction and commits once, so the fsync cost is shared by the whole batch. Every caller's
+future resolves only after the commit: nothing is acknowledged before it is durable. If a batch
+fails, each job is retried in a transaction of its own so one bad job cannot sink its neighbours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from hub.errors import HubError, StoreError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+BatchHandler = Callable[[AsyncConnection, list[Any]], Awaitable[Sequence[Any]]]
+
+
+def create_engine(url: str, *, sqlite_synchronous: str = "full") -> AsyncEngine:
+    """An engine for ``sqlite+aiosqlite://`` or ``postgresql+asyncpg://`` with our pragmas."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:":
+            from pathlib import Path
+
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        synchronous = "FULL" if sqlite_synchronous == "full" else "NORMAL"
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    raise StoreError(f"unsupported storage URL scheme {parsed.drivername!r}")
+
+
+@dataclass(slots=True)
+class _Job:
+    handler: BatchHandler
+    item: Any
+    future: asyncio.Future[Any] = field(repr=False)
+
+
+async def _run_single(connection: AsyncConnection, items: list[Any]) -> list[Any]:
+    return [await item(connection) for item in items]
+
+
+class Writer:
+    """Serializes and batches writes; see the module docstring."""
+
+    def __init__(self, engine: AsyncEngine, *, batch_max: int = 256) -> None:
+        self._engine = engine
+        self._batch_max = batch_max
+        self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.jobs = 0
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="store-writer")
+
+    async def close(self) -> None:
+        """Finish every queued job, then stop."""
+        if self._task is not None:
+            self._queue.put_nowait(None)
+            await self._task
+            self._task = None
+
+    async def submit(self, handler: BatchHandler, item: Any) -> Any:
+        """Queue ``item`` for ``handler`` and wait until it is committed."""
+        if self._task is None:
+            raise StoreError("the store writer is not running")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Job(handler, item, future))
+        return await future
+
+    async def call(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run ``fn`` inside the writer's transaction and return its result after commit."""
+        result: T = await self.submit(_run_single, fn)
+        return result
+
+    async def _loop(self) -> None:
+        stopping = False
+        while not stopping:
+            first = await self._queue.get()
+            if first is None:
+                break
+            jobs = [first]
+            while len(jobs) < self._batch_max and not self._queue.empty():
+                job = self._queue.get_nowait()
+                if job is None:
+                    stopping = True
+                    break
+                jobs.append(job)
+            await self._commit(jobs)
+
+    async def _commit(self, jobs: list[_Job]) -> None:
+        try:
+            results = await self._transaction(jobs)
+        except Exception as exc:
+            if len(jobs) == 1:
+                self._fail(jobs[0], exc)
+                return
+            log.warning("batch of %d writes failed (%s); retrying one by one", len(jobs), exc)
+            for job in jobs:
+                try:
+                    results = await self._transaction([job])
+                except Exception as single_exc:
+                    self._fail(job, single_exc)
+                else:
+                    self._resolve([job], results)
+            return
+        self._resolve(jobs, results)
+
+    async def _transaction(self, jobs: list[_Job]) -> list[Any]:
+        results: list[Any] = []
+        async with self._engine.begin() as connection:
+            start = 0
+            while start < len(jobs):
+                handler = jobs[start].handler
+                end = start
+                while end < len(jobs) and jobs[end].handler is handler:
+                    end += 1
+                group = jobs[start:end]
+                outcome = await handler(connection, [job.item for job in group])
+                if len(outcome) != len(group):
+                    raise StoreError("a batch handler returned the wrong number of results")
+                results.extend(outcome)
+                start = end
+        self.batches += 1
+        self.jobs += len(jobs)
+        return results
+
+    @staticmethod
+    def _resolve(jobs: list[_Job], results: list[Any]) -> None:
+        for job, result in zip(jobs, results, strict=True):
+            if not job.future.done():
+                job.future.set_result(result)
+
+    @staticmethod
+    def _fail(job: _Job, exc: BaseException) -> None:
+        if not job.future.done():
+            if isinstance(exc, HubError):
+                job.future.set_exception(exc)
+            else:
+                error = StoreError(f"write failed: {exc.__class__.__name__}: {exc}")
+                error.__cause__ = exc
+                job.future.set_exception(error)

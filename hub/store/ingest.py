@@ -1,0 +1,310 @@
+"""Storing a batch of inbound envelopes in one transaction: dedupe, identify, decide, thread.
+
+Each stage is a function over the whole batch so that the number of statements per batch stays
+constant (a handful), whatever its size. The rules decision is a pure function passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import msgspec
+from sqlalchemy import Table, and_, bindparam, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.expression import Executable
+
+from hub.envelope import Envelope, Identity, encode_envelope
+from hub.ids import new_id
+from hub.store.schema import attachments, conversations, customers, events, identities, messages
+from rules.decision import Decision
+
+QUEUED = "queued"
+ASSIGNED = "assigned"
+CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRef:
+    """The customer an inbound message resolved to (full context comes with the CRM issue)."""
+
+    id: str
+    known: bool
+    name: str | None
+
+
+Decide = Callable[[Envelope, CustomerRef], Decision]
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What happened to one envelope of a batch."""
+
+    message_id: str
+    conversation_id: str
+    duplicate: bool
+    conversation_created: bool = False
+    status: str = QUEUED
+    assignee: str | None = None
+    queue: str | None = None
+    priority: str | None = None
+    queued_at: float | None = None
+    customer_id: str | None = None
+
+
+def _insert_ignoring_conflicts(connection: AsyncConnection, table: Table) -> Executable:
+    """INSERT … ON CONFLICT DO NOTHING on both SQLite and PostgreSQL."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
+
+
+async def find_duplicates(
+    connection: AsyncConnection, batch: Sequence[Envelope]
+) -> dict[str, tuple[str, str]]:
+    """Idempotency keys already stored, with their message and conversation ids."""
+    keys = list({envelope.idempotency_key for envelope in batch})
+    rows = await connection.execute(
+        select(messages.c.idempotency_key, messages.c.id, messages.c.conversation_id).where(
+            messages.c.idempotency_key.in_(keys)
+        )
+    )
+    return {row.idempotency_key: (row.id, row.conversation_id) for row in rows}
+
+
+async def identify(
+    connection: AsyncConnection, senders: Sequence[Identity], now: float
+) -> dict[tuple[str, str], CustomerRef]:
+    """Resolve each sender identity to one customer, creating prospects for new addresses.
+
+    Concurrent first messages from one address (another hub process, say) still yield one
+    customer: the identity's unique constraint decides, and a losing prospect is removed.
+    """
+    wanted = {(sender.kind, sender.address): sender for sender in senders}
+    found = await _load_identities(connection, wanted)
+    missing = [key for key in wanted if key not in found]
+    if missing:
+        created = {key: new_id(now) for key in missing}
+        await connection.execute(
+            customers.insert(),
+            [
+                {"id": cid, "kind": "prospect", "name": wanted[key].display_name, "created_at": now}
+                for key, cid in created.items()
+            ],
+        )
+        await connection.execute(
+            _insert_ignoring_conflicts(connection, identities),
+            [
+                {
+                    "id": new_id(now),
+                    "customer_id": cid,
+                    "kind": key[0],
+                    "address": key[1],
+                    "display_name": wanted[key].display_name,
+                    "created_at": now,
+                }
+                for key, cid in created.items()
+            ],
+        )
+        found = await _load_identities(connection, wanted)
+        losers = [cid for key, cid in created.items() if found[key].id != cid]
+        if losers:
+            await connection.execute(delete(customers).where(customers.c.id.in_(losers)))
+    return found
+
+
+async def _load_identities(
+    connection: AsyncConnection, wanted: dict[tuple[str, str], Identity]
+) -> dict[tuple[str, str], CustomerRef]:
+    rows = await connection.execute(
+        select(
+            identities.c.kind,
+            identities.c.address,
+            customers.c.id,
+            customers.c.kind.label("customer_kind"),
+            customers.c.name,
+        )
+        .join(customers, customers.c.id == identities.c.customer_id)
+        .where(identities.c.address.in_({address for _, address in wanted}))
+    )
+    found: dict[tuple[str, str], CustomerRef] = {}
+    for row in rows:
+        key = (row.kind, row.address)
+        if key in wanted:
+            found[key] = CustomerRef(row.id, row.customer_kind == "customer", row.name)
+    return found
+
+
+async def open_threads(
+    connection: AsyncConnection, batch: Sequence[Envelope]
+) -> dict[tuple[str, str], dict[str, object]]:
+    """Open (not closed) conversations for the batch's thread keys, by (inbox, thread key)."""
+    sessions = {envelope.thread.session for envelope in batch if envelope.thread.session}
+    if not sessions:
+        return {}
+    rows = await connection.execute(
+        select(
+            conversations.c.id,
+            conversations.c.inbox,
+            conversations.c.thread_key,
+            conversations.c.status,
+            conversations.c.assignee,
+            conversations.c.queue,
+            conversations.c.priority,
+            conversations.c.queued_at,
+        ).where(and_(conversations.c.thread_key.in_(sessions), conversations.c.status != CLOSED))
+    )
+    return {(row.inbox, row.thread_key): dict(row._mapping) for row in rows}
+
+
+async def store_batch(
+    connection: AsyncConnection, batch: list[Envelope], decide: Decide, now: float
+) -> list[Stored]:
+    """Store every new envelope of ``batch``; return one :class:`Stored` per envelope, in order."""
+    existing = await find_duplicates(connection, batch)
+    fresh: list[int] = []
+    first_of_key: dict[str, int] = {}
+    for index, envelope in enumerate(batch):
+        key = envelope.idempotency_key
+        if key not in existing and key not in first_of_key:
+            first_of_key[key] = index
+            fresh.append(index)
+    results: list[Stored | None] = [None] * len(batch)
+    if fresh:
+        await _store_fresh(connection, batch, fresh, decide, now, results)
+    for index, envelope in enumerate(batch):
+        if results[index] is None:
+            key = envelope.idempotency_key
+            if key in existing:
+                message_id, conversation_id = existing[key]
+            else:
+                original = results[first_of_key[key]]
+                assert original is not None
+                message_id, conversation_id = original.message_id, original.conversation_id
+            results[index] = Stored(message_id, conversation_id, duplicate=True)
+    return [result for result in results if result is not None]
+
+
+async def _store_fresh(
+    connection: AsyncConnection,
+    batch: list[Envelope],
+    fresh: list[int],
+    decide: Decide,
+    now: float,
+    results: list[Stored | None],
+) -> None:
+    customers_by_identity = await identify(
+        connection, [batch[index].sender for index in fresh], now
+    )
+    threads = await open_threads(connection, [batch[index] for index in fresh])
+    new_conversations: list[dict[str, object]] = []
+    touched: dict[str, float] = {}
+    message_rows: list[dict[str, object]] = []
+    attachment_rows: list[dict[str, object]] = []
+    event_rows: list[dict[str, object]] = []
+    for index in fresh:
+        envelope = batch[index]
+        customer = customers_by_identity[(envelope.sender.kind, envelope.sender.address)]
+        decision = decide(envelope, customer)
+        thread_key = envelope.thread.session
+        thread = threads.get((envelope.inbox, thread_key)) if thread_key else None
+        created = thread is None
+        if thread is None:
+            thread = {
+                "id": new_id(now),
+                "customer_id": customer.id,
+                "channel": envelope.channel,
+                "inbox": envelope.inbox,
+                "thread_key": thread_key,
+                "status": QUEUED,
+                "queue": decision.queue,
+                "priority": str(decision.priority),
+                "assignee": None,
+                "subject": envelope.subject,
+                "decision": msgspec.to_builtins(decision),
+                "created_at": now,
+                "updated_at": now,
+                "queued_at": now,
+            }
+            new_conversations.append(thread)
+            if thread_key:
+                threads[(envelope.inbox, thread_key)] = thread
+            event_rows.append(
+                {
+                    "at": now,
+                    "kind": "conversation.created",
+                    "conversation_id": thread["id"],
+                    "data": {"queue": decision.queue, "rules": list(decision.rules)},
+                }
+            )
+        else:
+            touched[str(thread["id"])] = now
+        message_id = new_id(now)
+        message_rows.append(
+            {
+                "id": message_id,
+                "conversation_id": thread["id"],
+                "kind": "message",
+                "direction": str(envelope.direction),
+                "channel": envelope.channel,
+                "inbox": envelope.inbox,
+                "idempotency_key": envelope.idempotency_key,
+                "provider_id": envelope.provider_id,
+                "author": None,
+                "text": envelope.text,
+                "html": envelope.html,
+                "subject": envelope.subject,
+                "envelope": encode_envelope(envelope).decode(),
+                "rules": list(decision.rules),
+                "delivery_status": None,
+                "delivery_error": None,
+                "created_at": envelope.received_at or now,
+            }
+        )
+        attachment_rows.extend(
+            {
+                "id": new_id(now),
+                "message_id": message_id,
+                "name": attachment.name,
+                "content_type": attachment.content_type,
+                "size": attachment.size,
+                "sha256": attachment.sha256,
+                "blob_ref": attachment.blob_ref,
+            }
+            for attachment in envelope.attachments
+        )
+        event_rows.append(
+            {
+                "at": now,
+                "kind": "message.received",
+                "conversation_id": thread["id"],
+                "message_id": message_id,
+                "data": {"channel": envelope.channel, "inbox": envelope.inbox},
+            }
+        )
+        results[index] = Stored(
+            message_id,
+            str(thread["id"]),
+            duplicate=False,
+            conversation_created=created,
+            status=str(thread["status"]),
+            assignee=thread["assignee"],  # type: ignore[arg-type]
+            queue=str(thread["queue"]),
+            priority=str(thread["priority"]),
+            queued_at=thread["queued_at"],  # type: ignore[arg-type]
+            customer_id=customer.id,
+        )
+    if new_conversations:
+        await connection.execute(conversations.insert(), new_conversations)
+    await connection.execute(messages.insert(), message_rows)
+    if attachment_rows:
+        await connection.execute(attachments.insert(), attachment_rows)
+    if touched:
+        await connection.execute(
+            update(conversations)
+            .where(conversations.c.id == bindparam("cid"))
+            .values(updated_at=bindparam("at")),
+            [{"cid": cid, "at": at} for cid, at in touched.items()],
+        )
+    await connection.execute(events.insert(), event_rows)

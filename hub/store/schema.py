@@ -1,0 +1,147 @@
+"""Table definitions (SQLAlchemy Core). Alembic migrations in ``migrations/`` create them.
+
+Times are seconds since the epoch (UTC) in double-precision columns: portable between SQLite and
+PostgreSQL and cheap to compare. Ids are server-generated, time-ordered strings (see ``ids``).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+ID = String(32)
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("kind", String(16), nullable=False),  # customer | prospect
+    Column("name", Text),
+    Column("created_at", Double, nullable=False),
+)
+
+identities = Table(
+    "identities",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("customer_id", ID, ForeignKey("customers.id"), nullable=False, index=True),
+    Column("kind", String(32), nullable=False),
+    Column("address", String(512), nullable=False),
+    Column("display_name", Text),
+    Column("created_at", Double, nullable=False),
+    UniqueConstraint("kind", "address", name="uq_identities_kind_address"),
+)
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("customer_id", ID, ForeignKey("customers.id"), nullable=False, index=True),
+    Column("channel", String(32), nullable=False),
+    Column("inbox", String(64), nullable=False),
+    Column("thread_key", String(512)),
+    Column("status", String(16), nullable=False),  # queued | assigned | closed
+    Column("queue", String(64), nullable=False),
+    Column("priority", String(16), nullable=False),
+    Column("assignee", String(64), index=True),
+    Column("subject", Text),
+    Column("decision", JSON),
+    Column("disposition", String(64)),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Column("queued_at", Double),
+    Column("closed_at", Double),
+    Index("ix_conversations_thread", "inbox", "thread_key", "status"),
+    Index("ix_conversations_status", "status"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("conversation_id", ID, ForeignKey("conversations.id"), nullable=False),
+    Column("kind", String(16), nullable=False),  # message | note
+    Column("direction", String(16), nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("inbox", String(64), nullable=False),
+    Column("idempotency_key", String(512), nullable=False),
+    Column("provider_id", String(256)),
+    Column("author", String(64)),  # agent id for outbound messages and notes
+    Column("text", Text, nullable=False),
+    Column("html", Text),
+    Column("subject", Text),
+    Column("envelope", Text),  # the inbound Envelope as JSON, for replay and audits
+    Column("rules", JSON),  # names of the rules that fired for this message
+    Column("delivery_status", String(16)),
+    Column("delivery_error", Text),
+    Column("created_at", Double, nullable=False),
+    UniqueConstraint("idempotency_key", name="uq_messages_idempotency_key"),
+    Index("ix_messages_conversation", "conversation_id", "created_at"),
+)
+
+attachments = Table(
+    "attachments",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("message_id", ID, ForeignKey("messages.id"), nullable=False, index=True),
+    Column("name", Text, nullable=False),
+    Column("content_type", String(255), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("blob_ref", String(128), nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column(
+        "seq",
+        Integer().with_variant(BigInteger, "postgresql"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("at", Double, nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("conversation_id", ID, index=True),
+    Column("message_id", ID),
+    Column("agent", String(64)),
+    Column("data", JSON),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("message_id", ID, ForeignKey("messages.id"), primary_key=True),
+    Column("inbox", String(64), nullable=False),
+    Column("payload", Text, nullable=False),  # the Outbound as JSON
+    Column("status", String(16), nullable=False),  # pending | sent | failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Double, nullable=False),
+    Column("last_error", Text),
+    Column("created_at", Double, nullable=False),
+    Column("sent_at", Double),
+    Index("ix_outbox_due", "status", "next_attempt_at"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("agent", String(64), nullable=False),
+    Column("created_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False),
+)

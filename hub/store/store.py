@@ -1,0 +1,560 @@
+"""The store the hub talks to: reads on pooled connections, writes through the batching writer."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from sqlalchemy import and_, desc, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from connectors.base import HistoryItem
+from hub.envelope import Delivery, Envelope, Outbound, ThreadHints, decode_envelope
+from hub.errors import Forbidden, InvalidState, NotFound
+from hub.ids import new_id
+from hub.store import migrate
+from hub.store.database import Writer, create_engine
+from hub.store.ingest import ASSIGNED, CLOSED, QUEUED, Decide, Stored, store_batch
+from hub.store.schema import (
+    attachments,
+    conversations,
+    customers,
+    events,
+    identities,
+    messages,
+    outbox,
+    sessions,
+)
+
+Clock = Callable[[], float]
+_outbound_decoder = msgspec.json.Decoder(Outbound)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An agent's reply or note as stored; ``duplicate`` when the client id was seen before."""
+
+    message: dict[str, Any]
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    message_id: str
+    outbound: Outbound
+    attempts: int
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Store:
+    """Conversations, messages, customers, sessions and the outbox, on SQLite or PostgreSQL."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        sqlite_synchronous: str = "full",
+        batch_max: int = 256,
+        clock: Clock = time.time,
+    ) -> None:
+        self.engine: AsyncEngine = create_engine(url, sqlite_synchronous=sqlite_synchronous)
+        self.writer = Writer(self.engine, batch_max=batch_max)
+        self.clock = clock
+
+    async def start(self, *, run_migrations: bool = True) -> None:
+        """Apply pending migrations and start the writer."""
+        if run_migrations:
+            await migrate.upgrade(self.engine)
+        self.writer.start()
+
+    async def close(self) -> None:
+        await self.writer.close()
+        await self.engine.dispose()
+
+    async def ping(self) -> None:
+        """Raise if the database cannot answer a trivial query."""
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    # -- inbound ---------------------------------------------------------------------------
+
+    async def ingest(self, envelope: Envelope, decide: Decide) -> Stored:
+        """Store one inbound envelope (batched with concurrent ones); durable on return."""
+        result: Stored = await self.writer.submit(self._ingest_batch, (envelope, decide))
+        return result
+
+    async def _ingest_batch(
+        self, connection: AsyncConnection, items: list[tuple[Envelope, Decide]]
+    ) -> list[Stored]:
+        decide = items[0][1]
+        if any(item[1] is not decide for item in items):
+            raise InvalidState("one batch must share one decide function")
+        return await store_batch(connection, [item[0] for item in items], decide, self.clock())
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def history(self, inbox: str, session: str, limit: int = 200) -> list[HistoryItem]:
+        """Customer-visible messages of every conversation on thread ``session``, oldest first."""
+        query = (
+            select(
+                messages.c.id,
+                messages.c.direction,
+                messages.c.text,
+                messages.c.created_at,
+                messages.c.author,
+            )
+            .join(conversations, conversations.c.id == messages.c.conversation_id)
+            .where(
+                and_(
+                    conversations.c.inbox == inbox,
+                    conversations.c.thread_key == session,
+                    messages.c.kind == "message",
+                )
+            )
+            .order_by(desc(messages.c.created_at), desc(messages.c.id))
+            .limit(limit)
+        )
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return [
+            HistoryItem(
+                message_id=row.id,
+                direction=row.direction,
+                text=row.text,
+                created_at=row.created_at,
+                author=row.author,
+            )
+            for row in reversed(rows)
+        ]
+
+    async def conversation(self, conversation_id: str) -> dict[str, Any]:
+        """A conversation with its customer, identities and messages (notes included)."""
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(conversations).where(conversations.c.id == conversation_id)
+                )
+            ).first()
+            if row is None:
+                raise NotFound(f"conversation {conversation_id} does not exist")
+            conversation = dict(row._mapping)
+            customer = (
+                await connection.execute(
+                    select(customers).where(customers.c.id == conversation["customer_id"])
+                )
+            ).first()
+            idents = (
+                await connection.execute(
+                    select(identities.c.kind, identities.c.address, identities.c.display_name)
+                    .where(identities.c.customer_id == conversation["customer_id"])
+                    .order_by(identities.c.created_at)
+                )
+            ).all()
+            rows = (
+                await connection.execute(
+                    select(*_MESSAGE_COLUMNS)
+                    .where(messages.c.conversation_id == conversation_id)
+                    .order_by(messages.c.created_at, messages.c.id)
+                )
+            ).all()
+            files = (
+                await connection.execute(
+                    select(attachments)
+                    .join(messages, messages.c.id == attachments.c.message_id)
+                    .where(messages.c.conversation_id == conversation_id)
+                )
+            ).all()
+        by_message: dict[str, list[dict[str, Any]]] = {}
+        for item in files:
+            by_message.setdefault(item.message_id, []).append(
+                {k: v for k, v in item._mapping.items() if k not in {"message_id", "blob_ref"}}
+            )
+        conversation["customer"] = {
+            "id": customer.id if customer else conversation["customer_id"],
+            "kind": customer.kind if customer else "prospect",
+            "name": customer.name if customer else None,
+            "identities": [dict(ident._mapping) for ident in idents],
+        }
+        conversation["messages"] = [
+            {**dict(message._mapping), "attachments": by_message.get(message.id, [])}
+            for message in rows
+        ]
+        return conversation
+
+    async def conversations_with_status(self, status: str) -> list[dict[str, Any]]:
+        """Summary rows of conversations in ``status`` (for restoring dispatch at start-up)."""
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(
+                select(
+                    conversations.c.id,
+                    conversations.c.queue,
+                    conversations.c.priority,
+                    conversations.c.assignee,
+                    conversations.c.queued_at,
+                    conversations.c.created_at,
+                )
+                .where(conversations.c.status == status)
+                .order_by(conversations.c.queued_at)
+            )
+            return [dict(row._mapping) for row in rows]
+
+    async def message(self, message_id: str) -> dict[str, Any]:
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(*_MESSAGE_COLUMNS).where(messages.c.id == message_id)
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"message {message_id} does not exist")
+        return {**dict(row._mapping), "attachments": []}
+
+    # -- dispatch state --------------------------------------------------------------------
+
+    async def assign(self, conversation_id: str, agent: str) -> None:
+        """Give a queued conversation to ``agent`` (InvalidState if it is not queued any more)."""
+
+        async def run(connection: AsyncConnection) -> None:
+            now = self.clock()
+            result = await connection.execute(
+                update(conversations)
+                .where(
+                    and_(conversations.c.id == conversation_id, conversations.c.status == QUEUED)
+                )
+                .values(status=ASSIGNED, assignee=agent, updated_at=now)
+            )
+            if result.rowcount != 1:
+                raise InvalidState(f"conversation {conversation_id} is not waiting")
+            await _event(connection, now, "conversation.assigned", conversation_id, agent=agent)
+
+        await self.writer.call(run)
+
+    async def requeue(self, conversation_id: str, *, reason: str, agent: str | None) -> None:
+        """Put an assigned conversation back in its queue, keeping its age and priority."""
+
+        async def run(connection: AsyncConnection) -> None:
+            now = self.clock()
+            await connection.execute(
+                update(conversations)
+                .where(
+                    and_(conversations.c.id == conversation_id, conversations.c.status != CLOSED)
+                )
+                .values(status=QUEUED, assignee=None, updated_at=now)
+            )
+            await _event(
+                connection,
+                now,
+                "conversation.requeued",
+                conversation_id,
+                agent=agent,
+                data={"reason": reason},
+            )
+
+        await self.writer.call(run)
+
+    async def close_conversation(
+        self, conversation_id: str, *, agent: str, disposition: str
+    ) -> None:
+        async def run(connection: AsyncConnection) -> None:
+            now = self.clock()
+            result = await connection.execute(
+                update(conversations)
+                .where(
+                    and_(
+                        conversations.c.id == conversation_id,
+                        conversations.c.status == ASSIGNED,
+                        conversations.c.assignee == agent,
+                    )
+                )
+                .values(status=CLOSED, disposition=disposition, closed_at=now, updated_at=now)
+            )
+            if result.rowcount != 1:
+                raise Forbidden(f"conversation {conversation_id} is not assigned to you")
+            await _event(
+                connection,
+                now,
+                "conversation.closed",
+                conversation_id,
+                agent=agent,
+                data={"disposition": disposition},
+            )
+
+        await self.writer.call(run)
+
+    async def audit(
+        self,
+        kind: str,
+        *,
+        conversation_id: str | None = None,
+        agent: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """Append an event to the audit log."""
+
+        async def run(connection: AsyncConnection) -> None:
+            await _event(connection, self.clock(), kind, conversation_id, agent=agent, data=data)
+
+        await self.writer.call(run)
+
+    # -- replies and the outbox --------------------------------------------------------------
+
+    async def add_reply(
+        self, conversation_id: str, *, agent: str, client_id: str, text: str, note: bool = False
+    ) -> Reply:
+        """Store an agent's reply (queued in the outbox) or internal note, once per client id."""
+        key = f"{'note' if note else 'reply'}:{agent}:{conversation_id}:{client_id}"
+
+        async def run(connection: AsyncConnection) -> Reply:
+            existing = (
+                await connection.execute(
+                    select(*_MESSAGE_COLUMNS).where(messages.c.idempotency_key == key)
+                )
+            ).first()
+            if existing is not None:
+                return Reply({**dict(existing._mapping), "attachments": []}, duplicate=True)
+            conversation = (
+                await connection.execute(
+                    select(conversations).where(conversations.c.id == conversation_id)
+                )
+            ).first()
+            if conversation is None:
+                raise NotFound(f"conversation {conversation_id} does not exist")
+            if conversation.status != ASSIGNED or conversation.assignee != agent:
+                raise Forbidden(f"conversation {conversation_id} is not assigned to you")
+            now = self.clock()
+            message_id = new_id(now)
+            row = {
+                "id": message_id,
+                "conversation_id": conversation_id,
+                "kind": "note" if note else "message",
+                "direction": "outbound",
+                "channel": conversation.channel,
+                "inbox": conversation.inbox,
+                "idempotency_key": key,
+                "provider_id": None,
+                "author": agent,
+                "text": text,
+                "html": None,
+                "subject": None,
+                "envelope": None,
+                "rules": None,
+                "delivery_status": None if note else "queued",
+                "delivery_error": None,
+                "created_at": now,
+            }
+            if note:
+                await connection.execute(messages.insert(), row)
+                await _event(connection, now, "note.added", conversation_id, message_id, agent)
+                return Reply({**row, "attachments": []}, duplicate=False)
+            last_inbound = (
+                await connection.execute(
+                    select(messages.c.envelope)
+                    .where(
+                        and_(
+                            messages.c.conversation_id == conversation_id,
+                            messages.c.direction == "inbound",
+                        )
+                    )
+                    .order_by(desc(messages.c.created_at))
+                    .limit(1)
+                )
+            ).first()
+            if last_inbound is None or last_inbound.envelope is None:
+                raise InvalidState("this conversation has no inbound message to reply to")
+            source = decode_envelope(last_inbound.envelope)
+            outbound = Outbound(
+                message_id=message_id,
+                conversation_id=conversation_id,
+                inbox=conversation.inbox,
+                idempotency_key=key,
+                recipient=source.sender,
+                text=text,
+                subject=source.subject,
+                thread=ThreadHints(
+                    session=source.thread.session,
+                    in_reply_to=source.provider_id,
+                    references=(*source.thread.references, *filter(None, [source.provider_id])),
+                ),
+                author=agent,
+                created_at=now,
+            )
+            await connection.execute(messages.insert(), row)
+            await connection.execute(
+                outbox.insert(),
+                {
+                    "message_id": message_id,
+                    "inbox": conversation.inbox,
+                    "payload": msgspec.json.encode(outbound).decode(),
+                    "status": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                },
+            )
+            await _event(connection, now, "reply.queued", conversation_id, message_id, agent)
+            return Reply({**row, "attachments": []}, duplicate=False)
+
+        try:
+            reply: Reply = await self.writer.call(run)
+        except IntegrityError:  # a concurrent resend won the race: report the stored one
+            return Reply(await self._message_by_key(key), duplicate=True)
+        return reply
+
+    async def _message_by_key(self, key: str) -> dict[str, Any]:
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(*_MESSAGE_COLUMNS).where(messages.c.idempotency_key == key)
+                )
+            ).one()
+        return {**dict(row._mapping), "attachments": []}
+
+    async def due_outbox(self, limit: int = 100) -> list[OutboxItem]:
+        """Pending sends whose next attempt is due, oldest first."""
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(
+                select(outbox.c.message_id, outbox.c.payload, outbox.c.attempts)
+                .where(and_(outbox.c.status == "pending", outbox.c.next_attempt_at <= self.clock()))
+                .order_by(outbox.c.next_attempt_at)
+                .limit(limit)
+            )
+            return [
+                OutboxItem(row.message_id, _outbound_decoder.decode(row.payload), row.attempts)
+                for row in rows
+            ]
+
+    async def record_delivery(
+        self, message_id: str, delivery: Delivery, *, retry_at: float | None = None
+    ) -> None:
+        """Record a send's outcome; ``retry_at`` keeps the outbox entry pending for later."""
+
+        async def run(connection: AsyncConnection) -> None:
+            now = self.clock()
+            error = delivery.error_message
+            if delivery.error_code:
+                error = f"{delivery.error_code}: {error or ''}".strip()
+            pending = retry_at is not None
+            await connection.execute(
+                update(outbox)
+                .where(outbox.c.message_id == message_id)
+                .values(
+                    status="pending"
+                    if pending
+                    else ("failed" if delivery.status in {"failed", "undelivered"} else "sent"),
+                    attempts=outbox.c.attempts + 1,
+                    next_attempt_at=retry_at if pending else now,
+                    last_error=error,
+                    sent_at=None if pending else now,
+                )
+            )
+            await connection.execute(
+                update(messages)
+                .where(messages.c.id == message_id)
+                .values(
+                    delivery_status=str(delivery.status),
+                    delivery_error=error,
+                    provider_id=delivery.provider_id,
+                )
+            )
+            await _event(
+                connection,
+                now,
+                "delivery.updated",
+                None,
+                message_id,
+                data={"status": str(delivery.status), "error": error},
+            )
+
+        await self.writer.call(run)
+
+    # -- agent sessions ----------------------------------------------------------------------
+
+    async def create_session(self, agent: str, ttl: float) -> str:
+        """A new opaque session token for ``agent``; only its hash is stored."""
+        token = secrets.token_urlsafe(32)
+
+        async def run(connection: AsyncConnection) -> None:
+            now = self.clock()
+            await connection.execute(
+                sessions.insert(),
+                {
+                    "token_hash": _token_hash(token),
+                    "agent": agent,
+                    "created_at": now,
+                    "expires_at": now + ttl,
+                },
+            )
+            await _event(connection, now, "agent.login", agent=agent)
+
+        await self.writer.call(run)
+        return token
+
+    async def session_agent(self, token: str) -> str | None:
+        """The agent a live session token belongs to, or None."""
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(sessions.c.agent).where(
+                        and_(
+                            sessions.c.token_hash == _token_hash(token),
+                            sessions.c.expires_at > self.clock(),
+                        )
+                    )
+                )
+            ).first()
+        return None if row is None else str(row.agent)
+
+    async def delete_session(self, token: str) -> None:
+        async def run(connection: AsyncConnection) -> None:
+            await connection.execute(
+                sessions.delete().where(sessions.c.token_hash == _token_hash(token))
+            )
+
+        await self.writer.call(run)
+
+
+_MESSAGE_COLUMNS = (
+    messages.c.id,
+    messages.c.conversation_id,
+    messages.c.kind,
+    messages.c.direction,
+    messages.c.channel,
+    messages.c.author,
+    messages.c.text,
+    messages.c.subject,
+    messages.c.rules,
+    messages.c.delivery_status,
+    messages.c.delivery_error,
+    messages.c.created_at,
+)
+
+
+async def _event(
+    connection: AsyncConnection,
+    at: float,
+    kind: str,
+    conversation_id: str | None = None,
+    message_id: str | None = None,
+    agent: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    await connection.execute(
+        events.insert(),
+        {
+            "at": at,
+            "kind": kind,
+            "conversation_id": conversation_id,
+            "message_id": message_id,
+            "agent": agent,
+            "data": data,
+        },
+    )
