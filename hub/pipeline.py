@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import msgspec
+import nh3
+
 from connectors.base import Accepted, HistoryItem
 from hub.bus import MESSAGES, Bus, MessageStored
 from hub.envelope import Direction, Envelope
@@ -63,6 +66,9 @@ class Pipeline:
 
     async def ingest(self, envelope: Envelope) -> Accepted:
         check_envelope(envelope)
+        if envelope.html is not None:
+            # defence in depth: whatever a connector did, stored HTML is sanitized here
+            envelope = msgspec.structs.replace(envelope, html=nh3.clean(envelope.html))
         stored = await self.store.ingest(envelope, self.decide)
         if stored.duplicate:
             self.metrics.messages_duplicate.labels(envelope.channel).inc()

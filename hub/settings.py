@@ -189,7 +189,8 @@ def _problems(
     for error in exc.errors(include_url=False, include_input=False):
         loc = (*prefix, *error["loc"])
         dotted = ".".join(str(part) for part in loc) or "(top level)"
-        problems.append(f"{document.where(loc)}: {dotted}: {error['msg']}")
+        at_key = error["type"] in {"extra_forbidden", "missing"}
+        problems.append(f"{document.where(loc, key=at_key)}: {dotted}: {error['msg']}")
     return problems
 
 

@@ -37,9 +37,13 @@ class YamlDocument:
     path: str
     data: Any
     positions: dict[Loc, tuple[int, int]] = field(default_factory=dict)
+    key_positions: dict[Loc, tuple[int, int]] = field(default_factory=dict)
 
-    def where(self, loc: Loc) -> str:
-        """``path:line:col`` of ``loc`` or of its nearest parent that has a position."""
+    def where(self, loc: Loc, *, key: bool = False) -> str:
+        """``path:line:col`` of the value at ``loc`` (or of its key, with ``key=True``), else of
+        the nearest parent that has a position."""
+        if key and (position := self.key_positions.get(tuple(loc))) is not None:
+            return f"{self.path}:{position[0]}:{position[1]}"
         for end in range(len(loc), -1, -1):
             position = self.positions.get(tuple(loc[:end]))
             if position is not None:
@@ -105,7 +109,7 @@ class _Builder:
                 [f"{self._here(node)}: more than {MAX_NODES} values (an alias bomb?); refused"]
             )
         mark = node.start_mark
-        self.document.positions.setdefault(loc, (mark.line + 1, mark.column + 1))
+        self.document.positions[loc] = (mark.line + 1, mark.column + 1)
         if isinstance(node, yaml.MappingNode):
             result: dict[Any, Any] = {}
             for key_node, value_node in node.value:
@@ -113,18 +117,27 @@ class _Builder:
                     raise ConfigError(
                         [f"{self._here(key_node)}: merge keys (<<) are not supported"]
                     )
-                key = self.build(key_node, (*loc, "<key>"))
+                key = self._key(key_node)
                 if not isinstance(key, str | int | float | bool) and key is not None:
                     raise ConfigError([f"{self._here(key_node)}: a mapping key must be a scalar"])
                 if key in result:
                     self.problems.append(f"{self._here(key_node)}: duplicate key {key!r}")
                 kmark = key_node.start_mark
                 key_loc: Loc = (*loc, key if isinstance(key, str | int) else str(key))
-                self.document.positions[key_loc] = (kmark.line + 1, kmark.column + 1)
+                self.document.key_positions[key_loc] = (kmark.line + 1, kmark.column + 1)
                 result[key] = self.build(value_node, key_loc)
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*loc, index)) for index, item in enumerate(node.value)]
+        return self._scalar(node)
+
+    def _key(self, node: yaml.Node) -> Any:
+        self.nodes += 1
+        if not isinstance(node, yaml.ScalarNode):
+            raise ConfigError([f"{self._here(node)}: a mapping key must be a scalar"])
+        return self._scalar(node)
+
+    def _scalar(self, node: yaml.Node) -> Any:
         try:
             value = self.loader.construct_object(node, deep=True)
         except yaml.YAMLError as exc:

@@ -122,11 +122,7 @@ class DispatchCore:
         """A conversation waits for an agent (new, requeued or restored)."""
         if conversation_id in self.owner or conversation_id in self.waiting:
             return []
-        try:
-            rank = Priority(priority).rank
-        except ValueError:
-            rank = Priority.NORMAL.rank
-        self.waiting[conversation_id] = Waiting(conversation_id, queue, rank, queued_at)
+        self._wait(conversation_id, queue, priority, queued_at)
         return self._match(now)
 
     def connect(self, agent: str, now: float) -> list[Action]:
@@ -218,11 +214,9 @@ class DispatchCore:
         state.assigned.discard(conversation_id)
         del self.owner[conversation_id]
         actions: list[Action] = [Requeue(agent, conversation_id, "transferred")]
-        actions += self.enqueue(conversation_id, queue, priority, queued_at, now)
-        waiting = self.waiting.get(conversation_id)
-        if waiting is not None and waiting.offer is None:
-            waiting.declined_until[agent] = now + self.decline_cooldown
-        return actions
+        waiting = self._wait(conversation_id, queue, priority, queued_at)
+        waiting.declined_until[agent] = now + self.decline_cooldown
+        return actions + self._match(now)
 
     def tick(self, now: float) -> list[Action]:
         """Expire offers and disconnect grace periods that are due."""
@@ -274,6 +268,14 @@ class DispatchCore:
         return sum(1 for waiting in self.waiting.values() if waiting.queue == queue)
 
     # -- internals -------------------------------------------------------------------------
+
+    def _wait(self, conversation_id: str, queue: str, priority: str, queued_at: float) -> Waiting:
+        try:
+            rank = Priority(priority).rank
+        except ValueError:
+            rank = Priority.NORMAL.rank
+        waiting = self.waiting[conversation_id] = Waiting(conversation_id, queue, rank, queued_at)
+        return waiting
 
     def _agent(self, agent: str) -> AgentState:
         state = self.agents.get(agent)

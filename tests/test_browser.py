@@ -1,0 +1,103 @@
+"""The console and the chat widget in headless Chromium (Debian's), driven by Playwright."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import AGENT_PASSWORD, make_settings
+from tests.helpers import IN_CI, running_hub
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    if not Path(CHROMIUM).exists():
+        if IN_CI:
+            pytest.fail("chromium is not installed (CI=true requires it; see .ci/run)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    playwright_api = pytest.importorskip("playwright.async_api")
+    async with playwright_api.async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def test_console_round_trip_in_chromium(
+    browser: Any, sqlite_url: str, tmp_path: Path
+) -> None:
+    from playwright.async_api import expect
+
+    async with running_hub(make_settings(sqlite_url, tmp_path)) as hub:
+        agent_context = await browser.new_context()
+        customer_context = await browser.new_context()
+        agent = await agent_context.new_page()
+        customer = await customer_context.new_page()
+        errors: list[str] = []
+        for page in (agent, customer):
+            page.on("pageerror", lambda error: errors.append(str(error)))
+
+        await agent.goto(f"{hub.url}/console/")
+        await agent.fill("#username", "alice")
+        await agent.fill("#password", AGENT_PASSWORD)
+        await agent.click("#login-button")
+        await expect(agent.locator("#connection")).to_have_text("online")
+        await expect(agent.locator("#agent-name")).to_have_text("Alice")
+
+        await customer.goto(f"{hub.url}/chat/")
+        await customer.fill(
+            "#channelhub-chat .chh-input", "<img src=x onerror=alert(1)> my parcel?"
+        )
+        await customer.click("#channelhub-chat .chh-send")
+        await expect(customer.locator(".chh-you")).to_have_text(
+            "<img src=x onerror=alert(1)> my parcel?"
+        )
+        await expect(customer.locator(".chh-you.chh-pending")).to_have_count(0)
+
+        offer = agent.locator("#offers li.offer")
+        await expect(offer).to_contain_text("my parcel?")
+        await offer.locator("button.accept").click()
+        await expect(agent.locator("#messages li.inbound")).to_contain_text("my parcel?")
+        # the payload stayed text in both pages
+        assert await agent.locator("#messages img").count() == 0
+        assert await customer.locator("#channelhub-chat img").count() == 0
+
+        await agent.fill("#reply-text", "It left the warehouse today.")
+        await agent.click("#reply-send")
+        await expect(customer.locator(".chh-agent")).to_have_text("It left the warehouse today.")
+        await expect(agent.locator("#messages li.outbound .meta")).to_contain_text("delivered")
+
+        await customer.reload()
+        await expect(customer.locator(".chh-msg.chh-you, .chh-msg.chh-agent")).to_have_count(2)
+        await expect(customer.locator(".chh-agent")).to_have_text("It left the warehouse today.")
+
+        await agent.reload()
+        await expect(agent.locator("#connection")).to_have_text("online")
+        await expect(agent.locator("#conversations li")).to_have_count(1)
+        await expect(agent.locator("#messages li")).to_have_count(2)
+
+        await agent.select_option("#disposition", "resolved")
+        await agent.click("#close-conversation")
+        await expect(agent.locator("#conversations li")).to_have_count(0)
+        assert errors == []
+        await agent_context.close()
+        await customer_context.close()

@@ -1,0 +1,145 @@
+"""The pure dispatch core, driven with a hand-held clock: no I/O, no sleeping."""
+
+from __future__ import annotations
+
+import pytest
+
+from hub.dispatch.core import Assign, DispatchCore, Presence, Requeue, RevokeOffer, SendOffer
+from hub.errors import Forbidden, InvalidState
+
+
+def core(**agents: int) -> DispatchCore:
+    dispatch = DispatchCore(offer_timeout=30, disconnect_grace=60, decline_cooldown=120)
+    for agent, capacity in agents.items():
+        dispatch.add_agent(agent, capacity=capacity)
+    return dispatch
+
+
+def test_offer_goes_to_the_longest_idle_available_agent() -> None:
+    dispatch = core(alice=2, bob=2)
+    dispatch.connect("alice", now=10)
+    dispatch.connect("bob", now=5)
+    actions = dispatch.enqueue("c1", "general", "normal", queued_at=20, now=20)
+    assert actions == [SendOffer("bob", "c1", 50)]
+
+
+def test_accept_assigns_and_reports_waits() -> None:
+    dispatch = core(alice=1)
+    dispatch.connect("alice", now=0)
+    dispatch.enqueue("c1", "general", "normal", queued_at=0, now=1)
+    assert dispatch.accept("alice", "c1", now=4) == [Assign("alice", "c1", 4, 3)]
+    assert dispatch.owner == {"c1": "alice"}
+    with pytest.raises(InvalidState):
+        dispatch.accept("alice", "c1", now=5)
+
+
+def test_priority_then_age_orders_the_queue_and_capacity_is_respected() -> None:
+    dispatch = core(alice=1)
+    dispatch.enqueue("old", "general", "normal", queued_at=1, now=1)
+    dispatch.enqueue("urgent", "general", "urgent", queued_at=5, now=5)
+    dispatch.enqueue("older", "general", "normal", queued_at=0, now=5)
+    assert dispatch.connect("alice", now=6) == [SendOffer("alice", "urgent", 36)]
+    dispatch.accept("alice", "urgent", now=7)
+    # full: nothing more until the conversation is released
+    assert dispatch.tick(now=8) == []
+    assert dispatch.release("alice", "urgent", now=9) == [SendOffer("alice", "older", 39)]
+
+
+def test_decline_moves_on_and_cools_down() -> None:
+    dispatch = core(alice=1, bob=1)
+    dispatch.connect("alice", now=0)
+    dispatch.connect("bob", now=1)
+    assert dispatch.enqueue("c1", "general", "normal", 2, now=2) == [SendOffer("alice", "c1", 32)]
+    assert dispatch.decline("alice", "c1", now=3) == [
+        RevokeOffer("alice", "c1", "declined"),
+        SendOffer("bob", "c1", 33),
+    ]
+    assert dispatch.decline("bob", "c1", now=4) == [RevokeOffer("bob", "c1", "declined")]
+    # both declined: it waits until the first cooldown ends, then alice is asked again
+    assert dispatch.next_deadline() == 123
+    assert dispatch.tick(now=123) == [SendOffer("alice", "c1", 153)]
+
+
+def test_offer_timeout_moves_on() -> None:
+    dispatch = core(alice=1, bob=1)
+    dispatch.connect("alice", now=0)
+    dispatch.connect("bob", now=1)
+    dispatch.enqueue("c1", "general", "normal", 2, now=2)
+    assert dispatch.next_deadline() == 32
+    assert dispatch.tick(now=31) == []
+    assert dispatch.tick(now=32) == [
+        RevokeOffer("alice", "c1", "timeout"),
+        SendOffer("bob", "c1", 62),
+    ]
+
+
+def test_disconnect_keeps_conversations_for_the_grace_period() -> None:
+    dispatch = core(alice=2, bob=2)
+    dispatch.connect("alice", now=0)
+    dispatch.enqueue("c1", "general", "high", queued_at=1, now=1)
+    dispatch.accept("alice", "c1", now=2)
+    assert dispatch.disconnect("alice", now=10) == []
+    assert dispatch.next_deadline() == 70
+    dispatch.connect("alice", now=30)  # back in time: still hers
+    assert dispatch.tick(now=100) == []
+    assert dispatch.owner["c1"] == "alice"
+
+    dispatch.disconnect("alice", now=200)
+    dispatch.connect("bob", now=201)
+    actions = dispatch.tick(now=260)
+    assert actions == [Requeue("alice", "c1", "disconnected")]
+    # the shell persists the requeue, then the conversation waits again with its old age
+    assert dispatch.requeued("c1", "general", "high", queued_at=1, now=261) == [
+        SendOffer("bob", "c1", 291)
+    ]
+
+
+def test_two_tabs_count_as_one_presence() -> None:
+    dispatch = core(alice=1)
+    dispatch.connect("alice", now=0)
+    dispatch.connect("alice", now=1)
+    dispatch.disconnect("alice", now=2)
+    assert dispatch.agents["alice"].presence is Presence.AVAILABLE
+    dispatch.disconnect("alice", now=3)
+    assert dispatch.agents["alice"].presence is Presence.OFFLINE
+
+
+def test_away_withdraws_offers_and_stops_new_ones() -> None:
+    dispatch = core(alice=1, bob=1)
+    dispatch.connect("alice", now=0)
+    dispatch.enqueue("c1", "general", "normal", 1, now=1)
+    assert dispatch.set_presence("alice", Presence.AWAY, now=2) == [
+        RevokeOffer("alice", "c1", "withdrawn")
+    ]
+    assert dispatch.connect("bob", now=3) == [SendOffer("bob", "c1", 33)]
+    with pytest.raises(InvalidState):
+        dispatch.set_presence("alice", Presence.OFFLINE, now=4)
+
+
+def test_queues_an_agent_serves() -> None:
+    dispatch = DispatchCore(offer_timeout=30, disconnect_grace=60, decline_cooldown=120)
+    dispatch.add_agent("alice", capacity=3, queues=frozenset({"billing"}))
+    dispatch.connect("alice", now=0)
+    assert dispatch.enqueue("c1", "general", "normal", 1, now=1) == []
+    assert dispatch.enqueue("c2", "billing", "normal", 2, now=2) == [SendOffer("alice", "c2", 32)]
+
+
+def test_transfer_back_to_queue() -> None:
+    dispatch = core(alice=1, bob=1)
+    dispatch.connect("alice", now=0)
+    dispatch.enqueue("c1", "general", "normal", 1, now=1)
+    dispatch.accept("alice", "c1", now=2)
+    with pytest.raises(Forbidden):
+        dispatch.transfer_to_queue("bob", "c1", "billing", "normal", 1, now=3)
+    dispatch.connect("bob", now=3)
+    actions = dispatch.transfer_to_queue("alice", "c1", "general", "normal", 1, now=4)
+    assert actions == [Requeue("alice", "c1", "transferred"), SendOffer("bob", "c1", 34)]
+
+
+def test_restored_assignment_of_an_unknown_agent_is_requeued() -> None:
+    dispatch = core(alice=1)
+    assert dispatch.restore_assigned("c1", "mallory", now=0) == [
+        Requeue("mallory", "c1", "unknown_agent")
+    ]
+    assert dispatch.restore_assigned("c2", "alice", now=0) == []
+    assert dispatch.next_deadline() == 60  # alice is not connected: her grace runs

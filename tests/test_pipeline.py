@@ -1,0 +1,134 @@
+"""Component tests: pipeline + store + in-memory bus, no HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import func, select, text
+
+from hub.bus import MESSAGES, MemoryBus, MessageStored
+from hub.envelope import Direction, Envelope, Identity, ThreadHints
+from hub.errors import StoreError
+from hub.metrics import Metrics
+from hub.pipeline import InvalidEnvelope, PassthroughDecider, Pipeline
+from hub.store.schema import conversations, customers, identities, messages
+from hub.store.store import Store
+
+
+def envelope(key: str, sender: str = "v1", text_: str = "hi", **extra: object) -> Envelope:
+    return Envelope(
+        channel="webchat",
+        inbox="web",
+        direction=Direction.INBOUND,
+        idempotency_key=key,
+        sender=Identity(kind="webchat", address=sender),
+        received_at=1000.0,
+        thread=ThreadHints(session=sender),
+        text=text_,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+async def pipeline(store_url: str) -> AsyncIterator[Pipeline]:
+    store = Store(store_url)
+    await store.start()
+    bus = MemoryBus()
+    try:
+        yield Pipeline(store, bus, PassthroughDecider("general"), Metrics())
+    finally:
+        await store.close()
+
+
+async def count(store: Store, table: object) -> int:
+    async with store.engine.connect() as connection:
+        return int((await connection.execute(select(func.count()).select_from(table))).scalar_one())
+
+
+async def test_ingest_threads_by_session_and_publishes_after_commit(pipeline: Pipeline) -> None:
+    events = pipeline.bus.subscribe(MESSAGES)
+    first = await pipeline.ingest(envelope("k1"))
+    second = await pipeline.ingest(envelope("k2", text_="again"))
+    other = await pipeline.ingest(envelope("k3", sender="v2"))
+    assert first.conversation_id == second.conversation_id != other.conversation_id
+    published = [events.queue.get_nowait() for _ in range(3)]
+    assert all(isinstance(event, MessageStored) for event in published)
+    assert [e.conversation_created for e in published] == [True, False, True]  # type: ignore[union-attr]
+    assert await count(pipeline.store, customers) == 2
+    assert await count(pipeline.store, identities) == 2
+
+
+async def test_redelivery_and_concurrent_duplicates_store_once(pipeline: Pipeline) -> None:
+    results = await asyncio.gather(*(pipeline.ingest(envelope("same")) for _ in range(20)))
+    assert len({r.message_id for r in results}) == 1
+    assert sum(not r.duplicate for r in results) == 1
+    later = await pipeline.ingest(envelope("same"))
+    assert later.duplicate and later.message_id == results[0].message_id
+    assert await count(pipeline.store, messages) == 1
+
+
+async def test_concurrent_first_messages_from_one_address_make_one_customer(
+    pipeline: Pipeline,
+) -> None:
+    await asyncio.gather(*(pipeline.ingest(envelope(f"k{i}", sender="new")) for i in range(10)))
+    assert await count(pipeline.store, customers) == 1
+    assert await count(pipeline.store, conversations) == 1
+
+
+async def test_html_is_sanitized_whatever_the_connector_did(pipeline: Pipeline) -> None:
+    accepted = await pipeline.ingest(
+        envelope("x", html='<p onclick="steal()">Hi<script>alert(1)</script></p>')
+    )
+    async with pipeline.store.engine.connect() as connection:
+        html = (
+            await connection.execute(
+                select(messages.c.html).where(messages.c.id == accepted.message_id)
+            )
+        ).scalar_one()
+    assert html == "<p>Hi</p>"
+
+
+async def test_invalid_envelopes_are_refused(pipeline: Pipeline) -> None:
+    with pytest.raises(InvalidEnvelope):
+        await pipeline.ingest(envelope(""))
+    outbound = Envelope(
+        channel="webchat",
+        inbox="web",
+        direction=Direction.OUTBOUND,
+        idempotency_key="o",
+        sender=Identity(kind="webchat", address="x"),
+        received_at=0.0,
+    )
+    with pytest.raises(InvalidEnvelope):
+        await pipeline.ingest(outbound)
+    assert await count(pipeline.store, messages) == 0
+
+
+async def test_a_failing_write_does_not_sink_its_batch(pipeline: Pipeline) -> None:
+    store = pipeline.store
+
+    async def broken(connection: object) -> None:
+        await connection.execute(text("INSERT INTO no_such_table VALUES (1)"))  # type: ignore[attr-defined]
+
+    outcomes = await asyncio.gather(
+        pipeline.ingest(envelope("a")),
+        store.writer.call(broken),
+        pipeline.ingest(envelope("b")),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[1], StoreError)
+    assert not isinstance(outcomes[0], BaseException)
+    assert not isinstance(outcomes[2], BaseException)
+    assert await count(store, messages) == 2
+
+
+async def test_history_is_per_thread_and_oldest_first(pipeline: Pipeline) -> None:
+    for index in range(3):
+        await pipeline.ingest(envelope(f"a{index}", text_=f"a{index}"))
+    await pipeline.ingest(envelope("b0", sender="someone-else", text_="b0"))
+    items = await pipeline.history("web", "v1")
+    assert [item.text for item in items] == ["a0", "a1", "a2"]
+    assert [item.text for item in await pipeline.history("web", "v1", limit=2)] == ["a1", "a2"]
+    assert await pipeline.history("other-inbox", "v1") == []
