@@ -24,6 +24,7 @@ from hub.envelope import Delivery, DeliveryStatus, Outbound
 
 HELLO_TIMEOUT = 10.0
 HARD_FRAME_LIMIT = 256 * 1024
+MAX_IN_FLIGHT = 16
 
 
 def _static(name: str) -> str:
@@ -208,31 +209,63 @@ class WebChatConnector(Connector):
     async def _converse(
         self, ctx: ConnectorContext, socket: web.WebSocketResponse, visitor: str, name: str | None
     ) -> None:
-        async for message in socket:
-            if message.type is WSMsgType.ERROR:
-                break
-            if message.type is not WSMsgType.TEXT:
-                await socket.send_str(
-                    parse.encode("error", code="bad_frame", message="frames must be text JSON")
-                )
-                continue
-            try:
-                command = parse.parse_frame(message.data, max_chars=self.settings.max_message_chars)
-            except parse.ChatProtocolError as exc:
-                await socket.send_str(
-                    parse.encode(
-                        "error", code=exc.code, message=exc.message, client_id=exc.client_id
+        # Frames are stored concurrently (up to MAX_IN_FLIGHT per window) so a fast typist's
+        # messages share one commit; tasks start in frame order, so they are queued for the
+        # store in that order too. Acks may overtake each other and carry the client id.
+        in_flight: set[asyncio.Task[None]] = set()
+        try:
+            async for message in socket:
+                if message.type is WSMsgType.ERROR:
+                    break
+                if message.type is not WSMsgType.TEXT:
+                    await self._error(socket, "bad_frame", "frames must be text JSON")
+                    continue
+                try:
+                    command = parse.parse_frame(
+                        message.data, max_chars=self.settings.max_message_chars
                     )
-                )
-                continue
-            if isinstance(command, parse.Ping):
-                await socket.send_str(parse.encode("pong"))
-            elif isinstance(command, parse.Hello):
+                except parse.ChatProtocolError as exc:
+                    await self._error(socket, exc.code, exc.message, exc.client_id)
+                    continue
+                if isinstance(command, parse.Ping):
+                    await socket.send_str(parse.encode("pong"))
+                elif isinstance(command, parse.Hello):
+                    await self._error(socket, "bad_frame", "already said hello")
+                elif self._allowed(ctx, visitor):
+                    if len(in_flight) >= MAX_IN_FLIGHT:
+                        _, pending = await asyncio.wait(
+                            in_flight, return_when=asyncio.FIRST_COMPLETED
+                        )
+                        in_flight.intersection_update(pending)
+                    task = asyncio.create_task(self._receive(ctx, socket, visitor, name, command))
+                    in_flight.add(task)
+                    task.add_done_callback(in_flight.discard)
+                else:
+                    await self._error(
+                        socket, "rate_limited", "slow down a little", command.client_id
+                    )
+        finally:
+            if in_flight:  # stored messages still get their ack if the socket is open
+                await asyncio.wait(in_flight)
+
+    @staticmethod
+    async def _error(
+        socket: web.WebSocketResponse, code: str, message: str, client_id: str | None = None
+    ) -> None:
+        if not socket.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError):
                 await socket.send_str(
-                    parse.encode("error", code="bad_frame", message="already said hello")
+                    parse.encode("error", code=code, message=message, client_id=client_id)
                 )
-            else:
-                await self._receive(ctx, socket, visitor, name, command)
+
+    def _allowed(self, ctx: ConnectorContext, visitor: str) -> bool:
+        now = ctx.clock()
+        bucket = self._buckets.get(visitor)
+        if bucket is None:
+            bucket = self._buckets[visitor] = parse.TokenBucket.full(
+                self.settings.rate_per_second, self.settings.burst, now
+            )
+        return bucket.take(now)
 
     async def _receive(
         self,
@@ -243,43 +276,23 @@ class WebChatConnector(Connector):
         say: parse.Say,
     ) -> None:
         now = ctx.clock()
-        bucket = self._buckets.get(visitor)
-        if bucket is None:
-            bucket = self._buckets[visitor] = parse.TokenBucket.full(
-                self.settings.rate_per_second, self.settings.burst, now
-            )
-        if not bucket.take(now):
-            await socket.send_str(
-                parse.encode(
-                    "error",
-                    code="rate_limited",
-                    message="slow down a little",
-                    client_id=say.client_id,
-                )
-            )
-            return
         envelope = parse.to_envelope(self.name, visitor, say, now=now, name=name)
         try:
             accepted = await ctx.sink.ingest(envelope)
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             ctx.logger.error("storing a chat message failed: %s", exc)
-            await socket.send_str(
-                parse.encode(
-                    "error",
-                    code="unavailable",
-                    message="not saved; it will be retried",
-                    client_id=say.client_id,
-                )
+            await self._error(
+                socket, "unavailable", "not saved; please send it again", say.client_id
             )
             return
-        await socket.send_str(
-            parse.encode(
-                "ack",
-                client_id=say.client_id,
-                id=accepted.message_id,
-                duplicate=accepted.duplicate,
-                at=now,
-            )
-        )
+        if not socket.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await socket.send_str(
+                    parse.encode(
+                        "ack",
+                        client_id=say.client_id,
+                        id=accepted.message_id,
+                        duplicate=accepted.duplicate,
+                        at=now,
+                    )
+                )

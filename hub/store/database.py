@@ -140,7 +140,8 @@ class Writer:
             while start < len(jobs):
                 handler = jobs[start].handler
                 end = start
-                while end < len(jobs) and jobs[end].handler is handler:
+                # == not "is": a bound method is a new object at every attribute access
+                while end < len(jobs) and jobs[end].handler == handler:
                     end += 1
                 group = jobs[start:end]
                 outcome = await handler(connection, [job.item for job in group])

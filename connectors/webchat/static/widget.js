@@ -93,7 +93,7 @@
       } else if (frame.type === "message") {
         show(frame.from, frame.text, frame.id);
       } else if (frame.type === "error") {
-        if (frame.code === "rate_limited" && pending[frame.client_id]) {
+        if ((frame.code === "rate_limited" || frame.code === "unavailable") && pending[frame.client_id]) {
           setTimeout(function () { transmit(frame.client_id); }, 1500);
         } else if (frame.code !== "invalid_token") {
           system(frame.message);
