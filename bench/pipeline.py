@@ -124,7 +124,9 @@ class Customer:
         self.counter += 1
         self.in_flight += 1
         await self.socket.send(
-            json.dumps({"type": "message", "client_id": f"{self.index}-{self.counter}", "text": text})
+            json.dumps(
+                {"type": "message", "client_id": f"{self.index}-{self.counter}", "text": text}
+            )
         )
 
     async def read_acks(self) -> None:
@@ -142,8 +144,9 @@ async def agent_reader(socket: ClientConnection, run_ref: list[Run], assigned: l
         frame = json.loads(raw)
         kind = frame["type"]
         if kind == "offer":
-            await socket.send(json.dumps({"type": "accept",
-                                          "conversation_id": frame["conversation_id"]}))
+            await socket.send(
+                json.dumps({"type": "accept", "conversation_id": frame["conversation_id"]})
+            )
         elif kind == "conversation":
             assigned[0] += 1
         elif kind == "message" and frame["message"].get("direction", "inbound") == "inbound":
@@ -233,8 +236,9 @@ async def measure(
 
 
 def start(command: list[str], cwd: Path, ready_url: str) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    process = subprocess.Popen(
+        command, cwd=cwd, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
     pin(process.pid, 0)
     wait_ready(ready_url, process)
     return process
@@ -251,7 +255,8 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 def login(url: str, agent: str) -> str:
     request = urllib.request.Request(
-        f"{url}/api/login", data=json.dumps({"username": agent, "password": PASSWORD}).encode(),
+        f"{url}/api/login",
+        data=json.dumps({"username": agent, "password": PASSWORD}).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:
@@ -271,34 +276,59 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         workdir = Path(directory)
         port = free_port()
-        relay = start([sys.executable, str(ROOT / "bench" / "relay_server.py"), str(port)],
-                      workdir, f"http://127.0.0.1:{port}/healthz")
+        relay = start(
+            [sys.executable, str(ROOT / "bench" / "relay_server.py"), str(port)],
+            workdir,
+            f"http://127.0.0.1:{port}/healthz",
+        )
         try:
-            results["baseline"] = asyncio.run(measure(
-                f"ws://127.0.0.1:{port}/c?i={{index}}", f"ws://127.0.0.1:{port}/a",
-                [None] * args.agents, args.customers, args.messages, args.rate, args.window,
-                hello=False,
-            ))
+            results["baseline"] = asyncio.run(
+                measure(
+                    f"ws://127.0.0.1:{port}/c?i={{index}}",
+                    f"ws://127.0.0.1:{port}/a",
+                    [None] * args.agents,
+                    args.customers,
+                    args.messages,
+                    args.rate,
+                    args.window,
+                    hello=False,
+                )
+            )
         finally:
             stop(relay)
         port = free_port()
         config = hub_config(workdir, port, args.agents, args.customers)
-        hub = start([sys.executable, "-m", "hub.cli", "serve", "--config", str(config)], workdir,
-                    f"http://127.0.0.1:{port}/readyz")
+        hub = start(
+            [sys.executable, "-m", "hub.cli", "serve", "--config", str(config)],
+            workdir,
+            f"http://127.0.0.1:{port}/readyz",
+        )
         try:
             tokens: list[str | None] = [
                 login(f"http://127.0.0.1:{port}", f"agent{i}") for i in range(args.agents)
             ]
-            results["hub"] = asyncio.run(measure(
-                f"ws://127.0.0.1:{port}/ws/chat", f"ws://127.0.0.1:{port}/ws/agent", tokens,
-                args.customers, args.messages, args.rate, args.window, hello=True,
-            ))
+            results["hub"] = asyncio.run(
+                measure(
+                    f"ws://127.0.0.1:{port}/ws/chat",
+                    f"ws://127.0.0.1:{port}/ws/agent",
+                    tokens,
+                    args.customers,
+                    args.messages,
+                    args.rate,
+                    args.window,
+                    hello=True,
+                )
+            )
         finally:
             stop(hub)
-    print(f"# bench/pipeline.py  {time.strftime('%Y-%m-%d')}  {platform.node()}  "
-          f"{os.cpu_count()} cpus  python {platform.python_version()}")
-    print(f"# {args.customers} customers, {args.agents} agents, window {args.window}; "
-          "server pinned to cpu 0, clients to cpu 1; hub on SQLite synchronous=FULL")
+    print(
+        f"# bench/pipeline.py  {time.strftime('%Y-%m-%d')}  {platform.node()}  "
+        f"{os.cpu_count()} cpus  python {platform.python_version()}"
+    )
+    print(
+        f"# {args.customers} customers, {args.agents} agents, window {args.window}; "
+        "server pinned to cpu 0, clients to cpu 1; hub on SQLite synchronous=FULL"
+    )
     print(f"{'':28}{'baseline relay':>16}{'channelhub':>14}{'ratio':>8}")
     base_t, base_l = results["baseline"]
     hub_t, hub_l = results["hub"]

@@ -26,7 +26,9 @@ async def customer(request: web.Request) -> web.WebSocketResponse:
         await socket.send_str(json.dumps({"type": "ack", "client_id": frame["client_id"]}))
         if agents:
             target = agents[index % len(agents)]
-            await target.send_str(json.dumps({"type": "message", "message": {"text": frame["text"]}}))
+            await target.send_str(
+                json.dumps({"type": "message", "message": {"text": frame["text"]}})
+            )
     return socket
 
 

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 
 from hub.bus import MESSAGES, MemoryBus, MessageStored
 from hub.envelope import Direction, Envelope, Identity, ThreadHints
@@ -132,3 +132,22 @@ async def test_history_is_per_thread_and_oldest_first(pipeline: Pipeline) -> Non
     assert [item.text for item in items] == ["a0", "a1", "a2"]
     assert [item.text for item in await pipeline.history("web", "v1", limit=2)] == ["a1", "a2"]
     assert await pipeline.history("other-inbox", "v1") == []
+
+
+async def test_concurrent_ingests_share_one_transaction(pipeline: Pipeline) -> None:
+    """Group commit: a burst costs a handful of statements, not a handful per message."""
+    statements: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement.split("(")[0].strip())
+
+    event.listen(pipeline.store.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        await asyncio.gather(
+            *(pipeline.ingest(envelope(f"burst{i}", sender=f"s{i % 7}")) for i in range(50))
+        )
+    finally:
+        event.remove(pipeline.store.engine.sync_engine, "before_cursor_execute", record)
+    assert statements.count("INSERT INTO messages") == 1
+    assert len(statements) <= 12, statements
+    assert await count(pipeline.store, messages) == 50
