@@ -1,0 +1,146 @@
+"""The outbox: replies reach the channel once stored, failures retry with backoff, permanent
+failures stop, and a crash between send and record resends under the same idempotency key."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from connectors.base import Connector, SendError
+from hub.bus import DELIVERIES, MemoryBus
+from hub.envelope import Delivery, DeliveryStatus, Outbound
+from hub.metrics import Metrics
+from hub.outbox import OutboxWorker, backoff
+from hub.pipeline import PassthroughDecider, Pipeline
+from hub.store.schema import messages, outbox
+from hub.store.store import Store
+from tests.test_pipeline import envelope
+
+
+class FlakyConnector(Connector):
+    channel = "webchat"
+
+    def __init__(self, failures: list[SendError | None]) -> None:
+        super().__init__("web", None)
+        self.failures = failures
+        self.sent: list[Outbound] = []
+
+    async def start(self, ctx: Any) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def send(self, outbound: Outbound) -> Delivery:
+        self.sent.append(outbound)
+        failure = self.failures.pop(0) if self.failures else None
+        if failure is not None:
+            raise failure
+        return Delivery(status=DeliveryStatus.DELIVERED, provider_id="p-1")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def world(sqlite_url: str) -> AsyncIterator[tuple[Store, MemoryBus, Clock, str]]:
+    clock = Clock()
+    store = Store(sqlite_url, clock=clock)
+    await store.start()
+    bus = MemoryBus()
+    pipeline = Pipeline(store, bus, PassthroughDecider("general"), Metrics())
+    accepted = await pipeline.ingest(envelope("in-1"))
+    await store.assign(accepted.conversation_id, "alice")
+    try:
+        yield store, bus, clock, accepted.conversation_id
+    finally:
+        await store.close()
+
+
+async def _status(store: Store, message_id: str) -> tuple[str, int, str | None]:
+    async with store.engine.connect() as connection:
+        row = (
+            await connection.execute(
+                select(outbox.c.status, outbox.c.attempts, messages.c.delivery_status)
+                .join(messages, messages.c.id == outbox.c.message_id)
+                .where(outbox.c.message_id == message_id)
+            )
+        ).one()
+    return row.status, row.attempts, row.delivery_status
+
+
+async def _drain(worker: OutboxWorker) -> None:
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if not worker._in_flight and not worker._tasks:
+            return
+
+
+async def test_retryable_failure_is_retried_with_the_same_key(world: Any) -> None:
+    store, bus, clock, conversation_id = world
+    reply = await store.add_reply(conversation_id, agent="alice", client_id="c1", text="hello")
+    connector = FlakyConnector([SendError("provider down", code="http_503")])
+    deliveries = bus.subscribe(DELIVERIES)
+    worker = OutboxWorker(store, bus, {"web": connector}, Metrics(), clock)
+    worker.start()
+    try:
+        await _drain(worker)
+        assert await _status(store, reply.message["id"]) == ("pending", 1, "failed")
+        first = deliveries.queue.get_nowait()
+        assert first.status == "queued"  # type: ignore[union-attr]
+        clock.now += backoff(0)  # the retry is due
+        worker._wake.set()
+        await _drain(worker)
+        assert await _status(store, reply.message["id"]) == ("sent", 2, "delivered")
+    finally:
+        await worker.stop()
+    assert len(connector.sent) == 2
+    assert connector.sent[0].idempotency_key == connector.sent[1].idempotency_key
+    assert connector.sent[0].recipient.address == "v1"
+    assert connector.sent[0].text == "hello"
+
+
+async def test_permanent_failure_stops(world: Any) -> None:
+    store, bus, clock, conversation_id = world
+    reply = await store.add_reply(conversation_id, agent="alice", client_id="c2", text="x")
+    connector = FlakyConnector([SendError("no such number", code="21211", retryable=False)])
+    worker = OutboxWorker(store, bus, {"web": connector}, Metrics(), clock)
+    worker.start()
+    try:
+        await _drain(worker)
+        clock.now += 3600
+        worker._wake.set()
+        await _drain(worker)
+    finally:
+        await worker.stop()
+    assert await _status(store, reply.message["id"]) == ("failed", 1, "failed")
+    assert len(connector.sent) == 1
+
+
+async def test_pending_reply_is_sent_after_a_restart(world: Any) -> None:
+    """A reply stored before a crash (outbox pending) goes out when the next worker starts."""
+    store, bus, clock, conversation_id = world
+    reply = await store.add_reply(conversation_id, agent="alice", client_id="c3", text="late")
+    connector = FlakyConnector([])
+    worker = OutboxWorker(store, bus, {"web": connector}, Metrics(), clock)
+    worker.start()
+    try:
+        await _drain(worker)
+    finally:
+        await worker.stop()
+    assert [o.message_id for o in connector.sent] == [reply.message["id"]]
+    assert await _status(store, reply.message["id"]) == ("sent", 1, "delivered")
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    assert [backoff(n) for n in range(4)] == [2, 4, 8, 16]
+    assert backoff(30) == 600
