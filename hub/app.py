@@ -7,6 +7,7 @@ writer and the outbox, and closes the database cleanly.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -31,11 +32,15 @@ from hub.dispatch.service import DispatchService
 from hub.keys import AUTH, BUS, CONNECTORS, CONSOLE, DISPATCH, METRICS, PIPELINE, SETTINGS, STORE
 from hub.metrics import Metrics
 from hub.outbox import OutboxWorker
-from hub.pipeline import PassthroughDecider, Pipeline
+from hub.pipeline import Decider, PassthroughDecider, Pipeline
 from hub.plugins import ConnectorRegistry
+from hub.routing import RulesDecider
 from hub.settings import HubSettings
 from hub.store.blobs import BlobStore
 from hub.store.store import Store
+from rules.compiler import RuleSet
+from rules.loader import load_rules
+from rules.reload import RulesHolder, RulesWatcher
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +131,8 @@ def _lifecycle(
         app[STORE] = store
         bus = create_bus(settings.bus.url)
         app[BUS] = bus
-        pipeline = Pipeline(store, bus, PassthroughDecider(settings.default_queue), metrics)
+        decider, watcher = await _routing(settings, store, clock)
+        pipeline = Pipeline(store, bus, decider, metrics)
         app[PIPELINE] = pipeline
         connections = AgentConnections()
         dispatch = DispatchService(settings, store, bus, connections, frame, metrics, clock)
@@ -167,9 +173,13 @@ def _lifecycle(
                 )
                 started.append(connector)
             outbox.start()
+            if watcher is not None:
+                watcher.start()
             log.info("hub ready with channels %s", ", ".join(app[CONNECTORS].keys()) or "(none)")
             yield
         finally:
+            if watcher is not None:
+                await watcher.stop()
             for connector in reversed(started):
                 try:
                     await connector.stop()
@@ -183,6 +193,40 @@ def _lifecycle(
             await store.close()
 
     return lifecycle
+
+
+async def _routing(
+    settings: HubSettings, store: Store, clock: Callable[[], float]
+) -> tuple[Decider, RulesWatcher | None]:
+    """The rules hook: the configured rules file (watched for changes) or pass-through."""
+    path = settings.rules.path
+    if path is None:
+        return PassthroughDecider(settings.default_queue), None
+    queues = {queue.name for queue in settings.queues}
+    calendars = set(settings.business_hours)
+    text = await asyncio.to_thread(Path(path).read_text, "utf-8")
+    ruleset = await asyncio.to_thread(load_rules, text, path, queues=queues, calendars=calendars)
+    await store.record_rules_revision(ruleset.digest, path, text)
+    log.info("rules loaded from %s: %d rules, sha256 %s", path, len(ruleset.rules), ruleset.digest)
+    holder = RulesHolder(ruleset)
+    decider = RulesDecider(
+        holder, timezone=settings.timezone, calendars=settings.business_hours, clock=clock
+    )
+
+    async def accepted(new: RuleSet, new_text: str) -> None:
+        await store.record_rules_revision(new.digest, path, new_text)
+
+    watcher = None
+    if settings.rules.watch:
+        watcher = RulesWatcher(
+            path,
+            holder,
+            queues=queues,
+            calendars=calendars,
+            interval=settings.rules.poll_interval,
+            on_accept=accepted,
+        )
+    return decider, watcher
 
 
 async def _close_sockets(app: web.Application) -> None:

@@ -17,12 +17,21 @@ DEFAULT_CONFIG = os.environ.get("CHANNELHUB_CONFIG", "config/hub.yaml")
 log = logging.getLogger("channelhub")
 
 
-def _load(path: str) -> HubSettings:
+def load_config(path: str) -> HubSettings:
+    """hub.yaml validated against the installed connectors (and its rules file, if any)."""
     from hub.plugins import ConnectorRegistry
     from hub.settings import load_settings
+    from rules.loader import read_rules
 
     registry = ConnectorRegistry.discover()
-    return load_settings(path, registry.settings_model)
+    settings = load_settings(path, registry.settings_model)
+    if settings.rules.path:
+        read_rules(
+            settings.rules.path,
+            queues={queue.name for queue in settings.queues},
+            calendars=set(settings.business_hours),
+        )
+    return settings
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -31,7 +40,7 @@ def _serve(args: argparse.Namespace) -> int:
     from hub import logs
     from hub.app import create_app
 
-    settings = _load(args.config)
+    settings = load_config(args.config)
     logs.configure(settings.logging.level, settings.logging.format)
     host = args.host or settings.server.host
     port = settings.server.port if args.port is None else args.port
@@ -55,7 +64,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _config_check(args: argparse.Namespace) -> int:
-    _load(args.config)
+    load_config(args.config)
     print(f"{args.config}: ok")
     return 0
 
@@ -108,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hashing.add_argument("--allow-short", action="store_true", help=argparse.SUPPRESS)
     hashing.set_defaults(run=_hash_password)
+
+    from hub.rules_cli import add_commands
+
+    add_commands(commands)
 
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(run=_version)

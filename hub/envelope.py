@@ -133,6 +133,35 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     error_message: str | None = None
 
 
+def reply_to(
+    source: Envelope,
+    *,
+    message_id: str,
+    conversation_id: str,
+    idempotency_key: str,
+    text: str,
+    created_at: float,
+    author: str | None = None,
+) -> Outbound:
+    """The :class:`Outbound` answering ``source`` on its channel, threaded under it."""
+    return Outbound(
+        message_id=message_id,
+        conversation_id=conversation_id,
+        inbox=source.inbox,
+        idempotency_key=idempotency_key,
+        recipient=source.sender,
+        text=text,
+        subject=source.subject,
+        thread=ThreadHints(
+            session=source.thread.session,
+            in_reply_to=source.provider_id,
+            references=(*source.thread.references, *filter(None, [source.provider_id])),
+        ),
+        author=author,
+        created_at=created_at,
+    )
+
+
 _encoder = msgspec.json.Encoder()
 _envelope_decoder = msgspec.json.Decoder(Envelope)
 

@@ -14,7 +14,7 @@ import msgspec
 import nh3
 
 from connectors.base import Accepted, HistoryItem
-from hub.bus import MESSAGES, Bus, MessageStored
+from hub.bus import MESSAGES, OUTBOX, Bus, MessageStored, OutboxReady
 from hub.envelope import Direction, Envelope
 from hub.errors import HubError
 from hub.metrics import Metrics
@@ -95,6 +95,21 @@ class Pipeline:
                 created_at=envelope.received_at,
             ),
         )
+        if stored.auto_reply is not None:
+            reply = stored.auto_reply
+            await self.bus.publish(
+                MESSAGES,
+                MessageStored(
+                    conversation_id=reply.conversation_id,
+                    message_id=reply.message_id,
+                    direction="outbound",
+                    status=stored.status,
+                    channel=envelope.channel,
+                    text=reply.text,
+                    created_at=reply.created_at,
+                ),
+            )
+            await self.bus.publish(OUTBOX, OutboxReady(message_id=reply.message_id))
         return Accepted(message_id=stored.message_id, conversation_id=stored.conversation_id)
 
     async def history(self, inbox: str, session: str, limit: int = 200) -> list[HistoryItem]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -108,6 +109,52 @@ class AgentSettings(_Model):
     queues: tuple[str, ...] = ()
 
 
+_RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def _check_timezone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {value!r} (use an IANA name like Europe/Berlin)"
+        ) from None
+    return value
+
+
+TimeZoneName = Annotated[str, BeforeValidator(_check_timezone)]
+
+
+def _check_range(value: object) -> str:
+    if not isinstance(value, str) or not (match := _RANGE.match(value.strip())):
+        raise ValueError("a time range like 08:00-18:00")
+    start = int(match.group(1)) * 60 + int(match.group(2))
+    end = int(match.group(3)) * 60 + int(match.group(4))
+    if end > 24 * 60 or end <= start:
+        raise ValueError("the range must end after it starts, at 24:00 at the latest")
+    return value.strip()
+
+
+TimeRange = Annotated[str, BeforeValidator(_check_range)]
+
+
+class BusinessHoursSettings(_Model):
+    """Opening hours: weekly ranges in a time zone, minus holidays."""
+
+    timezone: TimeZoneName | None = Field(None, description="default: the hub's timezone")
+    weekly: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], tuple[TimeRange, ...]]
+    holidays: tuple[date, ...] = ()
+
+
+class RulesSettings(_Model):
+    path: str | None = Field(None, description="rules.yaml; unset: everything to default_queue")
+    watch: bool = True
+    poll_interval: Duration = 2.0
+
+
 class DispatchSettings(_Model):
     offer_timeout: Duration = 30.0
     disconnect_grace: Duration = 60.0
@@ -124,6 +171,9 @@ class HubSettings(_Model):
     default_queue: str = "general"
     dispatch: DispatchSettings = DispatchSettings()
     agents: tuple[AgentSettings, ...] = ()
+    timezone: TimeZoneName = "UTC"
+    business_hours: dict[str, BusinessHoursSettings] = Field(default_factory=dict)
+    rules: RulesSettings = RulesSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> HubSettings:

@@ -27,6 +27,7 @@ MAX_BYTES = 2 * 1024 * 1024
 MAX_NODES = 200_000
 
 Loc = tuple[str | int, ...]
+_PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -110,6 +111,8 @@ class _Builder:
             )
         mark = node.start_mark
         self.document.positions[loc] = (mark.line + 1, mark.column + 1)
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _PLAIN_TAGS:
+            raise ConfigError([f"{self._here(node)}: the tag {node.tag} is not allowed"])
         if isinstance(node, yaml.MappingNode):
             result: dict[Any, Any] = {}
             for key_node, value_node in node.value:

@@ -36,6 +36,7 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     tags: tuple[str, ...] = ()
     auto_reply: str | None = None
     rules: tuple[str, ...] = ()
+    revision: str | None = None  # sha256 of the rules file that decided
 
 
 def passthrough(default_queue: str) -> Decision:

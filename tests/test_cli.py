@@ -91,9 +91,9 @@ def _wait_ready(url: str, process: subprocess.Popen[str], timeout: float = 30.0)
 
 def test_serve_migrates_serves_and_shuts_down_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
-    shutil.copy(ROOT / "config" / "hub.yaml", tmp_path / "hub.yaml")
+    shutil.copytree(ROOT / "config", tmp_path / "config")
     process = subprocess.Popen(
-        [*CLI, "serve", "--config", "hub.yaml", "--port", str(port)],
+        [*CLI, "serve", "--config", "config/hub.yaml", "--port", str(port)],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -124,8 +124,10 @@ def test_serve_migrates_serves_and_shuts_down_on_sigterm(tmp_path: Path) -> None
     assert f"agent console at http://127.0.0.1:{port}/console/" in stdout
     database = tmp_path / "data" / "channelhub.db"
     with sqlite3.connect(database) as connection:
-        assert connection.execute("SELECT version_num FROM alembic_version").fetchone() == ("0001",)
-        assert connection.execute("SELECT count(*) FROM messages").fetchone() == (1,)
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchone() == ("0002",)
+        assert connection.execute(
+            "SELECT count(*) FROM messages WHERE direction = 'inbound'"
+        ).fetchone() == (1,)
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     assert (tmp_path / "data" / "secret.key").stat().st_mode & 0o077 == 0
 

@@ -15,9 +15,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import Executable
 
-from hub.envelope import Envelope, Identity, encode_envelope
+from hub.envelope import Envelope, Identity, Outbound, encode_envelope, reply_to
 from hub.ids import new_id
-from hub.store.schema import attachments, conversations, customers, events, identities, messages
+from hub.store.schema import (
+    attachments,
+    conversations,
+    customers,
+    events,
+    identities,
+    messages,
+    outbox,
+)
 from rules.decision import Decision
 
 QUEUED = "queued"
@@ -51,6 +59,43 @@ class Stored:
     priority: str | None = None
     queued_at: float | None = None
     customer_id: str | None = None
+    auto_reply: Outbound | None = None
+
+
+def outbox_row(outbound: Outbound, now: float) -> dict[str, object]:
+    """The outbox entry that makes the sender deliver ``outbound``."""
+    return {
+        "message_id": outbound.message_id,
+        "inbox": outbound.inbox,
+        "payload": msgspec.json.encode(outbound).decode(),
+        "status": "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+
+
+def outbound_row(outbound: Outbound, channel: str, kind: str = "message") -> dict[str, object]:
+    """The messages row of a reply we send."""
+    return {
+        "id": outbound.message_id,
+        "conversation_id": outbound.conversation_id,
+        "kind": kind,
+        "direction": "outbound",
+        "channel": channel,
+        "inbox": outbound.inbox,
+        "idempotency_key": outbound.idempotency_key,
+        "provider_id": None,
+        "author": outbound.author,
+        "text": outbound.text,
+        "html": None,
+        "subject": outbound.subject,
+        "envelope": None,
+        "rules": None,
+        "delivery_status": "queued",
+        "delivery_error": None,
+        "created_at": outbound.created_at,
+    }
 
 
 def _insert_ignoring_conflicts(connection: AsyncConnection, table: Table) -> Executable:
@@ -203,6 +248,7 @@ async def _store_fresh(
     message_rows: list[dict[str, object]] = []
     attachment_rows: list[dict[str, object]] = []
     event_rows: list[dict[str, object]] = []
+    replies: list[Outbound] = []
     for index in fresh:
         envelope = batch[index]
         customer = customers_by_identity[(envelope.sender.kind, envelope.sender.address)]
@@ -223,6 +269,7 @@ async def _store_fresh(
                 "assignee": None,
                 "subject": envelope.subject,
                 "decision": msgspec.to_builtins(decision),
+                "rules_digest": decision.revision,
                 "created_at": now,
                 "updated_at": now,
                 "queued_at": now,
@@ -283,6 +330,27 @@ async def _store_fresh(
                 "data": {"channel": envelope.channel, "inbox": envelope.inbox},
             }
         )
+        auto_reply = None
+        if decision.auto_reply and created and not envelope.auto_submitted:
+            # once per new conversation, never to automated mail: no reply loops
+            auto_reply = reply_to(
+                envelope,
+                message_id=new_id(now),
+                conversation_id=str(thread["id"]),
+                idempotency_key=f"auto:{message_id}",
+                text=decision.auto_reply,
+                created_at=now,
+            )
+            replies.append(auto_reply)
+            event_rows.append(
+                {
+                    "at": now,
+                    "kind": "auto_reply.queued",
+                    "conversation_id": thread["id"],
+                    "message_id": auto_reply.message_id,
+                    "data": {"rules": list(decision.rules)},
+                }
+            )
         results[index] = Stored(
             message_id,
             str(thread["id"]),
@@ -294,10 +362,14 @@ async def _store_fresh(
             priority=str(thread["priority"]),
             queued_at=thread["queued_at"],  # type: ignore[arg-type]
             customer_id=customer.id,
+            auto_reply=auto_reply,
         )
     if new_conversations:
         await connection.execute(conversations.insert(), new_conversations)
+    message_rows.extend(outbound_row(reply, envelope_channel(batch, reply)) for reply in replies)
     await connection.execute(messages.insert(), message_rows)
+    if replies:
+        await connection.execute(outbox.insert(), [outbox_row(reply, now) for reply in replies])
     if attachment_rows:
         await connection.execute(attachments.insert(), attachment_rows)
     if touched:
@@ -308,3 +380,8 @@ async def _store_fresh(
             [{"cid": cid, "at": at} for cid, at in touched.items()],
         )
     await connection.execute(events.insert(), event_rows)
+
+
+def envelope_channel(batch: list[Envelope], reply: Outbound) -> str:
+    """The channel of the inbox a reply leaves through (taken from the batch it answers)."""
+    return next(envelope.channel for envelope in batch if envelope.inbox == reply.inbox)

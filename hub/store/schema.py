@@ -60,6 +60,7 @@ conversations = Table(
     Column("assignee", String(64), index=True),
     Column("subject", Text),
     Column("decision", JSON),
+    Column("rules_digest", String(64)),  # the rules revision that routed it
     Column("disposition", String(64)),
     Column("created_at", Double, nullable=False),
     Column("updated_at", Double, nullable=False),
@@ -144,4 +145,13 @@ sessions = Table(
     Column("agent", String(64), nullable=False),
     Column("created_at", Double, nullable=False),
     Column("expires_at", Double, nullable=False),
+)
+
+rule_revisions = Table(
+    "rule_revisions",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("path", Text, nullable=False),
+    Column("loaded_at", Double, nullable=False),
+    Column("text", Text, nullable=False),
 )

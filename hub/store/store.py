@@ -15,12 +15,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from connectors.base import HistoryItem
-from hub.envelope import Delivery, Envelope, Outbound, ThreadHints, decode_envelope
+from hub.envelope import Delivery, Envelope, Outbound, decode_envelope, reply_to
 from hub.errors import Forbidden, InvalidState, NotFound
 from hub.ids import new_id
 from hub.store import migrate
 from hub.store.database import Writer, create_engine
-from hub.store.ingest import ASSIGNED, CLOSED, QUEUED, Decide, Stored, store_batch
+from hub.store.ingest import ASSIGNED, CLOSED, QUEUED, Decide, Stored, outbox_row, store_batch
 from hub.store.schema import (
     attachments,
     conversations,
@@ -29,6 +29,7 @@ from hub.store.schema import (
     identities,
     messages,
     outbox,
+    rule_revisions,
     sessions,
 )
 
@@ -370,36 +371,17 @@ class Store:
             ).first()
             if last_inbound is None or last_inbound.envelope is None:
                 raise InvalidState("this conversation has no inbound message to reply to")
-            source = decode_envelope(last_inbound.envelope)
-            outbound = Outbound(
+            outbound = reply_to(
+                decode_envelope(last_inbound.envelope),
                 message_id=message_id,
                 conversation_id=conversation_id,
-                inbox=conversation.inbox,
                 idempotency_key=key,
-                recipient=source.sender,
                 text=text,
-                subject=source.subject,
-                thread=ThreadHints(
-                    session=source.thread.session,
-                    in_reply_to=source.provider_id,
-                    references=(*source.thread.references, *filter(None, [source.provider_id])),
-                ),
-                author=agent,
                 created_at=now,
+                author=agent,
             )
             await connection.execute(messages.insert(), row)
-            await connection.execute(
-                outbox.insert(),
-                {
-                    "message_id": message_id,
-                    "inbox": conversation.inbox,
-                    "payload": msgspec.json.encode(outbound).decode(),
-                    "status": "pending",
-                    "attempts": 0,
-                    "next_attempt_at": now,
-                    "created_at": now,
-                },
-            )
+            await connection.execute(outbox.insert(), outbox_row(outbound, now))
             await _event(connection, now, "reply.queued", conversation_id, message_id, agent)
             return Reply({**row, "attachments": []}, duplicate=False)
 
@@ -475,6 +457,39 @@ class Store:
             )
 
         await self.writer.call(run)
+
+    # -- rules revisions ---------------------------------------------------------------------
+
+    async def record_rules_revision(self, digest: str, path: str, text: str) -> bool:
+        """Keep an accepted rules file (once per content); True if it was new."""
+
+        async def run(connection: AsyncConnection) -> bool:
+            known = (
+                await connection.execute(
+                    select(rule_revisions.c.digest).where(rule_revisions.c.digest == digest)
+                )
+            ).first()
+            if known is not None:
+                return False
+            now = self.clock()
+            await connection.execute(
+                rule_revisions.insert(),
+                {"digest": digest, "path": path, "loaded_at": now, "text": text},
+            )
+            await _event(connection, now, "rules.loaded", data={"digest": digest, "path": path})
+            return True
+
+        result: bool = await self.writer.call(run)
+        return result
+
+    async def rules_revision(self, digest: str) -> dict[str, Any] | None:
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(rule_revisions).where(rule_revisions.c.digest == digest)
+                )
+            ).first()
+        return None if row is None else dict(row._mapping)
 
     # -- agent sessions ----------------------------------------------------------------------
 

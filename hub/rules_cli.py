@@ -1,0 +1,129 @@
+"""``channelhub rules check`` and ``channelhub rules test``."""
+
+from __future__ import annotations
+
+import argparse
+import email
+import email.policy
+import email.utils
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from hub.errors import ConfigError
+from hub.settings import HubSettings
+from rules.compiler import RuleSet
+from rules.context import MessageFacts, RuleInput
+from rules.evaluate import evaluate
+from rules.loader import read_rules
+
+
+def _settings(args: argparse.Namespace) -> HubSettings | None:
+    if args.config is None:
+        return None
+    from hub.cli import load_config
+
+    return load_config(args.config)
+
+
+def _rules_path(args: argparse.Namespace, settings: HubSettings | None) -> str:
+    if args.path:
+        return str(args.path)
+    if settings is not None and settings.rules.path:
+        return settings.rules.path
+    return "config/rules.yaml"
+
+
+def _load(args: argparse.Namespace) -> tuple[RuleSet, HubSettings | None, str]:
+    settings = _settings(args)
+    path = _rules_path(args, settings)
+    queues = {q.name for q in settings.queues} if settings else None
+    calendars = set(settings.business_hours) if settings else None
+    return read_rules(path, queues=queues, calendars=calendars), settings, path
+
+
+def check(args: argparse.Namespace) -> int:
+    ruleset, settings, path = _load(args)
+    against = f" against {args.config}" if settings else ""
+    print(f"{path}: {len(ruleset.rules)} rules ok{against} (sha256 {ruleset.digest[:12]})")
+    return 0
+
+
+def facts_from_eml(raw: bytes) -> RuleInput:
+    """Enough of an email for trying rules: subject, plain text, sender, recipients."""
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    body = message.get_body(preferencelist=("plain", "html"))
+    text = body.get_content() if body is not None else ""
+    senders = email.utils.getaddresses([str(message.get("From", ""))])
+    recipients = email.utils.getaddresses([str(message.get("To", "")), str(message.get("Cc", ""))])
+    attachments = [part.get_filename() or "attachment" for part in message.iter_attachments()]
+    auto = str(message.get("Auto-Submitted", "no")).lower()
+    return RuleInput(
+        channel="email",
+        message=MessageFacts(
+            subject=str(message.get("Subject", "")),
+            text=text,
+            from_=senders[0][1].lower() if senders else "",
+            to=[address.lower() for _, address in recipients if address],
+            attachments=attachments,
+            is_reply=bool(message.get("In-Reply-To") or message.get("References")),
+            auto_submitted=auto != "no",
+        ),
+    )
+
+
+def test(args: argparse.Namespace) -> int:
+    ruleset, settings, _path = _load(args)
+    if args.eml:
+        facts = facts_from_eml(Path(args.eml).read_bytes())
+    else:
+        source = sys.stdin.buffer.read() if args.message == "-" else Path(args.message).read_bytes()
+        try:
+            facts = msgspec.json.decode(source, type=RuleInput)
+        except msgspec.ValidationError as exc:
+            raise ConfigError([f"{args.message}: {exc}"]) from None
+        except msgspec.DecodeError as exc:
+            raise ConfigError([f"{args.message}: not valid JSON: {exc}"]) from None
+    from hub.routing import RulesDecider
+    from rules.reload import RulesHolder
+
+    decider = RulesDecider(
+        RulesHolder(ruleset),
+        timezone=settings.timezone if settings else "UTC",
+        calendars=settings.business_hours if settings else {},
+    )
+    now = datetime.fromisoformat(args.now) if args.now else None
+    if now is not None and now.tzinfo is None:
+        raise ConfigError(["--now needs a time zone, e.g. 2026-11-26T10:00:00+01:00"])
+    outcome = evaluate(ruleset, decider.context(facts, now), explain=True)
+    report: dict[str, Any] = {
+        "decision": msgspec.to_builtins(outcome.decision),
+        "trace": outcome.trace,
+        "errors": [{"rule": rule, "error": error} for rule, error in outcome.errors],
+    }
+    json.dump(report, sys.stdout, indent=2, ensure_ascii=False)
+    print()
+    return 0
+
+
+def add_commands(commands: Any) -> None:
+    rules = commands.add_parser("rules", help="routing rules tools (docs/rules.md)")
+    sub = rules.add_subparsers(dest="rules_command", required=True)
+    checking = sub.add_parser("check", help="validate a rules file; exit 1 with path:line:col")
+    checking.add_argument(
+        "path", nargs="?", help="rules.yaml (default: from --config, else config/rules.yaml)"
+    )
+    checking.add_argument("--config", help="hub.yaml: also check queue and calendar names")
+    checking.set_defaults(run=check)
+    testing = sub.add_parser("test", help="show the decision and trace for a sample message")
+    testing.add_argument("path", nargs="?")
+    testing.add_argument("--config", help="hub.yaml: queues, business hours, time zone")
+    source = testing.add_mutually_exclusive_group(required=True)
+    source.add_argument("--message", help="JSON input file, or - for standard input")
+    source.add_argument("--eml", help="a raw email (.eml) as the message")
+    testing.add_argument("--now", help="evaluate at this ISO time (with zone)")
+    testing.set_defaults(run=test)

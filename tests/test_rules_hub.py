@@ -1,0 +1,223 @@
+"""Rules inside the running hub: routing, instructions, auto-reply, hot reload, the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from hub.store.schema import conversations, messages, rule_revisions
+from tests.conftest import AGENT_PASSWORD, make_settings
+from tests.helpers import agent_client, chat_client, login, running_hub
+
+ROOT = Path(__file__).resolve().parent.parent
+
+RULES = """version: 1
+defaults: {queue: general}
+templates:
+  closed: "We are closed right now and answer tomorrow from 8:00."
+rules:
+  - name: complaint
+    when: contains_any(message.text, ["reklamation", "beschwerde"])
+    route: {queue: billing, priority: high}
+    instructions: ["Apologize first."]
+    tags: [complaint]
+  - name: closed
+    when: not business_hours("never-open")
+    auto_reply: closed
+"""
+
+
+def rules_settings(url: str, tmp_path: Path, text: str = RULES, **extra: object):
+    path = tmp_path / "rules.yaml"
+    path.write_text(text)
+    return make_settings(
+        url,
+        tmp_path,
+        rules={"path": str(path), "poll_interval": "100ms"},
+        business_hours={"never-open": {"weekly": {}}},
+        **extra,
+    ), path
+
+
+async def _conversation(hub, conversation_id: str) -> dict:
+    async with hub.store.engine.connect() as connection:
+        row = (
+            await connection.execute(
+                select(conversations).where(conversations.c.id == conversation_id)
+            )
+        ).one()
+    return dict(row._mapping)
+
+
+async def test_rules_route_instruct_and_auto_reply_once(store_url: str, tmp_path: Path) -> None:
+    settings, _ = rules_settings(store_url, tmp_path)
+    async with running_hub(settings) as hub:
+        token = await login(hub, "alice", AGENT_PASSWORD)
+        async with agent_client(hub, token) as (agent, _), chat_client(hub) as (customer, _w):
+            await customer.send(type="message", client_id="1", text="Das ist eine Reklamation!")
+            await customer.expect("ack")
+            auto = await customer.expect("message")
+            assert auto["text"] == "We are closed right now and answer tomorrow from 8:00."
+            offer = await agent.expect("offer")
+            assert offer["queue"] == "billing" and offer["priority"] == "high"
+            assert offer["instructions"] == ["Apologize first."]
+            await agent.send(type="accept", conversation_id=offer["conversation_id"])
+            conversation = (await agent.expect("conversation"))["conversation"]
+            assert conversation["rules"] == ["complaint", "closed"]
+            assert conversation["tags"] == ["complaint"]
+            inbound, reply = conversation["messages"]
+            assert inbound["text"].startswith("Das ist") and reply["direction"] == "outbound"
+            # a second message in the same conversation gets no second auto-reply
+            await customer.send(type="message", client_id="2", text="Hallo?")
+            await customer.expect("ack", client_id="2")
+            await customer.nothing("message", within=0.5)
+        stored = await _conversation(hub, offer["conversation_id"])
+        assert stored["queue"] == "billing"
+        async with hub.store.engine.connect() as connection:
+            fired = (
+                (
+                    await connection.execute(
+                        select(messages.c.rules)
+                        .where(messages.c.direction == "inbound")
+                        .order_by(messages.c.created_at)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            revisions = (await connection.execute(select(rule_revisions.c.digest))).all()
+        assert fired[0] == ["complaint", "closed"]
+        assert stored["rules_digest"] == revisions[0].digest
+
+
+async def test_hot_reload_swaps_valid_rules_and_keeps_old_on_error(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    first = (
+        "version: 1\ndefaults: {queue: general}\nrules:\n  - name: r\n    route: {queue: billing}\n"
+    )
+    settings, path = rules_settings(sqlite_url, tmp_path, first)
+
+    async def route_of_new_visitor(hub) -> str:
+        async with chat_client(hub) as (customer, _):
+            await customer.send(type="message", client_id="x", text="hi")
+            ack = await customer.expect("ack")
+        async with hub.store.engine.connect() as connection:
+            return (
+                await connection.execute(
+                    select(conversations.c.queue)
+                    .join(messages, messages.c.conversation_id == conversations.c.id)
+                    .where(messages.c.id == ack["id"])
+                )
+            ).scalar_one()
+
+    async with running_hub(settings) as hub:
+        assert await route_of_new_visitor(hub) == "billing"
+        path.write_text(first.replace("billing", "general") + "    tags: [v2]\n")
+        await asyncio.sleep(0.5)
+        assert await route_of_new_visitor(hub) == "general"
+        path.write_text(first.replace("route: {queue: billing}", "when: channel ==\n"))
+        await asyncio.sleep(0.5)
+        assert await route_of_new_visitor(hub) == "general"  # the broken file was rejected
+        path.write_text(first.replace("billing", "nowhere"))  # unknown queue: also rejected
+        await asyncio.sleep(0.5)
+        assert await route_of_new_visitor(hub) == "general"
+        async with hub.store.engine.connect() as connection:
+            count = len((await connection.execute(select(rule_revisions.c.digest))).all())
+        assert count == 2
+
+
+def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hub.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def test_rules_check_cli(tmp_path: Path) -> None:
+    good = _cli("rules", "check", "--config", "config/hub.yaml")
+    assert good.returncode == 0 and "rules ok" in good.stdout
+    broken = tmp_path / "rules.yaml"
+    broken.write_text(
+        RULES.replace('"beschwerde"])', '"beschwerde"]) and nope.x').replace("billing", "nowhere")
+    )
+    result = _cli("rules", "check", str(broken), "--config", "config/hub.yaml")
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert f"{broken}:8:20: rules.0.route.queue: unknown queue 'nowhere'" in lines
+    assert any(
+        line.startswith(f"{broken}:7:") and "unknown name 'nope.x'" in line for line in lines
+    ), lines
+    assert any("unknown business hours 'never-open'" in line for line in lines), lines
+
+
+def test_rules_test_cli_with_json_and_eml(tmp_path: Path) -> None:
+    sample = {
+        "channel": "email",
+        "message": {"text": "Ich habe eine Reklamation"},
+        "customer": {"known": True, "tier": "A"},
+    }
+    result = _cli(
+        "rules",
+        "test",
+        "--config",
+        "config/hub.yaml",
+        "--message",
+        "-",
+        "--now",
+        "2026-11-26T10:00:00+01:00",
+        stdin=json.dumps(sample),
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["decision"]["queue"] == "premium"
+    assert report["decision"]["rules"] == ["vip-desk", "complaint"]
+    assert [entry["result"] for entry in report["trace"]] == [
+        "matched",
+        "not matched",
+        "matched",
+        "not matched",
+    ]
+    eml = tmp_path / "mail.eml"
+    eml.write_bytes(
+        b"From: Ann <ann@example.com>\r\nTo: support@shop.example\r\n"
+        b"Subject: Beschwerde\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+        b"Die Ware ist kaputt, das ist eine Reklamation.\r\n"
+    )
+    result = _cli(
+        "rules",
+        "test",
+        "--config",
+        "config/hub.yaml",
+        "--eml",
+        str(eml),
+        "--now",
+        "2026-11-28T10:00:00+01:00",
+    )  # a Saturday: after hours
+    report = json.loads(result.stdout)
+    assert report["decision"]["queue"] == "complaints"
+    assert report["decision"]["auto_reply"].startswith("Thanks for your message")
+    bad = _cli("rules", "test", "--message", "-", stdin='{"channel": "x", "evil": 1}')
+    assert bad.returncode == 1 and "evil" in bad.stderr
+
+
+@pytest.mark.parametrize("config", ["config/hub.yaml"])
+def test_config_check_also_checks_rules(tmp_path: Path, config: str) -> None:
+    text = (ROOT / config).read_text().replace("config/rules.yaml", str(tmp_path / "r.yaml"))
+    (tmp_path / "r.yaml").write_text("version: 2\n")
+    (tmp_path / "hub.yaml").write_text(text)
+    result = _cli("config", "check", str(tmp_path / "hub.yaml"))
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"{tmp_path / 'r.yaml'}:1:10: version: Input should be 1")
