@@ -35,6 +35,7 @@ format: install
 
 bench: install
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/rules.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from hub import __version__
 from hub.auth import SESSION_COOKIE
 from hub.errors import AuthError
-from hub.keys import AUTH, SETTINGS, STORE
+from hub.keys import AUTH, RULES_WATCHER, SETTINGS, STORE
+from hub.settings import AgentSettings
 
 
 class LoginRequest(BaseModel):
@@ -75,13 +76,41 @@ async def logout(request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def me(request: web.Request) -> web.StreamResponse:
+async def _agent(request: web.Request) -> AgentSettings | None:
+    """The configured agent behind the request's session cookie or bearer token."""
     token = request.cookies.get(SESSION_COOKIE) or _bearer(request)
     agent_id = await request.app[STORE].session_agent(token) if token else None
     agents = {agent.id: agent for agent in request.app[SETTINGS].agents}
-    if agent_id is None or agent_id not in agents:
+    return agents.get(agent_id) if agent_id else None
+
+
+async def me(request: web.Request) -> web.StreamResponse:
+    agent = await _agent(request)
+    if agent is None:
         return _error(401, "not_authenticated", "log in first")
-    return web.json_response({"agent": {"id": agent_id, "name": agents[agent_id].name}})
+    return web.json_response({"agent": {"id": agent.id, "name": agent.name}})
+
+
+async def rules_status(request: web.Request) -> web.StreamResponse:
+    """The running rules revision and, if the file on disk was rejected, why."""
+    if await _agent(request) is None:
+        return _error(401, "not_authenticated", "log in first")
+    watcher = request.app.get(RULES_WATCHER)
+    settings = request.app[SETTINGS]
+    if watcher is None:
+        return web.json_response(
+            {"path": settings.rules.path, "watching": False, "revision": None, "problems": []}
+        )
+    ruleset = watcher.holder.current
+    return web.json_response(
+        {
+            "path": watcher.path,
+            "watching": True,
+            "revision": ruleset.digest,
+            "rules": len(ruleset.rules),
+            "problems": watcher.last_problems,
+        }
+    )
 
 
 async def version(request: web.Request) -> web.StreamResponse:
@@ -98,3 +127,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/logout", logout)
     app.router.add_get("/api/me", me)
     app.router.add_get("/api/version", version)
+    app.router.add_get("/api/rules", rules_status)

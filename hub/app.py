@@ -8,6 +8,7 @@ writer and the outbox, and closes the database cleanly.
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import hmac
 import logging
@@ -29,7 +30,18 @@ from hub.console.protocol import frame
 from hub.console.registry import AgentConnections
 from hub.console.service import Console
 from hub.dispatch.service import DispatchService
-from hub.keys import AUTH, BUS, CONNECTORS, CONSOLE, DISPATCH, METRICS, PIPELINE, SETTINGS, STORE
+from hub.keys import (
+    AUTH,
+    BUS,
+    CONNECTORS,
+    CONSOLE,
+    DISPATCH,
+    METRICS,
+    PIPELINE,
+    RULES_WATCHER,
+    SETTINGS,
+    STORE,
+)
 from hub.metrics import Metrics
 from hub.outbox import OutboxWorker
 from hub.pipeline import Decider, PassthroughDecider, Pipeline
@@ -174,6 +186,7 @@ def _lifecycle(
                 started.append(connector)
             outbox.start()
             if watcher is not None:
+                app[RULES_WATCHER] = watcher
                 watcher.start()
             log.info("hub ready with channels %s", ", ".join(app[CONNECTORS].keys()) or "(none)")
             yield
@@ -207,6 +220,7 @@ async def _routing(
     text = await asyncio.to_thread(Path(path).read_text, "utf-8")
     ruleset = await asyncio.to_thread(load_rules, text, path, queues=queues, calendars=calendars)
     await store.record_rules_revision(ruleset.digest, path, text)
+    gc.freeze()  # rules live long: keep them out of every future collection's scan
     log.info("rules loaded from %s: %d rules, sha256 %s", path, len(ruleset.rules), ruleset.digest)
     holder = RulesHolder(ruleset)
     decider = RulesDecider(

@@ -14,6 +14,10 @@ class ConfigError(HubError):
         self.problems = problems
         super().__init__("\n".join(problems))
 
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[list[str]]]:
+        # keeps the list intact across process boundaries (rules are parsed in a worker)
+        return (ConfigError, (self.problems,))
+
 
 class StoreError(HubError):
     """The store could not complete an operation; nothing was half written."""

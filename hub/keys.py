@@ -15,6 +15,7 @@ from hub.metrics import Metrics
 from hub.pipeline import Pipeline
 from hub.settings import HubSettings
 from hub.store.store import Store
+from rules.reload import RulesWatcher
 
 SETTINGS = web.AppKey("settings", HubSettings)
 METRICS = web.AppKey("metrics", Metrics)
@@ -25,3 +26,4 @@ PIPELINE = web.AppKey("pipeline", Pipeline)
 DISPATCH = web.AppKey("dispatch", DispatchService)
 CONSOLE = web.AppKey("console", Console)
 AUTH = web.AppKey("auth", Authenticator)
+RULES_WATCHER = web.AppKey("rules_watcher", RulesWatcher)

@@ -19,7 +19,10 @@ from typing import Any
 from rules.expr import NAMES, Compiled, ExpressionError, IndexHint, compile_expression
 from rules.model import RulesFile, RuleSpec
 
-_PREFERENCE = {"exact": 0, "keyword": 1, "above": 2, "below": 2}
+# a message holds a few dozen words: a keyword hint is that much likelier to hit than one value
+WORDS_PER_MESSAGE = 30
+# nothing is known of how numbers are distributed: assume a threshold lets half through
+THRESHOLD_SELECTIVITY = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +47,25 @@ class CompiledRule:
     spec: RuleSpec
     predicate: Callable[[Any], Any] | None
     source: str
-    hint: IndexHint | None
+    hints: list[IndexHint]
     auto_reply_text: str | None
+    hint: IndexHint | None = None  # the one the index files this rule under
+    # what a match contributes, precomputed for the evaluation loop
+    name: str = ""
+    route: tuple[Any, Any, Any, Any] | None = None  # queue, priority, sla, skills
+    instructions: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    stop: bool = False
+
+    def __post_init__(self) -> None:
+        spec = self.spec
+        self.name = spec.name
+        if spec.route is not None:
+            route = spec.route
+            self.route = (route.queue, route.priority, route.sla, route.skills)
+        self.instructions = spec.instructions
+        self.tags = spec.tags
+        self.stop = spec.stop
 
 
 @dataclass(slots=True)
@@ -98,6 +118,7 @@ class RuleSet:
     )
     thresholds: list[_Thresholds] = field(default_factory=list)
     calendars: set[str] = field(default_factory=set)
+    enabled: list[int] = field(default_factory=list)
 
     def candidates(self, context: Any) -> list[int]:
         """Indexes of the rules that may match ``context``, in file order."""
@@ -112,16 +133,9 @@ class RuleSet:
         for getter, table in self.keywords.values():
             text = getter(context)
             if text:
-                words = context.words(text)
-                if len(words) < len(table):
-                    for word in words:
-                        hits = table.get(word)
-                        if hits:
-                            found.update(hits)
-                else:
-                    for word, hits in table.items():
-                        if word in words:
-                            found.update(hits)
+                # set intersection runs in C over the smaller side
+                for word in table.keys() & context.words(text):
+                    found.update(table[word])
         for thresholds in self.thresholds:
             found.update(thresholds.candidates(thresholds.getter(context)))
         return sorted(found)
@@ -178,18 +192,13 @@ def compile_rules(
                 problems.append(Problem((*loc, "when"), exc.message, exc.line, exc.col))
         if compiled is not None:
             used_calendars |= compiled.calendars
-        hint = (
-            min(compiled.hints, key=lambda h: _PREFERENCE[h.kind])
-            if compiled and compiled.hints
-            else None
-        )
         compiled_rules.append(
             CompiledRule(
                 index=index,
                 spec=rule,
                 predicate=compiled.predicate if compiled else None,
                 source=compiled.source if compiled else "True",
-                hint=hint,
+                hints=compiled.hints if compiled else [],
                 auto_reply_text=reply_text,
             )
         )
@@ -210,8 +219,37 @@ def _getter(path: str) -> Callable[[Any], Any]:
     return attrgetter(NAMES[path][0])
 
 
+def _choose_hints(rules: list[CompiledRule]) -> None:
+    """File each rule under its most selective necessary condition.
+
+    Selectivity is estimated from the rule set itself: a value of a field that rules compare
+    with 1,000 different values is rarer than one of a field with five (channel), and a keyword
+    out of 20,000 is rarer still, even though a message carries many words.
+    """
+    distinct: dict[tuple[str, str], set[Any]] = {}
+    for rule in rules:
+        for hint in rule.hints:
+            if hint.kind in ("exact", "keyword"):
+                distinct.setdefault((hint.kind, hint.path), set()).update(hint.values)
+
+    def estimate(hint: IndexHint) -> float:
+        if hint.kind == "exact":
+            return len(hint.values) / max(1, len(distinct[("exact", hint.path)]))
+        if hint.kind == "keyword":
+            share = (
+                len(hint.values) * WORDS_PER_MESSAGE / max(1, len(distinct[("keyword", hint.path)]))
+            )
+            return min(1.0, share)
+        return THRESHOLD_SELECTIVITY
+
+    for rule in rules:
+        rule.hint = min(rule.hints, key=estimate) if rule.hints else None
+
+
 def _build_index(ruleset: RuleSet) -> None:
+    _choose_hints(ruleset.rules)
     thresholds: dict[tuple[str, bool], _Thresholds] = {}
+    ruleset.enabled = [rule.index for rule in ruleset.rules if rule.spec.enabled]
     for rule in ruleset.rules:
         if not rule.spec.enabled:
             continue

@@ -65,6 +65,7 @@ class Context:
 
     __slots__ = (
         "_phrases",
+        "_utf8",
         "_words",
         "business_hours",
         "channel",
@@ -138,6 +139,7 @@ class Context:
         self.business_hours = business_hours
         self._words: dict[str, frozenset[str]] = {}
         self._phrases: dict[str, str] = {}
+        self._utf8: dict[str, bytes] = {}
 
     def words(self, text: str) -> frozenset[str]:
         """The case-folded words of ``text``, computed once per text per evaluation."""
@@ -145,6 +147,15 @@ class Context:
         if found is None:
             found = self._words[text] = frozenset(_WORD.findall(text.casefold()))
         return found
+
+    def utf8(self, text: Any) -> bytes | None:
+        """``text`` as UTF-8 for the regex engine, encoded once per evaluation."""
+        if text is None:
+            return None
+        data = self._utf8.get(text)
+        if data is None:
+            data = self._utf8[text] = text.encode()
+        return data
 
     def contains_any(self, text: Any, words: tuple[frozenset[str], tuple[str, ...]]) -> bool:
         """Case-insensitive whole-word (or whole-phrase) match of any of ``words``."""

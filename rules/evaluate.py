@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rules.compiler import CompiledRule, RuleSet
-from rules.decision import Decision, Priority
+from rules.decision import Decision
 
 log = logging.getLogger(__name__)
 
@@ -31,92 +31,118 @@ class Outcome:
 def evaluate(ruleset: RuleSet, context: Any, *, explain: bool = False) -> Outcome:
     """The decision for one message. With ``explain``, every rule is reported in the trace
     (matched, not matched, error, skipped and why); otherwise only candidate rules run."""
-    route: dict[str, Any] = {}
+    if not explain:
+        return _decide(ruleset, context, ruleset.candidates(context))
+    return _explain(ruleset, context)
+
+
+def _explain(ruleset: RuleSet, context: Any) -> Outcome:
+    """The decision plus a trace entry for every rule, in file order."""
+    outcome = _decide(ruleset, context, ruleset.enabled)
+    trace: list[dict[str, Any]] = []
     set_by: dict[str, str] = {}
-    instructions: list[str] = []
-    tags: list[str] = []
-    fired: list[str] = []
-    errors: list[tuple[str, str]] = []
-    auto_reply: str | None = None
-    trace: list[dict[str, Any]] | None = [] if explain else None
-    order = range(len(ruleset.rules)) if explain else ruleset.candidates(context)
     stopped_by: str | None = None
-    for position in order:
-        rule = ruleset.rules[position]
+    for rule in ruleset.rules:
         spec = rule.spec
         if stopped_by is not None:
-            if trace is not None:
-                trace.append(
-                    {"rule": spec.name, "result": "skipped", "reason": f"stopped by {stopped_by}"}
-                )
+            trace.append(
+                {"rule": spec.name, "result": "skipped", "reason": f"stopped by {stopped_by}"}
+            )
             continue
         if not spec.enabled:
-            if trace is not None:
-                trace.append({"rule": spec.name, "result": "skipped", "reason": "disabled"})
+            trace.append({"rule": spec.name, "result": "skipped", "reason": "disabled"})
             continue
         matched, error = _check(rule, context)
         if error is not None:
-            errors.append((spec.name, error))
-            log.warning("rule %s failed: %s (treated as not matching)", spec.name, error)
-            if trace is not None:
-                trace.append({"rule": spec.name, "result": "error", "error": error})
+            trace.append({"rule": spec.name, "result": "error", "error": error})
             continue
         if not matched:
-            if trace is not None:
-                trace.append({"rule": spec.name, "result": "not matched", "when": spec.when})
+            trace.append({"rule": spec.name, "result": "not matched", "when": spec.when})
             continue
-        fired.append(spec.name)
-        entry: dict[str, Any] = (
-            {"rule": spec.name, "result": "matched", "set": {}, "ignored": {}}
-            if trace is not None
-            else {}
-        )
+        entry: dict[str, Any] = {"rule": spec.name, "result": "matched", "set": {}, "ignored": {}}
         if spec.route is not None:
             for name in ROUTE_FIELDS:
                 value = getattr(spec.route, name)
                 if value is None:
                     continue
-                if name in route:
-                    if trace is not None:
-                        entry["ignored"][name] = f"already set by {set_by[name]}"
+                if name in set_by:
+                    entry["ignored"][name] = f"already set by {set_by[name]}"
                     continue
-                route[name] = value
                 set_by[name] = spec.name
-                if trace is not None:
-                    entry["set"][name] = (
-                        list(value)
-                        if name == "skills"
-                        else str(value)
-                        if name == "priority"
-                        else value
-                    )
-        instructions.extend(spec.instructions)
-        tags.extend(tag for tag in spec.tags if tag not in tags)
-        if rule.auto_reply_text is not None and auto_reply is None:
-            auto_reply = rule.auto_reply_text
-        if trace is not None:
-            if spec.instructions:
-                entry["instructions"] = list(spec.instructions)
-            if spec.tags:
-                entry["tags"] = list(spec.tags)
-            if spec.auto_reply:
-                entry["auto_reply"] = spec.auto_reply
-            trace.append(entry)
+                entry["set"][name] = (
+                    list(value)
+                    if isinstance(value, tuple)
+                    else str(value)
+                    if name == "priority"
+                    else value
+                )
+        if spec.instructions:
+            entry["instructions"] = list(spec.instructions)
+        if spec.tags:
+            entry["tags"] = list(spec.tags)
+        if spec.auto_reply:
+            entry["auto_reply"] = spec.auto_reply
+        trace.append(entry)
         if spec.stop:
             stopped_by = spec.name
+    outcome.trace = trace
+    return outcome
+
+
+def _decide(ruleset: RuleSet, context: Any, order: list[int]) -> Outcome:
+    """The hot path: no trace, precomputed rule contributions, nothing allocated twice."""
+    rules = ruleset.rules
+    queue = priority = sla = skills = None
+    instructions: list[str] = []
+    tags: list[str] = []
+    fired: list[str] = []
+    errors: list[tuple[str, str]] = []
+    auto_reply: str | None = None
+    for position in order:
+        rule = rules[position]
+        predicate = rule.predicate
+        if predicate is not None:
+            try:
+                if not predicate(context):
+                    continue
+            except Exception as exc:  # an admin's rule must never take the hub down
+                error = f"{type(exc).__name__}: {exc}"
+                errors.append((rule.name, error))
+                log.warning("rule %s failed: %s (treated as not matching)", rule.name, error)
+                continue
+        fired.append(rule.name)
+        route = rule.route
+        if route is not None:
+            if queue is None:
+                queue = route[0]
+            if priority is None:
+                priority = route[1]
+            if sla is None:
+                sla = route[2]
+            if skills is None:
+                skills = route[3]
+        if rule.instructions:
+            instructions.extend(rule.instructions)
+        for tag in rule.tags:
+            if tag not in tags:
+                tags.append(tag)
+        if auto_reply is None:
+            auto_reply = rule.auto_reply_text
+        if rule.stop:
+            break
     defaults = ruleset.defaults
     decision = Decision(
-        queue=route.get("queue", defaults.queue),
-        priority=Priority(route.get("priority", defaults.priority)),
-        sla_seconds=route.get("sla", defaults.sla),
-        skills=tuple(route.get("skills", defaults.skills)),
+        queue=queue or defaults.queue,
+        priority=priority or defaults.priority,
+        sla_seconds=defaults.sla if sla is None else sla,
+        skills=defaults.skills if skills is None else skills,
         instructions=tuple(instructions),
         tags=tuple(tags),
         auto_reply=auto_reply,
         rules=tuple(fired),
         revision=ruleset.digest,
     )
-    return Outcome(decision, errors, trace)
+    return Outcome(decision, errors)
 
 
 def _check(rule: CompiledRule, context: Any) -> tuple[bool, str | None]:
@@ -129,40 +155,5 @@ def _check(rule: CompiledRule, context: Any) -> tuple[bool, str | None]:
 
 
 def linear_scan(ruleset: RuleSet, context: Any) -> Decision:
-    """Evaluate every rule without the index (the benchmark's baseline and a test oracle)."""
-    route: dict[str, Any] = {}
-    instructions: list[str] = []
-    tags: list[str] = []
-    fired: list[str] = []
-    auto_reply = None
-    for rule in ruleset.rules:
-        spec = rule.spec
-        if not spec.enabled:
-            continue
-        matched, _ = _check(rule, context)
-        if not matched:
-            continue
-        fired.append(spec.name)
-        if spec.route is not None:
-            for name in ROUTE_FIELDS:
-                value = getattr(spec.route, name)
-                if value is not None and name not in route:
-                    route[name] = value
-        instructions.extend(spec.instructions)
-        tags.extend(tag for tag in spec.tags if tag not in tags)
-        if rule.auto_reply_text is not None and auto_reply is None:
-            auto_reply = rule.auto_reply_text
-        if spec.stop:
-            break
-    defaults = ruleset.defaults
-    return Decision(
-        queue=route.get("queue", defaults.queue),
-        priority=Priority(route.get("priority", defaults.priority)),
-        sla_seconds=route.get("sla", defaults.sla),
-        skills=tuple(route.get("skills", defaults.skills)),
-        instructions=tuple(instructions),
-        tags=tuple(tags),
-        auto_reply=auto_reply,
-        rules=tuple(fired),
-        revision=ruleset.digest,
-    )
+    """Evaluate every rule without the index: the benchmark's baseline and a test oracle."""
+    return _decide(ruleset, context, ruleset.enabled).decision

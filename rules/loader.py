@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
+import gc
+
+import msgspec
 from pydantic import ValidationError
 
 from hub.errors import ConfigError
 from hub.yamlfile import YamlDocument, load_yaml
-from rules.compiler import RulesError, RuleSet, compile_rules
-from rules.model import RulesFile
+from rules.compiler import Problem, RulesError, RuleSet, compile_rules
+from rules.model import Defaults, RulesFile, RuleSpec
 
 MAX_BYTES = 4 * 1024 * 1024
 
 
-def load_rules(
-    text: str | bytes,
-    path: str,
-    *,
-    queues: set[str] | None = None,
-    calendars: set[str] | None = None,
-) -> RuleSet:
-    """Parse, validate and compile a rules file; ConfigError lists every problem found."""
+def parse_rules(text: str | bytes, path: str) -> tuple[YamlDocument, RulesFile]:
+    """Safe YAML and schema validation; ConfigError lists every problem with its position.
+
+    Returns only plain, picklable data, so the hot reloader can run it in another process.
+    """
     raw = text.decode("utf-8", errors="replace") if isinstance(text, bytes) else text
     document = load_yaml(raw, path, max_bytes=MAX_BYTES)
     try:
@@ -32,16 +32,90 @@ def load_rules(
             dotted = ".".join(str(part) for part in loc) or "(top level)"
             problems.append(f"{document.where(loc, key=at_key)}: {dotted}: {error['msg']}")
         raise ConfigError(problems) from None
+    return document, spec
+
+
+def compile_parsed(
+    document: YamlDocument,
+    spec: RulesFile,
+    text: str,
+    *,
+    queues: set[str] | None = None,
+    calendars: set[str] | None = None,
+) -> RuleSet:
+    """Compile what :func:`parse_rules` returned; problems are located in the file."""
     try:
-        return compile_rules(spec, text=raw, queues=queues, calendars=calendars)
+        return compile_rules(spec, text=text, queues=queues, calendars=calendars)
     except RulesError as exc:
-        raise ConfigError([_locate(document, raw, problem) for problem in exc.problems]) from None
+        problems = [_locate(document, text, problem) for problem in exc.problems]
+        raise ConfigError(problems) from None
 
 
-def _locate(document: YamlDocument, raw: str, problem: object) -> str:
-    from rules.compiler import Problem
+def check_rules(
+    text: str, path: str, *, queues: set[str] | None = None, calendars: set[str] | None = None
+) -> list[bytes]:
+    """Fully check a rules file and return its validated content as JSON pieces.
 
-    assert isinstance(problem, Problem)
+    Meant for a worker process. The pieces (defaults, templates, then one per rule) unpickle
+    in no time and are decoded one by one by :func:`rebuild_rules`, so the receiving process
+    never holds the GIL for long and its event loop keeps running.
+    """
+    document, spec = parse_rules(text, path)
+    compile_parsed(document, spec, text, queues=queues, calendars=calendars)
+    return [
+        spec.defaults.model_dump_json().encode(),
+        msgspec.json.encode(spec.templates),
+        *(rule.model_dump_json().encode() for rule in spec.rules),
+    ]
+
+
+def rebuild_rules(
+    checked: list[bytes],
+    text: str,
+    *,
+    queues: set[str] | None = None,
+    calendars: set[str] | None = None,
+) -> RuleSet:
+    """Compile rules from :func:`check_rules` output, one rule at a time (short GIL holds).
+
+    Rebuilding allocates hundreds of thousands of objects, which would trigger full garbage
+    collections that hold the GIL (and stall the event loop) for tens of milliseconds. So the
+    collector is paused while building, and the result is frozen (``gc.freeze``): long-lived
+    rule objects are never scanned again; they are freed by reference counting once replaced.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        defaults, templates, *rules = checked
+        spec = RulesFile.model_construct(
+            version=1,
+            defaults=Defaults.model_validate_json(defaults),
+            templates=msgspec.json.decode(templates, type=dict[str, str]),
+            rules=tuple(RuleSpec.model_validate_json(rule) for rule in rules),
+        )
+        return compile_rules(spec, text=text, queues=queues, calendars=calendars)
+    except RulesError as exc:  # checked already: only if the worker disagreed
+        raise ConfigError([f"rules: {problem.message}" for problem in exc.problems]) from None
+    finally:
+        gc.freeze()
+        if collecting:
+            gc.enable()
+
+
+def load_rules(
+    text: str | bytes,
+    path: str,
+    *,
+    queues: set[str] | None = None,
+    calendars: set[str] | None = None,
+) -> RuleSet:
+    """Parse, validate and compile a rules file; ConfigError lists every problem found."""
+    raw = text.decode("utf-8", errors="replace") if isinstance(text, bytes) else text
+    document, spec = parse_rules(raw, path)
+    return compile_parsed(document, spec, raw, queues=queues, calendars=calendars)
+
+
+def _locate(document: YamlDocument, raw: str, problem: Problem) -> str:
     where = document.where(problem.loc)
     if problem.line:
         # point into the expression: its position in the file plus the offset inside it

@@ -11,12 +11,15 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import multiprocessing
 import os
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 
 from hub.errors import ConfigError
 from rules.compiler import RuleSet
-from rules.loader import MAX_BYTES, load_rules
+from rules.loader import MAX_BYTES, check_rules, rebuild_rules
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +51,10 @@ class RulesWatcher:
         self.interval = interval
         self.on_accept = on_accept
         self.last_problems: list[str] = []
+        self.attempts = 0  # reloads finished, accepted or not (tests wait on it)
         self._stamp: tuple[float, int] | None = self._stat()
         self._task: asyncio.Task[None] | None = None
+        self._pool: ProcessPoolExecutor | None = None
 
     def _stat(self) -> tuple[float, int] | None:
         try:
@@ -60,12 +65,17 @@ class RulesWatcher:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="rules-watcher")
+        # start the parsing worker now, not in the middle of the first reload
+        self._parser().submit(int)
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     async def _run(self) -> None:
         while True:
@@ -79,6 +89,12 @@ class RulesWatcher:
     async def reload(self) -> bool:
         """Load the file now; True if a new revision was swapped in."""
         try:
+            return await self._reload()
+        finally:
+            self.attempts += 1
+
+    async def _reload(self) -> bool:
+        try:
             raw = await asyncio.to_thread(self._read)
         except OSError as exc:
             log.error("rules file %s unreadable: %s; keeping the running rules", self.path, exc)
@@ -86,10 +102,19 @@ class RulesWatcher:
         digest = hashlib.sha256(raw).hexdigest()
         if digest == self.holder.current.digest:
             return False
+        text = raw.decode("utf-8", errors="replace")
         try:
-            # parsing and compiling thousands of rules takes a while: keep it off the loop
+            # Parsing a big file holds the GIL in long C calls (libyaml, pydantic-core), which
+            # would stall the event loop even from a thread: parse in a worker process, then
+            # compile (short Python steps) in a thread.
+            checked = await asyncio.get_running_loop().run_in_executor(
+                self._parser(),
+                partial(check_rules, queues=self.queues, calendars=self.calendars),
+                text,
+                self.path,
+            )
             ruleset = await asyncio.to_thread(
-                load_rules, raw, self.path, queues=self.queues, calendars=self.calendars
+                rebuild_rules, checked, text, queues=self.queues, calendars=self.calendars
             )
         except ConfigError as exc:
             self.last_problems = exc.problems
@@ -108,8 +133,16 @@ class RulesWatcher:
             ruleset.digest,
         )
         if self.on_accept is not None:
-            await self.on_accept(ruleset, raw.decode("utf-8", errors="replace"))
+            await self.on_accept(ruleset, text)
         return True
+
+    def _parser(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # forkserver: never fork the hub's own threads (database drivers, executors)
+            self._pool = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("forkserver")
+            )
+        return self._pool
 
     def _read(self) -> bytes:
         with open(self.path, "rb") as handle:

@@ -153,6 +153,7 @@ rules:
         "len(message.to, 2)",
         "matches(text=message.text, regex='x')",
         "customer.attributes.a.b",
+        "customer.attributes.__class__",
         "not",
         "x := 1",
         "b'bytes' == channel",

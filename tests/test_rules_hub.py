@@ -9,9 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
 from sqlalchemy import select
 
+from hub.keys import RULES_WATCHER
 from hub.store.schema import conversations, messages, rule_revisions
 from tests.conftest import AGENT_PASSWORD, make_settings
 from tests.helpers import agent_client, chat_client, login, running_hub
@@ -119,16 +121,36 @@ async def test_hot_reload_swaps_valid_rules_and_keeps_old_on_error(
             ).scalar_one()
 
     async with running_hub(settings) as hub:
+        watcher = hub.app[RULES_WATCHER]
+
+        async def reloaded(text: str) -> None:
+            attempts = watcher.attempts
+            path.write_text(text)
+            for _ in range(200):  # the watcher polls every 100 ms; give it up to 10 s
+                await asyncio.sleep(0.05)
+                if watcher.attempts > attempts:
+                    return
+            raise AssertionError("the rules file was not reloaded")
+
         assert await route_of_new_visitor(hub) == "billing"
-        path.write_text(first.replace("billing", "general") + "    tags: [v2]\n")
-        await asyncio.sleep(0.5)
+        await reloaded(first.replace("billing", "general") + "    tags: [v2]\n")
+        assert watcher.last_problems == []
         assert await route_of_new_visitor(hub) == "general"
-        path.write_text(first.replace("route: {queue: billing}", "when: channel ==\n"))
-        await asyncio.sleep(0.5)
+        await reloaded(first.replace("route: {queue: billing}", "when: channel ==\n"))
+        assert watcher.last_problems[0].startswith(f"{path}:5:")
         assert await route_of_new_visitor(hub) == "general"  # the broken file was rejected
-        path.write_text(first.replace("billing", "nowhere"))  # unknown queue: also rejected
-        await asyncio.sleep(0.5)
+        await reloaded(first.replace("billing", "nowhere"))  # unknown queue: also rejected
+        assert "unknown queue 'nowhere'" in watcher.last_problems[0]
         assert await route_of_new_visitor(hub) == "general"
+        token = await login(hub, "alice", AGENT_PASSWORD)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                f"{hub.url}/api/rules", headers={"Authorization": f"Bearer {token}"}
+            ) as response,
+        ):
+            status = await response.json()
+        assert status["problems"] == watcher.last_problems and status["rules"] == 1
         async with hub.store.engine.connect() as connection:
             count = len((await connection.execute(select(rule_revisions.c.digest))).all())
         assert count == 2

@@ -84,6 +84,10 @@
     (conversation.instructions || []).forEach(function (line) {
       instructions.appendChild(el("li", "", line));
     });
+    var routing = [];
+    if ((conversation.rules || []).length) routing.push("rules: " + conversation.rules.join(", "));
+    if ((conversation.tags || []).length) routing.push("tags: " + conversation.tags.join(", "));
+    $("routing").textContent = routing.join(" · ");
     var list = $("messages");
     list.textContent = "";
     conversation.messages.forEach(function (message) {
