@@ -50,6 +50,9 @@ class CompiledRule:
     hints: list[IndexHint]
     auto_reply_text: str | None
     hint: IndexHint | None = None  # the one the index files this rule under
+    # what is left to check once the index found the rule through ``hint``
+    residual: Callable[[Any], Any] | None = None
+    compiled: Compiled | None = None
     # what a match contributes, precomputed for the evaluation loop
     name: str = ""
     route: tuple[Any, Any, Any, Any] | None = None  # queue, priority, sla, skills
@@ -199,6 +202,7 @@ def compile_rules(
                 predicate=compiled.predicate if compiled else None,
                 source=compiled.source if compiled else "True",
                 hints=compiled.hints if compiled else [],
+                compiled=compiled,
                 auto_reply_text=reply_text,
             )
         )
@@ -244,6 +248,11 @@ def _choose_hints(rules: list[CompiledRule]) -> None:
 
     for rule in rules:
         rule.hint = min(rule.hints, key=estimate) if rule.hints else None
+        if rule.hint is not None and rule.compiled is not None:
+            rule.residual = rule.compiled.residual(rule.hint)
+        else:
+            rule.residual = rule.predicate
+        rule.compiled = None  # the source pieces are not needed any more
 
 
 def _build_index(ruleset: RuleSet) -> None:

@@ -32,7 +32,7 @@ def evaluate(ruleset: RuleSet, context: Any, *, explain: bool = False) -> Outcom
     """The decision for one message. With ``explain``, every rule is reported in the trace
     (matched, not matched, error, skipped and why); otherwise only candidate rules run."""
     if not explain:
-        return _decide(ruleset, context, ruleset.candidates(context))
+        return _decide(ruleset, context, ruleset.candidates(context), indexed=True)
     return _explain(ruleset, context)
 
 
@@ -89,8 +89,12 @@ def _explain(ruleset: RuleSet, context: Any) -> Outcome:
     return outcome
 
 
-def _decide(ruleset: RuleSet, context: Any, order: list[int]) -> Outcome:
-    """The hot path: no trace, precomputed rule contributions, nothing allocated twice."""
+def _decide(ruleset: RuleSet, context: Any, order: list[int], *, indexed: bool = False) -> Outcome:
+    """The hot path: no trace, precomputed rule contributions, nothing allocated twice.
+
+    ``indexed``: ``order`` came from the candidate index, so each rule only needs its residual
+    check (the conjunct the index matched on holds already).
+    """
     rules = ruleset.rules
     queue = priority = sla = skills = None
     instructions: list[str] = []
@@ -100,7 +104,7 @@ def _decide(ruleset: RuleSet, context: Any, order: list[int]) -> Outcome:
     auto_reply: str | None = None
     for position in order:
         rule = rules[position]
-        predicate = rule.predicate
+        predicate = rule.residual if indexed else rule.predicate
         if predicate is not None:
             try:
                 if not predicate(context):

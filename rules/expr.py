@@ -11,6 +11,7 @@ Regular expressions are compiled with RE2 (linear time) when the rule is compile
 from __future__ import annotations
 
 import ast
+import dataclasses
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -110,6 +111,8 @@ class IndexHint:
     values: frozenset[Any] = frozenset()
     threshold: float = 0.0
     inclusive: bool = False
+    conjunct: int = 0  # position of the conjunct in the top-level ``and``
+    implied: bool = True  # an index hit proves the conjunct (not so for phrases)
 
 
 @dataclass
@@ -118,6 +121,20 @@ class Compiled:
     predicate: Callable[[Any], Any]
     hints: list[IndexHint] = field(default_factory=list)
     calendars: set[str] = field(default_factory=set)
+    conjuncts: list[str] = field(default_factory=list)
+    namespace: dict[str, Any] = field(default_factory=dict)
+
+    def residual(self, hint: IndexHint) -> Callable[[Any], Any] | None:
+        """The predicate without the conjunct ``hint`` stands for, for rules the index found
+        through that hint (it holds already); None when nothing else is left to check."""
+        if not hint.implied:
+            return self.predicate
+        rest = [source for index, source in enumerate(self.conjuncts) if index != hint.conjunct]
+        if not rest:
+            return None
+        code = compile(f"lambda c: ({' and '.join(rest)})", "<rule>", "eval")
+        residual: Callable[[Any], Any] = eval(code, self.namespace)  # noqa: S307 - checked nodes
+        return residual
 
 
 def _regex_options() -> Any:
@@ -329,22 +346,18 @@ def compile_expression(text: str, *, calendars: set[str] | None = None) -> Compi
         ) from None
     compiler = _Compiler(text, calendars)
     compiler.globals.update({"_matches": _matches, "_lower": _lower, "_len": _len})
-    source = compiler.emit(tree.body)
+    body = tree.body
+    parts = body.values if isinstance(body, ast.BoolOp) and isinstance(body.op, ast.And) else [body]
+    conjuncts = [compiler.emit(part) for part in parts]
+    source = conjuncts[0] if len(conjuncts) == 1 else "(" + " and ".join(conjuncts) + ")"
     code = compile(f"lambda c: {source}", "<rule>", "eval")
     predicate = eval(code, compiler.globals)  # noqa: S307 - source built from checked nodes only
-    return Compiled(source, predicate, _hints(tree.body), compiler.calendars)
-
-
-def _hints(node: ast.AST) -> list[IndexHint]:
-    conjuncts = (
-        node.values if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And) else [node]
-    )
     hints = []
-    for conjunct in conjuncts:
-        hint = _hint(conjunct)
+    for position, part in enumerate(parts):
+        hint = _hint(part)
         if hint is not None:
-            hints.append(hint)
-    return hints
+            hints.append(dataclasses.replace(hint, conjunct=position))
+    return Compiled(source, predicate, hints, compiler.calendars, conjuncts, compiler.globals)
 
 
 def _dotted(node: ast.AST) -> str | None:
@@ -385,7 +398,7 @@ def _hint(node: ast.AST) -> IndexHint | None:
         elements = node.args[1].elts  # type: ignore[attr-defined]
         singles, phrases = keyword_set([element.value for element in elements])
         firsts = {phrase.split(" ")[0] for phrase in phrases}
-        return IndexHint("keyword", path, frozenset(singles | firsts))
+        return IndexHint("keyword", path, frozenset(singles | firsts), implied=not phrases)
     if not isinstance(node, ast.Compare) or len(node.ops) != 1:
         return None
     left, op, right = node.left, node.ops[0], node.comparators[0]

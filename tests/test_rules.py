@@ -294,6 +294,7 @@ def _random_rules(seed: int, count: int) -> str:
         lambda: f'inbox == "{rng.choice(["support", "sales"])}"',
         lambda: f'matches(message.subject, "(?i){rng.choice(WORDS)}")',
         lambda: "not customer.known",
+        lambda: f'contains_any(message.text, ["{rng.choice(WORDS)} {rng.choice(WORDS)}"])',
         lambda: f'3 < customer.overdue_invoices or customer.tier == "{rng.choice("ABC")}"',
     ]
     lines = ["rules:"]
