@@ -113,6 +113,16 @@ async def rules_status(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def rules_revision(request: web.Request) -> web.StreamResponse:
+    """An accepted rules file by its SHA-256 (conversations record the one that routed them)."""
+    if await _agent(request) is None:
+        return _error(401, "not_authenticated", "log in first")
+    revision = await request.app[STORE].rules_revision(request.match_info["digest"])
+    if revision is None:
+        return _error(404, "not_found", "no rules revision with this SHA-256")
+    return web.json_response(revision)
+
+
 async def version(request: web.Request) -> web.StreamResponse:
     return web.json_response({"version": __version__})
 
@@ -128,3 +138,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/me", me)
     app.router.add_get("/api/version", version)
     app.router.add_get("/api/rules", rules_status)
+    app.router.add_get("/api/rules/revisions/{digest}", rules_revision)

@@ -170,8 +170,3 @@ class Context:
                 joined = self._phrases[text] = f" {' '.join(_WORD.findall(text.casefold()))} "
             return any(f" {phrase} " in joined for phrase in phrases)
         return False
-
-    def value(self, path: str) -> Any:
-        from rules.expr import NAMES
-
-        return getattr(self, NAMES[path][0])

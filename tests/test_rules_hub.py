@@ -151,6 +151,23 @@ async def test_hot_reload_swaps_valid_rules_and_keeps_old_on_error(
         ):
             status = await response.json()
         assert status["problems"] == watcher.last_problems and status["rules"] == 1
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                f"{hub.url}/api/rules/revisions/{status['revision']}",
+                headers={"Authorization": f"Bearer {token}"},
+            ) as response,
+        ):
+            revision = await response.json()
+        assert "tags: [v2]" in revision["text"]
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                f"{hub.url}/api/rules/revisions/{'0' * 64}",
+                headers={"Authorization": f"Bearer {token}"},
+            ) as response,
+        ):
+            assert response.status == 404
         async with hub.store.engine.connect() as connection:
             count = len((await connection.execute(select(rule_revisions.c.digest))).all())
         assert count == 2

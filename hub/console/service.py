@@ -31,7 +31,7 @@ from hub.console.protocol import (
 )
 from hub.console.registry import AgentConnections
 from hub.dispatch.core import Presence
-from hub.dispatch.service import DispatchService, conversation_view, message_view
+from hub.dispatch.service import DispatchService, conversation_view, message_view, offer_view
 from hub.errors import Forbidden, HubError, InvalidState, NotFound, StoreError
 from hub.metrics import Metrics
 from hub.settings import AgentSettings
@@ -181,25 +181,10 @@ class Console:
         return agent
 
     async def _snapshot(self, agent: str) -> bytes:
-        offers = []
-        for conversation_id, expires_at in self.dispatch.offers_for(agent):
-            conversation = conversation_view(await self.store.conversation(conversation_id))
-            offers.append(
-                {
-                    "conversation_id": conversation_id,
-                    "expires_at": expires_at,
-                    "channel": conversation["channel"],
-                    "customer": conversation["customer"],
-                    "preview": next(
-                        (
-                            m["text"][:280]
-                            for m in reversed(conversation["messages"])
-                            if m["direction"] == "inbound"
-                        ),
-                        "",
-                    ),
-                }
-            )
+        offers = [
+            offer_view(await self.store.conversation(conversation_id), expires_at)
+            for conversation_id, expires_at in self.dispatch.offers_for(agent)
+        ]
         conversations = [
             conversation_view(await self.store.conversation(conversation_id))
             for conversation_id in self.dispatch.assigned_to(agent)

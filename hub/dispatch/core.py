@@ -199,6 +199,12 @@ class DispatchCore:
             state.idle_since = now
         return self._match(now)
 
+    def forget(self, agent: str, conversation_id: str) -> None:
+        """Undo an acceptance the shell could not persist (the store has the truth)."""
+        if self.owner.get(conversation_id) == agent:
+            del self.owner[conversation_id]
+        self._agent(agent).assigned.discard(conversation_id)
+
     def transfer_to_queue(
         self,
         agent: str,

@@ -77,6 +77,25 @@ def conversation_view(conversation: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def offer_view(conversation: dict[str, Any], expires_at: float) -> dict[str, Any]:
+    """The fields of an ``offer`` frame (also the offers in a ``snapshot``)."""
+    view = conversation_view(conversation)
+    preview = next(
+        (m["text"] for m in reversed(view["messages"]) if m["direction"] == "inbound"), ""
+    )
+    return {
+        "conversation_id": view["id"],
+        "expires_at": expires_at,
+        "channel": view["channel"],
+        "inbox": view["inbox"],
+        "queue": view["queue"],
+        "priority": view["priority"],
+        "customer": view["customer"],
+        "preview": preview[:280],
+        "instructions": view["instructions"],
+    }
+
+
 class DispatchService:
     def __init__(
         self,
@@ -229,28 +248,11 @@ class DispatchService:
     async def _carry_out(self, action: Action) -> list[Action]:
         if isinstance(action, SendOffer):
             conversation = await self.store.conversation(action.conversation_id)
-            view = conversation_view(conversation)
-            preview = next(
-                (m["text"] for m in reversed(view["messages"]) if m["direction"] == "inbound"),
-                "",
-            )
             await self.store.audit(
                 "offer.sent", conversation_id=action.conversation_id, agent=action.agent
             )
             await self.notifier.send(
-                action.agent,
-                self.frame(
-                    "offer",
-                    conversation_id=action.conversation_id,
-                    expires_at=action.expires_at,
-                    channel=view["channel"],
-                    inbox=view["inbox"],
-                    queue=view["queue"],
-                    priority=view["priority"],
-                    customer=view["customer"],
-                    preview=preview[:280],
-                    instructions=view["instructions"],
-                ),
+                action.agent, self.frame("offer", **offer_view(conversation, action.expires_at))
             )
             return []
         if isinstance(action, RevokeOffer):
@@ -269,8 +271,7 @@ class DispatchService:
             try:
                 await self.store.assign(action.conversation_id, action.agent)
             except HubError:
-                self.core.owner.pop(action.conversation_id, None)
-                self.core.agents[action.agent].assigned.discard(action.conversation_id)
+                self.core.forget(action.agent, action.conversation_id)
                 raise
             self.metrics.offer_accept_seconds.observe(action.offer_wait)
             self.metrics.queue_wait_seconds.observe(action.queue_wait)

@@ -208,17 +208,6 @@ class Store:
             )
             return [dict(row._mapping) for row in rows]
 
-    async def message(self, message_id: str) -> dict[str, Any]:
-        async with self.engine.connect() as connection:
-            row = (
-                await connection.execute(
-                    select(*_MESSAGE_COLUMNS).where(messages.c.id == message_id)
-                )
-            ).first()
-        if row is None:
-            raise NotFound(f"message {message_id} does not exist")
-        return {**dict(row._mapping), "attachments": []}
-
     # -- dispatch state --------------------------------------------------------------------
 
     async def assign(self, conversation_id: str, agent: str) -> None:
