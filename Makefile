@@ -16,7 +16,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+DEMO := config/demo/customers.csv config/demo/orders.csv config/demo/invoices.csv
+
 run: install
+	$(BIN)/channelhub customers import $(DEMO) --config $(CONFIG)
 	@echo "channelhub: log in at http://127.0.0.1:8080/console/ as demo / demo"
 	@echo "channelhub: write as a customer at http://127.0.0.1:8080/chat/"
 	$(BIN)/channelhub serve --config $(CONFIG)

@@ -8,6 +8,7 @@ writer and the outbox, and closes the database cleanly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import hashlib
 import hmac
@@ -29,12 +30,15 @@ from hub.bus import create_bus
 from hub.console.protocol import frame
 from hub.console.registry import AgentConnections
 from hub.console.service import Console
+from hub.customers.repository import Customers
+from hub.customers.valuation import Thresholds
 from hub.dispatch.service import DispatchService
 from hub.keys import (
     AUTH,
     BUS,
     CONNECTORS,
     CONSOLE,
+    CUSTOMERS,
     DISPATCH,
     METRICS,
     PIPELINE,
@@ -144,7 +148,11 @@ def _lifecycle(
         bus = create_bus(settings.bus.url)
         app[BUS] = bus
         decider, watcher = await _routing(settings, store, clock)
-        pipeline = Pipeline(store, bus, decider, metrics)
+        pipeline = Pipeline(
+            store, bus, decider, metrics, default_region=settings.customers.default_region
+        )
+        customers = customer_service(settings, store)
+        app[CUSTOMERS] = customers
         app[PIPELINE] = pipeline
         connections = AgentConnections()
         dispatch = DispatchService(settings, store, bus, connections, frame, metrics, clock)
@@ -165,6 +173,7 @@ def _lifecycle(
             f"http://{settings.server.host}:{settings.server.port}"
         )
         started: list[Connector] = []
+        revaluation: asyncio.Task[None] | None = None
         outbox = OutboxWorker(store, bus, app[CONNECTORS], metrics, clock)
         try:
             await dispatch.start()
@@ -185,12 +194,19 @@ def _lifecycle(
                 )
                 started.append(connector)
             outbox.start()
+            revaluation = asyncio.create_task(
+                _revalue(customers, settings.customers.recompute_every), name="customer-values"
+            )
             if watcher is not None:
                 app[RULES_WATCHER] = watcher
                 watcher.start()
             log.info("hub ready with channels %s", ", ".join(app[CONNECTORS].keys()) or "(none)")
             yield
         finally:
+            if revaluation is not None:
+                revaluation.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await revaluation
             if watcher is not None:
                 await watcher.stop()
             for connector in reversed(started):
@@ -241,6 +257,30 @@ async def _routing(
             on_accept=accepted,
         )
     return decider, watcher
+
+
+def customer_service(settings: HubSettings, store: Store) -> Customers:
+    options = settings.customers
+    return Customers(
+        store,
+        default_region=options.default_region,
+        thresholds=Thresholds(
+            window_days=options.value_window / 86400,
+            a_share=options.abc_a_share,
+            b_share=options.abc_b_share,
+        ),
+    )
+
+
+async def _revalue(customers: Customers, every: float) -> None:
+    """Recency changes with time alone: recompute customer values on a schedule."""
+    while True:
+        try:
+            count = await customers.recompute()
+            log.info("customer values recomputed for %d customers", count)
+        except Exception:
+            log.exception("recomputing customer values failed; trying again later")
+        await asyncio.sleep(max(60.0, every))
 
 
 async def _close_sockets(app: web.Application) -> None:

@@ -118,9 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     hashing.add_argument("--allow-short", action="store_true", help=argparse.SUPPRESS)
     hashing.set_defaults(run=_hash_password)
 
-    from hub.rules_cli import add_commands
+    from hub import customers_cli, rules_cli
 
-    add_commands(commands)
+    rules_cli.add_commands(commands)
+    customers_cli.add_commands(commands, DEFAULT_CONFIG)
 
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(run=_version)

@@ -10,6 +10,7 @@ from connectors.base import Connector
 from hub.auth import Authenticator
 from hub.bus import Bus
 from hub.console.service import Console
+from hub.customers.repository import Customers
 from hub.dispatch.service import DispatchService
 from hub.metrics import Metrics
 from hub.pipeline import Pipeline
@@ -26,4 +27,5 @@ PIPELINE = web.AppKey("pipeline", Pipeline)
 DISPATCH = web.AppKey("dispatch", DispatchService)
 CONSOLE = web.AppKey("console", Console)
 AUTH = web.AppKey("auth", Authenticator)
+CUSTOMERS = web.AppKey("customers", Customers)
 RULES_WATCHER = web.AppKey("rules_watcher", RulesWatcher)

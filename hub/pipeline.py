@@ -15,6 +15,7 @@ import nh3
 
 from connectors.base import Accepted, HistoryItem
 from hub.bus import MESSAGES, OUTBOX, Bus, MessageStored, OutboxReady
+from hub.customers.identity import InvalidAddress, normalize_identity
 from hub.envelope import Direction, Envelope
 from hub.errors import HubError
 from hub.metrics import Metrics
@@ -58,14 +59,24 @@ def check_envelope(envelope: Envelope) -> None:
 class Pipeline:
     """The hub's :class:`~connectors.base.Sink` and :class:`~connectors.base.HistorySource`."""
 
-    def __init__(self, store: Store, bus: Bus, decide: Decider, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        decide: Decider,
+        metrics: Metrics,
+        *,
+        default_region: str = "DE",
+    ) -> None:
         self.store = store
         self.bus = bus
         self.decide = decide
         self.metrics = metrics
+        self.default_region = default_region
 
     async def ingest(self, envelope: Envelope) -> Accepted:
         check_envelope(envelope)
+        envelope = self._normalized(envelope)
         if envelope.html is not None:
             # defence in depth: whatever a connector did, stored HTML is sanitized here
             envelope = msgspec.structs.replace(envelope, html=nh3.clean(envelope.html))
@@ -111,6 +122,18 @@ class Pipeline:
             )
             await self.bus.publish(OUTBOX, OutboxReady(message_id=reply.message_id))
         return Accepted(message_id=stored.message_id, conversation_id=stored.conversation_id)
+
+    def _normalized(self, envelope: Envelope) -> Envelope:
+        """One spelling per address (E.164 numbers, lower-case email domains), so the same
+        person is found whatever channel or client wrote the address. An address that does not
+        parse is kept as it came: the message is never refused for it."""
+        try:
+            sender = normalize_identity(envelope.sender, self.default_region)
+        except InvalidAddress:
+            return envelope
+        if sender is envelope.sender:
+            return envelope
+        return msgspec.structs.replace(envelope, sender=sender)
 
     async def history(self, inbox: str, session: str, limit: int = 200) -> list[HistoryItem]:
         return await self.store.history(inbox, session, limit)

@@ -36,7 +36,8 @@ def facts_for(envelope: Envelope, customer: CustomerRef) -> RuleInput:
             is_reply=bool(envelope.thread.in_reply_to or envelope.thread.references),
             auto_submitted=envelope.auto_submitted,
         ),
-        customer=CustomerFacts(known=customer.known, id=customer.id, name=customer.name or ""),
+        customer=customer.facts
+        or CustomerFacts(known=customer.known, id=customer.id, name=customer.name or ""),
     )
 
 

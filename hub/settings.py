@@ -155,6 +155,24 @@ class RulesSettings(_Model):
     poll_interval: Duration = 2.0
 
 
+class CustomerSettings(_Model):
+    """Identities and value classification (docs/customers.md)."""
+
+    default_region: str = Field(
+        "DE", pattern=r"^[A-Z]{2}$", description="country for phone numbers without +prefix"
+    )
+    value_window: Duration = 365 * 86400.0
+    abc_a_share: float = Field(0.80, gt=0, lt=1)
+    abc_b_share: float = Field(0.95, gt=0, lt=1)
+    recompute_every: Duration = 24 * 3600.0
+
+    @model_validator(mode="after")
+    def _shares(self) -> CustomerSettings:
+        if self.abc_b_share <= self.abc_a_share:
+            raise ValueError("abc_b_share must be above abc_a_share")
+        return self
+
+
 class DispatchSettings(_Model):
     offer_timeout: Duration = 30.0
     disconnect_grace: Duration = 60.0
@@ -174,6 +192,7 @@ class HubSettings(_Model):
     timezone: TimeZoneName = "UTC"
     business_hours: dict[str, BusinessHoursSettings] = Field(default_factory=dict)
     rules: RulesSettings = RulesSettings()
+    customers: CustomerSettings = CustomerSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> HubSettings:

@@ -40,6 +40,7 @@ class CustomerFacts(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     last_purchase: str = ""
     payment_punctuality: float = 0.0
     overdue_invoices: int = 0
+    open_conversations: int = 0
     tags: list[str] = msgspec.field(default_factory=list)
     attributes: dict[str, Any] = msgspec.field(default_factory=dict)
 
@@ -77,6 +78,7 @@ class Context:
         "customer_last_purchase",
         "customer_lifetime_value",
         "customer_name",
+        "customer_open_conversations",
         "customer_orders_12m",
         "customer_overdue_invoices",
         "customer_payment_punctuality",
@@ -128,6 +130,7 @@ class Context:
         self.customer_last_purchase = customer.last_purchase
         self.customer_payment_punctuality = customer.payment_punctuality
         self.customer_overdue_invoices = customer.overdue_invoices
+        self.customer_open_conversations = customer.open_conversations
         self.customer_tags = customer.tags
         self.customer_attributes = customer.attributes
         self.now_hour = now.hour

@@ -55,6 +55,7 @@ NAMES: dict[str, tuple[str, Kind]] = {
     "customer.last_purchase": ("customer_last_purchase", Kind.STR),
     "customer.payment_punctuality": ("customer_payment_punctuality", Kind.NUM),
     "customer.overdue_invoices": ("customer_overdue_invoices", Kind.NUM),
+    "customer.open_conversations": ("customer_open_conversations", Kind.NUM),
     "customer.tags": ("customer_tags", Kind.LIST),
     "now.hour": ("now_hour", Kind.NUM),
     "now.minute": ("now_minute", Kind.NUM),

@@ -15,10 +15,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from alembic.script import ScriptDirectory
 from websockets.sync.client import connect
+
+from hub.store.migrate import MIGRATIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "hub.cli"]
+HEAD = ScriptDirectory(str(MIGRATIONS)).get_current_head()
 
 
 def run(
@@ -124,7 +128,7 @@ def test_serve_migrates_serves_and_shuts_down_on_sigterm(tmp_path: Path) -> None
     assert f"agent console at http://127.0.0.1:{port}/console/" in stdout
     database = tmp_path / "data" / "channelhub.db"
     with sqlite3.connect(database) as connection:
-        assert connection.execute("SELECT version_num FROM alembic_version").fetchone() == ("0002",)
+        assert connection.execute("SELECT version_num FROM alembic_version").fetchone() == (HEAD,)
         assert connection.execute(
             "SELECT count(*) FROM messages WHERE direction = 'inbound'"
         ).fetchone() == (1,)

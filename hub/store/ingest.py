@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import Executable
 
+from hub.customers.context import load_facts
 from hub.envelope import Envelope, Identity, Outbound, encode_envelope, reply_to
 from hub.ids import new_id
 from hub.store.schema import (
@@ -26,6 +27,7 @@ from hub.store.schema import (
     messages,
     outbox,
 )
+from rules.context import CustomerFacts
 from rules.decision import Decision
 
 QUEUED = "queued"
@@ -35,11 +37,12 @@ CLOSED = "closed"
 
 @dataclass(frozen=True, slots=True)
 class CustomerRef:
-    """The customer an inbound message resolved to (full context comes with the CRM issue)."""
+    """The customer an inbound message resolved to, with what rules may know of them."""
 
     id: str
     known: bool
     name: str | None
+    facts: CustomerFacts | None = None
 
 
 Decide = Callable[[Envelope, CustomerRef], Decision]
@@ -156,7 +159,11 @@ async def identify(
         losers = [cid for key, cid in created.items() if found[key].id != cid]
         if losers:
             await connection.execute(delete(customers).where(customers.c.id.in_(losers)))
-    return found
+    facts = await load_facts(connection, [ref.id for ref in found.values()], now)
+    return {
+        key: CustomerRef(ref.id, ref.known, ref.name, facts.get(ref.id))
+        for key, ref in found.items()
+    }
 
 
 async def _load_identities(

@@ -32,6 +32,12 @@ customers = Table(
     Column("kind", String(16), nullable=False),  # customer | prospect
     Column("name", Text),
     Column("created_at", Double, nullable=False),
+    Column("external_id", String(128), unique=True),  # the CRM's customer number
+    Column("company", Text),
+    Column("tier_override", String(1)),  # a manual tier wins over the computed one
+    Column("tags", JSON),
+    Column("attributes", JSON),
+    Column("updated_at", Double),
 )
 
 identities = Table(
@@ -154,4 +160,45 @@ rule_revisions = Table(
     Column("path", Text, nullable=False),
     Column("loaded_at", Double, nullable=False),
     Column("text", Text, nullable=False),
+)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("external_id", String(128), nullable=False, unique=True),
+    Column("customer_id", ID, ForeignKey("customers.id"), nullable=False, index=True),
+    Column("ordered_at", Double, nullable=False),
+    Column("amount_cents", BigInteger, nullable=False),
+    Column("product", Text),
+)
+
+invoices = Table(
+    "invoices",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("external_id", String(128), nullable=False, unique=True),
+    Column("customer_id", ID, ForeignKey("customers.id"), nullable=False, index=True),
+    Column("issued_at", Double),
+    Column("due_at", Double, nullable=False),
+    Column("paid_at", Double),
+    Column("amount_cents", BigInteger, nullable=False),
+)
+
+customer_stats = Table(
+    "customer_stats",
+    metadata,
+    Column("customer_id", ID, ForeignKey("customers.id"), primary_key=True),
+    Column("lifetime_value_cents", BigInteger, nullable=False),
+    Column("revenue_window_cents", BigInteger, nullable=False),
+    Column("orders_12m", Integer, nullable=False),
+    Column("last_order_at", Double),
+    Column("last_purchase", Text),
+    Column("payment_punctuality", Double),  # NULL until an invoice fell due
+    Column("overdue_invoices", Integer, nullable=False),
+    Column("abc", String(1), nullable=False),
+    Column("rfm_r", Integer, nullable=False),
+    Column("rfm_f", Integer, nullable=False),
+    Column("rfm_m", Integer, nullable=False),
+    Column("computed_at", Double, nullable=False),
 )

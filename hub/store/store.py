@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from connectors.base import HistoryItem
+from hub.customers.context import customer_context
 from hub.envelope import Delivery, Envelope, Outbound, decode_envelope, reply_to
 from hub.errors import Forbidden, InvalidState, NotFound
 from hub.ids import new_id
@@ -24,9 +25,7 @@ from hub.store.ingest import ASSIGNED, CLOSED, QUEUED, Decide, Stored, outbox_ro
 from hub.store.schema import (
     attachments,
     conversations,
-    customers,
     events,
-    identities,
     messages,
     outbox,
     rule_revisions,
@@ -148,18 +147,9 @@ class Store:
             if row is None:
                 raise NotFound(f"conversation {conversation_id} does not exist")
             conversation = dict(row._mapping)
-            customer = (
-                await connection.execute(
-                    select(customers).where(customers.c.id == conversation["customer_id"])
-                )
-            ).first()
-            idents = (
-                await connection.execute(
-                    select(identities.c.kind, identities.c.address, identities.c.display_name)
-                    .where(identities.c.customer_id == conversation["customer_id"])
-                    .order_by(identities.c.created_at)
-                )
-            ).all()
+            customer = await customer_context(
+                connection, conversation["customer_id"], self.clock(), history=10
+            )
             rows = (
                 await connection.execute(
                     select(*_MESSAGE_COLUMNS)
@@ -179,12 +169,10 @@ class Store:
             by_message.setdefault(item.message_id, []).append(
                 {k: v for k, v in item._mapping.items() if k not in {"message_id", "blob_ref"}}
             )
-        conversation["customer"] = {
-            "id": customer.id if customer else conversation["customer_id"],
-            "kind": customer.kind if customer else "prospect",
-            "name": customer.name if customer else None,
-            "identities": [dict(ident._mapping) for ident in idents],
-        }
+        customer["history"] = [
+            past for past in customer["history"] if past["id"] != conversation_id
+        ]
+        conversation["customer"] = customer
         conversation["messages"] = [
             {**dict(message._mapping), "attachments": by_message.get(message.id, [])}
             for message in rows

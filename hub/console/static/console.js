@@ -79,6 +79,7 @@
     $("customer").textContent = customerLabel(conversation.customer) + " — " +
       conversation.channel + " (" + conversation.inbox + "), queue " + conversation.queue +
       ", priority " + conversation.priority;
+    renderContext(conversation.customer || {});
     var instructions = $("instructions");
     instructions.textContent = "";
     (conversation.instructions || []).forEach(function (line) {
@@ -101,6 +102,46 @@
       list.appendChild(item);
     });
     list.scrollTop = list.scrollHeight;
+  }
+
+  function money(value) {
+    return (value || 0).toLocaleString(undefined, {style: "currency", currency: "EUR"});
+  }
+
+  function renderContext(customer) {
+    var context = $("context");
+    context.textContent = "";
+    function row(label, value) {
+      if (value === null || value === undefined || value === "") return;
+      context.appendChild(el("dt", "", label));
+      context.appendChild(el("dd", "", String(value)));
+    }
+    if (!customer.known) {
+      row("Customer", "new contact (not in the CRM yet)");
+    } else {
+      row("Customer no.", customer.customer_number);
+      row("Company", customer.company);
+      row("Tier", customer.tier ? customer.tier +
+          (customer.tier_source === "manual" ? " (set by hand)" : "") : "not rated");
+      row("Lifetime value", money(customer.lifetime_value));
+      row("Orders (12 months)", customer.orders_12m);
+      if (customer.last_order_at) {
+        row("Last order", new Date(customer.last_order_at * 1000).toLocaleDateString() +
+            " (" + customer.days_since_last_order + " days ago)" +
+            (customer.last_purchase ? ": " + customer.last_purchase : ""));
+      }
+      row("Pays on time", customer.payment_punctuality === null ? "no invoice due yet"
+          : Math.round(customer.payment_punctuality * 100) + " %");
+      row("Overdue invoices", customer.overdue_invoices);
+    }
+    row("Open conversations", customer.open_conversations);
+    if ((customer.tags || []).length) row("Tags", customer.tags.join(", "));
+    var history = $("history");
+    history.textContent = "";
+    (customer.history || []).forEach(function (past) {
+      history.appendChild(el("li", "", new Date(past.created_at * 1000).toLocaleDateString() +
+        " · " + past.channel + " · " + past.status + (past.subject ? " · " + past.subject : "")));
+    });
   }
 
   function render() { renderOffers(); renderList(); renderConversation(); }

@@ -1,0 +1,1 @@
+"""Customers: identities across channels, CRM data (orders, invoices), value classification."""

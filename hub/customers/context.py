@@ -1,0 +1,144 @@
+"""A customer as rules and agents see them.
+
+:func:`load_facts` runs in bulk inside the ingest transaction (what rules read);
+:func:`customer_context` is the fuller view for the console and ``customers show``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.errors import NotFound
+from hub.store.schema import conversations, customer_stats, customers, identities
+from rules.context import CustomerFacts
+
+DAY = 86_400.0
+
+
+async def load_facts(
+    connection: AsyncConnection, customer_ids: Sequence[str], now: float
+) -> dict[str, CustomerFacts]:
+    """What rules see of each customer: CRM fields, computed stats, open conversations."""
+    if not customer_ids:
+        return {}
+    rows = await connection.execute(
+        select(customers, customer_stats)
+        .outerjoin(customer_stats, customer_stats.c.customer_id == customers.c.id)
+        .where(customers.c.id.in_(set(customer_ids)))
+    )
+    open_counts: dict[str, int] = dict(
+        (
+            await connection.execute(
+                select(conversations.c.customer_id, func.count())
+                .where(
+                    and_(
+                        conversations.c.customer_id.in_(set(customer_ids)),
+                        conversations.c.status != "closed",
+                    )
+                )
+                .group_by(conversations.c.customer_id)
+            )
+        ).all()
+    )
+    return {
+        row.id: facts_from_row(row._mapping, now, int(open_counts.get(row.id, 0))) for row in rows
+    }
+
+
+def facts_from_row(row: Any, now: float, open_conversations: int) -> CustomerFacts:
+    known = row["kind"] == "customer"
+    last_order = row.get("last_order_at")
+    punctuality = row.get("payment_punctuality")
+    return CustomerFacts(
+        known=known,
+        id=row["id"],
+        name=row.get("name") or "",
+        tier=row.get("tier_override") or row.get("abc") or "",
+        lifetime_value=(row.get("lifetime_value_cents") or 0) / 100,
+        orders_12m=row.get("orders_12m") or 0,
+        last_order_at=last_order or 0.0,
+        days_since_last_order=int((now - last_order) // DAY) if last_order else 0,
+        last_purchase=row.get("last_purchase") or "",
+        # nothing fell due yet: nothing speaks against the customer
+        payment_punctuality=(1.0 if known else 0.0) if punctuality is None else punctuality,
+        overdue_invoices=row.get("overdue_invoices") or 0,
+        open_conversations=open_conversations,
+        tags=list(row.get("tags") or []),
+        attributes=dict(row.get("attributes") or {}),
+    )
+
+
+async def customer_context(
+    connection: AsyncConnection, customer_id: str, now: float, *, history: int = 20
+) -> dict[str, Any]:
+    """Everything an agent (and ``customers show``) sees of a customer: CRM fields, value,
+    identities and the conversation history across every channel."""
+    facts = (await load_facts(connection, [customer_id], now)).get(customer_id)
+    if facts is None:
+        raise NotFound(f"customer {customer_id} does not exist")
+    row = (
+        (
+            await connection.execute(
+                select(customers, customer_stats)
+                .outerjoin(customer_stats, customer_stats.c.customer_id == customers.c.id)
+                .where(customers.c.id == customer_id)
+            )
+        )
+        .one()
+        ._mapping
+    )
+    idents = (
+        await connection.execute(
+            select(identities.c.kind, identities.c.address, identities.c.display_name)
+            .where(identities.c.customer_id == customer_id)
+            .order_by(identities.c.created_at)
+        )
+    ).all()
+    past = (
+        await connection.execute(
+            select(
+                conversations.c.id,
+                conversations.c.channel,
+                conversations.c.inbox,
+                conversations.c.status,
+                conversations.c.subject,
+                conversations.c.created_at,
+                conversations.c.disposition,
+            )
+            .where(conversations.c.customer_id == customer_id)
+            .order_by(conversations.c.created_at.desc())
+            .limit(history)
+        )
+    ).all()
+    computed = row.get("abc")
+    return {
+        "id": customer_id,
+        "kind": row["kind"],
+        "known": facts.known,
+        "customer_number": row.get("external_id"),
+        "name": row.get("name"),
+        "company": row.get("company"),
+        "tier": facts.tier or None,
+        "tier_source": "manual" if row.get("tier_override") else "computed" if computed else None,
+        "lifetime_value": facts.lifetime_value,
+        "revenue_window": (row.get("revenue_window_cents") or 0) / 100,
+        "orders_12m": facts.orders_12m,
+        "last_order_at": facts.last_order_at or None,
+        "days_since_last_order": facts.days_since_last_order if facts.last_order_at else None,
+        "last_purchase": facts.last_purchase or None,
+        "payment_punctuality": row.get("payment_punctuality"),
+        "overdue_invoices": facts.overdue_invoices,
+        "rfm": {"r": row.get("rfm_r"), "f": row.get("rfm_f"), "m": row.get("rfm_m")}
+        if row.get("rfm_r")
+        else None,
+        "open_conversations": facts.open_conversations,
+        "tags": facts.tags,
+        "attributes": facts.attributes,
+        "identities": [dict(ident._mapping) for ident in idents],
+        "history": [dict(conversation._mapping) for conversation in past],
+        "computed_at": row.get("computed_at"),
+    }
