@@ -101,3 +101,51 @@ async def test_console_round_trip_in_chromium(
         assert errors == []
         await agent_context.close()
         await customer_context.close()
+
+
+async def test_console_shows_the_customer_context(
+    browser: Any, sqlite_url: str, tmp_path: Path
+) -> None:
+    import time
+
+    from playwright.async_api import expect
+
+    from hub.customers import csvimport
+    from hub.envelope import Direction, Envelope, Identity
+    from hub.keys import CUSTOMERS, PIPELINE
+    from tests.test_customers import CUSTOMERS_CSV, INVOICES_CSV, ORDERS_CSV
+
+    async with running_hub(make_settings(sqlite_url, tmp_path)) as hub:
+        customers = hub.app[CUSTOMERS]
+        for text in (CUSTOMERS_CSV, ORDERS_CSV, INVOICES_CSV):
+            await customers.import_file(csvimport.parse(text.encode(), "demo.csv"))
+        await customers.recompute()
+        context = await browser.new_context()
+        agent = await context.new_page()
+        errors: list[str] = []
+        agent.on("pageerror", lambda error: errors.append(str(error)))
+        await agent.goto(f"{hub.url}/console/")
+        await agent.fill("#username", "alice")
+        await agent.fill("#password", AGENT_PASSWORD)
+        await agent.click("#login-button")
+        await expect(agent.locator("#connection")).to_have_text("online")
+        await hub.app[PIPELINE].ingest(
+            Envelope(
+                channel="email",
+                inbox="support",
+                direction=Direction.INBOUND,
+                idempotency_key="<m1@example.com>",
+                received_at=time.time(),
+                sender=Identity(kind="email", address="anna@example.com"),
+                subject="Rechnung",
+                text="Eine Frage zur Rechnung.",
+            )
+        )
+        await agent.locator("#offers li.offer button.accept").click()
+        details = agent.locator("#context")
+        await expect(details).to_contain_text("K1")
+        await expect(details).to_contain_text("Espressomaschine")
+        await expect(details.locator("dd").nth(2)).to_have_text("A")  # tier
+        await expect(agent.locator("#customer")).to_contain_text("Anna Top")
+        assert errors == []
+        await context.close()
