@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hub import __version__
 from hub.auth import SESSION_COOKIE
-from hub.errors import AuthError
-from hub.keys import AUTH, RULES_WATCHER, SETTINGS, STORE
+from hub.errors import AuthError, InvalidState, NotFound
+from hub.keys import AUTH, CUSTOMERS, RULES_WATCHER, SETTINGS, STORE
 from hub.settings import AgentSettings
 
 
@@ -123,6 +123,64 @@ async def rules_revision(request: web.Request) -> web.StreamResponse:
     return web.json_response(revision)
 
 
+async def customer(request: web.Request) -> web.StreamResponse:
+    """A customer's context by id, customer number, email address or phone number."""
+    if await _agent(request) is None:
+        return _error(401, "not_authenticated", "log in first")
+    customers = request.app[CUSTOMERS]
+    customer_id = await customers.find(request.match_info["key"])
+    if customer_id is None:
+        return _error(404, "not_found", "no customer matches")
+    return web.json_response(await customers.context(customer_id))
+
+
+class MergeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field(min_length=1, max_length=320)
+    target: str = Field(min_length=1, max_length=320)
+
+
+class UnmergeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    merge_id: int
+
+
+async def merge_customers(request: web.Request) -> web.StreamResponse:
+    agent = await _agent(request)
+    if agent is None:
+        return _error(401, "not_authenticated", "log in first")
+    try:
+        body = MergeRequest.model_validate(await read_json(request))
+    except ValidationError as exc:
+        return _error(400, "bad_request", exc.errors(include_url=False)[0]["msg"])
+    customers = request.app[CUSTOMERS]
+    ids = [await customers.find(key) for key in (body.source, body.target)]
+    if ids[0] is None or ids[1] is None:
+        return _error(404, "not_found", "source or target matches no customer")
+    try:
+        merge_id = await customers.merge(ids[0], ids[1], actor=agent.id)
+    except (NotFound, InvalidState) as exc:
+        return _error(409, "conflict", str(exc))
+    return web.json_response({"merge_id": merge_id, "source": ids[0], "target": ids[1]})
+
+
+async def unmerge_customers(request: web.Request) -> web.StreamResponse:
+    agent = await _agent(request)
+    if agent is None:
+        return _error(401, "not_authenticated", "log in first")
+    try:
+        body = UnmergeRequest.model_validate(await read_json(request))
+    except ValidationError as exc:
+        return _error(400, "bad_request", exc.errors(include_url=False)[0]["msg"])
+    try:
+        result = await request.app[CUSTOMERS].unmerge(body.merge_id, actor=agent.id)
+    except NotFound as exc:
+        return _error(404, "not_found", str(exc))
+    except InvalidState as exc:
+        return _error(409, "conflict", str(exc))
+    return web.json_response(result)
+
+
 async def version(request: web.Request) -> web.StreamResponse:
     return web.json_response({"version": __version__})
 
@@ -138,4 +196,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/me", me)
     app.router.add_get("/api/version", version)
     app.router.add_get("/api/rules", rules_status)
+    app.router.add_get("/api/customers/{key}", customer)
+    app.router.add_post("/api/customers/merge", merge_customers)
+    app.router.add_post("/api/customers/unmerge", unmerge_customers)
     app.router.add_get("/api/rules/revisions/{digest}", rules_revision)

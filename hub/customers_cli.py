@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.customers import csvimport
-from hub.errors import ConfigError, NotFound
+from hub.errors import ConfigError, InvalidState, NotFound
 
 ORDER = {"customers": 0, "orders": 1, "invoices": 2}
 
@@ -85,6 +85,37 @@ def show(args: argparse.Namespace) -> int:
     return asyncio.run(_with_customers(args, work))
 
 
+def merge(args: argparse.Namespace) -> int:
+    async def work(customers: Any) -> int:
+        ids = [await customers.find(key) for key in (args.source, args.target)]
+        for key, found in zip((args.source, args.target), ids, strict=True):
+            if found is None:
+                print(f"no customer matches {key!r}", file=sys.stderr)
+                return 1
+        try:
+            merge_id = await customers.merge(ids[0], ids[1], actor="cli")
+        except (NotFound, InvalidState) as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+        print(f"merged {ids[0]} into {ids[1]}; undo with: channelhub customers unmerge {merge_id}")
+        return 0
+
+    return asyncio.run(_with_customers(args, work))
+
+
+def unmerge(args: argparse.Namespace) -> int:
+    async def work(customers: Any) -> int:
+        try:
+            result = await customers.unmerge(args.merge_id, actor="cli")
+        except (NotFound, InvalidState) as exc:
+            print(str(exc), file=sys.stderr)
+            return 1
+        print(f"merge {result['merge']} undone: {result['restored']} is separate again")
+        return 0
+
+    return asyncio.run(_with_customers(args, work))
+
+
 def recompute(args: argparse.Namespace) -> int:
     async def work(customers: Any) -> int:
         print(f"customer values recomputed for {await customers.recompute()} customers")
@@ -106,6 +137,15 @@ def add_commands(commands: Any, default_config: str) -> None:
     showing.add_argument("key", help="customer id or number, email address or phone number")
     showing.add_argument("--config", default=default_config)
     showing.set_defaults(run=show)
+    merging = sub.add_parser("merge", help="merge SOURCE into TARGET (undoable)")
+    merging.add_argument("source", help="id, number, email or phone of the record to fold in")
+    merging.add_argument("target", help="id, number, email or phone of the record to keep")
+    merging.add_argument("--config", default=default_config)
+    merging.set_defaults(run=merge)
+    undo = sub.add_parser("unmerge", help="undo a merge by the id merge printed")
+    undo.add_argument("merge_id", type=int)
+    undo.add_argument("--config", default=default_config)
+    undo.set_defaults(run=unmerge)
     again = sub.add_parser("recompute", help="recompute ABC tiers, RFM scores, punctuality")
     again.add_argument("--config", default=default_config)
     again.set_defaults(run=recompute)

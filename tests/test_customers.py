@@ -24,6 +24,7 @@ from hub.customers.identity import (
 from hub.customers.repository import Customers
 from hub.customers.valuation import DAY, Invoice, Order, compute
 from hub.envelope import Direction, Envelope, Identity
+from hub.errors import InvalidState, NotFound
 from hub.metrics import Metrics
 from hub.pipeline import PassthroughDecider, Pipeline
 from hub.routing import RulesDecider
@@ -321,3 +322,93 @@ def test_customers_cli_import_and_show(tmp_path: Path) -> None:
     context = json.loads(shown.stdout)
     assert context["customer_number"] == "K1" and context["tier"] == "A"
     assert cli("show", "nobody@example.com").returncode == 1
+
+
+async def test_merge_and_undo(crm: tuple[Store, Customers]) -> None:
+    store, service = crm
+    for text in (CUSTOMERS_CSV, ORDERS_CSV, INVOICES_CSV):
+        await service.import_file(csvimport.parse(text.encode(), "x.csv"))
+    pipeline = Pipeline(store, MemoryBus(), PassthroughDecider("general"), Metrics())
+    first = await pipeline.ingest(
+        Envelope(
+            channel="email",
+            inbox="support",
+            direction=Direction.INBOUND,
+            idempotency_key="e1",
+            received_at=NOW,
+            sender=Identity(kind="email", address="bert@example.com"),
+            text="x",
+        )
+    )
+    anna, bert = await service.find("K1"), await service.find("K2")
+    assert anna and bert
+    merge_id = await service.merge(bert, anna, actor="alice")
+    merged = await service.context(anna)
+    assert {i["address"] for i in merged["identities"]} >= {"anna@example.com", "bert@example.com"}
+    assert merged["lifetime_value"] == 950.0  # Bert's order moved along
+    assert await service.find("bert@example.com") == anna
+    assert (await store.conversation(first.conversation_id))["customer_id"] == anna
+    with pytest.raises(InvalidState):
+        await service.merge(bert, anna)
+    with pytest.raises(InvalidState):
+        await service.merge(anna, anna)
+
+    result = await service.unmerge(merge_id, actor="alice")
+    assert result == {"merge": merge_id, "restored": bert, "from": anna}
+    assert await service.find("bert@example.com") == bert
+    assert (await service.context(bert))["lifetime_value"] == 150.0
+    assert (await service.context(anna))["lifetime_value"] == 800.0
+    assert (await store.conversation(first.conversation_id))["customer_id"] == bert
+    with pytest.raises(InvalidState):
+        await service.unmerge(merge_id)
+    with pytest.raises(NotFound):
+        await service.unmerge(999_999)
+
+
+async def test_customer_api(sqlite_url: str, tmp_path: Path) -> None:
+    import aiohttp
+
+    from hub.keys import CUSTOMERS
+    from tests.conftest import AGENT_PASSWORD, make_settings
+    from tests.helpers import login, running_hub
+
+    async with running_hub(make_settings(sqlite_url, tmp_path)) as hub:
+        service = hub.app[CUSTOMERS]
+        for text in (CUSTOMERS_CSV, ORDERS_CSV):
+            await service.import_file(csvimport.parse(text.encode(), "x.csv"))
+        await service.recompute()
+        token = await login(hub, "alice", AGENT_PASSWORD)
+        auth = {"Authorization": f"Bearer {token}"}
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{hub.url}/api/customers/K1") as response:
+                assert response.status == 401
+            async with session.get(
+                f"{hub.url}/api/customers/anna@example.com", headers=auth
+            ) as response:
+                assert (await response.json())["customer_number"] == "K1"
+            async with session.get(f"{hub.url}/api/customers/nobody", headers=auth) as response:
+                assert response.status == 404
+            async with session.post(
+                f"{hub.url}/api/customers/merge",
+                headers=auth,
+                json={"source": "K2", "target": "K1"},
+            ) as response:
+                merge_id = (await response.json())["merge_id"]
+            async with session.post(
+                f"{hub.url}/api/customers/merge",
+                headers=auth,
+                json={"source": "K2", "target": "K1"},
+            ) as response:
+                assert response.status == 409
+            async with session.post(
+                f"{hub.url}/api/customers/merge", headers=auth, json={"source": "K2"}
+            ) as response:
+                assert response.status == 400
+            async with session.post(
+                f"{hub.url}/api/customers/unmerge", headers=auth, json={"merge_id": merge_id}
+            ) as response:
+                assert (await response.json())["merge"] == merge_id
+            async with session.get(
+                f"{hub.url}/api/customers/bert@example.com", headers=auth
+            ) as response:
+                assert (await response.json())["customer_number"] == "K2"

@@ -15,12 +15,11 @@ from hub.customers import valuation
 from hub.customers.context import customer_context
 from hub.customers.csvimport import CustomerRecord, InvoiceRecord, OrderRecord, ParsedFile
 from hub.customers.identity import InvalidAddress, normalize_email, normalize_phone
+from hub.customers.merge import merge, unmerge
 from hub.ids import new_id
 from hub.store.schema import (
-    conversations,
     customer_stats,
     customers,
-    events,
     identities,
     invoices,
     orders,
@@ -167,58 +166,17 @@ class Customers:
             elif owner.customer_id == customer_id:
                 continue
             elif owner.kind == "prospect":
-                await self._merge_prospect(connection, owner.customer_id, customer_id, now)
+                await merge(
+                    connection,
+                    owner.customer_id,
+                    customer_id,
+                    now=now,
+                    reason=f"exact {kind} match on import",
+                )
                 report.merged += 1
             else:
                 return f"{kind} {address} already belongs to another customer"
         return None
-
-    async def _merge_prospect(
-        self, connection: AsyncConnection, prospect: str, customer_id: str, now: float
-    ) -> None:
-        moved_identities = (
-            (
-                await connection.execute(
-                    select(identities.c.id).where(identities.c.customer_id == prospect)
-                )
-            )
-            .scalars()
-            .all()
-        )
-        moved_conversations = (
-            (
-                await connection.execute(
-                    select(conversations.c.id).where(conversations.c.customer_id == prospect)
-                )
-            )
-            .scalars()
-            .all()
-        )
-        await connection.execute(
-            update(identities)
-            .where(identities.c.customer_id == prospect)
-            .values(customer_id=customer_id)
-        )
-        await connection.execute(
-            update(conversations)
-            .where(conversations.c.customer_id == prospect)
-            .values(customer_id=customer_id)
-        )
-        await connection.execute(delete(customers).where(customers.c.id == prospect))
-        await connection.execute(
-            events.insert(),
-            {
-                "at": now,
-                "kind": "customer.merged",
-                "data": {
-                    "from": prospect,
-                    "into": customer_id,
-                    "reason": "exact identity match on import",
-                    "identities": list(moved_identities),
-                    "conversations": list(moved_conversations),
-                },
-            },
-        )
 
     async def _import_ledger(
         self, connection: AsyncConnection, parsed: ParsedFile, report: ImportReport
@@ -279,6 +237,33 @@ class Customers:
                 report.updated += 1
             else:
                 report.unchanged += 1
+
+    # -- merging -----------------------------------------------------------------------------
+
+    async def merge(self, source: str, target: str, *, actor: str | None = None) -> int:
+        """Merge two customers (ids); returns the merge id to undo it with."""
+
+        async def run(connection: AsyncConnection) -> int:
+            return await merge(
+                connection,
+                source,
+                target,
+                now=self.store.clock(),
+                reason="by hand",
+                actor=actor,
+            )
+
+        merge_id: int = await self.store.writer.call(run)
+        await self.recompute()
+        return merge_id
+
+    async def unmerge(self, merge_id: int, *, actor: str | None = None) -> dict[str, Any]:
+        async def run(connection: AsyncConnection) -> dict[str, Any]:
+            return await unmerge(connection, merge_id, now=self.store.clock(), actor=actor)
+
+        result: dict[str, Any] = await self.store.writer.call(run)
+        await self.recompute()
+        return result
 
     # -- value -------------------------------------------------------------------------------
 
