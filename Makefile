@@ -39,6 +39,7 @@ format: install
 bench: install
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/rules.py
+	$(BIN)/python bench/context.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

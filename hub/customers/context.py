@@ -19,34 +19,33 @@ from rules.context import CustomerFacts
 DAY = 86_400.0
 
 
+def open_conversations_column() -> Any:
+    """A correlated count of the customer's conversations that are not closed."""
+    return (
+        select(func.count())
+        .where(
+            and_(conversations.c.customer_id == customers.c.id, conversations.c.status != "closed")
+        )
+        .scalar_subquery()
+        .label("open_conversations")
+    )
+
+
+def facts_query() -> Any:
+    """Customers with their stats and open conversations: one row each, one statement."""
+    return select(customers, customer_stats, open_conversations_column()).outerjoin(
+        customer_stats, customer_stats.c.customer_id == customers.c.id
+    )
+
+
 async def load_facts(
     connection: AsyncConnection, customer_ids: Sequence[str], now: float
 ) -> dict[str, CustomerFacts]:
     """What rules see of each customer: CRM fields, computed stats, open conversations."""
     if not customer_ids:
         return {}
-    rows = await connection.execute(
-        select(customers, customer_stats)
-        .outerjoin(customer_stats, customer_stats.c.customer_id == customers.c.id)
-        .where(customers.c.id.in_(set(customer_ids)))
-    )
-    open_counts: dict[str, int] = dict(
-        (
-            await connection.execute(
-                select(conversations.c.customer_id, func.count())
-                .where(
-                    and_(
-                        conversations.c.customer_id.in_(set(customer_ids)),
-                        conversations.c.status != "closed",
-                    )
-                )
-                .group_by(conversations.c.customer_id)
-            )
-        ).all()
-    )
-    return {
-        row.id: facts_from_row(row._mapping, now, int(open_counts.get(row.id, 0))) for row in rows
-    }
+    rows = await connection.execute(facts_query().where(customers.c.id.in_(set(customer_ids))))
+    return {row.id: facts_from_row(row._mapping, now, row.open_conversations or 0) for row in rows}
 
 
 def facts_from_row(row: Any, now: float, open_conversations: int) -> CustomerFacts:

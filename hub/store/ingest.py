@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import Executable
 
-from hub.customers.context import load_facts
+from hub.customers.context import facts_from_row, facts_query
 from hub.envelope import Envelope, Identity, Outbound, encode_envelope, reply_to
 from hub.ids import new_id
 from hub.store.schema import (
@@ -130,7 +130,7 @@ async def identify(
     customer: the identity's unique constraint decides, and a losing prospect is removed.
     """
     wanted = {(sender.kind, sender.address): sender for sender in senders}
-    found = await _load_identities(connection, wanted)
+    found = await _load_identities(connection, wanted, now)
     missing = [key for key in wanted if key not in found]
     if missing:
         created = {key: new_id(now) for key in missing}
@@ -155,36 +155,35 @@ async def identify(
                 for key, cid in created.items()
             ],
         )
-        found = await _load_identities(connection, wanted)
+        found = await _load_identities(connection, wanted, now)
         losers = [cid for key, cid in created.items() if found[key].id != cid]
         if losers:
             await connection.execute(delete(customers).where(customers.c.id.in_(losers)))
-    facts = await load_facts(connection, [ref.id for ref in found.values()], now)
-    return {
-        key: CustomerRef(ref.id, ref.known, ref.name, facts.get(ref.id))
-        for key, ref in found.items()
-    }
+    return found
 
 
 async def _load_identities(
-    connection: AsyncConnection, wanted: dict[tuple[str, str], Identity]
+    connection: AsyncConnection, wanted: dict[tuple[str, str], Identity], now: float
 ) -> dict[tuple[str, str], CustomerRef]:
+    """Customers (with everything rules see of them) behind the wanted identities: one query,
+    using the (kind, address) index."""
     rows = await connection.execute(
-        select(
-            identities.c.kind,
-            identities.c.address,
-            customers.c.id,
-            customers.c.kind.label("customer_kind"),
-            customers.c.name,
+        facts_query()
+        .add_columns(identities.c.kind.label("identity_kind"), identities.c.address)
+        .join(identities, identities.c.customer_id == customers.c.id)
+        .where(
+            and_(
+                identities.c.kind.in_({kind for kind, _ in wanted}),
+                identities.c.address.in_({address for _, address in wanted}),
+            )
         )
-        .join(customers, customers.c.id == identities.c.customer_id)
-        .where(identities.c.address.in_({address for _, address in wanted}))
     )
     found: dict[tuple[str, str], CustomerRef] = {}
     for row in rows:
-        key = (row.kind, row.address)
+        key = (row.identity_kind, row.address)
         if key in wanted:
-            found[key] = CustomerRef(row.id, row.customer_kind == "customer", row.name)
+            facts = facts_from_row(row._mapping, now, row.open_conversations or 0)
+            found[key] = CustomerRef(row.id, facts.known, row.name, facts)
     return found
 
 
