@@ -26,12 +26,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import and_, select, text  # noqa: E402
+from sqlalchemy import and_, select, text
 
-from hub.envelope import Identity  # noqa: E402
-from hub.store.ingest import _load_identities  # noqa: E402
-from hub.store.schema import customer_stats, customers, identities  # noqa: E402
-from hub.store.store import Store  # noqa: E402
+from hub.envelope import Identity
+from hub.store.ingest import _load_identities
+from hub.store.schema import customer_stats, customers, identities
+from hub.store.store import Store
 
 NOW = 1_795_000_000.0
 
