@@ -30,6 +30,7 @@ from hub.bus import create_bus
 from hub.console.protocol import frame
 from hub.console.registry import AgentConnections
 from hub.console.service import Console
+from hub.customers.providers import HttpProvider
 from hub.customers.repository import Customers
 from hub.customers.valuation import Thresholds
 from hub.dispatch.service import DispatchService
@@ -148,8 +149,15 @@ def _lifecycle(
         bus = create_bus(settings.bus.url)
         app[BUS] = bus
         decider, watcher = await _routing(settings, store, clock)
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        provider = context_provider(settings, session)
         pipeline = Pipeline(
-            store, bus, decider, metrics, default_region=settings.customers.default_region
+            store,
+            bus,
+            decider,
+            metrics,
+            default_region=settings.customers.default_region,
+            provider=provider,
         )
         customers = customer_service(settings, store)
         app[CUSTOMERS] = customers
@@ -168,7 +176,6 @@ def _lifecycle(
         )
         app[CONSOLE] = console
         blobs = BlobStore(settings.storage.blobs)
-        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         public_url = settings.server.public_url or (
             f"http://{settings.server.host}:{settings.server.port}"
         )
@@ -217,6 +224,8 @@ def _lifecycle(
             await outbox.stop()
             await console.stop()
             await dispatch.stop()
+            if provider is not None:
+                await provider.close()
             await session.close()
             await bus.close()
             await store.close()
@@ -269,6 +278,24 @@ def customer_service(settings: HubSettings, store: Store) -> Customers:
             a_share=options.abc_a_share,
             b_share=options.abc_b_share,
         ),
+    )
+
+
+def context_provider(settings: HubSettings, session: aiohttp.ClientSession) -> HttpProvider | None:
+    """The external CRM configured under customers.provider, if any."""
+    options = settings.customers.provider
+    if options is None:
+        return None
+    return HttpProvider(
+        url=options.url,
+        headers={name: value.get_secret_value() for name, value in options.headers.items()},
+        fields=options.fields,
+        session=session,
+        timeout=options.timeout,
+        wait=options.wait,
+        ttl=options.ttl,
+        failures_to_open=options.failures_to_open,
+        open_for=options.open_for,
     )
 
 

@@ -16,6 +16,7 @@ import nh3
 from connectors.base import Accepted, HistoryItem
 from hub.bus import MESSAGES, OUTBOX, Bus, MessageStored, OutboxReady
 from hub.customers.identity import InvalidAddress, normalize_identity
+from hub.customers.providers import ContextProvider
 from hub.envelope import Direction, Envelope
 from hub.errors import HubError
 from hub.metrics import Metrics
@@ -67,12 +68,14 @@ class Pipeline:
         metrics: Metrics,
         *,
         default_region: str = "DE",
+        provider: ContextProvider | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
         self.decide = decide
         self.metrics = metrics
         self.default_region = default_region
+        self.provider = provider
 
     async def ingest(self, envelope: Envelope) -> Accepted:
         check_envelope(envelope)
@@ -80,7 +83,8 @@ class Pipeline:
         if envelope.html is not None:
             # defence in depth: whatever a connector did, stored HTML is sanitized here
             envelope = msgspec.structs.replace(envelope, html=nh3.clean(envelope.html))
-        stored = await self.store.ingest(envelope, self.decide)
+        external = await self.provider.lookup(envelope.sender) if self.provider else None
+        stored = await self.store.ingest(envelope, self.decide, external)
         if stored.duplicate:
             self.metrics.messages_duplicate.labels(envelope.channel).inc()
             return Accepted(

@@ -155,6 +155,28 @@ class RulesSettings(_Model):
     poll_interval: Duration = 2.0
 
 
+class HttpProviderSettings(_Model):
+    """An external CRM/ERP asked for customer data over HTTP (docs/customers.md)."""
+
+    url: str = Field(pattern=r"^https?://", description="template with {kind} and {address}")
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    fields: dict[str, str] = Field(description="customer field -> dotted path in the JSON answer")
+    timeout: Duration = 2.0
+    wait: Duration = 0.3
+    ttl: Duration = 300.0
+    failures_to_open: int = Field(5, ge=1)
+    open_for: Duration = 30.0
+
+    @model_validator(mode="after")
+    def _known_fields(self) -> HttpProviderSettings:
+        from hub.customers.providers import FIELDS
+
+        unknown = set(self.fields) - set(FIELDS)
+        if unknown:
+            raise ValueError(f"unknown customer fields {sorted(unknown)}; known: {sorted(FIELDS)}")
+        return self
+
+
 class CustomerSettings(_Model):
     """Identities and value classification (docs/customers.md)."""
 
@@ -165,6 +187,7 @@ class CustomerSettings(_Model):
     abc_a_share: float = Field(0.80, gt=0, lt=1)
     abc_b_share: float = Field(0.95, gt=0, lt=1)
     recompute_every: Duration = 24 * 3600.0
+    provider: HttpProviderSettings | None = None
 
     @model_validator(mode="after")
     def _shares(self) -> CustomerSettings:

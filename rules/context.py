@@ -43,6 +43,7 @@ class CustomerFacts(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     open_conversations: int = 0
     tags: list[str] = msgspec.field(default_factory=list)
     attributes: dict[str, Any] = msgspec.field(default_factory=dict)
+    stale: bool = False  # an external CRM did not answer in time: fields may be old or empty
 
 
 class RuleInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -82,6 +83,7 @@ class Context:
         "customer_orders_12m",
         "customer_overdue_invoices",
         "customer_payment_punctuality",
+        "customer_stale",
         "customer_tags",
         "customer_tier",
         "inbox",
@@ -131,6 +133,7 @@ class Context:
         self.customer_payment_punctuality = customer.payment_punctuality
         self.customer_overdue_invoices = customer.overdue_invoices
         self.customer_open_conversations = customer.open_conversations
+        self.customer_stale = customer.stale
         self.customer_tags = customer.tags
         self.customer_attributes = customer.attributes
         self.now_hour = now.hour

@@ -57,6 +57,7 @@ NAMES: dict[str, tuple[str, Kind]] = {
     "customer.overdue_invoices": ("customer_overdue_invoices", Kind.NUM),
     "customer.open_conversations": ("customer_open_conversations", Kind.NUM),
     "customer.tags": ("customer_tags", Kind.LIST),
+    "customer.stale": ("customer_stale", Kind.BOOL),
     "now.hour": ("now_hour", Kind.NUM),
     "now.minute": ("now_minute", Kind.NUM),
     "now.weekday": ("now_weekday", Kind.NUM),

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import Executable
 
 from hub.customers.context import facts_from_row, facts_query
+from hub.customers.providers import Lookup, overlay
 from hub.envelope import Envelope, Identity, Outbound, encode_envelope, reply_to
 from hub.ids import new_id
 from hub.store.schema import (
@@ -210,7 +211,11 @@ async def open_threads(
 
 
 async def store_batch(
-    connection: AsyncConnection, batch: list[Envelope], decide: Decide, now: float
+    connection: AsyncConnection,
+    batch: list[Envelope],
+    decide: Decide,
+    now: float,
+    external: Sequence[Lookup | None] | None = None,
 ) -> list[Stored]:
     """Store every new envelope of ``batch``; return one :class:`Stored` per envelope, in order."""
     existing = await find_duplicates(connection, batch)
@@ -223,7 +228,7 @@ async def store_batch(
             fresh.append(index)
     results: list[Stored | None] = [None] * len(batch)
     if fresh:
-        await _store_fresh(connection, batch, fresh, decide, now, results)
+        await _store_fresh(connection, batch, fresh, decide, now, results, external)
     for index, envelope in enumerate(batch):
         if results[index] is None:
             key = envelope.idempotency_key
@@ -244,6 +249,7 @@ async def _store_fresh(
     decide: Decide,
     now: float,
     results: list[Stored | None],
+    external: Sequence[Lookup | None] | None,
 ) -> None:
     customers_by_identity = await identify(
         connection, [batch[index].sender for index in fresh], now
@@ -258,6 +264,13 @@ async def _store_fresh(
     for index in fresh:
         envelope = batch[index]
         customer = customers_by_identity[(envelope.sender.kind, envelope.sender.address)]
+        if external is not None and external[index] is not None and customer.facts is not None:
+            customer = CustomerRef(
+                customer.id,
+                customer.known,
+                customer.name,
+                overlay(customer.facts, external[index]),
+            )
         decision = decide(envelope, customer)
         thread_key = envelope.thread.session
         thread = threads.get((envelope.inbox, thread_key)) if thread_key else None

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from connectors.base import HistoryItem
 from hub.customers.context import customer_context
+from hub.customers.providers import Lookup
 from hub.envelope import Delivery, Envelope, Outbound, decode_envelope, reply_to
 from hub.errors import Forbidden, InvalidState, NotFound
 from hub.ids import new_id
@@ -87,18 +88,29 @@ class Store:
 
     # -- inbound ---------------------------------------------------------------------------
 
-    async def ingest(self, envelope: Envelope, decide: Decide) -> Stored:
-        """Store one inbound envelope (batched with concurrent ones); durable on return."""
-        result: Stored = await self.writer.submit(self._ingest_batch, (envelope, decide))
+    async def ingest(
+        self, envelope: Envelope, decide: Decide, external: Lookup | None = None
+    ) -> Stored:
+        """Store one inbound envelope (batched with concurrent ones); durable on return.
+
+        ``external`` is what an external CRM said about the sender, laid over the stored facts.
+        """
+        result: Stored = await self.writer.submit(self._ingest_batch, (envelope, decide, external))
         return result
 
     async def _ingest_batch(
-        self, connection: AsyncConnection, items: list[tuple[Envelope, Decide]]
+        self, connection: AsyncConnection, items: list[tuple[Envelope, Decide, Lookup | None]]
     ) -> list[Stored]:
         decide = items[0][1]
         if any(item[1] is not decide for item in items):
             raise InvalidState("one batch must share one decide function")
-        return await store_batch(connection, [item[0] for item in items], decide, self.clock())
+        return await store_batch(
+            connection,
+            [item[0] for item in items],
+            decide,
+            self.clock(),
+            [item[2] for item in items],
+        )
 
     # -- reads -----------------------------------------------------------------------------
 
