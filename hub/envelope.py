@@ -82,7 +82,9 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
 
     ``idempotency_key`` must be the same every time the provider redelivers the same message (a
     Message-ID, a MessageSid, a chat client id); the hub stores a message at most once per key.
-    ``received_at`` is seconds since the epoch (UTC).
+    ``received_at`` is seconds since the epoch (UTC). ``vouched_customer`` is a customer number
+    the channel has verified belongs to the sender (a web chat host page's signed customer id):
+    the hub then links the sender's identity to that customer.
     """
 
     channel: str
@@ -100,6 +102,7 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
     language: str | None = None
     attachments: tuple[Attachment, ...] = ()
     auto_submitted: bool = False
+    vouched_customer: str | None = None
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
 
 

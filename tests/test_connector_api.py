@@ -99,3 +99,47 @@ async def test_webchat_through_the_testing_kit() -> None:
                     text="x",
                 )
             )
+
+
+async def test_signed_customer_links_the_visitor() -> None:
+    """The host page vouches for a logged-in customer; forged or expired claims are refused."""
+    from connectors.webchat import parse
+
+    key = b"shared-with-the-website"
+    sink = CollectingSink()
+    now = 1_800_000_000.0
+    connector = WebChatConnector("web", WebChatSettings(identity_secret="shared-with-the-website"))
+    async with (
+        connector_context("web", sink=sink, clock=lambda: now) as ctx,
+        served(connector) as url,
+    ):
+        await connector.start(ctx)
+        ws = url.replace("http://", "ws://") + "/channels/web/ws"
+        expires = int(now) + 3600
+        cases = [
+            (parse.customer_signature(key, "K7", expires), expires, "K7"),
+            (parse.customer_signature(b"wrong-key", "K7", expires), expires, None),
+            (parse.customer_signature(key, "K7", int(now) - 1), int(now) - 1, None),
+            (parse.customer_signature(key, "K8", expires), expires, None),  # for K8, not K7
+        ]
+        for index, (signature, until, expected) in enumerate(cases):
+            async with connect(ws) as socket:
+                await socket.send(
+                    json.dumps(
+                        {
+                            "type": "hello",
+                            "customer": "K7",
+                            "expires": until,
+                            "signature": signature,
+                        }
+                    )
+                )
+                assert json.loads(await socket.recv())["type"] == "welcome"
+                if expected is None:
+                    error = json.loads(await socket.recv())
+                    assert error["code"] == "invalid_customer_signature"
+                await socket.send(
+                    json.dumps({"type": "message", "client_id": str(index), "text": "hi"})
+                )
+                assert json.loads(await socket.recv())["type"] == "ack"
+            assert sink.envelopes[-1].vouched_customer == expected

@@ -412,3 +412,46 @@ async def test_customer_api(sqlite_url: str, tmp_path: Path) -> None:
                 f"{hub.url}/api/customers/bert@example.com", headers=auth
             ) as response:
                 assert (await response.json())["customer_number"] == "K2"
+
+
+async def test_signed_web_chat_visitor_is_the_customer(sqlite_url: str, tmp_path: Path) -> None:
+    import time
+
+    from connectors.webchat.parse import customer_signature
+    from hub.keys import CUSTOMERS
+    from tests.conftest import AGENT_PASSWORD, make_settings
+    from tests.helpers import agent_client, login, running_hub
+
+    channels = [
+        {"name": "webchat", "type": "webchat", "settings": {"identity_secret": "website-key-123"}}
+    ]
+    async with running_hub(make_settings(sqlite_url, tmp_path, channels=channels)) as hub:
+        service = hub.app[CUSTOMERS]
+        for text in (CUSTOMERS_CSV, ORDERS_CSV):
+            await service.import_file(csvimport.parse(text.encode(), "x.csv"))
+        await service.recompute()
+        token = await login(hub, "alice", AGENT_PASSWORD)
+        expires = int(time.time()) + 600
+        signature = customer_signature(b"website-key-123", "K1", expires)
+        from websockets.asyncio.client import connect
+
+        # the widget sends these from the script tag's data-customer/-expires/-signature
+        async with (
+            agent_client(hub, token) as (agent, _),
+            connect(f"{hub.ws_url}/ws/chat") as socket,
+        ):
+            await socket.send(
+                json.dumps(
+                    {"type": "hello", "customer": "K1", "expires": expires, "signature": signature}
+                )
+            )
+            welcome = json.loads(await socket.recv())
+            await socket.send(json.dumps({"type": "message", "client_id": "1", "text": "Hallo"}))
+            assert json.loads(await socket.recv())["type"] == "ack"
+            offer = await agent.expect("offer")
+            assert offer["customer"]["customer_number"] == "K1"
+            assert offer["customer"]["tier"] == "A"
+        anna = await service.context(await service.find("K1") or "")
+        assert {"kind": "webchat", "address": welcome["visitor"], "display_name": None} in anna[
+            "identities"
+        ]

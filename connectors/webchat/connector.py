@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
 from urllib.parse import urlsplit
 
@@ -25,6 +26,15 @@ from hub.envelope import Delivery, DeliveryStatus, Outbound
 HELLO_TIMEOUT = 10.0
 HARD_FRAME_LIMIT = 256 * 1024
 MAX_IN_FLIGHT = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Visitor:
+    """Who is on the other end of one chat socket."""
+
+    id: str
+    name: str | None
+    vouched: str | None  # a customer number the host page signed for, verified
 
 
 def _static(name: str) -> str:
@@ -175,7 +185,19 @@ class WebChatConnector(Connector):
         )
         sockets.add(socket)
         try:
-            await self._converse(ctx, socket, visitor, hello.name)
+            secret = self.settings.identity_secret
+            vouched = None
+            if secret is not None and hello.customer:
+                vouched = parse.vouched_customer(
+                    secret.get_secret_value().encode(), hello, ctx.clock()
+                )
+                if vouched is None:
+                    await self._error(
+                        socket,
+                        "invalid_customer_signature",
+                        "the customer signature is invalid or expired; chatting as a guest",
+                    )
+            await self._converse(ctx, socket, Visitor(visitor, hello.name, vouched))
         finally:
             sockets.discard(socket)
             if not sockets:
@@ -207,7 +229,7 @@ class WebChatConnector(Connector):
         return command
 
     async def _converse(
-        self, ctx: ConnectorContext, socket: web.WebSocketResponse, visitor: str, name: str | None
+        self, ctx: ConnectorContext, socket: web.WebSocketResponse, visitor: Visitor
     ) -> None:
         # Frames are stored concurrently (up to MAX_IN_FLIGHT per window) so a fast typist's
         # messages share one commit; tasks start in frame order, so they are queued for the
@@ -231,13 +253,13 @@ class WebChatConnector(Connector):
                     await socket.send_str(parse.encode("pong"))
                 elif isinstance(command, parse.Hello):
                     await self._error(socket, "bad_frame", "already said hello")
-                elif self._allowed(ctx, visitor):
+                elif self._allowed(ctx, visitor.id):
                     if len(in_flight) >= MAX_IN_FLIGHT:
                         _, pending = await asyncio.wait(
                             in_flight, return_when=asyncio.FIRST_COMPLETED
                         )
                         in_flight.intersection_update(pending)
-                    task = asyncio.create_task(self._receive(ctx, socket, visitor, name, command))
+                    task = asyncio.create_task(self._receive(ctx, socket, visitor, command))
                     in_flight.add(task)
                     task.add_done_callback(in_flight.discard)
                 else:
@@ -271,12 +293,13 @@ class WebChatConnector(Connector):
         self,
         ctx: ConnectorContext,
         socket: web.WebSocketResponse,
-        visitor: str,
-        name: str | None,
+        visitor: Visitor,
         say: parse.Say,
     ) -> None:
         now = ctx.clock()
-        envelope = parse.to_envelope(self.name, visitor, say, now=now, name=name)
+        envelope = parse.to_envelope(
+            self.name, visitor.id, say, now=now, name=visitor.name, vouched=visitor.vouched
+        )
         try:
             accepted = await ctx.sink.ingest(envelope)
         except Exception as exc:

@@ -26,6 +26,9 @@ IDENTITY_KIND = "webchat"
 class Hello(msgspec.Struct, frozen=True, tag="hello", forbid_unknown_fields=True):
     token: str | None = None
     name: str | None = None
+    customer: str | None = None  # a customer number the host page vouches for …
+    expires: int | None = None  # … until this time (epoch seconds) …
+    signature: str | None = None  # … with HMAC-SHA256(identity_secret, "customer.expires")
 
 
 class Say(msgspec.Struct, frozen=True, tag="message", forbid_unknown_fields=True):
@@ -71,6 +74,25 @@ def parse_frame(data: str | bytes, *, max_chars: int) -> ChatCommand:
     if isinstance(command, Hello) and command.name is not None and len(command.name) > 100:
         raise ChatProtocolError("bad_frame", "name is limited to 100 characters")
     return command
+
+
+MAX_VOUCH_SECONDS = 7 * 86400
+
+
+def customer_signature(secret: bytes, customer: str, expires: int) -> str:
+    """What the company's website computes for a logged-in customer (hex HMAC-SHA256)."""
+    return hmac.new(secret, f"{customer}.{expires}".encode(), hashlib.sha256).hexdigest()
+
+
+def vouched_customer(secret: bytes, hello: Hello, now: float) -> str | None:
+    """The customer number of a hello the host page signed, if the signature holds and has
+    not expired (and does not reach more than a week ahead); None otherwise."""
+    if not (hello.customer and hello.expires and hello.signature):
+        return None
+    if len(hello.customer) > 128 or not now < hello.expires <= now + MAX_VOUCH_SECONDS:
+        return None
+    expected = customer_signature(secret, hello.customer, hello.expires)
+    return hello.customer if hmac.compare_digest(expected, hello.signature.lower()) else None
 
 
 def _mac(secret: bytes, visitor: str) -> str:
@@ -120,7 +142,15 @@ class TokenBucket:
         return False
 
 
-def to_envelope(instance: str, visitor: str, say: Say, *, now: float, name: str | None) -> Envelope:
+def to_envelope(
+    instance: str,
+    visitor: str,
+    say: Say,
+    *,
+    now: float,
+    name: str | None,
+    vouched: str | None = None,
+) -> Envelope:
     """The envelope of one visitor message; the client id makes a resend idempotent."""
     return Envelope(
         channel="webchat",
@@ -132,6 +162,7 @@ def to_envelope(instance: str, visitor: str, say: Say, *, now: float, name: str 
         received_at=now,
         thread=ThreadHints(session=visitor),
         text=say.text,
+        vouched_customer=vouched,
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from connectors.base import ConnectorSettings
 
@@ -20,3 +20,8 @@ class WebChatSettings(ConnectorSettings):
     burst: int = Field(10, ge=1, description="messages a visitor may send in a quick burst")
     history_limit: int = Field(200, ge=0, le=5000)
     max_sockets_per_visitor: int = Field(5, ge=1, le=100)
+    identity_secret: SecretStr | None = Field(
+        None,
+        description="key the company's website signs logged-in customers' numbers with "
+        "(HMAC-SHA256); unset: visitors are never linked to customers",
+    )

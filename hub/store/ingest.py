@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import Executable
 
 from hub.customers.context import facts_from_row, facts_query
+from hub.customers.merge import merge
 from hub.customers.providers import Lookup, overlay
 from hub.envelope import Envelope, Identity, Outbound, encode_envelope, reply_to
 from hub.ids import new_id
@@ -120,6 +121,75 @@ async def find_duplicates(
         )
     )
     return {row.idempotency_key: (row.id, row.conversation_id) for row in rows}
+
+
+async def link_vouched(connection: AsyncConnection, batch: Sequence[Envelope], now: float) -> None:
+    """Attach senders to the customers their channel vouched for (signed customer ids).
+
+    A new address becomes the customer's identity, a prospect's is merged in (undoably); an
+    address that belongs to another customer stays there and the clash is audited.
+    """
+    vouched = [e for e in batch if e.vouched_customer]
+    if not vouched:
+        return
+    numbers = {e.vouched_customer for e in vouched}
+    owners = dict(
+        (
+            await connection.execute(
+                select(customers.c.external_id, customers.c.id).where(
+                    and_(customers.c.external_id.in_(numbers), customers.c.kind == "customer")
+                )
+            )
+        ).all()
+    )
+    for envelope in vouched:
+        customer_id = owners.get(envelope.vouched_customer)
+        sender = envelope.sender
+        if customer_id is None:
+            continue
+        owner = (
+            await connection.execute(
+                select(identities.c.customer_id, customers.c.kind)
+                .join(customers, customers.c.id == identities.c.customer_id)
+                .where(
+                    and_(identities.c.kind == sender.kind, identities.c.address == sender.address)
+                )
+            )
+        ).first()
+        if owner is None:
+            await connection.execute(
+                identities.insert(),
+                {
+                    "id": new_id(now),
+                    "customer_id": customer_id,
+                    "kind": sender.kind,
+                    "address": sender.address,
+                    "display_name": sender.display_name,
+                    "created_at": now,
+                },
+            )
+        elif owner.customer_id != customer_id and owner.kind == "prospect":
+            await merge(
+                connection,
+                owner.customer_id,
+                customer_id,
+                now=now,
+                reason=f"{envelope.channel} vouched for customer {envelope.vouched_customer}",
+            )
+        elif owner.customer_id != customer_id:
+            await connection.execute(
+                events.insert(),
+                {
+                    "at": now,
+                    "kind": "identity.clash",
+                    "data": {
+                        "kind": sender.kind,
+                        "address": sender.address,
+                        "vouched": envelope.vouched_customer,
+                        "owner": owner.customer_id,
+                    },
+                },
+            )
 
 
 async def identify(
@@ -251,6 +321,7 @@ async def _store_fresh(
     results: list[Stored | None],
     external: Sequence[Lookup | None] | None,
 ) -> None:
+    await link_vouched(connection, [batch[index] for index in fresh], now)
     customers_by_identity = await identify(
         connection, [batch[index].sender for index in fresh], now
     )
