@@ -50,6 +50,7 @@ def import_files(args: argparse.Namespace) -> int:
 
     async def work(customers: Any) -> int:
         failed = False
+        touched: set[str] = set()
         for name, data in parsed:
             report = await customers.import_file(data)
             print(
@@ -60,8 +61,9 @@ def import_files(args: argparse.Namespace) -> int:
             for line, message in report.errors:
                 print(f"{name}:{line}: {message}", file=sys.stderr)
             failed = failed or bool(report.errors)
-        count = await customers.recompute()
-        print(f"customer values recomputed for {count} customers")
+            touched |= report.touched
+        count = await customers.recompute(touched)
+        print(f"customer values recomputed for {count} customers (the others re-ranked)")
         return 1 if failed else 0
 
     return asyncio.run(_with_customers(args, work))

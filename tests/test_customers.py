@@ -28,7 +28,7 @@ from hub.errors import InvalidState, NotFound
 from hub.metrics import Metrics
 from hub.pipeline import PassthroughDecider, Pipeline
 from hub.routing import RulesDecider
-from hub.store.schema import conversations, customers, identities
+from hub.store.schema import conversations, customer_stats, customers, identities
 from hub.store.store import Store
 from rules.loader import load_rules
 from rules.reload import RulesHolder
@@ -455,3 +455,33 @@ async def test_signed_web_chat_visitor_is_the_customer(sqlite_url: str, tmp_path
         assert {"kind": "webchat", "address": welcome["visitor"], "display_name": None} in anna[
             "identities"
         ]
+
+
+async def test_incremental_recompute_equals_a_full_one(crm: tuple[Store, Customers]) -> None:
+    store, service = crm
+    reports = [
+        await service.import_file(csvimport.parse(text.encode(), "x.csv"))
+        for text in (CUSTOMERS_CSV, ORDERS_CSV, INVOICES_CSV)
+    ]
+    touched = set().union(*(report.touched for report in reports))
+    assert len(touched) == 4
+    assert await service.recompute(touched) == 4
+    # Carl's order grows: only Carl's figures are rebuilt, everyone is re-ranked
+    bigger = ORDERS_CSV.replace("O3,K3,2026-09-01,50.00", "O3,K3,2026-09-01,5000.00")
+    report = await service.import_file(csvimport.parse(bigger.encode(), "o.csv"))
+    assert (report.updated, report.touched) == (1, {await service.find("K3")})
+    assert await service.recompute(report.touched) == 1
+
+    async def snapshot() -> dict[str, tuple[object, ...]]:
+        async with store.engine.connect() as connection:
+            rows = (await connection.execute(select(customer_stats))).all()
+        return {
+            row.customer_id: tuple(v for k, v in row._mapping.items() if k != "computed_at")
+            for row in rows
+        }
+
+    incremental = await snapshot()
+    await service.recompute()
+    assert incremental == await snapshot()
+    carl = await service.context(await service.find("K3") or "")
+    assert carl["tier"] == "A"  # now the top revenue

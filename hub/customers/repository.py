@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.customers import valuation
@@ -38,6 +38,7 @@ class ImportReport:
     unchanged: int = 0
     merged: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)
+    touched: set[str] = field(default_factory=set)  # customers whose values may have changed
 
 
 class Customers:
@@ -109,6 +110,7 @@ class Customers:
                     },
                 )
                 report.created += 1
+                report.touched.add(customer_id)
             else:
                 customer_id = row.id
                 current = {key: getattr(row, key) for key in values}
@@ -120,6 +122,7 @@ class Customers:
                         .values(kind="customer", updated_at=now, **values)
                     )
                     report.updated += 1
+                    report.touched.add(customer_id)
                 else:
                     report.unchanged += 1
             problem = await self._attach(connection, customer_id, addresses, now, report)
@@ -174,6 +177,7 @@ class Customers:
                     reason=f"exact {kind} match on import",
                 )
                 report.merged += 1
+                report.touched.add(customer_id)
             else:
                 return f"{kind} {address} already belongs to another customer"
         return None
@@ -232,9 +236,11 @@ class Customers:
                     {"id": new_id(now), "external_id": record.external_id, **values},
                 )
                 report.created += 1
+                report.touched.add(customer_id)
             elif {key: getattr(row, key) for key in values} != values:
                 await connection.execute(update(table).where(table.c.id == row.id).values(**values))
                 report.updated += 1
+                report.touched.update({customer_id, row.customer_id})
             else:
                 report.unchanged += 1
 
@@ -254,7 +260,7 @@ class Customers:
             )
 
         merge_id: int = await self.store.writer.call(run)
-        await self.recompute()
+        await self.recompute({source, target})
         return merge_id
 
     async def unmerge(self, merge_id: int, *, actor: str | None = None) -> dict[str, Any]:
@@ -262,47 +268,26 @@ class Customers:
             return await unmerge(connection, merge_id, now=self.store.clock(), actor=actor)
 
         result: dict[str, Any] = await self.store.writer.call(run)
-        await self.recompute()
+        await self.recompute({result["restored"], result["from"]})
         return result
 
     # -- value -------------------------------------------------------------------------------
 
-    async def recompute(self) -> int:
-        """Recompute every customer's stats (ABC, RFM, punctuality); returns how many."""
+    async def recompute(self, customer_ids: Collection[str] | None = None) -> int:
+        """Recompute customer values; returns how many customers' figures were rebuilt.
+
+        With ``customer_ids`` (the customers an import touched) only their orders and invoices
+        are read; tiers and scores, which rank everyone against everyone, are re-ranked from
+        the stored figures of the others, and only changed rows are written.
+        """
         now = self.store.clock()
         async with self.store.engine.connect() as connection:
-            ids = (
-                (
-                    await connection.execute(
-                        select(customers.c.id).where(customers.c.kind == "customer")
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            order_rows = (
-                await connection.execute(
-                    select(
-                        orders.c.customer_id,
-                        orders.c.ordered_at,
-                        orders.c.amount_cents,
-                        orders.c.product,
-                    )
-                )
-            ).all()
-            invoice_rows = (
-                await connection.execute(
-                    select(
-                        invoices.c.customer_id,
-                        invoices.c.due_at,
-                        invoices.c.amount_cents,
-                        invoices.c.paid_at,
-                    )
-                )
-            ).all()
+            ids = await self._ids(connection, customer_ids)
+            order_rows, invoice_rows = await self._ledger(connection, customer_ids, ids)
+            others = [] if customer_ids is None else await self._stored_stats(connection, ids)
         # pure Python over every order: off the event loop
-        stats = await asyncio.to_thread(
-            valuation.compute,
+        fresh = await asyncio.to_thread(
+            valuation.aggregate,
             ids,
             (
                 valuation.Order(r.customer_id, r.ordered_at, r.amount_cents, r.product or "")
@@ -315,32 +300,97 @@ class Customers:
             now,
             self.thresholds,
         )
-        rows = [
-            {
-                "customer_id": s.customer_id,
-                "lifetime_value_cents": s.lifetime_value_cents,
-                "revenue_window_cents": s.revenue_window_cents,
-                "orders_12m": s.orders_12m,
-                "last_order_at": s.last_order_at,
-                "last_purchase": s.last_purchase or None,
-                "payment_punctuality": s.payment_punctuality,
-                "overdue_invoices": s.overdue_invoices,
-                "abc": s.abc,
-                "rfm_r": s.r,
-                "rfm_f": s.f,
-                "rfm_m": s.m,
-                "computed_at": now,
-            }
-            for s in stats.values()
+        before = {entry.customer_id: (entry.abc, entry.r, entry.f, entry.m) for entry in others}
+        await asyncio.to_thread(
+            valuation.classify, [*fresh.values(), *others], now, self.thresholds
+        )
+        reranked = [e for e in others if (e.abc, e.r, e.f, e.m) != before[e.customer_id]]
+
+        async def write(connection: AsyncConnection) -> None:
+            if customer_ids is None:
+                await connection.execute(delete(customer_stats))
+            elif fresh:
+                await connection.execute(
+                    delete(customer_stats).where(customer_stats.c.customer_id.in_(list(fresh)))
+                )
+            if fresh:
+                await connection.execute(
+                    customer_stats.insert(), [_stats_row(s, now) for s in fresh.values()]
+                )
+            if reranked:
+                await connection.execute(
+                    update(customer_stats)
+                    .where(customer_stats.c.customer_id == bindparam("cid"))
+                    .values(
+                        abc=bindparam("abc"),
+                        rfm_r=bindparam("r"),
+                        rfm_f=bindparam("f"),
+                        rfm_m=bindparam("m"),
+                        computed_at=now,
+                    ),
+                    [
+                        {"cid": e.customer_id, "abc": e.abc, "r": e.r, "f": e.f, "m": e.m}
+                        for e in reranked
+                    ],
+                )
+
+        await self.store.writer.call(write)
+        return len(fresh)
+
+    async def _ids(
+        self, connection: AsyncConnection, customer_ids: Collection[str] | None
+    ) -> list[str]:
+        query = select(customers.c.id).where(customers.c.kind == "customer")
+        if customer_ids is not None:
+            query = query.where(customers.c.id.in_(list(customer_ids)))
+        return list((await connection.execute(query)).scalars().all())
+
+    async def _ledger(
+        self, connection: AsyncConnection, customer_ids: Collection[str] | None, ids: list[str]
+    ) -> tuple[Sequence[Any], Sequence[Any]]:
+        order_query = select(
+            orders.c.customer_id, orders.c.ordered_at, orders.c.amount_cents, orders.c.product
+        )
+        invoice_query = select(
+            invoices.c.customer_id, invoices.c.due_at, invoices.c.amount_cents, invoices.c.paid_at
+        )
+        if customer_ids is not None:
+            order_query = order_query.where(orders.c.customer_id.in_(ids))
+            invoice_query = invoice_query.where(invoices.c.customer_id.in_(ids))
+        return (
+            (await connection.execute(order_query)).all(),
+            (await connection.execute(invoice_query)).all(),
+        )
+
+    async def _stored_stats(
+        self, connection: AsyncConnection, fresh_ids: list[str]
+    ) -> list[valuation.Stats]:
+        """Everyone else's stored figures, enough to rank them (no orders are read)."""
+        rows = await connection.execute(
+            select(
+                customer_stats.c.customer_id,
+                customer_stats.c.revenue_window_cents,
+                customer_stats.c.orders_window,
+                customer_stats.c.last_order_at,
+                customer_stats.c.abc,
+                customer_stats.c.rfm_r,
+                customer_stats.c.rfm_f,
+                customer_stats.c.rfm_m,
+            ).where(customer_stats.c.customer_id.not_in(fresh_ids))
+        )
+        return [
+            valuation.Stats(
+                row.customer_id,
+                revenue_window_cents=row.revenue_window_cents,
+                orders_window=row.orders_window,
+                last_order_at=row.last_order_at,
+                abc=row.abc,
+                r=row.rfm_r,
+                f=row.rfm_f,
+                m=row.rfm_m,
+            )
+            for row in rows
         ]
-
-        async def replace(connection: AsyncConnection) -> None:
-            await connection.execute(delete(customer_stats))
-            if rows:
-                await connection.execute(customer_stats.insert(), rows)
-
-        await self.store.writer.call(replace)
-        return len(rows)
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -382,3 +432,22 @@ class Customers:
             return await customer_context(
                 connection, customer_id, self.store.clock(), history=history
             )
+
+
+def _stats_row(stats: valuation.Stats, now: float) -> dict[str, Any]:
+    return {
+        "customer_id": stats.customer_id,
+        "lifetime_value_cents": stats.lifetime_value_cents,
+        "revenue_window_cents": stats.revenue_window_cents,
+        "orders_12m": stats.orders_12m,
+        "orders_window": stats.orders_window,
+        "last_order_at": stats.last_order_at,
+        "last_purchase": stats.last_purchase or None,
+        "payment_punctuality": stats.payment_punctuality,
+        "overdue_invoices": stats.overdue_invoices,
+        "abc": stats.abc,
+        "rfm_r": stats.r,
+        "rfm_f": stats.f,
+        "rfm_m": stats.m,
+        "computed_at": now,
+    }

@@ -38,6 +38,9 @@ class Thresholds:
     b_share: float = 0.95
 
 
+DEFAULT = Thresholds()
+
+
 @dataclass(slots=True)
 class Stats:
     customer_id: str
@@ -68,9 +71,23 @@ def compute(
     orders: Iterable[Order],
     invoices: Iterable[Invoice],
     now: float,
-    thresholds: Thresholds = Thresholds(),
+    thresholds: Thresholds = DEFAULT,
 ) -> dict[str, Stats]:
-    """Stats for every customer in ``customer_ids`` (those without data get empty stats)."""
+    """Stats for every customer in ``customer_ids``, tiers and scores included."""
+    stats = aggregate(customer_ids, orders, invoices, now, thresholds)
+    classify(stats.values(), now, thresholds)
+    return stats
+
+
+def aggregate(
+    customer_ids: Iterable[str],
+    orders: Iterable[Order],
+    invoices: Iterable[Invoice],
+    now: float,
+    thresholds: Thresholds = DEFAULT,
+) -> dict[str, Stats]:
+    """Per-customer figures from their own orders and invoices (no ranking against others):
+    what an incremental update recomputes for the customers whose data changed."""
     stats = {customer_id: Stats(customer_id) for customer_id in customer_ids}
     window_start = now - thresholds.window_days * DAY
     year_start = now - 365 * DAY
@@ -96,9 +113,16 @@ def compute(
             entry.invoices_on_time += 1
         elif invoice.paid_at is None:
             entry.overdue_invoices += 1
-    _abc(list(stats.values()), thresholds)
-    _rfm([s for s in stats.values() if s.orders_window], now)
     return stats
+
+
+def classify(stats: Iterable[Stats], now: float, thresholds: Thresholds = DEFAULT) -> None:
+    """Set ABC tiers and RFM scores, which rank every customer against all the others."""
+    entries = list(stats)
+    for entry in entries:
+        entry.abc, entry.r, entry.f, entry.m = "C", 0, 0, 0
+    _abc(entries, thresholds)
+    _rfm([entry for entry in entries if entry.orders_window], now)
 
 
 def _abc(entries: list[Stats], thresholds: Thresholds) -> None:

@@ -192,6 +192,7 @@ customer_stats = Table(
     Column("lifetime_value_cents", BigInteger, nullable=False),
     Column("revenue_window_cents", BigInteger, nullable=False),
     Column("orders_12m", Integer, nullable=False),
+    Column("orders_window", Integer, nullable=False),  # orders in the value window (RFM F)
     Column("last_order_at", Double),
     Column("last_purchase", Text),
     Column("payment_punctuality", Double),  # NULL until an invoice fell due

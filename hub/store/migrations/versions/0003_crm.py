@@ -54,6 +54,7 @@ def upgrade() -> None:
         sa.Column("lifetime_value_cents", sa.BigInteger, nullable=False),
         sa.Column("revenue_window_cents", sa.BigInteger, nullable=False),
         sa.Column("orders_12m", sa.Integer, nullable=False),
+        sa.Column("orders_window", sa.Integer, nullable=False),
         sa.Column("last_order_at", sa.Double),
         sa.Column("last_purchase", sa.Text),
         sa.Column("payment_punctuality", sa.Double),
