@@ -84,7 +84,11 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
     Message-ID, a MessageSid, a chat client id); the hub stores a message at most once per key.
     ``received_at`` is seconds since the epoch (UTC). ``vouched_customer`` is a customer number
     the channel has verified belongs to the sender (a web chat host page's signed customer id):
-    the hub then links the sender's identity to that customer.
+    the hub then links the sender's identity to that customer. ``sender_verified`` is False when
+    the channel knows the sender address may be forged (an email that failed SPF/DKIM/DMARC):
+    such a message is never attached to an existing customer by itself. ``claimed`` holds
+    addresses the sender says are theirs without proof (a pre-chat form): linked only while no
+    one else owns them, otherwise shown to the agent as a claim.
     """
 
     channel: str
@@ -102,7 +106,9 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
     language: str | None = None
     attachments: tuple[Attachment, ...] = ()
     auto_submitted: bool = False
+    sender_verified: bool = True
     vouched_customer: str | None = None
+    claimed: tuple[Identity, ...] = ()
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
 
 

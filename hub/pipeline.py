@@ -8,6 +8,7 @@ dispatch never sees a message that is not durable.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Protocol
 
 import msgspec
@@ -131,13 +132,17 @@ class Pipeline:
         """One spelling per address (E.164 numbers, lower-case email domains), so the same
         person is found whatever channel or client wrote the address. An address that does not
         parse is kept as it came: the message is never refused for it."""
+        claimed = []
+        for identity in envelope.claimed:  # unproven addresses that do not parse are dropped
+            with contextlib.suppress(InvalidAddress):
+                claimed.append(normalize_identity(identity, self.default_region))
         try:
             sender = normalize_identity(envelope.sender, self.default_region)
         except InvalidAddress:
+            sender = envelope.sender
+        if sender is envelope.sender and tuple(claimed) == envelope.claimed:
             return envelope
-        if sender is envelope.sender:
-            return envelope
-        return msgspec.structs.replace(envelope, sender=sender)
+        return msgspec.structs.replace(envelope, sender=sender, claimed=tuple(claimed))
 
     async def history(self, inbox: str, session: str, limit: int = 200) -> list[HistoryItem]:
         return await self.store.history(inbox, session, limit)

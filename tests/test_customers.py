@@ -23,7 +23,7 @@ from hub.customers.identity import (
 )
 from hub.customers.repository import Customers
 from hub.customers.valuation import DAY, Invoice, Order, compute
-from hub.envelope import Direction, Envelope, Identity
+from hub.envelope import Direction, Envelope, Identity, ThreadHints
 from hub.errors import InvalidState, NotFound
 from hub.metrics import Metrics
 from hub.pipeline import PassthroughDecider, Pipeline
@@ -485,3 +485,72 @@ async def test_incremental_recompute_equals_a_full_one(crm: tuple[Store, Custome
     assert incremental == await snapshot()
     carl = await service.context(await service.find("K3") or "")
     assert carl["tier"] == "A"  # now the top revenue
+
+
+async def test_unverified_sender_and_claimed_contacts(crm: tuple[Store, Customers]) -> None:
+    store, service = crm
+    await service.import_file(csvimport.parse(CUSTOMERS_CSV.encode(), "c.csv"))
+    anna = await service.find("K1")
+    pipeline = Pipeline(store, MemoryBus(), PassthroughDecider("general"), Metrics())
+
+    def mail(key: str, verified: bool) -> Envelope:
+        return Envelope(
+            channel="email",
+            inbox="support",
+            direction=Direction.INBOUND,
+            idempotency_key=key,
+            received_at=NOW,
+            sender_verified=verified,
+            sender=Identity(kind="email", address="anna@example.com"),
+            text="Pay to IBAN …",
+        )
+
+    forged = await pipeline.ingest(mail("forged", verified=False))
+    customer = (await store.conversation(forged.conversation_id))["customer"]
+    assert customer["id"] != anna and not customer["known"]
+    assert customer["attributes"]["claims"][0]["customer"] == anna
+    genuine = await pipeline.ingest(mail("genuine", verified=True))
+    assert (await store.conversation(genuine.conversation_id))["customer"]["id"] == anna
+
+    def chat(key: str, visitor: str, *claimed: Identity) -> Envelope:
+        return Envelope(
+            channel="webchat",
+            inbox="web",
+            direction=Direction.INBOUND,
+            idempotency_key=key,
+            received_at=NOW,
+            sender=Identity(kind="webchat", address=visitor),
+            thread=ThreadHints(session=visitor),
+            text="hi",
+            claimed=claimed,
+        )
+
+    # a free address the visitor typed becomes theirs ...
+    free = await pipeline.ingest(
+        chat("c1", "v1", Identity(kind="email", address="New@Example.COM"))
+    )
+    v1 = (await store.conversation(free.conversation_id))["customer"]
+    assert {"kind": "email", "address": "New@example.com", "display_name": None} in v1["identities"]
+    # ... one that belongs to a customer is only a claim, never a link
+    taken = await pipeline.ingest(
+        chat(
+            "c2",
+            "v2",
+            Identity(kind="phone", address="030 1111111"),
+            Identity(kind="email", address="not an address"),
+        )
+    )
+    v2 = (await store.conversation(taken.conversation_id))["customer"]
+    assert v2["id"] != anna and not v2["known"]
+    assert v2["attributes"]["claims"] == [
+        {
+            "kind": "phone",
+            "address": "+49301111111",
+            "customer": anna,
+            "customer_number": "K1",
+            "verified": False,
+        }
+    ]
+    again = await pipeline.ingest(chat("c3", "v2", Identity(kind="phone", address="030 1111111")))
+    v2_again = (await store.conversation(again.conversation_id))["customer"]
+    assert len(v2_again["attributes"]["claims"]) == 1

@@ -144,3 +144,13 @@ def test_envelope_round_trip_and_validation() -> None:
         decode_envelope(b'{"channel": "sms"}')
     with pytest.raises(msgspec.ValidationError):
         decode_envelope(encode_envelope(envelope).replace(b'"inbound"', b'"sideways"'))
+
+
+def test_chat_hello_claims_are_unproven_identities() -> None:
+    hello = parse.parse_frame(
+        '{"type": "hello", "email": " ann@example.com ", "phone": ""}', max_chars=10
+    )
+    assert isinstance(hello, parse.Hello)
+    assert parse.claims(hello) == (Identity(kind="email", address="ann@example.com"),)
+    with pytest.raises(parse.ChatProtocolError):
+        parse.parse_frame('{"type": "hello", "email": "' + "a" * 300 + '"}', max_chars=10)

@@ -21,7 +21,7 @@ from connectors.base import (
 )
 from connectors.webchat import parse
 from connectors.webchat.settings import WebChatSettings
-from hub.envelope import Delivery, DeliveryStatus, Outbound
+from hub.envelope import Delivery, DeliveryStatus, Identity, Outbound
 
 HELLO_TIMEOUT = 10.0
 HARD_FRAME_LIMIT = 256 * 1024
@@ -35,6 +35,7 @@ class Visitor:
     id: str
     name: str | None
     vouched: str | None  # a customer number the host page signed for, verified
+    claimed: tuple[Identity, ...] = ()  # contact details the visitor typed, unverified
 
 
 def _static(name: str) -> str:
@@ -197,7 +198,8 @@ class WebChatConnector(Connector):
                         "invalid_customer_signature",
                         "the customer signature is invalid or expired; chatting as a guest",
                     )
-            await self._converse(ctx, socket, Visitor(visitor, hello.name, vouched))
+            visiting = Visitor(visitor, hello.name, vouched, parse.claims(hello))
+            await self._converse(ctx, socket, visiting)
         finally:
             sockets.discard(socket)
             if not sockets:
@@ -298,7 +300,13 @@ class WebChatConnector(Connector):
     ) -> None:
         now = ctx.clock()
         envelope = parse.to_envelope(
-            self.name, visitor.id, say, now=now, name=visitor.name, vouched=visitor.vouched
+            self.name,
+            visitor.id,
+            say,
+            now=now,
+            name=visitor.name,
+            vouched=visitor.vouched,
+            claimed=visitor.claimed,
         )
         try:
             accepted = await ctx.sink.ingest(envelope)

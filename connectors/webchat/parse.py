@@ -26,6 +26,8 @@ IDENTITY_KIND = "webchat"
 class Hello(msgspec.Struct, frozen=True, tag="hello", forbid_unknown_fields=True):
     token: str | None = None
     name: str | None = None
+    email: str | None = None  # what the visitor typed in a pre-chat form: unverified
+    phone: str | None = None
     customer: str | None = None  # a customer number the host page vouches for …
     expires: int | None = None  # … until this time (epoch seconds) …
     signature: str | None = None  # … with HMAC-SHA256(identity_secret, "customer.expires")
@@ -71,8 +73,13 @@ def parse_frame(data: str | bytes, *, max_chars: int) -> ChatCommand:
             raise ChatProtocolError(
                 "too_long", f"messages are limited to {max_chars} characters", command.client_id
             )
-    if isinstance(command, Hello) and command.name is not None and len(command.name) > 100:
-        raise ChatProtocolError("bad_frame", "name is limited to 100 characters")
+    if isinstance(command, Hello):
+        for field_name, limit in (("name", 100), ("email", 254), ("phone", 32)):
+            value = getattr(command, field_name)
+            if value is not None and len(value) > limit:
+                raise ChatProtocolError(
+                    "bad_frame", f"{field_name} is limited to {limit} characters"
+                )
     return command
 
 
@@ -150,6 +157,7 @@ def to_envelope(
     now: float,
     name: str | None,
     vouched: str | None = None,
+    claimed: tuple[Identity, ...] = (),
 ) -> Envelope:
     """The envelope of one visitor message; the client id makes a resend idempotent."""
     return Envelope(
@@ -163,7 +171,18 @@ def to_envelope(
         thread=ThreadHints(session=visitor),
         text=say.text,
         vouched_customer=vouched,
+        claimed=claimed,
     )
+
+
+def claims(hello: Hello) -> tuple[Identity, ...]:
+    """The contact details a visitor typed, as unproven identities (the hub decides)."""
+    found = []
+    if hello.email and hello.email.strip():
+        found.append(Identity(kind="email", address=hello.email.strip()))
+    if hello.phone and hello.phone.strip():
+        found.append(Identity(kind="phone", address=hello.phone.strip()))
+    return tuple(found)
 
 
 def history_entry(item: HistoryItem) -> dict[str, object]:

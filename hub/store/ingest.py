@@ -192,6 +192,102 @@ async def link_vouched(connection: AsyncConnection, batch: Sequence[Envelope], n
             )
 
 
+async def unverified_prospect(
+    connection: AsyncConnection, envelope: Envelope, claimed: CustomerRef, now: float
+) -> CustomerRef:
+    """A separate record for a message whose sender may be forged but names a known customer:
+    it is not attached to that customer (the agent sees whom it claims to be)."""
+    customer_id = new_id(now)
+    sender = envelope.sender
+    attributes = {
+        "claims": [
+            {
+                "kind": sender.kind,
+                "address": sender.address,
+                "customer": claimed.id,
+                "verified": False,
+            }
+        ]
+    }
+    await connection.execute(
+        customers.insert(),
+        {
+            "id": customer_id,
+            "kind": "prospect",
+            "name": sender.display_name,
+            "created_at": now,
+            "attributes": attributes,
+        },
+    )
+    await connection.execute(
+        events.insert(),
+        {
+            "at": now,
+            "kind": "identity.unverified",
+            "data": {
+                "kind": sender.kind,
+                "address": sender.address,
+                "claimed_customer": claimed.id,
+                "prospect": customer_id,
+            },
+        },
+    )
+    facts = CustomerFacts(id=customer_id, name=sender.display_name or "", attributes=attributes)
+    return CustomerRef(customer_id, False, sender.display_name, facts)
+
+
+async def attach_claims(
+    connection: AsyncConnection, envelope: Envelope, customer: CustomerRef, now: float
+) -> CustomerRef:
+    """Addresses the sender gave without proof: a free one becomes theirs; one that belongs to
+    someone else is only recorded as a claim for the agent to check (never merged)."""
+    claims = list((customer.facts.attributes if customer.facts else {}).get("claims", []))
+    changed = False
+    for claimed in envelope.claimed:
+        owner = (
+            await connection.execute(
+                select(identities.c.customer_id, customers.c.external_id)
+                .join(customers, customers.c.id == identities.c.customer_id)
+                .where(
+                    and_(identities.c.kind == claimed.kind, identities.c.address == claimed.address)
+                )
+            )
+        ).first()
+        if owner is None:
+            await connection.execute(
+                _insert_ignoring_conflicts(connection, identities),
+                {
+                    "id": new_id(now),
+                    "customer_id": customer.id,
+                    "kind": claimed.kind,
+                    "address": claimed.address,
+                    "display_name": claimed.display_name,
+                    "created_at": now,
+                },
+            )
+        elif owner.customer_id != customer.id:
+            claim = {
+                "kind": claimed.kind,
+                "address": claimed.address,
+                "customer": owner.customer_id,
+                "customer_number": owner.external_id,
+                "verified": False,
+            }
+            if claim not in claims:
+                claims.append(claim)
+                changed = True
+    if not changed:
+        return customer
+    attributes = {**(customer.facts.attributes if customer.facts else {}), "claims": claims}
+    await connection.execute(
+        update(customers).where(customers.c.id == customer.id).values(attributes=attributes)
+    )
+    facts = (
+        msgspec.structs.replace(customer.facts, attributes=attributes) if customer.facts else None
+    )
+    return CustomerRef(customer.id, customer.known, customer.name, facts)
+
+
 async def identify(
     connection: AsyncConnection, senders: Sequence[Identity], now: float
 ) -> dict[tuple[str, str], CustomerRef]:
@@ -335,6 +431,12 @@ async def _store_fresh(
     for index in fresh:
         envelope = batch[index]
         customer = customers_by_identity[(envelope.sender.kind, envelope.sender.address)]
+        if not envelope.sender_verified and customer.known:
+            customer = await unverified_prospect(connection, envelope, customer, now)
+        if envelope.claimed:
+            customer = await attach_claims(connection, envelope, customer, now)
+            if customer.known or envelope.sender_verified:
+                customers_by_identity[(envelope.sender.kind, envelope.sender.address)] = customer
         if external is not None and external[index] is not None and customer.facts is not None:
             customer = CustomerRef(
                 customer.id,

@@ -24,6 +24,7 @@
     "#channelhub-chat .chh-pending{opacity:.6}" +
     "#channelhub-chat form{display:flex;border-top:1px solid #ddd}" +
     "#channelhub-chat textarea{flex:1;border:0;padding:8px;resize:none;font:inherit}" +
+    "#channelhub-chat .chh-contact{border:0;border-top:1px solid #ddd;padding:6px 8px;font:inherit}" +
     "#channelhub-chat button{border:0;background:#1f4e79;color:#fff;padding:0 14px}";
 
   function el(tag, cls, text) {
@@ -37,11 +38,26 @@
   var box = el("div"); box.id = "channelhub-chat";
   var header = el("header", "", "Chat");
   var log = el("div", "chh-log"); log.setAttribute("aria-live", "polite");
+  var data = script ? script.dataset : {};
+  var contactKey = "channelhub:contact:" + url;
+  var contact = null;
+  if (data.askContact !== undefined) {  // <script … data-ask-contact>: an optional email field
+    contact = el("input", "chh-contact");
+    contact.type = "email";
+    contact.placeholder = "Your email (optional)";
+    contact.value = localStorage.getItem(contactKey) || "";
+    contact.addEventListener("change", function () {
+      localStorage.setItem(contactKey, contact.value.trim());
+      if (socket) socket.close();  // say hello again with it
+    });
+  }
   var form = el("form");
   var input = el("textarea", "chh-input"); input.rows = 2; input.placeholder = "Type a message";
   var send = el("button", "chh-send", "Send"); send.type = "submit";
   form.appendChild(input); form.appendChild(send);
-  box.appendChild(header); box.appendChild(log); box.appendChild(form);
+  box.appendChild(header); box.appendChild(log);
+  if (contact) box.appendChild(contact);
+  box.appendChild(form);
   document.body.appendChild(box);
 
   function show(from, text, id) {
@@ -70,8 +86,9 @@
       var hello = {type: "hello"};
       var token = localStorage.getItem(storeKey);
       if (token) hello.token = token;
+      var typed = localStorage.getItem(contactKey);
+      if (contact && typed) hello.email = typed;
       // a logged-in customer, vouched for by the host page (docs/webchat.md)
-      var data = script ? script.dataset : {};
       if (data.customer && data.expires && data.signature) {
         hello.customer = data.customer;
         hello.expires = parseInt(data.expires, 10);

@@ -135,6 +135,11 @@
       row("Overdue invoices", customer.overdue_invoices);
     }
     row("Open conversations", customer.open_conversations);
+    ((customer.attributes || {}).claims || []).forEach(function (claim) {
+      row("Says they are", claim.kind + " " + claim.address +
+          (claim.customer_number ? " (customer " + claim.customer_number + ")" : "") +
+          " — not verified");
+    });
     if ((customer.tags || []).length) row("Tags", customer.tags.join(", "));
     var history = $("history");
     history.textContent = "";
