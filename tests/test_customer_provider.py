@@ -198,3 +198,21 @@ async def test_rules_use_provider_data_and_route_when_it_is_down(
             await c2.expect("ack")  # stored although the CRM is down
             offer = await agent.expect("offer", where=lambda f: f["queue"] == "general")
             assert offer["instructions"] == ["CRM unreachable"]
+
+
+async def test_console_context_keeps_what_the_crm_said(
+    crm: tuple[FakeCrm, str], sqlite_url: str, tmp_path: Path
+) -> None:
+    fake, url = crm
+    settings = make_settings(sqlite_url, tmp_path, customers=_provider_settings(url))
+    async with running_hub(settings) as hub:
+        token = await login(hub, "alice", AGENT_PASSWORD)
+        async with agent_client(hub, token) as (agent, _), chat_client(hub) as (c1, hello):
+            fake.customers[hello["visitor"]] = {"segment": "B", "extra": {"branch": "Nord"}}
+            await c1.send(type="message", client_id="1", text="hi")
+            await c1.expect("ack")
+            offer = await agent.expect("offer")
+        customer = offer["customer"]
+        assert (customer["tier"], customer["tier_source"], customer["known"]) == ("B", "crm", True)
+        assert customer["attributes"]["branch"] == "Nord"
+        assert customer["crm_fetched_at"] is not None

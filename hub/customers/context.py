@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.customers.providers import Lookup, overlay
 from hub.errors import NotFound
 from hub.store.schema import conversations, customer_stats, customers, identities
 from rules.context import CustomerFacts
@@ -52,7 +53,7 @@ def facts_from_row(row: Any, now: float, open_conversations: int) -> CustomerFac
     known = row["kind"] == "customer"
     last_order = row.get("last_order_at")
     punctuality = row.get("payment_punctuality")
-    return CustomerFacts(
+    facts = CustomerFacts(
         known=known,
         id=row["id"],
         name=row.get("name") or "",
@@ -69,6 +70,11 @@ def facts_from_row(row: Any, now: float, open_conversations: int) -> CustomerFac
         tags=list(row.get("tags") or []),
         attributes=dict(row.get("attributes") or {}),
     )
+    crm = facts.attributes.get("crm")
+    if isinstance(crm, dict) and isinstance(crm.get("values"), dict):
+        # what an external CRM said last time (see providers): it wins over local data
+        facts = overlay(facts, Lookup(crm["values"]))
+    return facts
 
 
 async def customer_context(
@@ -113,16 +119,25 @@ async def customer_context(
             .limit(history)
         )
     ).all()
-    computed = row.get("abc")
+    stored = facts.attributes.get("crm")
+    crm: dict[str, Any] = stored if isinstance(stored, dict) else {}
+    tier_source: str | None
+    if "tier" in (crm.get("values") or {}):
+        tier_source = "crm"
+    elif row.get("tier_override"):
+        tier_source = "manual"
+    else:
+        tier_source = "computed" if row.get("abc") else None
     return {
         "id": customer_id,
         "kind": row["kind"],
         "known": facts.known,
         "customer_number": row.get("external_id"),
-        "name": row.get("name"),
+        "name": facts.name or row.get("name"),
         "company": row.get("company"),
         "tier": facts.tier or None,
-        "tier_source": "manual" if row.get("tier_override") else "computed" if computed else None,
+        "tier_source": tier_source,
+        "crm_fetched_at": crm.get("fetched_at"),
         "lifetime_value": facts.lifetime_value,
         "revenue_window": (row.get("revenue_window_cents") or 0) / 100,
         "orders_12m": facts.orders_12m,

@@ -78,6 +78,8 @@ def overlay(facts: CustomerFacts, lookup: Lookup | None) -> CustomerFacts:
     if lookup is None:
         return facts
     changes: dict[str, Any] = dict(lookup.values or {})
+    if "attributes" in changes:  # the CRM's custom fields add to ours, they do not erase them
+        changes["attributes"] = {**facts.attributes, **changes["attributes"]}
     if lookup.values is not None:
         changes["known"] = True
     if lookup.stale:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 from sqlalchemy import Table, and_, bindparam, delete, select, update
@@ -190,6 +191,26 @@ async def link_vouched(connection: AsyncConnection, batch: Sequence[Envelope], n
                     },
                 },
             )
+
+
+async def remember_crm(
+    connection: AsyncConnection, customer: CustomerRef, values: dict[str, Any], now: float
+) -> None:
+    """Keep the external CRM's latest answer with the customer, so the console (and rules,
+    while the CRM is down) see it too. Written only when it changed."""
+    stored = (
+        await connection.execute(
+            select(customers.c.attributes).where(customers.c.id == customer.id)
+        )
+    ).scalar_one_or_none()
+    attributes = dict(stored or {})  # the stored ones: facts carry the CRM's laid over them
+    known = attributes.get("crm")
+    if isinstance(known, dict) and known.get("values") == values:
+        return
+    attributes["crm"] = {"values": values, "fetched_at": now}
+    await connection.execute(
+        update(customers).where(customers.c.id == customer.id).values(attributes=attributes)
+    )
 
 
 async def unverified_prospect(
@@ -438,11 +459,11 @@ async def _store_fresh(
             if customer.known or envelope.sender_verified:
                 customers_by_identity[(envelope.sender.kind, envelope.sender.address)] = customer
         if external is not None and external[index] is not None and customer.facts is not None:
+            lookup = external[index]
+            if lookup is not None and lookup.values is not None:
+                await remember_crm(connection, customer, lookup.values, now)
             customer = CustomerRef(
-                customer.id,
-                customer.known,
-                customer.name,
-                overlay(customer.facts, external[index]),
+                customer.id, customer.known, customer.name, overlay(customer.facts, lookup)
             )
         decision = decide(envelope, customer)
         thread_key = envelope.thread.session
