@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -134,6 +134,9 @@ async def customer(request: web.Request) -> web.StreamResponse:
     return web.json_response(await customers.context(customer_id))
 
 
+BodyT = TypeVar("BodyT", bound=BaseModel)
+
+
 class MergeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     source: str = Field(min_length=1, max_length=320)
@@ -145,14 +148,24 @@ class UnmergeRequest(BaseModel):
     merge_id: int
 
 
-async def merge_customers(request: web.Request) -> web.StreamResponse:
+async def _authorized_body(
+    request: web.Request, model: type[BodyT]
+) -> tuple[AgentSettings, BodyT] | web.Response:
+    """The logged-in agent and the validated JSON body, or the error response to send."""
     agent = await _agent(request)
     if agent is None:
         return _error(401, "not_authenticated", "log in first")
     try:
-        body = MergeRequest.model_validate(await read_json(request))
+        return agent, model.model_validate(await read_json(request))
     except ValidationError as exc:
         return _error(400, "bad_request", exc.errors(include_url=False)[0]["msg"])
+
+
+async def merge_customers(request: web.Request) -> web.StreamResponse:
+    checked = await _authorized_body(request, MergeRequest)
+    if isinstance(checked, web.Response):
+        return checked
+    agent, body = checked
     customers = request.app[CUSTOMERS]
     ids = [await customers.find(key) for key in (body.source, body.target)]
     if ids[0] is None or ids[1] is None:
@@ -165,13 +178,10 @@ async def merge_customers(request: web.Request) -> web.StreamResponse:
 
 
 async def unmerge_customers(request: web.Request) -> web.StreamResponse:
-    agent = await _agent(request)
-    if agent is None:
-        return _error(401, "not_authenticated", "log in first")
-    try:
-        body = UnmergeRequest.model_validate(await read_json(request))
-    except ValidationError as exc:
-        return _error(400, "bad_request", exc.errors(include_url=False)[0]["msg"])
+    checked = await _authorized_body(request, UnmergeRequest)
+    if isinstance(checked, web.Response):
+        return checked
+    agent, body = checked
     try:
         result = await request.app[CUSTOMERS].unmerge(body.merge_id, actor=agent.id)
     except NotFound as exc:

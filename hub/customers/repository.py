@@ -12,7 +12,7 @@ from sqlalchemy import and_, bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.customers import valuation
-from hub.customers.context import customer_context
+from hub.customers.context import customer_context, identity_owner
 from hub.customers.csvimport import CustomerRecord, InvoiceRecord, OrderRecord, ParsedFile
 from hub.customers.identity import InvalidAddress, normalize_email, normalize_phone
 from hub.customers.merge import merge, unmerge
@@ -148,13 +148,7 @@ class Customers:
         """Give the customer its identities; a prospect already using one is merged in (an
         exact identity match); one used by another customer is a conflict to report."""
         for kind, address in addresses:
-            owner = (
-                await connection.execute(
-                    select(identities.c.customer_id, customers.c.kind)
-                    .join(customers, customers.c.id == identities.c.customer_id)
-                    .where(and_(identities.c.kind == kind, identities.c.address == address))
-                )
-            ).first()
+            owner = await identity_owner(connection, kind, address)
             if owner is None:
                 await connection.execute(
                     identities.insert(),

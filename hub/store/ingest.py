@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import Executable
 
-from hub.customers.context import facts_from_row, facts_query
+from hub.customers.context import facts_from_row, facts_query, identity_owner
 from hub.customers.merge import merge
 from hub.customers.providers import Lookup, overlay
 from hub.envelope import Envelope, Identity, Outbound, encode_envelope, reply_to
@@ -148,15 +148,7 @@ async def link_vouched(connection: AsyncConnection, batch: Sequence[Envelope], n
         sender = envelope.sender
         if customer_id is None:
             continue
-        owner = (
-            await connection.execute(
-                select(identities.c.customer_id, customers.c.kind)
-                .join(customers, customers.c.id == identities.c.customer_id)
-                .where(
-                    and_(identities.c.kind == sender.kind, identities.c.address == sender.address)
-                )
-            )
-        ).first()
+        owner = await identity_owner(connection, sender.kind, sender.address)
         if owner is None:
             await connection.execute(
                 identities.insert(),
@@ -265,15 +257,7 @@ async def attach_claims(
     claims = list((customer.facts.attributes if customer.facts else {}).get("claims", []))
     changed = False
     for claimed in envelope.claimed:
-        owner = (
-            await connection.execute(
-                select(identities.c.customer_id, customers.c.external_id)
-                .join(customers, customers.c.id == identities.c.customer_id)
-                .where(
-                    and_(identities.c.kind == claimed.kind, identities.c.address == claimed.address)
-                )
-            )
-        ).first()
+        owner = await identity_owner(connection, claimed.kind, claimed.address)
         if owner is None:
             await connection.execute(
                 _insert_ignoring_conflicts(connection, identities),
