@@ -34,6 +34,8 @@ class MessageStored(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     text: str = ""
     author: str | None = None
     created_at: float = 0.0
+    customer_id: str | None = None
+    skills: tuple[str, ...] = ()  # from the routing decision
 
 
 class DeliveryUpdated(msgspec.Struct, frozen=True, kw_only=True, tag=True):

@@ -109,6 +109,8 @@ class Pipeline:
                 channel=envelope.channel,
                 text=envelope.text,
                 created_at=envelope.received_at,
+                customer_id=stored.customer_id,
+                skills=stored.skills,
             ),
         )
         if stored.auto_reply is not None:

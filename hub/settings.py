@@ -99,6 +99,10 @@ class ChannelInstance(_Model):
 class QueueSettings(_Model):
     name: str = Field(pattern=_NAME)
     description: str = ""
+    skills: tuple[str, ...] = Field((), description="skills every agent taking its work needs")
+    strategy: Literal["longest-idle", "least-occupied", "round-robin", "skill-level"] = (
+        "longest-idle"
+    )
 
 
 class AgentSettings(_Model):
@@ -107,6 +111,13 @@ class AgentSettings(_Model):
     password_hash: SecretStr
     max_conversations: int = Field(3, ge=1, le=1000)
     queues: tuple[str, ...] = ()
+    skills: dict[str, Annotated[int, Field(ge=1, le=5)]] = Field(
+        default_factory=dict, description="skill -> level 1..5"
+    )
+    capacity: dict[str, Annotated[int, Field(ge=0, le=1000)]] = Field(
+        default_factory=dict, description="channel -> conversations at once (within the budget)"
+    )
+    auto_accept: tuple[str, ...] = Field((), description="channels taken without an offer")
 
 
 _RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
@@ -200,6 +211,11 @@ class DispatchSettings(_Model):
     offer_timeout: Duration = 30.0
     disconnect_grace: Duration = 60.0
     decline_cooldown: Duration = 120.0
+    sticky_wait: Duration = Field(30.0, description="a returning customer's last agent first")
+    reply_timeout: Duration | None = Field(
+        None, description="requeue an accepted conversation nobody answered within this"
+    )
+    wrap_up: Duration = Field(0.0, description="pause after closing before the next offer")
 
 
 class HubSettings(_Model):

@@ -114,10 +114,15 @@ def test_serve_migrates_serves_and_shuts_down_on_sigterm(tmp_path: Path) -> None
             assert json.loads(chat.recv(timeout=5))["type"] == "welcome"
             chat.send(json.dumps({"type": "message", "client_id": "1", "text": "hello"}))
             assert json.loads(chat.recv(timeout=5))["type"] == "ack"
-        with urllib.request.urlopen(f"{url}/metrics", timeout=2) as response:
-            metrics = response.read().decode()
+        depth = 'channelhub_queue_depth{queue="general"} 1.0'
+        for _ in range(50):  # dispatch queues the conversation just after the ack
+            with urllib.request.urlopen(f"{url}/metrics", timeout=2) as response:
+                metrics = response.read().decode()
+            if depth in metrics:
+                break
+            time.sleep(0.1)
         assert 'channelhub_messages_in_total{channel="webchat"} 1.0' in metrics
-        assert 'channelhub_queue_depth{queue="general"} 1.0' in metrics
+        assert depth in metrics
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0
     finally:

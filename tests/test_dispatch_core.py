@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from hub.dispatch.core import Assign, DispatchCore, Presence, Requeue, RevokeOffer, SendOffer
+from hub.dispatch.core import (
+    Assign,
+    DispatchCore,
+    Presence,
+    Requeue,
+    RevokeOffer,
+    SendOffer,
+    Strategy,
+)
 from hub.errors import Forbidden, InvalidState
 
 
@@ -143,3 +151,111 @@ def test_restored_assignment_of_an_unknown_agent_is_requeued() -> None:
     ]
     assert dispatch.restore_assigned("c2", "alice", now=0) == []
     assert dispatch.next_deadline() == 60  # alice is not connected: her grace runs
+
+
+def test_skills_and_levels_pick_the_agent() -> None:
+    dispatch = DispatchCore(offer_timeout=30, disconnect_grace=60, decline_cooldown=120)
+    dispatch.add_queue("de", strategy=Strategy.SKILL_LEVEL, skills=frozenset({"german"}))
+    dispatch.add_agent("basic", capacity=2, skills={"german": 1})
+    dispatch.add_agent("expert", capacity=2, skills={"german": 5, "billing": 2})
+    dispatch.add_agent("english", capacity=2, skills={"english": 5})
+    for agent in ("basic", "expert", "english"):
+        dispatch.connect(agent, now=0)
+    # queue skill german, decision skill billing: only the expert has both
+    assert dispatch.enqueue("c1", "de", "normal", 1, now=1, skills=frozenset({"billing"})) == [
+        SendOffer("expert", "c1", 31)
+    ]
+    # german only: the best level wins under the skill-level strategy
+    assert dispatch.enqueue("c2", "de", "normal", 2, now=2) == [SendOffer("expert", "c2", 32)]
+    # nobody has french: it waits
+    assert dispatch.enqueue("c3", "de", "normal", 3, now=3, skills=frozenset({"french"})) == []
+
+
+def test_per_channel_capacity_within_the_budget() -> None:
+    dispatch = core()
+    dispatch.add_agent("alice", capacity=3, channel_capacity={"webchat": 1})
+    dispatch.connect("alice", now=0)
+    assert dispatch.enqueue("c1", "general", "normal", 1, now=1, channel="webchat") == [
+        SendOffer("alice", "c1", 31)
+    ]
+    assert dispatch.enqueue("c2", "general", "normal", 2, now=2, channel="webchat") == []
+    assert dispatch.enqueue("c3", "general", "normal", 3, now=3, channel="email") == [
+        SendOffer("alice", "c3", 33)
+    ]
+    dispatch.accept("alice", "c1", now=4)
+    assert dispatch.release("alice", "c1", now=5) == [SendOffer("alice", "c2", 35)]
+
+
+def test_round_robin_spreads_offers() -> None:
+    dispatch = DispatchCore(offer_timeout=30, disconnect_grace=60, decline_cooldown=120)
+    dispatch.add_queue("rr", strategy=Strategy.ROUND_ROBIN)
+    for agent in ("a", "b", "c"):
+        dispatch.add_agent(agent, capacity=10)
+        dispatch.connect(agent, now=0)
+    offered = [
+        action.agent
+        for index in range(6)
+        for action in dispatch.enqueue(f"r{index}", "rr", "normal", index, now=index)
+    ]
+    assert offered == ["a", "b", "c", "a", "b", "c"]
+
+
+def test_least_occupied_prefers_the_emptier_agent() -> None:
+    dispatch = DispatchCore(offer_timeout=30, disconnect_grace=60, decline_cooldown=120)
+    dispatch.add_queue("lo", strategy=Strategy.LEAST_OCCUPIED)
+    dispatch.add_agent("a", capacity=4)
+    dispatch.add_agent("b", capacity=4)
+    dispatch.connect("a", now=0)
+    dispatch.connect("b", now=0)
+    picked = []
+    for index, now in enumerate((1, 2, 3), start=1):
+        (offer,) = dispatch.enqueue(f"x{index}", "lo", "normal", now, now=now)
+        picked.append(offer.agent)
+        dispatch.accept(offer.agent, f"x{index}", now=now)
+    # a and b tie at first (a by id), then b is emptier, then a has been idle longer
+    assert picked == ["a", "b", "a"]
+
+
+def test_sticky_routing_waits_for_the_last_agent_then_widens() -> None:
+    dispatch = DispatchCore(
+        offer_timeout=30, disconnect_grace=60, decline_cooldown=120, sticky_wait=20
+    )
+    dispatch.add_agent("alice", capacity=2)
+    dispatch.add_agent("bob", capacity=2)
+    dispatch.connect("bob", now=0)
+    assert dispatch.enqueue("c1", "general", "normal", 1, now=1, preferred_agent="alice") == []
+    assert dispatch.next_deadline(now=1) == 21
+    assert dispatch.connect("alice", now=5) == [SendOffer("alice", "c1", 35)]
+    # alice declines: the rest of the window passes, then anyone may take it
+    assert dispatch.decline("alice", "c1", now=6) == [RevokeOffer("alice", "c1", "declined")]
+    assert dispatch.tick(now=20) == []
+    assert dispatch.tick(now=21) == [SendOffer("bob", "c1", 51)]
+
+
+def test_auto_accept_no_reply_requeue_and_wrap_up() -> None:
+    dispatch = DispatchCore(
+        offer_timeout=30, disconnect_grace=60, decline_cooldown=120, reply_timeout=120, wrap_up=10
+    )
+    dispatch.add_agent("alice", capacity=2, auto_accept=frozenset({"webchat"}))
+    dispatch.add_agent("bob", capacity=2)
+    dispatch.connect("alice", now=0)
+    assert dispatch.enqueue("c1", "general", "normal", 1, now=1, channel="webchat") == [
+        Assign("alice", "c1", 0, 0)
+    ]
+    assert dispatch.next_deadline(now=1) == 121
+    assert dispatch.connect("bob", now=2) == []
+    # alice never answers: back to the queue, and not to her again right away
+    assert dispatch.tick(now=121) == [Requeue("alice", "c1", "no_reply")]
+    assert dispatch.owner == {}
+    assert dispatch.requeued(
+        "c1", "general", "normal", 1, now=121, channel="webchat", avoid="alice"
+    ) == [SendOffer("bob", "c1", 151)]
+    dispatch.accept("bob", "c1", now=122)
+    dispatch.replied("bob", "c1")
+    assert dispatch.tick(now=500) == []  # answered: no requeue
+    dispatch.release("bob", "c1", now=501)
+    # wrap-up: bob gets nothing for 10 s after closing; alice (no auto-accept for "") is offered
+    assert dispatch.enqueue("c2", "general", "normal", 502, now=502) == [
+        SendOffer("alice", "c2", 532)
+    ]
+    assert dispatch.next_deadline(now=502) == 511

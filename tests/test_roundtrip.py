@@ -354,3 +354,48 @@ async def test_close_with_disposition_and_new_conversation(store_url: str, tmp_p
         async with chat_client(hub, token=w["token"]) as (_, again):
             # notes are internal: the customer never sees them
             assert [m["text"] for m in again["history"]] == ["first question", "another question"]
+
+
+async def test_sticky_routing_and_no_reply_requeue(sqlite_url: str, tmp_path: Path) -> None:
+    settings = make_settings(
+        sqlite_url,
+        tmp_path,
+        dispatch={
+            "offer_timeout": "5s",
+            "disconnect_grace": "30s",
+            "sticky_wait": "10s",
+            "reply_timeout": "1s",
+        },
+        # round robin: without stickiness bob (no offers yet) would be next
+        queues=[{"name": "general", "strategy": "round-robin"}, {"name": "billing"}],
+    )
+    async with running_hub(settings) as hub:
+        alice = await login(hub, "alice", AGENT_PASSWORD)
+        bob = await login(hub, "bob", AGENT_PASSWORD)
+        async with agent_client(hub, alice) as (a, _), chat_client(hub) as (customer, _w):
+            await customer.send(type="message", client_id="1", text="first visit")
+            await customer.expect("ack")
+            first = (await a.expect("offer"))["conversation_id"]
+            await a.send(type="accept", conversation_id=first)
+            await a.expect("conversation")
+            await a.send(type="reply", conversation_id=first, client_id="r", text="hello")
+            await a.expect("reply_ack")
+            await a.send(type="close", conversation_id=first, disposition="resolved")
+            await a.expect("conversation_closed")
+            async with agent_client(hub, bob) as (b, _):
+                # bob is next in the round, but the returning customer goes to alice first
+                await customer.send(type="message", client_id="2", text="me again")
+                await customer.expect("ack")
+                second = (await a.expect("offer"))["conversation_id"]
+                assert second != first
+                await b.nothing("offer", within=0.3)
+                # alice accepts but never answers: after 1 s it goes back, to bob
+                await a.send(type="accept", conversation_id=second)
+                await a.expect("conversation")
+                removed = await a.expect("conversation_removed", timeout=5)
+                assert removed == {
+                    "type": "conversation_removed",
+                    "conversation_id": second,
+                    "reason": "no_reply",
+                }
+                assert (await b.expect("offer", timeout=5))["conversation_id"] == second

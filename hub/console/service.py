@@ -263,6 +263,8 @@ class Console:
             note=note,
         )
         message: dict[str, Any] = stored.message
+        if not note:
+            self.dispatch.replied(agent, command.conversation_id)
         if not stored.duplicate:
             await self.bus.publish(
                 MESSAGES,

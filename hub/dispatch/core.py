@@ -1,16 +1,22 @@
 """The dispatch decision core: state + event -> actions, no I/O, no clock of its own.
 
 Every method takes ``now`` and returns the actions the shell must carry out (persist, send frames).
-The walking-skeleton policy: one offer at a time per conversation, to the longest-idle available
-agent with spare capacity who serves the conversation's queue and has not just declined it; an
-offer that is not answered in time moves on; an agent who stays disconnected past the grace period
-loses their conversations back to the queue, with their age and priority kept.
+Policy (docs/routing.md): waiting work is taken by priority, then age. Each conversation is
+offered to one agent at a time: an available agent who serves its queue, has every skill it
+needs, has room within both their budget and the per-channel capacity, is not in wrap-up and has
+not just declined it; among those the queue's strategy picks (longest idle, least occupied,
+round robin, or best skill level). A returning customer's last agent gets the first chance for a
+while (sticky). Offers not answered in time move on; agents with auto-accept get the
+conversation at once. An agent who stays disconnected past the grace period, or who does not
+answer an accepted conversation in time, loses it back to the queue with its age and priority.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from hub.errors import Forbidden, InvalidState, NotFound
 from rules.decision import Priority
@@ -20,6 +26,13 @@ class Presence(enum.StrEnum):
     AVAILABLE = "available"
     AWAY = "away"
     OFFLINE = "offline"
+
+
+class Strategy(enum.StrEnum):
+    LONGEST_IDLE = "longest-idle"
+    LEAST_OCCUPIED = "least-occupied"
+    ROUND_ROBIN = "round-robin"
+    SKILL_LEVEL = "skill-level"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +61,7 @@ class Assign:
 class Requeue:
     agent: str
     conversation_id: str
-    reason: str  # disconnected | transferred
+    reason: str  # disconnected | transferred | no_reply | unknown_agent
 
 
 Action = SendOffer | RevokeOffer | Assign | Requeue
@@ -57,14 +70,20 @@ Action = SendOffer | RevokeOffer | Assign | Requeue
 @dataclass(slots=True)
 class AgentState:
     id: str
-    capacity: int
+    capacity: int  # conversations at once, all channels together
     queues: frozenset[str]
+    skills: dict[str, int] = field(default_factory=dict)  # skill -> level (1 = basic)
+    channel_capacity: dict[str, int] = field(default_factory=dict)
+    auto_accept: frozenset[str] = frozenset()  # channels taken without an offer
     connections: int = 0
     presence: Presence = Presence.OFFLINE
     assigned: set[str] = field(default_factory=set)
     offers: set[str] = field(default_factory=set)
+    channels: dict[str, str] = field(default_factory=dict)  # held conversation -> channel
     idle_since: float = 0.0
     offline_since: float | None = None
+    wrap_up_until: float = 0.0
+    offered_count: int = 0  # round robin: how many offers this agent has had
 
     @property
     def load(self) -> int:
@@ -73,6 +92,20 @@ class AgentState:
     def serves(self, queue: str) -> bool:
         return not self.queues or queue in self.queues
 
+    def room_for(self, channel: str) -> bool:
+        if self.load >= self.capacity:
+            return False
+        limit = self.channel_capacity.get(channel)
+        if limit is None:
+            return True
+        return sum(1 for held in self.channels.values() if held == channel) < limit
+
+    def has_skills(self, needed: frozenset[str]) -> bool:
+        return all(self.skills.get(skill, 0) > 0 for skill in needed)
+
+    def skill_level(self, needed: frozenset[str]) -> int:
+        return sum(self.skills.get(skill, 0) for skill in needed)
+
 
 @dataclass(slots=True)
 class Waiting:
@@ -80,6 +113,9 @@ class Waiting:
     queue: str
     rank: int
     queued_at: float
+    channel: str = ""
+    skills: frozenset[str] = frozenset()
+    preferred: tuple[str, float] | None = None  # (agent, until): sticky routing
     declined_until: dict[str, float] = field(default_factory=dict)
     offer: tuple[str, float] | None = None  # (agent, expires_at)
 
@@ -89,26 +125,66 @@ class Waiting:
 
 class DispatchCore:
     def __init__(
-        self, *, offer_timeout: float, disconnect_grace: float, decline_cooldown: float
+        self,
+        *,
+        offer_timeout: float,
+        disconnect_grace: float,
+        decline_cooldown: float,
+        sticky_wait: float = 0.0,
+        reply_timeout: float | None = None,
+        wrap_up: float = 0.0,
     ) -> None:
         self.offer_timeout = offer_timeout
         self.disconnect_grace = disconnect_grace
         self.decline_cooldown = decline_cooldown
+        self.sticky_wait = sticky_wait
+        self.reply_timeout = reply_timeout
+        self.wrap_up = wrap_up
         self.agents: dict[str, AgentState] = {}
         self.waiting: dict[str, Waiting] = {}
         self.owner: dict[str, str] = {}  # conversation id -> agent id
+        self.queues: dict[str, tuple[Strategy, frozenset[str]]] = {}
+        self.reply_due: dict[str, float] = {}  # accepted, no agent reply yet: deadline
 
     # -- setup -----------------------------------------------------------------------------
 
-    def add_agent(self, agent: str, *, capacity: int, queues: frozenset[str] = frozenset()) -> None:
-        self.agents[agent] = AgentState(agent, capacity, queues)
+    def add_queue(
+        self,
+        queue: str,
+        *,
+        strategy: Strategy = Strategy.LONGEST_IDLE,
+        skills: frozenset[str] = frozenset(),
+    ) -> None:
+        self.queues[queue] = (strategy, skills)
 
-    def restore_assigned(self, conversation_id: str, agent: str, now: float) -> list[Action]:
+    def add_agent(
+        self,
+        agent: str,
+        *,
+        capacity: int,
+        queues: frozenset[str] = frozenset(),
+        skills: dict[str, int] | None = None,
+        channel_capacity: dict[str, int] | None = None,
+        auto_accept: frozenset[str] = frozenset(),
+    ) -> None:
+        self.agents[agent] = AgentState(
+            agent,
+            capacity,
+            queues,
+            dict(skills or {}),
+            dict(channel_capacity or {}),
+            auto_accept,
+        )
+
+    def restore_assigned(
+        self, conversation_id: str, agent: str, now: float, channel: str = ""
+    ) -> list[Action]:
         """A conversation the store says is assigned; an unknown agent's goes back to the queue."""
         state = self.agents.get(agent)
         if state is None:
             return [Requeue(agent, conversation_id, "unknown_agent")]
         state.assigned.add(conversation_id)
+        state.channels[conversation_id] = channel
         self.owner[conversation_id] = agent
         if state.connections == 0 and state.offline_since is None:
             state.offline_since = now
@@ -117,12 +193,29 @@ class DispatchCore:
     # -- events ----------------------------------------------------------------------------
 
     def enqueue(
-        self, conversation_id: str, queue: str, priority: str, queued_at: float, now: float
+        self,
+        conversation_id: str,
+        queue: str,
+        priority: str,
+        queued_at: float,
+        now: float,
+        *,
+        channel: str = "",
+        skills: frozenset[str] = frozenset(),
+        preferred_agent: str | None = None,
     ) -> list[Action]:
-        """A conversation waits for an agent (new, requeued or restored)."""
+        """A conversation waits for an agent (new, requeued or restored).
+
+        ``skills`` come from the routing decision (the queue's own are added); a
+        ``preferred_agent`` (the customer's last agent) is asked first for ``sticky_wait``.
+        """
         if conversation_id in self.owner or conversation_id in self.waiting:
             return []
-        self._wait(conversation_id, queue, priority, queued_at)
+        waiting = self._wait(conversation_id, queue, priority, queued_at)
+        waiting.channel = channel
+        waiting.skills = skills | self.queues.get(queue, (Strategy.LONGEST_IDLE, frozenset()))[1]
+        if preferred_agent in self.agents and self.sticky_wait > 0:
+            waiting.preferred = (preferred_agent, now + self.sticky_wait)
         return self._match(now)
 
     def connect(self, agent: str, now: float) -> list[Action]:
@@ -166,19 +259,29 @@ class DispatchCore:
         if waiting is None or waiting.offer is None or waiting.offer[0] != agent:
             raise InvalidState("this offer is no longer open")
         state = self._agent(agent)
+        return [self._assign(state, waiting, now)]
+
+    def _assign(self, state: AgentState, waiting: Waiting, now: float) -> Assign:
+        conversation_id = waiting.conversation_id
         del self.waiting[conversation_id]
         state.offers.discard(conversation_id)
         state.assigned.add(conversation_id)
-        self.owner[conversation_id] = agent
-        offered_at = waiting.offer[1] - self.offer_timeout
-        return [
-            Assign(
-                agent,
-                conversation_id,
-                queue_wait=max(0.0, now - waiting.queued_at),
-                offer_wait=max(0.0, now - offered_at),
-            )
-        ]
+        state.channels[conversation_id] = waiting.channel
+        self.owner[conversation_id] = state.id
+        if self.reply_timeout is not None:
+            self.reply_due[conversation_id] = now + self.reply_timeout
+        offered_at = waiting.offer[1] - self.offer_timeout if waiting.offer else now
+        return Assign(
+            state.id,
+            conversation_id,
+            queue_wait=max(0.0, now - waiting.queued_at),
+            offer_wait=max(0.0, now - offered_at),
+        )
+
+    def replied(self, agent: str, conversation_id: str) -> None:
+        """The agent answered: the conversation no longer risks a no-reply requeue."""
+        if self.owner.get(conversation_id) == agent:
+            self.reply_due.pop(conversation_id, None)
 
     def decline(self, agent: str, conversation_id: str, now: float) -> list[Action]:
         waiting = self.waiting.get(conversation_id)
@@ -193,17 +296,22 @@ class DispatchCore:
         """The agent is done with a conversation (closed): capacity frees up."""
         self._check_owner(agent, conversation_id)
         state = self._agent(agent)
-        state.assigned.discard(conversation_id)
-        del self.owner[conversation_id]
+        self._drop(state, conversation_id)
         if not state.assigned:
             state.idle_since = now
+        state.wrap_up_until = now + self.wrap_up
         return self._match(now)
+
+    def _drop(self, state: AgentState, conversation_id: str) -> None:
+        state.assigned.discard(conversation_id)
+        state.channels.pop(conversation_id, None)
+        self.owner.pop(conversation_id, None)
+        self.reply_due.pop(conversation_id, None)
 
     def forget(self, agent: str, conversation_id: str) -> None:
         """Undo an acceptance the shell could not persist (the store has the truth)."""
         if self.owner.get(conversation_id) == agent:
-            del self.owner[conversation_id]
-        self._agent(agent).assigned.discard(conversation_id)
+            self._drop(self._agent(agent), conversation_id)
 
     def transfer_to_queue(
         self,
@@ -213,16 +321,25 @@ class DispatchCore:
         priority: str,
         queued_at: float,
         now: float,
+        *,
+        skills: frozenset[str] = frozenset(),
     ) -> list[Action]:
         """The agent hands a conversation back to a queue; it is not offered back to them soon."""
         self._check_owner(agent, conversation_id)
         state = self._agent(agent)
-        state.assigned.discard(conversation_id)
-        del self.owner[conversation_id]
+        channel = state.channels.get(conversation_id, "")
+        self._drop(state, conversation_id)
         actions: list[Action] = [Requeue(agent, conversation_id, "transferred")]
-        waiting = self._wait(conversation_id, queue, priority, queued_at)
-        waiting.declined_until[agent] = now + self.decline_cooldown
-        return actions + self._match(now)
+        return actions + self.requeued(
+            conversation_id,
+            queue,
+            priority,
+            queued_at,
+            now,
+            channel=channel,
+            skills=skills,
+            avoid=agent,
+        )
 
     def tick(self, now: float) -> list[Action]:
         """Expire offers and disconnect grace periods that are due."""
@@ -243,18 +360,39 @@ class DispatchCore:
             ):
                 state.offline_since = None
                 for conversation_id in sorted(state.assigned):
-                    state.assigned.discard(conversation_id)
-                    del self.owner[conversation_id]
+                    self._drop(state, conversation_id)
                     actions.append(Requeue(state.id, conversation_id, "disconnected"))
+        for conversation_id, due in sorted(self.reply_due.items(), key=lambda item: item[1]):
+            if due <= now:
+                holder = self._agent(self.owner[conversation_id])
+                self._drop(holder, conversation_id)
+                actions.append(Requeue(holder.id, conversation_id, "no_reply"))
         return actions + self._match(now)
 
     def requeued(
-        self, conversation_id: str, queue: str, priority: str, queued_at: float, now: float
+        self,
+        conversation_id: str,
+        queue: str,
+        priority: str,
+        queued_at: float,
+        now: float,
+        *,
+        channel: str = "",
+        skills: frozenset[str] = frozenset(),
+        avoid: str | None = None,
     ) -> list[Action]:
-        """After the shell persisted a :class:`Requeue`, the conversation waits again."""
-        return self.enqueue(conversation_id, queue, priority, queued_at, now)
+        """After the shell persisted a :class:`Requeue`, the conversation waits again (not
+        offered to ``avoid``, the agent it came from, during the decline cooldown)."""
+        if conversation_id in self.owner or conversation_id in self.waiting:
+            return []
+        waiting = self._wait(conversation_id, queue, priority, queued_at)
+        waiting.channel = channel
+        waiting.skills = skills | self.queues.get(queue, (Strategy.LONGEST_IDLE, frozenset()))[1]
+        if avoid is not None:
+            waiting.declined_until[avoid] = now + self.decline_cooldown
+        return self._match(now)
 
-    def next_deadline(self) -> float | None:
+    def next_deadline(self, now: float | None = None) -> float | None:
         """When :meth:`tick` next has something to do, or None."""
         deadlines = [w.offer[1] for w in self.waiting.values() if w.offer is not None]
         deadlines += [
@@ -268,6 +406,14 @@ class DispatchCore:
             if w.offer is None
             for until in w.declined_until.values()
         ]
+        deadlines += self.reply_due.values()
+        if now is not None:  # moments that only matter while still ahead
+            deadlines += [s.wrap_up_until for s in self.agents.values() if s.wrap_up_until > now]
+            deadlines += [
+                w.preferred[1]
+                for w in self.waiting.values()
+                if w.preferred is not None and w.preferred[1] > now and w.offer is None
+            ]
         return min(deadlines) if deadlines else None
 
     def waiting_in(self, queue: str) -> int:
@@ -299,6 +445,7 @@ class DispatchCore:
         waiting = self.waiting[conversation_id]
         waiting.offer = None
         state.offers.discard(conversation_id)
+        state.channels.pop(conversation_id, None)
         if cooldown:
             waiting.declined_until[state.id] = now + self.decline_cooldown
         return [RevokeOffer(state.id, conversation_id, reason)]
@@ -310,6 +457,7 @@ class DispatchCore:
             if state.presence is Presence.AVAILABLE
             and state.connections
             and state.load < state.capacity
+            and state.wrap_up_until <= now
         ]
         if not candidates:
             return []
@@ -317,23 +465,39 @@ class DispatchCore:
         for waiting in sorted(self.waiting.values(), key=Waiting.sort_key):
             if waiting.offer is not None:
                 continue
-            best: AgentState | None = None
-            for state in candidates:
-                if state.load >= state.capacity or not state.serves(waiting.queue):
-                    continue
-                if waiting.declined_until.get(state.id, 0.0) > now:
-                    continue
-                if best is None or (state.load, state.idle_since, state.id) < (
-                    best.load,
-                    best.idle_since,
-                    best.id,
-                ):
-                    best = state
-            if best is None:
+            eligible = [state for state in candidates if self._eligible(state, waiting, now)]
+            if waiting.preferred is not None and waiting.preferred[1] > now:
+                # sticky: while the window lasts, only the customer's last agent is asked
+                eligible = [state for state in eligible if state.id == waiting.preferred[0]]
+            if not eligible:
+                continue
+            best = min(eligible, key=self._ranking(waiting))
+            best.offered_count += 1
+            best.idle_since = now
+            if waiting.channel in best.auto_accept:
+                actions.append(self._assign(best, waiting, now))
                 continue
             expires_at = now + self.offer_timeout
             waiting.offer = (best.id, expires_at)
             best.offers.add(waiting.conversation_id)
-            best.idle_since = now
+            best.channels[waiting.conversation_id] = waiting.channel
             actions.append(SendOffer(best.id, waiting.conversation_id, expires_at))
         return actions
+
+    def _eligible(self, state: AgentState, waiting: Waiting, now: float) -> bool:
+        return (
+            state.serves(waiting.queue)
+            and state.room_for(waiting.channel)
+            and state.has_skills(waiting.skills)
+            and waiting.declined_until.get(state.id, 0.0) <= now
+        )
+
+    def _ranking(self, waiting: Waiting) -> Callable[[AgentState], tuple[Any, ...]]:
+        strategy = self.queues.get(waiting.queue, (Strategy.LONGEST_IDLE, frozenset()))[0]
+        if strategy is Strategy.LEAST_OCCUPIED:
+            return lambda s: (s.load / s.capacity, s.idle_since, s.id)
+        if strategy is Strategy.ROUND_ROBIN:
+            return lambda s: (s.offered_count, s.id)
+        if strategy is Strategy.SKILL_LEVEL:
+            return lambda s: (-s.skill_level(waiting.skills), s.idle_since, s.id)
+        return lambda s: (s.idle_since, s.id)

@@ -23,6 +23,7 @@ from hub.dispatch.core import (
     Requeue,
     RevokeOffer,
     SendOffer,
+    Strategy,
 )
 from hub.errors import Forbidden, HubError, NotFound
 from hub.metrics import Metrics
@@ -77,6 +78,12 @@ def conversation_view(conversation: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _skills(conversation: dict[str, Any]) -> frozenset[str]:
+    """The skills the routing decision asked for (kept on the conversation)."""
+    decision = conversation.get("decision") or {}
+    return frozenset(decision.get("skills") or ())
+
+
 def offer_view(conversation: dict[str, Any], expires_at: float) -> dict[str, Any]:
     """The fields of an ``offer`` frame (also the offers in a ``snapshot``)."""
     view = conversation_view(conversation)
@@ -107,14 +114,27 @@ class DispatchService:
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        options = settings.dispatch
         self.core = DispatchCore(
-            offer_timeout=settings.dispatch.offer_timeout,
-            disconnect_grace=settings.dispatch.disconnect_grace,
-            decline_cooldown=settings.dispatch.decline_cooldown,
+            offer_timeout=options.offer_timeout,
+            disconnect_grace=options.disconnect_grace,
+            decline_cooldown=options.decline_cooldown,
+            sticky_wait=options.sticky_wait,
+            reply_timeout=options.reply_timeout,
+            wrap_up=options.wrap_up,
         )
+        for queue in settings.queues:
+            self.core.add_queue(
+                queue.name, strategy=Strategy(queue.strategy), skills=frozenset(queue.skills)
+            )
         for agent in settings.agents:
             self.core.add_agent(
-                agent.id, capacity=agent.max_conversations, queues=frozenset(agent.queues)
+                agent.id,
+                capacity=agent.max_conversations,
+                queues=frozenset(agent.queues),
+                skills=dict(agent.skills),
+                channel_capacity=dict(agent.capacity),
+                auto_accept=frozenset(agent.auto_accept),
             )
         self.queues = [queue.name for queue in settings.queues]
         self.store = store
@@ -134,10 +154,18 @@ class DispatchService:
         now = self.clock()
         actions: list[Action] = []
         for row in await self.store.conversations_with_status(ASSIGNED):
-            actions += self.core.restore_assigned(row["id"], row["assignee"], now)
+            actions += self.core.restore_assigned(
+                row["id"], row["assignee"], now, channel=row["channel"]
+            )
         for row in await self.store.conversations_with_status(QUEUED):
             actions += self.core.enqueue(
-                row["id"], row["queue"], row["priority"], row["queued_at"] or now, now
+                row["id"],
+                row["queue"],
+                row["priority"],
+                row["queued_at"] or now,
+                now,
+                channel=row["channel"],
+                skills=_skills(row),
             )
         await self._execute(actions)
         subscription = self.bus.subscribe(MESSAGES)
@@ -199,14 +227,20 @@ class DispatchService:
                 conversation["priority"],
                 conversation["queued_at"] or now,
                 now,
+                skills=_skills(conversation),
             )
         )
+
         await self.store.audit(
             "conversation.transferred",
             conversation_id=conversation_id,
             agent=agent,
             data={"queue": queue, "note": note},
         )
+
+    def replied(self, agent: str, conversation_id: str) -> None:
+        """An agent answered: no no-reply requeue for this conversation."""
+        self.core.replied(agent, conversation_id)
 
     def owner(self, conversation_id: str) -> str | None:
         return self.core.owner.get(conversation_id)
@@ -304,6 +338,9 @@ class DispatchService:
                     conversation["priority"],
                     conversation["queued_at"] or now,
                     now,
+                    channel=conversation["channel"],
+                    skills=_skills(conversation),
+                    avoid=action.agent if action.reason == "no_reply" else None,
                 )
             )
         raise AssertionError(f"unknown action {action!r}")
@@ -320,6 +357,11 @@ class DispatchService:
     async def _on_message(self, event: MessageStored) -> None:
         if event.conversation_created and event.status == QUEUED:
             now = self.clock()
+            preferred = None
+            if event.customer_id is not None and self.core.sticky_wait > 0:
+                preferred = await self.store.last_agent(
+                    event.customer_id, besides=event.conversation_id
+                )
             await self._apply(
                 lambda now_: self.core.enqueue(
                     event.conversation_id,
@@ -327,6 +369,9 @@ class DispatchService:
                     event.priority or "normal",
                     event.queued_at or now,
                     now_,
+                    channel=event.channel or "",
+                    skills=frozenset(event.skills),
+                    preferred_agent=preferred,
                 )
             )
             return
@@ -356,7 +401,7 @@ class DispatchService:
     async def _timer(self) -> None:
         while True:
             self._wake.clear()
-            deadline = self.core.next_deadline()
+            deadline = self.core.next_deadline(self.clock())
             timeout = None if deadline is None else max(0.0, deadline - self.clock())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)

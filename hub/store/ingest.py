@@ -66,6 +66,7 @@ class Stored:
     queued_at: float | None = None
     customer_id: str | None = None
     auto_reply: Outbound | None = None
+    skills: tuple[str, ...] = ()
 
 
 def outbox_row(outbound: Outbound, now: float) -> dict[str, object]:
@@ -560,6 +561,7 @@ async def _store_fresh(
             queued_at=thread["queued_at"],  # type: ignore[arg-type]
             customer_id=customer.id,
             auto_reply=auto_reply,
+            skills=decision.skills if created else (),
         )
     if new_conversations:
         await connection.execute(conversations.insert(), new_conversations)

@@ -202,11 +202,33 @@ class Store:
                     conversations.c.assignee,
                     conversations.c.queued_at,
                     conversations.c.created_at,
+                    conversations.c.channel,
+                    conversations.c.decision,
+                    conversations.c.customer_id,
                 )
                 .where(conversations.c.status == status)
                 .order_by(conversations.c.queued_at)
             )
             return [dict(row._mapping) for row in rows]
+
+    async def last_agent(self, customer_id: str, *, besides: str) -> str | None:
+        """Who handled the customer's most recent other conversation (for sticky routing)."""
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(conversations.c.assignee)
+                    .where(
+                        and_(
+                            conversations.c.customer_id == customer_id,
+                            conversations.c.id != besides,
+                            conversations.c.assignee.is_not(None),
+                        )
+                    )
+                    .order_by(desc(conversations.c.updated_at))
+                    .limit(1)
+                )
+            ).first()
+        return None if row is None else str(row.assignee)
 
     # -- dispatch state --------------------------------------------------------------------
 
