@@ -44,6 +44,15 @@ class Metrics:
             buckets=(0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
             registry=self.registry,
         )
+        self.offers = Counter(
+            "channelhub_offers", "Offer outcomes", ["queue", "outcome"], registry=self.registry
+        )
+        self.requeued = Counter(
+            "channelhub_requeued",
+            "Conversations sent back to their queue",
+            ["queue", "reason"],
+            registry=self.registry,
+        )
         self.agents_connected = Gauge(
             "channelhub_agents_connected",
             "Agents with at least one console open",

@@ -259,3 +259,19 @@ def test_auto_accept_no_reply_requeue_and_wrap_up() -> None:
         SendOffer("alice", "c2", 532)
     ]
     assert dispatch.next_deadline(now=502) == 511
+
+
+def test_transfer_to_a_colleague_asks_them_first() -> None:
+    dispatch = core(alice=2, bob=2, carol=2)
+    for agent in ("alice", "bob", "carol"):
+        dispatch.connect(agent, now=0)
+    (offer,) = dispatch.enqueue("c1", "general", "normal", 1, now=1)
+    dispatch.accept(offer.agent, "c1", now=2)
+    giver = offer.agent
+    taker = "carol" if giver != "carol" else "bob"
+    actions = dispatch.transfer_to_queue(giver, "c1", "general", "normal", 1, now=3, to_agent=taker)
+    assert actions == [Requeue(giver, "c1", "transferred"), SendOffer(taker, "c1", 33)]
+    # the colleague lets it time out: then anyone but the giver may have it
+    dispatch.tick(now=33)
+    third = ({"alice", "bob", "carol"} - {giver, taker}).pop()
+    assert dispatch.waiting["c1"].offer == (third, 63)

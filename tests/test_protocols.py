@@ -53,6 +53,8 @@ def test_agent_frames_parse(raw: str, expected: object) -> None:
         ('{"type": "accept", "conversation_id": 7}', "bad_frame"),
         ('{"type": "accept", "conversation_id": "c", "extra": 1}', "bad_frame"),
         ('{"type": "presence", "status": "offline"}', "bad_frame"),
+        ('{"type": "transfer", "conversation_id": "c"}', "bad_frame"),
+        ('{"type": "transfer", "conversation_id": "c", "queue": "q", "agent": "a"}', "bad_frame"),
         ('{"type": "reply", "conversation_id": "c", "client_id": "", "text": "x"}', "bad_frame"),
         ('{"type": "reply", "conversation_id": "c", "client_id": "r", "text": "  "}', "bad_frame"),
         (

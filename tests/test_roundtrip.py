@@ -399,3 +399,31 @@ async def test_sticky_routing_and_no_reply_requeue(sqlite_url: str, tmp_path: Pa
                     "reason": "no_reply",
                 }
                 assert (await b.expect("offer", timeout=5))["conversation_id"] == second
+
+
+async def test_transfer_to_a_colleague(sqlite_url: str, tmp_path: Path) -> None:
+    async with running_hub(make_settings(sqlite_url, tmp_path)) as hub:
+        alice = await login(hub, "alice", AGENT_PASSWORD)
+        bob = await login(hub, "bob", AGENT_PASSWORD)
+        async with agent_client(hub, alice) as (a, _), chat_client(hub) as (customer, _w):
+            await customer.send(type="message", client_id="1", text="billing question")
+            await customer.expect("ack")
+            conversation_id = (await a.expect("offer"))["conversation_id"]
+            await a.send(type="accept", conversation_id=conversation_id)
+            await a.expect("conversation")
+            async with agent_client(hub, bob) as (b, _):
+                await a.send(type="transfer", conversation_id=conversation_id, agent="nobody")
+                assert (await a.expect("error"))["code"] == "not_found"
+                await a.send(
+                    type="transfer",
+                    conversation_id=conversation_id,
+                    agent="bob",
+                    note="please take the invoice part",
+                )
+                removed = await a.expect("conversation_removed")
+                assert removed["reason"] == "transferred"
+                await b.send(
+                    type="accept", conversation_id=(await b.expect("offer"))["conversation_id"]
+                )
+                taken = (await b.expect("conversation"))["conversation"]
+                assert taken["id"] == conversation_id and taken["assignee"] == "bob"

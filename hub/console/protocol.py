@@ -48,7 +48,8 @@ class Note(msgspec.Struct, frozen=True, tag="note", forbid_unknown_fields=True):
 
 class Transfer(msgspec.Struct, frozen=True, tag="transfer", forbid_unknown_fields=True):
     conversation_id: str
-    queue: str
+    queue: str | None = None  # hand it to a queue …
+    agent: str | None = None  # … or to a colleague
     note: str = ""
 
 
@@ -100,6 +101,8 @@ def parse_command(data: str | bytes) -> Command:
         value = getattr(command, field, None)
         if value is not None and not 0 < len(value) <= 128:
             raise ProtocolError("bad_frame", f"{field} must be 1 to 128 characters")
+    if isinstance(command, Transfer) and (command.queue is None) == (command.agent is None):
+        raise ProtocolError("bad_frame", "transfer needs either queue or agent")
     text_value = getattr(command, "text", None)
     if text_value is not None:
         if not text_value.strip():

@@ -238,7 +238,11 @@ class Console:
             return await self._reply(agent, command)
         if isinstance(command, Transfer):
             await self.dispatch.transfer(
-                agent, command.conversation_id, command.queue, command.note
+                agent,
+                command.conversation_id,
+                command.note,
+                queue=command.queue,
+                to_agent=command.agent,
             )
             return None
         if isinstance(command, Close):

@@ -323,8 +323,11 @@ class DispatchCore:
         now: float,
         *,
         skills: frozenset[str] = frozenset(),
+        to_agent: str | None = None,
     ) -> list[Action]:
-        """The agent hands a conversation back to a queue; it is not offered back to them soon."""
+        """The agent hands a conversation back to a queue, or to a colleague who is asked first
+        (for the offer timeout or the sticky wait, whichever is longer); it is not offered back
+        to the agent who gave it away soon."""
         self._check_owner(agent, conversation_id)
         state = self._agent(agent)
         channel = state.channels.get(conversation_id, "")
@@ -339,6 +342,7 @@ class DispatchCore:
             channel=channel,
             skills=skills,
             avoid=agent,
+            preferred_agent=to_agent,
         )
 
     def tick(self, now: float) -> list[Action]:
@@ -380,9 +384,11 @@ class DispatchCore:
         channel: str = "",
         skills: frozenset[str] = frozenset(),
         avoid: str | None = None,
+        preferred_agent: str | None = None,
     ) -> list[Action]:
         """After the shell persisted a :class:`Requeue`, the conversation waits again (not
-        offered to ``avoid``, the agent it came from, during the decline cooldown)."""
+        offered to ``avoid``, the agent it came from, during the decline cooldown; offered to
+        ``preferred_agent`` first)."""
         if conversation_id in self.owner or conversation_id in self.waiting:
             return []
         waiting = self._wait(conversation_id, queue, priority, queued_at)
@@ -390,6 +396,9 @@ class DispatchCore:
         waiting.skills = skills | self.queues.get(queue, (Strategy.LONGEST_IDLE, frozenset()))[1]
         if avoid is not None:
             waiting.declined_until[avoid] = now + self.decline_cooldown
+        if preferred_agent in self.agents:
+            window = max(self.sticky_wait, self.offer_timeout)
+            waiting.preferred = (preferred_agent, now + window)
         return self._match(now)
 
     def next_deadline(self, now: float | None = None) -> float | None:

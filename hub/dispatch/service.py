@@ -25,7 +25,7 @@ from hub.dispatch.core import (
     SendOffer,
     Strategy,
 )
-from hub.errors import Forbidden, HubError, NotFound
+from hub.errors import Forbidden, HubError, InvalidState, NotFound
 from hub.metrics import Metrics
 from hub.settings import HubSettings
 from hub.store.ingest import ASSIGNED, QUEUED
@@ -215,27 +215,42 @@ class DispatchService:
         )
         await self._apply(lambda now: self.core.release(agent, conversation_id, now))
 
-    async def transfer(self, agent: str, conversation_id: str, queue: str, note: str) -> None:
-        if queue not in self.queues:
+    async def transfer(
+        self,
+        agent: str,
+        conversation_id: str,
+        note: str,
+        *,
+        queue: str | None = None,
+        to_agent: str | None = None,
+    ) -> None:
+        """Hand a conversation to a queue, or to a colleague (offered to them first; if they do
+        not take it in time it goes to anyone in its queue)."""
+        if queue is not None and queue not in self.queues:
             raise NotFound(f"unknown queue {queue!r}")
+        if to_agent is not None and to_agent not in self.core.agents:
+            raise NotFound(f"unknown agent {to_agent!r}")
+        if to_agent == agent:
+            raise InvalidState("you hold this conversation already")
         conversation = await self.store.conversation(conversation_id)
+        target_queue = queue or conversation["queue"]
         await self._apply(
             lambda now: self.core.transfer_to_queue(
                 agent,
                 conversation_id,
-                queue,
+                target_queue,
                 conversation["priority"],
                 conversation["queued_at"] or now,
                 now,
                 skills=_skills(conversation),
+                to_agent=to_agent,
             )
         )
-
         await self.store.audit(
             "conversation.transferred",
             conversation_id=conversation_id,
             agent=agent,
-            data={"queue": queue, "note": note},
+            data={"queue": target_queue, "to_agent": to_agent, "note": note},
         )
 
     def replied(self, agent: str, conversation_id: str) -> None:
@@ -296,6 +311,9 @@ class DispatchService:
                     "offer_revoked", conversation_id=action.conversation_id, reason=action.reason
                 ),
             )
+            waiting = self.core.waiting.get(action.conversation_id)
+            queue = waiting.queue if waiting is not None else "unknown"
+            self.metrics.offers.labels(queue, action.reason).inc()
             if action.reason == "timeout":
                 await self.store.audit(
                     "offer.timeout", conversation_id=action.conversation_id, agent=action.agent
@@ -310,6 +328,7 @@ class DispatchService:
             self.metrics.offer_accept_seconds.observe(action.offer_wait)
             self.metrics.queue_wait_seconds.observe(action.queue_wait)
             conversation = await self.store.conversation(action.conversation_id)
+            self.metrics.offers.labels(conversation["queue"], "accepted").inc()
             await self.notifier.send(
                 action.agent,
                 self.frame("conversation", conversation=conversation_view(conversation)),
@@ -327,9 +346,10 @@ class DispatchService:
                     reason=action.reason,
                 ),
             )
-            if action.reason == "transferred":
-                return []
             conversation = await self.store.conversation(action.conversation_id)
+            self.metrics.requeued.labels(conversation["queue"], action.reason).inc()
+            if action.reason == "transferred":
+                return []  # the core queued it already, where it was sent
             now = self.clock()
             return list(
                 self.core.requeued(
