@@ -209,14 +209,17 @@ class DispatchCore:
         ``skills`` come from the routing decision (the queue's own are added); a
         ``preferred_agent`` (the customer's last agent) is asked first for ``sticky_wait``.
         """
-        if conversation_id in self.owner or conversation_id in self.waiting:
-            return []
-        waiting = self._wait(conversation_id, queue, priority, queued_at)
-        waiting.channel = channel
-        waiting.skills = skills | self.queues.get(queue, (Strategy.LONGEST_IDLE, frozenset()))[1]
-        if preferred_agent in self.agents and self.sticky_wait > 0:
-            waiting.preferred = (preferred_agent, now + self.sticky_wait)
-        return self._match(now)
+        return self._place(
+            conversation_id,
+            queue,
+            priority,
+            queued_at,
+            now,
+            channel=channel,
+            skills=skills,
+            preferred_agent=preferred_agent,
+            window=self.sticky_wait,
+        )
 
     def connect(self, agent: str, now: float) -> list[Action]:
         state = self._agent(agent)
@@ -389,6 +392,33 @@ class DispatchCore:
         """After the shell persisted a :class:`Requeue`, the conversation waits again (not
         offered to ``avoid``, the agent it came from, during the decline cooldown; offered to
         ``preferred_agent`` first)."""
+        return self._place(
+            conversation_id,
+            queue,
+            priority,
+            queued_at,
+            now,
+            channel=channel,
+            skills=skills,
+            preferred_agent=preferred_agent,
+            window=max(self.sticky_wait, self.offer_timeout),
+            avoid=avoid,
+        )
+
+    def _place(
+        self,
+        conversation_id: str,
+        queue: str,
+        priority: str,
+        queued_at: float,
+        now: float,
+        *,
+        channel: str,
+        skills: frozenset[str],
+        preferred_agent: str | None,
+        window: float,
+        avoid: str | None = None,
+    ) -> list[Action]:
         if conversation_id in self.owner or conversation_id in self.waiting:
             return []
         waiting = self._wait(conversation_id, queue, priority, queued_at)
@@ -396,8 +426,7 @@ class DispatchCore:
         waiting.skills = skills | self.queues.get(queue, (Strategy.LONGEST_IDLE, frozenset()))[1]
         if avoid is not None:
             waiting.declined_until[avoid] = now + self.decline_cooldown
-        if preferred_agent in self.agents:
-            window = max(self.sticky_wait, self.offer_timeout)
+        if preferred_agent in self.agents and window > 0:
             waiting.preferred = (preferred_agent, now + window)
         return self._match(now)
 
