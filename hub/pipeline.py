@@ -16,12 +16,12 @@ import nh3
 
 from connectors.base import Accepted, HistoryItem
 from hub.bus import MESSAGES, OUTBOX, Bus, MessageStored, OutboxReady
+from hub.customers.context import CustomerRef
 from hub.customers.identity import InvalidAddress, normalize_identity
 from hub.customers.providers import ContextProvider
 from hub.envelope import Direction, Envelope
 from hub.errors import HubError
 from hub.metrics import Metrics
-from hub.store.ingest import CustomerRef
 from hub.store.store import Store
 from rules.decision import Decision, passthrough
 

@@ -9,9 +9,9 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from hub.calendar import is_open
+from hub.customers.context import CustomerRef
 from hub.envelope import Envelope
 from hub.settings import BusinessHoursSettings
-from hub.store.ingest import CustomerRef
 from rules.context import Context, CustomerFacts, MessageFacts, RuleInput
 from rules.decision import Decision
 from rules.evaluate import evaluate

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, func, select
@@ -18,6 +19,16 @@ from hub.store.schema import conversations, customer_stats, customers, identitie
 from rules.context import CustomerFacts
 
 DAY = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRef:
+    """The customer an inbound message resolved to, with what rules may know of them."""
+
+    id: str
+    known: bool
+    name: str | None
+    facts: CustomerFacts | None = None
 
 
 async def identity_owner(connection: AsyncConnection, kind: str, address: str) -> Any:

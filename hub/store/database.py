@@ -15,9 +15,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import Table, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql.expression import Executable
 
 from hub.errors import HubError, StoreError
 
@@ -168,3 +170,10 @@ class Writer:
                 error = StoreError(f"write failed: {exc.__class__.__name__}: {exc}")
                 error.__cause__ = exc
                 job.future.set_exception(error)
+
+
+def insert_ignoring_conflicts(connection: AsyncConnection, table: Table) -> Executable:
+    """INSERT … ON CONFLICT DO NOTHING on both SQLite and PostgreSQL."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
