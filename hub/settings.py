@@ -118,6 +118,7 @@ class AgentSettings(_Model):
         default_factory=dict, description="channel -> conversations at once (within the budget)"
     )
     auto_accept: tuple[str, ...] = Field((), description="channels taken without an offer")
+    supervisor: bool = Field(False, description="sees the live queue state in the console")
 
 
 _RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")

@@ -427,3 +427,36 @@ async def test_transfer_to_a_colleague(sqlite_url: str, tmp_path: Path) -> None:
                 )
                 taken = (await b.expect("conversation"))["conversation"]
                 assert taken["id"] == conversation_id and taken["assignee"] == "bob"
+
+
+async def test_supervisors_see_the_queues_live(sqlite_url: str, tmp_path: Path) -> None:
+    from tests.conftest import _HASH
+
+    agents = [
+        {"id": "alice", "name": "Alice", "password_hash": _HASH, "supervisor": True},
+        {"id": "bob", "name": "Bob", "password_hash": _HASH},
+    ]
+    async with running_hub(make_settings(sqlite_url, tmp_path, agents=agents)) as hub:
+        alice = await login(hub, "alice", AGENT_PASSWORD)
+        bob = await login(hub, "bob", AGENT_PASSWORD)
+        async with agent_client(hub, alice) as (a, _), agent_client(hub, bob) as (b, _):
+            first = await a.expect("queue_state")
+            assert {q["name"]: q["waiting"] for q in first["queues"]} == {
+                "general": 0,
+                "billing": 0,
+            }
+            await a.send(type="presence", status="away")
+            await b.send(type="presence", status="away")
+            async with chat_client(hub) as (customer, _w):
+                await customer.send(type="message", client_id="1", text="anyone?")
+                await customer.expect("ack")
+                state = await a.expect(
+                    "queue_state",
+                    timeout=5,
+                    where=lambda f: f["queues"][1]["waiting"] == 1,  # sorted: billing, general
+                )
+            assert {agent["id"]: agent["presence"] for agent in state["agents"]} == {
+                "alice": "away",
+                "bob": "away",
+            }
+            await b.nothing("queue_state", within=1.5)  # only supervisors get it

@@ -123,11 +123,17 @@ class Console:
                 frame(
                     "hello",
                     protocol=protocol.PROTOCOL_VERSION,
-                    agent={"id": agent, "name": self.agents[agent].name},
+                    agent={
+                        "id": agent,
+                        "name": self.agents[agent].name,
+                        "supervisor": self.agents[agent].supervisor,
+                    },
                 ),
             )
             await self.dispatch.connected(agent)
             await self._send(socket, await self._snapshot(agent))
+            if self.agents[agent].supervisor:
+                await self._send(socket, self.dispatch.queue_state_frame())
             async for message in socket:
                 if message.type is WSMsgType.TEXT:
                     await self._on_frame(agent, socket, message.data)

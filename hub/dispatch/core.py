@@ -454,6 +454,33 @@ class DispatchCore:
             ]
         return min(deadlines) if deadlines else None
 
+    def queue_state(self, now: float) -> dict[str, Any]:
+        """What supervisors see live: waiting work per queue and every agent's state."""
+        queues: dict[str, dict[str, Any]] = {
+            name: {"name": name, "waiting": 0, "offered": 0, "oldest_wait": 0.0}
+            for name in self.queues
+        }
+        for waiting in self.waiting.values():
+            entry = queues.setdefault(
+                waiting.queue,
+                {"name": waiting.queue, "waiting": 0, "offered": 0, "oldest_wait": 0.0},
+            )
+            entry["waiting"] += 1
+            entry["offered"] += waiting.offer is not None
+            entry["oldest_wait"] = max(entry["oldest_wait"], round(now - waiting.queued_at, 1))
+        agents = [
+            {
+                "id": state.id,
+                "presence": str(state.presence),
+                "conversations": len(state.assigned),
+                "offers": len(state.offers),
+                "capacity": state.capacity,
+                "wrap_up": state.wrap_up_until > now,
+            }
+            for state in sorted(self.agents.values(), key=lambda s: s.id)
+        ]
+        return {"queues": sorted(queues.values(), key=lambda q: q["name"]), "agents": agents}
+
     def waiting_in(self, queue: str) -> int:
         return sum(1 for waiting in self.waiting.values() if waiting.queue == queue)
 

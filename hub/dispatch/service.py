@@ -143,9 +143,12 @@ class DispatchService:
         self.frame = frame
         self.metrics = metrics
         self.clock = clock
+        self.supervisors = [agent.id for agent in settings.agents if agent.supervisor]
+        self._state_pending = False
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self._sending: set[asyncio.Task[int]] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -293,6 +296,21 @@ class DispatchService:
         self._wake.set()
         for queue in self.queues:
             self.metrics.queue_depth.labels(queue).set(self.core.waiting_in(queue))
+        if self.supervisors and not self._state_pending:
+            # at most one live update per second, however busy the queues are
+            self._state_pending = True
+            asyncio.get_running_loop().call_later(1.0, self._push_state)
+
+    def queue_state_frame(self) -> bytes:
+        return self.frame("queue_state", **self.core.queue_state(self.clock()))
+
+    def _push_state(self) -> None:
+        self._state_pending = False
+        data = self.queue_state_frame()
+        for supervisor in self.supervisors:
+            task = asyncio.create_task(self.notifier.send(supervisor, data))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
 
     async def _carry_out(self, action: Action) -> list[Action]:
         if isinstance(action, SendOffer):

@@ -175,6 +175,28 @@
       render();
       Object.keys(state.pending).forEach(function (clientId) { send(state.pending[clientId]); });
     },
+    queue_state: function (frame) {
+      $("supervision").hidden = false;
+      var table = $("queues");
+      table.textContent = "";
+      var head = el("tr");
+      ["Queue", "Waiting", "Offered", "Oldest (s)"].forEach(function (t) { head.appendChild(el("th", "", t)); });
+      table.appendChild(head);
+      frame.queues.forEach(function (queue) {
+        var row = el("tr");
+        row.dataset.queue = queue.name;
+        [queue.name, queue.waiting, queue.offered, queue.oldest_wait].forEach(function (value) {
+          row.appendChild(el("td", "", String(value)));
+        });
+        table.appendChild(row);
+      });
+      var agents = $("agents");
+      agents.textContent = "";
+      frame.agents.forEach(function (agent) {
+        agents.appendChild(el("li", "agent", agent.id + ": " + agent.presence + ", " +
+          agent.conversations + "/" + agent.capacity + (agent.wrap_up ? " (wrap-up)" : "")));
+      });
+    },
     offer: function (frame) { state.offers[frame.conversation_id] = frame; renderOffers(); },
     offer_revoked: function (frame) { delete state.offers[frame.conversation_id]; renderOffers(); },
     conversation: function (frame) {
