@@ -40,6 +40,7 @@ bench: install
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/rules.py
 	$(BIN)/python bench/context.py
+	$(BIN)/python bench/dispatch.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
