@@ -13,7 +13,9 @@ answer an accepted conversation in time, loses it back to the queue with its age
 
 from __future__ import annotations
 
+import bisect
 import enum
+import heapq
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -145,6 +147,9 @@ class DispatchCore:
         self.owner: dict[str, str] = {}  # conversation id -> agent id
         self.queues: dict[str, tuple[Strategy, frozenset[str]]] = {}
         self.reply_due: dict[str, float] = {}  # accepted, no agent reply yet: deadline
+        # waiting work without an open offer, per queue, in the order it is taken (priority,
+        # then age): an agent who frees up walks only the queues they serve, from the head
+        self.order: dict[str, list[tuple[int, float, str]]] = {}
 
     # -- setup -----------------------------------------------------------------------------
 
@@ -228,7 +233,7 @@ class DispatchCore:
             state.presence = Presence.AVAILABLE
             state.idle_since = now
         state.offline_since = None
-        return self._match(now)
+        return self._match_agents([state], now)
 
     def disconnect(self, agent: str, now: float) -> list[Action]:
         state = self._agent(agent)
@@ -238,9 +243,10 @@ class DispatchCore:
         state.presence = Presence.OFFLINE
         state.offline_since = now
         actions: list[Action] = []
-        for conversation_id in sorted(state.offers):
+        withdrawn = sorted(state.offers)
+        for conversation_id in withdrawn:
             actions.extend(self._withdraw(state, conversation_id, "withdrawn", now, cooldown=False))
-        return actions + self._match(now)
+        return actions + self._match_conversations(withdrawn, now)
 
     def set_presence(self, agent: str, presence: Presence, now: float) -> list[Action]:
         state = self._agent(agent)
@@ -251,11 +257,13 @@ class DispatchCore:
         state.presence = presence
         actions: list[Action] = []
         if presence is Presence.AWAY:
-            for conversation_id in sorted(state.offers):
+            withdrawn = sorted(state.offers)
+            for conversation_id in withdrawn:
                 actions.extend(
                     self._withdraw(state, conversation_id, "withdrawn", now, cooldown=False)
                 )
-        return actions + self._match(now)
+            return actions + self._match_conversations(withdrawn, now)
+        return self._match_agents([state], now)
 
     def accept(self, agent: str, conversation_id: str, now: float) -> list[Action]:
         waiting = self.waiting.get(conversation_id)
@@ -267,6 +275,7 @@ class DispatchCore:
     def _assign(self, state: AgentState, waiting: Waiting, now: float) -> Assign:
         conversation_id = waiting.conversation_id
         del self.waiting[conversation_id]
+        self._unorder(waiting)
         state.offers.discard(conversation_id)
         state.assigned.add(conversation_id)
         state.channels[conversation_id] = waiting.channel
@@ -291,9 +300,9 @@ class DispatchCore:
         if waiting is None or waiting.offer is None or waiting.offer[0] != agent:
             raise InvalidState("this offer is no longer open")
         state = self._agent(agent)
-        return self._withdraw(state, conversation_id, "declined", now, cooldown=True) + self._match(
-            now
-        )
+        actions = self._withdraw(state, conversation_id, "declined", now, cooldown=True)
+        actions += self._match_conversations([conversation_id], now)
+        return actions + self._match_agents([state], now)
 
     def release(self, agent: str, conversation_id: str, now: float) -> list[Action]:
         """The agent is done with a conversation (closed): capacity frees up."""
@@ -302,8 +311,8 @@ class DispatchCore:
         self._drop(state, conversation_id)
         if not state.assigned:
             state.idle_since = now
-        state.wrap_up_until = now + self.wrap_up
-        return self._match(now)
+        state.wrap_up_until = now + self.wrap_up if self.wrap_up else 0.0
+        return self._match_agents([state], now)
 
     def _drop(self, state: AgentState, conversation_id: str) -> None:
         state.assigned.discard(conversation_id)
@@ -336,7 +345,7 @@ class DispatchCore:
         channel = state.channels.get(conversation_id, "")
         self._drop(state, conversation_id)
         actions: list[Action] = [Requeue(agent, conversation_id, "transferred")]
-        return actions + self.requeued(
+        actions += self.requeued(
             conversation_id,
             queue,
             priority,
@@ -347,18 +356,31 @@ class DispatchCore:
             avoid=agent,
             preferred_agent=to_agent,
         )
+        return actions + self._match_agents([state], now)
 
     def tick(self, now: float) -> list[Action]:
-        """Expire offers and disconnect grace periods that are due."""
+        """Expire offers, cooldowns, sticky windows, wrap-ups and grace periods that are due,
+        and match whatever that freed."""
         actions: list[Action] = []
-        for waiting in sorted(self.waiting.values(), key=Waiting.sort_key):
-            for agent in [a for a, until in waiting.declined_until.items() if until <= now]:
+        conversations: list[str] = []
+        freed: list[AgentState] = []
+        for waiting in list(self.waiting.values()):
+            expired = [a for a, until in waiting.declined_until.items() if until <= now]
+            for agent in expired:
                 del waiting.declined_until[agent]
+            changed = bool(expired)
             if waiting.offer is not None and waiting.offer[1] <= now:
                 state = self._agent(waiting.offer[0])
                 actions += self._withdraw(
                     state, waiting.conversation_id, "timeout", now, cooldown=True
                 )
+                freed.append(state)
+                changed = True
+            if waiting.preferred is not None and waiting.preferred[1] <= now:
+                waiting.preferred = None
+                changed = True
+            if changed:
+                conversations.append(waiting.conversation_id)
         for state in self.agents.values():
             if (
                 state.offline_since is not None
@@ -369,12 +391,17 @@ class DispatchCore:
                 for conversation_id in sorted(state.assigned):
                     self._drop(state, conversation_id)
                     actions.append(Requeue(state.id, conversation_id, "disconnected"))
+            if state.wrap_up_until and state.wrap_up_until <= now:
+                state.wrap_up_until = 0.0
+                freed.append(state)
         for conversation_id, due in sorted(self.reply_due.items(), key=lambda item: item[1]):
             if due <= now:
                 holder = self._agent(self.owner[conversation_id])
                 self._drop(holder, conversation_id)
                 actions.append(Requeue(holder.id, conversation_id, "no_reply"))
-        return actions + self._match(now)
+                freed.append(holder)
+        actions += self._match_conversations(conversations, now)
+        return actions + self._match_agents(freed, now)
 
     def requeued(
         self,
@@ -428,7 +455,7 @@ class DispatchCore:
             waiting.declined_until[avoid] = now + self.decline_cooldown
         if preferred_agent in self.agents and window > 0:
             waiting.preferred = (preferred_agent, now + window)
-        return self._match(now)
+        return self._match_conversations([conversation_id], now)
 
     def next_deadline(self, now: float | None = None) -> float | None:
         """When :meth:`tick` next has something to do, or None."""
@@ -486,12 +513,19 @@ class DispatchCore:
 
     # -- internals -------------------------------------------------------------------------
 
+    def _unorder(self, waiting: Waiting) -> None:
+        keys = self.order.get(waiting.queue, [])
+        position = bisect.bisect_left(keys, waiting.sort_key())
+        if position < len(keys) and keys[position] == waiting.sort_key():
+            del keys[position]
+
     def _wait(self, conversation_id: str, queue: str, priority: str, queued_at: float) -> Waiting:
         try:
             rank = Priority(priority).rank
         except ValueError:
             rank = Priority.NORMAL.rank
         waiting = self.waiting[conversation_id] = Waiting(conversation_id, queue, rank, queued_at)
+        bisect.insort(self.order.setdefault(queue, []), waiting.sort_key())
         return waiting
 
     def _agent(self, agent: str) -> AgentState:
@@ -509,45 +543,85 @@ class DispatchCore:
     ) -> list[Action]:
         waiting = self.waiting[conversation_id]
         waiting.offer = None
+        bisect.insort(self.order.setdefault(waiting.queue, []), waiting.sort_key())
         state.offers.discard(conversation_id)
         state.channels.pop(conversation_id, None)
         if cooldown:
             waiting.declined_until[state.id] = now + self.decline_cooldown
         return [RevokeOffer(state.id, conversation_id, reason)]
 
-    def _match(self, now: float) -> list[Action]:
-        candidates = [
-            state
-            for state in self.agents.values()
-            if state.presence is Presence.AVAILABLE
-            and state.connections
+    def _free(self, state: AgentState, now: float) -> bool:
+        return (
+            state.presence is Presence.AVAILABLE
+            and bool(state.connections)
             and state.load < state.capacity
             and state.wrap_up_until <= now
-        ]
-        if not candidates:
+        )
+
+    def _match_conversations(self, conversation_ids: list[str], now: float) -> list[Action]:
+        """Find agents for these waiting conversations (highest priority first) among all free
+        agents. Work that was waiting before had no eligible agent, and nothing freed one."""
+        pending = sorted(
+            (self.waiting[c] for c in set(conversation_ids) if c in self.waiting),
+            key=Waiting.sort_key,
+        )
+        if not pending:
             return []
+        candidates = [state for state in self.agents.values() if self._free(state, now)]
         actions: list[Action] = []
-        for waiting in sorted(self.waiting.values(), key=Waiting.sort_key):
+        for waiting in pending:
             if waiting.offer is not None:
                 continue
-            eligible = [state for state in candidates if self._eligible(state, waiting, now)]
+            eligible = [
+                state
+                for state in candidates
+                if state.load < state.capacity and self._eligible(state, waiting, now)
+            ]
             if waiting.preferred is not None and waiting.preferred[1] > now:
                 # sticky: while the window lasts, only the customer's last agent is asked
                 eligible = [state for state in eligible if state.id == waiting.preferred[0]]
-            if not eligible:
-                continue
-            best = min(eligible, key=self._ranking(waiting))
-            best.offered_count += 1
-            best.idle_since = now
-            if waiting.channel in best.auto_accept:
-                actions.append(self._assign(best, waiting, now))
-                continue
-            expires_at = now + self.offer_timeout
-            waiting.offer = (best.id, expires_at)
-            best.offers.add(waiting.conversation_id)
-            best.channels[waiting.conversation_id] = waiting.channel
-            actions.append(SendOffer(best.id, waiting.conversation_id, expires_at))
+            if eligible:
+                actions.append(self._give(min(eligible, key=self._ranking(waiting)), waiting, now))
         return actions
+
+    def _match_agents(self, states: list[AgentState], now: float) -> list[Action]:
+        """Give agents who just freed up the most urgent waiting work they can take: they are
+        its only new candidates, so each walks its queues' heads until it is full."""
+        actions: list[Action] = []
+        for state in {state.id: state for state in states}.values():  # once each, in order
+            restart = True
+            while restart and self._free(state, now):
+                restart = False
+                queues = list(self.order) if not state.queues else state.queues
+                for key in heapq.merge(*(self.order.get(queue, []) for queue in queues)):
+                    if not self._free(state, now):
+                        break
+                    waiting = self.waiting[key[2]]
+                    if waiting.offer is not None or not self._eligible(state, waiting, now):
+                        continue
+                    if (
+                        waiting.preferred is not None
+                        and waiting.preferred[1] > now
+                        and waiting.preferred[0] != state.id
+                    ):
+                        continue
+                    actions.append(self._give(state, waiting, now))
+                    restart = True  # giving took it out of the order list we walk
+                    break
+        return actions
+
+    def _give(self, state: AgentState, waiting: Waiting, now: float) -> Action:
+        """Offer ``waiting`` to ``state`` (or assign it, with auto-accept)."""
+        state.offered_count += 1
+        state.idle_since = now
+        if waiting.channel in state.auto_accept:
+            return self._assign(state, waiting, now)
+        expires_at = now + self.offer_timeout
+        waiting.offer = (state.id, expires_at)
+        self._unorder(waiting)  # only unoffered work stands in the order lists
+        state.offers.add(waiting.conversation_id)
+        state.channels[waiting.conversation_id] = waiting.channel
+        return SendOffer(state.id, waiting.conversation_id, expires_at)
 
     def _eligible(self, state: AgentState, waiting: Waiting, now: float) -> bool:
         return (
