@@ -122,6 +122,12 @@ def test_away_withdraws_offers_and_stops_new_ones() -> None:
     assert dispatch.connect("bob", now=3) == [SendOffer("bob", "c1", 33)]
     with pytest.raises(InvalidState):
         dispatch.set_presence("alice", Presence.OFFLINE, now=4)
+    # busy: bob's open offer moves on to alice, who is back
+    assert dispatch.set_presence("alice", Presence.AVAILABLE, now=5) == []
+    assert dispatch.set_presence("bob", Presence.BUSY, now=6) == [
+        RevokeOffer("bob", "c1", "withdrawn"),
+        SendOffer("alice", "c1", 36),
+    ]
 
 
 def test_queues_an_agent_serves() -> None:

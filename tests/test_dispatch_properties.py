@@ -106,7 +106,7 @@ def test_invariants_hold_under_any_sequence(
             elif kind == "disconnect" and dispatch.agents[agent].connections:
                 dispatch.disconnect(agent, now)
             elif kind == "away" and dispatch.agents[agent].connections:
-                dispatch.set_presence(agent, Presence.AWAY, now)
+                dispatch.set_presence(agent, (Presence.AWAY, Presence.BUSY)[delta % 2], now)
             elif kind == "back" and dispatch.agents[agent].connections:
                 dispatch.set_presence(agent, Presence.AVAILABLE, now)
             elif kind == "enqueue":

@@ -22,7 +22,7 @@ class Auth(msgspec.Struct, frozen=True, tag="auth", forbid_unknown_fields=True):
 
 
 class SetPresence(msgspec.Struct, frozen=True, tag="presence", forbid_unknown_fields=True):
-    status: Literal["available", "away"]
+    status: Literal["available", "busy", "away"]
 
 
 class Accept(msgspec.Struct, frozen=True, tag="accept", forbid_unknown_fields=True):

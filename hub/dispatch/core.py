@@ -26,7 +26,8 @@ from rules.decision import Priority
 
 class Presence(enum.StrEnum):
     AVAILABLE = "available"
-    AWAY = "away"
+    BUSY = "busy"  # at work, keeps their conversations, takes no new ones (a phone call, say)
+    AWAY = "away"  # not at the desk: open offers are withdrawn too
     OFFLINE = "offline"
 
 
@@ -256,7 +257,7 @@ class DispatchCore:
             state.idle_since = now
         state.presence = presence
         actions: list[Action] = []
-        if presence is Presence.AWAY:
+        if presence in (Presence.AWAY, Presence.BUSY):
             withdrawn = sorted(state.offers)
             for conversation_id in withdrawn:
                 actions.extend(
