@@ -96,6 +96,18 @@ class ChannelInstance(_Model):
     settings: Any = Field(default_factory=dict)
 
 
+class OverflowSettings(_Model):
+    after: Duration
+    to: str | None = Field(None, description="move the waiting work to this queue")
+    drop_skills: tuple[str, ...] = Field((), description="stop requiring these skills")
+
+    @model_validator(mode="after")
+    def _does_something(self) -> OverflowSettings:
+        if self.to is None and not self.drop_skills:
+            raise ValueError("an overflow step needs `to` or `drop_skills`")
+        return self
+
+
 class QueueSettings(_Model):
     name: str = Field(pattern=_NAME)
     description: str = ""
@@ -103,6 +115,11 @@ class QueueSettings(_Model):
     strategy: Literal["longest-idle", "least-occupied", "round-robin", "skill-level"] = (
         "longest-idle"
     )
+    overflow: tuple[OverflowSettings, ...] = Field(
+        (), description="steps applied to work that waited this long"
+    )
+    max_waiting: int | None = Field(None, ge=1)
+    when_full: str | None = Field(None, description="queue for new work while this one is full")
 
 
 class AgentSettings(_Model):
@@ -245,6 +262,15 @@ class HubSettings(_Model):
         agent_ids = [agent.id for agent in self.agents]
         if len(set(agent_ids)) != len(agent_ids):
             raise ValueError("agent ids must be unique")
+        for queue in self.queues:
+            targets = {step.to for step in queue.overflow if step.to} | (
+                {queue.when_full} if queue.when_full else set()
+            )
+            if targets - queue_names:
+                raise ValueError(
+                    f"queue {queue.name!r} sends work to unknown queues "
+                    f"{sorted(targets - queue_names)}"
+                )
         for agent in self.agents:
             unknown = set(agent.queues) - queue_names
             if unknown:

@@ -7,6 +7,8 @@ import pytest
 from hub.dispatch.core import (
     Assign,
     DispatchCore,
+    Moved,
+    OverflowStep,
     Presence,
     Requeue,
     RevokeOffer,
@@ -281,3 +283,35 @@ def test_transfer_to_a_colleague_asks_them_first() -> None:
     dispatch.tick(now=33)
     third = ({"alice", "bob", "carol"} - {giver, taker}).pop()
     assert dispatch.waiting["c1"].offer == (third, 63)
+
+
+def test_overflow_widens_to_another_queue_then_drops_a_skill() -> None:
+    dispatch = DispatchCore(offer_timeout=30, disconnect_grace=60, decline_cooldown=120)
+    dispatch.add_queue("premium", overflow=(OverflowStep(60, to="general"),))
+    dispatch.add_queue("general", overflow=(OverflowStep(120, drop_skills=frozenset({"german"})),))
+    dispatch.add_agent("anna", capacity=2, queues=frozenset({"general"}), skills={"german": 2})
+    dispatch.add_agent("tom", capacity=2, queues=frozenset({"general"}))
+    dispatch.connect("tom", now=0)
+    # the rules asked for german; nobody serves premium
+    assert dispatch.enqueue("c1", "premium", "high", 0, now=0, skills=frozenset({"german"})) == []
+    assert dispatch.next_deadline(now=0) == 60
+    # after a minute it may go to general, but still needs german: nobody there speaks it
+    assert dispatch.tick(now=60) == [Moved("c1", "general", ("german",), "overflow")]
+    assert dispatch.next_deadline(now=60) == 120
+    # after two minutes the german requirement is dropped: tom takes it
+    assert dispatch.tick(now=120) == [
+        Moved("c1", "general", (), "overflow"),
+        SendOffer("tom", "c1", 150),
+    ]
+
+
+def test_a_full_queue_sends_new_work_elsewhere() -> None:
+    dispatch = DispatchCore(offer_timeout=30, disconnect_grace=60, decline_cooldown=120)
+    dispatch.add_queue("hotline", max_waiting=2, when_full="callback")
+    dispatch.add_queue("callback")
+    assert dispatch.enqueue("c1", "hotline", "normal", 1, now=1) == []
+    assert dispatch.enqueue("c2", "hotline", "normal", 2, now=2) == []
+    assert dispatch.enqueue("c3", "hotline", "normal", 3, now=3) == [
+        Moved("c3", "callback", (), "full")
+    ]
+    assert dispatch.waiting["c3"].queue == "callback"

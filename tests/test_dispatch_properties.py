@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.dispatch.core import DispatchCore, Presence, Strategy
+from hub.dispatch.core import DispatchCore, OverflowStep, Presence, Strategy
 from hub.errors import HubError
 
 AGENTS = {
@@ -44,7 +44,17 @@ def build(strategy: Strategy) -> DispatchCore:
         reply_timeout=40,
         wrap_up=3,
     )
-    dispatch.add_queue("general", strategy=strategy)
+    dispatch.add_queue(
+        "general",
+        strategy=strategy,
+        overflow=(
+            OverflowStep(20, drop_skills=frozenset({"billing"})),
+            OverflowStep(40, to="spill"),
+        ),
+        max_waiting=6,
+        when_full="spill",
+    )
+    dispatch.add_queue("spill", strategy=strategy)
     for name, options in AGENTS.items():
         dispatch.add_agent(
             name,

@@ -460,3 +460,34 @@ async def test_supervisors_see_the_queues_live(sqlite_url: str, tmp_path: Path) 
                 "bob": "away",
             }
             await b.nothing("queue_state", within=1.5)  # only supervisors get it
+
+
+async def test_overflow_moves_waiting_work(sqlite_url: str, tmp_path: Path) -> None:
+    from tests.conftest import _HASH
+
+    settings = make_settings(
+        sqlite_url,
+        tmp_path,
+        queues=[
+            {"name": "general", "overflow": [{"after": "1s", "to": "billing"}]},
+            {"name": "billing"},
+        ],
+        agents=[{"id": "bob", "name": "Bob", "password_hash": _HASH, "queues": ["billing"]}],
+    )
+    async with running_hub(settings) as hub:
+        bob = await login(hub, "bob", AGENT_PASSWORD)
+        async with agent_client(hub, bob) as (b, _), chat_client(hub) as (customer, _w):
+            await customer.send(type="message", client_id="1", text="help")
+            await customer.expect("ack")
+            await b.nothing("offer", within=0.5)  # general: bob does not serve it
+            offer = await b.expect("offer", timeout=5)
+            assert offer["queue"] == "billing"
+        async with hub.store.engine.connect() as connection:
+            kinds = (
+                await connection.execute(
+                    select(events.c.kind, events.c.data).where(
+                        events.c.kind == "conversation.moved"
+                    )
+                )
+            ).all()
+        assert [row.data["queue"] for row in kinds] == ["billing"]

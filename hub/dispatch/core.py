@@ -67,7 +67,38 @@ class Requeue:
     reason: str  # disconnected | transferred | no_reply | unknown_agent
 
 
-Action = SendOffer | RevokeOffer | Assign | Requeue
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """An overflow step moved waiting work to another queue (or relaxed its skills)."""
+
+    conversation_id: str
+    queue: str
+    skills: tuple[str, ...]
+    reason: str  # overflow | full
+
+
+Action = SendOffer | RevokeOffer | Assign | Requeue | Moved
+
+
+@dataclass(frozen=True, slots=True)
+class OverflowStep:
+    """After ``after`` seconds of waiting: move to ``to`` and/or stop requiring ``drop_skills``."""
+
+    after: float
+    to: str | None = None
+    drop_skills: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRules:
+    strategy: Strategy = Strategy.LONGEST_IDLE
+    skills: frozenset[str] = frozenset()
+    overflow: tuple[OverflowStep, ...] = ()
+    max_waiting: int | None = None
+    when_full: str | None = None  # where new work goes while the queue holds max_waiting
+
+
+DEFAULT_RULES = QueueRules()
 
 
 @dataclass(slots=True)
@@ -118,6 +149,9 @@ class Waiting:
     queued_at: float
     channel: str = ""
     skills: frozenset[str] = frozenset()
+    required: frozenset[str] = frozenset()  # skills the routing decision asked for
+    dropped: frozenset[str] = frozenset()  # relaxed by overflow steps
+    steps_done: int = 0  # overflow steps of its queue already applied
     preferred: tuple[str, float] | None = None  # (agent, until): sticky routing
     declined_until: dict[str, float] = field(default_factory=dict)
     offer: tuple[str, float] | None = None  # (agent, expires_at)
@@ -146,7 +180,7 @@ class DispatchCore:
         self.agents: dict[str, AgentState] = {}
         self.waiting: dict[str, Waiting] = {}
         self.owner: dict[str, str] = {}  # conversation id -> agent id
-        self.queues: dict[str, tuple[Strategy, frozenset[str]]] = {}
+        self.queues: dict[str, QueueRules] = {}
         self.reply_due: dict[str, float] = {}  # accepted, no agent reply yet: deadline
         # waiting work without an open offer, per queue, in the order it is taken (priority,
         # then age): an agent who frees up walks only the queues they serve, from the head
@@ -160,8 +194,11 @@ class DispatchCore:
         *,
         strategy: Strategy = Strategy.LONGEST_IDLE,
         skills: frozenset[str] = frozenset(),
+        overflow: tuple[OverflowStep, ...] = (),
+        max_waiting: int | None = None,
+        when_full: str | None = None,
     ) -> None:
-        self.queues[queue] = (strategy, skills)
+        self.queues[queue] = QueueRules(strategy, skills, overflow, max_waiting, when_full)
 
     def add_agent(
         self,
@@ -380,6 +417,10 @@ class DispatchCore:
             if waiting.preferred is not None and waiting.preferred[1] <= now:
                 waiting.preferred = None
                 changed = True
+            if waiting.offer is None:
+                moved = self._overflow(waiting, now)
+                actions += moved
+                changed = changed or bool(moved)
             if changed:
                 conversations.append(waiting.conversation_id)
         for state in self.agents.values():
@@ -449,14 +490,26 @@ class DispatchCore:
     ) -> list[Action]:
         if conversation_id in self.owner or conversation_id in self.waiting:
             return []
+        actions: list[Action] = []
+        rules = self.queues.get(queue, DEFAULT_RULES)
+        full = (
+            rules.max_waiting is not None
+            and rules.when_full is not None
+            and len(self.order.get(queue, ())) >= rules.max_waiting
+        )
+        if full and rules.when_full is not None:
+            queue = rules.when_full  # full: new work goes where the queue says
         waiting = self._wait(conversation_id, queue, priority, queued_at)
         waiting.channel = channel
-        waiting.skills = skills | self.queues.get(queue, (Strategy.LONGEST_IDLE, frozenset()))[1]
+        waiting.required = skills
+        self._set_skills(waiting)
+        if full:
+            actions.append(Moved(conversation_id, queue, tuple(sorted(waiting.skills)), "full"))
         if avoid is not None:
             waiting.declined_until[avoid] = now + self.decline_cooldown
         if preferred_agent in self.agents and window > 0:
             waiting.preferred = (preferred_agent, now + window)
-        return self._match_conversations([conversation_id], now)
+        return actions + self._match_conversations([conversation_id], now)
 
     def next_deadline(self, now: float | None = None) -> float | None:
         """When :meth:`tick` next has something to do, or None."""
@@ -473,6 +526,10 @@ class DispatchCore:
             for until in w.declined_until.values()
         ]
         deadlines += self.reply_due.values()
+        for waiting in self.waiting.values():
+            steps = self.queues.get(waiting.queue, DEFAULT_RULES).overflow
+            if waiting.offer is None and waiting.steps_done < len(steps):
+                deadlines.append(waiting.queued_at + steps[waiting.steps_done].after)
         if now is not None:  # moments that only matter while still ahead
             deadlines += [s.wrap_up_until for s in self.agents.values() if s.wrap_up_until > now]
             deadlines += [
@@ -513,6 +570,39 @@ class DispatchCore:
         return sum(1 for waiting in self.waiting.values() if waiting.queue == queue)
 
     # -- internals -------------------------------------------------------------------------
+
+    def _set_skills(self, waiting: Waiting) -> None:
+        queue_skills = self.queues.get(waiting.queue, DEFAULT_RULES).skills
+        waiting.skills = (waiting.required | queue_skills) - waiting.dropped
+
+    def _overflow(self, waiting: Waiting, now: float) -> list[Action]:
+        """Apply the overflow steps of its queue that are due (moving on to another queue may
+        make that queue's own steps due too; a cycle stops after a few hops)."""
+        actions: list[Action] = []
+        for _ in range(8):
+            steps = self.queues.get(waiting.queue, DEFAULT_RULES).overflow
+            if waiting.steps_done >= len(steps):
+                break
+            step = steps[waiting.steps_done]
+            if waiting.queued_at + step.after > now:
+                break
+            waiting.steps_done += 1
+            if step.to is not None and step.to != waiting.queue:
+                self._unorder(waiting)
+                waiting.queue = step.to
+                waiting.steps_done = 0
+                bisect.insort(self.order.setdefault(waiting.queue, []), waiting.sort_key())
+            waiting.dropped |= step.drop_skills
+            self._set_skills(waiting)
+            actions.append(
+                Moved(
+                    waiting.conversation_id,
+                    waiting.queue,
+                    tuple(sorted(waiting.skills)),
+                    "overflow",
+                )
+            )
+        return actions
 
     def _unorder(self, waiting: Waiting) -> None:
         keys = self.order.get(waiting.queue, [])
@@ -633,7 +723,7 @@ class DispatchCore:
         )
 
     def _ranking(self, waiting: Waiting) -> Callable[[AgentState], tuple[Any, ...]]:
-        strategy = self.queues.get(waiting.queue, (Strategy.LONGEST_IDLE, frozenset()))[0]
+        strategy = self.queues.get(waiting.queue, DEFAULT_RULES).strategy
         if strategy is Strategy.LEAST_OCCUPIED:
             return lambda s: (s.load / s.capacity, s.idle_since, s.id)
         if strategy is Strategy.ROUND_ROBIN:

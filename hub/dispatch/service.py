@@ -19,6 +19,8 @@ from hub.dispatch.core import (
     Action,
     Assign,
     DispatchCore,
+    Moved,
+    OverflowStep,
     Presence,
     Requeue,
     RevokeOffer,
@@ -125,7 +127,15 @@ class DispatchService:
         )
         for queue in settings.queues:
             self.core.add_queue(
-                queue.name, strategy=Strategy(queue.strategy), skills=frozenset(queue.skills)
+                queue.name,
+                strategy=Strategy(queue.strategy),
+                skills=frozenset(queue.skills),
+                overflow=tuple(
+                    OverflowStep(step.after, step.to, frozenset(step.drop_skills))
+                    for step in queue.overflow
+                ),
+                max_waiting=queue.max_waiting,
+                when_full=queue.when_full,
             )
         for agent in settings.agents:
             self.core.add_agent(
@@ -381,6 +391,14 @@ class DispatchService:
                     avoid=action.agent if action.reason == "no_reply" else None,
                 )
             )
+        if isinstance(action, Moved):
+            await self.store.move(
+                action.conversation_id,
+                queue=action.queue,
+                reason=action.reason,
+                skills=list(action.skills),
+            )
+            return []
         raise AssertionError(f"unknown action {action!r}")
 
     async def _follow(self, subscription: Any) -> None:

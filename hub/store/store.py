@@ -273,6 +273,30 @@ class Store:
 
         await self.writer.call(run)
 
+    async def move(
+        self, conversation_id: str, *, queue: str, reason: str, skills: list[str]
+    ) -> None:
+        """Record that dispatch moved waiting work to another queue (overflow, full queue)."""
+
+        async def run(connection: AsyncConnection) -> None:
+            now = self.clock()
+            await connection.execute(
+                update(conversations)
+                .where(
+                    and_(conversations.c.id == conversation_id, conversations.c.status == QUEUED)
+                )
+                .values(queue=queue, updated_at=now)
+            )
+            await _event(
+                connection,
+                now,
+                "conversation.moved",
+                conversation_id,
+                data={"queue": queue, "reason": reason, "skills": skills},
+            )
+
+        await self.writer.call(run)
+
     async def close_conversation(
         self, conversation_id: str, *, agent: str, disposition: str
     ) -> None:
