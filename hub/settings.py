@@ -100,11 +100,14 @@ class OverflowSettings(_Model):
     after: Duration
     to: str | None = Field(None, description="move the waiting work to this queue")
     drop_skills: tuple[str, ...] = Field((), description="stop requiring these skills")
+    priority: Literal["low", "normal", "high", "urgent"] | None = Field(
+        None, description="raise the priority of work that waited this long (aging)"
+    )
 
     @model_validator(mode="after")
     def _does_something(self) -> OverflowSettings:
-        if self.to is None and not self.drop_skills:
-            raise ValueError("an overflow step needs `to` or `drop_skills`")
+        if self.to is None and not self.drop_skills and self.priority is None:
+            raise ValueError("an overflow step needs `to`, `drop_skills` or `priority`")
         return self
 
 

@@ -296,11 +296,11 @@ def test_overflow_widens_to_another_queue_then_drops_a_skill() -> None:
     assert dispatch.enqueue("c1", "premium", "high", 0, now=0, skills=frozenset({"german"})) == []
     assert dispatch.next_deadline(now=0) == 60
     # after a minute it may go to general, but still needs german: nobody there speaks it
-    assert dispatch.tick(now=60) == [Moved("c1", "general", ("german",), "overflow")]
+    assert dispatch.tick(now=60) == [Moved("c1", "general", ("german",), "overflow", "high")]
     assert dispatch.next_deadline(now=60) == 120
     # after two minutes the german requirement is dropped: tom takes it
     assert dispatch.tick(now=120) == [
-        Moved("c1", "general", (), "overflow"),
+        Moved("c1", "general", (), "overflow", "high"),
         SendOffer("tom", "c1", 150),
     ]
 
@@ -315,3 +315,35 @@ def test_a_full_queue_sends_new_work_elsewhere() -> None:
         Moved("c3", "callback", (), "full")
     ]
     assert dispatch.waiting["c3"].queue == "callback"
+
+
+def test_aging_raises_the_priority_of_long_waiting_work() -> None:
+    dispatch = DispatchCore(offer_timeout=30, disconnect_grace=60, decline_cooldown=120)
+    dispatch.add_queue("general", overflow=(OverflowStep(300, priority="urgent"),))
+    dispatch.add_agent("alice", capacity=1)
+    dispatch.enqueue("old-low", "general", "low", 0, now=0)
+    dispatch.enqueue("new-high", "general", "high", 290, now=290)
+    assert dispatch.tick(now=300) == [Moved("old-low", "general", (), "overflow", "urgent")]
+    # after five minutes the low-priority customer is served before the fresh high one
+    assert dispatch.connect("alice", now=301) == [SendOffer("alice", "old-low", 331)]
+
+
+def test_round_robin_is_fair_over_a_simulated_day() -> None:
+    dispatch = DispatchCore(offer_timeout=30, disconnect_grace=60, decline_cooldown=120)
+    dispatch.add_queue("general", strategy=Strategy.ROUND_ROBIN)
+    agents = [f"a{i}" for i in range(7)]
+    for agent in agents:
+        dispatch.add_agent(agent, capacity=3)
+        dispatch.connect(agent, now=0)
+    handled = dict.fromkeys(agents, 0)
+    now = 0.0
+    for index in range(2_000):  # a conversation every ~40 s for a day, each taking a while
+        now += 43.2
+        for action in dispatch.enqueue(f"c{index}", "general", "normal", now, now):
+            assert isinstance(action, SendOffer)
+            dispatch.accept(action.agent, action.conversation_id, now)
+            handled[action.agent] += 1
+        for agent in agents:  # conversations end after about two arrivals
+            for conversation_id in sorted(dispatch.agents[agent].assigned)[:-1]:
+                dispatch.release(agent, conversation_id, now)
+    assert max(handled.values()) - min(handled.values()) <= 1

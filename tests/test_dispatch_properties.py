@@ -48,7 +48,7 @@ def build(strategy: Strategy) -> DispatchCore:
         "general",
         strategy=strategy,
         overflow=(
-            OverflowStep(20, drop_skills=frozenset({"billing"})),
+            OverflowStep(20, drop_skills=frozenset({"billing"}), priority="high"),
             OverflowStep(40, to="spill"),
         ),
         max_waiting=6,

@@ -75,6 +75,7 @@ class Moved:
     queue: str
     skills: tuple[str, ...]
     reason: str  # overflow | full
+    priority: str | None = None  # the priority after the step (aging may raise it)
 
 
 Action = SendOffer | RevokeOffer | Assign | Requeue | Moved
@@ -82,11 +83,13 @@ Action = SendOffer | RevokeOffer | Assign | Requeue | Moved
 
 @dataclass(frozen=True, slots=True)
 class OverflowStep:
-    """After ``after`` seconds of waiting: move to ``to`` and/or stop requiring ``drop_skills``."""
+    """After ``after`` seconds of waiting: move to ``to``, stop requiring ``drop_skills`` and/or
+    raise the priority to at least ``priority``."""
 
     after: float
     to: str | None = None
     drop_skills: frozenset[str] = frozenset()
+    priority: str | None = None  # raise waiting work to at least this priority (aging)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +102,7 @@ class QueueRules:
 
 
 DEFAULT_RULES = QueueRules()
+_PRIORITIES = {priority.rank: str(priority) for priority in Priority}
 
 
 @dataclass(slots=True)
@@ -587,10 +591,13 @@ class DispatchCore:
             if waiting.queued_at + step.after > now:
                 break
             waiting.steps_done += 1
-            if step.to is not None and step.to != waiting.queue:
-                self._unorder(waiting)
-                waiting.queue = step.to
-                waiting.steps_done = 0
+            raised = Priority(step.priority).rank if step.priority else waiting.rank
+            if (step.to is not None and step.to != waiting.queue) or raised > waiting.rank:
+                self._unorder(waiting)  # its place in the order changes
+                if step.to is not None and step.to != waiting.queue:
+                    waiting.queue = step.to
+                    waiting.steps_done = 0
+                waiting.rank = max(waiting.rank, raised)
                 bisect.insort(self.order.setdefault(waiting.queue, []), waiting.sort_key())
             waiting.dropped |= step.drop_skills
             self._set_skills(waiting)
@@ -600,6 +607,7 @@ class DispatchCore:
                     waiting.queue,
                     tuple(sorted(waiting.skills)),
                     "overflow",
+                    _PRIORITIES[waiting.rank],
                 )
             )
         return actions

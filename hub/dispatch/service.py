@@ -131,7 +131,7 @@ class DispatchService:
                 strategy=Strategy(queue.strategy),
                 skills=frozenset(queue.skills),
                 overflow=tuple(
-                    OverflowStep(step.after, step.to, frozenset(step.drop_skills))
+                    OverflowStep(step.after, step.to, frozenset(step.drop_skills), step.priority)
                     for step in queue.overflow
                 ),
                 max_waiting=queue.max_waiting,
@@ -397,6 +397,7 @@ class DispatchService:
                 queue=action.queue,
                 reason=action.reason,
                 skills=list(action.skills),
+                priority=action.priority,
             )
             return []
         raise AssertionError(f"unknown action {action!r}")

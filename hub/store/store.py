@@ -274,7 +274,13 @@ class Store:
         await self.writer.call(run)
 
     async def move(
-        self, conversation_id: str, *, queue: str, reason: str, skills: list[str]
+        self,
+        conversation_id: str,
+        *,
+        queue: str,
+        reason: str,
+        skills: list[str],
+        priority: str | None = None,
     ) -> None:
         """Record that dispatch moved waiting work to another queue (overflow, full queue)."""
 
@@ -285,14 +291,14 @@ class Store:
                 .where(
                     and_(conversations.c.id == conversation_id, conversations.c.status == QUEUED)
                 )
-                .values(queue=queue, updated_at=now)
+                .values(queue=queue, updated_at=now, **({"priority": priority} if priority else {}))
             )
             await _event(
                 connection,
                 now,
                 "conversation.moved",
                 conversation_id,
-                data={"queue": queue, "reason": reason, "skills": skills},
+                data={"queue": queue, "reason": reason, "skills": skills, "priority": priority},
             )
 
         await self.writer.call(run)
