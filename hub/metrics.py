@@ -41,7 +41,21 @@ class Metrics:
         self.queue_wait_seconds = Histogram(
             "channelhub_queue_wait_seconds",
             "Time from queueing to acceptance",
+            ["queue"],
             buckets=(0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+            registry=self.registry,
+        )
+        self.first_response_seconds = Histogram(
+            "channelhub_first_response_seconds",
+            "Time from queueing to the first agent reply",
+            ["queue"],
+            buckets=(5, 15, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600),
+            registry=self.registry,
+        )
+        self.sla_breaches = Counter(
+            "channelhub_sla_breaches",
+            "First replies later than the SLA the rules set",
+            ["queue"],
             registry=self.registry,
         )
         self.offers = Counter(

@@ -260,3 +260,27 @@ def test_config_check_also_checks_rules(tmp_path: Path, config: str) -> None:
     result = _cli("config", "check", str(tmp_path / "hub.yaml"))
     assert result.returncode == 1
     assert result.stderr.startswith(f"{tmp_path / 'r.yaml'}:1:10: version: Input should be 1")
+
+
+async def test_first_response_sla_is_measured(sqlite_url: str, tmp_path: Path) -> None:
+    text = "version: 1\nrules:\n  - name: fast\n    route: {queue: billing, sla: 1s}\n"
+    settings, _ = rules_settings(sqlite_url, tmp_path, text)
+    async with running_hub(settings) as hub:
+        token = await login(hub, "alice", AGENT_PASSWORD)
+        async with agent_client(hub, token) as (agent, _), chat_client(hub) as (c1, _w):
+            await c1.send(type="message", client_id="1", text="quick please")
+            await c1.expect("ack")
+            conversation_id = (await agent.expect("offer"))["conversation_id"]
+            await agent.send(type="accept", conversation_id=conversation_id)
+            await agent.expect("conversation")
+            await asyncio.sleep(1.2)  # too slow for the 1 s SLA
+            for client_id in ("r1", "r2"):  # only the first reply counts
+                await agent.send(
+                    type="reply", conversation_id=conversation_id, client_id=client_id, text="here"
+                )
+                await agent.expect("reply_ack", client_id=client_id)
+        async with aiohttp.ClientSession() as session, session.get(f"{hub.url}/metrics") as r:
+            metrics = await r.text()
+        assert 'channelhub_sla_breaches_total{queue="billing"} 1.0' in metrics
+        assert 'channelhub_first_response_seconds_count{queue="billing"} 1.0' in metrics
+        assert 'channelhub_queue_wait_seconds_count{queue="billing"} 1.0' in metrics

@@ -155,6 +155,8 @@ class DispatchService:
         self.clock = clock
         self.supervisors = [agent.id for agent in settings.agents if agent.supervisor]
         self._state_pending = False
+        # accepted conversations not yet answered: (queue, queued at, SLA seconds or None)
+        self._first_reply: dict[str, tuple[str, float, float | None]] = {}
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
@@ -267,8 +269,16 @@ class DispatchService:
         )
 
     def replied(self, agent: str, conversation_id: str) -> None:
-        """An agent answered: no no-reply requeue for this conversation."""
+        """An agent answered: no no-reply requeue; the first answer is measured against the
+        first-response SLA the rules set."""
         self.core.replied(agent, conversation_id)
+        pending = self._first_reply.pop(conversation_id, None)
+        if pending is not None:
+            queue, queued_at, sla = pending
+            waited = max(0.0, self.clock() - queued_at)
+            self.metrics.first_response_seconds.labels(queue).observe(waited)
+            if sla is not None and waited > sla:
+                self.metrics.sla_breaches.labels(queue).inc()
 
     def owner(self, conversation_id: str) -> str | None:
         return self.core.owner.get(conversation_id)
@@ -354,8 +364,14 @@ class DispatchService:
                 self.core.forget(action.agent, action.conversation_id)
                 raise
             self.metrics.offer_accept_seconds.observe(action.offer_wait)
-            self.metrics.queue_wait_seconds.observe(action.queue_wait)
             conversation = await self.store.conversation(action.conversation_id)
+            self.metrics.queue_wait_seconds.labels(conversation["queue"]).observe(action.queue_wait)
+            if not any(
+                m["direction"] == "outbound" and m["author"] for m in conversation["messages"]
+            ):
+                sla = (conversation.get("decision") or {}).get("sla_seconds")
+                queued_at = conversation["queued_at"] or conversation["created_at"]
+                self._first_reply[action.conversation_id] = (conversation["queue"], queued_at, sla)
             self.metrics.offers.labels(conversation["queue"], "accepted").inc()
             await self.notifier.send(
                 action.agent,
