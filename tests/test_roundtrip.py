@@ -491,3 +491,32 @@ async def test_overflow_moves_waiting_work(sqlite_url: str, tmp_path: Path) -> N
                 )
             ).all()
         assert [row.data["queue"] for row in kinds] == ["billing"]
+
+
+async def test_supervisor_reassigns_a_held_conversation(sqlite_url: str, tmp_path: Path) -> None:
+    from tests.conftest import _HASH
+
+    agents = [
+        {"id": "alice", "name": "Alice", "password_hash": _HASH, "supervisor": True},
+        {"id": "bob", "name": "Bob", "password_hash": _HASH},
+    ]
+    async with running_hub(make_settings(sqlite_url, tmp_path, agents=agents)) as hub:
+        alice = await login(hub, "alice", AGENT_PASSWORD)
+        bob = await login(hub, "bob", AGENT_PASSWORD)
+        async with agent_client(hub, bob) as (b, _), chat_client(hub) as (customer, _w):
+            await customer.send(type="message", client_id="1", text="stuck?")
+            await customer.expect("ack")
+            conversation_id = (await b.expect("offer"))["conversation_id"]
+            await b.send(type="accept", conversation_id=conversation_id)
+            await b.expect("conversation")
+            await b.send(type="reassign", conversation_id=conversation_id, agent="bob")
+            assert (await b.expect("error"))["code"] == "not_allowed"
+            async with agent_client(hub, alice) as (a, _):
+                await a.send(type="presence", status="away")
+                await a.send(type="reassign", conversation_id=conversation_id, agent="alice")
+                await a.expect("reassigned", conversation_id=conversation_id)
+                removed = await b.expect("conversation_removed")
+                assert removed["reason"] == "reassigned"
+                await a.send(type="presence", status="available")
+                offer = await a.expect("offer", conversation_id=conversation_id)
+                assert offer["preview"] == "stuck?"

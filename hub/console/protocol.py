@@ -53,6 +53,11 @@ class Transfer(msgspec.Struct, frozen=True, tag="transfer", forbid_unknown_field
     note: str = ""
 
 
+class Reassign(msgspec.Struct, frozen=True, tag="reassign", forbid_unknown_fields=True):
+    conversation_id: str
+    agent: str
+
+
 class Close(msgspec.Struct, frozen=True, tag="close", forbid_unknown_fields=True):
     conversation_id: str
     disposition: str = "resolved"
@@ -66,7 +71,9 @@ class Ping(msgspec.Struct, frozen=True, tag="ping", forbid_unknown_fields=True):
     ref: str | None = None
 
 
-Command = Auth | SetPresence | Accept | Decline | Reply | Note | Transfer | Close | Open | Ping
+Command = (
+    Auth | SetPresence | Accept | Decline | Reply | Note | Transfer | Reassign | Close | Open | Ping
+)
 
 _decoder = msgspec.json.Decoder(Command)
 _encoder = msgspec.json.Encoder()

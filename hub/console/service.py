@@ -23,6 +23,7 @@ from hub.console.protocol import (
     Open,
     Ping,
     ProtocolError,
+    Reassign,
     Reply,
     SetPresence,
     Transfer,
@@ -251,6 +252,11 @@ class Console:
                 to_agent=command.agent,
             )
             return None
+        if isinstance(command, Reassign):
+            if not self.agents[agent].supervisor:
+                raise ProtocolError("not_allowed", "only supervisors may reassign conversations")
+            await self.dispatch.reassign(agent, command.conversation_id, command.agent)
+            return frame("reassigned", conversation_id=command.conversation_id, agent=command.agent)
         if isinstance(command, Close):
             await self.dispatch.close(agent, command.conversation_id, command.disposition)
             return None

@@ -64,7 +64,7 @@ class Assign:
 class Requeue:
     agent: str
     conversation_id: str
-    reason: str  # disconnected | transferred | no_reply | unknown_agent
+    reason: str  # disconnected | transferred | reassigned | no_reply | unknown_agent
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,6 +378,7 @@ class DispatchCore:
         *,
         skills: frozenset[str] = frozenset(),
         to_agent: str | None = None,
+        reason: str = "transferred",
     ) -> list[Action]:
         """The agent hands a conversation back to a queue, or to a colleague who is asked first
         (for the offer timeout or the sticky wait, whichever is longer); it is not offered back
@@ -386,7 +387,7 @@ class DispatchCore:
         state = self._agent(agent)
         channel = state.channels.get(conversation_id, "")
         self._drop(state, conversation_id)
-        actions: list[Action] = [Requeue(agent, conversation_id, "transferred")]
+        actions: list[Action] = [Requeue(agent, conversation_id, reason)]
         actions += self.requeued(
             conversation_id,
             queue,

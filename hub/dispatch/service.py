@@ -238,6 +238,7 @@ class DispatchService:
         *,
         queue: str | None = None,
         to_agent: str | None = None,
+        reason: str = "transferred",
     ) -> None:
         """Hand a conversation to a queue, or to a colleague (offered to them first; if they do
         not take it in time it goes to anyone in its queue)."""
@@ -259,13 +260,27 @@ class DispatchService:
                 now,
                 skills=_skills(conversation),
                 to_agent=to_agent,
+                reason=reason,
             )
         )
         await self.store.audit(
             "conversation.transferred",
             conversation_id=conversation_id,
             agent=agent,
-            data={"queue": target_queue, "to_agent": to_agent, "note": note},
+            data={"queue": target_queue, "to_agent": to_agent, "note": note, "reason": reason},
+        )
+
+    async def reassign(self, supervisor: str, conversation_id: str, to_agent: str) -> None:
+        """A supervisor moves a conversation from the agent who holds it to another one."""
+        holder = self.core.owner.get(conversation_id)
+        if holder is None:
+            raise InvalidState("only a conversation an agent holds can be reassigned")
+        await self.transfer(
+            holder,
+            conversation_id,
+            f"reassigned by {supervisor}",
+            to_agent=to_agent,
+            reason="reassigned",
         )
 
     def replied(self, agent: str, conversation_id: str) -> None:
@@ -392,7 +407,7 @@ class DispatchService:
             )
             conversation = await self.store.conversation(action.conversation_id)
             self.metrics.requeued.labels(conversation["queue"], action.reason).inc()
-            if action.reason == "transferred":
+            if action.reason in ("transferred", "reassigned"):
                 return []  # the core queued it already, where it was sent
             now = self.clock()
             return list(
