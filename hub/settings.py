@@ -122,6 +122,9 @@ class QueueSettings(_Model):
         (), description="steps applied to work that waited this long"
     )
     max_waiting: int | None = Field(None, ge=1)
+    business_hours: str | None = Field(
+        None, description="a calendar from business_hours: outside it, work waits"
+    )
     when_full: str | None = Field(None, description="queue for new work while this one is full")
 
 
@@ -273,6 +276,11 @@ class HubSettings(_Model):
                 raise ValueError(
                     f"queue {queue.name!r} sends work to unknown queues "
                     f"{sorted(targets - queue_names)}"
+                )
+        for queue in self.queues:
+            if queue.business_hours and queue.business_hours not in self.business_hours:
+                raise ValueError(
+                    f"queue {queue.name!r} uses unknown business hours {queue.business_hours!r}"
                 )
         for agent in self.agents:
             unknown = set(agent.queues) - queue_names

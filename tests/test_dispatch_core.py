@@ -347,3 +347,20 @@ def test_round_robin_is_fair_over_a_simulated_day() -> None:
             for conversation_id in sorted(dispatch.agents[agent].assigned)[:-1]:
                 dispatch.release(agent, conversation_id, now)
     assert max(handled.values()) - min(handled.values()) <= 1
+
+
+def test_closed_queues_keep_work_until_they_open() -> None:
+    dispatch = DispatchCore(
+        offer_timeout=30,
+        disconnect_grace=60,
+        decline_cooldown=120,
+        queue_open=lambda queue, now: queue != "office" or 100 <= now < 200,
+    )
+    dispatch.add_queue("office")
+    dispatch.add_agent("alice", capacity=2)
+    dispatch.connect("alice", now=0)
+    assert dispatch.enqueue("c1", "office", "normal", 10, now=10) == []
+    assert dispatch.enqueue("c2", "general", "normal", 11, now=11) == [SendOffer("alice", "c2", 41)]
+    assert dispatch.next_deadline(now=11) == 41
+    assert dispatch.tick(now=99) == [RevokeOffer("alice", "c2", "timeout")]
+    assert dispatch.tick(now=100) == [SendOffer("alice", "c1", 130)]

@@ -174,6 +174,7 @@ class DispatchCore:
         sticky_wait: float = 0.0,
         reply_timeout: float | None = None,
         wrap_up: float = 0.0,
+        queue_open: Callable[[str, float], bool] | None = None,
     ) -> None:
         self.offer_timeout = offer_timeout
         self.disconnect_grace = disconnect_grace
@@ -181,6 +182,10 @@ class DispatchCore:
         self.sticky_wait = sticky_wait
         self.reply_timeout = reply_timeout
         self.wrap_up = wrap_up
+        # business hours per queue (injected: the core has no calendar or clock of its own);
+        # work in a closed queue stays queued and is offered when it opens
+        self.queue_open = queue_open
+        self.closed: set[str] = set()
         self.agents: dict[str, AgentState] = {}
         self.waiting: dict[str, Waiting] = {}
         self.owner: dict[str, str] = {}  # conversation id -> agent id
@@ -447,6 +452,13 @@ class DispatchCore:
                 self._drop(holder, conversation_id)
                 actions.append(Requeue(holder.id, conversation_id, "no_reply"))
                 freed.append(holder)
+        if self.queue_open is not None:
+            for queue in list(self.order):
+                if not self.is_open(queue, now):
+                    self.closed.add(queue)
+                elif queue in self.closed:  # it just opened: its waiting work may go now
+                    self.closed.discard(queue)
+                    conversations += [key[2] for key in self.order[queue]]
         actions += self._match_conversations(conversations, now)
         return actions + self._match_agents(freed, now)
 
@@ -505,6 +517,8 @@ class DispatchCore:
         if full and rules.when_full is not None:
             queue = rules.when_full  # full: new work goes where the queue says
         waiting = self._wait(conversation_id, queue, priority, queued_at)
+        if not self.is_open(queue, now):
+            self.closed.add(queue)  # so the tick that sees it open offers this work
         waiting.channel = channel
         waiting.required = skills
         self._set_skills(waiting)
@@ -531,6 +545,8 @@ class DispatchCore:
             for until in w.declined_until.values()
         ]
         deadlines += self.reply_due.values()
+        if self.queue_open is not None and now is not None and any(self.order.values()):
+            deadlines.append(now + 60.0)  # look again for queues opening, once a minute
         for waiting in self.waiting.values():
             steps = self.queues.get(waiting.queue, DEFAULT_RULES).overflow
             if waiting.offer is None and waiting.steps_done < len(steps):
@@ -692,7 +708,11 @@ class DispatchCore:
             restart = True
             while restart and self._free(state, now):
                 restart = False
-                queues = list(self.order) if not state.queues else state.queues
+                queues = [
+                    queue
+                    for queue in (state.queues or list(self.order))
+                    if self.is_open(queue, now)
+                ]
                 for key in heapq.merge(*(self.order.get(queue, []) for queue in queues)):
                     if not self._free(state, now):
                         break
@@ -723,9 +743,13 @@ class DispatchCore:
         state.channels[waiting.conversation_id] = waiting.channel
         return SendOffer(state.id, waiting.conversation_id, expires_at)
 
+    def is_open(self, queue: str, now: float) -> bool:
+        return self.queue_open is None or self.queue_open(queue, now)
+
     def _eligible(self, state: AgentState, waiting: Waiting, now: float) -> bool:
         return (
             state.serves(waiting.queue)
+            and self.is_open(waiting.queue, now)
             and state.room_for(waiting.channel)
             and state.has_skills(waiting.skills)
             and waiting.declined_until.get(state.id, 0.0) <= now

@@ -12,9 +12,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from hub.bus import MESSAGES, Bus, MessageStored
+from hub.calendar import is_open
 from hub.dispatch.core import (
     Action,
     Assign,
@@ -80,6 +82,25 @@ def conversation_view(conversation: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _queue_hours(settings: HubSettings) -> Callable[[str, float], bool] | None:
+    """Whether a queue is open at a moment, from the calendars its settings name."""
+    calendars = {
+        queue.name: settings.business_hours[queue.business_hours]
+        for queue in settings.queues
+        if queue.business_hours
+    }
+    if not calendars:
+        return None
+
+    def queue_open(queue: str, moment: float) -> bool:
+        calendar = calendars.get(queue)
+        if calendar is None:
+            return True
+        return is_open(calendar, datetime.fromtimestamp(moment, UTC), settings.timezone)
+
+    return queue_open
+
+
 def _skills(conversation: dict[str, Any]) -> frozenset[str]:
     """The skills the routing decision asked for (kept on the conversation)."""
     decision = conversation.get("decision") or {}
@@ -124,6 +145,7 @@ class DispatchService:
             sticky_wait=options.sticky_wait,
             reply_timeout=options.reply_timeout,
             wrap_up=options.wrap_up,
+            queue_open=_queue_hours(settings),
         )
         for queue in settings.queues:
             self.core.add_queue(
