@@ -36,6 +36,8 @@ class MessageStored(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     created_at: float = 0.0
     customer_id: str | None = None
     skills: tuple[str, ...] = ()  # from the routing decision
+    preferred_agent: str | None = None  # the rules asked for this agent
+    sla: float | None = None  # first-response target from the rules
 
 
 class DeliveryUpdated(msgspec.Struct, frozen=True, kw_only=True, tag=True):

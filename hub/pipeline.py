@@ -111,6 +111,8 @@ class Pipeline:
                 created_at=envelope.received_at,
                 customer_id=stored.customer_id,
                 skills=stored.skills,
+                preferred_agent=stored.preferred_agent,
+                sla=stored.sla,
             ),
         )
         if stored.auto_reply is not None:

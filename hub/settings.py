@@ -125,6 +125,7 @@ class QueueSettings(_Model):
     business_hours: str | None = Field(
         None, description="a calendar from business_hours: outside it, work waits"
     )
+    sla: Duration | None = Field(None, description="first-response target if the rules set none")
     when_full: str | None = Field(None, description="queue for new work while this one is full")
 
 

@@ -55,7 +55,7 @@ class CompiledRule:
     compiled: Compiled | None = None
     # what a match contributes, precomputed for the evaluation loop
     name: str = ""
-    route: tuple[Any, Any, Any, Any] | None = None  # queue, priority, sla, skills
+    route: tuple[Any, Any, Any, Any, Any] | None = None  # queue, priority, sla, skills, agent
     instructions: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     stop: bool = False
@@ -65,7 +65,7 @@ class CompiledRule:
         self.name = spec.name
         if spec.route is not None:
             route = spec.route
-            self.route = (route.queue, route.priority, route.sla, route.skills)
+            self.route = (route.queue, route.priority, route.sla, route.skills, route.agent)
         self.instructions = spec.instructions
         self.tags = spec.tags
         self.stop = spec.stop

@@ -32,6 +32,7 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     priority: Priority = Priority.NORMAL
     sla_seconds: int | None = None
     skills: tuple[str, ...] = ()
+    agent: str | None = None  # offered to this agent first, if they are free in time
     instructions: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     auto_reply: str | None = None

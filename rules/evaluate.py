@@ -18,7 +18,7 @@ from rules.decision import Decision
 
 log = logging.getLogger(__name__)
 
-ROUTE_FIELDS = ("queue", "priority", "sla", "skills")
+ROUTE_FIELDS = ("queue", "priority", "sla", "skills", "agent")
 
 
 @dataclass
@@ -96,7 +96,7 @@ def _decide(ruleset: RuleSet, context: Any, order: list[int], *, indexed: bool =
     check (the conjunct the index matched on holds already).
     """
     rules = ruleset.rules
-    queue = priority = sla = skills = None
+    queue = priority = sla = skills = agent = None
     instructions: list[str] = []
     tags: list[str] = []
     fired: list[str] = []
@@ -125,6 +125,8 @@ def _decide(ruleset: RuleSet, context: Any, order: list[int], *, indexed: bool =
                 sla = route[2]
             if skills is None:
                 skills = route[3]
+            if agent is None:
+                agent = route[4]
         if rule.instructions:
             instructions.extend(rule.instructions)
         for tag in rule.tags:
@@ -140,6 +142,7 @@ def _decide(ruleset: RuleSet, context: Any, order: list[int], *, indexed: bool =
         priority=priority or defaults.priority,
         sla_seconds=defaults.sla if sla is None else sla,
         skills=defaults.skills if skills is None else skills,
+        agent=agent,
         instructions=tuple(instructions),
         tags=tuple(tags),
         auto_reply=auto_reply,

@@ -31,6 +31,7 @@ class RouteSpec(_Model):
     priority: Priority | None = None
     sla: DurationSeconds | None = None
     skills: tuple[str, ...] | None = None
+    agent: str | None = Field(None, pattern=NAME_PATTERN, description="offer to this agent first")
 
 
 class Defaults(_Model):

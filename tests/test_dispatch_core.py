@@ -364,3 +364,32 @@ def test_closed_queues_keep_work_until_they_open() -> None:
     assert dispatch.next_deadline(now=11) == 41
     assert dispatch.tick(now=99) == [RevokeOffer("alice", "c2", "timeout")]
     assert dispatch.tick(now=100) == [SendOffer("alice", "c1", 130)]
+
+
+def test_a_voice_call_blocks_everything_else() -> None:
+    dispatch = core(alice=5)
+    dispatch.connect("alice", now=0)
+    assert dispatch.enqueue("chat", "general", "normal", 1, now=1, channel="webchat") == [
+        SendOffer("alice", "chat", 31)
+    ]
+    # the call waits while alice has a chat open, however much budget is left
+    assert dispatch.enqueue("call", "general", "urgent", 2, now=2, channel="voice") == []
+    dispatch.accept("alice", "chat", now=3)
+    assert dispatch.release("alice", "chat", now=4) == [SendOffer("alice", "call", 34)]
+    dispatch.accept("alice", "call", now=5)
+    # during the call nothing else comes
+    assert dispatch.enqueue("mail", "general", "normal", 6, now=6, channel="email") == []
+    assert dispatch.release("alice", "call", now=7) == [SendOffer("alice", "mail", 37)]
+
+
+def test_queue_state_shows_sla_at_risk() -> None:
+    dispatch = DispatchCore(offer_timeout=30, disconnect_grace=60, decline_cooldown=120)
+    dispatch.add_queue("general", sla=100)
+    dispatch.enqueue("c1", "general", "normal", 0, now=0)  # the queue's SLA
+    dispatch.enqueue("c2", "general", "normal", 10, now=10, sla=1000)  # the rules' SLA wins
+    risk = [q["sla_at_risk"] for q in dispatch.queue_state(now=79)["queues"]]
+    assert risk == [0]
+    state = dispatch.queue_state(now=80)
+    assert state["queues"] == [
+        {"name": "general", "waiting": 2, "offered": 0, "oldest_wait": 80.0, "sla_at_risk": 1}
+    ]

@@ -13,7 +13,7 @@ AGENTS = {
     "b": {"capacity": 3, "skills": {"german": 1, "billing": 2}, "channel_capacity": {}},
     "c": {"capacity": 1, "skills": {}, "channel_capacity": {"email": 1}},
 }
-CHANNELS = ("webchat", "email", "sms")
+CHANNELS = ("webchat", "email", "voice")
 SKILL_SETS = (frozenset(), frozenset({"german"}), frozenset({"billing"}))
 
 KINDS = [
@@ -77,6 +77,8 @@ def check(dispatch: DispatchCore, now: float) -> None:
         for channel, limit in state.channel_capacity.items():
             assert sum(1 for c in state.channels.values() if c == channel) <= limit
         assert set(state.channels) == state.assigned | state.offers
+        if "voice" in state.channels.values():  # a call blocks everything else
+            assert len(state.channels) == 1
     for conversation, agent in dispatch.owner.items():
         assert conversation in dispatch.agents[agent].assigned
         assert conversation not in dispatch.waiting

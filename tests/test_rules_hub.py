@@ -284,3 +284,24 @@ async def test_first_response_sla_is_measured(sqlite_url: str, tmp_path: Path) -
         assert 'channelhub_sla_breaches_total{queue="billing"} 1.0' in metrics
         assert 'channelhub_first_response_seconds_count{queue="billing"} 1.0' in metrics
         assert 'channelhub_queue_wait_seconds_count{queue="billing"} 1.0' in metrics
+
+
+async def test_rules_can_ask_for_a_specific_agent(sqlite_url: str, tmp_path: Path) -> None:
+    text = (
+        "version: 1\nrules:\n  - name: key-account\n"
+        "    when: contains_any(message.text, ['vertrag'])\n    route: {agent: bob}\n"
+    )
+    settings, _ = rules_settings(sqlite_url, tmp_path, text)
+    async with running_hub(settings) as hub:
+        alice = await login(hub, "alice", AGENT_PASSWORD)
+        bob = await login(hub, "bob", AGENT_PASSWORD)
+        async with (
+            agent_client(hub, alice) as (a, _),
+            agent_client(hub, bob) as (b, _),
+            chat_client(hub) as (customer, _w),
+        ):
+            await customer.send(type="message", client_id="1", text="Frage zum Vertrag")
+            await customer.expect("ack")
+            offer = await b.expect("offer")  # alice has been idle longer, but the rule says bob
+            await a.nothing("offer", within=0.3)
+            assert offer["preview"] == "Frage zum Vertrag"

@@ -99,9 +99,11 @@ class QueueRules:
     overflow: tuple[OverflowStep, ...] = ()
     max_waiting: int | None = None
     when_full: str | None = None  # where new work goes while the queue holds max_waiting
+    sla: float | None = None  # first-response target when the rules set none
 
 
 DEFAULT_RULES = QueueRules()
+EXCLUSIVE = "voice"  # the channel that takes an agent's whole attention
 _PRIORITIES = {priority.rank: str(priority) for priority in Priority}
 
 
@@ -133,6 +135,9 @@ class AgentState:
     def room_for(self, channel: str) -> bool:
         if self.load >= self.capacity:
             return False
+        # a voice call blocks everything else, and waits for an agent with nothing else open
+        if EXCLUSIVE in self.channels.values() or (channel == EXCLUSIVE and self.load):
+            return False
         limit = self.channel_capacity.get(channel)
         if limit is None:
             return True
@@ -156,6 +161,7 @@ class Waiting:
     required: frozenset[str] = frozenset()  # skills the routing decision asked for
     dropped: frozenset[str] = frozenset()  # relaxed by overflow steps
     steps_done: int = 0  # overflow steps of its queue already applied
+    sla: float | None = None  # first-response target (seconds from queued_at)
     preferred: tuple[str, float] | None = None  # (agent, until): sticky routing
     declined_until: dict[str, float] = field(default_factory=dict)
     offer: tuple[str, float] | None = None  # (agent, expires_at)
@@ -206,8 +212,9 @@ class DispatchCore:
         overflow: tuple[OverflowStep, ...] = (),
         max_waiting: int | None = None,
         when_full: str | None = None,
+        sla: float | None = None,
     ) -> None:
-        self.queues[queue] = QueueRules(strategy, skills, overflow, max_waiting, when_full)
+        self.queues[queue] = QueueRules(strategy, skills, overflow, max_waiting, when_full, sla)
 
     def add_agent(
         self,
@@ -255,6 +262,7 @@ class DispatchCore:
         channel: str = "",
         skills: frozenset[str] = frozenset(),
         preferred_agent: str | None = None,
+        sla: float | None = None,
     ) -> list[Action]:
         """A conversation waits for an agent (new, requeued or restored).
 
@@ -271,6 +279,7 @@ class DispatchCore:
             skills=skills,
             preferred_agent=preferred_agent,
             window=self.sticky_wait,
+            sla=sla,
         )
 
     def connect(self, agent: str, now: float) -> list[Action]:
@@ -504,6 +513,7 @@ class DispatchCore:
         preferred_agent: str | None,
         window: float,
         avoid: str | None = None,
+        sla: float | None = None,
     ) -> list[Action]:
         if conversation_id in self.owner or conversation_id in self.waiting:
             return []
@@ -521,6 +531,7 @@ class DispatchCore:
             self.closed.add(queue)  # so the tick that sees it open offers this work
         waiting.channel = channel
         waiting.required = skills
+        waiting.sla = sla if sla is not None else self.queues.get(queue, DEFAULT_RULES).sla
         self._set_skills(waiting)
         if full:
             actions.append(Moved(conversation_id, queue, tuple(sorted(waiting.skills)), "full"))
@@ -563,17 +574,26 @@ class DispatchCore:
     def queue_state(self, now: float) -> dict[str, Any]:
         """What supervisors see live: waiting work per queue and every agent's state."""
         queues: dict[str, dict[str, Any]] = {
-            name: {"name": name, "waiting": 0, "offered": 0, "oldest_wait": 0.0}
+            name: {"name": name, "waiting": 0, "offered": 0, "oldest_wait": 0.0, "sla_at_risk": 0}
             for name in self.queues
         }
         for waiting in self.waiting.values():
             entry = queues.setdefault(
                 waiting.queue,
-                {"name": waiting.queue, "waiting": 0, "offered": 0, "oldest_wait": 0.0},
+                {
+                    "name": waiting.queue,
+                    "waiting": 0,
+                    "offered": 0,
+                    "oldest_wait": 0.0,
+                    "sla_at_risk": 0,
+                },
             )
             entry["waiting"] += 1
             entry["offered"] += waiting.offer is not None
             entry["oldest_wait"] = max(entry["oldest_wait"], round(now - waiting.queued_at, 1))
+            # at risk: four fifths of the first-response target are gone (or all of it)
+            if waiting.sla is not None and now - waiting.queued_at >= 0.8 * waiting.sla:
+                entry["sla_at_risk"] += 1
         agents = [
             {
                 "id": state.id,

@@ -158,6 +158,7 @@ class DispatchService:
                 ),
                 max_waiting=queue.max_waiting,
                 when_full=queue.when_full,
+                sla=queue.sla,
             )
         for agent in settings.agents:
             self.core.add_agent(
@@ -169,6 +170,7 @@ class DispatchService:
                 auto_accept=frozenset(agent.auto_accept),
             )
         self.queues = [queue.name for queue in settings.queues]
+        self.queue_sla = {queue.name: queue.sla for queue in settings.queues}
         self.store = store
         self.bus = bus
         self.notifier = notifier
@@ -203,6 +205,7 @@ class DispatchService:
                 now,
                 channel=row["channel"],
                 skills=_skills(row),
+                sla=(row.get("decision") or {}).get("sla_seconds"),
             )
         await self._execute(actions)
         subscription = self.bus.subscribe(MESSAGES)
@@ -407,6 +410,8 @@ class DispatchService:
                 m["direction"] == "outbound" and m["author"] for m in conversation["messages"]
             ):
                 sla = (conversation.get("decision") or {}).get("sla_seconds")
+                if sla is None:
+                    sla = self.queue_sla.get(conversation["queue"])
                 queued_at = conversation["queued_at"] or conversation["created_at"]
                 self._first_reply[action.conversation_id] = (conversation["queue"], queued_at, sla)
             self.metrics.offers.labels(conversation["queue"], "accepted").inc()
@@ -467,8 +472,8 @@ class DispatchService:
     async def _on_message(self, event: MessageStored) -> None:
         if event.conversation_created and event.status == QUEUED:
             now = self.clock()
-            preferred = None
-            if event.customer_id is not None and self.core.sticky_wait > 0:
+            preferred = event.preferred_agent  # the rules asked for someone
+            if preferred is None and event.customer_id is not None and self.core.sticky_wait > 0:
                 preferred = await self.store.last_agent(
                     event.customer_id, besides=event.conversation_id
                 )
@@ -482,6 +487,7 @@ class DispatchService:
                     channel=event.channel or "",
                     skills=frozenset(event.skills),
                     preferred_agent=preferred,
+                    sla=event.sla,
                 )
             )
             return

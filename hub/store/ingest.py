@@ -59,6 +59,8 @@ class Stored:
     customer_id: str | None = None
     auto_reply: Outbound | None = None
     skills: tuple[str, ...] = ()
+    preferred_agent: str | None = None
+    sla: float | None = None
 
 
 def outbox_row(outbound: Outbound, now: float) -> dict[str, object]:
@@ -378,6 +380,8 @@ async def _store_fresh(
             customer_id=customer.id,
             auto_reply=auto_reply,
             skills=decision.skills if created else (),
+            preferred_agent=decision.agent if created else None,
+            sla=decision.sla_seconds if created else None,
         )
     if new_conversations:
         await connection.execute(conversations.insert(), new_conversations)
