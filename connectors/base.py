@@ -86,6 +86,11 @@ class Sink(Protocol):
         """Store the message durably (at most once per idempotency key) and return its ids."""
         ...
 
+    async def customer_presence(self, inbox: str, session: str, present: bool) -> None:
+        """For live channels: the customer on thread ``session`` came (True) or left (False),
+        so the hub can tell a customer who gave up waiting from one who is still there."""
+        ...
+
 
 class HistorySource(Protocol):
     """Read access to a thread's past messages, for channels that show history (web chat)."""

@@ -54,6 +54,7 @@ class CollectingSink:
         self._by_key: dict[str, Accepted] = {}
         self._threads: dict[tuple[str, str], list[HistoryItem]] = {}
         self.fail_next: Exception | None = None
+        self.presence: list[tuple[str, str, bool]] = []
 
     async def ingest(self, envelope: Envelope) -> Accepted:
         if self.fail_next is not None:
@@ -81,6 +82,9 @@ class CollectingSink:
             )
         )
         return accepted
+
+    async def customer_presence(self, inbox: str, session: str, present: bool) -> None:
+        self.presence.append((inbox, session, present))
 
     def record_reply(self, outbound: Outbound) -> None:
         """Add a reply to the thread history, as the hub does when an agent answers."""

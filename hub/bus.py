@@ -55,7 +55,16 @@ class OutboxReady(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     message_id: str
 
 
-BusEvent = MessageStored | DeliveryUpdated | OutboxReady
+class CustomerPresence(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A customer on a live channel came or left (the last window closed)."""
+
+    inbox: str
+    session: str
+    present: bool
+    at: float
+
+
+BusEvent = MessageStored | DeliveryUpdated | OutboxReady | CustomerPresence
 
 MESSAGES = "messages"
 DELIVERIES = "deliveries"

@@ -67,6 +67,12 @@ class Metrics:
             ["queue", "reason"],
             registry=self.registry,
         )
+        self.abandoned = Counter(
+            "channelhub_abandoned",
+            "Customers who left a live channel while waiting, and did not come back in time",
+            ["queue"],
+            registry=self.registry,
+        )
         self.agents_connected = Gauge(
             "channelhub_agents_connected",
             "Agents with at least one console open",

@@ -9,13 +9,14 @@ dispatch never sees a message that is not durable.
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Protocol
 
 import msgspec
 import nh3
 
 from connectors.base import Accepted, HistoryItem
-from hub.bus import MESSAGES, OUTBOX, Bus, MessageStored, OutboxReady
+from hub.bus import MESSAGES, OUTBOX, Bus, CustomerPresence, MessageStored, OutboxReady
 from hub.customers.context import CustomerRef
 from hub.customers.identity import InvalidAddress, normalize_identity
 from hub.customers.providers import ContextProvider
@@ -147,6 +148,12 @@ class Pipeline:
         if sender is envelope.sender and tuple(claimed) == envelope.claimed:
             return envelope
         return msgspec.structs.replace(envelope, sender=sender, claimed=tuple(claimed))
+
+    async def customer_presence(self, inbox: str, session: str, present: bool) -> None:
+        await self.bus.publish(
+            MESSAGES,
+            CustomerPresence(inbox=inbox, session=session, present=present, at=time.time()),
+        )
 
     async def history(self, inbox: str, session: str, limit: int = 200) -> list[HistoryItem]:
         return await self.store.history(inbox, session, limit)

@@ -241,6 +241,9 @@ class DispatchSettings(_Model):
         None, description="requeue an accepted conversation nobody answered within this"
     )
     wrap_up: Duration = Field(0.0, description="pause after closing before the next offer")
+    abandon_after: Duration = Field(
+        60.0, description="a customer gone this long while waiting counts as abandoned"
+    )
 
 
 class HubSettings(_Model):

@@ -520,3 +520,34 @@ async def test_supervisor_reassigns_a_held_conversation(sqlite_url: str, tmp_pat
                 await a.send(type="presence", status="available")
                 offer = await a.expect("offer", conversation_id=conversation_id)
                 assert offer["preview"] == "stuck?"
+
+
+async def test_abandonment_is_counted_only_for_customers_who_stay_away(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    settings = make_settings(sqlite_url, tmp_path, dispatch={"abandon_after": "500ms"})
+    async with running_hub(settings) as hub:  # no agent online: everything waits
+        async with chat_client(hub) as (patient, welcome):
+            await patient.send(type="message", client_id="1", text="hello?")
+            await patient.expect("ack")
+        # a reload: back within the window (and staying), not abandoned
+        async with chat_client(hub, token=welcome["token"]):
+            async with chat_client(hub) as (leaver, _):
+                await leaver.send(type="message", client_id="1", text="never mind")
+                await leaver.expect("ack")
+            await asyncio.sleep(0.8)  # the second customer is gone for good
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"{hub.url}/metrics") as response,
+            ):
+                metrics = await response.text()
+        assert 'channelhub_abandoned_total{queue="general"} 1.0' in metrics
+        async with hub.store.engine.connect() as connection:
+            abandoned = (
+                await connection.execute(
+                    select(func.count())
+                    .select_from(events)
+                    .where(events.c.kind == "conversation.abandoned")
+                )
+            ).scalar_one()
+        assert abandoned == 1

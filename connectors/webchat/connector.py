@@ -185,6 +185,8 @@ class WebChatConnector(Connector):
             )
         )
         sockets.add(socket)
+        if len(sockets) == 1:
+            await self._presence(ctx, visitor, True)
         try:
             secret = self.settings.identity_secret
             vouched = None
@@ -205,7 +207,14 @@ class WebChatConnector(Connector):
             if not sockets:
                 self._sockets.pop(visitor, None)
                 self._buckets.pop(visitor, None)
+                await self._presence(ctx, visitor, False)
         return socket
+
+    async def _presence(self, ctx: ConnectorContext, visitor: str, present: bool) -> None:
+        try:
+            await ctx.sink.customer_presence(self.name, visitor, present)
+        except Exception as exc:  # only a signal: never let it break the chat
+            ctx.logger.warning("reporting visitor presence failed: %s", exc)
 
     async def _hello(self, socket: web.WebSocketResponse) -> parse.Hello | None:
         try:

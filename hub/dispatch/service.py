@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from hub.bus import MESSAGES, Bus, MessageStored
+from hub.bus import MESSAGES, Bus, CustomerPresence, MessageStored
 from hub.calendar import is_open
 from hub.dispatch.core import (
     Action,
@@ -185,6 +185,8 @@ class DispatchService:
         self._lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._sending: set[asyncio.Task[int]] = set()
+        self._leaving: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self.abandon_after = settings.dispatch.abandon_after
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -216,6 +218,8 @@ class DispatchService:
         self._subscription = subscription
 
     async def stop(self) -> None:
+        for handle in self._leaving.values():
+            handle.cancel()
         self._subscription.close()
         for task in self._tasks:
             task.cancel()
@@ -462,12 +466,44 @@ class DispatchService:
 
     async def _follow(self, subscription: Any) -> None:
         async for event in subscription:
-            if not isinstance(event, MessageStored):
-                continue
             try:
-                await self._on_message(event)
+                if isinstance(event, MessageStored):
+                    await self._on_message(event)
+                elif isinstance(event, CustomerPresence):
+                    await self._on_presence(event)
             except Exception:
                 log.exception("dispatch failed to handle %s", event)
+
+    async def _on_presence(self, event: CustomerPresence) -> None:
+        """A customer who leaves while waiting and is not back within abandon_after has
+        abandoned (the conversation stays queued: they may still be answered later)."""
+        key = (event.inbox, event.session)
+        pending = self._leaving.pop(key, None)
+        if pending is not None:
+            pending.cancel()
+        if event.present:
+            return
+        conversation = await self.store.queued_on_thread(event.inbox, event.session)
+        if conversation is None:
+            return
+        loop = asyncio.get_running_loop()
+        self._leaving[key] = loop.call_later(
+            self.abandon_after,
+            lambda: self._spawn(self._abandoned(key, conversation["id"], conversation["queue"])),
+        )
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.create_task(work)
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _abandoned(self, key: tuple[str, str], conversation_id: str, queue: str) -> int:
+        self._leaving.pop(key, None)
+        if conversation_id not in self.core.waiting:
+            return 0  # an agent took it in the meantime
+        self.metrics.abandoned.labels(queue).inc()
+        await self.store.audit("conversation.abandoned", conversation_id=conversation_id)
+        return 1
 
     async def _on_message(self, event: MessageStored) -> None:
         if event.conversation_created and event.status == QUEUED:

@@ -211,6 +211,22 @@ class Store:
             )
             return [dict(row._mapping) for row in rows]
 
+    async def queued_on_thread(self, inbox: str, session: str) -> dict[str, Any] | None:
+        """The waiting conversation of a thread (a chat visitor), if there is one."""
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(conversations.c.id, conversations.c.queue).where(
+                        and_(
+                            conversations.c.inbox == inbox,
+                            conversations.c.thread_key == session,
+                            conversations.c.status == QUEUED,
+                        )
+                    )
+                )
+            ).first()
+        return None if row is None else dict(row._mapping)
+
     async def last_agent(self, customer_id: str, *, besides: str) -> str | None:
         """Who handled the customer's most recent other conversation (for sticky routing)."""
         async with self.engine.connect() as connection:
