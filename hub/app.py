@@ -51,7 +51,7 @@ from hub.metrics import Metrics
 from hub.outbox import OutboxWorker
 from hub.pipeline import Decider, PassthroughDecider, Pipeline
 from hub.plugins import ConnectorRegistry
-from hub.routing import RulesDecider
+from hub.routing import ClosedQueueReplies, RulesDecider
 from hub.settings import HubSettings
 from hub.store.blobs import BlobStore
 from hub.store.store import Store
@@ -149,6 +149,15 @@ def _lifecycle(
         bus = create_bus(settings.bus.url)
         app[BUS] = bus
         decider, watcher = await _routing(settings, store, clock)
+        replies = {
+            queue.name: (settings.business_hours[queue.business_hours], queue.closed_reply)
+            for queue in settings.queues
+            if queue.business_hours and queue.closed_reply
+        }
+        if replies:
+            decider = ClosedQueueReplies(
+                decider, replies=replies, timezone=settings.timezone, clock=clock
+            )
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         provider = context_provider(settings, session)
         pipeline = Pipeline(

@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+import msgspec
+
 from hub.calendar import is_open
 from hub.customers.context import CustomerRef
 from hub.envelope import Envelope
@@ -70,3 +72,32 @@ class RulesDecider:
     def __call__(self, envelope: Envelope, customer: CustomerRef) -> Decision:
         outcome = evaluate(self.holder.current, self.context(facts_for(envelope, customer)))
         return outcome.decision
+
+
+class ClosedQueueReplies:
+    """Adds a queue's ``closed_reply`` to decisions sending new work to a closed queue (when
+    the rules chose no auto-reply of their own). Wraps any decider."""
+
+    def __init__(
+        self,
+        inner: Callable[[Envelope, CustomerRef], Decision],
+        *,
+        replies: Mapping[str, tuple[BusinessHoursSettings, str]],
+        timezone: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.inner = inner
+        self.replies = replies
+        self.timezone = timezone
+        self.clock = clock
+
+    def __call__(self, envelope: Envelope, customer: CustomerRef) -> Decision:
+        decision = self.inner(envelope, customer)
+        closed = self.replies.get(decision.queue)
+        if closed is None or decision.auto_reply is not None:
+            return decision
+        calendar, text = closed
+        moment = datetime.fromtimestamp(self.clock(), ZoneInfo(self.timezone))
+        if is_open(calendar, moment, self.timezone):
+            return decision
+        return msgspec.structs.replace(decision, auto_reply=text)

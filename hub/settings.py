@@ -126,6 +126,9 @@ class QueueSettings(_Model):
         None, description="a calendar from business_hours: outside it, work waits"
     )
     sla: Duration | None = Field(None, description="first-response target if the rules set none")
+    closed_reply: str | None = Field(
+        None, max_length=5000, description="auto-reply for new work arriving while closed"
+    )
     when_full: str | None = Field(None, description="queue for new work while this one is full")
 
 

@@ -551,3 +551,22 @@ async def test_abandonment_is_counted_only_for_customers_who_stay_away(
                 )
             ).scalar_one()
         assert abandoned == 1
+
+
+async def test_offer_timeout_moves_to_the_next_agent(sqlite_url: str, tmp_path: Path) -> None:
+    settings = make_settings(sqlite_url, tmp_path, dispatch={"offer_timeout": "500ms"})
+    async with running_hub(settings) as hub:
+        alice = await login(hub, "alice", AGENT_PASSWORD)
+        bob = await login(hub, "bob", AGENT_PASSWORD)
+        async with (
+            agent_client(hub, alice) as (a, _),
+            agent_client(hub, bob) as (b, _),
+            chat_client(hub) as (customer, _w),
+        ):
+            await customer.send(type="message", client_id="1", text="hello")
+            await customer.expect("ack")
+            offer = await a.expect("offer")  # alice has been idle longest
+            revoked = await a.expect("offer_revoked", timeout=3)
+            assert revoked["reason"] == "timeout"
+            moved = await b.expect("offer", timeout=3)
+            assert moved["conversation_id"] == offer["conversation_id"]

@@ -305,3 +305,29 @@ async def test_rules_can_ask_for_a_specific_agent(sqlite_url: str, tmp_path: Pat
             offer = await b.expect("offer")  # alice has been idle longer, but the rule says bob
             await a.nothing("offer", within=0.3)
             assert offer["preview"] == "Frage zum Vertrag"
+
+
+async def test_a_closed_queue_answers_with_its_closed_reply(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    settings = make_settings(
+        sqlite_url,
+        tmp_path,
+        business_hours={"never-open": {"weekly": {}}},
+        queues=[
+            {
+                "name": "general",
+                "business_hours": "never-open",
+                "closed_reply": "We are closed; we answer tomorrow.",
+            },
+            {"name": "billing"},
+        ],
+    )
+    async with running_hub(settings) as hub, chat_client(hub) as (customer, _w):
+        await customer.send(type="message", client_id="1", text="hello")
+        await customer.expect("ack")
+        reply = await customer.expect("message")
+        assert reply["text"] == "We are closed; we answer tomorrow."
+        await customer.send(type="message", client_id="2", text="still there?")
+        await customer.expect("ack", client_id="2")
+        await customer.nothing("message", within=0.5)  # once per conversation
