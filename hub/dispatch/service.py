@@ -37,6 +37,8 @@ from hub.store.store import Store
 
 log = logging.getLogger(__name__)
 
+TIMER_COALESCE = 0.02  # seconds; deadlines are whole seconds apart, this loses nothing
+
 
 class Notifier(Protocol):
     async def send(self, agent: str, data: bytes) -> int: ...
@@ -559,3 +561,7 @@ class DispatchService:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             if deadline is not None and self.clock() >= deadline:
                 await self._apply(self.core.tick)
+            elif self._wake.is_set():
+                # a busy hub changes state many times a second; finding the next deadline
+                # looks at all waiting work, so do it at most 50 times a second
+                await asyncio.sleep(TIMER_COALESCE)
