@@ -570,3 +570,23 @@ async def test_offer_timeout_moves_to_the_next_agent(sqlite_url: str, tmp_path: 
             assert revoked["reason"] == "timeout"
             moved = await b.expect("offer", timeout=3)
             assert moved["conversation_id"] == offer["conversation_id"]
+
+
+async def test_readyz_reports_an_unreachable_store(sqlite_url: str, tmp_path: Path) -> None:
+    async with (
+        running_hub(make_settings(sqlite_url, tmp_path)) as hub,
+        aiohttp.ClientSession() as session,
+    ):
+        async with session.get(f"{hub.url}/readyz") as response:
+            assert response.status == 200
+        await hub.store.engine.dispose()
+        database = Path(sqlite_url.removeprefix("sqlite+aiosqlite:///"))
+        database.rename(database.with_suffix(".gone"))
+        database.mkdir()  # a directory where the database file was: unusable
+        async with session.get(f"{hub.url}/readyz") as response:
+            assert response.status == 503
+            assert (await response.json())["status"] == "unavailable"
+        async with session.get(f"{hub.url}/healthz") as response:
+            assert response.status == 200  # alive, just not ready
+        database.rmdir()
+        database.with_suffix(".gone").rename(database)
