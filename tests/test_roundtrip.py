@@ -14,10 +14,16 @@ from sqlalchemy import func, select
 from websockets.exceptions import InvalidStatus
 
 from hub.store.schema import conversations, events, messages, outbox
-from tests.conftest import AGENT_PASSWORD, make_settings
+from tests.conftest import _HASH, AGENT_PASSWORD, make_settings
 from tests.helpers import agent_client, chat_client, client_id, login, running_hub
 
 pytestmark = pytest.mark.integration
+
+# alice supervises, bob does not
+SUPERVISED = [
+    {"id": "alice", "name": "Alice", "password_hash": _HASH, "supervisor": True},
+    {"id": "bob", "name": "Bob", "password_hash": _HASH},
+]
 
 
 async def _count(hub, table, *where) -> int:
@@ -430,13 +436,7 @@ async def test_transfer_to_a_colleague(sqlite_url: str, tmp_path: Path) -> None:
 
 
 async def test_supervisors_see_the_queues_live(sqlite_url: str, tmp_path: Path) -> None:
-    from tests.conftest import _HASH
-
-    agents = [
-        {"id": "alice", "name": "Alice", "password_hash": _HASH, "supervisor": True},
-        {"id": "bob", "name": "Bob", "password_hash": _HASH},
-    ]
-    async with running_hub(make_settings(sqlite_url, tmp_path, agents=agents)) as hub:
+    async with running_hub(make_settings(sqlite_url, tmp_path, agents=SUPERVISED)) as hub:
         alice = await login(hub, "alice", AGENT_PASSWORD)
         bob = await login(hub, "bob", AGENT_PASSWORD)
         async with agent_client(hub, alice) as (a, _), agent_client(hub, bob) as (b, _):
@@ -494,13 +494,7 @@ async def test_overflow_moves_waiting_work(sqlite_url: str, tmp_path: Path) -> N
 
 
 async def test_supervisor_reassigns_a_held_conversation(sqlite_url: str, tmp_path: Path) -> None:
-    from tests.conftest import _HASH
-
-    agents = [
-        {"id": "alice", "name": "Alice", "password_hash": _HASH, "supervisor": True},
-        {"id": "bob", "name": "Bob", "password_hash": _HASH},
-    ]
-    async with running_hub(make_settings(sqlite_url, tmp_path, agents=agents)) as hub:
+    async with running_hub(make_settings(sqlite_url, tmp_path, agents=SUPERVISED)) as hub:
         alice = await login(hub, "alice", AGENT_PASSWORD)
         bob = await login(hub, "bob", AGENT_PASSWORD)
         async with agent_client(hub, bob) as (b, _), chat_client(hub) as (customer, _w):
