@@ -19,7 +19,7 @@ import msgspec
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
-from hub.envelope import Attachment, Delivery, Envelope, Outbound
+from hub.envelope import Attachment, Delivery, Envelope, Identity, Outbound
 
 ENTRY_POINT_GROUP = "channelhub.connectors"
 
@@ -91,6 +91,21 @@ class Sink(Protocol):
         so the hub can tell a customer who gave up waiting from one who is still there."""
         ...
 
+    async def delivery_update(self, inbox: str, provider_id: str, delivery: Delivery) -> bool:
+        """A provider reported later news of a sent reply (a status callback, a bounce).
+
+        ``provider_id`` is the id :meth:`Connector.send` returned. Updates never move a message
+        backwards (a late "sent" after "delivered" is ignored). False if no such reply is known.
+        """
+        ...
+
+    async def opt_out(self, inbox: str, identity: Identity, opted_out: bool, keyword: str) -> None:
+        """The customer asked to receive nothing more from ``inbox`` (STOP) or again (START).
+
+        The hub then refuses to send to that address from that inbox and shows it to agents.
+        """
+        ...
+
 
 class HistorySource(Protocol):
     """Read access to a thread's past messages, for channels that show history (web chat)."""
@@ -106,6 +121,33 @@ class BlobSink(Protocol):
     async def put(self, data: bytes, *, name: str, content_type: str) -> Attachment:
         """Store bytes under a server-chosen name; ``name`` is kept as metadata only."""
         ...
+
+    async def get(self, ref: str) -> bytes:
+        """The bytes stored under ``ref`` (an :attr:`Attachment.blob_ref`)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateInfo:
+    """An approved template an agent may pick, as the console lists it."""
+
+    name: str
+    body: str
+    variables: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ComposeInfo:
+    """What the agent may send on a conversation right now, shown before they type.
+
+    ``mode`` is ``text`` (free text) or ``template`` (only an approved template, e.g. WhatsApp
+    outside its 24-hour window); ``reason`` says why in words for the console.
+    """
+
+    mode: str = "text"
+    window_closes_at: float | None = None
+    templates: tuple[TemplateInfo, ...] = ()
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,3 +218,18 @@ class Connector(abc.ABC):
     @abc.abstractmethod
     async def send(self, outbound: Outbound) -> Delivery:
         """Deliver a reply; raise :class:`SendError` on failure, never return a silent False."""
+
+    def compose(
+        self, recipient: Identity, last_inbound_at: float | None, now: float
+    ) -> ComposeInfo:
+        """What may be sent to ``recipient`` now; free text by default."""
+        return ComposeInfo()
+
+    def preview(self, text: str) -> dict[str, Any]:
+        """Facts about ``text`` the agent should see before sending (SMS segments); none here."""
+        return {}
+
+    def render_template(self, recipient: Identity, name: str, variables: dict[str, str]) -> str:
+        """The text a template reply will show; ValueError if the template or a value is
+        missing. Channels without templates refuse them."""
+        raise ValueError(f"channel {self.channel!r} has no templates")

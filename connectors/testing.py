@@ -43,7 +43,7 @@ from connectors.base import (
     HistoryItem,
     Route,
 )
-from hub.envelope import Attachment, Envelope, Outbound
+from hub.envelope import Attachment, Delivery, Envelope, Identity, Outbound
 
 
 class CollectingSink:
@@ -55,6 +55,8 @@ class CollectingSink:
         self._threads: dict[tuple[str, str], list[HistoryItem]] = {}
         self.fail_next: Exception | None = None
         self.presence: list[tuple[str, str, bool]] = []
+        self.deliveries: list[tuple[str, str, Delivery]] = []
+        self.opt_outs: dict[tuple[str, str, str], str] = {}  # (inbox, kind, address) -> keyword
 
     async def ingest(self, envelope: Envelope) -> Accepted:
         if self.fail_next is not None:
@@ -85,6 +87,17 @@ class CollectingSink:
 
     async def customer_presence(self, inbox: str, session: str, present: bool) -> None:
         self.presence.append((inbox, session, present))
+
+    async def delivery_update(self, inbox: str, provider_id: str, delivery: Delivery) -> bool:
+        self.deliveries.append((inbox, provider_id, delivery))
+        return True
+
+    async def opt_out(self, inbox: str, identity: Identity, opted_out: bool, keyword: str) -> None:
+        key = (inbox, identity.kind, identity.address)
+        if opted_out:
+            self.opt_outs[key] = keyword
+        else:
+            self.opt_outs.pop(key, None)
 
     def record_reply(self, outbound: Outbound) -> None:
         """Add a reply to the thread history, as the hub does when an agent answers."""
@@ -119,6 +132,12 @@ class MemoryBlobs:
             sha256=digest,
             blob_ref=f"sha256:{digest}",
         )
+
+    async def get(self, ref: str) -> bytes:
+        try:
+            return self.blobs[ref]
+        except KeyError:
+            raise FileNotFoundError(ref) from None
 
 
 @asynccontextmanager

@@ -27,6 +27,7 @@ from connectors.base import Connector, ConnectorContext
 from hub import api
 from hub.auth import Authenticator
 from hub.bus import create_bus
+from hub.console.compose import ComposeAdvisor
 from hub.console.protocol import frame
 from hub.console.registry import AgentConnections
 from hub.console.service import Console
@@ -173,6 +174,8 @@ def _lifecycle(
         app[PIPELINE] = pipeline
         connections = AgentConnections()
         dispatch = DispatchService(settings, store, bus, connections, frame, metrics, clock)
+        compose = ComposeAdvisor(app[CONNECTORS], clock)
+        dispatch.compose = compose.view
         app[DISPATCH] = dispatch
         console = Console(
             store,
@@ -182,6 +185,7 @@ def _lifecycle(
             {a.id: a for a in settings.agents},
             metrics,
             settings.server.allowed_origins,
+            compose,
         )
         app[CONSOLE] = console
         blobs = BlobStore(settings.storage.blobs)
@@ -190,7 +194,9 @@ def _lifecycle(
         )
         started: list[Connector] = []
         revaluation: asyncio.Task[None] | None = None
-        outbox = OutboxWorker(store, bus, app[CONNECTORS], metrics, clock)
+        outbox = OutboxWorker(
+            store, bus, app[CONNECTORS], metrics, clock, on_recorded=pipeline.apply_early_reports
+        )
         try:
             await dispatch.start()
             console.start()

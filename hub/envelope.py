@@ -112,11 +112,24 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
+class Template(msgspec.Struct, frozen=True, kw_only=True):
+    """A provider-approved message template the agent picked (WhatsApp outside its 24 hours).
+
+    ``name`` is the template's name in the inbox settings; ``variables`` fill its placeholders.
+    """
+
+    name: str
+    variables: dict[str, str] = msgspec.field(default_factory=dict)
+
+
 class Outbound(msgspec.Struct, frozen=True, kw_only=True):
     """A reply the hub asks a connector to send.
 
     ``idempotency_key`` is stable across retries of the same reply, so a connector whose provider
-    supports it can make a resend after a crash harmless.
+    supports it can make a resend after a crash harmless. ``attempt`` counts send attempts of this
+    reply, this one included, as recorded before the connector is called: above 1 an earlier
+    attempt may have reached the provider (a crash or a lost answer), and a connector whose
+    provider cannot deduplicate should look for that message before sending again.
     """
 
     message_id: str
@@ -131,6 +144,8 @@ class Outbound(msgspec.Struct, frozen=True, kw_only=True):
     attachments: tuple[Attachment, ...] = ()
     author: str | None = None
     created_at: float = 0.0
+    template: Template | None = None
+    attempt: int = 1
 
 
 class Delivery(msgspec.Struct, frozen=True, kw_only=True):

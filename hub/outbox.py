@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+
+import msgspec
 
 from connectors.base import Connector, SendError
 from hub.bus import DELIVERIES, OUTBOX, Bus, DeliveryUpdated
@@ -40,8 +42,12 @@ class OutboxWorker:
         connectors: Mapping[str, Connector],
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
+        on_recorded: Callable[[str, str], Awaitable[None]] | None = None,
     ) -> None:
+        """``on_recorded(inbox, provider_id)`` runs after a send's provider id is stored (the
+        pipeline applies status reports that arrived before it)."""
         self.store = store
+        self.on_recorded = on_recorded
         self.bus = bus
         self.connectors = connectors
         self.metrics = metrics
@@ -95,13 +101,22 @@ class OutboxWorker:
         try:
             async with self._semaphore:
                 connector = self.connectors.get(outbound.inbox)
+                opted_out = await self.store.opted_out(outbound.inbox, outbound.recipient)
                 if connector is None:
                     delivery = Delivery(
                         status=DeliveryStatus.FAILED,
                         error_code="no_channel",
                         error_message=f"channel instance {outbound.inbox!r} is not configured",
                     )
+                elif opted_out is not None:
+                    delivery = Delivery(
+                        status=DeliveryStatus.FAILED,
+                        error_code="opted_out",
+                        error_message=f"the customer opted out ({opted_out}); nothing was sent",
+                    )
                 else:
+                    attempt = await self.store.begin_attempt(item.message_id)
+                    outbound = msgspec.structs.replace(outbound, attempt=attempt)
                     try:
                         delivery = await connector.send(outbound)
                     except SendError as exc:
@@ -110,8 +125,8 @@ class OutboxWorker:
                             error_code=exc.code,
                             error_message=str(exc),
                         )
-                        if exc.retryable and item.attempts + 1 < MAX_ATTEMPTS:
-                            retry_at = self.clock() + backoff(item.attempts)
+                        if exc.retryable and attempt < MAX_ATTEMPTS:
+                            retry_at = self.clock() + backoff(attempt - 1)
                     except Exception as exc:
                         log.exception("connector %s crashed while sending", outbound.inbox)
                         delivery = Delivery(
@@ -119,9 +134,11 @@ class OutboxWorker:
                             error_code="connector_error",
                             error_message=f"{exc.__class__.__name__}: {exc}",
                         )
-                        if item.attempts + 1 < MAX_ATTEMPTS:
-                            retry_at = self.clock() + backoff(item.attempts)
+                        if attempt < MAX_ATTEMPTS:
+                            retry_at = self.clock() + backoff(attempt - 1)
                 await self.store.record_delivery(item.message_id, delivery, retry_at=retry_at)
+                if delivery.provider_id and self.on_recorded is not None:
+                    await self.on_recorded(outbound.inbox, delivery.provider_id)
             channel = connector.channel if connector else "unknown"
             if retry_at is None:
                 self.metrics.messages_out.labels(channel, str(delivery.status)).inc()
@@ -131,7 +148,11 @@ class OutboxWorker:
                     conversation_id=outbound.conversation_id,
                     message_id=item.message_id,
                     status="queued" if retry_at is not None else str(delivery.status),
-                    error=delivery.error_message,
+                    error=(
+                        f"{delivery.error_code}: {delivery.error_message or ''}".strip()
+                        if delivery.error_code
+                        else delivery.error_message
+                    ),
                 ),
             )
         except Exception:

@@ -10,17 +10,27 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import OrderedDict
 from typing import Protocol
 
 import msgspec
 import nh3
 
 from connectors.base import Accepted, HistoryItem
-from hub.bus import MESSAGES, OUTBOX, Bus, CustomerPresence, MessageStored, OutboxReady
+from hub.bus import (
+    DELIVERIES,
+    MESSAGES,
+    OUTBOX,
+    Bus,
+    CustomerPresence,
+    DeliveryUpdated,
+    MessageStored,
+    OutboxReady,
+)
 from hub.customers.context import CustomerRef
 from hub.customers.identity import InvalidAddress, normalize_identity
 from hub.customers.providers import ContextProvider
-from hub.envelope import Direction, Envelope
+from hub.envelope import Delivery, Direction, Envelope, Identity
 from hub.errors import HubError
 from hub.metrics import Metrics
 from hub.store.store import Store
@@ -59,6 +69,29 @@ def check_envelope(envelope: Envelope) -> None:
         raise InvalidEnvelope("sender address must be 1 to 512 characters")
 
 
+class EarlyReports:
+    """Provider reports that arrived before the send that caused them was recorded.
+
+    A fast provider can call the status webhook before its API call has even returned; such a
+    report is parked here (bounded, for ``ttl`` seconds) and applied once the outbox records the
+    provider id.
+    """
+
+    def __init__(self, limit: int = 10_000, ttl: float = 600.0) -> None:
+        self.limit = limit
+        self.ttl = ttl
+        self._parked: OrderedDict[tuple[str, str], list[tuple[float, Delivery]]] = OrderedDict()
+
+    def park(self, inbox: str, provider_id: str, delivery: Delivery, now: float) -> None:
+        self._parked.setdefault((inbox, provider_id), []).append((now, delivery))
+        while len(self._parked) > self.limit:
+            self._parked.popitem(last=False)
+
+    def take(self, inbox: str, provider_id: str, now: float) -> list[Delivery]:
+        parked = self._parked.pop((inbox, provider_id), [])
+        return [delivery for at, delivery in parked if now - at <= self.ttl]
+
+
 class Pipeline:
     """The hub's :class:`~connectors.base.Sink` and :class:`~connectors.base.HistorySource`."""
 
@@ -78,6 +111,7 @@ class Pipeline:
         self.metrics = metrics
         self.default_region = default_region
         self.provider = provider
+        self.early_reports = EarlyReports()
 
     async def ingest(self, envelope: Envelope) -> Accepted:
         check_envelope(envelope)
@@ -154,6 +188,33 @@ class Pipeline:
             MESSAGES,
             CustomerPresence(inbox=inbox, session=session, present=present, at=time.time()),
         )
+
+    async def delivery_update(self, inbox: str, provider_id: str, delivery: Delivery) -> bool:
+        change = await self.store.update_delivery(inbox, provider_id, delivery)
+        if change is None:
+            self.early_reports.park(inbox, provider_id, delivery, time.time())
+            return False
+        if change.changed:
+            await self.bus.publish(
+                DELIVERIES,
+                DeliveryUpdated(
+                    conversation_id=change.conversation_id,
+                    message_id=change.message_id,
+                    status=change.status,
+                    error=change.error,
+                ),
+            )
+        return True
+
+    async def apply_early_reports(self, inbox: str, provider_id: str) -> None:
+        """Apply reports that came before the outbox recorded ``provider_id``."""
+        for delivery in self.early_reports.take(inbox, provider_id, time.time()):
+            await self.delivery_update(inbox, provider_id, delivery)
+
+    async def opt_out(self, inbox: str, identity: Identity, opted_out: bool, keyword: str) -> None:
+        with contextlib.suppress(InvalidAddress):
+            identity = normalize_identity(identity, self.default_region)
+        await self.store.set_opt_out(inbox, identity, opted_out, keyword)
 
     async def history(self, inbox: str, session: str, limit: int = 200) -> list[HistoryItem]:
         return await self.store.history(inbox, session, limit)

@@ -37,7 +37,9 @@ class Decline(msgspec.Struct, frozen=True, tag="decline", forbid_unknown_fields=
 class Reply(msgspec.Struct, frozen=True, tag="reply", forbid_unknown_fields=True):
     conversation_id: str
     client_id: str
-    text: str
+    text: str = ""
+    template: str | None = None  # an approved template's name (WhatsApp outside 24 hours)
+    variables: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class Note(msgspec.Struct, frozen=True, tag="note", forbid_unknown_fields=True):
@@ -67,12 +69,30 @@ class Open(msgspec.Struct, frozen=True, tag="open", forbid_unknown_fields=True):
     conversation_id: str
 
 
+class Preview(msgspec.Struct, frozen=True, tag="preview", forbid_unknown_fields=True):
+    """Ask what a draft costs on the conversation's channel (SMS segments) before sending."""
+
+    conversation_id: str
+    text: str
+
+
 class Ping(msgspec.Struct, frozen=True, tag="ping", forbid_unknown_fields=True):
     ref: str | None = None
 
 
 Command = (
-    Auth | SetPresence | Accept | Decline | Reply | Note | Transfer | Reassign | Close | Open | Ping
+    Auth
+    | SetPresence
+    | Accept
+    | Decline
+    | Reply
+    | Note
+    | Transfer
+    | Reassign
+    | Close
+    | Open
+    | Preview
+    | Ping
 )
 
 _decoder = msgspec.json.Decoder(Command)
@@ -110,7 +130,17 @@ def parse_command(data: str | bytes) -> Command:
             raise ProtocolError("bad_frame", f"{field} must be 1 to 128 characters")
     if isinstance(command, Transfer) and (command.queue is None) == (command.agent is None):
         raise ProtocolError("bad_frame", "transfer needs either queue or agent")
+    if isinstance(command, Reply) and command.template is not None:
+        if len(command.template) > 128 or len(command.variables) > 50:
+            raise ProtocolError("bad_frame", "template names are limited to 128 characters")
+        if any(len(k) > 64 or len(v) > 1000 for k, v in command.variables.items()):
+            raise ProtocolError("bad_frame", "template variables are limited to 1000 characters")
+        return command
     text_value = getattr(command, "text", None)
+    if isinstance(command, Preview):
+        if len(text_value or "") > MAX_TEXT_CHARS:
+            raise ProtocolError("too_long", f"text is limited to {MAX_TEXT_CHARS} characters")
+        return command
     if text_value is not None:
         if not text_value.strip():
             raise ProtocolError("bad_frame", "text must not be empty")

@@ -13,6 +13,7 @@ from aiohttp import WSMsgType, web
 from hub.auth import SESSION_COOKIE
 from hub.bus import DELIVERIES, MESSAGES, OUTBOX, Bus, DeliveryUpdated, MessageStored, OutboxReady
 from hub.console import protocol
+from hub.console.compose import ComposeAdvisor, ReplyRefused
 from hub.console.protocol import (
     Accept,
     Auth,
@@ -22,6 +23,7 @@ from hub.console.protocol import (
     Note,
     Open,
     Ping,
+    Preview,
     ProtocolError,
     Reassign,
     Reply,
@@ -68,8 +70,10 @@ class Console:
         agents: dict[str, AgentSettings],
         metrics: Metrics,
         allowed_origins: tuple[str, ...],
+        compose: ComposeAdvisor | None = None,
     ) -> None:
         self.store = store
+        self.compose = compose or ComposeAdvisor({})
         self.bus = bus
         self.dispatch = dispatch
         self.connections = connections
@@ -193,7 +197,7 @@ class Console:
             for conversation_id, expires_at in self.dispatch.offers_for(agent)
         ]
         conversations = [
-            conversation_view(await self.store.conversation(conversation_id))
+            conversation_view(await self.store.conversation(conversation_id), self.compose.view)
             for conversation_id in self.dispatch.assigned_to(agent)
         ]
         return frame("snapshot", offers=offers, conversations=conversations)
@@ -218,6 +222,8 @@ class Console:
             reply = error_frame("not_assigned", str(exc), ref)
         except InvalidState as exc:
             reply = error_frame("invalid_state", str(exc), ref)
+        except ReplyRefused as exc:
+            reply = error_frame(exc.code, exc.message, ref)
         except StoreError as exc:
             log.error("store error for %s: %s", agent, exc)
             reply = error_frame("unavailable", "the store is unavailable; retry", ref)
@@ -263,20 +269,39 @@ class Console:
         if isinstance(command, Open):
             if self.dispatch.owner(command.conversation_id) != agent:
                 raise Forbidden("this conversation is not assigned to you")
-            view = conversation_view(await self.store.conversation(command.conversation_id))
+            view = conversation_view(
+                await self.store.conversation(command.conversation_id), self.compose.view
+            )
             return frame("conversation", conversation=view)
+        if isinstance(command, Preview):
+            if self.dispatch.owner(command.conversation_id) != agent:
+                raise Forbidden("this conversation is not assigned to you")
+            conversation = await self.store.conversation(command.conversation_id)
+            return frame(
+                "preview",
+                conversation_id=command.conversation_id,
+                characters=len(command.text),
+                **self.compose.preview(conversation, command.text),
+            )
         raise ProtocolError("unknown_type", f"unhandled frame {type(command).__name__}")
 
     async def _reply(self, agent: str, command: Reply | Note) -> bytes:
         note = isinstance(command, Note)
         if self.dispatch.owner(command.conversation_id) != agent:
             raise Forbidden("this conversation is not assigned to you")
+        text, template = command.text, None
+        if isinstance(command, Reply):
+            conversation = await self.store.conversation(command.conversation_id)
+            text, template = self.compose.check(
+                conversation, command.text, command.template, command.variables
+            )
         stored = await self.store.add_reply(
             command.conversation_id,
             agent=agent,
             client_id=command.client_id,
-            text=command.text,
+            text=text,
             note=note,
+            template=template,
         )
         message: dict[str, Any] = stored.message
         if not note:

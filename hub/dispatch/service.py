@@ -63,10 +63,16 @@ def message_view(message: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def conversation_view(conversation: dict[str, Any]) -> dict[str, Any]:
-    """The agent-facing shape of a conversation with its customer and messages."""
+ComposeView = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def conversation_view(
+    conversation: dict[str, Any], compose: ComposeView | None = None
+) -> dict[str, Any]:
+    """The agent-facing shape of a conversation with its customer and messages; ``compose``
+    adds what the agent may send now (see hub.console.compose)."""
     decision = conversation.get("decision") or {}
-    return {
+    view = {
         "id": conversation["id"],
         "channel": conversation["channel"],
         "inbox": conversation["inbox"],
@@ -82,6 +88,9 @@ def conversation_view(conversation: dict[str, Any]) -> dict[str, Any]:
         "rules": decision.get("rules", []),
         "messages": [message_view(m) for m in conversation["messages"]],
     }
+    if compose is not None:
+        view["compose"] = compose(conversation)
+    return view
 
 
 def _queue_hours(settings: HubSettings) -> Callable[[str, float], bool] | None:
@@ -140,6 +149,7 @@ class DispatchService:
         clock: Callable[[], float] = time.time,
     ) -> None:
         options = settings.dispatch
+        self.compose: ComposeView | None = None  # set by the app once connectors exist
         self.core = DispatchCore(
             offer_timeout=options.offer_timeout,
             disconnect_grace=options.disconnect_grace,
@@ -423,7 +433,9 @@ class DispatchService:
             self.metrics.offers.labels(conversation["queue"], "accepted").inc()
             await self.notifier.send(
                 action.agent,
-                self.frame("conversation", conversation=conversation_view(conversation)),
+                self.frame(
+                    "conversation", conversation=conversation_view(conversation, self.compose)
+                ),
             )
             return []
         if isinstance(action, Requeue):

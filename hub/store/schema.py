@@ -98,6 +98,7 @@ messages = Table(
     Column("created_at", Double, nullable=False),
     UniqueConstraint("idempotency_key", name="uq_messages_idempotency_key"),
     Index("ix_messages_conversation", "conversation_id", "created_at"),
+    Index("ix_messages_provider", "inbox", "provider_id"),
 )
 
 attachments = Table(
@@ -142,6 +143,16 @@ outbox = Table(
     Column("created_at", Double, nullable=False),
     Column("sent_at", Double),
     Index("ix_outbox_due", "status", "next_attempt_at"),
+)
+
+opt_outs = Table(
+    "opt_outs",
+    metadata,  # addresses that asked one inbox to send nothing more (SMS STOP)
+    Column("inbox", String(64), primary_key=True),
+    Column("kind", String(32), primary_key=True),
+    Column("address", String(512), primary_key=True),
+    Column("keyword", String(32), nullable=False),
+    Column("at", Double, nullable=False),
 )
 
 sessions = Table(

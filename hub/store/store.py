@@ -17,7 +17,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from connectors.base import HistoryItem
 from hub.customers.context import customer_context
 from hub.customers.providers import Lookup
-from hub.envelope import Delivery, Envelope, Outbound, decode_envelope, reply_to
+from hub.envelope import (
+    Delivery,
+    DeliveryStatus,
+    Envelope,
+    Identity,
+    Outbound,
+    Template,
+    decode_envelope,
+    reply_to,
+)
 from hub.errors import Forbidden, InvalidState, NotFound
 from hub.ids import new_id
 from hub.store import migrate
@@ -28,6 +37,7 @@ from hub.store.schema import (
     conversations,
     events,
     messages,
+    opt_outs,
     outbox,
     rule_revisions,
     sessions,
@@ -35,6 +45,27 @@ from hub.store.schema import (
 
 Clock = Callable[[], float]
 _outbound_decoder = msgspec.json.Decoder(Outbound)
+
+#: how far along a reply is; a provider's late or repeated report never moves it backwards
+_DELIVERY_RANK = {
+    DeliveryStatus.QUEUED: 0,
+    DeliveryStatus.SENT: 1,
+    DeliveryStatus.DELIVERED: 2,
+    DeliveryStatus.READ: 3,
+    DeliveryStatus.UNDELIVERED: 4,
+    DeliveryStatus.FAILED: 4,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryChange:
+    """A reply whose delivery state a provider's report changed."""
+
+    conversation_id: str
+    message_id: str
+    status: str
+    error: str | None
+    changed: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +207,35 @@ class Store:
                     .where(messages.c.conversation_id == conversation_id)
                 )
             ).all()
+            last = (
+                await connection.execute(
+                    select(messages.c.envelope, messages.c.created_at)
+                    .where(
+                        and_(
+                            messages.c.conversation_id == conversation_id,
+                            messages.c.direction == "inbound",
+                        )
+                    )
+                    .order_by(desc(messages.c.created_at))
+                    .limit(1)
+                )
+            ).first()
+            recipient = decode_envelope(last.envelope).sender if last and last.envelope else None
+            opt_out = None
+            if recipient is not None:
+                opted = (
+                    await connection.execute(
+                        select(opt_outs.c.keyword, opt_outs.c.at).where(
+                            and_(
+                                opt_outs.c.inbox == conversation["inbox"],
+                                opt_outs.c.kind == recipient.kind,
+                                opt_outs.c.address == recipient.address,
+                            )
+                        )
+                    )
+                ).first()
+                if opted is not None:
+                    opt_out = {"keyword": opted.keyword, "at": opted.at}
         by_message: dict[str, list[dict[str, Any]]] = {}
         for item in files:
             by_message.setdefault(item.message_id, []).append(
@@ -185,6 +245,9 @@ class Store:
             past for past in customer["history"] if past["id"] != conversation_id
         ]
         conversation["customer"] = customer
+        conversation["recipient"] = recipient
+        conversation["last_inbound_at"] = last.created_at if last else None
+        conversation["opt_out"] = opt_out
         conversation["messages"] = [
             {**dict(message._mapping), "attachments": by_message.get(message.id, [])}
             for message in rows
@@ -366,9 +429,18 @@ class Store:
     # -- replies and the outbox --------------------------------------------------------------
 
     async def add_reply(
-        self, conversation_id: str, *, agent: str, client_id: str, text: str, note: bool = False
+        self,
+        conversation_id: str,
+        *,
+        agent: str,
+        client_id: str,
+        text: str,
+        note: bool = False,
+        template: Template | None = None,
     ) -> Reply:
-        """Store an agent's reply (queued in the outbox) or internal note, once per client id."""
+        """Store an agent's reply (queued in the outbox) or internal note, once per client id.
+
+        ``template`` is an approved template the reply is sent as (``text`` is its rendering)."""
         key = f"{'note' if note else 'reply'}:{agent}:{conversation_id}:{client_id}"
 
         async def run(connection: AsyncConnection) -> Reply:
@@ -437,6 +509,8 @@ class Store:
                 created_at=now,
                 author=agent,
             )
+            if template is not None:
+                outbound = msgspec.structs.replace(outbound, template=template)
             await connection.execute(messages.insert(), row)
             await connection.execute(outbox.insert(), outbox_row(outbound, now))
             await _event(connection, now, "reply.queued", conversation_id, message_id, agent)
@@ -471,6 +545,144 @@ class Store:
                 for row in rows
             ]
 
+    async def begin_attempt(self, message_id: str) -> int:
+        """Count a send attempt before it starts and return its number (1 for the first).
+
+        Written before the connector is called, so after a crash mid-send the next attempt knows
+        an earlier one may have reached the provider.
+        """
+
+        async def run(connection: AsyncConnection) -> int:
+            await connection.execute(
+                update(outbox)
+                .where(outbox.c.message_id == message_id)
+                .values(attempts=outbox.c.attempts + 1)
+            )
+            row = (
+                await connection.execute(
+                    select(outbox.c.attempts).where(outbox.c.message_id == message_id)
+                )
+            ).first()
+            return int(row.attempts) if row else 1
+
+        result: int = await self.writer.call(run)
+        return result
+
+    async def update_delivery(
+        self, inbox: str, provider_id: str, delivery: Delivery
+    ) -> DeliveryChange | None:
+        """Apply a provider's later report on a reply it accepted as ``provider_id``.
+
+        None if no reply of ``inbox`` has that id; ``changed`` is False when the report would
+        move it backwards (or repeats what is known).
+        """
+
+        async def run(connection: AsyncConnection) -> DeliveryChange | None:
+            row = (
+                await connection.execute(
+                    select(
+                        messages.c.id, messages.c.conversation_id, messages.c.delivery_status
+                    ).where(
+                        and_(
+                            messages.c.inbox == inbox,
+                            messages.c.provider_id == provider_id,
+                            messages.c.direction == "outbound",
+                        )
+                    )
+                )
+            ).first()
+            if row is None:
+                return None
+            try:
+                current = _DELIVERY_RANK[DeliveryStatus(row.delivery_status)]
+            except ValueError:
+                current = -1
+            if _DELIVERY_RANK[delivery.status] <= current:
+                return DeliveryChange(
+                    row.conversation_id, row.id, row.delivery_status, None, changed=False
+                )
+            error = delivery.error_message
+            if delivery.error_code:
+                error = f"{delivery.error_code}: {error or ''}".strip()
+            now = self.clock()
+            await connection.execute(
+                update(messages)
+                .where(messages.c.id == row.id)
+                .values(delivery_status=str(delivery.status), delivery_error=error)
+            )
+            if delivery.status in {DeliveryStatus.FAILED, DeliveryStatus.UNDELIVERED}:
+                await connection.execute(
+                    update(outbox)
+                    .where(outbox.c.message_id == row.id)
+                    .values(status="failed", last_error=error)
+                )
+            await _event(
+                connection,
+                now,
+                "delivery.updated",
+                row.conversation_id,
+                row.id,
+                data={"status": str(delivery.status), "error": error, "source": "provider"},
+            )
+            return DeliveryChange(row.conversation_id, row.id, str(delivery.status), error)
+
+        change: DeliveryChange | None = await self.writer.call(run)
+        return change
+
+    async def set_opt_out(
+        self, inbox: str, identity: Identity, opted_out: bool, keyword: str
+    ) -> None:
+        """Record that ``identity`` wants nothing more from ``inbox`` (or wants it again)."""
+
+        async def run(connection: AsyncConnection) -> None:
+            now = self.clock()
+            key = and_(
+                opt_outs.c.inbox == inbox,
+                opt_outs.c.kind == identity.kind,
+                opt_outs.c.address == identity.address,
+            )
+            await connection.execute(opt_outs.delete().where(key))
+            if opted_out:
+                await connection.execute(
+                    opt_outs.insert(),
+                    {
+                        "inbox": inbox,
+                        "kind": identity.kind,
+                        "address": identity.address,
+                        "keyword": keyword[:32],
+                        "at": now,
+                    },
+                )
+            await _event(
+                connection,
+                now,
+                "consent.opt_out" if opted_out else "consent.opt_in",
+                data={
+                    "inbox": inbox,
+                    "kind": identity.kind,
+                    "address": identity.address,
+                    "keyword": keyword[:32],
+                },
+            )
+
+        await self.writer.call(run)
+
+    async def opted_out(self, inbox: str, identity: Identity) -> str | None:
+        """The keyword ``identity`` opted out of ``inbox`` with, or None."""
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(opt_outs.c.keyword).where(
+                        and_(
+                            opt_outs.c.inbox == inbox,
+                            opt_outs.c.kind == identity.kind,
+                            opt_outs.c.address == identity.address,
+                        )
+                    )
+                )
+            ).first()
+        return row.keyword if row else None
+
     async def record_delivery(
         self, message_id: str, delivery: Delivery, *, retry_at: float | None = None
     ) -> None:
@@ -489,7 +701,6 @@ class Store:
                     status="pending"
                     if pending
                     else ("failed" if delivery.status in {"failed", "undelivered"} else "sent"),
-                    attempts=outbox.c.attempts + 1,
                     next_attempt_at=retry_at if pending else now,
                     last_error=error,
                     sent_at=None if pending else now,

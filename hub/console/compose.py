@@ -1,0 +1,84 @@
+"""What an agent may send on a conversation, asked of its channel before they type.
+
+The channel decides (WhatsApp allows free text only within 24 hours of the customer's last
+message, SMS counts segments); this module turns its answers into console fields and checks a
+reply against them, so a reply the channel must refuse is refused when the agent sends it, not
+minutes later by the provider.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from typing import Any
+
+from connectors.base import ComposeInfo, Connector
+from hub.envelope import Template
+
+
+class ReplyRefused(Exception):
+    """A reply the channel cannot send as asked; ``code`` is an agent-protocol error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class ComposeAdvisor:
+    def __init__(
+        self, connectors: Mapping[str, Connector], clock: Callable[[], float] = time.time
+    ) -> None:
+        self.connectors = connectors
+        self.clock = clock
+
+    def info(self, conversation: Mapping[str, Any]) -> ComposeInfo:
+        connector = self.connectors.get(conversation["inbox"])
+        recipient = conversation.get("recipient")
+        if connector is None or recipient is None:
+            return ComposeInfo()
+        return connector.compose(recipient, conversation.get("last_inbound_at"), self.clock())
+
+    def view(self, conversation: Mapping[str, Any]) -> dict[str, Any]:
+        """The ``compose`` field of a conversation in the console."""
+        view = asdict(self.info(conversation))
+        opt_out = conversation.get("opt_out")
+        if opt_out is not None:
+            view.update(
+                mode="blocked",
+                reason=f"the customer opted out with {opt_out['keyword']!r}; "
+                "nothing can be sent until they write START",
+            )
+        return view
+
+    def preview(self, conversation: Mapping[str, Any], text: str) -> dict[str, Any]:
+        connector = self.connectors.get(conversation["inbox"])
+        return connector.preview(text) if connector is not None else {}
+
+    def check(
+        self,
+        conversation: Mapping[str, Any],
+        text: str,
+        template: str | None,
+        variables: dict[str, str],
+    ) -> tuple[str, Template | None]:
+        """The text to store and the template to send, or :class:`ReplyRefused`."""
+        if conversation.get("opt_out") is not None:
+            raise ReplyRefused("opted_out", "the customer opted out of messages from this inbox")
+        info = self.info(conversation)
+        if template is None:
+            if info.mode == "template":
+                raise ReplyRefused(
+                    "template_required", info.reason or "this channel needs a template now"
+                )
+            return text, None
+        connector = self.connectors.get(conversation["inbox"])
+        recipient = conversation.get("recipient")
+        if connector is None or recipient is None:
+            raise ReplyRefused("bad_template", "this conversation's channel has no templates")
+        try:
+            rendered = connector.render_template(recipient, template, variables)
+        except ValueError as exc:
+            raise ReplyRefused("bad_template", str(exc)) from None
+        return rendered, Template(name=template, variables=dict(variables))

@@ -1,0 +1,272 @@
+"""The SMS connector's pure parts on recorded Twilio payloads, plus its webhook checks served
+alone (connectors.testing), including the JSON-body variant of Twilio's signature."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from urllib.parse import parse_qs
+
+import aiohttp
+import pytest
+from twilio.request_validator import RequestValidator
+
+from connectors import media_links
+from connectors.sms import parse
+from connectors.sms.connector import SmsConnector
+from connectors.sms.settings import SmsSettings
+from connectors.testing import (
+    CollectingSink,
+    check_connector_class,
+    check_routes,
+    connector_context,
+    served,
+)
+from hub.envelope import DeliveryStatus, Identity
+
+ACCOUNT = "AC" + "1" * 32
+PAYLOADS = Path(__file__).parent / "payloads" / "sms"
+
+
+def fields(name: str) -> dict[str, list[str]]:
+    return parse_qs((PAYLOADS / name).read_text(), keep_blank_values=True)
+
+
+def test_connector_follows_the_plugin_contract() -> None:
+    check_connector_class(SmsConnector, type_name="sms")
+    settings = SmsSettings.model_validate(
+        {"account_sid": ACCOUNT, "auth_token": "t", "from": "+4930901820"}
+    )
+    paths = {route.path for route in check_routes(SmsConnector("sms", settings))}
+    assert paths == {"/inbound", "/status", "/media/{token}"}
+
+
+def test_settings_need_a_sender() -> None:
+    with pytest.raises(ValueError, match="messaging_service_sid"):
+        SmsSettings.model_validate({"account_sid": ACCOUNT, "auth_token": "t"})
+
+
+def test_recorded_sms() -> None:
+    inbound = parse.parse_inbound(
+        fields("sms_inbound.txt"), inbox="sms", account_sid=ACCOUNT, received_at=1.0, max_media=10
+    )
+    envelope = inbound.envelope
+    assert envelope.channel == "sms"
+    assert envelope.sender == Identity(kind="phone", address="+4915112345678")
+    assert envelope.text == "Hallo, wo bleibt meine Bestellung #4711?"
+    assert envelope.idempotency_key == "twilio:SM1c2a3b4c5d6e7f8091a2b3c4d5e6f708"
+    assert envelope.thread.session == "+4915112345678"
+    assert envelope.recipients[0].address == "+14155550100"
+    # fields we do not map are kept (Twilio adds fields without notice)
+    assert envelope.metadata["MessagingServiceSid"] == "MG9752274e9e519418a7406176694466fa"
+    assert envelope.metadata["ToCity"] == "SAN FRANCISCO"
+    assert "Body" not in envelope.metadata and inbound.media == () and inbound.keyword is None
+
+
+def test_recorded_whatsapp_location() -> None:
+    envelope = parse.parse_inbound(
+        fields("whatsapp_location.txt"),
+        inbox="sms",
+        account_sid=ACCOUNT,
+        received_at=1.0,
+        max_media=10,
+    ).envelope
+    assert envelope.channel == "whatsapp"
+    assert envelope.sender == Identity(
+        kind="whatsapp", address="+4915112345678", display_name="Carla Müller"
+    )
+    assert envelope.metadata["location"]["label"] == "Filiale Mitte"
+    assert envelope.text == "Location: 52.520008, 13.404954 Filiale Mitte"
+    assert envelope.metadata["WaId"] == "4915112345678"
+    assert envelope.metadata["ChannelMetadata"] == '{"type":"whatsapp"}'
+
+
+def test_recorded_mms_and_media_cap() -> None:
+    inbound = parse.parse_inbound(
+        fields("mms_inbound.txt"), inbox="sms", account_sid=ACCOUNT, received_at=1.0, max_media=1
+    )
+    assert [m.content_type for m in inbound.media] == ["image/jpeg"]
+    assert inbound.media[0].url.startswith("https://api.twilio.com/2010-04-01/Accounts/")
+    assert inbound.envelope.metadata["media_dropped"] == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"MessageSid": [""], "SmsMessageSid": [""]}, "MessageSid"),
+        ({"MessageSid": ["SM<script>"], "SmsMessageSid": [""]}, "MessageSid"),
+        ({"AccountSid": ["AC" + "2" * 32]}, "AccountSid"),
+        ({"From": [""]}, "From"),
+        ({"NumMedia": ["lots"]}, "NumMedia"),
+    ],
+)
+def test_bad_webhooks_are_refused(change: dict[str, list[str]], reason: str) -> None:
+    with pytest.raises(parse.BadWebhook, match=reason):
+        parse.parse_inbound(
+            {**fields("sms_inbound.txt"), **change},
+            inbox="sms",
+            account_sid=ACCOUNT,
+            received_at=1.0,
+            max_media=10,
+        )
+
+
+def test_status_report_with_error_code() -> None:
+    sid, delivery = parse.status_report(fields("status_undelivered.txt"))
+    assert sid == "SM99999999999999999999999999999999"
+    assert delivery.status is DeliveryStatus.UNDELIVERED
+    assert delivery.error_code == "30003" and "unreachable" in (delivery.error_message or "")
+    with pytest.raises(parse.BadWebhook):
+        parse.status_report({"MessageSid": ["SM1"], "MessageStatus": ["exploded"]})
+
+
+@pytest.mark.parametrize(
+    ("body", "opt_out_type", "expected"),
+    [
+        ("STOP", None, "stop"),
+        (" stop! ", None, "stop"),
+        ("Unsubscribe", None, "stop"),
+        ("START", None, "start"),
+        ("help", None, "help"),
+        ("please stop sending me offers", None, None),
+        ("Stopp", "STOP", "stop"),  # Advanced Opt-Out recognised a custom keyword
+        ("", None, None),
+    ],
+)
+def test_keywords(body: str, opt_out_type: str | None, expected: str | None) -> None:
+    assert parse.keyword(body, opt_out_type) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "encoding", "count"),
+    [
+        ("", "GSM-7", 0),
+        ("a" * 160, "GSM-7", 1),
+        ("a" * 161, "GSM-7", 2),
+        ("a" * 306, "GSM-7", 2),
+        ("a" * 307, "GSM-7", 3),
+        ("€" * 80, "GSM-7", 1),  # extension characters count twice
+        ("€" * 81, "GSM-7", 2),
+        ("a" * 152 + "€", "GSM-7", 1),  # 154 units: one part, still under 160
+        ("a" * 159 + "€", "GSM-7", 2),  # the escape pair is never split across parts
+        ("ä" * 160, "GSM-7", 1),
+        ("ł" * 70, "UCS-2", 1),
+        ("ł" * 71, "UCS-2", 2),
+        ("😀" * 35, "UCS-2", 1),  # an emoji is two UTF-16 units
+        ("😀" * 36, "UCS-2", 2),
+        ("a" * 66 + "😀" + "a" * 10, "UCS-2", 2),
+    ],
+)
+def test_segments(text: str, encoding: str, count: int) -> None:
+    result = parse.segments(text)
+    assert (result["encoding"], result["segments"]) == (encoding, count)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://api.twilio.com/x",  # plain http
+        "https://user:pw@api.twilio.com/x",
+        "https://api.twilio.com.evil.example/x",
+        "https://evil.example/api.twilio.com",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://127.0.0.1/x",
+        "https://[::1]/x",
+        "https://[::ffff:10.0.0.1]/x",
+        "file:///etc/passwd",
+        "gopher://api.twilio.com/",
+        "https://api.twilio.com:99999/x",
+        "not a url",
+    ],
+)
+def test_media_refusals(url: str) -> None:
+    allowed = ("api.twilio.com", "*.twiliocdn.com", "127.0.0.1", "::1", "::ffff:10.0.0.1")
+    assert parse.media_refusal(url, allowed, allow_private=False) is not None
+
+
+def test_media_allowed() -> None:
+    allowed = ("api.twilio.com", "*.twiliocdn.com")
+    assert parse.media_refusal("https://api.twilio.com/2010-04-01/x", allowed, False) is None
+    assert parse.media_refusal("https://mms.twiliocdn.com/x", allowed, False) is None
+    assert parse.media_refusal("https://twiliocdn.com/x", allowed, False) is not None
+    assert parse.media_refusal("http://127.0.0.1:8/x", ("127.0.0.1",), True) is None
+
+
+def test_media_links() -> None:
+    secret = b"k" * 32
+    token = media_links.sign(secret, "sha256:" + "a" * 64, "image/png", expires=100)
+    assert media_links.verify(secret, token, now=50).ref == "sha256:" + "a" * 64
+    with pytest.raises(media_links.BadLink, match="expired"):
+        media_links.verify(secret, token, now=101)
+    with pytest.raises(media_links.BadLink, match="signature"):
+        media_links.verify(b"x" * 32, token, now=50)
+    _body, mac = token.split(".")
+    forged = media_links.sign(b"x" * 32, "sha256:" + "b" * 64, "text/html", 100).split(".")[0]
+    with pytest.raises(media_links.BadLink):
+        media_links.verify(secret, f"{forged}.{mac}", now=50)
+    with pytest.raises(media_links.BadLink, match="malformed"):
+        media_links.verify(secret, "../../etc/passwd", now=50)
+
+
+async def test_json_webhooks_are_checked_by_body_hash() -> None:
+    """Twilio signs JSON bodies over the URL, whose bodySHA256 parameter hashes the body."""
+    settings = SmsSettings.model_validate(
+        {
+            "account_sid": ACCOUNT,
+            "auth_token": "json-token",
+            "from": "+4930901820",
+            "public_url": "https://hub.example.com",
+        }
+    )
+    connector = SmsConnector("sms", settings)
+    sink = CollectingSink()
+    body = json.dumps(
+        {
+            "MessageSid": "SM" + "7" * 32,
+            "AccountSid": ACCOUNT,
+            "From": "+4915112345678",
+            "To": "+4930901820",
+            "Body": "per JSON",
+            "NumMedia": "0",
+        }
+    )
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    path = f"/channels/sms/inbound?bodySHA256={digest}"
+    validator = RequestValidator("json-token")
+    signed = validator.compute_signature("https://hub.example.com" + path, {})
+    async with (
+        connector_context("sms", sink=sink) as ctx,
+        served(connector) as url,
+        aiohttp.ClientSession() as session,
+    ):
+        await connector.start(ctx)
+        headers = {"Content-Type": "application/json", "X-Twilio-Signature": signed}
+        async with session.post(url + path, data=body, headers=headers) as response:
+            assert response.status == 200
+            assert response.content_type == "text/xml"
+        tampered = body.replace("per JSON", "tampered")
+        async with session.post(url + path, data=tampered, headers=headers) as response:
+            assert response.status == 403
+        unsigned_path = "/channels/sms/inbound"
+        signed_plain = validator.compute_signature("https://hub.example.com" + unsigned_path, {})
+        async with session.post(
+            url + unsigned_path,
+            data=body,
+            headers={"Content-Type": "application/json", "X-Twilio-Signature": signed_plain},
+        ) as response:
+            assert response.status == 403
+        # a store failure answers 503 so Twilio retries, and nothing is acknowledged
+        sink.fail_next = RuntimeError("disk full")
+        other = body.replace("7" * 32, "8" * 32)
+        other_path = (
+            f"/channels/sms/inbound?bodySHA256={hashlib.sha256(other.encode()).hexdigest()}"
+        )
+        other_signed = validator.compute_signature("https://hub.example.com" + other_path, {})
+        other_headers = {"Content-Type": "application/json", "X-Twilio-Signature": other_signed}
+        async with session.post(url + other_path, data=other, headers=other_headers) as response:
+            assert response.status == 503
+        async with session.post(url + other_path, data=other, headers=other_headers) as response:
+            assert response.status == 200
+    assert [e.text for e in sink.envelopes] == ["per JSON", "per JSON"]
+    assert sink.envelopes[1].idempotency_key == "twilio:SM" + "8" * 32
