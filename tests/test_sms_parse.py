@@ -270,3 +270,20 @@ async def test_json_webhooks_are_checked_by_body_hash() -> None:
             assert response.status == 200
     assert [e.text for e in sink.envelopes] == ["per JSON", "per JSON"]
     assert sink.envelopes[1].idempotency_key == "twilio:SM" + "8" * 32
+
+
+def test_base_url_rewrite() -> None:
+    from connectors.sms.client import rewrite
+
+    url = "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages.json"
+    assert rewrite(url, "https://api.twilio.com") == url
+    assert (
+        rewrite(url, "http://127.0.0.1:9/")
+        == "http://127.0.0.1:9/2010-04-01/Accounts/AC1/Messages.json"
+    )
+    assert (
+        rewrite(url, "https://space.signalwire.com/api/laml")
+        == "https://space.signalwire.com/api/laml/2010-04-01/Accounts/AC1/Messages.json"
+    )
+    other = "https://api.twilio.com.evil.example/x"
+    assert rewrite(other, "http://127.0.0.1:9") == other

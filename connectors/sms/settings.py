@@ -54,7 +54,7 @@ class SmsSettings(ConnectorSettings):
     )
     api_base_url: str = Field(
         TWILIO_API,
-        pattern=r"^https?://[^/?#]+/?$",
+        pattern=r"^https?://[^/?#]+(/[^?#]*)?$",
         description="REST API base: Twilio, a compatible provider or a test server",
     )
     media_hosts: tuple[str, ...] = Field(

@@ -102,6 +102,43 @@
       list.appendChild(item);
     });
     list.scrollTop = list.scrollHeight;
+    renderCompose(conversation.compose || {mode: "text"});
+  }
+
+  // what the channel allows now (WhatsApp's 24-hour window, SMS opt-outs), shown before typing
+  function renderCompose(compose) {
+    var info = $("compose-info"), picker = $("template-picker");
+    var text = compose.reason || "";
+    if (!text && compose.window_closes_at) {
+      text = "Free text allowed until " + new Date(compose.window_closes_at * 1000).toLocaleString();
+    }
+    info.textContent = text;
+    info.hidden = !text;
+    info.className = compose.mode === "text" ? "" : "warning";
+    var templating = compose.mode === "template";
+    picker.hidden = !templating;
+    $("reply-text").hidden = templating;
+    $("reply-send").disabled = compose.mode === "blocked";
+    var select = $("template-name");
+    select.textContent = "";
+    (compose.templates || []).forEach(function (template) {
+      var option = el("option", "", template.name + ": " + template.body);
+      option.value = template.name;
+      option.dataset.variables = JSON.stringify(template.variables || []);
+      select.appendChild(option);
+    });
+    renderTemplateVariables();
+  }
+
+  function renderTemplateVariables() {
+    var box = $("template-variables"), option = $("template-name").selectedOptions[0];
+    box.textContent = "";
+    JSON.parse(option ? option.dataset.variables : "[]").forEach(function (name) {
+      var input = el("input");
+      input.name = name;
+      input.placeholder = name;
+      box.appendChild(input);
+    });
   }
 
   function money(value) {
@@ -228,6 +265,12 @@
         delete state.pending[frame.ref];
       }
     },
+    preview: function (frame) {
+      if (frame.conversation_id !== state.active || !frame.encoding) return;
+      $("draft-info").textContent = frame.segments + " SMS part" + (frame.segments === 1 ? "" : "s") +
+        " (" + frame.encoding + (frame.unicode_characters.length ?
+          ", because of " + frame.unicode_characters.join(" ") : "") + ")";
+    },
     pong: function () {}
   };
 
@@ -289,15 +332,40 @@
 
   $("reply-form").addEventListener("submit", function (event) {
     event.preventDefault();
-    var text = $("reply-text").value.trim();
-    if (!text || !state.active) return;
-    var frame = {
-      type: $("reply-note").checked ? "note" : "reply",
-      conversation_id: state.active, client_id: newId(), text: text
-    };
+    if (!state.active) return;
+    var frame;
+    if (!$("template-picker").hidden && !$("reply-note").checked) {
+      var variables = {};
+      Array.prototype.forEach.call($("template-variables").querySelectorAll("input"), function (input) {
+        variables[input.name] = input.value;
+      });
+      frame = {type: "reply", conversation_id: state.active, client_id: newId(),
+               template: $("template-name").value, variables: variables};
+    } else {
+      var text = $("reply-text").value.trim();
+      if (!text) return;
+      frame = {
+        type: $("reply-note").checked ? "note" : "reply",
+        conversation_id: state.active, client_id: newId(), text: text
+      };
+    }
     state.pending[frame.client_id] = frame;
     send(frame);
     $("reply-text").value = "";
+    $("draft-info").textContent = "";
+  });
+  $("template-name").addEventListener("change", renderTemplateVariables);
+  var previewTimer = null;
+  $("reply-text").addEventListener("input", function () {
+    clearTimeout(previewTimer);
+    previewTimer = setTimeout(function () {
+      var text = $("reply-text").value;
+      if (state.active && text && !$("reply-note").checked) {
+        send({type: "preview", conversation_id: state.active, text: text});
+      } else {
+        $("draft-info").textContent = "";
+      }
+    }, 250);
   });
   $("reply-text").addEventListener("keydown", function (event) {
     if (event.key === "Enter" && !event.shiftKey) {
