@@ -42,6 +42,9 @@ class FakeTwilio:
     script: list[tuple[int, int, str]] = field(default_factory=list)  # status, code, message
     answer_delay: float = 0.0  # answer creates this late (after creating the message)
     media_hits: int = 0
+    # (hub URL, public URL): report "sent" to the hub before answering the create, as a fast
+    # provider can
+    report_first: tuple[str, str] | None = None
     cdn_hits: int = 0
     cdn_saw_credentials: bool = False
 
@@ -98,6 +101,20 @@ class FakeTwilio:
             "uri": f"/2010-04-01/Accounts/{ACCOUNT_SID}/Messages/{sid}.json",
         }
         self.resources.append(resource)
+        if self.report_first is not None:
+            hub_url, public = self.report_first
+            report = {
+                "AccountSid": ACCOUNT_SID,
+                "MessageSid": sid,
+                "MessageStatus": "sent",
+                "To": form["To"],
+                "ApiVersion": "2010-04-01",
+            }
+            async with aiohttp.ClientSession() as session:
+                status, _ = await post_signed(
+                    session, hub_url, public, "/channels/sms/status", report
+                )
+                assert status == 200
         if self.answer_delay:
             await asyncio.sleep(self.answer_delay)
         return web.json_response(resource, status=201)

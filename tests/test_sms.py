@@ -514,3 +514,24 @@ async def test_a_lost_answer_never_sends_twice(store_url: str, tmp_path: Path) -
                         )
                     ).scalar_one()
                 assert provider_id == fake.resources[0]["sid"]
+
+
+async def test_a_report_faster_than_the_send_is_applied_once_recorded(
+    store_url: str, tmp_path: Path
+) -> None:
+    async with fake_twilio() as fake:
+        settings = sms_settings(store_url, tmp_path, fake)
+        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+            fake.report_first = (hub.url, PUBLIC)
+            token = await login(hub, "alice", AGENT_PASSWORD)
+            async with agent_client(hub, token) as (agent, _):
+                await _inbound(session, hub, inbound_fields())
+                conversation = await _accept(agent)
+                reply = client_id()
+                await agent.send(
+                    type="reply", conversation_id=conversation["id"], client_id=reply, text="Fast"
+                )
+                ack = await agent.expect("reply_ack", client_id=reply)
+                await agent.expect("delivery", message_id=ack["message"]["id"], status="queued")
+                sent = await agent.expect("delivery", message_id=ack["message"]["id"])
+                assert sent["status"] == "sent"
