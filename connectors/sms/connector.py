@@ -178,7 +178,10 @@ class SmsConnector(Connector):
             return _twiml()
         running = self._inflight.get(key)
         if running is not None:  # the same message, concurrently: answer when the first is stored
-            await asyncio.shield(running)
+            try:
+                await asyncio.shield(running)
+            except Exception:
+                raise web.HTTPServiceUnavailable(text="not stored; retry") from None
             return _twiml()
         future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
