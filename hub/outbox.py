@@ -137,8 +137,6 @@ class OutboxWorker:
                         if attempt < MAX_ATTEMPTS:
                             retry_at = self.clock() + backoff(attempt - 1)
                 await self.store.record_delivery(item.message_id, delivery, retry_at=retry_at)
-                if delivery.provider_id and self.on_recorded is not None:
-                    await self.on_recorded(outbound.inbox, delivery.provider_id)
             channel = connector.channel if connector else "unknown"
             if retry_at is None:
                 self.metrics.messages_out.labels(channel, str(delivery.status)).inc()
@@ -155,6 +153,9 @@ class OutboxWorker:
                     ),
                 ),
             )
+            if delivery.provider_id and self.on_recorded is not None:
+                # after our own event, so the agent's last word is the provider's newer report
+                await self.on_recorded(outbound.inbox, delivery.provider_id)
         except Exception:
             log.exception("delivering %s failed; it stays in the outbox", item.message_id)
         finally:
