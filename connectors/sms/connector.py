@@ -156,10 +156,7 @@ class SmsConnector(Connector):
 
     async def _inbound(self, request: web.Request) -> web.StreamResponse:
         assert self._ctx is not None
-        fields = await self._verified_fields(request)
-        grouped: dict[str, list[str]] = {}
-        for key, value in fields.items():
-            grouped.setdefault(key, []).append(value)
+        grouped = _grouped(await self._verified_fields(request))
         token = request.headers.get("I-Twilio-Idempotency-Token")
         if "MessageSid" not in grouped and "SmsMessageSid" not in grouped and token:
             grouped["MessageSid"] = [re.sub(r"[^A-Za-z0-9_-]", "", token)[:64]]
@@ -244,10 +241,7 @@ class SmsConnector(Connector):
 
     async def _status(self, request: web.Request) -> web.StreamResponse:
         assert self._ctx is not None
-        fields = await self._verified_fields(request)
-        grouped: dict[str, list[str]] = {}
-        for key, value in fields.items():
-            grouped.setdefault(key, []).append(value)
+        grouped = _grouped(await self._verified_fields(request))
         if grouped.get("AccountSid", [""])[0] != self.settings.account_sid:
             raise web.HTTPForbidden(text="AccountSid is not this inbox's account")
         try:
@@ -375,6 +369,14 @@ class SmsConnector(Connector):
         values = {str(index): variables[v] for index, v in enumerate(template.variables, 1)}
         # one pass, so a value that itself contains {{2}} is shown as typed
         return re.sub(r"\{\{(\d+)\}\}", lambda m: values.get(m[1], m[0]), template.body)
+
+
+def _grouped(fields: MultiDict[str]) -> dict[str, list[str]]:
+    """Posted fields as name -> values, the shape the pure parsers take."""
+    grouped: dict[str, list[str]] = {}
+    for key, value in fields.items():
+        grouped.setdefault(key, []).append(value)
+    return grouped
 
 
 def _twiml() -> web.Response:
