@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 import aiohttp
@@ -127,6 +127,31 @@ class BlobSink(Protocol):
         ...
 
 
+class StateStore(Protocol):
+    """Small durable values a connector keeps across restarts (an IMAP mailbox position)."""
+
+    async def get(self, key: str) -> str | None:
+        """The value saved under ``key``, or None."""
+        ...
+
+    async def put(self, key: str, value: str) -> None:
+        """Durably save ``value`` under ``key``, replacing what was there."""
+        ...
+
+
+class MemoryState:
+    """A :class:`StateStore` that forgets at exit (the default, and for tests)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+
+    async def get(self, key: str) -> str | None:
+        return self.values.get(key)
+
+    async def put(self, key: str, value: str) -> None:
+        self.values[key] = value
+
+
 @dataclass(frozen=True, slots=True)
 class TemplateInfo:
     """An approved template an agent may pick, as the console lists it."""
@@ -156,7 +181,7 @@ class ConnectorContext:
 
     ``secret`` is a key derived for this instance alone (sign tokens with it); ``http`` is the
     application's shared client session (never open one per request); ``clock`` returns seconds
-    since the epoch and is replaced in tests.
+    since the epoch and is replaced in tests; ``state`` keeps small values across restarts.
     """
 
     instance: str
@@ -168,6 +193,7 @@ class ConnectorContext:
     clock: Callable[[], float]
     logger: logging.Logger
     public_url: str
+    state: StateStore = field(default_factory=MemoryState)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -218,6 +244,11 @@ class Connector(abc.ABC):
     @abc.abstractmethod
     async def send(self, outbound: Outbound) -> Delivery:
         """Deliver a reply; raise :class:`SendError` on failure, never return a silent False."""
+
+    def health(self) -> str | None:
+        """Why this instance cannot receive right now (a mailbox unreachable, a missing
+        binary), for ``/readyz`` and the logs; None when all is well."""
+        return None
 
     def compose(
         self, recipient: Identity, last_inbound_at: float | None, now: float

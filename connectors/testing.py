@@ -41,7 +41,9 @@ from connectors.base import (
     ConnectorContext,
     ConnectorSettings,
     HistoryItem,
+    MemoryState,
     Route,
+    StateStore,
 )
 from hub.envelope import Attachment, Delivery, Envelope, Identity, Outbound
 
@@ -54,6 +56,7 @@ class CollectingSink:
         self._by_key: dict[str, Accepted] = {}
         self._threads: dict[tuple[str, str], list[HistoryItem]] = {}
         self.fail_next: Exception | None = None
+        self.duplicates = 0  # redeliveries answered with duplicate=True
         self.presence: list[tuple[str, str, bool]] = []
         self.deliveries: list[tuple[str, str, Delivery]] = []
         self.opt_outs: dict[tuple[str, str, str], str] = {}  # (inbox, kind, address) -> keyword
@@ -64,6 +67,7 @@ class CollectingSink:
             raise error
         known = self._by_key.get(envelope.idempotency_key)
         if known is not None:
+            self.duplicates += 1
             return Accepted(
                 message_id=known.message_id,
                 conversation_id=known.conversation_id,
@@ -148,8 +152,11 @@ async def connector_context(
     secret: bytes = b"connector-test-secret-0123456789",
     clock: Callable[[], float] = time.time,
     public_url: str = "http://127.0.0.1:8080",
+    state: StateStore | None = None,
 ) -> AsyncIterator[ConnectorContext]:
-    """A :class:`ConnectorContext` like the hub's, with a real shared HTTP session."""
+    """A :class:`ConnectorContext` like the hub's, with a real shared HTTP session.
+
+    Pass one ``state`` to two contexts to play a restart of a connector that keeps state."""
     sink = sink or CollectingSink()
     async with aiohttp.ClientSession() as session:
         yield ConnectorContext(
@@ -162,6 +169,7 @@ async def connector_context(
             clock=clock,
             logger=logging.getLogger(f"connectors.{instance}"),
             public_url=public_url,
+            state=state if state is not None else MemoryState(),
         )
 
 

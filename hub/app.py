@@ -212,6 +212,7 @@ def _lifecycle(
                         clock=clock,
                         logger=logging.getLogger(f"connectors.{name}"),
                         public_url=public_url.rstrip("/"),
+                        state=ConnectorState(store, name),
                     )
                 )
                 started.append(connector)
@@ -345,7 +346,30 @@ async def _readyz(request: web.Request) -> web.StreamResponse:
         await request.app[STORE].ping()
     except Exception as exc:
         return web.json_response({"status": "unavailable", "reason": str(exc)}, status=503)
+    # a channel that cannot receive (a mailbox down) degrades the hub but does not take it out
+    # of the load balancer: every other channel and the console still work
+    problems = {
+        name: problem
+        for name, connector in request.app[CONNECTORS].items()
+        if (problem := connector.health()) is not None
+    }
+    if problems:
+        return web.json_response({"status": "degraded", "channels": problems})
     return web.json_response({"status": "ready"})
+
+
+class ConnectorState:
+    """The store's connector_state rows of one instance, as a connector's StateStore."""
+
+    def __init__(self, store: Store, instance: str) -> None:
+        self.store = store
+        self.instance = instance
+
+    async def get(self, key: str) -> str | None:
+        return await self.store.connector_state(self.instance, key)
+
+    async def put(self, key: str, value: str) -> None:
+        await self.store.save_connector_state(self.instance, key, value)
 
 
 async def _metrics(request: web.Request) -> web.StreamResponse:

@@ -25,6 +25,7 @@ class MessageStored(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     direction: str
     kind: str = "message"
     conversation_created: bool = False
+    reopened: bool = False  # a closed conversation is queued again by this message
     status: str = "queued"
     assignee: str | None = None
     queue: str | None = None

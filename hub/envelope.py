@@ -68,13 +68,19 @@ class Attachment(msgspec.Struct, frozen=True, kw_only=True):
 class ThreadHints(msgspec.Struct, frozen=True, kw_only=True):
     """What a channel tells about the conversation a message belongs to.
 
-    ``session`` is a channel's own thread key (a chat visitor, a phone-number pair); ``in_reply_to``
-    and ``references`` are provider message ids (email Message-IDs, for example).
+    ``session`` is a channel's own thread key (a chat visitor, a phone-number pair): it joins an
+    open conversation with that key. ``in_reply_to`` and ``references`` are provider message ids
+    (email Message-IDs): the hub joins the conversation of the newest stored message of the same
+    inbox they name. ``conversation`` is a conversation id the channel verified itself (a signed
+    token in a reply to our mail) and is tried first. ``reopen`` says what a message linked to a
+    closed conversation does: reopen it (True) or start a new one.
     """
 
     session: str | None = None
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
+    conversation: str | None = None
+    reopen: bool = False
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True):

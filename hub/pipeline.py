@@ -136,6 +136,7 @@ class Pipeline:
                 message_id=stored.message_id,
                 direction=str(envelope.direction),
                 conversation_created=stored.conversation_created,
+                reopened=stored.reopened,
                 status=stored.status,
                 assignee=stored.assignee,
                 queue=stored.queue,

@@ -520,7 +520,7 @@ class DispatchService:
         return 1
 
     async def _on_message(self, event: MessageStored) -> None:
-        if event.conversation_created and event.status == QUEUED:
+        if (event.conversation_created or event.reopened) and event.status == QUEUED:
             now = self.clock()
             preferred = event.preferred_agent  # the rules asked for someone
             if preferred is None and event.customer_id is not None and self.core.sticky_wait > 0:

@@ -51,6 +51,7 @@ class Stored:
     conversation_id: str
     duplicate: bool
     conversation_created: bool = False
+    reopened: bool = False
     status: str = QUEUED
     assignee: str | None = None
     queue: str | None = None
@@ -200,6 +201,66 @@ async def open_threads(
     return {(row.inbox, row.thread_key): dict(row._mapping) for row in rows}
 
 
+async def linked_threads(
+    connection: AsyncConnection, batch: Sequence[Envelope]
+) -> dict[int, dict[str, object]]:
+    """Conversations (open or closed) that envelopes name by a verified conversation id or by
+    the provider ids they answer, by batch position; the same row object per conversation.
+
+    A conversation id is only taken within its inbox; of the referenced messages, In-Reply-To
+    wins, then the newest entry of References that is stored in the same inbox."""
+    wanted_ids = {e.thread.conversation for e in batch if e.thread.conversation}
+    refs = {
+        ref for e in batch for ref in (*e.thread.references, *filter(None, [e.thread.in_reply_to]))
+    }
+    if not wanted_ids and not refs:
+        return {}
+    columns = (
+        conversations.c.id,
+        conversations.c.inbox,
+        conversations.c.thread_key,
+        conversations.c.status,
+        conversations.c.assignee,
+        conversations.c.queue,
+        conversations.c.priority,
+        conversations.c.queued_at,
+    )
+    rows: dict[str, dict[str, object]] = {}
+    if wanted_ids:
+        for row in await connection.execute(
+            select(*columns).where(conversations.c.id.in_(wanted_ids))
+        ):
+            rows[row.id] = dict(row._mapping)
+    by_ref: dict[tuple[str, str], str] = {}
+    if refs:
+        inboxes = {e.inbox for e in batch}
+        found = await connection.execute(
+            select(messages.c.inbox, messages.c.provider_id, *columns)
+            .join(conversations, conversations.c.id == messages.c.conversation_id)
+            .where(and_(messages.c.inbox.in_(inboxes), messages.c.provider_id.in_(refs)))
+            .order_by(messages.c.created_at)
+        )
+        for ref_row in found:
+            mapping = dict(ref_row._mapping)
+            by_ref[(str(mapping.pop("inbox")), str(mapping.pop("provider_id")))] = str(ref_row.id)
+            mapping["inbox"] = ref_row.inbox
+            rows.setdefault(str(ref_row.id), mapping)
+    linked: dict[int, dict[str, object]] = {}
+    for index, envelope in enumerate(batch):
+        hint = envelope.thread.conversation
+        if hint and hint in rows and rows[hint]["inbox"] == envelope.inbox:
+            linked[index] = rows[hint]
+            continue
+        candidates = [*filter(None, [envelope.thread.in_reply_to])]
+        candidates.extend(reversed(envelope.thread.references))
+        for ref in candidates:
+            conversation_id = by_ref.get((envelope.inbox, ref))
+            if conversation_id is not None:
+                linked[index] = rows[conversation_id]
+                break
+    return linked
+
+
 async def store_batch(
     connection: AsyncConnection,
     batch: list[Envelope],
@@ -246,13 +307,19 @@ async def _store_fresh(
         connection, [batch[index].sender for index in fresh], now
     )
     threads = await open_threads(connection, [batch[index] for index in fresh])
+    linked = await linked_threads(connection, [batch[index] for index in fresh])
+    for row in threads.values():  # one row object per conversation, whichever way it is found
+        for position, other in linked.items():
+            if other["id"] == row["id"]:
+                linked[position] = row
+    reopened_rows: dict[str, dict[str, object]] = {}
     new_conversations: list[dict[str, object]] = []
     touched: dict[str, float] = {}
     message_rows: list[dict[str, object]] = []
     attachment_rows: list[dict[str, object]] = []
     event_rows: list[dict[str, object]] = []
     replies: list[Outbound] = []
-    for index in fresh:
+    for position, index in enumerate(fresh):
         envelope = batch[index]
         customer = customers_by_identity[(envelope.sender.kind, envelope.sender.address)]
         if not envelope.sender_verified and customer.known:
@@ -270,7 +337,32 @@ async def _store_fresh(
             )
         decision = decide(envelope, customer)
         thread_key = envelope.thread.session
-        thread = threads.get((envelope.inbox, thread_key)) if thread_key else None
+        thread = linked.get(position)
+        reopened = False
+        if thread is not None and thread["status"] == CLOSED:
+            if envelope.thread.reopen:
+                reopened = str(thread["id"]) not in reopened_rows
+                thread.update(
+                    status=QUEUED,
+                    assignee=None,
+                    queue=decision.queue,
+                    priority=str(decision.priority),
+                    queued_at=now,
+                )
+                reopened_rows[str(thread["id"])] = thread
+                if reopened:
+                    event_rows.append(
+                        {
+                            "at": now,
+                            "kind": "conversation.reopened",
+                            "conversation_id": thread["id"],
+                            "data": {"queue": decision.queue, "rules": list(decision.rules)},
+                        }
+                    )
+            else:
+                thread = None
+        if thread is None and thread_key:
+            thread = threads.get((envelope.inbox, thread_key))
         created = thread is None
         if thread is None:
             thread = {
@@ -372,6 +464,7 @@ async def _store_fresh(
             str(thread["id"]),
             duplicate=False,
             conversation_created=created,
+            reopened=reopened,
             status=str(thread["status"]),
             assignee=thread["assignee"],  # type: ignore[arg-type]
             queue=str(thread["queue"]),
@@ -379,9 +472,9 @@ async def _store_fresh(
             queued_at=thread["queued_at"],  # type: ignore[arg-type]
             customer_id=customer.id,
             auto_reply=auto_reply,
-            skills=decision.skills if created else (),
-            preferred_agent=decision.agent if created else None,
-            sla=decision.sla_seconds if created else None,
+            skills=decision.skills if created or reopened else (),
+            preferred_agent=decision.agent if created or reopened else None,
+            sla=decision.sla_seconds if created or reopened else None,
         )
     if new_conversations:
         await connection.execute(conversations.insert(), new_conversations)
@@ -391,6 +484,27 @@ async def _store_fresh(
         await connection.execute(outbox.insert(), [outbox_row(reply, now) for reply in replies])
     if attachment_rows:
         await connection.execute(attachments.insert(), attachment_rows)
+    if reopened_rows:
+        await connection.execute(
+            update(conversations)
+            .where(conversations.c.id == bindparam("cid"))
+            .values(
+                status=QUEUED,
+                assignee=None,
+                queue=bindparam("queue"),
+                priority=bindparam("priority"),
+                queued_at=bindparam("at"),
+                updated_at=bindparam("at"),
+                closed_at=None,
+                disposition=None,
+            ),
+            [
+                {"cid": cid, "queue": row["queue"], "priority": row["priority"], "at": now}
+                for cid, row in reopened_rows.items()
+            ],
+        )
+        for cid in reopened_rows:
+            touched.pop(cid, None)
     if touched:
         await connection.execute(
             update(conversations)

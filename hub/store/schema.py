@@ -155,6 +155,15 @@ opt_outs = Table(
     Column("at", Double, nullable=False),
 )
 
+connector_state = Table(
+    "connector_state",
+    metadata,  # what a connector must remember across restarts (an IMAP mailbox position)
+    Column("instance", String(64), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", Double, nullable=False),
+)
+
 sessions = Table(
     "sessions",
     metadata,

@@ -34,6 +34,7 @@ from hub.store.database import Writer, create_engine
 from hub.store.ingest import ASSIGNED, CLOSED, QUEUED, Decide, Stored, outbox_row, store_batch
 from hub.store.schema import (
     attachments,
+    connector_state,
     conversations,
     events,
     messages,
@@ -628,6 +629,31 @@ class Store:
 
         change: DeliveryChange | None = await self.writer.call(run)
         return change
+
+    async def connector_state(self, instance: str, key: str) -> str | None:
+        """A value connector ``instance`` saved under ``key``, or None."""
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(connector_state.c.value).where(
+                        and_(connector_state.c.instance == instance, connector_state.c.key == key)
+                    )
+                )
+            ).first()
+        return None if row is None else str(row.value)
+
+    async def save_connector_state(self, instance: str, key: str, value: str) -> None:
+        """Durably replace the value of ``key`` for connector ``instance``."""
+
+        async def run(connection: AsyncConnection) -> None:
+            where = and_(connector_state.c.instance == instance, connector_state.c.key == key)
+            await connection.execute(connector_state.delete().where(where))
+            await connection.execute(
+                connector_state.insert(),
+                {"instance": instance, "key": key, "value": value, "updated_at": self.clock()},
+            )
+
+        await self.writer.call(run)
 
     async def set_opt_out(
         self, inbox: str, identity: Identity, opted_out: bool, keyword: str
