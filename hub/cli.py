@@ -121,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     from hub import customers_cli, rules_cli
 
     rules_cli.add_commands(commands)
+    show = commands.add_parser(
+        "envelope", help="print the envelope the email connector makes of a raw mail (.eml)"
+    )
+    show.add_argument("file", help="a raw RFC 5322 mail, or - for standard input")
+    show.add_argument("--inbox", default="email", help="inbox name to show (default: email)")
+    show.set_defaults(run=rules_cli.show_envelope)
     customers_cli.add_commands(commands, DEFAULT_CONFIG)
 
     version = commands.add_parser("version", help="print the version")

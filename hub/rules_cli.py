@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import email
-import email.policy
-import email.utils
 import json
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from hub.envelope import Envelope
 from hub.errors import ConfigError
 from hub.settings import HubSettings
 from rules.compiler import RuleSet
-from rules.context import MessageFacts, RuleInput
+from rules.context import RuleInput
 from rules.evaluate import evaluate
 from rules.loader import read_rules
 
@@ -53,33 +52,48 @@ def check(args: argparse.Namespace) -> int:
     return 0
 
 
-def facts_from_eml(raw: bytes) -> RuleInput:
-    """Enough of an email for trying rules: subject, plain text, sender, recipients."""
-    message = email.message_from_bytes(raw, policy=email.policy.default)
-    body = message.get_body(preferencelist=("plain", "html"))
-    text = body.get_content() if body is not None else ""
-    senders = email.utils.getaddresses([str(message.get("From", ""))])
-    recipients = email.utils.getaddresses([str(message.get("To", "")), str(message.get("Cc", ""))])
-    attachments = [part.get_filename() or "attachment" for part in message.iter_attachments()]
-    auto = str(message.get("Auto-Submitted", "no")).lower()
-    return RuleInput(
-        channel="email",
-        message=MessageFacts(
-            subject=str(message.get("Subject", "")),
-            text=text,
-            from_=senders[0][1].lower() if senders else "",
-            to=[address.lower() for _, address in recipients if address],
-            attachments=attachments,
-            is_reply=bool(message.get("In-Reply-To") or message.get("References")),
-            auto_submitted=auto != "no",
-        ),
-    )
+def envelope_from_eml(raw: bytes, inbox: str = "email") -> Envelope:
+    """The envelope the email connector would build for ``raw`` (files not stored)."""
+    from connectors.email import parse
+
+    options = parse.Options(inbox=inbox, secret=b"", id_domain="invalid")
+    parsed = parse.parse_mail(raw, options, time.time())
+    return parse.with_attachments(parsed, parse.unstored_attachments(parsed))
+
+
+def facts_from_eml(raw: bytes, inbox: str = "email") -> RuleInput:
+    """What rules see of a raw email: the same parsing path as the email connector."""
+    from hub.customers.context import CustomerRef
+    from hub.routing import facts_for
+
+    return facts_for(envelope_from_eml(raw, inbox), CustomerRef("", False, None, None))
+
+
+def show_envelope(args: argparse.Namespace) -> int:
+    """``channelhub envelope FILE.eml``: the normalized envelope as JSON."""
+    path = Path(args.file)
+    try:
+        raw = sys.stdin.buffer.read() if args.file == "-" else path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"{args.file}: {exc.strerror or exc}"]) from None
+    from connectors.email.parse import BadMail
+
+    try:
+        envelope = envelope_from_eml(raw, args.inbox)
+    except BadMail as exc:
+        raise ConfigError([f"{args.file}: {exc}"]) from None
+    json.dump(msgspec.to_builtins(envelope), sys.stdout, indent=2, ensure_ascii=False)
+    print()
+    return 0
 
 
 def test(args: argparse.Namespace) -> int:
     ruleset, settings, _path = _load(args)
     if args.eml:
-        facts = facts_from_eml(Path(args.eml).read_bytes())
+        try:
+            facts = facts_from_eml(Path(args.eml).read_bytes())
+        except OSError as exc:
+            raise ConfigError([f"{args.eml}: {exc.strerror or exc}"]) from None
     else:
         source = sys.stdin.buffer.read() if args.message == "-" else Path(args.message).read_bytes()
         try:

@@ -138,6 +138,7 @@ def addresses(message: EmailMessage, name: str, fallback: Sequence[str] = ()) ->
         if not _ADDRESS.match(address):
             continue
         local, domain = address.rsplit("@", 1)
+        domain = domain.rstrip(".")  # "example.com." is the same (fully qualified) domain
         found.append(
             Identity(
                 kind="email",

@@ -176,6 +176,9 @@ def walk(message: EmailMessage, *, max_parts: int, max_bytes: int) -> Body:
                 if data is not None:
                     keep(Part(safe_filename(filename, "attached.eml"), "message/rfc822", data))
             continue
+        if kind in ("message/delivery-status", "message/global-delivery-status") and is_report:
+            bounce_fields.update(_delivery_status(part))
+            continue
         if part.is_multipart():
             if depth >= MAX_DEPTH:
                 truncated = True
@@ -199,9 +202,6 @@ def walk(message: EmailMessage, *, max_parts: int, max_bytes: int) -> Body:
                 (child, depth + 1, child_role)
                 for child, child_role in reversed(list(zip(children, roles, strict=True)))
             )
-            continue
-        if kind in ("message/delivery-status", "message/global-delivery-status") and is_report:
-            bounce_fields.update(_delivery_status(part))
             continue
         disposition = (part.get_content_disposition() or "").lower()
         is_body = kind in ("text/plain", "text/html") and disposition != "attachment"

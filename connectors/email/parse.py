@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
+from email.parser import BytesParser
 
 import msgspec
 
@@ -21,6 +22,7 @@ from connectors.email.mime import Bounce, Part, walk
 from hub.envelope import Attachment, Direction, Envelope, Identity, ThreadHints
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+MAX_BOUNDARIES = 200
 UNKNOWN_SENDER = Identity(kind="email", address="unknown@invalid")
 
 
@@ -67,7 +69,19 @@ def parse_mail(raw: bytes, options: Options, received_at: float) -> ParsedMail:
         raise BadMail("empty message")
     if len(raw) > options.max_bytes:
         raise BadMail(f"message of {len(raw)} bytes exceeds the {options.max_bytes} limit")
-    message = email.message_from_bytes(_repair_header_block(raw), policy=policy.default)
+    repaired = _repair_header_block(raw)
+    # the stdlib parser recurses once per nesting level and slows down long before it fails:
+    # a mail declaring more multipart boundaries than any real one has is not walked
+    too_deep = len(re.findall(rb"(?i)boundary\s*=", repaired[:5_000_000])) > MAX_BOUNDARIES
+    try:
+        if too_deep:
+            raise RecursionError
+        message = email.message_from_bytes(repaired, policy=policy.default)
+    except RecursionError:
+        # the stdlib parser recurses per nesting level; hostile nesting gets the headers
+        # parsed and the body kept as one opaque part
+        too_deep = True
+        message = BytesParser(policy=policy.default).parsebytes(repaired, headersonly=True)
     assert isinstance(message, EmailMessage)
     fallback = _declared_charsets(message)
     from_ = headers.addresses(message, "From", fallback)
@@ -152,7 +166,7 @@ def parse_mail(raw: bytes, options: Options, received_at: float) -> ParsedMail:
             "status": bounce.status,
             "diagnostic": bounce.diagnostic,
         }
-    if body.truncated:
+    if body.truncated or too_deep:
         metadata["truncated"] = True
     defects = len(message.defects) + sum(len(p.defects) for p in _leaves(message))
     if defects:

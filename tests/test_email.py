@@ -1,0 +1,322 @@
+"""Email through the whole hub: Dovecot in, agent console, aiosmtpd relay out, and back."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import aiosmtplib
+import pytest
+from sqlalchemy import select
+
+from connectors.email import EmailConnector
+from hub.keys import CONNECTORS
+from hub.store.schema import conversations, messages
+from tests.conftest import AGENT_PASSWORD, make_settings
+from tests.dovecot import Dovecot, running_dovecot
+from tests.helpers import agent_client, client_id, login, running_hub
+from tests.smtp_sink import Relay, running_relay
+from tests.test_email_imap import deliver, flags, mail
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def dovecot() -> Any:
+    with running_dovecot() as server:
+        yield server
+
+
+def hub_settings(
+    store_url: str, root: Path, relay: Relay, server: Dovecot | None, **extra: Any
+) -> Any:
+    email: dict[str, Any] = {
+        "address": "support@example.com",
+        "display_name": "Example Support",
+        "parse_workers": 1,
+        "smtp": {"host": "127.0.0.1", "port": relay.port, "security": "none"},
+        "smtp_in": {"host": "127.0.0.1", "port": 0, "recipients": ["support@example.com"]},
+        **extra,
+    }
+    if server is not None:
+        email["imap"] = {
+            "host": server.host,
+            "port": server.port,
+            "security": "none",
+            "username": server.user,
+            "password": server.password,
+            "backfill": "all",
+            "reconnect_max": 2,
+        }
+    return make_settings(
+        store_url, root, channels=[{"name": "support", "type": "email", "settings": email}]
+    )
+
+
+def connector(hub: Any) -> EmailConnector:
+    found = hub.app[CONNECTORS]["support"]
+    assert isinstance(found, EmailConnector)
+    return found
+
+
+async def accept(agent: Any) -> dict[str, Any]:
+    offer = await agent.expect("offer")
+    await agent.send(type="accept", conversation_id=offer["conversation_id"])
+    return dict((await agent.expect("conversation"))["conversation"])
+
+
+async def reply(agent: Any, conversation_id: str, text: str) -> str:
+    key = client_id()
+    await agent.send(type="reply", conversation_id=conversation_id, client_id=key, text=text)
+    ack = await agent.expect("reply_ack", client_id=key)
+    return str(ack["message"]["id"])
+
+
+async def test_imap_to_agent_reply_threads_back(
+    store_url: str, tmp_path: Path, dovecot: Dovecot
+) -> None:
+    async with running_relay() as relay:
+        settings = hub_settings(store_url, tmp_path, relay, dovecot)
+        async with running_hub(settings) as hub:
+            token = await login(hub, "alice", AGENT_PASSWORD)
+            async with agent_client(hub, token) as (agent, _):
+                await deliver(dovecot, mail(1))
+                conversation = await accept(agent)
+                assert conversation["channel"] == "email"
+                [first] = conversation["messages"]
+                assert first["text"].strip() == "Where is order 1?"
+                assert all("\\Seen" in line for line in await flags(dovecot))
+
+                message_id = await reply(agent, conversation["id"], "It ships today.\nBye")
+                [sent] = await relay.wait(1)
+                assert (await agent.expect("delivery", message_id=message_id))["status"] in {
+                    "queued",
+                    "sent",
+                }
+                assert sent["To"] == "Customer 1 <customer1@example.org>"
+                assert sent["From"] == "Example Support <support@example.com>"
+                assert sent["Subject"] == "Re: Order 1"
+                assert sent["In-Reply-To"] == "<order-1@example.org>"
+                assert "<order-1@example.org>" in sent["References"]
+                ours = str(sent["Message-ID"]).strip().strip("<>")
+                assert ours.startswith("ch.") and ours.endswith("@example.com")
+                assert sent.get_body(("plain",)).get_content().split() == [
+                    "It",
+                    "ships",
+                    "today.",
+                    "Bye",
+                ]
+                assert "Auto-Submitted" not in sent
+
+                # the customer answers our mail: it lands in the same conversation
+                await deliver(
+                    dovecot,
+                    mail(
+                        2,
+                        **{
+                            "From": "Customer 1 <customer1@example.org>",
+                            "Subject": "Re: Order 1",
+                            "In-Reply-To": f"<{ours}>",
+                            "References": f"<order-1@example.org> <{ours}>",
+                        },
+                    ),
+                )
+                follow_up = await agent.expect(
+                    "message",
+                    where=lambda frame: frame["message"]["direction"] == "inbound",
+                    conversation_id=conversation["id"],
+                )
+                assert "order 2" in follow_up["message"]["text"]
+            async with hub.store.engine.connect() as connection:
+                count = len((await connection.execute(select(conversations.c.id))).all())
+            assert count == 1
+
+
+async def test_forged_reference_does_not_join_a_conversation(
+    store_url: str, tmp_path: Path
+) -> None:
+    async with running_relay() as relay:
+        settings = hub_settings(store_url, tmp_path, relay, None)
+        async with running_hub(settings) as hub:
+            port = connector(hub).receiver.port  # type: ignore[union-attr]
+            await aiosmtplib.send(
+                mail(1),
+                sender="customer1@example.org",
+                recipients=["support@example.com"],
+                hostname="127.0.0.1",
+                port=port,
+            )
+            async with hub.store.engine.connect() as connection:
+                [victim] = (await connection.execute(select(conversations.c.id))).all()
+            forged = f"ch.aaaaaaaaaaaaaaaa.{victim.id}.aaaaaaaaaaaaaaaa@example.com"
+            await aiosmtplib.send(
+                mail(66, **{"In-Reply-To": f"<{forged}>", "From": "attacker@evil.test"}),
+                sender="attacker@evil.test",
+                recipients=["support@example.com"],
+                hostname="127.0.0.1",
+                port=port,
+            )
+            async with hub.store.engine.connect() as connection:
+                rows = (await connection.execute(select(conversations.c.id))).all()
+            assert len(rows) == 2  # the forged id opened its own conversation
+
+
+async def test_smtp_in_allow_list_size_and_bounce_marks_reply_failed(
+    store_url: str, tmp_path: Path
+) -> None:
+    async with running_relay() as relay:
+        settings = hub_settings(
+            store_url,
+            tmp_path,
+            relay,
+            None,
+            smtp_in={
+                "host": "127.0.0.1",
+                "port": 0,
+                "recipients": ["@example.com"],
+                "max_message_bytes": 64 * 1024,
+            },
+        )
+        async with running_hub(settings) as hub:
+            port = connector(hub).receiver.port  # type: ignore[union-attr]
+            with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
+                await aiosmtplib.send(
+                    mail(1),
+                    sender="x@example.org",
+                    recipients=["someone@elsewhere.test"],
+                    hostname="127.0.0.1",
+                    port=port,
+                )
+            with pytest.raises(aiosmtplib.SMTPResponseException) as too_big:
+                await aiosmtplib.send(
+                    mail(1) + b"x" * (70 * 1024),
+                    sender="x@example.org",
+                    recipients=["support@example.com"],
+                    hostname="127.0.0.1",
+                    port=port,
+                )
+            assert too_big.value.code == 552
+
+            token = await login(hub, "alice", AGENT_PASSWORD)
+            async with agent_client(hub, token) as (agent, _):
+                await aiosmtplib.send(
+                    mail(1),
+                    sender="customer1@example.org",
+                    recipients=["support@example.com"],
+                    hostname="127.0.0.1",
+                    port=port,
+                )
+                conversation = await accept(agent)
+                message_id = await reply(agent, conversation["id"], "Here you go")
+                [sent] = await relay.wait(1)
+                ours = str(sent["Message-ID"]).strip().strip("<>")
+                bounce = dsn(ours, "customer1@example.org")
+                await aiosmtplib.send(
+                    bounce,
+                    sender="mailer-daemon@mx.example.org",
+                    recipients=["support@example.com"],
+                    hostname="127.0.0.1",
+                    port=port,
+                )
+                while True:
+                    update = await agent.expect("delivery", message_id=message_id)
+                    if update["status"] == "failed":
+                        break
+                assert "5.1.1" in (update.get("error") or "")
+                notice = await agent.expect(
+                    "message",
+                    where=lambda frame: frame["message"]["direction"] == "inbound",
+                    conversation_id=conversation["id"],
+                )
+                assert "could not be delivered" in notice["message"]["text"]
+            async with hub.store.engine.connect() as connection:
+                stored = (
+                    await connection.execute(
+                        select(messages.c.delivery_status).where(messages.c.id == message_id)
+                    )
+                ).scalar_one()
+            assert stored == "failed"
+            assert len(relay.received) == 1  # no auto-reply to the bounce, nothing twice
+
+
+async def test_relay_refusal_is_shown_to_the_agent(store_url: str, tmp_path: Path) -> None:
+    async with running_relay() as relay:
+        settings = hub_settings(store_url, tmp_path, relay, None)
+        async with running_hub(settings) as hub:
+            port = connector(hub).receiver.port  # type: ignore[union-attr]
+            token = await login(hub, "alice", AGENT_PASSWORD)
+            async with agent_client(hub, token) as (agent, _):
+                await aiosmtplib.send(
+                    mail(1),
+                    sender="customer1@example.org",
+                    recipients=["support@example.com"],
+                    hostname="127.0.0.1",
+                    port=port,
+                )
+                conversation = await accept(agent)
+                relay.answer = ["550 5.1.1 mailbox unknown"]
+                message_id = await reply(agent, conversation["id"], "Hello")
+                while True:
+                    update = await agent.expect("delivery", message_id=message_id)
+                    if update["status"] == "failed":
+                        break
+                assert "smtp_550" in update["error"] and "mailbox unknown" in update["error"]
+            assert relay.received == []
+
+
+async def test_readyz_reports_an_unreachable_mailbox(store_url: str, tmp_path: Path) -> None:
+    async with running_relay() as relay:
+        settings = hub_settings(store_url, tmp_path, relay, None)
+        email = settings.channels[0].settings
+        broken = email.model_copy(
+            update={
+                "imap": email.smtp_in
+                and __import__("connectors.email.settings", fromlist=["ImapSettings"]).ImapSettings(
+                    host="127.0.0.1",
+                    port=1,
+                    security="none",
+                    username="u",
+                    password="p",
+                    reconnect_max=1,
+                )
+            }
+        )
+        settings = settings.model_copy(
+            update={"channels": [settings.channels[0].model_copy(update={"settings": broken})]}
+        )
+        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+            for _ in range(50):
+                async with session.get(f"{hub.url}/readyz") as response:
+                    body = await response.json()
+                if body["status"] == "degraded":
+                    break
+                await asyncio.sleep(0.1)
+            assert response.status == 200
+            assert body["status"] == "degraded"
+            assert "IMAP" in body["channels"]["support"]
+
+
+def dsn(original_id: str, recipient: str) -> bytes:
+    """A delivery status notification as Postfix writes it (RFC 3464)."""
+    return (
+        "From: MAILER-DAEMON@mx.example.org (Mail Delivery System)\r\n"
+        "To: support@example.com\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        "Message-ID: <bounce-1@mx.example.org>\r\n"
+        "Auto-Submitted: auto-replied\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n'
+        "\r\n--B\r\nContent-Type: text/plain\r\n\r\n"
+        "This is the mail system. Your message could not be delivered.\r\n"
+        "\r\n--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.example.org\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\n"
+        "Action: failed\r\nStatus: 5.1.1\r\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n"
+        "\r\n--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"From: support@example.com\r\nTo: {recipient}\r\nSubject: Re: Order 1\r\n"
+        f"Message-ID: <{original_id}>\r\n"
+        "\r\n--B--\r\n"
+    ).encode()

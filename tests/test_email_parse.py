@@ -1,0 +1,383 @@
+"""The pure email core: parsing recorded real mail, hostile mail, and composing replies."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import email
+import re
+import time
+import tracemalloc
+from email import policy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from connectors.email import message_ids
+from connectors.email.compose import Sender, build_reply, reply_subject
+from connectors.email.mime import html_to_text
+from connectors.email.parse import BadMail, Options, content_key, parse_mail
+from hub.envelope import Identity, Outbound, ThreadHints
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "email"
+SECRET = b"inbox-secret"
+OPTIONS = Options(inbox="support", secret=SECRET, id_domain="example.com")
+
+# where we knowingly differ from Zammad's expectation, and why
+ZAMMAD_DIFFERS = {
+    "mail003": "the .yml and .box were saved from different commits (the greeting differs)",
+    "mail017": "we cap the subject at 500 characters; the body differs between saved commits",
+    "mail026": "Zammad shows no body; we show the text of the HTML part",
+    "mail046": "Zammad shows the GBK display name as mojibake; we decode it (武兰成)",
+    "mail071": "'power quadrant system@example.com' is no address; we keep it as from_header",
+    "mail072": "the plain and HTML alternatives differ; Zammad reads the HTML (as cp1250)",
+    "mail076": "Zammad keeps a stray '>' in the address and name; we do not",
+    "mail085": "Zammad strips the quoted reply; we keep the whole text",
+    "mail087": "'Test test@example.com' is no address; we keep it as from_header",
+    "mail089": "the subject in the saved .box has a colon its .yml lacks",
+    "mail117": "encoded words inside an address are not decoded (RFC 2047 5): no spoofing",
+    "mail118": "encoded words inside an address are not decoded (RFC 2047 5): no spoofing",
+}
+
+
+class _RubyLoader(yaml.SafeLoader):
+    pass
+
+
+_RubyLoader.add_multi_constructor(
+    "!",
+    lambda loader, suffix, node: (
+        loader.construct_mapping(node, deep=True)
+        if isinstance(node, yaml.MappingNode)
+        else loader.construct_scalar(node)
+    ),  # type: ignore[arg-type]
+)
+
+
+def _corpus(folder: str, pattern: str) -> list[Path]:
+    return sorted((CORPUS / folder).glob(pattern)) if (CORPUS / folder).is_dir() else []
+
+
+def _words(text: str) -> str:
+    return " ".join(re.sub(r"[^\w]+", " ", text).split()).casefold()
+
+
+@pytest.mark.skipif(not (CORPUS / "zammad").is_dir(), reason="../shared/corpus is absent")
+@pytest.mark.parametrize("box", _corpus("zammad", "*.box"), ids=lambda p: p.stem[:20])
+def test_zammad_corpus(box: Path) -> None:
+    started = time.perf_counter()
+    parsed = parse_mail(box.read_bytes(), OPTIONS, 0.0)
+    assert time.perf_counter() - started < 1.0
+    expected_path = box.with_suffix(".yml")
+    if not expected_path.exists():
+        return
+    expected: dict[str, Any] = yaml.load(expected_path.read_text("utf-8"), Loader=_RubyLoader)
+    envelope = parsed.envelope
+    name = box.stem.split("-")[0]
+    if name in ZAMMAD_DIFFERS:
+        return
+    if "from_email" in expected:
+        assert envelope.sender.address.lower() == str(expected["from_email"]).lower().rstrip(".")
+    if expected.get("from_display_name"):
+        assert envelope.sender.display_name == expected["from_display_name"]
+    if "subject" in expected:
+        assert (envelope.subject or "") == str(expected["subject"] or "").strip()
+    if "body" in expected:
+        body = str(expected["body"] or "")
+        if body.strip() == "no visible content":
+            body = ""
+        if expected.get("content_type") == "text/html" or "<" in body:
+            body = html_to_text(body)
+        want, got = _words(body), _words(envelope.text)
+        if want or got:
+            ratio = difflib.SequenceMatcher(None, want[:3000], got[:3000]).ratio()
+            assert ratio > 0.9 or (want and want in got), (want[:200], got[:200])
+
+
+@pytest.mark.skipif(not (CORPUS / "chatwoot").is_dir(), reason="../shared/corpus is absent")
+@pytest.mark.parametrize("eml", _corpus("chatwoot", "*.eml"), ids=lambda p: p.stem[:20])
+def test_chatwoot_corpus_parses(eml: Path) -> None:
+    started = time.perf_counter()
+    parsed = parse_mail(eml.read_bytes(), OPTIONS, 0.0)
+    assert time.perf_counter() - started < 1.0
+    assert parsed.envelope.idempotency_key.startswith("email:")
+    if eml.stem.startswith("bounced"):
+        assert parsed.envelope.auto_submitted
+
+
+def test_known_chatwoot_expectations() -> None:
+    if not (CORPUS / "chatwoot").is_dir():
+        pytest.skip("../shared/corpus is absent")
+    only_html = parse_mail((CORPUS / "chatwoot" / "only_html.eml").read_bytes(), OPTIONS, 0)
+    assert only_html.envelope.text and "<" not in only_html.envelope.text
+    assert only_html.parts[0].name == "original.html"  # the original HTML is kept aside
+    refs = parse_mail((CORPUS / "chatwoot" / "references.eml").read_bytes(), OPTIONS, 0)
+    assert refs.envelope.thread.references
+
+
+def raw(headers: str, body: str = "Hello") -> bytes:
+    return (headers.strip().replace("\n", "\r\n") + "\r\n\r\n" + body).encode()
+
+
+def test_basic_fields_and_identity() -> None:
+    parsed = parse_mail(
+        raw(
+            """
+From: =?utf-8?q?J=C3=BCrgen_M=C3=BCller?= <Juergen@Example.ORG>
+To: Support <support@example.com>, other@example.com
+Cc: boss@example.org
+Subject: =?iso-8859-1?q?Bestellung_f=FCr_M=FCnchen?=
+Message-ID: <abc@example.org>
+Reply-To: orders@example.org
+"""
+        ),
+        OPTIONS,
+        5.0,
+    )
+    envelope = parsed.envelope
+    assert envelope.sender == Identity(
+        kind="email", address="Juergen@example.org", display_name="Jürgen Müller"
+    )
+    assert envelope.subject == "Bestellung für München"
+    assert [r.address for r in envelope.recipients] == [
+        "support@example.com",
+        "other@example.com",
+        "boss@example.org",
+    ]
+    assert envelope.provider_id == "abc@example.org"
+    assert envelope.metadata["reply_to"] == "orders@example.org"
+    assert not envelope.auto_submitted and envelope.sender_verified
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "Auto-Submitted: auto-replied",
+        "Precedence: bulk",
+        "Precedence: list",
+        "List-Id: <news.example.org>",
+        "List-Unsubscribe: <mailto:x@example.org>",
+        "X-Autoreply: yes",
+        "X-Loop: support@example.com",
+        "Return-Path: <>",
+    ],
+)
+def test_automated_mail_is_flagged(header: str) -> None:
+    parsed = parse_mail(raw(f"From: a@example.org\n{header}"), OPTIONS, 0)
+    assert parsed.envelope.auto_submitted
+    assert parsed.envelope.metadata["auto_reason"]
+
+
+def test_mailer_daemon_and_auto_submitted_no() -> None:
+    assert parse_mail(raw("From: MAILER-DAEMON@x.org"), OPTIONS, 0).envelope.auto_submitted
+    human = parse_mail(raw("From: a@x.org\nAuto-Submitted: no"), OPTIONS, 0)
+    assert not human.envelope.auto_submitted
+
+
+def test_authentication_results_only_from_trusted_servers() -> None:
+    failing = (
+        "From: ceo@example.com\n"
+        "Authentication-Results: mx.ours.test; spf=fail smtp.mailfrom=example.com;"
+        " dkim=none; dmarc=fail header.from=example.com"
+    )
+    trusted = dataclasses.replace(OPTIONS, **{"trusted_authserv_ids": ("mx.ours.test",)})
+    flagged = parse_mail(raw(failing), trusted, 0).envelope
+    assert not flagged.sender_verified
+    assert flagged.metadata["authentication"]["dmarc"] == "fail"
+    # a header written by anyone else is ignored
+    forged = failing.replace("mx.ours.test", "mx.attacker.test").replace("fail", "pass")
+    assert parse_mail(raw(forged), trusted, 0).envelope.sender_verified
+    passing = failing.replace("dmarc=fail", "dmarc=pass")
+    assert parse_mail(raw(passing), trusted, 0).envelope.sender_verified
+    assert parse_mail(raw(failing), OPTIONS, 0).envelope.sender_verified  # nothing trusted
+
+
+def test_our_message_ids_name_their_conversation_only_when_genuine() -> None:
+    ours = message_ids.make(SECRET, "reply:alice:c1:k1", "01abc", "example.com")
+    assert ours == message_ids.make(SECRET, "reply:alice:c1:k1", "01abc", "example.com")
+    assert message_ids.conversation_of(SECRET, ours, "example.com") == "01abc"
+    assert message_ids.conversation_of(b"other", ours, "example.com") is None
+    forged = ours.replace("01abc", "01abd")
+    assert message_ids.conversation_of(SECRET, forged, "example.com") is None
+    parsed = parse_mail(
+        raw(f"From: a@x.org\nIn-Reply-To: <{ours}>\nReferences: <x@y> <{forged}>"), OPTIONS, 0
+    )
+    assert parsed.envelope.thread.conversation == "01abc"
+    assert forged not in parsed.envelope.thread.references
+    assert parsed.envelope.metadata["forged_references"] == [forged]
+
+
+def test_subject_threading_key() -> None:
+    subject_options = dataclasses.replace(OPTIONS, **{"subject_threading": True})
+    first = parse_mail(raw("From: a@x.org\nSubject: Invoice 7"), subject_options, 0)
+    again = parse_mail(raw("From: A@x.org\nSubject: AW: Re: invoice  7"), subject_options, 0)
+    other = parse_mail(raw("From: b@x.org\nSubject: Invoice 7"), subject_options, 0)
+    assert first.envelope.thread.session == again.envelope.thread.session
+    assert first.envelope.thread.session != other.envelope.thread.session
+    assert parse_mail(raw("From: a@x.org\nSubject: x"), OPTIONS, 0).envelope.thread.session is None
+
+
+def test_idempotency_key_survives_relays_but_not_content_changes() -> None:
+    base = raw("From: a@x.org\nMessage-ID: <1@x.org>", "Hi\r\nthere")
+    relayed = b"Received: from relay\r\n" + base.replace(b"\r\n", b"\n")
+    assert content_key(base, "1@x.org", "s") == content_key(relayed, "1@x.org", "s")
+    assert content_key(base, "1@x.org", "s") != content_key(base + b"!", "1@x.org", "s")
+    assert content_key(base, "1@x.org", "s") != content_key(base, "1@x.org", "other-inbox")
+
+
+def test_attachments_get_safe_names_and_html_is_sanitized() -> None:
+    message = email.message.EmailMessage()
+    message["From"] = "a@x.org"
+    message["Subject"] = "<script>alert(1)</script>"
+    message.set_content("see attached")
+    message.add_alternative(
+        '<p onclick="steal()">Hi<script>alert(1)</script><img src=x onerror=alert(2)></p>',
+        subtype="html",
+    )
+    message.add_attachment(
+        b"%PDF-1.4", maintype="application", subtype="pdf", filename="../../etc/passwd"
+    )
+    message.add_attachment(b"x", maintype="text", subtype="plain", filename='a<img src=x>".txt')
+    parsed = parse_mail(message.as_bytes(), OPTIONS, 0)
+    names = [part.name for part in parsed.parts]
+    assert names[0] == "original.html"
+    assert "passwd" in names and all("/" not in name and "<" not in name for name in names)
+    html = parsed.envelope.html or ""
+    assert "script" not in html and "onclick" not in html and "onerror" not in html
+    assert parsed.envelope.subject == "<script>alert(1)</script>"  # text, escaped by the UI
+
+
+def test_hostile_mime_is_bounded() -> None:
+    deep = "".join(
+        f'Content-Type: multipart/mixed; boundary="b{i}"\r\n\r\n--b{i}\r\n' for i in range(1000)
+    )
+    bombs = [
+        ("deep", f"From: a@x.org\r\n{deep}Content-Type: text/plain\r\n\r\nbottom\r\n".encode()),
+        ("huge header", b"From: a@x.org\r\nSubject: " + b"A" * 2_000_000 + b"\r\n\r\nx"),
+        ("many headers", b"".join(b"X-H%d: v\r\n" % i for i in range(50_000)) + b"\r\nx"),
+        (
+            "bad base64",
+            b"From: a@x.org\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: "
+            b"base64\r\nContent-Disposition: attachment; filename=a.pdf\r\n\r\n!!!@@@###===\r\n",
+        ),
+        (
+            "bad charset",
+            b"From: a@x.org\r\nContent-Type: text/plain; charset=x-klingon\r\n\r\n\xff\xfe\xfa",
+        ),
+        ("crlf name", b'From: "Eve\r\nBcc: all@x.org" <eve@x.org>\r\n\r\nhi'),
+        ("no headers", b"just text without any header\r\n"),
+        (
+            "many parts",
+            b'From: a@x.org\r\nContent-Type: multipart/mixed; boundary="z"\r\n\r\n'
+            + b"--z\r\nContent-Type: application/octet-stream\r\n\r\nx\r\n" * 5000
+            + b"--z--\r\n",
+        ),
+    ]
+    for label, data in bombs:
+        tracemalloc.start()
+        started = time.perf_counter()
+        parsed = parse_mail(data, OPTIONS, 0)
+        elapsed = time.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert elapsed < 5.0, label
+        assert peak < 200 * 1024 * 1024, label
+        envelope = parsed.envelope
+        assert "\r" not in (envelope.subject or "") and "\n" not in (envelope.subject or "")
+        assert len(parsed.parts) <= OPTIONS.max_attachments, label
+        if label == "crlf name":  # the line break ends From there: no address, no Bcc
+            assert envelope.sender.address == "unknown@invalid"
+            assert not envelope.recipients
+        if label == "bad charset":
+            assert envelope.text  # replacement characters, no exception
+
+
+def test_empty_and_oversized_mail_are_refused() -> None:
+    with pytest.raises(BadMail):
+        parse_mail(b"  \r\n", OPTIONS, 0)
+    small = dataclasses.replace(OPTIONS, **{"max_bytes": 1024})
+    with pytest.raises(BadMail):
+        parse_mail(b"From: a@x.org\r\n\r\n" + b"x" * 2000, small, 0)
+
+
+def test_bounce_names_the_failed_mail() -> None:
+    from tests.test_email import dsn
+
+    parsed = parse_mail(dsn("ch.x@example.com", "c@example.org"), OPTIONS, 0)
+    assert parsed.bounce is not None
+    assert parsed.bounce.original_message_id == "ch.x@example.com"
+    assert parsed.bounce.status == "5.1.1"
+    assert "user unknown" in (parsed.bounce.diagnostic or "")
+    assert parsed.envelope.auto_submitted
+    assert "ch.x@example.com" in parsed.envelope.thread.references
+
+
+def _outbound(**fields: Any) -> Outbound:
+    base: dict[str, Any] = {
+        "message_id": "m1",
+        "conversation_id": "01conv",
+        "inbox": "support",
+        "idempotency_key": "reply:alice:01conv:1",
+        "recipient": Identity(kind="email", address="c@example.org", display_name="Cust"),
+        "text": "Thanks!\nBye",
+        "subject": "Order 5",
+        "thread": ThreadHints(in_reply_to="q@example.org", references=("p@example.org",)),
+    }
+    base.update(fields)
+    return Outbound(**base)
+
+
+def test_reply_headers_threading_and_no_injection() -> None:
+    hostile = _outbound(
+        recipient=Identity(
+            kind="email", address="c@example.org", display_name="Eve\r\nBcc: all@evil.test"
+        ),
+        subject="Hi\r\nBcc: all@evil.test",
+        thread=ThreadHints(in_reply_to="q@example.org\r\nBcc: x", references=("p@example.org",)),
+    )
+    message = build_reply(
+        hostile, Sender("support@example.com", "Support"), secret=SECRET, id_domain="example.com"
+    )
+    data = message.as_bytes()
+    assert b"\nBcc:" not in data and b"\r\nBcc:" not in data
+    parsed = email.message_from_bytes(data, policy=policy.default)
+    assert "In-Reply-To" not in parsed  # the broken id was dropped, not passed through
+    good = build_reply(
+        _outbound(),
+        Sender("support@example.com", None, "help@example.com"),
+        secret=SECRET,
+        id_domain="example.com",
+    )
+    assert good["In-Reply-To"] == "<q@example.org>"
+    assert str(good["References"]) == "<p@example.org> <q@example.org>"
+    assert good["Subject"] == "Re: Order 5" and good["Reply-To"] == "help@example.com"
+    again = build_reply(
+        _outbound(), Sender("support@example.com"), secret=SECRET, id_domain="example.com"
+    )
+    assert good["Message-ID"] == again["Message-ID"]  # a resend is the same mail
+    auto = build_reply(
+        _outbound(idempotency_key="auto:m0"),
+        Sender("support@example.com"),
+        secret=SECRET,
+        id_domain="example.com",
+    )
+    assert auto["Auto-Submitted"] == "auto-replied"
+    assert reply_subject("RE: x") == "RE: x" and reply_subject(None) == "Re: (no subject)"
+
+
+def test_envelope_cli_prints_what_rules_see(tmp_path: Path, capsys: Any) -> None:
+    import json
+
+    from hub.cli import main
+
+    path = tmp_path / "mail.eml"
+    path.write_bytes(raw("From: Ann <ann@example.org>\nSubject: Refund please", "Money back"))
+    assert main(["envelope", str(path), "--inbox", "support"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["inbox"] == "support" and shown["channel"] == "email"
+    assert shown["sender"]["address"] == "ann@example.org"
+    assert shown["subject"] == "Refund please" and shown["text"] == "Money back"
+    assert main(["envelope", str(tmp_path / "missing.eml")]) == 1
+    assert "missing.eml" in capsys.readouterr().err
