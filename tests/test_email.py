@@ -141,22 +141,15 @@ async def test_forged_reference_does_not_join_a_conversation(
         settings = hub_settings(store_url, tmp_path, relay, None)
         async with running_hub(settings) as hub:
             port = connector(hub).receiver.port  # type: ignore[union-attr]
-            await aiosmtplib.send(
-                mail(1),
-                sender="customer1@example.org",
-                recipients=["support@example.com"],
-                hostname="127.0.0.1",
-                port=port,
-            )
+            await smtp(port, mail(1), "customer1@example.org", "support@example.com")
             async with hub.store.engine.connect() as connection:
                 [victim] = (await connection.execute(select(conversations.c.id))).all()
             forged = f"ch.aaaaaaaaaaaaaaaa.{victim.id}.aaaaaaaaaaaaaaaa@example.com"
-            await aiosmtplib.send(
+            await smtp(
+                port,
                 mail(66, **{"In-Reply-To": f"<{forged}>", "From": "attacker@evil.test"}),
-                sender="attacker@evil.test",
-                recipients=["support@example.com"],
-                hostname="127.0.0.1",
-                port=port,
+                "attacker@evil.test",
+                "support@example.com",
             )
             async with hub.store.engine.connect() as connection:
                 rows = (await connection.execute(select(conversations.c.id))).all()
@@ -182,44 +175,22 @@ async def test_smtp_in_allow_list_size_and_bounce_marks_reply_failed(
         async with running_hub(settings) as hub:
             port = connector(hub).receiver.port  # type: ignore[union-attr]
             with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
-                await aiosmtplib.send(
-                    mail(1),
-                    sender="x@example.org",
-                    recipients=["someone@elsewhere.test"],
-                    hostname="127.0.0.1",
-                    port=port,
-                )
+                await smtp(port, mail(1), "x@example.org", "someone@elsewhere.test")
             with pytest.raises(aiosmtplib.SMTPResponseException) as too_big:
-                await aiosmtplib.send(
-                    mail(1) + b"x" * (70 * 1024),
-                    sender="x@example.org",
-                    recipients=["support@example.com"],
-                    hostname="127.0.0.1",
-                    port=port,
+                await smtp(
+                    port, mail(1) + b"x" * (70 * 1024), "x@example.org", "support@example.com"
                 )
             assert too_big.value.code == 552
 
             token = await login(hub, "alice", AGENT_PASSWORD)
             async with agent_client(hub, token) as (agent, _):
-                await aiosmtplib.send(
-                    mail(1),
-                    sender="customer1@example.org",
-                    recipients=["support@example.com"],
-                    hostname="127.0.0.1",
-                    port=port,
-                )
+                await smtp(port, mail(1), "customer1@example.org", "support@example.com")
                 conversation = await accept(agent)
                 message_id = await reply(agent, conversation["id"], "Here you go")
                 [sent] = await relay.wait(1)
                 ours = str(sent["Message-ID"]).strip().strip("<>")
                 bounce = dsn(ours, "customer1@example.org")
-                await aiosmtplib.send(
-                    bounce,
-                    sender="mailer-daemon@mx.example.org",
-                    recipients=["support@example.com"],
-                    hostname="127.0.0.1",
-                    port=port,
-                )
+                await smtp(port, bounce, "mailer-daemon@mx.example.org", "support@example.com")
                 while True:
                     update = await agent.expect("delivery", message_id=message_id)
                     if update["status"] == "failed":
@@ -248,13 +219,7 @@ async def test_relay_refusal_is_shown_to_the_agent(store_url: str, tmp_path: Pat
             port = connector(hub).receiver.port  # type: ignore[union-attr]
             token = await login(hub, "alice", AGENT_PASSWORD)
             async with agent_client(hub, token) as (agent, _):
-                await aiosmtplib.send(
-                    mail(1),
-                    sender="customer1@example.org",
-                    recipients=["support@example.com"],
-                    hostname="127.0.0.1",
-                    port=port,
-                )
+                await smtp(port, mail(1), "customer1@example.org", "support@example.com")
                 conversation = await accept(agent)
                 relay.answer = ["550 5.1.1 mailbox unknown"]
                 message_id = await reply(agent, conversation["id"], "Hello")
@@ -296,6 +261,13 @@ async def test_readyz_reports_an_unreachable_mailbox(store_url: str, tmp_path: P
             assert response.status == 200
             assert body["status"] == "degraded"
             assert "IMAP" in body["channels"]["support"]
+
+
+async def smtp(port: int, raw: bytes, sender: str, recipient: str) -> None:
+    """Hand ``raw`` to the hub's SMTP server as a mail client would."""
+    await aiosmtplib.send(
+        raw, sender=sender, recipients=[recipient], hostname="127.0.0.1", port=port
+    )
 
 
 def dsn(original_id: str, recipient: str) -> bytes:

@@ -232,7 +232,7 @@ class MailboxFollower:
         uidvalidity = codes.get("UIDVALIDITY", 0)
         position = await self._position()
         if position is None:
-            criteria = self._first_criteria(codes.get("UIDNEXT", 1))
+            criteria = self._first_criteria()
             if criteria is None:  # backfill none: start after what is there now
                 await self._save(uidvalidity, codes.get("UIDNEXT", 1) - 1)
                 return 0
@@ -269,7 +269,7 @@ class MailboxFollower:
             await self._save(uidvalidity, codes.get("UIDNEXT", 1) - 1)
         return handled
 
-    def _first_criteria(self, uidnext: int) -> list[str] | None:
+    def _first_criteria(self) -> list[str] | None:
         backfill = self.settings.backfill
         if backfill == "none":
             return None
