@@ -13,7 +13,9 @@ import inspect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
+from email.policy import EmailPolicy
 
 from connectors.email.charsets import CHARSET_ALIASES
 from hub.envelope import Identity
@@ -32,6 +34,38 @@ AUTOMATED_SENDERS = re.compile(
 _SUBJECT_PREFIX = re.compile(
     r"^\s*((re|aw|fw|fwd|wg|sv|antw|vs|tr|rif|r)\s*(\[\d+\])?\s*:\s*)+", re.I
 )
+
+
+class _RememberedHeaders(HeaderRegistry):
+    """The stdlib's header registry, remembering the MIME structure headers it parsed.
+
+    ``policy.default`` parses a header anew on every access: reading one part's charset,
+    filename, disposition and transfer encoding parses its Content-Type and
+    Content-Disposition again each time, which cost more than the MIME parse itself for a mail
+    with attachments. Parsed headers are immutable, so equal (name, value) pairs can share one.
+    Only these few short fields are kept, at most 512 of them (a few MB at worst)."""
+
+    _NAMES = frozenset({"content-type", "content-disposition", "content-transfer-encoding"})
+    _LIMIT = 512
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: dict[tuple[str, str], BaseHeader] = {}
+
+    def __call__(self, name: str, value: str) -> BaseHeader:
+        key = (name.lower(), value)
+        if key[0] not in self._NAMES or len(value) > 1000:
+            return super().__call__(name, value)
+        found = self._seen.get(key)
+        if found is None:
+            if len(self._seen) >= self._LIMIT:
+                self._seen.clear()
+            found = self._seen[key] = super().__call__(name, value)
+        return found
+
+
+POLICY = EmailPolicy(header_factory=_RememberedHeaders())
+"""``policy.default`` with remembered header parsing; the policy every inbound mail is read with."""
 
 
 def clean(value: object, limit: int = 998) -> str:

@@ -10,11 +10,13 @@ from __future__ import annotations
 import html as htmllib
 import re
 from dataclasses import dataclass
+from email import message_from_bytes
 from email.message import EmailMessage, Message
 
 import nh3
 
 from connectors.email.charsets import CHARSET_ALIASES
+from connectors.email.headers import POLICY
 
 MAX_DEPTH = 30
 MAX_PARTS = 1000
@@ -284,9 +286,7 @@ def _attached_headers(part: Message) -> Message | None:
         return payload[0]
     raw = part.get_payload(decode=True)
     if isinstance(raw, bytes):
-        from email import message_from_bytes, policy
-
-        return message_from_bytes(raw.split(b"\n\n", 1)[0] + b"\n\n", policy=policy.default)
+        return message_from_bytes(raw.split(b"\n\n", 1)[0] + b"\n\n", policy=POLICY)
     return None
 
 

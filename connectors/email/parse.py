@@ -11,7 +11,6 @@ import email
 import hashlib
 import re
 from dataclasses import dataclass
-from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 
@@ -72,16 +71,20 @@ def parse_mail(raw: bytes, options: Options, received_at: float) -> ParsedMail:
     repaired = _repair_header_block(raw)
     # the stdlib parser recurses once per nesting level and slows down long before it fails:
     # a mail declaring more multipart boundaries than any real one has is not walked
-    too_deep = len(re.findall(rb"(?i)boundary\s*=", repaired[:5_000_000])) > MAX_BOUNDARIES
+    head = repaired[:5_000_000]
+    too_deep = (
+        head.lower().count(b"boundary") > MAX_BOUNDARIES
+        and len(re.findall(rb"(?i)boundary\s*=", head)) > MAX_BOUNDARIES
+    )
     try:
         if too_deep:
             raise RecursionError
-        message = email.message_from_bytes(repaired, policy=policy.default)
+        message = email.message_from_bytes(repaired, policy=headers.POLICY)
     except RecursionError:
         # the stdlib parser recurses per nesting level; hostile nesting gets the headers
         # parsed and the body kept as one opaque part
         too_deep = True
-        message = BytesParser(policy=policy.default).parsebytes(repaired, headersonly=True)
+        message = BytesParser(policy=headers.POLICY).parsebytes(repaired, headersonly=True)
     assert isinstance(message, EmailMessage)
     fallback = _declared_charsets(message)
     from_ = headers.addresses(message, "From", fallback)

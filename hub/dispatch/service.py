@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Protocol
 
 from hub.bus import MESSAGES, Bus, CustomerPresence, MessageStored
@@ -199,6 +200,10 @@ class DispatchService:
         self._sending: set[asyncio.Task[int]] = set()
         self._leaving: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self.abandon_after = settings.dispatch.abandon_after
+        for name in self.queues:
+            # counted when /metrics is read, not after every change: the count looks at every
+            # waiting conversation, which made each new message O(backlog)
+            metrics.queue_depth.labels(name).set_function(partial(self.core.waiting_in, name))
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -370,8 +375,6 @@ class DispatchService:
             except HubError as exc:
                 log.warning("dispatch action %s failed: %s", action, exc)
         self._wake.set()
-        for queue in self.queues:
-            self.metrics.queue_depth.labels(queue).set(self.core.waiting_in(queue))
         if self.supervisors and not self._state_pending:
             # at most one live update per second, however busy the queues are
             self._state_pending = True
