@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from hub import __version__
 from hub.auth import SESSION_COOKIE
 from hub.errors import AuthError, InvalidState, NotFound
-from hub.keys import AUTH, CUSTOMERS, RULES_WATCHER, SETTINGS, STORE
+from hub.keys import AUTH, BLOBS, CUSTOMERS, RULES_WATCHER, SETTINGS, STORE
 from hub.settings import AgentSettings
 
 
@@ -191,6 +191,41 @@ async def unmerge_customers(request: web.Request) -> web.StreamResponse:
     return web.json_response(result)
 
 
+# shown in the console as pictures; anything else (SVG included) only ever downloads
+_INLINE_TYPES = {"image/png", "image/jpeg", "image/gif"}
+
+
+async def attachment(request: web.Request) -> web.StreamResponse:
+    """A message's file for the agent working on its conversation (or a supervisor)."""
+    agent = await _agent(request)
+    if agent is None:
+        return _error(401, "not_authenticated", "log in first")
+    found = await request.app[STORE].attachment(request.match_info["id"][:64])
+    if found is None:
+        return _error(404, "not_found", "no such attachment")
+    if not agent.supervisor and found["assignee"] != agent.id:
+        return _error(403, "forbidden", "this conversation is not assigned to you")
+    try:
+        data = await request.app[BLOBS].get(found["blob_ref"])
+    except (FileNotFoundError, ValueError):
+        return _error(404, "not_found", "the file is gone from the blob store")
+    kind = str(found["content_type"]).lower()
+    inline = kind in _INLINE_TYPES
+    filename = "".join(ch for ch in str(found["name"]) if ch.isalnum() or ch in "._- ")[:100]
+    return web.Response(
+        body=data,
+        content_type=kind if inline else "application/octet-stream",
+        headers={
+            "Content-Disposition": (
+                f'{"inline" if inline else "attachment"}; filename="{filename or "file"}"'
+            ),
+            "Cache-Control": "private, max-age=3600",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+        },
+    )
+
+
 async def version(request: web.Request) -> web.StreamResponse:
     return web.json_response({"version": __version__})
 
@@ -205,6 +240,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/logout", logout)
     app.router.add_get("/api/me", me)
     app.router.add_get("/api/version", version)
+    app.router.add_get("/api/attachments/{id}", attachment)
     app.router.add_get("/api/rules", rules_status)
     app.router.add_get("/api/customers/{key}", customer)
     app.router.add_post("/api/customers/merge", merge_customers)

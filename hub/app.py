@@ -37,6 +37,7 @@ from hub.customers.valuation import Thresholds
 from hub.dispatch.service import DispatchService
 from hub.keys import (
     AUTH,
+    BLOBS,
     BUS,
     CONNECTORS,
     CONSOLE,
@@ -188,7 +189,7 @@ def _lifecycle(
             compose,
         )
         app[CONSOLE] = console
-        blobs = BlobStore(settings.storage.blobs)
+        blobs = app[BLOBS] = BlobStore(settings.storage.blobs)
         public_url = settings.server.public_url or (
             f"http://{settings.server.host}:{settings.server.port}"
         )

@@ -15,6 +15,7 @@ from hub.dispatch.service import DispatchService
 from hub.metrics import Metrics
 from hub.pipeline import Pipeline
 from hub.settings import HubSettings
+from hub.store.blobs import BlobStore
 from hub.store.store import Store
 from rules.reload import RulesWatcher
 
@@ -29,3 +30,4 @@ CONSOLE = web.AppKey("console", Console)
 AUTH = web.AppKey("auth", Authenticator)
 CUSTOMERS = web.AppKey("customers", Customers)
 RULES_WATCHER = web.AppKey("rules_watcher", RulesWatcher)
+BLOBS = web.AppKey("blobs", BlobStore)

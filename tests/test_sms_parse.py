@@ -191,6 +191,10 @@ def test_media_allowed() -> None:
     assert parse.media_refusal("https://mms.twiliocdn.com/x", allowed, False) is None
     assert parse.media_refusal("https://twiliocdn.com/x", allowed, False) is not None
     assert parse.media_refusal("http://127.0.0.1:8/x", ("127.0.0.1",), True) is None
+    # "*": any host, but private addresses stay refused
+    assert parse.media_refusal("https://bucket.s3.amazonaws.com/f.pdf?sig=1", ("*",), False) is None
+    assert parse.media_refusal("https://10.0.0.5/f.pdf", ("*",), False) is not None
+    assert parse.media_refusal("https://169.254.169.254/latest", ("*",), False) is not None
 
 
 def test_media_links() -> None:

@@ -283,6 +283,8 @@ def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
     host = host.lower().rstrip(".")
     for pattern in allowed:
         pattern = pattern.lower().rstrip(".")
+        if pattern == "*":  # any host (private addresses are still refused separately)
+            return True
         if pattern.startswith("*."):
             if host.endswith(pattern[1:]) and host != pattern[2:]:
                 return True

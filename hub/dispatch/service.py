@@ -61,6 +61,7 @@ def message_view(message: dict[str, Any]) -> dict[str, Any]:
         "delivery_status": message.get("delivery_status"),
         "delivery_error": message.get("delivery_error"),
         "attachments": message.get("attachments", []),
+        "notes": message.get("notes", []),
     }
 
 

@@ -196,7 +196,7 @@ class Store:
             )
             rows = (
                 await connection.execute(
-                    select(*_MESSAGE_COLUMNS)
+                    select(*_MESSAGE_COLUMNS, messages.c.envelope)
                     .where(messages.c.conversation_id == conversation_id)
                     .order_by(messages.c.created_at, messages.c.id)
                 )
@@ -250,7 +250,11 @@ class Store:
         conversation["last_inbound_at"] = last.created_at if last else None
         conversation["opt_out"] = opt_out
         conversation["messages"] = [
-            {**dict(message._mapping), "attachments": by_message.get(message.id, [])}
+            {
+                **{k: v for k, v in message._mapping.items() if k != "envelope"},
+                "attachments": by_message.get(message.id, []),
+                "notes": _notes(message.envelope),
+            }
             for message in rows
         ]
         return conversation
@@ -807,6 +811,27 @@ class Store:
         await self.writer.call(run)
         return token
 
+    async def attachment(self, attachment_id: str) -> dict[str, Any] | None:
+        """An attachment with what deciding who may see it needs: its conversation's id,
+        status and assignee. None if there is no such attachment."""
+        async with self.engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(
+                        attachments.c.id,
+                        attachments.c.name,
+                        attachments.c.content_type,
+                        attachments.c.blob_ref,
+                        conversations.c.id.label("conversation_id"),
+                        conversations.c.assignee,
+                    )
+                    .join(messages, messages.c.id == attachments.c.message_id)
+                    .join(conversations, conversations.c.id == messages.c.conversation_id)
+                    .where(attachments.c.id == attachment_id)
+                )
+            ).first()
+        return dict(row._mapping) if row is not None else None
+
     async def session_agent(self, token: str) -> str | None:
         """The agent a live session token belongs to, or None."""
         async with self.engine.connect() as connection:
@@ -829,6 +854,20 @@ class Store:
             )
 
         await self.writer.call(run)
+
+
+def _notes(stored: str | None) -> list[str]:
+    """What a connector flagged about an inbound message (a fax without its document, OCR
+    unavailable), for the agent; only ``metadata.problems``, as short strings."""
+    if not stored:
+        return []
+    try:
+        problems = decode_envelope(stored).metadata.get("problems")
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return []
+    if not isinstance(problems, list):
+        return []
+    return [str(problem)[:300] for problem in problems[:10]]
 
 
 _MESSAGE_COLUMNS = (

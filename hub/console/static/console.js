@@ -98,11 +98,41 @@
       if (message.kind === "note") meta += " · internal note";
       if (message.delivery_status) meta += " · " + message.delivery_status;
       if (message.delivery_error) meta += " · " + message.delivery_error;
+      (message.notes || []).forEach(function (note) {
+        item.appendChild(el("span", "note-flag", note));
+      });
+      renderFiles(item, message.attachments || []);
       item.appendChild(el("span", "meta", meta));
       list.appendChild(item);
     });
     list.scrollTop = list.scrollHeight;
     renderCompose(conversation.compose || {mode: "text"});
+  }
+
+  // page previews (faxes) and pictures inline, every other file as a download link
+  function renderFiles(item, files) {
+    if (!files.length) return;
+    var box = el("div", "files", "");
+    files.forEach(function (file) {
+      var url = "/api/attachments/" + encodeURIComponent(file.id);
+      var link = document.createElement("a");
+      link.href = url;
+      link.target = "_blank";
+      link.rel = "noopener";
+      if (/^image\/(png|jpeg|gif)$/.test(file.content_type)) {
+        var img = document.createElement("img");
+        img.src = url;
+        img.alt = file.name;
+        img.loading = "lazy";
+        link.appendChild(img);
+        link.className = "preview";
+      } else {
+        link.textContent = file.name + " (" + Math.ceil(file.size / 1024) + " KB)";
+        link.className = "download";
+      }
+      box.appendChild(link);
+    });
+    item.appendChild(box);
   }
 
   // what the channel allows now (WhatsApp's 24-hour window, SMS opt-outs), shown before typing

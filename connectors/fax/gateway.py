@@ -1,0 +1,137 @@
+"""The one interface every fax gateway module implements (Sinch, Telnyx, email).
+
+A gateway knows its provider's wire format and nothing about documents or the hub: it turns
+webhooks (or mail) into :class:`IncomingFax` and :class:`Delivery` reports handed to
+:class:`Hooks`, and sends an :class:`OutgoingFax` that the connector has already rendered.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+import msgspec
+from aiohttp import web
+
+from connectors.base import Accepted, ConnectorContext, Route, SendError
+from hub.envelope import Delivery
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingFax:
+    """A received fax as the gateway reported it; ``data`` is the document (None if it could
+    not be had, ``problem`` then says why)."""
+
+    fax_id: str
+    from_number: str
+    to_number: str
+    data: bytes | None
+    pages_declared: int | None = None
+    partial: bool = False
+    problem: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingFax:
+    """A rendered reply: ``ref`` is the stored PDF (served to gateways that fetch by URL),
+    ``key`` the reply's idempotency key (sent along so a retry can find an earlier send)."""
+
+    key: str
+    to_number: str
+    from_number: str
+    pdf: bytes
+    pages: int
+    ref: str
+    subject: str | None
+    attempt: int
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Hooks:
+    ctx: ConnectorContext
+    receive: Callable[[IncomingFax], Awaitable[Accepted]]
+    report: Callable[[str, Delivery], Awaitable[bool]]
+    public_base: str  # where the gateway reaches this instance: …/channels/NAME
+    media_url: Callable[[str, str], str]  # (blob ref, content type) -> signed URL
+    already: Callable[[str], bool]  # this fax id was stored lately (skip the download)
+
+
+class Gateway(Protocol):
+    name: str
+
+    def routes(self) -> Sequence[Route]: ...
+
+    async def start(self, hooks: Hooks) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def send(self, fax: OutgoingFax) -> Delivery:
+        """Hand the fax to the provider; :class:`connectors.base.SendError` on failure."""
+        ...
+
+    def health(self) -> str | None: ...
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A provider's JSON answer as an object; {} for anything else (an HTML error page)."""
+    try:
+        document = msgspec.json.decode(body) if body else {}
+    except msgspec.DecodeError:
+        return {}
+    return document if isinstance(document, dict) else {}
+
+
+async def get_json(
+    hooks: Hooks, url: str, *, params: dict[str, str], headers: dict[str, str], seconds: float
+) -> dict[str, Any]:
+    """GET a provider's JSON (listing earlier faxes); :class:`SendError` (retryable) if that
+    cannot be had, since sending blind could fax twice."""
+    try:
+        async with hooks.ctx.http.get(
+            url, params=params, headers=headers, timeout=aiohttp.ClientTimeout(total=seconds)
+        ) as response:
+            if response.status != 200:
+                raise SendError(
+                    f"cannot check for an earlier send (HTTP {response.status})",
+                    code="check_failed",
+                )
+            return json_object(await response.read())
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise SendError(f"gateway unreachable: {exc.__class__.__name__}", code="network") from None
+
+
+def client_address(
+    request: web.Request, trusted_proxies: tuple[str, ...]
+) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The caller's address: the peer, or the last X-Forwarded-For hop a trusted proxy added."""
+    try:
+        peer = ipaddress.ip_address(request.remote or "")
+    except ValueError:
+        return None
+    proxies = [ipaddress.ip_network(cidr, strict=False) for cidr in trusted_proxies]
+    if any(peer in net for net in proxies):
+        hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",")]
+        for hop in reversed([h for h in hops if h]):
+            try:
+                address = ipaddress.ip_address(hop)
+            except ValueError:
+                return None
+            if not any(address in net for net in proxies):
+                return address
+    return peer
+
+
+def source_allowed(
+    request: web.Request, allowed: tuple[str, ...], trusted_proxies: tuple[str, ...]
+) -> bool:
+    if not allowed:
+        return True
+    address = client_address(request, trusted_proxies)
+    return address is not None and any(
+        address in ipaddress.ip_network(cidr, strict=False) for cidr in allowed
+    )

@@ -1,0 +1,177 @@
+"""Fax-to-email in, email-to-fax out: the gateway for fax servers and providers that speak mail
+(HylaFAX+ ``faxrcvd``, Sinch's ``…@sinchfax.com``, most fax providers).
+
+Nothing here re-implements email: mail arrives through the email connector's IMAP follower or
+SMTP server, is parsed by its parser (in the fax worker pool), and replies leave through its
+SMTP sender. What is fax-specific: the sender's number is found in the Subject (then the From
+header) with ``number_pattern``, the first PDF or TIFF attachment is the fax, and a reply is a
+mail to ``{number}@gateway_domain`` with the rendered PDF attached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from email.message import EmailMessage
+from email.utils import formatdate
+from functools import partial
+
+from connectors.base import Route, SendError
+from connectors.email import parse as mail_parse
+from connectors.email.imap import MailboxFollower
+from connectors.email.smtp_in import SmtpReceiver
+from connectors.email.smtp_out import SmtpSender
+from connectors.fax.documents import sniff
+from connectors.fax.gateway import Hooks, IncomingFax, OutgoingFax
+from connectors.fax.settings import MailGatewaySettings
+from hub.envelope import Delivery, DeliveryStatus
+
+_DIGITS = re.compile(r"[^0-9+]")
+
+
+def fax_of_mail(
+    raw: bytes, options: mail_parse.Options, pattern: str, received_at: float
+) -> IncomingFax:
+    """The fax a gateway's mail carries (pure; runs in the worker pool)."""
+    parsed = mail_parse.parse_mail(raw, options, received_at)
+    envelope = parsed.envelope
+    subject = envelope.subject or ""
+    from_header = f"{envelope.sender.display_name or ''} {envelope.sender.address}"
+    number = ""
+    for text in (subject, from_header, envelope.text[:2000]):
+        found = re.search(pattern, text)
+        if found and found.group("number"):
+            number = _DIGITS.sub("", found.group("number"))
+            break
+    document = next((p for p in parsed.parts if sniff(p.data) is not None), None)
+    return IncomingFax(
+        fax_id=envelope.idempotency_key.removeprefix("email:"),
+        from_number=number or "anonymous",
+        to_number="",
+        data=document.data if document is not None else None,
+        problem=None if document is not None else "the mail carries no PDF or TIFF document",
+        metadata={
+            "mail_subject": subject[:300],
+            "mail_from": envelope.sender.address[:320],
+            **({"message_id": envelope.provider_id} if envelope.provider_id else {}),
+        },
+    )
+
+
+class MailGateway:
+    name = "email"
+
+    def __init__(
+        self,
+        settings: MailGatewaySettings,
+        run: Callable[[Callable[[], IncomingFax]], Awaitable[IncomingFax]],
+    ) -> None:
+        self.settings = settings
+        self._run = run  # runs a job in the fax worker pool
+        self._hooks: Hooks | None = None
+        self._options: mail_parse.Options | None = None
+        self._follower: MailboxFollower | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.receiver: SmtpReceiver | None = None
+        self._sender = SmtpSender(settings.smtp) if settings.smtp is not None else None
+
+    def routes(self) -> Sequence[Route]:
+        return ()
+
+    async def start(self, hooks: Hooks) -> None:
+        self._hooks = hooks
+        ctx = hooks.ctx
+        domain = self.settings.address.rpartition("@")[2] or "localhost"
+        self._options = mail_parse.Options(
+            inbox=ctx.instance,
+            secret=ctx.secret,
+            id_domain=domain,
+            max_bytes=self.settings.max_message_bytes,
+        )
+        if self.settings.smtp_in is not None:
+            self.receiver = SmtpReceiver(
+                self.settings.smtp_in, partial(self.receive, oversize=None), ctx.logger
+            )
+            await self.receiver.start()
+        if self.settings.imap is not None:
+            self._follower = MailboxFollower(
+                self.settings.imap,
+                self.receive,
+                ctx.state,
+                ctx.logger,
+                ctx.clock,
+                max_bytes=self.settings.max_message_bytes,
+            )
+            self._task = asyncio.create_task(self._follower.run(), name=f"fax-imap-{ctx.instance}")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._follower is not None:
+            await self._follower.close()
+        if self.receiver is not None:
+            await self.receiver.stop()
+            self.receiver = None
+
+    def health(self) -> str | None:
+        if self._follower is not None and self._follower.problem is not None:
+            return f"IMAP: {self._follower.problem}"
+        return None
+
+    async def receive(self, raw: bytes, oversize: int | None) -> None:
+        """One fax mail, stored before IMAP marks it or SMTP answers 250."""
+        assert self._hooks is not None and self._options is not None
+        job = partial(
+            fax_of_mail, raw, self._options, self.settings.number_pattern, self._hooks.ctx.clock()
+        )
+        try:
+            fax = await self._run(job)
+        except mail_parse.BadMail as exc:
+            fax = IncomingFax(
+                fax_id=mail_parse.content_key(raw, None, self._options.inbox).removeprefix(
+                    "email:"
+                ),
+                from_number="anonymous",
+                to_number="",
+                data=None,
+                problem=f"the mail could not be read: {exc}",
+            )
+        if oversize is not None:  # only the header came; the mail stays in the mailbox
+            fax = dataclasses.replace(
+                fax,
+                data=None,
+                problem=f"the mail is {oversize / 1e6:.1f} MB, over this line's limit; "
+                "it was left in the mailbox",
+            )
+        await self._hooks.receive(fax)
+
+    async def send(self, fax: OutgoingFax) -> Delivery:
+        if self._sender is None or not self.settings.gateway_domain:
+            raise SendError(
+                "email-to-fax needs smtp and gateway_domain in this line's email settings",
+                code="no_relay",
+                retryable=False,
+            )
+        number = fax.to_number.lstrip("+")
+        if not number.isdigit():
+            raise SendError(
+                f"{fax.to_number!r} is not a fax number", code="bad_recipient", retryable=False
+            )
+        message = EmailMessage()
+        message["From"] = self.settings.address
+        message["To"] = f"{number}@{self.settings.gateway_domain}"
+        message["Subject"] = (fax.subject or "Fax").replace("\r", " ").replace("\n", " ")[:200]
+        message["Date"] = formatdate(fax.created_at, usegmt=True)
+        domain = self.settings.address.rpartition("@")[2] or "localhost"
+        message_id = f"<fax.{re.sub(r'[^A-Za-z0-9.-]', '', fax.key)[:80]}@{domain}>"
+        message["Message-ID"] = message_id  # the same on a retry: the relay sees one mail
+        message.set_content(f"Fax to {fax.to_number}, {fax.pages} page(s), attached.\n")
+        message.add_attachment(fax.pdf, maintype="application", subtype="pdf", filename="fax.pdf")
+        await self._sender.send(message, self.settings.address, str(message["To"]))
+        return Delivery(status=DeliveryStatus.SENT, provider_id=message_id.strip("<>"))

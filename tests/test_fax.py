@@ -1,0 +1,603 @@
+"""Fax through the whole hub: loopback Sinch and Telnyx (webhooks, REST API, media), fax-to-email
+through the hub's SMTP server and email-to-fax through an aiosmtpd relay, OCR by tesseract.
+
+Every test runs on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import msgspec
+import pypdf
+import pytest
+from sqlalchemy import func, select
+
+from hub.envelope import Envelope
+from hub.keys import CONNECTORS
+from hub.store.schema import attachments, messages
+from tests.conftest import AGENT_PASSWORD, make_settings
+from tests.fake_fax import (
+    CONNECTION,
+    CUSTOMER,
+    HOOK_PASSWORD,
+    HOOK_USER,
+    KEY_ID,
+    KEY_SECRET,
+    OUR_NUMBER,
+    PROJECT,
+    TELNYX_KEY,
+    FakeSinch,
+    FakeTelnyx,
+    basic,
+    fake_sinch,
+    fake_telnyx,
+    sinch_fax,
+    sinch_webhook,
+    status_event,
+    telnyx_webhook,
+)
+from tests.fax_samples import ORDER, g4_pdf, g4_tiff, pdf_bomb, require_ocr
+from tests.helpers import agent_client, client_id, login, running_hub
+from tests.smtp_sink import running_relay
+from tests.test_email import smtp
+
+pytestmark = pytest.mark.integration
+
+PUBLIC = "https://hub.example.com"
+WEBHOOK = "/channels/fax/webhook"
+
+
+def fax_settings(
+    store_url: str, root: Path, gateway: str, block: dict[str, Any], **extra: Any
+) -> Any:
+    settings: dict[str, Any] = {
+        "gateway": gateway,
+        "number": OUR_NUMBER,
+        gateway: block,
+        "public_url": PUBLIC,
+        "ocr": {"languages": "deu", "timeout": 30, "workers": 1},
+        "letter": {"company": "Beispiel GmbH", "header_lines": ["Hauptstraße 1, 10115 Berlin"]},
+        **extra,
+    }
+    return make_settings(
+        store_url, root, channels=[{"name": "fax", "type": "fax", "settings": settings}]
+    )
+
+
+def sinch_block(fake: FakeSinch, **extra: Any) -> dict[str, Any]:
+    return {
+        "project_id": PROJECT,
+        "key_id": KEY_ID,
+        "key_secret": KEY_SECRET,
+        "webhook_username": HOOK_USER,
+        "webhook_password": HOOK_PASSWORD,
+        "api_base_url": fake.url,
+        **extra,
+    }
+
+
+def telnyx_block(fake: FakeTelnyx, **extra: Any) -> dict[str, Any]:
+    return {
+        "api_key": TELNYX_KEY,
+        "public_key": fake.public_key,
+        "connection_id": CONNECTION,
+        "api_base_url": fake.url,
+        "media_hosts": ["127.0.0.1"],
+        "media_allow_private": True,
+        **extra,
+    }
+
+
+async def _inbound(hub: Any) -> list[tuple[Envelope, list[dict[str, Any]]]]:
+    """Every stored inbound fax: its envelope and attachment rows."""
+    async with hub.store.engine.connect() as connection:
+        rows = (
+            await connection.execute(
+                select(messages.c.id, messages.c.envelope)
+                .where(messages.c.direction == "inbound")
+                .order_by(messages.c.created_at)
+            )
+        ).all()
+        out = []
+        for row in rows:
+            files = (
+                await connection.execute(
+                    select(attachments).where(attachments.c.message_id == row.id)
+                )
+            ).all()
+            envelope = msgspec.json.decode(row.envelope, type=Envelope)
+            out.append((envelope, [dict(f._mapping) for f in files]))
+        return out
+
+
+async def _count(hub: Any) -> int:
+    async with hub.store.engine.connect() as connection:
+        query = select(func.count()).select_from(messages).where(messages.c.direction == "inbound")
+        return int((await connection.execute(query)).scalar_one())
+
+
+async def _accept(agent: Any) -> dict[str, Any]:
+    offer = await agent.expect("offer", timeout=30)
+    await agent.send(type="accept", conversation_id=offer["conversation_id"])
+    return dict((await agent.expect("conversation"))["conversation"])
+
+
+def _pdf_text(data: bytes) -> str:
+    return "\n".join(page.extract_text() for page in pypdf.PdfReader(io.BytesIO(data)).pages)
+
+
+def _assert_ocr(envelope: Envelope) -> None:
+    for line in ORDER:
+        assert line in envelope.text, (line, envelope.text)
+    assert "Übergabe am Montag" in envelope.text
+
+
+async def _check_file_access(
+    hub: Any, session: aiohttp.ClientSession, token: str, files: list[dict[str, Any]]
+) -> None:
+    """Pages show inline for the assigned agent; the document only downloads; nobody else."""
+    preview = next(f for f in files if f["name"] == "page-1.png")
+    document = next(f for f in files if f["name"] == "fax.pdf")
+    mine = {"Authorization": f"Bearer {token}"}
+    async with session.get(f"{hub.url}/api/attachments/{preview['id']}", headers=mine) as answer:
+        assert answer.status == 200 and answer.content_type == "image/png"
+        assert answer.headers["Content-Disposition"].startswith("inline")
+        assert (await answer.read()).startswith(b"\x89PNG")
+    async with session.get(f"{hub.url}/api/attachments/{document['id']}", headers=mine) as answer:
+        assert answer.status == 200 and answer.content_type == "application/octet-stream"
+        assert answer.headers["Content-Disposition"].startswith("attachment")
+        assert (await answer.read()).startswith(b"%PDF")
+    bob = {"Authorization": f"Bearer {await login(hub, 'bob', AGENT_PASSWORD)}"}
+    async with session.get(f"{hub.url}/api/attachments/{preview['id']}", headers=bob) as answer:
+        assert answer.status == 403
+    async with session.get(f"{hub.url}/api/attachments/{preview['id']}") as answer:
+        assert answer.status == 401
+    async with session.get(f"{hub.url}/api/attachments/nope", headers=mine) as answer:
+        assert answer.status == 404
+
+
+# -- Sinch -----------------------------------------------------------------------------------
+
+
+async def test_sinch_fax_in_ocr_agent_reply_by_fax_and_completion(
+    store_url: str, tmp_path: Path
+) -> None:
+    require_ocr()
+    async with fake_sinch() as fake:
+        settings = fax_settings(store_url, tmp_path, "sinch", sinch_block(fake))
+        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+            token = await login(hub, "alice", AGENT_PASSWORD)
+            async with agent_client(hub, token) as (agent, _):
+                fax = sinch_fax()
+                status, text = await sinch_webhook(
+                    session, hub.url + WEBHOOK, "INCOMING_FAX", fax, g4_pdf()
+                )
+                assert status == 200, text
+                conversation = await _accept(agent)
+                assert conversation["channel"] == "fax"
+                [message] = conversation["messages"]
+                assert "Stück Größe M" in message["text"]
+                names = sorted(a["name"] for a in message["attachments"])
+                assert names == ["fax.pdf", "page-1.png", "page-2.png"]
+                [(envelope, files)] = await _inbound(hub)
+                _assert_ocr(envelope)
+                assert envelope.sender.kind == "fax" and envelope.sender.address == CUSTOMER
+                assert envelope.provider_id == fax["id"]
+                assert envelope.metadata["pages"] == 2
+                assert envelope.metadata["text_sources"] == ["ocr", "ocr"]
+                assert envelope.metadata["ocr"] == "done"
+                previews = [f for f in files if f["content_type"] == "image/png"]
+                assert len(previews) == 2
+                await _check_file_access(hub, session, token, message["attachments"])
+
+                # the same webhook again (Sinch retries): nothing new
+                status, _ = await sinch_webhook(
+                    session, hub.url + WEBHOOK, "INCOMING_FAX", fax, g4_pdf()
+                )
+                assert status == 200 and await _count(hub) == 1
+
+                reply = client_id()
+                await agent.send(
+                    type="reply",
+                    conversation_id=conversation["id"],
+                    client_id=reply,
+                    text="Sehr geehrter Herr Müller,\n\nIhre Bestellung 4711 ist unterwegs.",
+                )
+                ack = await agent.expect("reply_ack", client_id=reply)
+                message_id = ack["message"]["id"]
+                queued = await agent.expect("delivery", message_id=message_id, timeout=30)
+                assert queued["status"] == "queued"
+                [sent] = fake.sent
+                assert sent["to"] == CUSTOMER and sent["from"] == OUR_NUMBER
+                assert sent["callbackUrlContentType"] == "application/json"
+                callback = sent["callbackUrl"]
+                assert callback.startswith(
+                    f"https://{HOOK_USER}:{HOOK_PASSWORD}@hub.example.com{WEBHOOK}?ref="
+                )
+                letter = _pdf_text(sent["file"])
+                assert "Beispiel GmbH" in letter and "Hauptstraße 1" in letter
+                assert "Ihre Bestellung 4711 ist unterwegs." in letter
+
+                done = {**sent["fax"], "status": "COMPLETED", "numberOfPages": 1}
+                status, _ = await sinch_webhook(session, hub.url + WEBHOOK, "FAX_COMPLETED", done)
+                assert status == 200
+                delivered = await agent.expect("delivery", message_id=message_id)
+                assert delivered["status"] == "delivered"
+
+
+async def test_sinch_failure_and_json_webhooks(store_url: str, tmp_path: Path) -> None:
+    async with fake_sinch() as fake:
+        settings = fax_settings(
+            store_url, tmp_path, "sinch", sinch_block(fake), ocr={"enabled": False}
+        )
+        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+            token = await login(hub, "alice", AGENT_PASSWORD)
+            async with agent_client(hub, token) as (agent, _):
+                status, text = await sinch_webhook(
+                    session, hub.url + WEBHOOK, "INCOMING_FAX", sinch_fax(), g4_tiff(), as_json=True
+                )
+                assert status == 200, text
+                conversation = await _accept(agent)
+                [(envelope, files)] = await _inbound(hub)
+                assert envelope.metadata["ocr"] == "off" and envelope.text == ""
+                assert sorted(f["name"] for f in files) == ["fax.tiff", "page-1.png", "page-2.png"]
+
+                reply = client_id()
+                await agent.send(
+                    type="reply", conversation_id=conversation["id"], client_id=reply, text="Hallo"
+                )
+                message_id = (await agent.expect("reply_ack", client_id=reply))["message"]["id"]
+                await agent.expect("delivery", message_id=message_id, status="queued", timeout=30)
+                failed = {
+                    **fake.sent[0]["fax"],
+                    "status": "FAILURE",
+                    "errorType": "CALL_ERROR",
+                    "errorCode": "BUSY",
+                    "errorMessage": "The line was busy",
+                }
+                status, _ = await sinch_webhook(
+                    session, hub.url + WEBHOOK, "FAX_COMPLETED", failed, as_json=True
+                )
+                assert status == 200
+                report = await agent.expect("delivery", message_id=message_id, status="failed")
+                assert "busy" in str(report).lower()
+
+
+async def test_sinch_webhooks_need_the_url_credentials_and_an_allowed_address(
+    store_url: str, tmp_path: Path
+) -> None:
+    async with fake_sinch() as fake:
+        block = sinch_block(fake, allowed_sources=["10.1.0.0/16"], trusted_proxies=["127.0.0.1/32"])
+        settings = fax_settings(store_url, tmp_path, "sinch", block, ocr={"enabled": False})
+        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+            url = hub.url + WEBHOOK
+            fax, pdf = sinch_fax(), g4_pdf()
+            for authorization in ("", basic(password="wrong-password-0123456789"), "Bearer x"):
+                status, _ = await sinch_webhook(
+                    session,
+                    url,
+                    "INCOMING_FAX",
+                    fax,
+                    pdf,
+                    authorization=authorization,
+                    headers={"X-Forwarded-For": "10.1.2.3"},
+                )
+                assert status == 401
+            # right password, but from an address outside the allow-list
+            status, text = await sinch_webhook(
+                session, url, "INCOMING_FAX", fax, pdf, headers={"X-Forwarded-For": "192.0.2.9"}
+            )
+            assert status == 401 and "address" in text
+            assert await _count(hub) == 0
+            # the proxy's peer says the caller is inside the list
+            status, _ = await sinch_webhook(
+                session, url, "INCOMING_FAX", fax, pdf, headers={"X-Forwarded-For": "10.1.2.3"}
+            )
+            assert status == 200 and await _count(hub) == 1
+
+
+async def test_sinch_bad_bodies_are_refused_and_bombs_arrive_unread(
+    store_url: str, tmp_path: Path
+) -> None:
+    async with fake_sinch() as fake:
+        settings = fax_settings(
+            store_url,
+            tmp_path,
+            "sinch",
+            sinch_block(fake),
+            ocr={"enabled": False},
+            max_document_bytes=200_000,
+        )
+        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+            url = hub.url + WEBHOOK
+            headers = {"Authorization": basic()}
+            async with session.post(
+                url,
+                data=b"x=1",
+                headers={**headers, "Content-Type": "application/x-www-form-urlencoded"},
+            ) as answer:
+                assert answer.status == 415
+            async with session.post(
+                url, data=b"{not json", headers={**headers, "Content-Type": "application/json"}
+            ) as answer:
+                assert answer.status == 400
+            status, text = await sinch_webhook(session, url, "SOMETHING_ELSE", sinch_fax())
+            assert status == 400 and "unknown event" in text
+            status, _ = await sinch_webhook(
+                session, url, "INCOMING_FAX", sinch_fax(), b"%PDF-1.4\n" + b"0" * 300_000
+            )
+            assert status == 413
+            assert await _count(hub) == 0
+
+            # a decompression bomb is not read, but the fax is not lost either
+            status, _ = await sinch_webhook(session, url, "INCOMING_FAX", sinch_fax(), pdf_bomb())
+            assert status == 200
+            [(envelope, files)] = await _inbound(hub)
+            assert envelope.text == ""
+            assert any("could not be read" in p for p in envelope.metadata["problems"])
+            assert [f["name"] for f in files] == ["fax.pdf"]
+
+
+async def test_a_lost_send_answer_never_faxes_twice(store_url: str, tmp_path: Path) -> None:
+    async with fake_sinch() as fake:
+        fake.lose_answers = 1
+        settings = fax_settings(
+            store_url, tmp_path, "sinch", sinch_block(fake), ocr={"enabled": False}
+        )
+        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+            token = await login(hub, "alice", AGENT_PASSWORD)
+            async with agent_client(hub, token) as (agent, _):
+                await sinch_webhook(
+                    session, hub.url + WEBHOOK, "INCOMING_FAX", sinch_fax(), g4_pdf()
+                )
+                conversation = await _accept(agent)
+                reply = client_id()
+                await agent.send(
+                    type="reply", conversation_id=conversation["id"], client_id=reply, text="Ok"
+                )
+                message_id = (await agent.expect("reply_ack", client_id=reply))["message"]["id"]
+                await agent.expect("delivery", message_id=message_id, status="queued", timeout=30)
+                assert len(fake.sent) == 1  # the retry found the fax the first attempt made
+
+
+# -- Telnyx ----------------------------------------------------------------------------------
+
+
+async def test_telnyx_fax_in_reply_out_through_a_signed_media_link(
+    store_url: str, tmp_path: Path
+) -> None:
+    require_ocr()
+    async with fake_telnyx() as fake:
+        settings = fax_settings(store_url, tmp_path, "telnyx", telnyx_block(fake))
+        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+            fake.public = (PUBLIC, hub.url)
+            token = await login(hub, "alice", AGENT_PASSWORD)
+            async with agent_client(hub, token) as (agent, _):
+                event = fake.received_event(fake.host_media(g4_pdf()))
+                status, text = await telnyx_webhook(session, hub.url + WEBHOOK, fake, event)
+                assert status == 200, text
+                conversation = await _accept(agent)
+                [(envelope, _files)] = await _inbound(hub)
+                _assert_ocr(envelope)
+                assert envelope.sender.address == CUSTOMER
+                assert envelope.metadata["connection_id"] == CONNECTION
+
+                reply = client_id()
+                await agent.send(
+                    type="reply",
+                    conversation_id=conversation["id"],
+                    client_id=reply,
+                    text="Vielen Dank für Ihre Bestellung.",
+                )
+                message_id = (await agent.expect("reply_ack", client_id=reply))["message"]["id"]
+                await agent.expect("delivery", message_id=message_id, status="queued", timeout=30)
+                [body] = fake.sent
+                assert body["connection_id"] == CONNECTION and body["to"] == CUSTOMER
+                assert body["from"] == OUR_NUMBER
+                assert body["media_url"].startswith(f"{PUBLIC}/channels/fax/media/")
+                assert body["webhook_url"].startswith(f"{PUBLIC}{WEBHOOK}?ref=")
+                [document] = fake.fetched
+                assert "Vielen Dank für Ihre Bestellung." in _pdf_text(document)
+                # the link is signed: a changed token is refused
+                path = body["media_url"].removeprefix(PUBLIC)
+                async with session.get(hub.url + path[:-3] + "AAA") as forged:
+                    assert forged.status == 404
+
+                fax_id = next(
+                    iter(k for k, v in fake.faxes.items() if v["direction"] == "outbound")
+                )
+                for kind in ("fax.sending.started", "fax.delivered"):
+                    status, _ = await telnyx_webhook(
+                        session, hub.url + WEBHOOK, fake, status_event(kind, fax_id)
+                    )
+                    assert status == 200
+                await agent.expect("delivery", message_id=message_id, status="sent")
+                await agent.expect("delivery", message_id=message_id, status="delivered")
+
+
+async def test_telnyx_forged_stale_and_replayed_webhooks_are_refused(
+    store_url: str, tmp_path: Path
+) -> None:
+    async with fake_telnyx() as fake:
+        settings = fax_settings(
+            store_url, tmp_path, "telnyx", telnyx_block(fake), ocr={"enabled": False}
+        )
+        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+            url = hub.url + WEBHOOK
+            event = fake.received_event(fake.host_media(g4_pdf()))
+            raw = msgspec.json.encode(event)
+            # signed by someone else's key
+            other = FakeTelnyx()
+            status, text = await telnyx_webhook(session, url, other, event, body=raw)
+            assert status == 403 and "does not verify" in text
+            # the body changed after signing
+            headers = fake.sign(raw)
+            async with session.post(
+                url, data=raw.replace(b"received", b"RECEIVED"), headers=headers
+            ) as answer:
+                assert answer.status == 403
+            # ten minutes old
+            status, text = await telnyx_webhook(
+                session, url, fake, event, timestamp=int(time.time()) - 600, body=raw
+            )
+            assert status == 403 and "too old" in text
+            # no signature at all
+            async with session.post(
+                url, data=raw, headers={"Content-Type": "application/json"}
+            ) as answer:
+                assert answer.status == 403
+            assert await _count(hub) == 0 and fake.media_hits == 0
+
+            headers = fake.sign(raw)
+            async with session.post(url, data=raw, headers=headers) as answer:
+                assert answer.status == 200
+            async with session.post(url, data=raw, headers=headers) as answer:  # replayed
+                assert answer.status == 403 and "replay" in await answer.text()
+            # Telnyx's own retry is signed anew: accepted, and nothing new is stored
+            status, _ = await telnyx_webhook(
+                session, url, fake, event, body=raw, timestamp=int(time.time()) - 5
+            )
+            assert status == 200
+            assert await _count(hub) == 1 and fake.media_hits == 1
+
+
+async def test_telnyx_expired_media_link_and_partial_fax(store_url: str, tmp_path: Path) -> None:
+    async with fake_telnyx() as fake:
+        settings = fax_settings(
+            store_url, tmp_path, "telnyx", telnyx_block(fake), ocr={"enabled": False}
+        )
+        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+            url = hub.url + WEBHOOK
+            expired = fake.host_media(g4_pdf(), ttl=-1)
+            event = fake.received_event(expired, partial=True)
+            fax_id = event["data"]["payload"]["fax_id"]
+            fake.faxes[fax_id]["media_url"] = fake.host_media(g4_pdf())  # a fresh link
+            status, _ = await telnyx_webhook(session, url, fake, event)
+            assert status == 200
+            [(envelope, files)] = await _inbound(hub)
+            assert "fax.pdf" in [f["name"] for f in files]
+            assert envelope.metadata["partial"] is True
+            assert any("incomplete" in p for p in envelope.metadata["problems"])
+
+            # no fresh link to be had: the fax still arrives, saying what is missing
+            gone = fake.received_event(fake.host_media(g4_pdf(), ttl=-1))
+            fake.faxes[gone["data"]["payload"]["fax_id"]]["media_url"] = ""
+            status, _ = await telnyx_webhook(session, url, fake, gone)
+            assert status == 200
+            [_, (lost, lost_files)] = await _inbound(hub)
+            assert lost_files == []
+            assert any("not downloaded" in p for p in lost.metadata["problems"])
+
+
+# -- fax-to-email and email-to-fax -----------------------------------------------------------
+
+
+def _fax_mail(document: bytes, filename: str, subtype: str) -> bytes:
+    message = EmailMessage()
+    message["From"] = "HylaFAX <fax@faxserver.example.net>"
+    message["To"] = "fax-in@example.com"
+    message["Subject"] = "Facsimile received from +49 30 123456"
+    message["Message-ID"] = "<fax-4711@faxserver.example.net>"
+    message.set_content("A facsimile was received: 2 pages.\n")
+    maintype, _, sub = subtype.partition("/")
+    message.add_attachment(document, maintype=maintype, subtype=sub, filename=filename)
+    return message.as_bytes()
+
+
+async def test_fax_to_email_in_and_email_to_fax_out(store_url: str, tmp_path: Path) -> None:
+    require_ocr()
+    async with running_relay() as relay:
+        block = {
+            "address": "fax-in@example.com",
+            "smtp_in": {"host": "127.0.0.1", "port": 0, "recipients": ["fax-in@example.com"]},
+            "smtp": {"host": "127.0.0.1", "port": relay.port, "security": "none"},
+            "gateway_domain": "fax.example.net",
+            "number_pattern": r"(?i)received from\s+(?P<number>\+?[0-9][0-9 ]{5,20}[0-9])",
+        }
+        settings = fax_settings(store_url, tmp_path, "email", block)
+        async with running_hub(settings) as hub:
+            connector = hub.app[CONNECTORS]["fax"]
+            port = connector.gateway.receiver.port
+            token = await login(hub, "alice", AGENT_PASSWORD)
+            async with agent_client(hub, token) as (agent, _):
+                raw = _fax_mail(g4_tiff(), "fax.tif", "image/tiff")
+                await smtp(port, raw, "fax@faxserver.example.net", "fax-in@example.com")
+                conversation = await _accept(agent)
+                assert conversation["channel"] == "fax"
+                [(envelope, _files)] = await _inbound(hub)
+                _assert_ocr(envelope)
+                assert envelope.sender.kind == "fax" and envelope.sender.address == CUSTOMER
+                # the same mail again (a forwarder's retry): one message
+                await smtp(port, raw, "fax@faxserver.example.net", "fax-in@example.com")
+                assert await _count(hub) == 1
+
+                reply = client_id()
+                await agent.send(
+                    type="reply",
+                    conversation_id=conversation["id"],
+                    client_id=reply,
+                    text="Wir liefern am Montag.",
+                )
+                message_id = (await agent.expect("reply_ack", client_id=reply))["message"]["id"]
+                await agent.expect("delivery", message_id=message_id, status="sent", timeout=30)
+                [sent] = await relay.wait(1)
+                assert sent["To"] == "4930123456@fax.example.net"
+                assert sent["From"] == "fax-in@example.com"
+                [attachment] = list(sent.iter_attachments())
+                assert attachment.get_filename() == "fax.pdf"
+                assert "Wir liefern am Montag." in _pdf_text(attachment.get_content())
+
+
+async def test_missing_ocr_language_is_in_readyz_and_faxes_still_arrive(
+    store_url: str, tmp_path: Path
+) -> None:
+    async with fake_sinch() as fake:
+        settings = fax_settings(
+            store_url,
+            tmp_path,
+            "sinch",
+            sinch_block(fake),
+            ocr={"languages": "xyz", "workers": 0},
+        )
+        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+            async with session.get(hub.url + "/readyz") as answer:
+                body = await answer.json()
+            assert answer.status == 200 and body["status"] == "degraded"
+            assert "tesseract-ocr-xyz" in body["channels"]["fax"]
+            status, _ = await sinch_webhook(
+                session, hub.url + WEBHOOK, "INCOMING_FAX", sinch_fax(), g4_pdf()
+            )
+            assert status == 200
+            [(envelope, files)] = await _inbound(hub)
+            assert envelope.text == "" and envelope.metadata["ocr"].startswith("unavailable")
+            assert len(files) == 3  # the document and both previews
+            # the agent sees why there is no text
+            token = await login(hub, "alice", AGENT_PASSWORD)
+            async with agent_client(hub, token) as (agent, _):
+                conversation = await _accept(agent)
+                [message] = conversation["messages"]
+                assert any("tesseract-ocr-xyz" in note for note in message["notes"])
+
+
+async def test_concurrent_copies_of_one_fax_are_read_once(store_url: str, tmp_path: Path) -> None:
+    async with fake_sinch() as fake:
+        settings = fax_settings(
+            store_url, tmp_path, "sinch", sinch_block(fake), ocr={"enabled": False}
+        )
+        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+            fax, pdf = sinch_fax(), g4_pdf()
+            results = await asyncio.gather(
+                *(
+                    sinch_webhook(session, hub.url + WEBHOOK, "INCOMING_FAX", fax, pdf)
+                    for _ in range(5)
+                )
+            )
+            assert [status for status, _ in results] == [200] * 5
+            assert await _count(hub) == 1
