@@ -45,6 +45,9 @@ class Capabilities:
     live: bool = False
     reply_window: float | None = None
     max_text_length: int | None = None
+    #: identity kinds this channel can start a message to (an agent answering a fax customer by
+    #: email picks one of the customer's ``email`` identities); empty: replies only
+    recipient_kinds: tuple[str, ...] = ()
 
 
 class SendError(Exception):

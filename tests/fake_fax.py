@@ -184,6 +184,7 @@ class FakeTelnyx:
     media_hits: int = 0
     # the hub's public URL as configured, and where this test's hub really listens
     public: tuple[str, str] | None = None
+    lose_answers: int = 0  # create the fax, then answer 504 (the answer is lost)
 
     @property
     def public_key(self) -> str:
@@ -245,6 +246,9 @@ class FakeTelnyx:
         }
         self.faxes[fax["id"]] = fax
         self.sent.append(body)
+        if self.lose_answers:
+            self.lose_answers -= 1
+            return web.Response(status=504, text="gateway timeout")
         return web.json_response({"data": fax}, status=202)
 
     async def list(self, request: web.Request) -> web.StreamResponse:

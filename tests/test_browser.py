@@ -149,3 +149,60 @@ async def test_console_shows_the_customer_context(
         await expect(agent.locator("#customer")).to_contain_text("Anna Top")
         assert errors == []
         await context.close()
+
+
+async def test_console_shows_fax_pages_files_and_notes(
+    browser: Any, sqlite_url: str, tmp_path: Path
+) -> None:
+    import io
+    import time
+
+    import msgspec
+    from PIL import Image
+    from playwright.async_api import expect
+
+    from hub.envelope import Direction, Envelope, Identity
+    from hub.keys import BLOBS, PIPELINE
+
+    async with running_hub(make_settings(sqlite_url, tmp_path)) as hub:
+        context = await browser.new_context()
+        agent = await context.new_page()
+        errors: list[str] = []
+        agent.on("pageerror", lambda error: errors.append(str(error)))
+        await agent.goto(f"{hub.url}/console/")
+        await agent.fill("#username", "alice")
+        await agent.fill("#password", AGENT_PASSWORD)
+        await agent.click("#login-button")
+        await expect(agent.locator("#connection")).to_have_text("online")
+        png = io.BytesIO()
+        Image.new("L", (850, 1100), 255).save(png, format="PNG")
+        blobs = hub.app[BLOBS]
+        preview = await blobs.put(png.getvalue(), name="page-1.png", content_type="image/png")
+        document = await blobs.put(
+            b"%PDF-1.4\n%fake\n", name="fax.pdf", content_type="application/pdf"
+        )
+        await hub.app[PIPELINE].ingest(
+            Envelope(
+                channel="fax",
+                inbox="fax",
+                direction=Direction.INBOUND,
+                idempotency_key="fax:test:1",
+                received_at=time.time(),
+                sender=Identity(kind="fax", address="+4930123456"),
+                subject="Fax from +4930123456 (1 pages)",
+                text="Bestellung Nr. 4711",
+                attachments=(document, msgspec.structs.replace(preview, inline=True)),
+                metadata={"problems": ["text recognition failed on page(s) 1"]},
+            )
+        )
+        await agent.locator("#offers li.offer button.accept").click()
+        page_image = agent.locator("#messages .files .preview img")
+        await expect(page_image).to_have_count(1)
+        # the picture really loaded (the session cookie reached /api/attachments)
+        await expect(page_image).to_have_js_property("naturalWidth", 850)
+        await expect(agent.locator("#messages .files .download")).to_contain_text("fax.pdf")
+        await expect(agent.locator("#messages .note-flag")).to_have_text(
+            "text recognition failed on page(s) 1"
+        )
+        assert errors == []
+        await context.close()

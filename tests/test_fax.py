@@ -249,6 +249,21 @@ async def test_sinch_failure_and_json_webhooks(store_url: str, tmp_path: Path) -
                 assert envelope.metadata["ocr"] == "off" and envelope.text == ""
                 assert sorted(f["name"] for f in files) == ["fax.tiff", "page-1.png", "page-2.png"]
 
+                # a second fax from the same number joins the open conversation, live, with
+                # its pages and what went wrong with it
+                second = sinch_fax(status="FAILURE", numberOfPages=3)
+                status, _ = await sinch_webhook(
+                    session, hub.url + WEBHOOK, "INCOMING_FAX", second, g4_pdf()
+                )
+                assert status == 200
+                live = await agent.expect("message", conversation_id=conversation["id"])
+                assert sorted(f["name"] for f in live["message"]["attachments"]) == [
+                    "fax.pdf",
+                    "page-1.png",
+                    "page-2.png",
+                ]
+                assert any("incomplete" in note for note in live["message"]["notes"])
+
                 reply = client_id()
                 await agent.send(
                     type="reply", conversation_id=conversation["id"], client_id=reply, text="Hallo"
@@ -365,6 +380,28 @@ async def test_a_lost_send_answer_never_faxes_twice(store_url: str, tmp_path: Pa
                 message_id = (await agent.expect("reply_ack", client_id=reply))["message"]["id"]
                 await agent.expect("delivery", message_id=message_id, status="queued", timeout=30)
                 assert len(fake.sent) == 1  # the retry found the fax the first attempt made
+
+
+async def test_telnyx_lost_answer_never_faxes_twice(store_url: str, tmp_path: Path) -> None:
+    async with fake_telnyx() as fake:
+        fake.lose_answers = 1
+        settings = fax_settings(
+            store_url, tmp_path, "telnyx", telnyx_block(fake), ocr={"enabled": False}
+        )
+        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+            fake.public = (PUBLIC, hub.url)
+            token = await login(hub, "alice", AGENT_PASSWORD)
+            async with agent_client(hub, token) as (agent, _):
+                event = fake.received_event(fake.host_media(g4_pdf()))
+                await telnyx_webhook(session, hub.url + WEBHOOK, fake, event)
+                conversation = await _accept(agent)
+                reply = client_id()
+                await agent.send(
+                    type="reply", conversation_id=conversation["id"], client_id=reply, text="Ok"
+                )
+                message_id = (await agent.expect("reply_ack", client_id=reply))["message"]["id"]
+                await agent.expect("delivery", message_id=message_id, status="queued", timeout=30)
+                assert len(fake.sent) == 1  # the retry found the fax by its webhook_url
 
 
 # -- Telnyx ----------------------------------------------------------------------------------
@@ -601,3 +638,89 @@ async def test_concurrent_copies_of_one_fax_are_read_once(store_url: str, tmp_pa
             )
             assert [status for status, _ in results] == [200] * 5
             assert await _count(hub) == 1
+
+
+async def test_a_fax_customer_known_by_email_is_answered_by_email(
+    store_url: str, tmp_path: Path
+) -> None:
+    from hub.customers import csvimport
+    from hub.keys import CUSTOMERS
+
+    async with fake_sinch() as fake, running_relay() as relay:
+        fax = {
+            "gateway": "sinch",
+            "number": OUR_NUMBER,
+            "sinch": sinch_block(fake),
+            "public_url": PUBLIC,
+            "ocr": {"enabled": False},
+        }
+        mail = {
+            "address": "support@example.com",
+            "parse_workers": 0,
+            "smtp": {"host": "127.0.0.1", "port": relay.port, "security": "none"},
+            "smtp_in": {"host": "127.0.0.1", "port": 0, "recipients": ["support@example.com"]},
+        }
+        settings = make_settings(
+            store_url,
+            tmp_path,
+            channels=[
+                {"name": "fax", "type": "fax", "settings": fax},
+                {"name": "mail", "type": "email", "settings": mail},
+            ],
+        )
+        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+            crm = "customer_id,name,email,fax\nK7,Jürgen Müller,juergen@example.org,030 123456\n"
+            report = await hub.app[CUSTOMERS].import_file(csvimport.parse(crm.encode(), "crm.csv"))
+            assert not report.errors
+            token = await login(hub, "alice", AGENT_PASSWORD)
+            async with agent_client(hub, token) as (agent, _):
+                await sinch_webhook(
+                    session, hub.url + WEBHOOK, "INCOMING_FAX", sinch_fax(), g4_pdf()
+                )
+                conversation = await _accept(agent)
+                assert conversation["customer"]["name"] == "Jürgen Müller"
+                options = conversation["compose"]["alternatives"]
+                assert options == [
+                    {
+                        "inbox": "mail",
+                        "channel": "email",
+                        "kind": "email",
+                        "address": "juergen@example.org",
+                    }
+                ]
+                # only the customer's own addresses: anything else is refused
+                await agent.send(
+                    type="reply",
+                    conversation_id=conversation["id"],
+                    client_id=client_id(),
+                    text="x",
+                    via="mail",
+                    to="someone.else@example.org",
+                )
+                assert (await agent.expect("error"))["code"] == "bad_via"
+
+                reply = client_id()
+                await agent.send(
+                    type="reply",
+                    conversation_id=conversation["id"],
+                    client_id=reply,
+                    text="Ihre Bestellung ist unterwegs.",
+                    via="mail",
+                    to="juergen@example.org",
+                )
+                ack = await agent.expect("reply_ack", client_id=reply)
+                message_id = ack["message"]["id"]
+                await agent.expect("delivery", message_id=message_id, status="sent", timeout=30)
+                [sent] = await relay.wait(1)
+                assert sent["To"] == "juergen@example.org"
+                assert "Ihre Bestellung ist unterwegs." in sent.get_body().get_content()
+                assert fake.sent == []  # nothing was faxed
+                async with hub.store.engine.connect() as connection:
+                    row = (
+                        await connection.execute(
+                            select(messages.c.channel, messages.c.inbox).where(
+                                messages.c.id == message_id
+                            )
+                        )
+                    ).one()
+                assert (row.channel, row.inbox) == ("email", "mail")

@@ -32,7 +32,9 @@ class EmailConnector(Connector):
 
     channel = "email"
     settings_model = EmailSettings
-    capabilities = Capabilities(threading=True, attachments=True, html=True)
+    capabilities = Capabilities(
+        threading=True, attachments=True, html=True, recipient_kinds=("email",)
+    )
     settings: EmailSettings
 
     def __init__(self, name: str, settings: EmailSettings) -> None:

@@ -48,7 +48,7 @@ class FaxConnector(Connector):
 
     channel = "fax"
     settings_model = FaxSettings
-    capabilities = Capabilities(attachments=True, delivery_receipts=True)
+    capabilities = Capabilities(attachments=True, delivery_receipts=True, recipient_kinds=("fax",))
     settings: FaxSettings
 
     def __init__(self, name: str, settings: FaxSettings) -> None:

@@ -52,6 +52,7 @@ class SmsConnector(Connector):
         delivery_receipts=True,
         reply_window=WHATSAPP_WINDOW,
         max_text_length=1600,
+        recipient_kinds=("phone",),  # WhatsApp needs the customer's own 24-hour window
     )
     settings: SmsSettings
 

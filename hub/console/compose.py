@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from connectors.base import ComposeInfo, Connector
-from hub.envelope import Template
+from hub.envelope import Identity, Template
 
 
 class ReplyRefused(Exception):
@@ -24,6 +24,15 @@ class ReplyRefused(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Via:
+    """Another channel instance a reply leaves through, to the customer's address there."""
+
+    inbox: str
+    channel: str
+    recipient: Identity
 
 
 class ComposeAdvisor:
@@ -40,9 +49,49 @@ class ComposeAdvisor:
             return ComposeInfo()
         return connector.compose(recipient, conversation.get("last_inbound_at"), self.clock())
 
+    def alternatives(self, conversation: Mapping[str, Any]) -> list[Via]:
+        """Other inboxes that can reach this conversation's customer, at the addresses the
+        customer is known by (a fax customer with an email identity: every email inbox)."""
+        customer = conversation.get("customer") or {}
+        identities = customer.get("identities") or []
+        out = []
+        for name, connector in sorted(self.connectors.items()):
+            kinds = connector.capabilities.recipient_kinds
+            if name == conversation.get("inbox") or not kinds:
+                continue
+            for identity in identities:
+                if identity.get("kind") in kinds and identity.get("address"):
+                    out.append(
+                        Via(
+                            name,
+                            connector.channel,
+                            Identity(kind=identity["kind"], address=identity["address"]),
+                        )
+                    )
+        return out
+
+    def route(self, conversation: Mapping[str, Any], via: str, to: str | None) -> Via:
+        """The alternative the agent picked, or :class:`ReplyRefused` if it is not one."""
+        for option in self.alternatives(conversation):
+            if option.inbox == via and option.recipient.address == (to or ""):
+                return option
+        raise ReplyRefused(
+            "bad_via",
+            f"inbox {via!r} cannot reach this customer at {to!r}; pick one of compose.alternatives",
+        )
+
     def view(self, conversation: Mapping[str, Any]) -> dict[str, Any]:
         """The ``compose`` field of a conversation in the console."""
         view = asdict(self.info(conversation))
+        view["alternatives"] = [
+            {
+                "inbox": option.inbox,
+                "channel": option.channel,
+                "kind": option.recipient.kind,
+                "address": option.recipient.address,
+            }
+            for option in self.alternatives(conversation)
+        ]
         opt_out = conversation.get("opt_out")
         if opt_out is not None:
             view.update(

@@ -40,6 +40,8 @@ class Reply(msgspec.Struct, frozen=True, tag="reply", forbid_unknown_fields=True
     text: str = ""
     template: str | None = None  # an approved template's name (WhatsApp outside 24 hours)
     variables: dict[str, str] = msgspec.field(default_factory=dict)
+    via: str | None = None  # another inbox to answer through (compose.alternatives) …
+    to: str | None = None  # … and the customer's address there
 
 
 class Note(msgspec.Struct, frozen=True, tag="note", forbid_unknown_fields=True):

@@ -289,12 +289,19 @@ class Console:
         note = isinstance(command, Note)
         if self.dispatch.owner(command.conversation_id) != agent:
             raise Forbidden("this conversation is not assigned to you")
-        text, template = command.text, None
+        text, template, via = command.text, None, None
         if isinstance(command, Reply):
             conversation = await self.store.conversation(command.conversation_id)
-            text, template = self.compose.check(
-                conversation, command.text, command.template, command.variables
-            )
+            if command.via is not None:  # answered on another channel the customer is known on
+                if command.template is not None:
+                    raise ReplyRefused(
+                        "bad_via", "templates are sent on the conversation's channel"
+                    )
+                via = self.compose.route(conversation, command.via, command.to)
+            else:
+                text, template = self.compose.check(
+                    conversation, command.text, command.template, command.variables
+                )
         stored = await self.store.add_reply(
             command.conversation_id,
             agent=agent,
@@ -302,6 +309,7 @@ class Console:
             text=text,
             note=note,
             template=template,
+            via=(via.inbox, via.channel, via.recipient) if via is not None else None,
         )
         message: dict[str, Any] = stored.message
         if not note:

@@ -18,7 +18,7 @@ MAX_BYTES = 200 * 1024 * 1024
 TIERS = {"A", "B", "C"}
 
 COLUMNS = {
-    "customers": ({"customer_id", "name"}, {"company", "email", "phone", "tags", "tier"}),
+    "customers": ({"customer_id", "name"}, {"company", "email", "phone", "fax", "tags", "tier"}),
     "orders": ({"order_id", "customer_id", "date", "amount"}, {"product"}),
     "invoices": ({"invoice_id", "customer_id", "due", "amount"}, {"issued", "paid"}),
 }
@@ -32,6 +32,7 @@ class CustomerRecord:
     company: str = ""
     email: str = ""
     phone: str = ""
+    fax: str = ""
     tags: tuple[str, ...] = ()
     tier: str | None = None  # a manual override of the computed tier
 
@@ -195,6 +196,7 @@ def _record(kind: str, line: int, values: dict[str, str], decimal_comma: bool) -
             company=values.get("company", "")[:500],
             email=values.get("email", "")[:320],
             phone=values.get("phone", "")[:64],
+            fax=values.get("fax", "")[:64],
             tags=tags,
             tier=tier,
         )

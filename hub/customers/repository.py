@@ -135,6 +135,8 @@ class Customers:
             addresses.append(("email", normalize_email(record.email)))
         if record.phone:
             addresses.append(("phone", normalize_phone(record.phone, self.default_region)))
+        if record.fax:
+            addresses.append(("fax", normalize_phone(record.fax, self.default_region)))
         return addresses
 
     async def _attach(

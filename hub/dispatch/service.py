@@ -548,6 +548,10 @@ class DispatchService:
         agent = self.core.owner.get(event.conversation_id)
         if agent is None:
             return
+        files: list[dict[str, Any]] = []
+        notes: list[str] = []
+        if event.direction == "inbound":  # a fax's pages, an email's files, what went wrong
+            files, notes = await self.store.message_extras(event.message_id)
         await self.notifier.send(
             agent,
             self.frame(
@@ -563,7 +567,8 @@ class DispatchService:
                     "delivery_status": "queued"
                     if event.direction == "outbound" and event.kind == "message"
                     else None,
-                    "attachments": [],
+                    "attachments": files,
+                    "notes": notes,
                 },
             ),
         )

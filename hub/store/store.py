@@ -24,6 +24,7 @@ from hub.envelope import (
     Identity,
     Outbound,
     Template,
+    ThreadHints,
     decode_envelope,
     reply_to,
 )
@@ -442,10 +443,13 @@ class Store:
         text: str,
         note: bool = False,
         template: Template | None = None,
+        via: tuple[str, str, Identity] | None = None,
     ) -> Reply:
         """Store an agent's reply (queued in the outbox) or internal note, once per client id.
 
-        ``template`` is an approved template the reply is sent as (``text`` is its rendering)."""
+        ``template`` is an approved template the reply is sent as (``text`` is its rendering);
+        ``via`` (inbox, channel, recipient) sends it through another channel instance, as a new
+        message there rather than a threaded answer."""
         key = f"{'note' if note else 'reply'}:{agent}:{conversation_id}:{client_id}"
 
         async def run(connection: AsyncConnection) -> Reply:
@@ -472,8 +476,8 @@ class Store:
                 "conversation_id": conversation_id,
                 "kind": "note" if note else "message",
                 "direction": "outbound",
-                "channel": conversation.channel,
-                "inbox": conversation.inbox,
+                "channel": via[1] if via else conversation.channel,
+                "inbox": via[0] if via else conversation.inbox,
                 "idempotency_key": key,
                 "provider_id": None,
                 "author": agent,
@@ -516,6 +520,10 @@ class Store:
             )
             if template is not None:
                 outbound = msgspec.structs.replace(outbound, template=template)
+            if via is not None:
+                outbound = msgspec.structs.replace(
+                    outbound, inbox=via[0], recipient=via[2], thread=ThreadHints()
+                )
             await connection.execute(messages.insert(), row)
             await connection.execute(outbox.insert(), outbox_row(outbound, now))
             await _event(connection, now, "reply.queued", conversation_id, message_id, agent)
@@ -810,6 +818,26 @@ class Store:
 
         await self.writer.call(run)
         return token
+
+    async def message_extras(self, message_id: str) -> tuple[list[dict[str, Any]], list[str]]:
+        """A stored message's attachments (as the console lists them) and its notes, for
+        live message frames."""
+        async with self.engine.connect() as connection:
+            files = (
+                await connection.execute(
+                    select(attachments).where(attachments.c.message_id == message_id)
+                )
+            ).all()
+            stored = (
+                await connection.execute(
+                    select(messages.c.envelope).where(messages.c.id == message_id)
+                )
+            ).scalar_one_or_none()
+        listed = [
+            {k: v for k, v in row._mapping.items() if k not in {"message_id", "blob_ref"}}
+            for row in files
+        ]
+        return listed, _notes(stored)
 
     async def attachment(self, attachment_id: str) -> dict[str, Any] | None:
         """An attachment with what deciding who may see it needs: its conversation's id,

@@ -149,6 +149,23 @@
     picker.hidden = !templating;
     $("reply-text").hidden = templating;
     $("reply-send").disabled = compose.mode === "blocked";
+    // other channels the customer is known on (answer a fax by email)
+    var via = $("reply-via");
+    via.textContent = "";
+    var alternatives = compose.alternatives || [];
+    via.hidden = !alternatives.length || templating;
+    if (alternatives.length) {
+      via.appendChild(el("option", "", "reply here"));
+      alternatives.forEach(function (option, index) {
+        var item = el("option", "", "by " + option.channel + " to " + option.address +
+                      " (" + option.inbox + ")");
+        item.value = String(index + 1);
+        item.dataset.inbox = option.inbox;
+        item.dataset.address = option.address;
+        via.appendChild(item);
+      });
+      via.options[0].value = "";
+    }
     var select = $("template-name");
     select.textContent = "";
     (compose.templates || []).forEach(function (template) {
@@ -378,6 +395,12 @@
         type: $("reply-note").checked ? "note" : "reply",
         conversation_id: state.active, client_id: newId(), text: text
       };
+      var via = $("reply-via");
+      if (frame.type === "reply" && !via.hidden && via.value) {
+        var option = via.options[via.selectedIndex];
+        frame.via = option.dataset.inbox;
+        frame.to = option.dataset.address;
+      }
     }
     state.pending[frame.client_id] = frame;
     send(frame);
