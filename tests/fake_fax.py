@@ -58,6 +58,7 @@ class FakeSinch:
     sent: list[dict[str, Any]] = field(default_factory=list)
     script: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     lose_answers: int = 0  # create the fax, then answer 502 (the answer is lost)
+    received: dict[str, bytes] = field(default_factory=dict)  # inbound documents by fax id
 
     def _auth_ok(self, request: web.Request) -> bool:
         expected = "Basic " + base64.b64encode(f"{KEY_ID}:{KEY_SECRET}".encode()).decode()
@@ -94,6 +95,14 @@ class FakeSinch:
             return web.Response(status=502, text="bad gateway")
         return web.json_response(fax)
 
+    async def content(self, request: web.Request) -> web.StreamResponse:
+        if not self._auth_ok(request):
+            return web.json_response({"code": 401, "message": "Unauthorized"}, status=401)
+        found = self.received.get(request.match_info["id"])
+        if found is None:
+            return web.json_response({"code": 404, "message": "fax not found"}, status=404)
+        return web.Response(body=found, content_type="application/pdf")
+
     async def list(self, request: web.Request) -> web.StreamResponse:
         if not self._auth_ok(request):
             return web.json_response({"code": 401, "message": "Unauthorized"}, status=401)
@@ -112,6 +121,7 @@ async def fake_sinch() -> AsyncIterator[FakeSinch]:
     app = web.Application()
     app.router.add_post("/v3/projects/{project}/faxes", fake.create)
     app.router.add_get("/v3/projects/{project}/faxes", fake.list)
+    app.router.add_get("/v3/projects/{project}/faxes/{id}/file.pdf", fake.content)
     runner, fake.url = await _start(app)
     try:
         yield fake

@@ -623,6 +623,31 @@ async def test_missing_ocr_language_is_in_readyz_and_faxes_still_arrive(
                 assert any("tesseract-ocr-xyz" in note for note in message["notes"])
 
 
+async def test_a_sinch_webhook_without_the_file_gets_it_from_the_api(
+    store_url: str, tmp_path: Path
+) -> None:
+    async with fake_sinch() as fake:
+        settings = fax_settings(
+            store_url, tmp_path, "sinch", sinch_block(fake), ocr={"enabled": False}
+        )
+        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+            stored = sinch_fax()
+            fake.received[stored["id"]] = g4_pdf()
+            status, _ = await sinch_webhook(
+                session, hub.url + WEBHOOK, "INCOMING_FAX", stored, as_json=True
+            )
+            assert status == 200
+            lost = sinch_fax()  # the API does not have it either: it arrives, saying so
+            status, _ = await sinch_webhook(
+                session, hub.url + WEBHOOK, "INCOMING_FAX", lost, as_json=True
+            )
+            assert status == 200
+            [(_first, first_files), (second, second_files)] = await _inbound(hub)
+            assert sorted(f["name"] for f in first_files) == ["fax.pdf", "page-1.png", "page-2.png"]
+            assert second_files == []
+            assert any("HTTP 404" in p for p in second.metadata["problems"])
+
+
 async def test_concurrent_copies_of_one_fax_are_read_once(store_url: str, tmp_path: Path) -> None:
     async with fake_sinch() as fake:
         settings = fax_settings(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hmac
 from collections.abc import Sequence
 from typing import Any
@@ -217,9 +218,17 @@ class SinchGateway:
             if event == "INCOMING_FAX":
                 if str(fax.get("direction", "INBOUND")).upper() != "INBOUND":
                     raise web.HTTPBadRequest(text="INCOMING_FAX for an outbound fax")
-                await self._hooks.receive(
-                    incoming(fax, file, event_time if isinstance(event_time, str) else None)
-                )
+                fax_id = str(fax["id"])
+                if not self._hooks.already(fax_id):
+                    problem = None
+                    if not file:  # a webhook configured without the file: ask the API for it
+                        file, problem = await self._download(fax_id)
+                    received = incoming(
+                        fax, file, event_time if isinstance(event_time, str) else None
+                    )
+                    if not file and problem:
+                        received = dataclasses.replace(received, problem=problem)
+                    await self._hooks.receive(received)
             else:
                 await self._hooks.report(str(fax["id"]), completion(fax))
         except web.HTTPException:
@@ -228,6 +237,27 @@ class SinchGateway:
             self._hooks.ctx.logger.exception("fax %s not stored; Sinch will retry", fax["id"])
             raise web.HTTPServiceUnavailable(text="not stored; retry") from None
         return web.json_response({"status": "ok"})
+
+    async def _download(self, fax_id: str) -> tuple[bytes | None, str | None]:
+        """The received fax's PDF from ``GET …/faxes/{id}/file.pdf``, or why not."""
+        assert self._hooks is not None
+        url = f"{self._faxes_url()}/{quote(fax_id, safe='')}/file.pdf"
+        try:
+            async with self._hooks.ctx.http.get(
+                url,
+                headers=self._auth,
+                timeout=aiohttp.ClientTimeout(total=self.settings.send_timeout),
+            ) as response:
+                if response.status != 200:
+                    return None, f"the document could not be downloaded (HTTP {response.status})"
+                if (response.content_length or 0) > self.max_document_bytes:
+                    return None, "the document is over max_document_bytes"
+                data = await response.content.read(self.max_document_bytes + 1)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return None, f"the document could not be downloaded ({exc.__class__.__name__})"
+        if len(data) > self.max_document_bytes:
+            return None, "the document is over max_document_bytes"
+        return data, None
 
     # -- sending -------------------------------------------------------------------------------
 
