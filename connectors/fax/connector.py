@@ -182,7 +182,10 @@ class FaxConnector(Connector):
 
     async def _examine(self, data: bytes, pages: int | None) -> worker.Examined:
         job = self._job()
-        budget = 30.0 + job.ocr_timeout * min(max(pages or 1, 1), self.settings.max_pages)
+        # tesseract has its own per-page timeout; this bounds a worker stuck elsewhere (a
+        # hostile PDF), generously enough for every page when the count is not known yet
+        pages_read = min(max(pages or self.settings.max_pages, 1), self.settings.max_pages)
+        budget = 30.0 + job.ocr_timeout * pages_read
         return await self._in_pool(partial(worker.examine, data, job), limit=budget)
 
     async def _store(self, key: str, fax: IncomingFax) -> Accepted:
@@ -242,7 +245,8 @@ class FaxConnector(Connector):
         if problems:
             metadata["problems"] = problems
         pages = examined.page_count if examined else fax.pages_declared
-        subject = f"Fax from {sender.address}" + (f" ({pages} pages)" if pages else "")
+        count = f" ({pages} page{'s' if pages != 1 else ''})" if pages else ""
+        subject = f"Fax from {sender.address}{count}"
         envelope = Envelope(
             channel="fax",
             inbox=self.name,
