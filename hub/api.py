@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hub import __version__
+from hub import __version__, uploads
 from hub.auth import SESSION_COOKIE
+from hub.console.service import origin_allowed
 from hub.errors import AuthError, InvalidState, NotFound
-from hub.keys import AUTH, BLOBS, CUSTOMERS, RULES_WATCHER, SETTINGS, STORE
+from hub.keys import (
+    AUTH,
+    BLOBS,
+    CONSOLE,
+    CUSTOMERS,
+    RULES_WATCHER,
+    SETTINGS,
+    STORE,
+    UPLOAD_SECRET,
+)
 from hub.settings import AgentSettings
 
 
@@ -226,6 +237,42 @@ async def attachment(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def upload(request: web.Request) -> web.StreamResponse:
+    """Store a file an agent will send with a reply; answers a token for ``reply.attachments``.
+
+    The body is the file itself; ``Content-Type`` is its type and ``X-Filename`` its name
+    (percent-encoded), both metadata only."""
+    agent = await _agent(request)
+    if agent is None:
+        return _error(401, "not_authenticated", "log in first")
+    if not origin_allowed(request, request.app[SETTINGS].server.allowed_origins):
+        return _error(403, "forbidden", "this origin may not upload")
+    limit = uploads.MAX_UPLOAD_BYTES
+    if (request.content_length or 0) > limit:
+        return _error(413, "too_large", f"files are limited to {limit // (1024 * 1024)} MiB")
+    data = await request.content.read(limit + 1)
+    if len(data) > limit:
+        return _error(413, "too_large", f"files are limited to {limit // (1024 * 1024)} MiB")
+    if not data:
+        return _error(400, "bad_request", "the file is empty")
+    stored = await request.app[BLOBS].put(
+        data,
+        name=uploads.filename(unquote(request.headers.get("X-Filename", ""))),
+        content_type=uploads.content_type(request.headers.get("Content-Type")),
+    )
+    now = request.app[CONSOLE].clock()
+    token = uploads.sign(request.app[UPLOAD_SECRET], stored, agent.id, now + uploads.TTL)
+    return web.json_response(
+        {
+            "token": token,
+            "name": stored.name,
+            "content_type": stored.content_type,
+            "size": stored.size,
+        },
+        status=201,
+    )
+
+
 async def version(request: web.Request) -> web.StreamResponse:
     return web.json_response({"version": __version__})
 
@@ -241,6 +288,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/me", me)
     app.router.add_get("/api/version", version)
     app.router.add_get("/api/attachments/{id}", attachment)
+    app.router.add_post("/api/uploads", upload)
     app.router.add_get("/api/rules", rules_status)
     app.router.add_get("/api/customers/{key}", customer)
     app.router.add_post("/api/customers/merge", merge_customers)

@@ -48,6 +48,7 @@ from hub.keys import (
     RULES_WATCHER,
     SETTINGS,
     STORE,
+    UPLOAD_SECRET,
 )
 from hub.metrics import Metrics
 from hub.outbox import OutboxWorker
@@ -187,7 +188,10 @@ def _lifecycle(
             metrics,
             settings.server.allowed_origins,
             compose,
+            upload_secret=derive_key(master, "uploads"),
+            clock=clock,
         )
+        app[UPLOAD_SECRET] = console.upload_secret
         app[CONSOLE] = console
         blobs = app[BLOBS] = BlobStore(settings.storage.blobs)
         public_url = settings.server.public_url or (

@@ -12,6 +12,7 @@ import time
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import msgspec
@@ -749,3 +750,102 @@ async def test_a_fax_customer_known_by_email_is_answered_by_email(
                         )
                     ).one()
                 assert (row.channel, row.inbox) == ("email", "mail")
+
+
+async def _upload(
+    session: aiohttp.ClientSession, hub: Any, token: str, data: bytes, name: str, kind: str
+) -> tuple[int, dict[str, Any]]:
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Content-Type": kind,
+        "X-Filename": quote(name),
+    }
+    async with session.post(f"{hub.url}/api/uploads", data=data, headers=headers) as answer:
+        return answer.status, await answer.json()
+
+
+async def test_agent_files_are_appended_to_the_faxed_reply(store_url: str, tmp_path: Path) -> None:
+    async with fake_sinch() as fake:
+        settings = fax_settings(
+            store_url, tmp_path, "sinch", sinch_block(fake), ocr={"enabled": False}
+        )
+        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+            token = await login(hub, "alice", AGENT_PASSWORD)
+            async with agent_client(hub, token) as (agent, _):
+                await sinch_webhook(
+                    session, hub.url + WEBHOOK, "INCOMING_FAX", sinch_fax(), g4_pdf()
+                )
+                conversation = await _accept(agent)
+
+                status, pdf = await _upload(
+                    session, hub, token, g4_pdf(), "../../Lieferschein März.pdf", "application/pdf"
+                )
+                assert status == 201 and pdf["name"] == "Lieferschein März.pdf"
+                status, tiff = await _upload(
+                    session, hub, token, g4_tiff(), "scan.tif", "image/tiff"
+                )
+                assert status == 201 and tiff["content_type"] == "image/tiff"
+
+                reply = client_id()
+                await agent.send(
+                    type="reply",
+                    conversation_id=conversation["id"],
+                    client_id=reply,
+                    text="Anbei Lieferschein und Scan.",
+                    attachments=[pdf["token"], tiff["token"]],
+                )
+                ack = await agent.expect("reply_ack", client_id=reply)
+                names = [a["name"] for a in ack["message"]["attachments"]]
+                assert names == ["Lieferschein März.pdf", "scan.tif"]
+                message_id = ack["message"]["id"]
+                await agent.expect("delivery", message_id=message_id, status="queued", timeout=30)
+                [sent] = fake.sent
+                document = pypdf.PdfReader(io.BytesIO(sent["file"]))
+                assert len(document.pages) == 1 + 2 + 2  # the letter, the PDF, the TIFF
+                assert "Anbei Lieferschein und Scan." in document.pages[0].extract_text()
+
+
+async def test_uploads_are_checked(store_url: str, tmp_path: Path) -> None:
+    async with fake_sinch() as fake:
+        settings = fax_settings(
+            store_url, tmp_path, "sinch", sinch_block(fake), ocr={"enabled": False}
+        )
+        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+            async with session.post(f"{hub.url}/api/uploads", data=b"x") as answer:
+                assert answer.status == 401
+            alice = await login(hub, "alice", AGENT_PASSWORD)
+            bob = await login(hub, "bob", AGENT_PASSWORD)
+            status, body = await _upload(session, hub, alice, b"", "empty.pdf", "application/pdf")
+            assert status == 400
+            big = b"%PDF-1.4\n" + b"0" * (20 * 1024 * 1024)
+            status, body = await _upload(session, hub, alice, big, "big.pdf", "application/pdf")
+            assert status == 413
+            status, body = await _upload(
+                session, hub, alice, b"<svg onload=alert(1)>", "x.svg", "text/html<script>"
+            )
+            assert status == 201
+            assert body["content_type"] == "application/octet-stream"  # not a type we believe
+            svg = body["token"]
+
+            async with agent_client(hub, bob) as (agent, _):
+                await sinch_webhook(
+                    session, hub.url + WEBHOOK, "INCOMING_FAX", sinch_fax(), g4_pdf()
+                )
+                offer = await agent.expect("offer", timeout=30)
+                await agent.send(type="accept", conversation_id=offer["conversation_id"])
+                await agent.expect("conversation")
+                for tokens, reason in (
+                    ([svg], "another agent"),  # alice's upload, bob's reply
+                    ([svg[:-4] + "AAAA"], "signature"),
+                    (["garbage"], "signature"),
+                ):
+                    await agent.send(
+                        type="reply",
+                        conversation_id=offer["conversation_id"],
+                        client_id=client_id(),
+                        text="x",
+                        attachments=tokens,
+                    )
+                    error = await agent.expect("error")
+                    assert error["code"] == "bad_attachment" and reason in error["message"]
+            assert fake.sent == []

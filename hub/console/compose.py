@@ -80,6 +80,13 @@ class ComposeAdvisor:
             f"inbox {via!r} cannot reach this customer at {to!r}; pick one of compose.alternatives",
         )
 
+    def check_files(self, inbox: str) -> None:
+        """:class:`ReplyRefused` unless ``inbox``'s channel can carry files."""
+        connector = self.connectors.get(inbox)
+        if connector is None or not connector.capabilities.attachments:
+            channel = connector.channel if connector is not None else inbox
+            raise ReplyRefused("bad_attachment", f"{channel} replies cannot carry files")
+
     def view(self, conversation: Mapping[str, Any]) -> dict[str, Any]:
         """The ``compose`` field of a conversation in the console."""
         view = asdict(self.info(conversation))

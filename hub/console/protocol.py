@@ -42,6 +42,7 @@ class Reply(msgspec.Struct, frozen=True, tag="reply", forbid_unknown_fields=True
     variables: dict[str, str] = msgspec.field(default_factory=dict)
     via: str | None = None  # another inbox to answer through (compose.alternatives) …
     to: str | None = None  # … and the customer's address there
+    attachments: list[str] = msgspec.field(default_factory=list)  # POST /api/uploads tokens
 
 
 class Note(msgspec.Struct, frozen=True, tag="note", forbid_unknown_fields=True):

@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
+import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
+from hub import uploads
 from hub.auth import SESSION_COOKIE
 from hub.bus import DELIVERIES, MESSAGES, OUTBOX, Bus, DeliveryUpdated, MessageStored, OutboxReady
 from hub.console import protocol
@@ -35,6 +39,7 @@ from hub.console.protocol import (
 from hub.console.registry import AgentConnections
 from hub.dispatch.core import Presence
 from hub.dispatch.service import DispatchService, conversation_view, message_view, offer_view
+from hub.envelope import Attachment
 from hub.errors import Forbidden, HubError, InvalidState, NotFound, StoreError
 from hub.metrics import Metrics
 from hub.settings import AgentSettings
@@ -71,7 +76,12 @@ class Console:
         metrics: Metrics,
         allowed_origins: tuple[str, ...],
         compose: ComposeAdvisor | None = None,
+        *,
+        upload_secret: bytes = b"",
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self.upload_secret = upload_secret or secrets.token_bytes(32)
+        self.clock = clock
         self.store = store
         self.compose = compose or ComposeAdvisor({})
         self.bus = bus
@@ -285,13 +295,26 @@ class Console:
             )
         raise ProtocolError("unknown_type", f"unhandled frame {type(command).__name__}")
 
+    def _uploads(self, agent: str, tokens: list[str]) -> tuple[Attachment, ...]:
+        """The files an agent uploaded for this reply (``POST /api/uploads``)."""
+        if len(tokens) > uploads.MAX_PER_REPLY:
+            raise ReplyRefused("bad_attachment", f"at most {uploads.MAX_PER_REPLY} files per reply")
+        try:
+            return tuple(
+                uploads.verify(self.upload_secret, token, agent, self.clock()) for token in tokens
+            )
+        except uploads.BadUpload as exc:
+            raise ReplyRefused("bad_attachment", str(exc)) from None
+
     async def _reply(self, agent: str, command: Reply | Note) -> bytes:
         note = isinstance(command, Note)
         if self.dispatch.owner(command.conversation_id) != agent:
             raise Forbidden("this conversation is not assigned to you")
         text, template, via = command.text, None, None
+        files: tuple[Attachment, ...] = ()
         if isinstance(command, Reply):
             conversation = await self.store.conversation(command.conversation_id)
+            files = self._uploads(agent, command.attachments)
             if command.via is not None:  # answered on another channel the customer is known on
                 if command.template is not None:
                     raise ReplyRefused(
@@ -302,6 +325,8 @@ class Console:
                 text, template = self.compose.check(
                     conversation, command.text, command.template, command.variables
                 )
+            if files:
+                self.compose.check_files(via.inbox if via else conversation["inbox"])
         stored = await self.store.add_reply(
             command.conversation_id,
             agent=agent,
@@ -310,6 +335,7 @@ class Console:
             note=note,
             template=template,
             via=(via.inbox, via.channel, via.recipient) if via is not None else None,
+            files=files,
         )
         message: dict[str, Any] = stored.message
         if not note:

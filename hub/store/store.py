@@ -18,6 +18,7 @@ from connectors.base import HistoryItem
 from hub.customers.context import customer_context
 from hub.customers.providers import Lookup
 from hub.envelope import (
+    Attachment,
     Delivery,
     DeliveryStatus,
     Envelope,
@@ -444,12 +445,13 @@ class Store:
         note: bool = False,
         template: Template | None = None,
         via: tuple[str, str, Identity] | None = None,
+        files: tuple[Attachment, ...] = (),
     ) -> Reply:
         """Store an agent's reply (queued in the outbox) or internal note, once per client id.
 
         ``template`` is an approved template the reply is sent as (``text`` is its rendering);
         ``via`` (inbox, channel, recipient) sends it through another channel instance, as a new
-        message there rather than a threaded answer."""
+        message there rather than a threaded answer; ``files`` go with it (already stored)."""
         key = f"{'note' if note else 'reply'}:{agent}:{conversation_id}:{client_id}"
 
         async def run(connection: AsyncConnection) -> Reply:
@@ -524,10 +526,30 @@ class Store:
                 outbound = msgspec.structs.replace(
                     outbound, inbox=via[0], recipient=via[2], thread=ThreadHints()
                 )
+            if files:
+                outbound = msgspec.structs.replace(outbound, attachments=files)
             await connection.execute(messages.insert(), row)
+            file_rows = [
+                {
+                    "id": new_id(now),
+                    "message_id": message_id,
+                    "name": item.name,
+                    "content_type": item.content_type,
+                    "size": item.size,
+                    "sha256": item.sha256,
+                    "blob_ref": item.blob_ref,
+                }
+                for item in files
+            ]
+            if file_rows:
+                await connection.execute(attachments.insert(), file_rows)
             await connection.execute(outbox.insert(), outbox_row(outbound, now))
             await _event(connection, now, "reply.queued", conversation_id, message_id, agent)
-            return Reply({**row, "attachments": []}, duplicate=False)
+            listed = [
+                {k: v for k, v in f.items() if k not in {"message_id", "blob_ref"}}
+                for f in file_rows
+            ]
+            return Reply({**row, "attachments": listed}, duplicate=False)
 
         try:
             reply: Reply = await self.writer.call(run)

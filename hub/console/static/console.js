@@ -402,11 +402,51 @@
         frame.to = option.dataset.address;
       }
     }
+    var chosen = $("reply-files").files;
+    if (frame.type === "reply" && chosen && chosen.length) {
+      $("draft-info").textContent = "Uploading " + chosen.length + " file(s)…";
+      uploadAll(Array.prototype.slice.call(chosen)).then(function (tokens) {
+        frame.attachments = tokens;
+        $("reply-files").value = "";
+        sendReply(frame);
+      }).catch(function (error) {
+        $("draft-info").textContent = "";
+        showError(error.message || "upload failed");
+      });
+      return;
+    }
+    sendReply(frame);
+  });
+
+  function sendReply(frame) {
     state.pending[frame.client_id] = frame;
     send(frame);
     $("reply-text").value = "";
     $("draft-info").textContent = "";
-  });
+  }
+
+  // files go to /api/uploads first; the reply carries the tokens it answers
+  function uploadAll(files) {
+    var tokens = [];
+    return files.reduce(function (previous, file) {
+      return previous.then(function () {
+        return fetch("/api/uploads", {
+          method: "POST",
+          credentials: "same-origin",
+          headers: {
+            "Content-Type": file.type || "application/octet-stream",
+            "X-Filename": encodeURIComponent(file.name)
+          },
+          body: file
+        }).then(function (response) {
+          return response.json().then(function (body) {
+            if (!response.ok) throw new Error(file.name + ": " + (body.message || response.status));
+            tokens.push(body.token);
+          });
+        });
+      });
+    }, Promise.resolve()).then(function () { return tokens; });
+  }
   $("template-name").addEventListener("change", renderTemplateVariables);
   var previewTimer = null;
   $("reply-text").addEventListener("input", function () {
