@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pypdf
 import pytest
 
 from tests.conftest import AGENT_PASSWORD, make_settings
@@ -151,10 +154,9 @@ async def test_console_shows_the_customer_context(
         await context.close()
 
 
-async def test_console_shows_fax_pages_files_and_notes(
+async def test_console_shows_fax_pages_and_answers_with_a_file(
     browser: Any, sqlite_url: str, tmp_path: Path
 ) -> None:
-    import io
     import time
 
     import msgspec
@@ -163,46 +165,70 @@ async def test_console_shows_fax_pages_files_and_notes(
 
     from hub.envelope import Direction, Envelope, Identity
     from hub.keys import BLOBS, PIPELINE
+    from tests.fake_fax import fake_sinch
+    from tests.fax_samples import g4_pdf, page
+    from tests.test_fax import fax_settings, sinch_block
 
-    async with running_hub(make_settings(sqlite_url, tmp_path)) as hub:
-        context = await browser.new_context()
-        agent = await context.new_page()
-        errors: list[str] = []
-        agent.on("pageerror", lambda error: errors.append(str(error)))
-        await agent.goto(f"{hub.url}/console/")
-        await agent.fill("#username", "alice")
-        await agent.fill("#password", AGENT_PASSWORD)
-        await agent.click("#login-button")
-        await expect(agent.locator("#connection")).to_have_text("online")
-        png = io.BytesIO()
-        Image.new("L", (850, 1100), 255).save(png, format="PNG")
-        blobs = hub.app[BLOBS]
-        preview = await blobs.put(png.getvalue(), name="page-1.png", content_type="image/png")
-        document = await blobs.put(
-            b"%PDF-1.4\n%fake\n", name="fax.pdf", content_type="application/pdf"
+    async with fake_sinch() as fake:
+        settings = fax_settings(
+            sqlite_url, tmp_path, "sinch", sinch_block(fake), ocr={"enabled": False}
         )
-        await hub.app[PIPELINE].ingest(
-            Envelope(
-                channel="fax",
-                inbox="fax",
-                direction=Direction.INBOUND,
-                idempotency_key="fax:test:1",
-                received_at=time.time(),
-                sender=Identity(kind="fax", address="+4930123456"),
-                subject="Fax from +4930123456 (1 pages)",
-                text="Bestellung Nr. 4711",
-                attachments=(document, msgspec.structs.replace(preview, inline=True)),
-                metadata={"problems": ["text recognition failed on page(s) 1"]},
+        async with running_hub(settings) as hub:
+            context = await browser.new_context()
+            agent = await context.new_page()
+            errors: list[str] = []
+            agent.on("pageerror", lambda error: errors.append(str(error)))
+            await agent.goto(f"{hub.url}/console/")
+            await agent.fill("#username", "alice")
+            await agent.fill("#password", AGENT_PASSWORD)
+            await agent.click("#login-button")
+            await expect(agent.locator("#connection")).to_have_text("online")
+            png = io.BytesIO()
+            Image.new("L", (850, 1100), 255).save(png, format="PNG")
+            blobs = hub.app[BLOBS]
+            preview = await blobs.put(png.getvalue(), name="page-1.png", content_type="image/png")
+            document = await blobs.put(
+                b"%PDF-1.4\n%fake\n", name="fax.pdf", content_type="application/pdf"
             )
-        )
-        await agent.locator("#offers li.offer button.accept").click()
-        page_image = agent.locator("#messages .files .preview img")
-        await expect(page_image).to_have_count(1)
-        # the picture really loaded (the session cookie reached /api/attachments)
-        await expect(page_image).to_have_js_property("naturalWidth", 850)
-        await expect(agent.locator("#messages .files .download")).to_contain_text("fax.pdf")
-        await expect(agent.locator("#messages .note-flag")).to_have_text(
-            "text recognition failed on page(s) 1"
-        )
-        assert errors == []
-        await context.close()
+            await hub.app[PIPELINE].ingest(
+                Envelope(
+                    channel="fax",
+                    inbox="fax",
+                    direction=Direction.INBOUND,
+                    idempotency_key="fax:test:1",
+                    received_at=time.time(),
+                    sender=Identity(kind="fax", address="+4930123456"),
+                    subject="Fax from +4930123456 (1 page)",
+                    text="Bestellung Nr. 4711",
+                    attachments=(document, msgspec.structs.replace(preview, inline=True)),
+                    metadata={"problems": ["text recognition failed on page(s) 1"]},
+                )
+            )
+            await agent.locator("#offers li.offer button.accept").click()
+            page_image = agent.locator("#messages .files .preview img")
+            await expect(page_image).to_have_count(1)
+            # the picture really loaded (the session cookie reached /api/attachments)
+            await expect(page_image).to_have_js_property("naturalWidth", 850)
+            await expect(agent.locator("#messages .files .download")).to_contain_text("fax.pdf")
+            await expect(agent.locator("#messages .note-flag")).to_have_text(
+                "text recognition failed on page(s) 1"
+            )
+
+            # answer with a file: uploaded first, then appended to the faxed letter
+            enclosure = g4_pdf([page(["Anlage"])])
+            await agent.set_input_files(
+                "#reply-files",
+                files=[{"name": "anlage.pdf", "mimeType": "application/pdf", "buffer": enclosure}],
+            )
+            await agent.fill("#reply-text", "Anbei die Anlage.")
+            await agent.click("#reply-send")
+            await expect(agent.locator("#messages .files .download")).to_have_count(2)
+            await expect(agent.locator("#messages")).to_contain_text("anlage.pdf")
+            for _ in range(100):
+                if fake.sent:
+                    break
+                await asyncio.sleep(0.1)
+            [sent] = fake.sent
+            assert len(pypdf.PdfReader(io.BytesIO(sent["file"])).pages) == 2
+            assert errors == []
+            await context.close()
