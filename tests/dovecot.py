@@ -102,7 +102,9 @@ def _certificate(root: Path) -> tuple[Path, Path]:
 
 
 @contextlib.contextmanager
-def running_dovecot() -> Iterator[Dovecot]:
+def running_dovecot(introspection_url: str | None = None) -> Iterator[Dovecot]:
+    """Dovecot with a passwd-file user; with ``introspection_url`` also XOAUTH2/OAUTHBEARER,
+    whose tokens Dovecot's oauth2 passdb checks by POSTing them there (RFC 7662)."""
     require_dovecot()
     root = Path(tempfile.mkdtemp(prefix="channelhub-dovecot-"))
     os.chmod(root, 0o755)
@@ -119,6 +121,22 @@ def running_dovecot() -> Iterator[Dovecot]:
     (root / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}::::::\n")
     cert, key = _certificate(root)
     port, tls_port = free_port(), free_port()
+    mechanisms, oauth2 = "plain login", ""
+    if introspection_url is not None:
+        mechanisms += " xoauth2 oauthbearer"
+        (root / "oauth2.conf.ext").write_text(
+            f"introspection_mode = post\n"
+            f"introspection_url = {introspection_url}\n"
+            "username_attribute = username\n"
+            "active_attribute = active\n"
+            "active_value = true\n"
+        )
+        oauth2 = f"""
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {root}/oauth2.conf.ext
+}}"""
     (root / "dovecot.conf").write_text(
         f"""
 base_dir = {root}/run
@@ -136,14 +154,15 @@ ssl = yes
 ssl_cert = <{cert}
 ssl_key = <{key}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {mechanisms}
 mail_location = maildir:~/Maildir
 mailbox_idle_check_interval = 1 secs
 imap_idle_notify_interval = 1 mins
 passdb {{
   driver = passwd-file
+  mechanisms = plain login
   args = scheme=PLAIN username_format=%u {root}/passwd
-}}
+}}{oauth2}
 userdb {{
   driver = static
   args = uid={mail.pw_uid} gid={mail.pw_gid} home={root}/home/%u

@@ -12,12 +12,13 @@ from typing import Any
 
 import aioimaplib
 import pytest
+from aiohttp import web
 
 from connectors.base import MemoryState
 from connectors.email import EmailConnector
 from connectors.email.settings import EmailSettings
 from connectors.testing import CollectingSink, check_connector_class, connector_context
-from tests.dovecot import Dovecot, running_dovecot
+from tests.dovecot import USER, Dovecot, running_dovecot
 
 pytestmark = pytest.mark.integration
 
@@ -260,3 +261,38 @@ async def test_tls_and_starttls(dovecot: Dovecot, security: str) -> None:
         await wait_for(lambda: len(sink.envelopes) == 1, 10)
         assert connector.health() is None
     assert "TLS" in dovecot.log()
+
+
+async def test_xoauth2_login_against_dovecots_oauth2_passdb() -> None:
+    """XOAUTH2 as Gmail/Microsoft 365 use it, against Dovecot checking tokens with a loopback
+    RFC 7662 introspection endpoint."""
+    asked: list[str] = []
+
+    async def introspect(request: web.Request) -> web.Response:
+        token = (await request.post()).get("token", "")
+        asked.append(str(token))
+        if token == "valid-access-token":
+            return web.json_response({"active": "true", "username": USER})
+        return web.json_response({"active": "false"})
+
+    app = web.Application()
+    app.router.add_post("/introspect", introspect)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        with running_dovecot(f"http://127.0.0.1:{port}/introspect") as server:
+            await deliver(server, mail(1))
+            good = settings(server, password=None, oauth2_token="valid-access-token")
+            sink = CollectingSink()
+            async with running(good, sink, MemoryState()) as connector:
+                await wait_for(lambda: len(sink.envelopes) == 1, 10)
+                assert connector.health() is None
+            assert "valid-access-token" in asked
+            expired = settings(server, password=None, oauth2_token="expired-token")
+            async with running(expired, CollectingSink(), MemoryState()) as connector:
+                await wait_for(lambda: "login refused" in (connector.health() or ""), 10)
+    finally:
+        await runner.cleanup()

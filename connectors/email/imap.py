@@ -18,6 +18,7 @@ import re
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aioimaplib
 
@@ -70,6 +71,26 @@ def fetched_messages(lines: list[bytes | bytearray]) -> list[tuple[int, int, byt
         data = bytes(literal) if isinstance(literal, bytearray) else b""
         found.append((int(uid[1]), int(size[1]) if size else len(data), data))
     return found
+
+
+def _answer_sasl_errors(client: aioimaplib.IMAP4) -> None:
+    """Finish a refused XOAUTH2 exchange as RFC 7628 asks.
+
+    A server refusing the token (Gmail, Microsoft 365, Dovecot) sends a "+ <base64 error>"
+    challenge and waits for an empty response before its tagged NO. aioimaplib only files the
+    challenge away, so the login would hang until the timeout; answering the empty line gets the
+    NO at once, and it is reported as a refused login."""
+    protocol: Any = client.protocol
+    original = protocol._continuation
+
+    def continuation(line: bytes) -> None:
+        command = protocol.pending_sync_command
+        if command is not None and command.name == "AUTHENTICATE":
+            protocol.transport.write(b"\r\n")
+            return
+        original(line)
+
+    protocol._continuation = continuation
 
 
 class MailboxFollower:
@@ -187,9 +208,11 @@ class MailboxFollower:
         if settings.security == "starttls":
             await self._starttls(client)
         if settings.oauth2_token is not None:
-            response = await client.xoauth2(
-                settings.username, settings.oauth2_token.get_secret_value().encode()
-            )
+            # IMAP4.xoauth2 is annotated bytes, but the protocol underneath formats the token
+            # into the SASL string: it needs str (bytes would send "b'…'")
+            token: Any = settings.oauth2_token.get_secret_value()
+            _answer_sasl_errors(client)
+            response = await client.xoauth2(settings.username, token)
         else:
             assert settings.password is not None
             response = await client.login(settings.username, settings.password.get_secret_value())
