@@ -130,6 +130,18 @@ class BlobSink(Protocol):
         ...
 
 
+async def attachment_bytes(blobs: BlobSink, item: Attachment) -> bytes:
+    """The bytes of a reply's attachment; a final :class:`SendError` if they are gone."""
+    try:
+        return await blobs.get(item.blob_ref)
+    except (FileNotFoundError, ValueError):
+        raise SendError(
+            f"attachment {item.name!r} is gone from the blob store",
+            code="attachment_missing",
+            retryable=False,
+        ) from None
+
+
 class StateStore(Protocol):
     """Small durable values a connector keeps across restarts (an IMAP mailbox position)."""
 

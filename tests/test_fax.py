@@ -124,6 +124,15 @@ async def _count(hub: Any) -> int:
         return int((await connection.execute(query)).scalar_one())
 
 
+async def _reply(agent: Any, conversation_id: str, status: str, **fields: Any) -> str:
+    """Send a reply, wait for its ack and its first delivery report; its message id."""
+    reply = client_id()
+    await agent.send(type="reply", conversation_id=conversation_id, client_id=reply, **fields)
+    message_id = str((await agent.expect("reply_ack", client_id=reply))["message"]["id"])
+    await agent.expect("delivery", message_id=message_id, status=status, timeout=30)
+    return message_id
+
+
 async def _accept(agent: Any) -> dict[str, Any]:
     offer = await agent.expect("offer", timeout=30)
     await agent.send(type="accept", conversation_id=offer["conversation_id"])
@@ -265,12 +274,7 @@ async def test_sinch_failure_and_json_webhooks(store_url: str, tmp_path: Path) -
                 ]
                 assert any("incomplete" in note for note in live["message"]["notes"])
 
-                reply = client_id()
-                await agent.send(
-                    type="reply", conversation_id=conversation["id"], client_id=reply, text="Hallo"
-                )
-                message_id = (await agent.expect("reply_ack", client_id=reply))["message"]["id"]
-                await agent.expect("delivery", message_id=message_id, status="queued", timeout=30)
+                message_id = await _reply(agent, conversation["id"], "queued", text="Hallo")
                 failed = {
                     **fake.sent[0]["fax"],
                     "status": "FAILURE",
@@ -374,12 +378,7 @@ async def test_a_lost_send_answer_never_faxes_twice(store_url: str, tmp_path: Pa
                     session, hub.url + WEBHOOK, "INCOMING_FAX", sinch_fax(), g4_pdf()
                 )
                 conversation = await _accept(agent)
-                reply = client_id()
-                await agent.send(
-                    type="reply", conversation_id=conversation["id"], client_id=reply, text="Ok"
-                )
-                message_id = (await agent.expect("reply_ack", client_id=reply))["message"]["id"]
-                await agent.expect("delivery", message_id=message_id, status="queued", timeout=30)
+                await _reply(agent, conversation["id"], "queued", text="Ok")
                 assert len(fake.sent) == 1  # the retry found the fax the first attempt made
 
 
@@ -396,12 +395,7 @@ async def test_telnyx_lost_answer_never_faxes_twice(store_url: str, tmp_path: Pa
                 event = fake.received_event(fake.host_media(g4_pdf()))
                 await telnyx_webhook(session, hub.url + WEBHOOK, fake, event)
                 conversation = await _accept(agent)
-                reply = client_id()
-                await agent.send(
-                    type="reply", conversation_id=conversation["id"], client_id=reply, text="Ok"
-                )
-                message_id = (await agent.expect("reply_ack", client_id=reply))["message"]["id"]
-                await agent.expect("delivery", message_id=message_id, status="queued", timeout=30)
+                await _reply(agent, conversation["id"], "queued", text="Ok")
                 assert len(fake.sent) == 1  # the retry found the fax by its webhook_url
 
 
@@ -427,15 +421,9 @@ async def test_telnyx_fax_in_reply_out_through_a_signed_media_link(
                 assert envelope.sender.address == CUSTOMER
                 assert envelope.metadata["connection_id"] == CONNECTION
 
-                reply = client_id()
-                await agent.send(
-                    type="reply",
-                    conversation_id=conversation["id"],
-                    client_id=reply,
-                    text="Vielen Dank für Ihre Bestellung.",
+                message_id = await _reply(
+                    agent, conversation["id"], "queued", text="Vielen Dank für Ihre Bestellung."
                 )
-                message_id = (await agent.expect("reply_ack", client_id=reply))["message"]["id"]
-                await agent.expect("delivery", message_id=message_id, status="queued", timeout=30)
                 [body] = fake.sent
                 assert body["connection_id"] == CONNECTION and body["to"] == CUSTOMER
                 assert body["from"] == OUR_NUMBER
@@ -576,15 +564,7 @@ async def test_fax_to_email_in_and_email_to_fax_out(store_url: str, tmp_path: Pa
                 await smtp(port, raw, "fax@faxserver.example.net", "fax-in@example.com")
                 assert await _count(hub) == 1
 
-                reply = client_id()
-                await agent.send(
-                    type="reply",
-                    conversation_id=conversation["id"],
-                    client_id=reply,
-                    text="Wir liefern am Montag.",
-                )
-                message_id = (await agent.expect("reply_ack", client_id=reply))["message"]["id"]
-                await agent.expect("delivery", message_id=message_id, status="sent", timeout=30)
+                await _reply(agent, conversation["id"], "sent", text="Wir liefern am Montag.")
                 [sent] = await relay.wait(1)
                 assert sent["To"] == "4930123456@fax.example.net"
                 assert sent["From"] == "fax-in@example.com"

@@ -16,7 +16,13 @@ from functools import partial
 
 import msgspec
 
-from connectors.base import Capabilities, Connector, ConnectorContext, SendError
+from connectors.base import (
+    Capabilities,
+    Connector,
+    ConnectorContext,
+    SendError,
+    attachment_bytes,
+)
 from connectors.email import parse
 from connectors.email.compose import File, Sender, build_reply, is_auto_reply, message_id_of
 from connectors.email.imap import MailboxFollower
@@ -210,17 +216,10 @@ class EmailConnector(Connector):
                 code="auto_reply_capped",
                 retryable=False,
             )
-        files = []
-        for item in outbound.attachments:
-            try:
-                data = await ctx.blobs.get(item.blob_ref)
-            except (FileNotFoundError, ValueError):
-                raise SendError(
-                    f"attachment {item.name!r} is gone from the blob store",
-                    code="attachment_missing",
-                    retryable=False,
-                ) from None
-            files.append(File(item.name, item.content_type, data))
+        files = [
+            File(item.name, item.content_type, await attachment_bytes(ctx.blobs, item))
+            for item in outbound.attachments
+        ]
         try:
             message = build_reply(
                 outbound,

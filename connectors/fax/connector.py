@@ -29,6 +29,7 @@ from connectors.base import (
     ConnectorContext,
     Route,
     SendError,
+    attachment_bytes,
 )
 from connectors.fax import documents, ocr, render, worker
 from connectors.fax.gateway import Gateway, Hooks, IncomingFax, OutgoingFax
@@ -311,17 +312,10 @@ class FaxConnector(Connector):
                 code="unsupported_recipient",
                 retryable=False,
             )
-        enclosures = []
-        for item in outbound.attachments:
-            try:
-                data = await ctx.blobs.get(item.blob_ref)
-            except (FileNotFoundError, ValueError):
-                raise SendError(
-                    f"attachment {item.name!r} is gone from the blob store",
-                    code="attachment_missing",
-                    retryable=False,
-                ) from None
-            enclosures.append(render.Enclosure(item.name, item.content_type, data))
+        enclosures = [
+            render.Enclosure(item.name, item.content_type, await attachment_bytes(ctx.blobs, item))
+            for item in outbound.attachments
+        ]
         letter = self.settings.letter
         job = partial(
             render.render,
