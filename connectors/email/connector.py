@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import multiprocessing
 from collections import defaultdict, deque
 from functools import partial
@@ -25,6 +24,7 @@ from connectors.base import (
 )
 from connectors.email import parse
 from connectors.email.compose import File, Sender, build_reply, is_auto_reply, message_id_of
+from connectors.email.doors import MailDoors
 from connectors.email.imap import MailboxFollower
 from connectors.email.mime import Part
 from connectors.email.settings import EmailSettings
@@ -47,9 +47,7 @@ class EmailConnector(Connector):
         super().__init__(name, settings)
         self._ctx: ConnectorContext | None = None
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
-        self._follower: MailboxFollower | None = None
-        self._follow_task: asyncio.Task[None] | None = None
-        self.receiver: SmtpReceiver | None = None
+        self._doors = MailDoors()
         self._sender = SmtpSender(settings.smtp) if settings.smtp is not None else None
         self._auto_replies: dict[str, deque[float]] = defaultdict(deque)
         self._options: parse.Options | None = None
@@ -74,45 +72,30 @@ class EmailConnector(Connector):
             self._pool = concurrent.futures.ProcessPoolExecutor(
                 settings.parse_workers, mp_context=multiprocessing.get_context("forkserver")
             )
-        if settings.smtp_in is not None:
-            self.receiver = SmtpReceiver(
-                settings.smtp_in, partial(self.receive, oversize=None), ctx.logger
-            )
-            await self.receiver.start()
-        if settings.imap is not None:
-            self._follower = MailboxFollower(
-                settings.imap,
-                self.receive,
-                ctx.state,
-                ctx.logger,
-                ctx.clock,
-                max_bytes=settings.max_message_bytes,
-            )
-            self._follow_task = asyncio.create_task(self._follower.run(), name=f"imap-{self.name}")
+        await self._doors.start(
+            ctx,
+            self.receive,
+            imap=settings.imap,
+            smtp_in=settings.smtp_in,
+            max_bytes=settings.max_message_bytes,
+        )
 
     async def stop(self) -> None:
-        task, self._follow_task = self._follow_task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._follower is not None:
-            await self._follower.close()
-        if self.receiver is not None:
-            await self.receiver.stop()
-            self.receiver = None
+        await self._doors.stop()
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
 
     def health(self) -> str | None:
-        if self._follower is not None and self._follower.problem is not None:
-            return f"IMAP: {self._follower.problem}"
-        return None
+        return self._doors.health()
 
     @property
     def follower(self) -> MailboxFollower | None:
-        return self._follower
+        return self._doors.follower
+
+    @property
+    def receiver(self) -> SmtpReceiver | None:
+        return self._doors.receiver
 
     # -- inbound -----------------------------------------------------------------------------
 

@@ -10,8 +10,6 @@ mail to ``{number}@gateway_domain`` with the rendered PDF attached.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,7 +19,7 @@ from functools import partial
 
 from connectors.base import Route, SendError
 from connectors.email import parse as mail_parse
-from connectors.email.imap import MailboxFollower
+from connectors.email.doors import MailDoors
 from connectors.email.smtp_in import SmtpReceiver
 from connectors.email.smtp_out import SmtpSender
 from connectors.fax.documents import sniff
@@ -73,9 +71,7 @@ class MailGateway:
         self._run = run  # runs a job in the fax worker pool
         self._hooks: Hooks | None = None
         self._options: mail_parse.Options | None = None
-        self._follower: MailboxFollower | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.receiver: SmtpReceiver | None = None
+        self._doors = MailDoors()
         self._sender = SmtpSender(settings.smtp) if settings.smtp is not None else None
 
     def routes(self) -> Sequence[Route]:
@@ -91,38 +87,23 @@ class MailGateway:
             id_domain=domain,
             max_bytes=self.settings.max_message_bytes,
         )
-        if self.settings.smtp_in is not None:
-            self.receiver = SmtpReceiver(
-                self.settings.smtp_in, partial(self.receive, oversize=None), ctx.logger
-            )
-            await self.receiver.start()
-        if self.settings.imap is not None:
-            self._follower = MailboxFollower(
-                self.settings.imap,
-                self.receive,
-                ctx.state,
-                ctx.logger,
-                ctx.clock,
-                max_bytes=self.settings.max_message_bytes,
-            )
-            self._task = asyncio.create_task(self._follower.run(), name=f"fax-imap-{ctx.instance}")
+        await self._doors.start(
+            ctx,
+            self.receive,
+            imap=self.settings.imap,
+            smtp_in=self.settings.smtp_in,
+            max_bytes=self.settings.max_message_bytes,
+        )
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if self._follower is not None:
-            await self._follower.close()
-        if self.receiver is not None:
-            await self.receiver.stop()
-            self.receiver = None
+        await self._doors.stop()
 
     def health(self) -> str | None:
-        if self._follower is not None and self._follower.problem is not None:
-            return f"IMAP: {self._follower.problem}"
-        return None
+        return self._doors.health()
+
+    @property
+    def receiver(self) -> SmtpReceiver | None:
+        return self._doors.receiver
 
     async def receive(self, raw: bytes, oversize: int | None) -> None:
         """One fax mail, stored before IMAP marks it or SMTP answers 250."""

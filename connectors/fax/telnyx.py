@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -233,21 +234,12 @@ class TelnyxGateway:
             try:
                 data, _kind = await self._media.fetch(url)
             except MediaRefused as exc:
-                return _without(fax, f"document refused: {exc}")
+                return dataclasses.replace(fax, data=None, problem=f"document refused: {exc}")
             except MediaFailed as exc:
                 problem = f"document not downloaded: {exc}"
                 continue
-            return IncomingFax(
-                fax.fax_id,
-                fax.from_number,
-                fax.to_number,
-                data,
-                fax.pages_declared,
-                fax.partial,
-                None,
-                fax.metadata,
-            )
-        return _without(fax, problem)
+            return dataclasses.replace(fax, data=data, problem=None)
+        return dataclasses.replace(fax, data=None, problem=problem)
 
     async def _fresh_media_url(self, fax_id: str) -> str | None:
         assert self._hooks is not None
@@ -326,16 +318,3 @@ class TelnyxGateway:
             if isinstance(item, dict) and item.get("webhook_url") == webhook and item.get("id"):
                 return Delivery(status=DeliveryStatus.QUEUED, provider_id=str(item["id"]))
         return None
-
-
-def _without(fax: IncomingFax, problem: str) -> IncomingFax:
-    return IncomingFax(
-        fax.fax_id,
-        fax.from_number,
-        fax.to_number,
-        None,
-        fax.pages_declared,
-        fax.partial,
-        problem,
-        fax.metadata,
-    )
