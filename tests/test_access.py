@@ -261,6 +261,24 @@ async def test_agents_read_only_the_customers_of_their_work_and_every_view_is_au
         ]
 
 
+async def test_a_plain_agent_neither_reads_strangers_nor_merges(
+    store_url: str, tmp_path: Path
+) -> None:
+    """The audit's finding with the default agents (no roles written): bob had no work with
+    Anna, yet read her whole context and merged customers."""
+    async with running_hub(make_settings(store_url, tmp_path)) as hub:
+        service = hub.app[CUSTOMERS]
+        for text in (CUSTOMERS_CSV, ORDERS_CSV):
+            await service.import_file(csvimport.parse(text.encode(), "x.csv"))
+        bob = _bearer(await login(hub, "bob", AGENT_PASSWORD))
+        status, body = await _status("GET", f"{hub.url}/api/customers/K1", headers=bob)
+        assert status == 403 and "customer_number" not in body
+        merge = {"source": "K2", "target": "K3"}
+        status, _ = await _status("POST", f"{hub.url}/api/customers/merge", headers=bob, json=merge)
+        assert status == 403
+        assert await service.find("K2") != await service.find("K3")
+
+
 async def test_the_websocket_applies_the_same_roles(sqlite_url: str, tmp_path: Path) -> None:
     agents = [_agent("alice"), _agent("bob"), _agent("carol", role="supervisor")]
     async with running_hub(make_settings(sqlite_url, tmp_path, agents=agents)) as hub:
@@ -442,8 +460,7 @@ async def test_metrics_on_their_own_port(sqlite_url: str, tmp_path: Path) -> Non
 async def test_every_state_changing_api_endpoint_checks_origin(
     sqlite_url: str, tmp_path: Path
 ) -> None:
-    agents = [_agent("alice", role="admin")]
-    async with running_hub(make_settings(sqlite_url, tmp_path, agents=agents)) as hub:
+    async with running_hub(make_settings(sqlite_url, tmp_path)) as hub:
         token = await login(hub, "alice", AGENT_PASSWORD)
         writes = sorted(
             {
