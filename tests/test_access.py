@@ -122,6 +122,34 @@ async def test_a_command_after_the_session_is_gone_is_refused(
             await _ended(quiet, "logged_out", timeout=15.0)
 
 
+async def test_a_session_the_store_cannot_confirm_runs_nothing(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """With the database gone a frame is answered `unavailable` and not applied; a new socket
+    is told so and closed with 1013 (try again later); all works again once it is back."""
+    async with running_hub(make_settings(sqlite_url, tmp_path)) as hub:
+        token = await login(hub, "alice", AGENT_PASSWORD)
+        async with agent_client(hub, token) as (console, _):
+            await hub.store.engine.dispose()
+            database = Path(sqlite_url.removeprefix("sqlite+aiosqlite:///"))
+            database.rename(database.with_suffix(".gone"))
+            database.mkdir()  # a directory where the database file was: unusable
+            try:
+                await console.send(type="presence", status="away")
+                assert (await console.expect("error"))["code"] == "unavailable"
+                async with connect(f"{hub.ws_url}/ws/agent") as socket:
+                    await socket.send(json.dumps({"type": "auth", "token": token}))
+                    assert json.loads(await socket.recv())["code"] == "unavailable"
+                    await socket.wait_closed()
+                    assert socket.close_code == 1013
+            finally:
+                database.rmdir()
+                database.with_suffix(".gone").rename(database)
+            assert not [f for f in console.backlog if f["type"] == "presence"]
+            await console.send(type="presence", status="away")
+            await console.expect("presence", status="away")
+
+
 async def test_an_expired_session_closes_the_console(sqlite_url: str, tmp_path: Path) -> None:
     clock = Clock()
     settings = make_settings(sqlite_url, tmp_path, server={"session_ttl": "1m"})

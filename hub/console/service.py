@@ -65,6 +65,13 @@ def _ended_frame(code: str, reason: Ended) -> bytes:
     return frame("error", code=code, message=_ENDED_TEXT[reason], ref=None, reason=reason.value)
 
 
+class _Unchecked(enum.Enum):
+    UNCHECKED = "unchecked"
+
+
+_UNCHECKED = _Unchecked.UNCHECKED
+
+
 class _Verdict(enum.Enum):
     LIVE = "live"
     ENDED = "ended"
@@ -204,7 +211,7 @@ class Console:
         self, request: web.Request, socket: web.WebSocketResponse
     ) -> Principal | None:
         token = request_token(request)
-        found: Principal | Ended | None = await self.sessions.lookup(token) if token else None
+        found = await self._lookup(socket, token) if token else None
         while found is None:
             try:
                 message = await socket.receive(timeout=AUTH_TIMEOUT)
@@ -225,12 +232,28 @@ class Console:
                     socket, error_frame("not_authenticated", "send an auth frame with a token")
                 )
                 continue
-            found = await self.sessions.lookup(command.token)
+            found = await self._lookup(socket, command.token)
+        if found is _UNCHECKED:
+            await socket.close(code=1013, message=b"store unavailable; try again later")
+            return None
         if isinstance(found, Ended):
             await self._send(socket, _ended_frame("auth_failed", found))
             await socket.close(code=4401, message=b"authentication failed")
             return None
+        assert isinstance(found, Principal)
         return found
+
+    async def _lookup(
+        self, socket: web.WebSocketResponse, token: str
+    ) -> Principal | Ended | _Unchecked:
+        try:
+            return await self.sessions.lookup(token)
+        except Exception as exc:  # a database outage: whatever the driver raised
+            log.error("cannot check an agent session: %s", exc)
+            await self._send(
+                socket, error_frame("unavailable", "the store is unavailable; connect again later")
+            )
+            return _UNCHECKED
 
     # -- session revocation -----------------------------------------------------------------
 
@@ -242,7 +265,7 @@ class Console:
             return _Verdict.ENDED
         try:
             verdict = (await self.sessions.check([principal.token_hash]))[principal.token_hash]
-        except StoreError as exc:
+        except Exception as exc:  # a database outage: whatever the driver raised
             log.error("cannot check the session of %s: %s", principal.id, exc)
             await self._send(
                 socket, error_frame("unavailable", "the store is unavailable; nothing was applied")
