@@ -9,6 +9,8 @@ COPY rules ./rules
 RUN python -m build --wheel --outdir /dist
 
 FROM python:3.11-slim
+# On 0.0.0.0 `serve` refuses the demo password and a generated secret key, naming the fix:
+# mount a config/ with agents of your own and pass CHANNELHUB_SECRET_KEY (docs/operations.md).
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 CHANNELHUB_HOST=0.0.0.0
 RUN useradd --system --create-home --home-dir /app --uid 10001 channelhub
 COPY --from=build /dist/*.whl /tmp/

@@ -9,30 +9,34 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hub import __version__, uploads
-from hub.auth import SESSION_COOKIE
-from hub.console.service import origin_allowed
-from hub.errors import AuthError, InvalidState, NotFound
+from hub.auth import DEVICE_COOKIE, DEVICE_TTL, SECURE_DEVICE_COOKIE, retry_after_header
+from hub.errors import AuthError, InvalidState, NotFound, TooManyAttempts
+from hub.guards import error as _error
+from hub.guards import requires
 from hub.keys import (
     AUTH,
     BLOBS,
     CONSOLE,
     CUSTOMERS,
+    DISPATCH,
     RULES_WATCHER,
+    SESSIONS,
     SETTINGS,
     STORE,
     UPLOAD_SECRET,
 )
+from hub.permissions import Action, ensure, needs_relation
+from hub.sessions import SECURE_SESSION_COOKIE, SESSION_COOKIE, Ended, Principal, request_token
 from hub.settings import AgentSettings
+from hub.websec import client_address, is_secure
+
+CUSTOMER_ENDPOINT = "GET /api/customers/{key}"
 
 
 class LoginRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=1024)
-
-
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status)
 
 
 async def read_json(request: web.Request) -> Any:
@@ -51,61 +55,120 @@ async def read_json(request: web.Request) -> Any:
         ) from None
 
 
+def _agent_view(agent: AgentSettings) -> dict[str, str]:
+    return {"id": agent.id, "name": agent.name, "role": agent.role}
+
+
+def _set_cookie(
+    request: web.Request,
+    response: web.StreamResponse,
+    names: tuple[str, str],
+    value: str,
+    ttl: float,
+) -> None:
+    """Set a cookie under its ``__Host-`` name (Secure) when the browser came over HTTPS, else
+    under its plain name, and drop the other one."""
+    secure = is_secure(request, request.app[SETTINGS].server)
+    plain, prefixed = names
+    response.set_cookie(
+        prefixed if secure else plain,
+        value,
+        max_age=int(ttl),
+        httponly=True,
+        samesite="Strict",
+        secure=secure,
+        path="/",
+    )
+    _drop_cookie(response, plain if secure else prefixed)
+
+
+def _drop_cookie(response: web.StreamResponse, name: str) -> None:
+    # browsers ignore a __Host- cookie (even an expired one) without Secure
+    response.del_cookie(
+        name, path="/", secure=name.startswith("__Host-"), httponly=True, samesite="Strict"
+    )
+
+
 async def login(request: web.Request) -> web.StreamResponse:
     body = await read_json(request)
     try:
         credentials = LoginRequest.model_validate(body)
     except ValidationError as exc:
         return _error(400, "bad_request", exc.errors(include_url=False)[0]["msg"])
+    server = request.app[SETTINGS].server
+    auth = request.app[AUTH]
+    device = request.cookies.get(SECURE_DEVICE_COOKIE) or request.cookies.get(DEVICE_COOKIE)
     try:
-        agent = await request.app[AUTH].check_password(
-            credentials.username, credentials.password, request.remote or "unknown"
+        agent = await auth.check_password(
+            credentials.username,
+            credentials.password,
+            client_address(request, server.trusted_proxies),
+            device,
         )
+    except TooManyAttempts as exc:
+        response = _error(429, "too_many_attempts", f"{exc}; try again later")
+        response.headers["Retry-After"] = retry_after_header(exc.retry_after)
+        return response
     except AuthError as exc:
         return _error(401, "invalid_credentials", str(exc))
-    ttl = request.app[SETTINGS].server.session_ttl
-    token = await request.app[STORE].create_session(agent.id, ttl)
-    response = web.json_response({"token": token, "agent": {"id": agent.id, "name": agent.name}})
-    response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        max_age=int(ttl),
-        httponly=True,
-        samesite="Strict",
-        secure=request.secure,
-        path="/",
+    sessions = request.app[SESSIONS]
+    token = await sessions.create(agent, server.session_ttl)
+    response = web.json_response({"token": token, "agent": _agent_view(agent)})
+    _set_cookie(
+        request, response, (SESSION_COOKIE, SECURE_SESSION_COOKIE), token, server.session_ttl
+    )
+    _set_cookie(
+        request,
+        response,
+        (DEVICE_COOKIE, SECURE_DEVICE_COOKIE),
+        auth.device_token(agent.id),
+        DEVICE_TTL,
     )
     return response
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
-    token = request.cookies.get(SESSION_COOKIE) or _bearer(request)
+    """End the session (its open agent sockets close at once); fine without one."""
+    token = request_token(request)
     if token:
-        await request.app[STORE].delete_session(token)
+        await request.app[SESSIONS].end(token, Ended.LOGGED_OUT)
     response = web.json_response({"status": "logged_out"})
-    response.del_cookie(SESSION_COOKIE, path="/")
+    for name in (SESSION_COOKIE, SECURE_SESSION_COOKIE):
+        _drop_cookie(response, name)
     return response
 
 
-async def _agent(request: web.Request) -> AgentSettings | None:
-    """The configured agent behind the request's session cookie or bearer token."""
-    token = request.cookies.get(SESSION_COOKIE) or _bearer(request)
-    agent_id = await request.app[STORE].session_agent(token) if token else None
-    agents = {agent.id: agent for agent in request.app[SETTINGS].agents}
-    return agents.get(agent_id) if agent_id else None
+class RevokeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    agent: str | None = Field(None, min_length=1, max_length=64)
 
 
-async def me(request: web.Request) -> web.StreamResponse:
-    agent = await _agent(request)
-    if agent is None:
-        return _error(401, "not_authenticated", "log in first")
-    return web.json_response({"agent": {"id": agent.id, "name": agent.name}})
+@requires(Action.REVOKE_SESSIONS)
+async def revoke_sessions(request: web.Request, principal: Principal) -> web.StreamResponse:
+    """Log an agent out everywhere (their own sessions, or anyone's for an admin)."""
+    try:
+        body = RevokeRequest.model_validate(await read_json(request))
+    except ValidationError as exc:
+        return _error(400, "bad_request", exc.errors(include_url=False)[0]["msg"])
+    target = body.agent or principal.id
+    ensure(principal.role, Action.REVOKE_SESSIONS, related=target == principal.id)
+    if target not in {agent.id for agent in request.app[SETTINGS].agents}:
+        return _error(404, "not_found", f"no agent {target!r} is configured")
+    revoked = await request.app[SESSIONS].end_all(target, Ended.REVOKED)
+    await request.app[STORE].audit(
+        "sessions.revoked", agent=principal.id, data={"target": target, "sessions": revoked}
+    )
+    return web.json_response({"agent": target, "revoked": revoked})
 
 
-async def rules_status(request: web.Request) -> web.StreamResponse:
+@requires(None)
+async def me(request: web.Request, principal: Principal) -> web.StreamResponse:
+    return web.json_response({"agent": _agent_view(principal.agent)})
+
+
+@requires(Action.READ_RULES)
+async def rules_status(request: web.Request, principal: Principal) -> web.StreamResponse:
     """The running rules revision and, if the file on disk was rejected, why."""
-    if await _agent(request) is None:
-        return _error(401, "not_authenticated", "log in first")
     watcher = request.app.get(RULES_WATCHER)
     settings = request.app[SETTINGS]
     if watcher is None:
@@ -124,25 +187,62 @@ async def rules_status(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def rules_revision(request: web.Request) -> web.StreamResponse:
+@requires(Action.READ_RULES)
+async def rules_revision(request: web.Request, principal: Principal) -> web.StreamResponse:
     """An accepted rules file by its SHA-256 (conversations record the one that routed them)."""
-    if await _agent(request) is None:
-        return _error(401, "not_authenticated", "log in first")
     revision = await request.app[STORE].rules_revision(request.match_info["digest"])
     if revision is None:
         return _error(404, "not_found", "no rules revision with this SHA-256")
     return web.json_response(revision)
 
 
-async def customer(request: web.Request) -> web.StreamResponse:
-    """A customer's context by id, customer number, email address or phone number."""
-    if await _agent(request) is None:
-        return _error(401, "not_authenticated", "log in first")
+async def _related_customer(request: web.Request, principal: Principal, customer_id: str) -> bool:
+    """Whether the customer has a conversation the agent holds, is offered, or that waits in
+    one of the queues the agent serves (all queues when the agent lists none). Dispatch's live
+    state decides, not the stored queue column."""
+    dispatch = request.app[DISPATCH]
+    offered = {conversation_id for conversation_id, _ in dispatch.offers_for(principal.id)}
+    served = set(principal.agent.queues or (q.name for q in request.app[SETTINGS].queues))
+    return any(
+        dispatch.owner(conversation_id) == principal.id
+        or conversation_id in offered
+        or dispatch.waiting_queue(conversation_id) in served
+        for conversation_id in await request.app[CUSTOMERS].open_conversations(customer_id)
+    )
+
+
+@requires(Action.READ_CUSTOMER)
+async def customer(request: web.Request, principal: Principal) -> web.StreamResponse:
+    """A customer's context by id, customer number, email address or phone number; every view
+    (and every refusal) is audited."""
+    key = request.match_info["key"]
     customers = request.app[CUSTOMERS]
-    customer_id = await customers.find(request.match_info["key"])
+    store = request.app[STORE]
+    customer_id = await customers.find(key)
+    if needs_relation(principal.role, Action.READ_CUSTOMER) and (
+        customer_id is None or not await _related_customer(request, principal, customer_id)
+    ):
+        # the same answer whether or not the customer exists: no probing for who is a customer
+        await store.audit(
+            "customer.view_refused",
+            agent=principal.id,
+            data={"customer_id": customer_id, "key": key[:320], "endpoint": CUSTOMER_ENDPOINT},
+        )
+        return _error(
+            403,
+            "forbidden",
+            "agents may read the customers of conversations they hold, are offered, "
+            "or that wait in their queues",
+        )
     if customer_id is None:
         return _error(404, "not_found", "no customer matches")
-    return web.json_response(await customers.context(customer_id))
+    context = await customers.context(customer_id)
+    await store.audit(
+        "customer.viewed",
+        agent=principal.id,
+        data={"customer_id": customer_id, "endpoint": CUSTOMER_ENDPOINT},
+    )
+    return web.json_response(context)
 
 
 BodyT = TypeVar("BodyT", bound=BaseModel)
@@ -159,42 +259,36 @@ class UnmergeRequest(BaseModel):
     merge_id: int
 
 
-async def _authorized_body(
-    request: web.Request, model: type[BodyT]
-) -> tuple[AgentSettings, BodyT] | web.Response:
-    """The logged-in agent and the validated JSON body, or the error response to send."""
-    agent = await _agent(request)
-    if agent is None:
-        return _error(401, "not_authenticated", "log in first")
+def _body(model: type[BodyT], data: Any) -> BodyT | web.Response:
     try:
-        return agent, model.model_validate(await read_json(request))
+        return model.model_validate(data)
     except ValidationError as exc:
         return _error(400, "bad_request", exc.errors(include_url=False)[0]["msg"])
 
 
-async def merge_customers(request: web.Request) -> web.StreamResponse:
-    checked = await _authorized_body(request, MergeRequest)
-    if isinstance(checked, web.Response):
-        return checked
-    agent, body = checked
+@requires(Action.MERGE_CUSTOMERS)
+async def merge_customers(request: web.Request, principal: Principal) -> web.StreamResponse:
+    body = _body(MergeRequest, await read_json(request))
+    if isinstance(body, web.Response):
+        return body
     customers = request.app[CUSTOMERS]
     ids = [await customers.find(key) for key in (body.source, body.target)]
     if ids[0] is None or ids[1] is None:
         return _error(404, "not_found", "source or target matches no customer")
     try:
-        merge_id = await customers.merge(ids[0], ids[1], actor=agent.id)
+        merge_id = await customers.merge(ids[0], ids[1], actor=principal.id)
     except (NotFound, InvalidState) as exc:
         return _error(409, "conflict", str(exc))
     return web.json_response({"merge_id": merge_id, "source": ids[0], "target": ids[1]})
 
 
-async def unmerge_customers(request: web.Request) -> web.StreamResponse:
-    checked = await _authorized_body(request, UnmergeRequest)
-    if isinstance(checked, web.Response):
-        return checked
-    agent, body = checked
+@requires(Action.MERGE_CUSTOMERS)
+async def unmerge_customers(request: web.Request, principal: Principal) -> web.StreamResponse:
+    body = _body(UnmergeRequest, await read_json(request))
+    if isinstance(body, web.Response):
+        return body
     try:
-        result = await request.app[CUSTOMERS].unmerge(body.merge_id, actor=agent.id)
+        result = await request.app[CUSTOMERS].unmerge(body.merge_id, actor=principal.id)
     except NotFound as exc:
         return _error(404, "not_found", str(exc))
     except InvalidState as exc:
@@ -206,15 +300,13 @@ async def unmerge_customers(request: web.Request) -> web.StreamResponse:
 _INLINE_TYPES = {"image/png", "image/jpeg", "image/gif"}
 
 
-async def attachment(request: web.Request) -> web.StreamResponse:
+@requires(Action.READ_ATTACHMENT)
+async def attachment(request: web.Request, principal: Principal) -> web.StreamResponse:
     """A message's file for the agent working on its conversation (or a supervisor)."""
-    agent = await _agent(request)
-    if agent is None:
-        return _error(401, "not_authenticated", "log in first")
     found = await request.app[STORE].attachment(request.match_info["id"][:64])
     if found is None:
         return _error(404, "not_found", "no such attachment")
-    if not agent.supervisor and found["assignee"] != agent.id:
+    if needs_relation(principal.role, Action.READ_ATTACHMENT) and found["assignee"] != principal.id:
         return _error(403, "forbidden", "this conversation is not assigned to you")
     try:
         data = await request.app[BLOBS].get(found["blob_ref"])
@@ -237,16 +329,12 @@ async def attachment(request: web.Request) -> web.StreamResponse:
     )
 
 
-async def upload(request: web.Request) -> web.StreamResponse:
+@requires(None)
+async def upload(request: web.Request, principal: Principal) -> web.StreamResponse:
     """Store a file an agent will send with a reply; answers a token for ``reply.attachments``.
 
     The body is the file itself; ``Content-Type`` is its type and ``X-Filename`` its name
     (percent-encoded), both metadata only."""
-    agent = await _agent(request)
-    if agent is None:
-        return _error(401, "not_authenticated", "log in first")
-    if not origin_allowed(request, request.app[SETTINGS].server.allowed_origins):
-        return _error(403, "forbidden", "this origin may not upload")
     limit = uploads.MAX_UPLOAD_BYTES
     if (request.content_length or 0) > limit:
         return _error(413, "too_large", f"files are limited to {limit // (1024 * 1024)} MiB")
@@ -261,7 +349,7 @@ async def upload(request: web.Request) -> web.StreamResponse:
         content_type=uploads.content_type(request.headers.get("Content-Type")),
     )
     now = request.app[CONSOLE].clock()
-    token = uploads.sign(request.app[UPLOAD_SECRET], stored, agent.id, now + uploads.TTL)
+    token = uploads.sign(request.app[UPLOAD_SECRET], stored, principal.id, now + uploads.TTL)
     return web.json_response(
         {
             "token": token,
@@ -277,14 +365,10 @@ async def version(request: web.Request) -> web.StreamResponse:
     return web.json_response({"version": __version__})
 
 
-def _bearer(request: web.Request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    return header[7:] if header.startswith("Bearer ") else None
-
-
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/login", login)
     app.router.add_post("/api/logout", logout)
+    app.router.add_post("/api/sessions/revoke", revoke_sessions)
     app.router.add_get("/api/me", me)
     app.router.add_get("/api/version", version)
     app.router.add_get("/api/attachments/{id}", attachment)

@@ -22,6 +22,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import SecretStr
 
 from connectors.base import Connector, ConnectorContext
 from hub import api
@@ -46,6 +47,7 @@ from hub.keys import (
     METRICS,
     PIPELINE,
     RULES_WATCHER,
+    SESSIONS,
     SETTINGS,
     STORE,
     UPLOAD_SECRET,
@@ -55,9 +57,11 @@ from hub.outbox import OutboxWorker
 from hub.pipeline import Decider, PassthroughDecider, Pipeline
 from hub.plugins import ConnectorRegistry
 from hub.routing import ClosedQueueReplies, RulesDecider
+from hub.sessions import Sessions
 from hub.settings import HubSettings
 from hub.store.blobs import BlobStore
 from hub.store.store import Store
+from hub.websec import origin_guard
 from rules.compiler import RuleSet
 from rules.loader import load_rules
 from rules.reload import RulesHolder, RulesWatcher
@@ -99,10 +103,12 @@ def create_app(
 ) -> web.Application:
     """Build the hub application for ``settings`` (nothing starts until the app runs)."""
     registry = registry or ConnectorRegistry.discover()
-    app = web.Application(client_max_size=MAX_BODY)
+    app = web.Application(
+        client_max_size=MAX_BODY,
+        middlewares=[origin_guard(settings.server.allowed_origins)],
+    )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
-    app[AUTH] = Authenticator({agent.id: agent for agent in settings.agents})
     connectors: dict[str, Connector] = {}
     for channel in settings.channels:
         connector_class = registry.get(channel.type)
@@ -117,7 +123,8 @@ def create_app(
 def _add_routes(app: web.Application, connectors: dict[str, Connector]) -> None:
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
-    app.router.add_get("/metrics", _metrics)
+    if app[SETTINGS].server.metrics_port is None:
+        app.router.add_get("/metrics", _metrics(app[METRICS], app[SETTINGS].server.metrics_token))
     app.router.add_get("/", _root)
     app.router.add_get("/console", _root)
     app.router.add_get("/console/", _static_file("index.html", "text/html"))
@@ -141,6 +148,10 @@ def _lifecycle(
         settings = app[SETTINGS]
         metrics = app[METRICS]
         master = master_secret(settings)
+        agents = {agent.id: agent for agent in settings.agents}
+        app[AUTH] = Authenticator(
+            agents, device_secret=derive_key(master, "login-devices"), clock=clock
+        )
         store = Store(
             settings.storage.url,
             sqlite_synchronous=settings.storage.sqlite_synchronous,
@@ -149,6 +160,7 @@ def _lifecycle(
         )
         await store.start()
         app[STORE] = store
+        sessions = app[SESSIONS] = Sessions(store, agents, clock=clock)
         bus = create_bus(settings.bus.url)
         app[BUS] = bus
         decider, watcher = await _routing(settings, store, clock)
@@ -184,10 +196,12 @@ def _lifecycle(
             bus,
             dispatch,
             connections,
-            {a.id: a for a in settings.agents},
+            agents,
             metrics,
             settings.server.allowed_origins,
             compose,
+            sessions=sessions,
+            session_check_interval=settings.server.session_check_interval,
             upload_secret=derive_key(master, "uploads"),
             clock=clock,
         )
@@ -202,7 +216,10 @@ def _lifecycle(
         outbox = OutboxWorker(
             store, bus, app[CONNECTORS], metrics, clock, on_recorded=pipeline.apply_early_reports
         )
+        metrics_site: web.AppRunner | None = None
         try:
+            if settings.server.metrics_port is not None:
+                metrics_site = await _serve_metrics(settings, metrics)
             await dispatch.start()
             console.start()
             for name, connector in app[CONNECTORS].items():
@@ -250,6 +267,8 @@ def _lifecycle(
             await session.close()
             await bus.close()
             await store.close()
+            if metrics_site is not None:
+                await metrics_site.cleanup()
 
     return lifecycle
 
@@ -377,11 +396,43 @@ class ConnectorState:
         await self.store.save_connector_state(self.instance, key, value)
 
 
-async def _metrics(request: web.Request) -> web.StreamResponse:
-    body = generate_latest(request.app[METRICS].registry)
-    response = web.Response(body=body)
-    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
-    return response
+def _metrics(
+    metrics: Metrics, token: SecretStr | None
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """``GET /metrics``; with ``server.metrics_token``, only for ``Authorization: Bearer``."""
+    expected = f"Bearer {token.get_secret_value()}".encode() if token is not None else None
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if expected is not None and not hmac.compare_digest(
+            request.headers.get("Authorization", "").encode(), expected
+        ):
+            return web.Response(
+                status=401,
+                text="metrics need Authorization: Bearer <server.metrics_token>\n",
+                headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
+        response = web.Response(body=generate_latest(metrics.registry))
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    return handler
+
+
+async def _serve_metrics(settings: HubSettings, metrics: Metrics) -> web.AppRunner:
+    """``/metrics`` alone on ``server.metrics_host:metrics_port``, off the public port."""
+    server = settings.server
+    app = web.Application()
+    app.router.add_get("/metrics", _metrics(metrics, server.metrics_token))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, server.metrics_host, server.metrics_port)
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    log.info("metrics at http://%s:%s/metrics", server.metrics_host, server.metrics_port)
+    return runner
 
 
 async def _root(request: web.Request) -> web.StreamResponse:

@@ -44,6 +44,8 @@ def _serve(args: argparse.Namespace) -> int:
     logs.configure(settings.logging.level, settings.logging.format)
     host = args.host or settings.server.host
     port = settings.server.port if args.port is None else args.port
+    if not _exposure_allows(settings, host, port):
+        return 2
     base = settings.server.public_url or f"http://{host}:{port}"
     base = base.rstrip("/")
     agents = ", ".join(agent.id for agent in settings.agents) or "none configured"
@@ -61,6 +63,29 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=None,
     )
     return 0
+
+
+def _exposure_allows(settings: HubSettings, host: str, port: int) -> bool:
+    """Refuse a network bind with demo credentials or a generated secret unless allowed;
+    say loudly what is unsafe either way (hub.exposure)."""
+    from hub import exposure
+    from hub.auth import verify_password
+
+    if exposure.is_loopback(host):
+        return True
+    found = exposure.findings(
+        settings,
+        host,
+        demo_agents=exposure.demo_password_agents(settings.agents, verify_password),
+    )
+    where = f"{host or '*'}:{port}"
+    allowed = settings.server.allow_insecure_defaults or exposure.allowed_by_environment(os.environ)
+    if any(item.refuse for item in found) and not allowed:
+        print(exposure.refusal_text(found, where), file=sys.stderr, flush=True)
+        return False
+    if found:
+        log.warning("%s", exposure.warning_text(found, where))
+    return True
 
 
 def _config_check(args: argparse.Namespace) -> int:

@@ -37,3 +37,16 @@ class InvalidState(HubError):
 
 class AuthError(HubError):
     """Credentials or a session token were rejected."""
+
+
+class NotAllowed(Forbidden):
+    """The caller's role may not do this at all (see ``hub.permissions``)."""
+
+
+class TooManyAttempts(AuthError):
+    """Logins are slowed down for this account, device or address; retry after ``retry_after``
+    seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

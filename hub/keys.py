@@ -14,6 +14,7 @@ from hub.customers.repository import Customers
 from hub.dispatch.service import DispatchService
 from hub.metrics import Metrics
 from hub.pipeline import Pipeline
+from hub.sessions import Sessions
 from hub.settings import HubSettings
 from hub.store.blobs import BlobStore
 from hub.store.store import Store
@@ -28,6 +29,7 @@ PIPELINE = web.AppKey("pipeline", Pipeline)
 DISPATCH = web.AppKey("dispatch", DispatchService)
 CONSOLE = web.AppKey("console", Console)
 AUTH = web.AppKey("auth", Authenticator)
+SESSIONS = web.AppKey("sessions", Sessions)
 CUSTOMERS = web.AppKey("customers", Customers)
 RULES_WATCHER = web.AppKey("rules_watcher", RulesWatcher)
 BLOBS = web.AppKey("blobs", BlobStore)

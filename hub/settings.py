@@ -6,6 +6,8 @@ instance's ``settings`` block is validated by its connector's own model (see ``c
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -23,7 +25,10 @@ from pydantic import (
 )
 
 from hub.errors import ConfigError
+from hub.permissions import Role
 from hub.yamlfile import YamlDocument, read_yaml
+
+log = logging.getLogger(__name__)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -48,6 +53,14 @@ def parse_duration(value: object) -> float:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
+def _empty_is_unset(value: object) -> object:
+    # `${CHANNELHUB_SECRET_KEY:-}` in hub.yaml: an unset variable means "not configured"
+    return None if value == "" else value
+
+
+OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_empty_is_unset)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -61,11 +74,33 @@ class ServerSettings(_Model):
     allowed_origins: tuple[str, ...] = Field(
         (), description="origins besides the hub's own that may open /ws/agent"
     )
-    secret_key: SecretStr | None = Field(
+    secret_key: OptionalSecret = Field(
         None, description="signs visitor tokens and sessions; generated into data/ when unset"
     )
     session_ttl: Duration = 12 * 3600
+    session_check_interval: Duration = Field(
+        5.0, gt=0, le=300, description="how often open agent sockets re-check their session"
+    )
     shutdown_timeout: Duration = 10.0
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = Field(
+        (), description="proxies whose X-Forwarded-For / X-Forwarded-Proto are believed"
+    )
+    allow_insecure_defaults: bool = Field(
+        False, description="start on a network address with demo credentials or no secret_key"
+    )
+    metrics_token: OptionalSecret = Field(
+        None, description="GET /metrics requires Authorization: Bearer <token>"
+    )
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="serve /metrics on its own port instead of `port`"
+    )
+
+    @model_validator(mode="after")
+    def _separate_metrics_port(self) -> ServerSettings:
+        if self.metrics_port and self.metrics_port == self.port:
+            raise ValueError("metrics_port must differ from port (or be left unset)")
+        return self
 
 
 class StorageSettings(_Model):
@@ -145,7 +180,22 @@ class AgentSettings(_Model):
         default_factory=dict, description="channel -> conversations at once (within the budget)"
     )
     auto_accept: tuple[str, ...] = Field((), description="channels taken without an offer")
-    supervisor: bool = Field(False, description="sees the live queue state in the console")
+    role: Role = Field(Role.AGENT, description="what the agent may read and do (docs/api.md)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _supervisor_alias(cls, data: Any) -> Any:
+        """``supervisor: true`` (before roles existed) still means ``role: supervisor``."""
+        if not isinstance(data, dict) or "supervisor" not in data:
+            return data
+        data = dict(data)
+        flag = data.pop("supervisor")
+        if not isinstance(flag, bool):
+            raise ValueError("supervisor must be true or false (deprecated: use role)")
+        if "role" in data:
+            raise ValueError("supervisor is the deprecated spelling of role: keep only role")
+        data["role"] = Role.SUPERVISOR if flag else Role.AGENT
+        return data
 
 
 _RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
@@ -311,6 +361,8 @@ def validate_settings(
         settings = HubSettings.model_validate(document.data)
     except ValidationError as exc:
         raise ConfigError(_problems(document, exc, ())) from None
+    for problem in deprecations(document):
+        log.warning("%s", problem)
     if settings_model_for is None:
         return settings
     problems: list[str] = []
@@ -333,6 +385,20 @@ def validate_settings(
     if problems:
         raise ConfigError(problems)
     return settings.model_copy(update={"channels": tuple(channels)})
+
+
+def deprecations(document: YamlDocument) -> list[str]:
+    """``path:line:col`` lines for deprecated keys that still work."""
+    found = []
+    agents = document.data.get("agents") if isinstance(document.data, dict) else None
+    for index, agent in enumerate(agents if isinstance(agents, list) else []):
+        if isinstance(agent, dict) and "supervisor" in agent:
+            role = "supervisor" if agent["supervisor"] is True else "agent"
+            found.append(
+                f"{document.where(('agents', index, 'supervisor'), key=True)}: "
+                f"agents.{index}.supervisor is deprecated; write `role: {role}`"
+            )
+    return found
 
 
 def _problems(

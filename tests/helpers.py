@@ -36,9 +36,11 @@ class RunningHub:
 
 
 @asynccontextmanager
-async def running_hub(settings: HubSettings) -> AsyncIterator[RunningHub]:
+async def running_hub(
+    settings: HubSettings, clock: Callable[[], float] | None = None
+) -> AsyncIterator[RunningHub]:
     """Start the real application on 127.0.0.1 with a free port; stop it afterwards."""
-    app = create_app(settings)
+    app = create_app(settings) if clock is None else create_app(settings, clock=clock)
     runner = web.AppRunner(app, shutdown_timeout=2.0)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -232,3 +232,38 @@ async def test_console_shows_fax_pages_and_answers_with_a_file(
             assert len(pypdf.PdfReader(io.BytesIO(sent["file"])).pages) == 2
             assert errors == []
             await context.close()
+
+
+async def test_console_returns_to_the_login_page_when_the_session_ends(
+    browser: Any, sqlite_url: str, tmp_path: Path
+) -> None:
+    """Logged out everywhere from elsewhere: the open console is closed (4401) and shows the
+    login form instead of reconnecting."""
+    import aiohttp
+    from playwright.async_api import expect
+
+    from tests.helpers import login
+
+    async with running_hub(make_settings(sqlite_url, tmp_path)) as hub:
+        context = await browser.new_context()
+        agent = await context.new_page()
+        await agent.goto(f"{hub.url}/console/")
+        await agent.fill("#username", "alice")
+        await agent.fill("#password", AGENT_PASSWORD)
+        await agent.click("#login-button")
+        await expect(agent.locator("#connection")).to_have_text("online")
+
+        token = await login(hub, "alice", AGENT_PASSWORD)  # alice, on another machine
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"{hub.url}/api/sessions/revoke",
+                json={},
+                headers={"Authorization": f"Bearer {token}"},
+            ) as response,
+        ):
+            assert (await response.json())["revoked"] == 2
+        await expect(agent.locator("#login")).to_be_visible()
+        await expect(agent.locator("#app")).to_be_hidden()
+        await expect(agent.locator("#connection")).to_have_text("offline")
+        await context.close()

@@ -369,10 +369,12 @@ async def test_customer_api(sqlite_url: str, tmp_path: Path) -> None:
     import aiohttp
 
     from hub.keys import CUSTOMERS
-    from tests.conftest import AGENT_PASSWORD, make_settings
+    from tests.conftest import _HASH, AGENT_PASSWORD, make_settings
     from tests.helpers import login, running_hub
 
-    async with running_hub(make_settings(sqlite_url, tmp_path)) as hub:
+    # a supervisor reads every customer and merges (agents: tests/test_access.py)
+    staff = [{"id": "alice", "name": "Alice", "password_hash": _HASH, "role": "supervisor"}]
+    async with running_hub(make_settings(sqlite_url, tmp_path, agents=staff)) as hub:
         service = hub.app[CUSTOMERS]
         for text in (CUSTOMERS_CSV, ORDERS_CSV):
             await service.import_file(csvimport.parse(text.encode(), "x.csv"))

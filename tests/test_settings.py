@@ -119,3 +119,42 @@ def test_durations(value: object, seconds: float) -> None:
 def test_bad_durations(value: object) -> None:
     with pytest.raises(ValueError):
         parse_duration(value)
+
+
+_AGENT = "agents:\n  - id: ann\n    name: Ann\n    password_hash: x\n"
+
+
+def test_roles_and_the_deprecated_supervisor_flag(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from hub.permissions import Role
+
+    assert load_settings(_write(tmp_path, _AGENT), environ={}).agents[0].role is Role.AGENT
+    admin = load_settings(_write(tmp_path, _AGENT + "    role: admin\n"), environ={})
+    assert admin.agents[0].role is Role.ADMIN
+    with caplog.at_level("WARNING"):
+        path = _write(tmp_path, _AGENT + "    supervisor: true\n")
+        old = load_settings(path, environ={})
+    assert old.agents[0].role is Role.SUPERVISOR
+    assert f"{path}:5:5: agents.0.supervisor is deprecated; write `role: supervisor`" in (
+        caplog.text
+    )
+    both = _problems(tmp_path, _AGENT + "    supervisor: true\n    role: admin\n")
+    assert any("keep only role" in problem for problem in both), both
+    assert any(
+        "agents.0.role" in problem for problem in _problems(tmp_path, _AGENT + "    role: root\n")
+    )
+
+
+def test_server_security_settings(tmp_path: Path) -> None:
+    text = (
+        "server:\n  secret_key: ${KEY:-}\n  trusted_proxies: [10.0.0.0/8, '::1']\n"
+        "  metrics_port: 9100\n  metrics_token: ${TOKEN:-}\n"
+    )
+    server = load_settings(_write(tmp_path, text), environ={}).server
+    assert server.secret_key is None and server.metrics_token is None  # empty means unset
+    assert [str(network) for network in server.trusted_proxies] == ["10.0.0.0/8", "::1/128"]
+    problems = _problems(tmp_path, "server:\n  trusted_proxies: [10.0.0.1/8]\n")
+    assert problems and problems[0].startswith("hub.yaml:2:"), problems
+    problems = _problems(tmp_path, "server:\n  port: 9000\n  metrics_port: 9000\n")
+    assert any("metrics_port must differ" in problem for problem in problems)

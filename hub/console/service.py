@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
-from urllib.parse import urlsplit
 
 from aiohttp import WSMsgType, web
 
 from hub import uploads
-from hub.auth import SESSION_COOKIE
 from hub.bus import DELIVERIES, MESSAGES, OUTBOX, Bus, DeliveryUpdated, MessageStored, OutboxReady
 from hub.console import protocol
 from hub.console.compose import ComposeAdvisor, ReplyRefused
@@ -40,29 +39,46 @@ from hub.console.registry import AgentConnections
 from hub.dispatch.core import Presence
 from hub.dispatch.service import DispatchService, conversation_view, message_view, offer_view
 from hub.envelope import Attachment
-from hub.errors import Forbidden, HubError, InvalidState, NotFound, StoreError
+from hub.errors import Forbidden, HubError, InvalidState, NotAllowed, NotFound, StoreError
 from hub.metrics import Metrics
+from hub.permissions import Action, ensure, may
+from hub.sessions import Ended, Principal, Sessions, request_token
 from hub.settings import AgentSettings
 from hub.store.store import Store
+from hub.websec import origin_allowed
 
 log = logging.getLogger(__name__)
 
 AUTH_TIMEOUT = 10.0
+SESSION_PURGE_EVERY = 3600.0  # forget expired session rows this often
+
+_ENDED_TEXT = {
+    Ended.LOGGED_OUT: "logged out; log in again",
+    Ended.EXPIRED: "the session expired; log in again",
+    Ended.CREDENTIALS_CHANGED: "the password changed; log in again",
+    Ended.AGENT_REMOVED: "this agent is no longer configured",
+    Ended.REVOKED: "the session was revoked; log in again",
+}
+
+
+def _ended_frame(code: str, reason: Ended) -> bytes:
+    return frame("error", code=code, message=_ENDED_TEXT[reason], ref=None, reason=reason.value)
+
+
+class _Unchecked(enum.Enum):
+    UNCHECKED = "unchecked"
+
+
+_UNCHECKED = _Unchecked.UNCHECKED
+
+
+class _Verdict(enum.Enum):
+    LIVE = "live"
+    ENDED = "ended"
+    UNCHECKED = "unchecked"  # the store could not say
+
+
 HARD_FRAME_LIMIT = 1024 * 1024  # beyond this aiohttp closes with 1009; below it we answer
-
-
-def origin_allowed(request: web.Request, allowed: tuple[str, ...]) -> bool:
-    """Browsers always send Origin on websockets: it must be our own or an allowed one.
-
-    A missing Origin means a non-browser client, which cannot be used for cross-site hijacking.
-    """
-    origin = request.headers.get("Origin")
-    if origin is None:
-        return True
-    if "*" in allowed or origin in allowed:
-        return True
-    parts = urlsplit(origin)
-    return parts.netloc == request.host and parts.scheme in {"http", "https"}
 
 
 class Console:
@@ -77,11 +93,20 @@ class Console:
         allowed_origins: tuple[str, ...],
         compose: ComposeAdvisor | None = None,
         *,
+        sessions: Sessions | None = None,
+        session_check_interval: float = 5.0,
         upload_secret: bytes = b"",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.upload_secret = upload_secret or secrets.token_bytes(32)
         self.clock = clock
+        self.sessions = sessions or Sessions(store, agents, clock=clock)
+        self.sessions.on_end(self._sessions_ended)
+        self.session_check_interval = session_check_interval
+        # every authenticated socket and the session it runs on; a socket whose session ended
+        # leaves this map (and the registry) at once, before its close handshake
+        self._live: dict[web.WebSocketResponse, Principal] = {}
+        self._ending: dict[web.WebSocketResponse, asyncio.Task[None]] = {}
         self.store = store
         self.compose = compose or ComposeAdvisor({})
         self.bus = bus
@@ -90,18 +115,22 @@ class Console:
         self.agents = agents
         self.metrics = metrics
         self.allowed_origins = allowed_origins
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
         self._subscription = self.bus.subscribe(DELIVERIES)
-        self._task = asyncio.create_task(self._follow_deliveries(), name="console-deliveries")
+        self._tasks = [
+            asyncio.create_task(self._follow_deliveries(), name="console-deliveries"),
+            asyncio.create_task(self._watch_sessions(), name="console-sessions"),
+        ]
 
     async def stop(self) -> None:
         self._subscription.close()
-        if self._task is not None:
-            self._task.cancel()
+        for task in [*self._tasks, *self._ending.values()]:
+            task.cancel()
+        for task in [*self._tasks, *self._ending.values()]:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
 
     async def _follow_deliveries(self) -> None:
         async for event in self._subscription:
@@ -127,9 +156,11 @@ class Console:
             raise web.HTTPForbidden(text="origin not allowed")
         socket = web.WebSocketResponse(max_msg_size=HARD_FRAME_LIMIT, heartbeat=30.0)
         await socket.prepare(request)
-        agent = await self._authenticate(request, socket)
-        if agent is None:
+        principal = await self._authenticate(request, socket)
+        if principal is None:
             return socket
+        agent = principal.id
+        self._live[socket] = principal
         self.connections.add(agent, socket)
         self.metrics.agents_connected.set(sum(1 for a in self.agents if self.connections.count(a)))
         try:
@@ -140,16 +171,22 @@ class Console:
                     protocol=protocol.PROTOCOL_VERSION,
                     agent={
                         "id": agent,
-                        "name": self.agents[agent].name,
-                        "supervisor": self.agents[agent].supervisor,
+                        "name": principal.agent.name,
+                        "role": principal.role,
+                        "supervisor": may(principal.role, Action.VIEW_QUEUES),
                     },
                 ),
             )
             await self.dispatch.connected(agent)
             await self._send(socket, await self._snapshot(agent))
-            if self.agents[agent].supervisor:
+            if may(principal.role, Action.VIEW_QUEUES):
                 await self._send(socket, self.dispatch.queue_state_frame())
             async for message in socket:
+                verdict = await self._session_verdict(socket)
+                if verdict is _Verdict.ENDED:
+                    break
+                if verdict is _Verdict.UNCHECKED:
+                    continue
                 if message.type is WSMsgType.TEXT:
                     await self._on_frame(agent, socket, message.data)
                 elif message.type is WSMsgType.BINARY:
@@ -157,7 +194,12 @@ class Console:
                 elif message.type is WSMsgType.ERROR:
                     break
         finally:
+            self._live.pop(socket, None)
             self.connections.remove(agent, socket)
+            ending = self._ending.get(socket)
+            if ending is not None:  # let the client learn why before aiohttp closes with 1000
+                with contextlib.suppress(Exception):
+                    await ending
             self.metrics.agents_connected.set(
                 sum(1 for a in self.agents if self.connections.count(a))
             )
@@ -167,10 +209,10 @@ class Console:
 
     async def _authenticate(
         self, request: web.Request, socket: web.WebSocketResponse
-    ) -> str | None:
-        token = request.cookies.get(SESSION_COOKIE)
-        agent = await self.store.session_agent(token) if token else None
-        while agent is None:
+    ) -> Principal | None:
+        token = request_token(request)
+        found = await self._lookup(socket, token) if token else None
+        while found is None:
             try:
                 message = await socket.receive(timeout=AUTH_TIMEOUT)
             except TimeoutError:
@@ -190,16 +232,94 @@ class Console:
                     socket, error_frame("not_authenticated", "send an auth frame with a token")
                 )
                 continue
-            agent = await self.store.session_agent(command.token)
-            if agent is None:
-                await self._send(socket, error_frame("auth_failed", "session unknown or expired"))
-                await socket.close(code=4401, message=b"authentication failed")
-                return None
-        if agent not in self.agents:  # removed from hub.yaml since logging in
-            await self._send(socket, error_frame("auth_failed", "agent no longer configured"))
+            found = await self._lookup(socket, command.token)
+        if found is _UNCHECKED:
+            await socket.close(code=1013, message=b"store unavailable; try again later")
+            return None
+        if isinstance(found, Ended):
+            await self._send(socket, _ended_frame("auth_failed", found))
             await socket.close(code=4401, message=b"authentication failed")
             return None
-        return agent
+        assert isinstance(found, Principal)
+        return found
+
+    async def _lookup(
+        self, socket: web.WebSocketResponse, token: str
+    ) -> Principal | Ended | _Unchecked:
+        try:
+            return await self.sessions.lookup(token)
+        except Exception as exc:  # a database outage: whatever the driver raised
+            log.error("cannot check an agent session: %s", exc)
+            await self._send(
+                socket, error_frame("unavailable", "the store is unavailable; connect again later")
+            )
+            return _UNCHECKED
+
+    # -- session revocation -----------------------------------------------------------------
+
+    async def _session_verdict(self, socket: web.WebSocketResponse) -> _Verdict:
+        """Re-check the socket's session before acting on a frame; end the socket if it is
+        gone. A store that cannot answer skips the frame (``unavailable``), never runs it."""
+        principal = self._live.get(socket)
+        if principal is None:  # ended while the frame was on its way
+            return _Verdict.ENDED
+        try:
+            verdict = (await self.sessions.check([principal.token_hash]))[principal.token_hash]
+        except Exception as exc:  # a database outage: whatever the driver raised
+            log.error("cannot check the session of %s: %s", principal.id, exc)
+            await self._send(
+                socket, error_frame("unavailable", "the store is unavailable; nothing was applied")
+            )
+            return _Verdict.UNCHECKED
+        if isinstance(verdict, Ended):
+            self._end(socket, verdict)
+            return _Verdict.ENDED
+        return _Verdict.LIVE
+
+    async def _sessions_ended(self, token_hashes: Collection[str], reason: Ended) -> None:
+        ended = set(token_hashes)
+        for socket, principal in list(self._live.items()):
+            if principal.token_hash in ended:
+                self._end(socket, reason)
+
+    async def _watch_sessions(self) -> None:
+        """Close sockets whose session expired, was logged out elsewhere or no longer matches
+        the agent's credentials, within ``session_check_interval``."""
+        purged_at = 0.0
+        while True:
+            await asyncio.sleep(self.session_check_interval)
+            try:
+                live = dict(self._live)
+                if live:
+                    verdicts = await self.sessions.check({p.token_hash for p in live.values()})
+                    for socket, principal in live.items():
+                        verdict = verdicts[principal.token_hash]
+                        if isinstance(verdict, Ended) and socket in self._live:
+                            self._end(socket, verdict)
+                if self.clock() - purged_at >= SESSION_PURGE_EVERY:
+                    purged_at = self.clock()
+                    await self.store.purge_sessions(purged_at)
+            except HubError as exc:
+                log.warning("checking agent sessions failed (retrying): %s", exc)
+            except Exception:
+                log.exception("checking agent sessions failed (retrying)")
+
+    def _end(self, socket: web.WebSocketResponse, reason: Ended) -> None:
+        """Stop sending to the socket now; tell the client why and close it (4401) in the
+        background, so a client slow to answer the close holds nobody up."""
+        principal = self._live.pop(socket, None)
+        if principal is None:
+            return
+        self.connections.remove(principal.id, socket)
+        log.info("agent %s: session ended (%s), closing the console", principal.id, reason)
+        task = asyncio.create_task(self._close_ended(socket, reason))
+        self._ending[socket] = task
+        task.add_done_callback(lambda _: self._ending.pop(socket, None))
+
+    async def _close_ended(self, socket: web.WebSocketResponse, reason: Ended) -> None:
+        await self._send(socket, _ended_frame("session_ended", reason))
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await socket.close(code=4401, message=f"session ended: {reason}".encode())
 
     async def _snapshot(self, agent: str) -> bytes:
         offers = [
@@ -228,6 +348,8 @@ class Console:
             reply = error_frame(exc.code, exc.message, ref)
         except NotFound as exc:
             reply = error_frame("not_found", str(exc), ref)
+        except NotAllowed as exc:
+            reply = error_frame("not_allowed", str(exc), ref)
         except Forbidden as exc:
             reply = error_frame("not_assigned", str(exc), ref)
         except InvalidState as exc:
@@ -269,8 +391,7 @@ class Console:
             )
             return None
         if isinstance(command, Reassign):
-            if not self.agents[agent].supervisor:
-                raise ProtocolError("not_allowed", "only supervisors may reassign conversations")
+            ensure(self.agents[agent].role, Action.REASSIGN)
             await self.dispatch.reassign(agent, command.conversation_id, command.agent)
             return frame("reassigned", conversation_id=command.conversation_id, agent=command.agent)
         if isinstance(command, Close):

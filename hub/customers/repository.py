@@ -17,7 +17,9 @@ from hub.customers.csvimport import CustomerRecord, InvoiceRecord, OrderRecord, 
 from hub.customers.identity import InvalidAddress, normalize_email, normalize_phone
 from hub.customers.merge import merge, unmerge
 from hub.ids import new_id
+from hub.store.ingest import CLOSED
 from hub.store.schema import (
+    conversations,
     customer_stats,
     customers,
     identities,
@@ -421,6 +423,20 @@ class Customers:
                 if found is not None:
                     return str(found.customer_id)
         return None
+
+    async def open_conversations(self, customer_id: str) -> list[str]:
+        """Ids of the customer's conversations that are not closed (who may read the customer
+        depends on who works on these)."""
+        async with self.store.engine.connect() as connection:
+            rows = await connection.execute(
+                select(conversations.c.id).where(
+                    and_(
+                        conversations.c.customer_id == customer_id,
+                        conversations.c.status != CLOSED,
+                    )
+                )
+            )
+            return [str(row.id) for row in rows]
 
     async def context(self, customer_id: str, *, history: int = 20) -> dict[str, Any]:
         """Everything an agent (and ``customers show``) sees of a customer."""

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol
 
+from hub import permissions
 from hub.bus import MESSAGES, Bus, CustomerPresence, MessageStored
 from hub.calendar import is_open
 from hub.dispatch.core import (
@@ -191,7 +192,11 @@ class DispatchService:
         self.frame = frame
         self.metrics = metrics
         self.clock = clock
-        self.supervisors = [agent.id for agent in settings.agents if agent.supervisor]
+        self.supervisors = [
+            agent.id
+            for agent in settings.agents
+            if permissions.may(agent.role, permissions.Action.VIEW_QUEUES)
+        ]
         self._state_pending = False
         # accepted conversations not yet answered: (queue, queued at, SLA seconds or None)
         self._first_reply: dict[str, tuple[str, float, float | None]] = {}
@@ -355,6 +360,11 @@ class DispatchService:
             if waiting is not None and waiting.offer is not None:
                 result.append((conversation_id, waiting.offer[1]))
         return result
+
+    def waiting_queue(self, conversation_id: str) -> str | None:
+        """The queue a conversation waits in (offered or not); None if it does not wait."""
+        waiting = self.core.waiting.get(conversation_id)
+        return waiting.queue if waiting is not None else None
 
     def assigned_to(self, agent: str) -> list[str]:
         state = self.core.agents.get(agent)

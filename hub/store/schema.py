@@ -168,9 +168,11 @@ sessions = Table(
     "sessions",
     metadata,
     Column("token_hash", String(64), primary_key=True),
-    Column("agent", String(64), nullable=False),
+    Column("agent", String(64), nullable=False, index=True),
     Column("created_at", Double, nullable=False),
-    Column("expires_at", Double, nullable=False),
+    Column("expires_at", Double, nullable=False, index=True),
+    # fingerprint of the password hash the session was made with (hub.sessions)
+    Column("credential", String(64), nullable=False),
 )
 
 rule_revisions = Table(

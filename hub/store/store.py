@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,7 +86,18 @@ class OutboxItem:
     attempts: int
 
 
-def _token_hash(token: str) -> str:
+@dataclass(frozen=True, slots=True)
+class StoredSession:
+    """An agent session row; ``credential`` fingerprints the password hash it was made with."""
+
+    token_hash: str
+    agent: str
+    credential: str
+    expires_at: float
+
+
+def token_hash(token: str) -> str:
+    """What the store keeps of a session token (never the token itself)."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -821,8 +832,9 @@ class Store:
 
     # -- agent sessions ----------------------------------------------------------------------
 
-    async def create_session(self, agent: str, ttl: float) -> str:
-        """A new opaque session token for ``agent``; only its hash is stored."""
+    async def create_session(self, agent: str, ttl: float, credential: str) -> str:
+        """A new opaque session token for ``agent``; only its hash is stored, with the
+        fingerprint of the credential it was made with (``hub.sessions``)."""
         token = secrets.token_urlsafe(32)
 
         async def run(connection: AsyncConnection) -> None:
@@ -830,10 +842,11 @@ class Store:
             await connection.execute(
                 sessions.insert(),
                 {
-                    "token_hash": _token_hash(token),
+                    "token_hash": token_hash(token),
                     "agent": agent,
                     "created_at": now,
                     "expires_at": now + ttl,
+                    "credential": credential,
                 },
             )
             await _event(connection, now, "agent.login", agent=agent)
@@ -882,28 +895,68 @@ class Store:
             ).first()
         return dict(row._mapping) if row is not None else None
 
-    async def session_agent(self, token: str) -> str | None:
-        """The agent a live session token belongs to, or None."""
+    async def sessions(self, token_hashes: Collection[str]) -> dict[str, StoredSession]:
+        """The stored sessions among ``token_hashes`` (expired ones included), by hash."""
+        if not token_hashes:
+            return {}
         async with self.engine.connect() as connection:
-            row = (
+            rows = (
                 await connection.execute(
-                    select(sessions.c.agent).where(
-                        and_(
-                            sessions.c.token_hash == _token_hash(token),
-                            sessions.c.expires_at > self.clock(),
-                        )
-                    )
+                    select(sessions).where(sessions.c.token_hash.in_(list(token_hashes)))
                 )
-            ).first()
-        return None if row is None else str(row.agent)
-
-    async def delete_session(self, token: str) -> None:
-        async def run(connection: AsyncConnection) -> None:
-            await connection.execute(
-                sessions.delete().where(sessions.c.token_hash == _token_hash(token))
+            ).all()
+        return {
+            row.token_hash: StoredSession(
+                token_hash=row.token_hash,
+                agent=row.agent,
+                credential=row.credential,
+                expires_at=row.expires_at,
             )
+            for row in rows
+        }
 
-        await self.writer.call(run)
+    async def delete_sessions(
+        self, *, token_hash: str | None = None, agent: str | None = None, reason: str
+    ) -> list[str]:
+        """Remove one session (by token hash) or all of an agent's; returns the removed hashes
+        and records ``agent.logout`` for each."""
+        if (token_hash is None) == (agent is None):
+            raise ValueError("give either token_hash or agent")
+        which = (
+            sessions.c.token_hash == token_hash
+            if token_hash is not None
+            else sessions.c.agent == agent
+        )
+
+        async def run(connection: AsyncConnection) -> list[str]:
+            rows = (
+                await connection.execute(
+                    select(sessions.c.token_hash, sessions.c.agent).where(which)
+                )
+            ).all()
+            if rows:
+                await connection.execute(sessions.delete().where(which))
+            now = self.clock()
+            for row in rows:
+                await _event(
+                    connection, now, "agent.logout", agent=row.agent, data={"reason": reason}
+                )
+            return [row.token_hash for row in rows]
+
+        removed: list[str] = await self.writer.call(run)
+        return removed
+
+    async def purge_sessions(self, before: float) -> int:
+        """Forget sessions that expired before ``before``; returns how many."""
+
+        async def run(connection: AsyncConnection) -> int:
+            result = await connection.execute(
+                sessions.delete().where(sessions.c.expires_at < before)
+            )
+            return int(result.rowcount or 0)
+
+        count: int = await self.writer.call(run)
+        return count
 
 
 def _notes(stored: str | None) -> list[str]:
