@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python bench/email_ingest.py --mails 300
 	$(BIN)/python bench/sms.py --messages 1000
 	$(BIN)/python bench/fax.py --pages 8
+	$(BIN)/python bench/sockets.py --sockets 500
 
 bench-full: install
 	$(BIN)/python bench/pipeline.py
@@ -55,6 +56,7 @@ bench-full: install
 	$(BIN)/python bench/email_ingest.py
 	$(BIN)/python bench/sms.py
 	$(BIN)/python bench/fax.py
+	$(BIN)/python bench/sockets.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -82,6 +82,11 @@ class ServerSettings(_Model):
         5.0, gt=0, le=300, description="how often open agent sockets re-check their session"
     )
     shutdown_timeout: Duration = 10.0
+    websocket_compression: bool = Field(
+        False,
+        description="permessage-deflate on agent sockets: ~100 KiB more memory per socket, "
+        "worth it only on slow links",
+    )
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = Field(
         (), description="proxies whose X-Forwarded-For / X-Forwarded-Proto are believed"
     )
