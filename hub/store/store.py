@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
 import time
-from collections.abc import Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from sqlalchemy import and_, desc, select, text, update
+from sqlalchemy import and_, case, desc, select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from connectors.base import HistoryItem
-from hub.customers.context import customer_context
+from hub.customers.context import customer_contexts
 from hub.customers.providers import Lookup
 from hub.envelope import (
     Attachment,
@@ -46,6 +47,7 @@ from hub.store.schema import (
     rule_revisions,
     sessions,
 )
+from rules.decision import Priority
 
 Clock = Callable[[], float]
 _outbound_decoder = msgspec.json.Decoder(Outbound)
@@ -196,22 +198,36 @@ class Store:
 
     async def conversation(self, conversation_id: str) -> dict[str, Any]:
         """A conversation with its customer, identities and messages (notes included)."""
+        found = await self.conversations([conversation_id])
+        if conversation_id not in found:
+            raise NotFound(f"conversation {conversation_id} does not exist")
+        return found[conversation_id]
+
+    async def conversations(self, conversation_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+        """:meth:`conversation` of many at once with seven statements, whatever their number
+        (the dispatch service loads what its offers and assignments show in batches); ids that
+        do not exist are left out."""
+        wanted = list(dict.fromkeys(conversation_ids))
         async with self.engine.connect() as connection:
-            row = (
-                await connection.execute(
-                    select(conversations).where(conversations.c.id == conversation_id)
+            found = {
+                row.id: dict(row._mapping)
+                for row in await connection.execute(
+                    select(conversations).where(conversations.c.id.in_(wanted))
                 )
-            ).first()
-            if row is None:
-                raise NotFound(f"conversation {conversation_id} does not exist")
-            conversation = dict(row._mapping)
-            customer = await customer_context(
-                connection, conversation["customer_id"], self.clock(), history=10
+            }
+            if not found:
+                return {}
+            ids = list(found)
+            contexts = await customer_contexts(
+                connection,
+                {conversation["customer_id"] for conversation in found.values()},
+                self.clock(),
+                history=10,
             )
             rows = (
                 await connection.execute(
                     select(*_MESSAGE_COLUMNS, messages.c.envelope)
-                    .where(messages.c.conversation_id == conversation_id)
+                    .where(messages.c.conversation_id.in_(ids))
                     .order_by(messages.c.created_at, messages.c.id)
                 )
             ).all()
@@ -219,59 +235,75 @@ class Store:
                 await connection.execute(
                     select(attachments)
                     .join(messages, messages.c.id == attachments.c.message_id)
-                    .where(messages.c.conversation_id == conversation_id)
+                    .where(messages.c.conversation_id.in_(ids))
                 )
             ).all()
-            last = (
-                await connection.execute(
-                    select(messages.c.envelope, messages.c.created_at)
-                    .where(
-                        and_(
-                            messages.c.conversation_id == conversation_id,
-                            messages.c.direction == "inbound",
+            by_conversation: dict[str, list[Any]] = {}
+            for message in rows:
+                by_conversation.setdefault(message.conversation_id, []).append(message)
+            recipients: dict[str, Identity] = {}
+            last_inbound: dict[str, float] = {}
+            for conversation_id, listed in by_conversation.items():
+                last = next((m for m in reversed(listed) if m.direction == "inbound"), None)
+                if last is not None:
+                    last_inbound[conversation_id] = last.created_at
+                    if last.envelope:
+                        recipients[conversation_id] = decode_envelope(last.envelope).sender
+            opted: dict[tuple[str, str, str], dict[str, Any]] = {}
+            if recipients:
+                keys = {
+                    (found[conversation_id]["inbox"], recipient.kind, recipient.address)
+                    for conversation_id, recipient in recipients.items()
+                }
+                for opt in await connection.execute(
+                    select(
+                        opt_outs.c.inbox,
+                        opt_outs.c.kind,
+                        opt_outs.c.address,
+                        opt_outs.c.keyword,
+                        opt_outs.c.at,
+                    ).where(
+                        tuple_(opt_outs.c.inbox, opt_outs.c.kind, opt_outs.c.address).in_(
+                            list(keys)
                         )
                     )
-                    .order_by(desc(messages.c.created_at))
-                    .limit(1)
-                )
-            ).first()
-            recipient = decode_envelope(last.envelope).sender if last and last.envelope else None
-            opt_out = None
-            if recipient is not None:
-                opted = (
-                    await connection.execute(
-                        select(opt_outs.c.keyword, opt_outs.c.at).where(
-                            and_(
-                                opt_outs.c.inbox == conversation["inbox"],
-                                opt_outs.c.kind == recipient.kind,
-                                opt_outs.c.address == recipient.address,
-                            )
-                        )
-                    )
-                ).first()
-                if opted is not None:
-                    opt_out = {"keyword": opted.keyword, "at": opted.at}
+                ):
+                    opted[(opt.inbox, opt.kind, opt.address)] = {
+                        "keyword": opt.keyword,
+                        "at": opt.at,
+                    }
         by_message: dict[str, list[dict[str, Any]]] = {}
         for item in files:
             by_message.setdefault(item.message_id, []).append(
                 {k: v for k, v in item._mapping.items() if k not in {"message_id", "blob_ref"}}
             )
-        customer["history"] = [
-            past for past in customer["history"] if past["id"] != conversation_id
-        ]
-        conversation["customer"] = customer
-        conversation["recipient"] = recipient
-        conversation["last_inbound_at"] = last.created_at if last else None
-        conversation["opt_out"] = opt_out
-        conversation["messages"] = [
-            {
-                **{k: v for k, v in message._mapping.items() if k != "envelope"},
-                "attachments": by_message.get(message.id, []),
-                "notes": _notes(message.envelope),
+        result: dict[str, dict[str, Any]] = {}
+        for conversation_id, conversation in found.items():
+            context = contexts.get(conversation["customer_id"])
+            if context is None:
+                continue  # cannot happen with the foreign key; as good as not found
+            recipient = recipients.get(conversation_id)
+            conversation["customer"] = {
+                **context,
+                "history": [past for past in context["history"] if past["id"] != conversation_id],
             }
-            for message in rows
-        ]
-        return conversation
+            conversation["recipient"] = recipient
+            conversation["last_inbound_at"] = last_inbound.get(conversation_id)
+            conversation["opt_out"] = (
+                None
+                if recipient is None
+                else opted.get((conversation["inbox"], recipient.kind, recipient.address))
+            )
+            conversation["messages"] = [
+                {
+                    **{k: v for k, v in message._mapping.items() if k != "envelope"},
+                    "attachments": by_message.get(message.id, []),
+                    "notes": _notes(message.envelope),
+                }
+                for message in by_conversation.get(conversation_id, [])
+            ]
+            result[conversation_id] = conversation
+        return result
 
     async def conversations_with_status(self, status: str) -> list[dict[str, Any]]:
         """Summary rows of conversations in ``status`` (for restoring dispatch at start-up)."""
@@ -292,6 +324,34 @@ class Store:
                 .order_by(conversations.c.queued_at)
             )
             return [dict(row._mapping) for row in rows]
+
+    async def queued_pages(self, size: int = 1000) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every queued conversation as :meth:`conversations_with_status` rows, in pages of
+        ``size``, most urgent first, then oldest: one query streamed page by page, so a large
+        backlog can be taken in while the hub already works (dispatch start-up)."""
+        rank = case(
+            {str(priority): -priority.rank for priority in Priority},
+            value=conversations.c.priority,
+            else_=-Priority.NORMAL.rank,
+        )
+        query = (
+            select(
+                conversations.c.id,
+                conversations.c.queue,
+                conversations.c.priority,
+                conversations.c.queued_at,
+                conversations.c.created_at,
+                conversations.c.channel,
+                conversations.c.decision,
+                conversations.c.customer_id,
+            )
+            .where(conversations.c.status == QUEUED)
+            .order_by(rank, conversations.c.queued_at, conversations.c.id)
+        )
+        async with self.engine.connect() as connection:
+            result = await connection.stream(query)
+            async for page in result.partitions(size):
+                yield [dict(row._mapping) for row in page]
 
     async def queued_on_thread(self, inbox: str, session: str) -> dict[str, Any] | None:
         """The waiting conversation of a thread (a chat visitor), if there is one."""
@@ -329,11 +389,17 @@ class Store:
         return None if row is None else str(row.assignee)
 
     # -- dispatch state --------------------------------------------------------------------
+    #
+    # These return a future instead of being coroutines: the write is queued when the method
+    # is called, so the dispatch service, which does not wait for one write before deciding the
+    # next, still has them committed in the order it decided them. Awaiting the future waits
+    # for the commit. Audit events of a batch go in with one statement.
 
-    async def assign(self, conversation_id: str, agent: str) -> None:
-        """Give a queued conversation to ``agent`` (InvalidState if it is not queued any more)."""
+    def assign(self, conversation_id: str, agent: str) -> asyncio.Future[None]:
+        """Give a queued conversation to ``agent`` (InvalidState if it is not queued any more:
+        this conditional update is what keeps a conversation from being assigned twice)."""
 
-        async def run(connection: AsyncConnection) -> None:
+        async def run(connection: AsyncConnection, log: list[dict[str, Any]]) -> bool:
             now = self.clock()
             result = await connection.execute(
                 update(conversations)
@@ -343,35 +409,66 @@ class Store:
                 .values(status=ASSIGNED, assignee=agent, updated_at=now)
             )
             if result.rowcount != 1:
-                raise InvalidState(f"conversation {conversation_id} is not waiting")
-            await _event(connection, now, "conversation.assigned", conversation_id, agent=agent)
+                return False
+            log.append(_event_row(now, "conversation.assigned", conversation_id, agent=agent))
+            return True
 
-        await self.writer.call(run)
+        return _checked(
+            self._dispatch_write(run),
+            lambda done: (
+                None if done else InvalidState(f"conversation {conversation_id} is not waiting")
+            ),
+        )
 
-    async def requeue(self, conversation_id: str, *, reason: str, agent: str | None) -> None:
-        """Put an assigned conversation back in its queue, keeping its age and priority."""
+    def requeue(
+        self, conversation_id: str, *, reason: str, agent: str | None
+    ) -> asyncio.Future[dict[str, Any] | None]:
+        """Put an assigned conversation back in its queue, keeping its age and priority.
 
-        async def run(connection: AsyncConnection) -> None:
+        Resolves to what dispatch needs to queue it again (queue, priority, queued_at, channel,
+        decision), or None if it was closed in the meantime (then nothing changed).
+        """
+
+        async def run(
+            connection: AsyncConnection, log: list[dict[str, Any]]
+        ) -> dict[str, Any] | None:
             now = self.clock()
-            await connection.execute(
-                update(conversations)
-                .where(
-                    and_(conversations.c.id == conversation_id, conversations.c.status != CLOSED)
+            row = (
+                await connection.execute(
+                    update(conversations)
+                    .where(
+                        and_(
+                            conversations.c.id == conversation_id,
+                            conversations.c.status != CLOSED,
+                        )
+                    )
+                    .values(status=QUEUED, assignee=None, updated_at=now)
+                    .returning(
+                        conversations.c.queue,
+                        conversations.c.priority,
+                        conversations.c.queued_at,
+                        conversations.c.created_at,
+                        conversations.c.channel,
+                        conversations.c.decision,
+                    )
                 )
-                .values(status=QUEUED, assignee=None, updated_at=now)
+            ).first()
+            if row is None:
+                return None
+            log.append(
+                _event_row(
+                    now,
+                    "conversation.requeued",
+                    conversation_id,
+                    agent=agent,
+                    data={"reason": reason},
+                )
             )
-            await _event(
-                connection,
-                now,
-                "conversation.requeued",
-                conversation_id,
-                agent=agent,
-                data={"reason": reason},
-            )
+            return dict(row._mapping)
 
-        await self.writer.call(run)
+        return self._dispatch_write(run)
 
-    async def move(
+    def move(
         self,
         conversation_id: str,
         *,
@@ -379,10 +476,10 @@ class Store:
         reason: str,
         skills: list[str],
         priority: str | None = None,
-    ) -> None:
+    ) -> asyncio.Future[None]:
         """Record that dispatch moved waiting work to another queue (overflow, full queue)."""
 
-        async def run(connection: AsyncConnection) -> None:
+        async def run(connection: AsyncConnection, log: list[dict[str, Any]]) -> None:
             now = self.clock()
             await connection.execute(
                 update(conversations)
@@ -391,20 +488,23 @@ class Store:
                 )
                 .values(queue=queue, updated_at=now, **({"priority": priority} if priority else {}))
             )
-            await _event(
-                connection,
-                now,
-                "conversation.moved",
-                conversation_id,
-                data={"queue": queue, "reason": reason, "skills": skills, "priority": priority},
+            log.append(
+                _event_row(
+                    now,
+                    "conversation.moved",
+                    conversation_id,
+                    data={"queue": queue, "reason": reason, "skills": skills, "priority": priority},
+                )
             )
 
-        await self.writer.call(run)
+        return self._dispatch_write(run)
 
-    async def close_conversation(
+    def close_conversation(
         self, conversation_id: str, *, agent: str, disposition: str
-    ) -> None:
-        async def run(connection: AsyncConnection) -> None:
+    ) -> asyncio.Future[None]:
+        """Close a conversation ``agent`` holds (Forbidden if they do not hold it)."""
+
+        async def run(connection: AsyncConnection, log: list[dict[str, Any]]) -> bool:
             now = self.clock()
             result = await connection.execute(
                 update(conversations)
@@ -418,32 +518,57 @@ class Store:
                 .values(status=CLOSED, disposition=disposition, closed_at=now, updated_at=now)
             )
             if result.rowcount != 1:
-                raise Forbidden(f"conversation {conversation_id} is not assigned to you")
-            await _event(
-                connection,
-                now,
-                "conversation.closed",
-                conversation_id,
-                agent=agent,
-                data={"disposition": disposition},
+                return False
+            log.append(
+                _event_row(
+                    now,
+                    "conversation.closed",
+                    conversation_id,
+                    agent=agent,
+                    data={"disposition": disposition},
+                )
             )
+            return True
 
-        await self.writer.call(run)
+        return _checked(
+            self._dispatch_write(run),
+            lambda done: (
+                None
+                if done
+                else Forbidden(f"conversation {conversation_id} is not assigned to you")
+            ),
+        )
 
-    async def audit(
+    def audit(
         self,
         kind: str,
         *,
         conversation_id: str | None = None,
         agent: str | None = None,
         data: dict[str, Any] | None = None,
-    ) -> None:
+    ) -> asyncio.Future[None]:
         """Append an event to the audit log."""
 
-        async def run(connection: AsyncConnection) -> None:
-            await _event(connection, self.clock(), kind, conversation_id, agent=agent, data=data)
+        async def run(connection: AsyncConnection, log: list[dict[str, Any]]) -> None:
+            log.append(_event_row(self.clock(), kind, conversation_id, agent=agent, data=data))
 
-        await self.writer.call(run)
+        return self._dispatch_write(run)
+
+    def _dispatch_write(self, write: _DispatchWrite) -> asyncio.Future[Any]:
+        return self.writer.enqueue(self._dispatch_batch, write)
+
+    @staticmethod
+    async def _dispatch_batch(
+        connection: AsyncConnection, writes: list[_DispatchWrite]
+    ) -> list[Any]:
+        """Consecutive dispatch writes of one commit: their updates in order, then all their
+        audit events in one INSERT. A write that finds the state changed reports it instead of
+        raising, so it does not make the writer retry the whole batch one by one."""
+        rows: list[dict[str, Any]] = []
+        results = [await write(connection, rows) for write in writes]
+        if rows:
+            await connection.execute(events.insert(), rows)
+        return results
 
     # -- replies and the outbox --------------------------------------------------------------
 
@@ -964,6 +1089,50 @@ _MESSAGE_COLUMNS = (
     messages.c.delivery_error,
     messages.c.created_at,
 )
+
+
+_DispatchWrite = Callable[[AsyncConnection, list[dict[str, Any]]], Awaitable[Any]]
+
+
+def _event_row(
+    at: float,
+    kind: str,
+    conversation_id: str | None = None,
+    message_id: str | None = None,
+    agent: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "at": at,
+        "kind": kind,
+        "conversation_id": conversation_id,
+        "message_id": message_id,
+        "agent": agent,
+        "data": data,
+    }
+
+
+def _checked(
+    future: asyncio.Future[Any], refusal: Callable[[Any], Exception | None]
+) -> asyncio.Future[None]:
+    """A future that fails with ``refusal(result)`` when that is not None (the write found
+    the state changed), and otherwise resolves to None when ``future`` does."""
+    checked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def settle(done: asyncio.Future[Any]) -> None:
+        if checked.done():
+            return
+        if done.cancelled():
+            checked.cancel()
+        elif (error := done.exception()) is not None:
+            checked.set_exception(error)
+        elif (problem := refusal(done.result())) is not None:
+            checked.set_exception(problem)
+        else:
+            checked.set_result(None)
+
+    future.add_done_callback(settle)
+    return checked
 
 
 async def _event(
