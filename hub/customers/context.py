@@ -118,10 +118,9 @@ async def customer_contexts(
     wanted = list(set(customer_ids))
     if not wanted:
         return {}
-    rows = {
-        row.id: row._mapping
-        for row in await connection.execute(facts_query().where(customers.c.id.in_(wanted)))
-    }
+    result = await connection.execute(facts_query().where(customers.c.id.in_(wanted)))
+    names = list(result.keys())  # rows as dicts by zipping: many times faster than _mapping
+    rows = {row.id: dict(zip(names, row, strict=True)) for row in result}
     if not rows:
         return {}
     idents: dict[str, list[dict[str, Any]]] = {}
@@ -159,14 +158,15 @@ async def customer_contexts(
         .subquery()
     )
     past: dict[str, list[dict[str, Any]]] = {}
+    shown = ("id", "channel", "inbox", "status", "subject", "created_at", "disposition")
     for conversation in await connection.execute(
         select(newest)
         .where(newest.c.newest <= history)
         .order_by(newest.c.customer_id, newest.c.newest)
     ):
-        item = dict(conversation._mapping)
-        del item["customer_id"], item["newest"]
-        past.setdefault(conversation.customer_id, []).append(item)
+        past.setdefault(conversation.customer_id, []).append(
+            dict(zip(shown, conversation, strict=False))
+        )
     return {
         customer_id: _context(
             customer_id,

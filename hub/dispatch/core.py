@@ -14,7 +14,6 @@ answer an accepted conversation in time, loses it back to the queue with its age
 from __future__ import annotations
 
 import bisect
-import heapq
 from collections.abc import Callable
 from typing import Any
 
@@ -668,30 +667,32 @@ class DispatchCore:
         its only new candidates, so each walks its queues' heads until it is full."""
         actions: list[Action] = []
         for state in {state.id: state for state in states}.values():  # once each, in order
-            restart = True
-            while restart and self._free(state, now):
-                restart = False
-                queues = [
-                    queue
-                    for queue in (state.queues or list(self.order))
-                    if self.is_open(queue, now)
-                ]
-                for key in heapq.merge(*(self.order.get(queue, []) for queue in queues)):
-                    if not self._free(state, now):
-                        break
-                    waiting = self.waiting[key[2]]
-                    if waiting.offer is not None or not self._eligible(state, waiting, now):
+            while self._free(state, now):
+                # the most urgent work it can take: the best of each queue's first it can take
+                best: tuple[int, float, str] | None = None
+                for queue in state.queues or list(self.order):
+                    if not self.is_open(queue, now):
                         continue
-                    if (
-                        waiting.preferred is not None
-                        and waiting.preferred[1] > now
-                        and waiting.preferred[0] != state.id
-                    ):
-                        continue
-                    actions.append(self._give(state, waiting, now))
-                    restart = True  # giving took it out of the order list we walk
+                    for key in self.order.get(queue, ()):
+                        if best is not None and key >= best:
+                            break  # nothing more urgent further down this queue
+                        if self._takes(state, self.waiting[key[2]], now):
+                            best = key
+                            break
+                if best is None:
                     break
+                actions.append(self._give(state, self.waiting[best[2]], now))
         return actions
+
+    def _takes(self, state: AgentState, waiting: Waiting, now: float) -> bool:
+        """Whether ``state`` may be offered ``waiting`` now (sticky work only by its agent)."""
+        if waiting.offer is not None or not self._eligible(state, waiting, now):
+            return False
+        return (
+            waiting.preferred is None
+            or waiting.preferred[1] <= now
+            or waiting.preferred[0] == state.id
+        )
 
     def _give(self, state: AgentState, waiting: Waiting, now: float) -> Action:
         """Offer ``waiting`` to ``state`` (or assign it, with auto-accept)."""

@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +35,16 @@ from hub.errors import Forbidden, InvalidState, NotFound
 from hub.ids import new_id
 from hub.store import migrate
 from hub.store.database import Writer, create_engine
-from hub.store.ingest import ASSIGNED, CLOSED, QUEUED, Decide, Stored, outbox_row, store_batch
+from hub.store.dispatch_writes import (
+    ASSIGN,
+    CLOSE,
+    EVENT,
+    MOVE,
+    REQUEUE,
+    DispatchWrite,
+    apply_writes,
+)
+from hub.store.ingest import ASSIGNED, QUEUED, Decide, Stored, outbox_row, store_batch
 from hub.store.schema import (
     attachments,
     connector_state,
@@ -209,12 +218,11 @@ class Store:
         do not exist are left out."""
         wanted = list(dict.fromkeys(conversation_ids))
         async with self.engine.connect() as connection:
-            found = {
-                row.id: dict(row._mapping)
-                for row in await connection.execute(
-                    select(conversations).where(conversations.c.id.in_(wanted))
-                )
-            }
+            selected = await connection.execute(
+                select(conversations).where(conversations.c.id.in_(wanted))
+            )
+            names = list(selected.keys())  # rows as dicts by zipping: many times faster
+            found = {row.id: dict(zip(names, row, strict=True)) for row in selected}
             if not found:
                 return {}
             ids = list(found)
@@ -273,9 +281,10 @@ class Store:
                         "at": opt.at,
                     }
         by_message: dict[str, list[dict[str, Any]]] = {}
+        listed = [c.name for c in attachments.columns if c.name not in {"message_id", "blob_ref"}]
         for item in files:
             by_message.setdefault(item.message_id, []).append(
-                {k: v for k, v in item._mapping.items() if k not in {"message_id", "blob_ref"}}
+                {name: getattr(item, name) for name in listed}
             )
         result: dict[str, dict[str, Any]] = {}
         for conversation_id, conversation in found.items():
@@ -296,7 +305,7 @@ class Store:
             )
             conversation["messages"] = [
                 {
-                    **{k: v for k, v in message._mapping.items() if k != "envelope"},
+                    **dict(zip(_MESSAGE_NAMES, message, strict=False)),  # not the envelope (last)
                     "attachments": by_message.get(message.id, []),
                     "notes": _notes(message.envelope),
                 }
@@ -393,28 +402,13 @@ class Store:
     # These return a future instead of being coroutines: the write is queued when the method
     # is called, so the dispatch service, which does not wait for one write before deciding the
     # next, still has them committed in the order it decided them. Awaiting the future waits
-    # for the commit. Audit events of a batch go in with one statement.
+    # for the commit. A commit's dispatch writes go in with a few statements (dispatch_writes).
 
     def assign(self, conversation_id: str, agent: str) -> asyncio.Future[None]:
         """Give a queued conversation to ``agent`` (InvalidState if it is not queued any more:
         this conditional update is what keeps a conversation from being assigned twice)."""
-
-        async def run(connection: AsyncConnection, log: list[dict[str, Any]]) -> bool:
-            now = self.clock()
-            result = await connection.execute(
-                update(conversations)
-                .where(
-                    and_(conversations.c.id == conversation_id, conversations.c.status == QUEUED)
-                )
-                .values(status=ASSIGNED, assignee=agent, updated_at=now)
-            )
-            if result.rowcount != 1:
-                return False
-            log.append(_event_row(now, "conversation.assigned", conversation_id, agent=agent))
-            return True
-
         return _checked(
-            self._dispatch_write(run),
+            self._dispatch_write(DispatchWrite(ASSIGN, conversation_id, agent)),
             lambda done: (
                 None if done else InvalidState(f"conversation {conversation_id} is not waiting")
             ),
@@ -428,45 +422,9 @@ class Store:
         Resolves to what dispatch needs to queue it again (queue, priority, queued_at, channel,
         decision), or None if it was closed in the meantime (then nothing changed).
         """
-
-        async def run(
-            connection: AsyncConnection, log: list[dict[str, Any]]
-        ) -> dict[str, Any] | None:
-            now = self.clock()
-            row = (
-                await connection.execute(
-                    update(conversations)
-                    .where(
-                        and_(
-                            conversations.c.id == conversation_id,
-                            conversations.c.status != CLOSED,
-                        )
-                    )
-                    .values(status=QUEUED, assignee=None, updated_at=now)
-                    .returning(
-                        conversations.c.queue,
-                        conversations.c.priority,
-                        conversations.c.queued_at,
-                        conversations.c.created_at,
-                        conversations.c.channel,
-                        conversations.c.decision,
-                    )
-                )
-            ).first()
-            if row is None:
-                return None
-            log.append(
-                _event_row(
-                    now,
-                    "conversation.requeued",
-                    conversation_id,
-                    agent=agent,
-                    data={"reason": reason},
-                )
-            )
-            return dict(row._mapping)
-
-        return self._dispatch_write(run)
+        return self._dispatch_write(
+            DispatchWrite(REQUEUE, conversation_id, agent, {"reason": reason})
+        )
 
     def move(
         self,
@@ -478,60 +436,17 @@ class Store:
         priority: str | None = None,
     ) -> asyncio.Future[None]:
         """Record that dispatch moved waiting work to another queue (overflow, full queue)."""
-
-        async def run(connection: AsyncConnection, log: list[dict[str, Any]]) -> None:
-            now = self.clock()
-            await connection.execute(
-                update(conversations)
-                .where(
-                    and_(conversations.c.id == conversation_id, conversations.c.status == QUEUED)
-                )
-                .values(queue=queue, updated_at=now, **({"priority": priority} if priority else {}))
-            )
-            log.append(
-                _event_row(
-                    now,
-                    "conversation.moved",
-                    conversation_id,
-                    data={"queue": queue, "reason": reason, "skills": skills, "priority": priority},
-                )
-            )
-
-        return self._dispatch_write(run)
+        data = {"queue": queue, "reason": reason, "skills": skills, "priority": priority}
+        return self._dispatch_write(DispatchWrite(MOVE, conversation_id, None, data))
 
     def close_conversation(
         self, conversation_id: str, *, agent: str, disposition: str
     ) -> asyncio.Future[None]:
         """Close a conversation ``agent`` holds (Forbidden if they do not hold it)."""
-
-        async def run(connection: AsyncConnection, log: list[dict[str, Any]]) -> bool:
-            now = self.clock()
-            result = await connection.execute(
-                update(conversations)
-                .where(
-                    and_(
-                        conversations.c.id == conversation_id,
-                        conversations.c.status == ASSIGNED,
-                        conversations.c.assignee == agent,
-                    )
-                )
-                .values(status=CLOSED, disposition=disposition, closed_at=now, updated_at=now)
-            )
-            if result.rowcount != 1:
-                return False
-            log.append(
-                _event_row(
-                    now,
-                    "conversation.closed",
-                    conversation_id,
-                    agent=agent,
-                    data={"disposition": disposition},
-                )
-            )
-            return True
-
         return _checked(
-            self._dispatch_write(run),
+            self._dispatch_write(
+                DispatchWrite(CLOSE, conversation_id, agent, {"disposition": disposition})
+            ),
             lambda done: (
                 None
                 if done
@@ -548,27 +463,17 @@ class Store:
         data: dict[str, Any] | None = None,
     ) -> asyncio.Future[None]:
         """Append an event to the audit log."""
+        return self._dispatch_write(
+            DispatchWrite(EVENT, conversation_id, agent, {"kind": kind, "data": data})
+        )
 
-        async def run(connection: AsyncConnection, log: list[dict[str, Any]]) -> None:
-            log.append(_event_row(self.clock(), kind, conversation_id, agent=agent, data=data))
-
-        return self._dispatch_write(run)
-
-    def _dispatch_write(self, write: _DispatchWrite) -> asyncio.Future[Any]:
+    def _dispatch_write(self, write: DispatchWrite) -> asyncio.Future[Any]:
         return self.writer.enqueue(self._dispatch_batch, write)
 
-    @staticmethod
     async def _dispatch_batch(
-        connection: AsyncConnection, writes: list[_DispatchWrite]
+        self, connection: AsyncConnection, writes: list[DispatchWrite]
     ) -> list[Any]:
-        """Consecutive dispatch writes of one commit: their updates in order, then all their
-        audit events in one INSERT. A write that finds the state changed reports it instead of
-        raising, so it does not make the writer retry the whole batch one by one."""
-        rows: list[dict[str, Any]] = []
-        results = [await write(connection, rows) for write in writes]
-        if rows:
-            await connection.execute(events.insert(), rows)
-        return results
+        return await apply_writes(connection, writes, self.clock())
 
     # -- replies and the outbox --------------------------------------------------------------
 
@@ -1089,27 +994,7 @@ _MESSAGE_COLUMNS = (
     messages.c.delivery_error,
     messages.c.created_at,
 )
-
-
-_DispatchWrite = Callable[[AsyncConnection, list[dict[str, Any]]], Awaitable[Any]]
-
-
-def _event_row(
-    at: float,
-    kind: str,
-    conversation_id: str | None = None,
-    message_id: str | None = None,
-    agent: str | None = None,
-    data: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    return {
-        "at": at,
-        "kind": kind,
-        "conversation_id": conversation_id,
-        "message_id": message_id,
-        "agent": agent,
-        "data": data,
-    }
+_MESSAGE_NAMES = tuple(column.name for column in _MESSAGE_COLUMNS)
 
 
 def _checked(
