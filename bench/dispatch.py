@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import platform
@@ -167,43 +168,44 @@ async def build_store(path: Path, waiting: int, queues: int) -> None:
 
 
 async def _multiply(connection: Any, original: int, copies: int, needed: int) -> None:
-    """Copy the ``original`` ingested conversations (with their message) until ``needed``
-    more exist."""
+    """Copy the ``original`` ingested conversations, each with its message and its customer
+    (and the customer's identity), until ``needed`` more exist: every waiting conversation has
+    a customer of its own, as in a real backlog."""
+    tables = ("customers", "identities", "conversations", "messages")
     columns = {
         table: [row[1] for row in (await connection.execute(text(f"PRAGMA table_info({table})")))]
-        for table in ("conversations", "messages")
+        for table in tables
     }
-    changed = {
-        "conversations": {
-            "id": f"id || {_COPY_SUFFIX}",
-            "thread_key": f"thread_key || {_COPY_SUFFIX}",
-            "queued_at": "queued_at + :n * 0.001",
-        },
-        "messages": {
-            "id": f"id || {_COPY_SUFFIX}",
-            "conversation_id": f"conversation_id || {_COPY_SUFFIX}",
-            "idempotency_key": f"idempotency_key || {_COPY_SUFFIX}",
-        },
+    suffixed = {
+        "customers": ("id",),
+        "identities": ("id", "customer_id", "address"),
+        "conversations": ("id", "customer_id", "thread_key"),
+        "messages": ("id", "conversation_id", "idempotency_key"),
+    }
+    chosen = "SELECT id FROM conversations WHERE id NOT LIKE '%-%' ORDER BY id LIMIT :limit"
+    owners = f"SELECT customer_id FROM conversations WHERE id IN ({chosen})"
+    where = {
+        "customers": f"id IN ({owners})",
+        "identities": f"customer_id IN ({owners})",
+        "conversations": f"id IN ({chosen})",
+        "messages": f"conversation_id IN ({chosen})",
     }
     made = 0
     for n in range(1, copies + 1):
         limit = min(needed - made, original)
-        for table in ("conversations", "messages"):
-            names = columns[table]
-            chosen = ", ".join(changed[table].get(name, name) for name in names)
-            where = (
-                "WHERE id NOT LIKE '%-%'"
-                if table == "conversations"
-                else (
-                    "WHERE conversation_id IN (SELECT id FROM conversations "
-                    "WHERE id NOT LIKE '%-%' ORDER BY id LIMIT :limit)"
-                )
+        for table in tables:
+            values = ", ".join(
+                f"{name} || {_COPY_SUFFIX}"
+                if name in suffixed[table]
+                else "queued_at + :n * 0.001"
+                if name == "queued_at"
+                else name
+                for name in columns[table]
             )
-            order = " ORDER BY id LIMIT :limit" if table == "conversations" else ""
             await connection.execute(
                 text(
-                    f"INSERT INTO {table} ({', '.join(names)}) "
-                    f"SELECT {chosen} FROM {table} {where}{order}"
+                    f"INSERT INTO {table} ({', '.join(columns[table])}) "
+                    f"SELECT {values} FROM {table} WHERE {where[table]}"
                 ),
                 {"n": n, "limit": limit},
             )
@@ -311,6 +313,12 @@ class Reopener:
         if self._flushing is None:
             self._flushing = asyncio.create_task(self._flush())
 
+    async def stop(self) -> None:
+        if self._flushing is not None:
+            self._flushing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flushing
+
     async def _flush(self) -> None:
         while self._pending:
             await asyncio.sleep(0.002)
@@ -346,7 +354,7 @@ async def within(what: str, work: Awaitable[T], limit: float = 300.0) -> T:
 
 
 async def service_rate(
-    template: Path, agents: int, queues: int, seconds: float
+    template: Path, agents: int, queues: int, seconds: float, warmup: float
 ) -> tuple[float, int, int]:
     """Assignments per second through the service; also the offers and errors seen."""
     with tempfile.TemporaryDirectory() as directory:
@@ -358,18 +366,20 @@ async def service_rate(
         sink = Agents()
         service = DispatchService(settings_for(agents, queues), store, bus, sink, frame, Metrics())
         sink.service = service
-        sink.on_closed = Reopener(store, bus)
+        sink.on_closed = reopen = Reopener(store, bus)
         await within("start", service.start())
         loaded = getattr(service, "backlog_loaded", None)
         if loaded is not None:
             await within("loading the backlog", loaded.wait())
-        start = time.perf_counter()
         for index in range(agents):
             sink._spawn(partial(service.connected, f"a{index}"))
+        await asyncio.sleep(warmup)  # every agent's first offers are out, cycles are running
+        start, before = time.perf_counter(), sink.assigned
         await asyncio.sleep(seconds)
-        count = sink.assigned
+        count = sink.assigned - before
         elapsed = time.perf_counter() - start
         await within("stopping the agents", sink.drain())
+        await within("stopping the reopening", reopen.stop())
         await within("stopping the service", service.stop())
         await within("closing the store", store.close())
         return count / elapsed, sink.offers, sink.errors
@@ -427,11 +437,12 @@ async def run(args: argparse.Namespace) -> None:
             for agents in agent_counts:
                 core = core_rate(agents, args.queues, waiting, min(args.seconds, 5.0))
                 rate, offers, errors = await service_rate(
-                    template, agents, args.queues, args.seconds
+                    template, agents, args.queues, args.seconds, args.warmup
                 )
+                ratio = f"{core / rate:>13,.0f}x" if rate else f"{'-':>14}"
                 print(
                     f"{waiting:>9,}{agents:>8,}{core:>15,.0f}{rate:>18,.0f}"
-                    f"{core / max(rate, 1e-9):>13,.0f}x{offers:>9,}{errors:>8,}"
+                    f"{ratio}{offers:>9,}{errors:>8,}"
                 )
         largest = Path(directory) / f"template-{max(waiting_counts)}.db"
         returned, first, done = await startup(largest, args.queues)
@@ -449,12 +460,16 @@ def main() -> None:
     parser.add_argument("--queues", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=8.0, help="timed seconds per figure")
     parser.add_argument(
+        "--warmup", type=float, default=5.0, help="seconds after the agents connect, not timed"
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="for make bench: 10,000 waiting at most, 3 s figures"
     )
     args = parser.parse_args()
     if args.quick:
         args.waiting = "1000,10000"
         args.seconds = 3.0
+        args.warmup = 2.0
     logging.basicConfig(level=logging.ERROR)
     asyncio.run(run(args))
 

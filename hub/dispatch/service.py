@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -19,7 +20,7 @@ from typing import Any, Protocol, TypeVar
 import msgspec
 
 from hub import permissions
-from hub.bus import MESSAGES, Bus, CustomerPresence, MessageStored
+from hub.bus import DELIVERIES, MESSAGES, Bus, CustomerPresence, DeliveryUpdated, MessageStored
 from hub.calendar import is_open
 from hub.dispatch.core import (
     Action,
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 TIMER_COALESCE = 0.02  # seconds; deadlines are whole seconds apart, this loses nothing
 BACKLOG_PAGE = 1000  # queued conversations read at start-up per page
+FREEZE_BACKLOG = 10_000  # a backlog this large is kept out of later garbage collections
 MAX_IN_FLIGHT = 20_000  # actions being carried out before the bus follower waits
 T = TypeVar("T")
 
@@ -168,6 +170,16 @@ class BatchLoader:
         # shielded: one caller giving up must not cancel what others wait for
         return await asyncio.shield(future)
 
+    async def close(self) -> None:
+        """Stop loading; whoever still waits gets CancelledError."""
+        if self._running is not None:
+            self._running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._running
+        for future in self._asked.values():
+            future.cancel()
+        self._asked.clear()
+
     async def _run(self) -> None:
         try:
             while self._asked:
@@ -179,7 +191,12 @@ class BatchLoader:
                     for future in batch.values():
                         if not future.done():
                             future.set_exception(exc)
+                            future.exception()  # told to whoever waits; not "never retrieved"
                     continue
+                except asyncio.CancelledError:
+                    for future in batch.values():
+                        future.cancel()
+                    raise
                 for key, future in batch.items():
                     if not future.done():
                         future.set_result(found.get(key))
@@ -266,6 +283,10 @@ class DispatchService:
         self._views = BatchLoader(store.conversations)  # what offer and conversation frames show
         # the last write queued per conversation: a frame loads what is committed after it
         self._writes: dict[str, asyncio.Future[Any]] = {}
+        # what an open offer showed, (serial, view): the conversation frame on accepting reuses
+        # it unless something about the conversation was stored since (then it is dropped)
+        self._offered: dict[str, tuple[int, dict[str, Any] | None]] = {}
+        self._serial = 0
         self.abandon_after = settings.dispatch.abandon_after
         #: set once every conversation the store had queued at start is in memory (the hub
         #: works before that: see :meth:`start`)
@@ -297,8 +318,10 @@ class DispatchService:
         self._launch(actions)
         subscription = self.bus.subscribe(MESSAGES)  # before reading the backlog: no gap
         self._subscription = subscription
+        self._deliveries = self.bus.subscribe(DELIVERIES)
         self._tasks = [
             asyncio.create_task(self._follow(subscription), name="dispatch-bus"),
+            asyncio.create_task(self._follow(self._deliveries), name="dispatch-deliveries"),
             asyncio.create_task(self._timer(), name="dispatch-timer"),
             asyncio.create_task(self._load_backlog(), name="dispatch-backlog"),
         ]
@@ -307,14 +330,23 @@ class DispatchService:
         for handle in self._leaving.values():
             handle.cancel()
         self._subscription.close()
+        self._deliveries.close()
         for task in [*self._tasks, *self._work]:
             task.cancel()
         for task in [*self._tasks, *self._work]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self._views.close()
 
     async def _load_backlog(self) -> None:
         began = time.monotonic()
+        # Every waiting conversation is a few long-lived objects; taking in 100,000 of them
+        # would run a full collection each time their number grew by a quarter (4 s of stalls
+        # measured), and every later full collection would walk them all again. So: no
+        # collections while they come in (reference counting still frees what dies), and a
+        # large backlog is frozen out of later collections (as the app does with the rules).
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             async for page in self.store.queued_pages(BACKLOG_PAGE):
                 now = self.clock()
@@ -340,8 +372,12 @@ class DispatchService:
             log.exception("reading the queued backlog failed; restart to take in the rest")
             raise
         finally:
+            if collecting:
+                gc.enable()
             self._settled = None
             self.backlog_loaded.set()
+        if self.backlog_size >= FREEZE_BACKLOG:
+            gc.freeze()
         log.info(
             "dispatch backlog in memory: %d queued conversations in %.1f s",
             self.backlog_size,
@@ -509,6 +545,7 @@ class DispatchService:
                 )
                 done.append(self._to_agent(action.agent, self._offer_frame(action, written)))
             elif isinstance(action, RevokeOffer):
+                self._offered.pop(action.conversation_id, None)
                 waiting = self.core.waiting.get(action.conversation_id)
                 queue = waiting.queue if waiting is not None else "unknown"
                 self.metrics.offers.labels(queue, action.reason).inc()
@@ -533,6 +570,7 @@ class DispatchService:
                 )
                 done.append(self._to_agent(action.agent, self._assigned(action, written)))
             elif isinstance(action, Requeue):
+                self._offered.pop(action.conversation_id, None)
                 found = self._wrote(
                     action.conversation_id,
                     self.store.requeue(
@@ -548,6 +586,7 @@ class DispatchService:
                     skills=list(action.skills),
                     priority=action.priority,
                 )
+                self._offered.pop(action.conversation_id, None)
                 done.append(self._logged(self._wrote(action.conversation_id, moved), action))
             else:
                 raise AssertionError(f"unknown action {action!r}")
@@ -627,7 +666,12 @@ class DispatchService:
         return self.frame(kind, conversation_id=conversation_id, **fields)
 
     async def _offer_frame(self, action: SendOffer, written: asyncio.Future[None]) -> bytes:
+        self._serial += 1
+        serial = self._serial
+        self._offered[action.conversation_id] = (serial, None)
         conversation = await self._view(action.conversation_id)
+        if self._offered.get(action.conversation_id, (0, None))[0] == serial:
+            self._offered[action.conversation_id] = (serial, conversation)  # nothing changed
         await written  # every offer an agent sees is in the audit log
         return self.frame("offer", **offer_view(conversation, action.expires_at))
 
@@ -640,7 +684,11 @@ class DispatchService:
             log.warning("dispatch could not assign %s: %s", action.conversation_id, exc)
             return None
         self.metrics.offer_accept_seconds.observe(action.offer_wait)
-        conversation = await self._view(action.conversation_id)
+        _, shown = self._offered.pop(action.conversation_id, (0, None))
+        if shown is not None:  # as offered: nothing about it was stored since
+            conversation = {**shown, "status": ASSIGNED, "assignee": action.agent}
+        else:
+            conversation = await self._view(action.conversation_id)
         self.metrics.queue_wait_seconds.labels(conversation["queue"]).observe(action.queue_wait)
         if not any(m["direction"] == "outbound" and m["author"] for m in conversation["messages"]):
             sla = (conversation.get("decision") or {}).get("sla_seconds")
@@ -709,6 +757,8 @@ class DispatchService:
     async def _follow(self, subscription: Any) -> None:
         async for event in subscription:
             try:
+                if isinstance(event, MessageStored | DeliveryUpdated):
+                    self._offered.pop(event.conversation_id, None)  # an offer's view is stale
                 if isinstance(event, MessageStored):
                     self._on_message(event)
                 elif isinstance(event, CustomerPresence):
