@@ -220,7 +220,8 @@ def test_next_deadline_and_queue_figures_match_a_scan_of_all_state(
 ) -> None:
     """The deadline heap (lazy deletion) answers what a scan of all state would, after any
     event; a tick leaves nothing due behind (it acted on everything at or before now); the
-    queue figures kept as work moves equal a walk over all waiting work."""
+    queue figures kept as work moves equal a walk over all waiting work; the pools new work is
+    matched against hold exactly the available agents."""
 
     def same(dispatch: DispatchCore, kind: str, now: float) -> None:
         expected = every_deadline(dispatch, now)
@@ -228,6 +229,13 @@ def test_next_deadline_and_queue_figures_match_a_scan_of_all_state(
         if kind == "tick":
             assert expected is None or expected > now, "a due moment survived the tick"
         assert dispatch.queue_state(now)["queues"] == every_queue_figure(dispatch, now)
+        available = {
+            name
+            for name, state in dispatch.agents.items()
+            if state.presence is Presence.AVAILABLE and state.connections
+        }
+        for queue in ("general", "spill"):  # the agents new work is matched against
+            assert {state.id for state in dispatch._ready_for(queue)} == available
         for queue in ("general", "spill"):
             assert dispatch.waiting_in(queue) == sum(
                 1 for waiting in dispatch.waiting.values() if waiting.queue == queue

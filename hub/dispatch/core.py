@@ -92,7 +92,10 @@ class DispatchCore:
         self.deadlines = Deadlines(self._live)
         self.figures = QueueFigures(self.waiting)  # per-queue counts for the board and gauge
         self._agent_rank: dict[str, int] = {}  # the order agents were added in
-        self._pools: dict[str, list[AgentState]] = {}  # queue -> agents serving it
+        # available agents (connected, presence available) by the queues they serve; those
+        # who serve every queue apart: new work looks only at who could take it
+        self._ready: dict[str, dict[str, AgentState]] = {}
+        self._ready_anywhere: dict[str, AgentState] = {}
         self._seq = 0
 
     # -- setup -----------------------------------------------------------------------------
@@ -132,7 +135,8 @@ class DispatchCore:
             auto_accept,
         )
         self._agent_rank.setdefault(agent, len(self._agent_rank))
-        self._pools.clear()
+        for pool in [self._ready_anywhere, *self._ready.values()]:
+            pool.pop(agent, None)  # a new state for this agent: not connected yet
 
     def restore_assigned(
         self, conversation_id: str, agent: str, now: float, channel: str = ""
@@ -187,6 +191,7 @@ class DispatchCore:
         state.connections += 1
         if state.presence is Presence.OFFLINE:
             state.presence = Presence.AVAILABLE
+            self._ready_changed(state)
             state.idle_since = now
         state.offline_since = None
         return self._match_agents([state], now)
@@ -197,6 +202,7 @@ class DispatchCore:
         if state.connections:
             return []
         state.presence = Presence.OFFLINE
+        self._ready_changed(state)
         state.offline_since = now
         self.deadlines.push(now + self.disconnect_grace, _GRACE, agent)
         actions: list[Action] = []
@@ -212,6 +218,7 @@ class DispatchCore:
         if state.presence is not presence and presence is Presence.AVAILABLE:
             state.idle_since = now
         state.presence = presence
+        self._ready_changed(state)
         actions: list[Action] = []
         if presence in (Presence.AWAY, Presence.BUSY):
             withdrawn = sorted(state.offers)
@@ -645,7 +652,7 @@ class DispatchCore:
                 # sticky: while the window lasts, only the customer's last agent is asked
                 pool = [self.agents[waiting.preferred[0]]]
             else:
-                pool = self._serving(waiting.queue)
+                pool = self._ready_for(waiting.queue)
             eligible = [
                 state
                 for state in pool
@@ -655,12 +662,23 @@ class DispatchCore:
                 actions.append(self._give(min(eligible, key=self._ranking(waiting)), waiting, now))
         return actions
 
-    def _serving(self, queue: str) -> list[AgentState]:
-        """The agents who serve ``queue`` (the others need not be looked at)."""
-        pool = self._pools.get(queue)
-        if pool is None:
-            pool = self._pools[queue] = [s for s in self.agents.values() if s.serves(queue)]
-        return pool
+    def _ready_for(self, queue: str) -> list[AgentState]:
+        """The available agents who serve ``queue`` (nobody else can take its work now)."""
+        return [*self._ready.get(queue, {}).values(), *self._ready_anywhere.values()]
+
+    def _ready_changed(self, state: AgentState) -> None:
+        """Keep ``state`` in the pools of its queues exactly while it is available."""
+        pools = (
+            [self._ready_anywhere]
+            if not state.queues
+            else [self._ready.setdefault(queue, {}) for queue in state.queues]
+        )
+        ready = state.presence is Presence.AVAILABLE and state.connections > 0
+        for pool in pools:
+            if ready:
+                pool[state.id] = state
+            else:
+                pool.pop(state.id, None)
 
     def _match_agents(self, states: list[AgentState], now: float) -> list[Action]:
         """Give agents who just freed up the most urgent waiting work they can take: they are
