@@ -329,3 +329,100 @@ async def test_customer_revaluation_writes_in_slices(
             for row in await connection.execute(select(customer_stats.c.customer_id))
         }
     assert len(valued) == 10 and prospect not in valued
+
+
+async def test_the_bus_slows_the_publisher_down_instead_of_growing() -> None:
+    """A subscriber (dispatch) that is behind by the bound makes the publisher (ingest) wait
+    for room instead of queueing without end; one that makes no room in time is skipped."""
+    bus = MemoryBus(maxsize=2, patience=60)
+    subscription = bus.subscribe(MESSAGES)
+    events = [
+        MessageStored(conversation_id=f"c{i}", message_id=f"m{i}", direction="inbound")
+        for i in range(3)
+    ]
+    await bus.publish(MESSAGES, events[0])
+    await bus.publish(MESSAGES, events[1])
+    third = asyncio.create_task(bus.publish(MESSAGES, events[2]))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not third.done()  # waits for room
+    assert subscription.queue.get_nowait() == events[0]
+    await asyncio.wait_for(third, 10)
+    assert [subscription.queue.get_nowait() for _ in range(2)] == events[1:]
+
+    stuck = MemoryBus(maxsize=1, patience=0.01)
+    stuck.subscribe(MESSAGES)
+    await stuck.publish(MESSAGES, events[0])
+    await stuck.publish(MESSAGES, events[1])  # dropped for the stuck subscriber, logged
+
+
+async def test_closing_a_full_subscription_frees_a_waiting_publisher() -> None:
+    bus = MemoryBus(maxsize=1, patience=60)
+    subscription = bus.subscribe(MESSAGES)
+    event = MessageStored(conversation_id="c", message_id="m", direction="inbound")
+    await bus.publish(MESSAGES, event)
+    waiting = asyncio.create_task(bus.publish(MESSAGES, event))
+    await asyncio.sleep(0)
+    subscription.close()
+    await asyncio.wait_for(waiting, 10)
+    assert [item async for item in subscription] == []
+
+
+class SlowAgents(Agents):
+    """Agents whose sockets stop taking frames while ``flowing`` is clear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+
+    async def send(self, agent: str, data: bytes) -> int:
+        await self.flowing.wait()
+        return await super().send(agent, data)
+
+
+async def test_dispatch_falling_behind_slows_ingest_down(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Frames an agent's socket does not take pile up only to a bound; then dispatch stops
+    taking events from the bus, and the bus (bounded) makes the publisher wait: memory does
+    not grow, and nothing is lost once the socket takes frames again."""
+    [conversation_id] = await backlog(store, 1)
+    monkeypatch.setattr(dispatch_service, "MAX_IN_FLIGHT", 3)
+    agents = SlowAgents()
+    settings = make_settings(store.engine.url.render_as_string(hide_password=False), tmp_path)
+    bus = MemoryBus(maxsize=2, patience=60)
+    service = DispatchService(settings, store, bus, agents, frame, Metrics())
+    await service.start()
+    try:
+        await service.backlog_loaded.wait()
+        await service.connected("alice")
+        await agents.wait_for("alice", "offer")
+        await service.accept("alice", conversation_id)
+        agents.flowing.clear()
+        messages = [
+            MessageStored(
+                conversation_id=conversation_id,
+                message_id=f"m{i}",
+                direction="inbound",
+                text=f"again {i}",
+            )
+            for i in range(8)
+        ]
+        publishing = asyncio.create_task(_publish_all(bus, messages))
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert not publishing.done()  # 3 frames in flight, 2 events queued: ingest waits
+        assert len(service._work) <= 3
+        agents.flowing.set()
+        await asyncio.wait_for(publishing, 10)
+        shown = await agents.wait_for("alice", "message", 8)
+        assert [m["message"]["id"] for m in shown] == [f"m{i}" for i in range(8)]
+    finally:
+        agents.flowing.set()
+        await service.stop()
+
+
+async def _publish_all(bus: MemoryBus, events: list[MessageStored]) -> None:
+    for event in events:
+        await bus.publish(MESSAGES, event)

@@ -280,6 +280,7 @@ class DispatchService:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._work: set[asyncio.Future[Any]] = set()  # actions being carried out
+        self._room = asyncio.Event()  # set while fewer than MAX_IN_FLIGHT are
         self._outgoing: dict[str, asyncio.Task[None]] = {}  # each agent's last frame in line
         self._leaving: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._views = BatchLoader(store.conversations)  # what offer and conversation frames show
@@ -641,8 +642,13 @@ class DispatchService:
     def _track(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.create_task(work)
         self._work.add(task)
-        task.add_done_callback(self._work.discard)
+        task.add_done_callback(self._done)
         return task
+
+    def _done(self, task: asyncio.Future[Any]) -> None:
+        self._work.discard(task)
+        if len(self._work) < MAX_IN_FLIGHT:
+            self._room.set()
 
     def _wrote(self, conversation_id: str, written: asyncio.Future[T]) -> asyncio.Future[T]:
         """Remember ``written`` as the newest write about ``conversation_id`` until it is done."""
@@ -773,9 +779,11 @@ class DispatchService:
                     await self._on_presence(event)
             except Exception:
                 log.exception("dispatch failed to handle %s", event)
-            if len(self._work) > MAX_IN_FLIGHT:
-                # backpressure: the bus queue (bounded) fills instead of this process's memory
-                await asyncio.wait(list(self._work), return_when=asyncio.FIRST_COMPLETED)
+            if len(self._work) >= MAX_IN_FLIGHT:
+                # backpressure: the bus queue (bounded) fills and ingest waits for room,
+                # instead of this process's memory growing
+                self._room.clear()
+                await self._room.wait()
 
     async def _on_presence(self, event: CustomerPresence) -> None:
         """A customer who leaves while waiting and is not back within abandon_after has
