@@ -431,3 +431,20 @@ def test_a_tick_with_much_waiting_work_touches_only_what_is_due() -> None:
     actions = dispatch.tick(10_030)
     assert actions == [RevokeOffer("alice", "c0", "timeout"), SendOffer("alice", "c1", 10_060)]
     assert calls < 10  # the old tick walked all 5,000
+
+
+def test_an_agent_who_was_full_takes_new_work_once_there_is_room() -> None:
+    """New work is matched only against available agents with room (kept as load changes):
+    room made by a close or a timeout counts at once."""
+    dispatch = core(alice=1)
+    dispatch.connect("alice", now=0)
+    dispatch.enqueue("c1", "general", "normal", queued_at=0, now=0)
+    dispatch.accept("alice", "c1", now=1)
+    assert dispatch.release("alice", "c1", now=2) == []  # nothing waits
+    assert dispatch.enqueue("c2", "general", "normal", queued_at=3, now=3) == [
+        SendOffer("alice", "c2", 33)
+    ]
+    assert dispatch.tick(now=33) == [RevokeOffer("alice", "c2", "timeout")]
+    assert dispatch.enqueue("c3", "general", "normal", queued_at=34, now=34) == [
+        SendOffer("alice", "c3", 64)
+    ]

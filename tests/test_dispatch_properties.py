@@ -221,7 +221,7 @@ def test_next_deadline_and_queue_figures_match_a_scan_of_all_state(
     """The deadline heap (lazy deletion) answers what a scan of all state would, after any
     event; a tick leaves nothing due behind (it acted on everything at or before now); the
     queue figures kept as work moves equal a walk over all waiting work; the pools new work is
-    matched against hold exactly the available agents."""
+    matched against hold exactly the available agents with room."""
 
     def same(dispatch: DispatchCore, kind: str, now: float) -> None:
         expected = every_deadline(dispatch, now)
@@ -232,7 +232,9 @@ def test_next_deadline_and_queue_figures_match_a_scan_of_all_state(
         available = {
             name
             for name, state in dispatch.agents.items()
-            if state.presence is Presence.AVAILABLE and state.connections
+            if state.presence is Presence.AVAILABLE
+            and state.connections
+            and state.load < state.capacity
         }
         for queue in ("general", "spill"):  # the agents new work is matched against
             assert {state.id for state in dispatch._ready_for(queue)} == available

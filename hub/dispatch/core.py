@@ -92,8 +92,9 @@ class DispatchCore:
         self.deadlines = Deadlines(self._live)
         self.figures = QueueFigures(self.waiting)  # per-queue counts for the board and gauge
         self._agent_rank: dict[str, int] = {}  # the order agents were added in
-        # available agents (connected, presence available) by the queues they serve; those
-        # who serve every queue apart: new work looks only at who could take it
+        # available agents with room (connected, presence available, below their budget) by
+        # the queues they serve; those who serve every queue apart: new work looks only at who
+        # could take it
         self._ready: dict[str, dict[str, AgentState]] = {}
         self._ready_anywhere: dict[str, AgentState] = {}
         self._seq = 0
@@ -146,6 +147,7 @@ class DispatchCore:
         if state is None:
             return [Requeue(agent, conversation_id, "unknown_agent")]
         state.assigned.add(conversation_id)
+        self._ready_changed(state)
         state.channels[conversation_id] = channel
         self.owner[conversation_id] = agent
         if state.connections == 0 and state.offline_since is None:
@@ -245,6 +247,7 @@ class DispatchCore:
         self._unorder(waiting)
         state.offers.discard(conversation_id)
         state.assigned.add(conversation_id)
+        self._ready_changed(state)
         state.channels[conversation_id] = waiting.channel
         self.owner[conversation_id] = state.id
         if self.reply_timeout is not None:
@@ -286,6 +289,7 @@ class DispatchCore:
 
     def _drop(self, state: AgentState, conversation_id: str) -> None:
         state.assigned.discard(conversation_id)
+        self._ready_changed(state)
         state.channels.pop(conversation_id, None)
         self.owner.pop(conversation_id, None)
         self.reply_due.pop(conversation_id, None)
@@ -619,6 +623,7 @@ class DispatchCore:
         self.figures.offer(waiting.queue, -1)
         bisect.insort(self.order.setdefault(waiting.queue, []), waiting.sort_key())
         state.offers.discard(conversation_id)
+        self._ready_changed(state)
         state.channels.pop(conversation_id, None)
         if cooldown:
             waiting.declined_until[state.id] = now + self.decline_cooldown
@@ -663,17 +668,23 @@ class DispatchCore:
         return actions
 
     def _ready_for(self, queue: str) -> list[AgentState]:
-        """The available agents who serve ``queue`` (nobody else can take its work now)."""
+        """The available agents with room who serve ``queue`` (nobody else can take its work
+        now)."""
         return [*self._ready.get(queue, {}).values(), *self._ready_anywhere.values()]
 
     def _ready_changed(self, state: AgentState) -> None:
-        """Keep ``state`` in the pools of its queues exactly while it is available."""
+        """Keep ``state`` in the pools of its queues exactly while it is available and has
+        room (called after every change of presence or load)."""
         pools = (
             [self._ready_anywhere]
             if not state.queues
             else [self._ready.setdefault(queue, {}) for queue in state.queues]
         )
-        ready = state.presence is Presence.AVAILABLE and state.connections > 0
+        ready = (
+            state.presence is Presence.AVAILABLE
+            and state.connections > 0
+            and state.load < state.capacity
+        )
         for pool in pools:
             if ready:
                 pool[state.id] = state
@@ -724,6 +735,7 @@ class DispatchCore:
         self.deadlines.push(expires_at, _OFFER, waiting.conversation_id)
         self._unorder(waiting)  # only unoffered work stands in the order lists
         state.offers.add(waiting.conversation_id)
+        self._ready_changed(state)
         state.channels[waiting.conversation_id] = waiting.channel
         return SendOffer(state.id, waiting.conversation_id, expires_at)
 
