@@ -284,7 +284,7 @@ async def test_frames_reach_each_agent_in_decision_order(store: Store, tmp_path:
 async def test_customer_revaluation_writes_in_slices(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A full recompute (run at start-up) writes a few hundred customers per writer job, so
+    """A full recompute (run at start-up) writes 200 customers per writer job, so
     chat acknowledgements and dispatch writes wait for one slice at most; customers no longer
     valued lose their figures."""
     from hub.customers import repository

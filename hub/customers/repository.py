@@ -30,7 +30,7 @@ from hub.store.schema import (
 from hub.store.store import Store
 
 DAY = 86_400.0
-STATS_SLICE = 500  # customer figures written per writer job (a few milliseconds)
+STATS_SLICE = 200  # customer figures written per writer job (a few milliseconds)
 DEFAULT_THRESHOLDS = valuation.Thresholds()
 
 
@@ -309,7 +309,7 @@ class Customers:
         # In slices of a few hundred rows, each its own writer job: every chat message and
         # agent action waits for the same writer, so no write may hold it for long. Readers
         # may see some customers' new figures next to others' old ones for a moment.
-        rows = [_stats_row(stats, now) for stats in fresh.values()]
+        rows = await asyncio.to_thread(_stats_rows, list(fresh.values()), now)  # 100k dicts
         for start in range(0, len(rows), STATS_SLICE):
             await self.store.writer.call(partial(_replace_stats, rows[start : start + STATS_SLICE]))
         if customer_ids is None:  # figures of customers that are no longer valued go
@@ -480,6 +480,10 @@ async def _rerank(ranks: list[dict[str, Any]], connection: AsyncConnection) -> N
         ),
         ranks,
     )
+
+
+def _stats_rows(stats: list[valuation.Stats], now: float) -> list[dict[str, Any]]:
+    return [_stats_row(entry, now) for entry in stats]
 
 
 def _stats_row(stats: valuation.Stats, now: float) -> dict[str, Any]:
