@@ -655,14 +655,27 @@ class DispatchCore:
                 continue
             if waiting.preferred is not None and waiting.preferred[1] > now:
                 # sticky: while the window lasts, only the customer's last agent is asked
-                pool = [self.agents[waiting.preferred[0]]]
+                state = self.agents[waiting.preferred[0]]
+                eligible = (
+                    [state]
+                    if self._free(state, now) and self._eligible(state, waiting, now)
+                    else []
+                )
+            elif not self.is_open(waiting.queue, now):
+                continue
             else:
-                pool = self._ready_for(waiting.queue)
-            eligible = [
-                state
-                for state in pool
-                if self._free(state, now) and self._eligible(state, waiting, now)
-            ]
+                # the pool holds only available agents with room who serve the queue; what is
+                # left to check depends on this conversation (an offer given in this loop may
+                # have filled someone: room_for looks at the load)
+                skills, channel, declined = waiting.skills, waiting.channel, waiting.declined_until
+                eligible = [
+                    state
+                    for state in self._ready_for(waiting.queue)
+                    if state.wrap_up_until <= now
+                    and state.room_for(channel)
+                    and (not skills or state.has_skills(skills))
+                    and (not declined or declined.get(state.id, 0.0) <= now)
+                ]
             if eligible:
                 actions.append(self._give(min(eligible, key=self._ranking(waiting)), waiting, now))
         return actions
