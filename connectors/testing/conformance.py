@@ -110,6 +110,10 @@ class ConnectorConformance:
         """A fresh, unstarted instance; by default ``connector_class(instance, settings())``."""
         return self.connector_class(self.instance, self.settings())
 
+    async def started(self, harness: Harness) -> None:
+        """Called once an instance is started and served, before the check uses it: tell a
+        fake provider where the instance really listens. Nothing by default."""
+
     def clock(self) -> float:
         """The context's clock; real time by default."""
         return time.time()
@@ -220,7 +224,9 @@ class ConnectorConformance:
             served(connector) as url,
         ):
             await self._within("start()", connector.start(ctx))
-            yield Harness(connector=connector, sink=sink, ctx=ctx, url=url)
+            harness = Harness(connector=connector, sink=sink, ctx=ctx, url=url)
+            await self._within("started()", self.started(harness))
+            yield harness
 
     async def _deliver(self, harness: Harness, key: str) -> bool:
         acknowledged = await self._within(f"delivering sample {key!r}", self.deliver(harness, key))
