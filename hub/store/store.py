@@ -32,6 +32,7 @@ from hub.envelope import (
 from hub.errors import Forbidden, InvalidState, NotFound
 from hub.ids import new_id
 from hub.store import migrate
+from hub.store.audit import event_row
 from hub.store.database import Writer, create_engine
 from hub.store.ingest import ASSIGNED, CLOSED, QUEUED, Decide, Stored, outbox_row, store_batch
 from hub.store.schema import (
@@ -1000,12 +1001,7 @@ async def _event(
 ) -> None:
     await connection.execute(
         events.insert(),
-        {
-            "at": at,
-            "kind": kind,
-            "conversation_id": conversation_id,
-            "message_id": message_id,
-            "agent": agent,
-            "data": data,
-        },
+        event_row(
+            at, kind, conversation_id=conversation_id, message_id=message_id, agent=agent, data=data
+        ),
     )
