@@ -379,7 +379,10 @@ async def test_a_lost_send_answer_never_faxes_twice(store_url: str, tmp_path: Pa
                 )
                 conversation = await _accept(agent)
                 await _reply(agent, conversation["id"], "queued", text="Ok")
-                assert len(fake.sent) == 1  # the retry found the fax the first attempt made
+                [fax_id] = (await _provider_ids(hub, 1)).values()  # after the retry
+                # the retry found the fax the first attempt made (Sinch lists its callback URL
+                # with the credentials masked)
+                assert [item["fax"]["id"] for item in fake.sent] == [fax_id]
 
 
 async def test_telnyx_lost_answer_never_faxes_twice(store_url: str, tmp_path: Path) -> None:
@@ -396,7 +399,75 @@ async def test_telnyx_lost_answer_never_faxes_twice(store_url: str, tmp_path: Pa
                 await telnyx_webhook(session, hub.url + WEBHOOK, fake, event)
                 conversation = await _accept(agent)
                 await _reply(agent, conversation["id"], "queued", text="Ok")
-                assert len(fake.sent) == 1  # the retry found the fax by its webhook_url
+                [fax_id] = (await _provider_ids(hub, 1)).values()  # after the retry
+                assert list(fake.faxes) == [event["data"]["payload"]["fax_id"], fax_id]
+                assert len(fake.sent) == 1  # the retry found the fax by its client_state
+
+
+async def _provider_ids(hub: Any, count: int) -> dict[str, str]:
+    """Idempotency key -> provider id of the outbound messages, once ``count`` have one (the
+    outbox retries a failed attempt after its backoff)."""
+    for _ in range(300):
+        async with hub.store.engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    select(messages.c.idempotency_key, messages.c.provider_id).where(
+                        messages.c.direction == "outbound"
+                    )
+                )
+            ).all()
+        found = {row.idempotency_key: row.provider_id for row in rows if row.provider_id}
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"only {len(found)} of {count} replies were recorded as sent")
+
+
+@pytest.mark.parametrize("gateway", ["sinch", "telnyx"])
+async def test_the_same_text_twice_is_two_faxes_each_with_its_own_id(
+    store_url: str, tmp_path: Path, gateway: str
+) -> None:
+    """Issue 14 item 1 (fax): three replies with the same text to the same number. The second's
+    first call fails before the provider creates anything; the third's first call creates the
+    fax but its answer is lost. A retry may adopt only its own reply's fax: the second is sent
+    anew (not recorded under the first's id), the third is not sent twice."""
+    fake_gateway = fake_sinch if gateway == "sinch" else fake_telnyx
+    async with fake_gateway() as fake:  # type: ignore[operator]
+        block = sinch_block(fake) if gateway == "sinch" else telnyx_block(fake)
+        settings = fax_settings(store_url, tmp_path, gateway, block, ocr={"enabled": False})
+        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+            if gateway == "telnyx":
+                fake.public = (PUBLIC, hub.url)
+                event = fake.received_event(fake.host_media(g4_pdf()))
+                await telnyx_webhook(session, hub.url + WEBHOOK, fake, event)
+            else:
+                await sinch_webhook(
+                    session, hub.url + WEBHOOK, "INCOMING_FAX", sinch_fax(), g4_pdf()
+                )
+            token = await login(hub, "alice", AGENT_PASSWORD)
+            async with agent_client(hub, token) as (agent, _):
+                conversation = await _accept(agent)
+                await _reply(agent, conversation["id"], "queued", text="Ok")
+                await _provider_ids(hub, 1)
+                fake.script.append((503, {"code": 503, "message": "Service Unavailable"}))
+                await _reply(agent, conversation["id"], "queued", text="Ok")
+                await _provider_ids(hub, 2)
+                fake.lose_answers = 1
+                await _reply(agent, conversation["id"], "queued", text="Ok")
+                ids = await _provider_ids(hub, 3)
+        assert len(fake.sent) == 3, fake.sent
+        assert len(set(ids.values())) == 3
+        if gateway == "sinch":
+            created = {item["fax"]["id"]: item["callbackUrl"] for item in fake.sent}
+            for key, fax_id in ids.items():
+                assert created[fax_id].endswith(f"?ref={quote(key, safe='')}")
+        else:
+            for key, fax_id in ids.items():
+                assert fake.faxes[fax_id]["webhook_url"].endswith(f"?ref={quote(key, safe='')}")
+            assert (
+                len({fax["client_state"] for fax in fake.faxes.values() if fax.get("client_state")})
+                == 3
+            )
 
 
 # -- Telnyx ----------------------------------------------------------------------------------
@@ -571,6 +642,44 @@ async def test_fax_to_email_in_and_email_to_fax_out(store_url: str, tmp_path: Pa
                 [attachment] = list(sent.iter_attachments())
                 assert attachment.get_filename() == "fax.pdf"
                 assert "Wir liefern am Montag." in _pdf_text(attachment.get_content())
+
+
+async def test_email_to_fax_replies_never_share_a_message_id(
+    store_url: str, tmp_path: Path
+) -> None:
+    """Issue 14 item 1 (fax): the Message-ID (and provider id) of an email-to-fax reply was the
+    reply's key cleaned and cut to 80 characters; behind a long agent id every reply of a
+    conversation got the same one. Two replies with the same text, the second's first relay
+    attempt refused: two mails, two Message-IDs, each reply with its own."""
+    require_ocr()
+    agent_id = "a" + "-support-team-berlin" * 3 + "-0"  # 63 characters, the longest allowed
+    async with running_relay() as relay:
+        block = {
+            "address": "fax-in@example.com",
+            "smtp_in": {"host": "127.0.0.1", "port": 0, "recipients": ["fax-in@example.com"]},
+            "smtp": {"host": "127.0.0.1", "port": relay.port, "security": "none"},
+            "gateway_domain": "fax.example.net",
+            "number_pattern": r"(?i)received from\s+(?P<number>\+?[0-9][0-9 ]{5,20}[0-9])",
+        }
+        base = fax_settings(store_url, tmp_path, "email", block)
+        agent_entry = base.agents[0].model_copy(update={"id": agent_id})
+        settings = base.model_copy(update={"agents": (agent_entry,)})
+        async with running_hub(settings) as hub:
+            port = hub.app[CONNECTORS]["fax"].gateway.receiver.port
+            token = await login(hub, agent_id, AGENT_PASSWORD)
+            async with agent_client(hub, token) as (agent, _):
+                raw = _fax_mail(g4_tiff(), "fax.tif", "image/tiff")
+                await smtp(port, raw, "fax@faxserver.example.net", "fax-in@example.com")
+                conversation = await _accept(agent)
+                await _reply(agent, conversation["id"], "sent", text="Ok")
+                relay.answer.append("451 4.2.0 try later")
+                await _reply(agent, conversation["id"], "queued", text="Ok")
+                ids = await _provider_ids(hub, 2)
+                mails = await relay.wait(2)
+    assert len(mails) == 2
+    message_ids = {str(mail["Message-ID"]).strip("<>") for mail in mails}
+    assert len(message_ids) == 2
+    assert set(ids.values()) == message_ids
 
 
 async def test_missing_ocr_language_is_in_readyz_and_faxes_still_arrive(

@@ -7,6 +7,8 @@ webhooks (or mail) into :class:`IncomingFax` and :class:`Delivery` reports hande
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import ipaddress
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -75,6 +77,37 @@ class Gateway(Protocol):
         ...
 
     def health(self) -> str | None: ...
+
+
+# how much earlier than the reply a provider's clock may date the reply's own fax
+CLOCK_SKEW = 300.0
+
+
+def reply_ref(key: str) -> str:
+    """A short, fixed-length mark of one reply (its idempotency key hashed): what a provider
+    stores with the fax (Telnyx ``client_state``, a mail's Message-ID) so that a retry adopts
+    this reply's own earlier fax and never another reply's, whatever their content."""
+    return hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+def created_before(stamp: object, reply_created_at: float) -> bool:
+    """True when a provider's creation time (ISO 8601) is clearly before the reply existed:
+    such a fax cannot be this reply's. An absent or unreadable time decides nothing."""
+    if not isinstance(stamp, str) or not stamp:
+        return False
+    try:
+        when = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return when.timestamp() < reply_created_at - CLOCK_SKEW
+
+
+def iso_time(seconds: float) -> str:
+    """``seconds`` since the epoch as ISO 8601 UTC (``2026-11-30T09:01:11Z``)."""
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def json_object(body: bytes) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from connectors.fax.gateway import (
     Hooks,
     IncomingFax,
     OutgoingFax,
+    created_before,
     get_json,
     json_object,
     source_allowed,
@@ -269,7 +270,7 @@ class SinchGateway:
         assert self._hooks is not None
         callback = self._callback_url(fax.key)
         if fax.attempt > 1:
-            earlier = await self._find_earlier(fax.to_number, callback)
+            earlier = await self._find_earlier(fax.to_number, callback, fax.created_at)
             if earlier is not None:
                 return earlier
         form = aiohttp.FormData()
@@ -310,8 +311,13 @@ class SinchGateway:
         query = f"ref={quote(key, safe='')}"
         return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
-    async def _find_earlier(self, to_number: str, callback: str) -> Delivery | None:
-        """A fax an earlier attempt created (its answer lost), known by our callback URL."""
+    async def _find_earlier(
+        self, to_number: str, callback: str, created_at: float
+    ) -> Delivery | None:
+        """The fax an earlier attempt of this reply created (its answer lost), known by our
+        callback URL, which names this reply's key. Sinch masks the Basic credentials of a
+        callback URL it lists, so URLs are compared without them; a fax dated before the reply
+        existed is never taken."""
         assert self._hooks is not None
         document = await get_json(
             self._hooks,
@@ -320,10 +326,25 @@ class SinchGateway:
             headers=self._auth,
             seconds=self.settings.send_timeout,
         )
+        wanted = _without_credentials(callback)
         for item in document.get("faxes") or ():
-            if isinstance(item, dict) and item.get("callbackUrl") == callback and item.get("id"):
-                return Delivery(status=DeliveryStatus.QUEUED, provider_id=str(item["id"]))
+            if not isinstance(item, dict) or not item.get("id"):
+                continue
+            listed = item.get("callbackUrl")
+            if not isinstance(listed, str) or _without_credentials(listed) != wanted:
+                continue
+            if created_before(item.get("createTime"), created_at):
+                continue
+            return Delivery(status=DeliveryStatus.QUEUED, provider_id=str(item["id"]))
         return None
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` without its user:password part (Sinch shows it masked, or not at all)."""
+    parts = urlsplit(url)
+    return urlunsplit(
+        (parts.scheme, parts.netloc.rpartition("@")[2], parts.path, parts.query, parts.fragment)
+    )
 
 
 def _basic(user: str, password: str) -> str:
