@@ -153,6 +153,15 @@ class StateStore(Protocol):
         """Durably save ``value`` under ``key``, replacing what was there."""
         ...
 
+    async def delete(self, key: str) -> None:
+        """Forget ``key`` (nothing happens if it is not there)."""
+        ...
+
+    async def keys(self, prefix: str = "") -> list[str]:
+        """The saved keys that start with ``prefix``, sorted: work a connector acknowledged
+        and must finish after a restart (the fax connector's unread faxes)."""
+        ...
+
 
 class MemoryState:
     """A :class:`StateStore` that forgets at exit (the default, and for tests)."""
@@ -165,6 +174,12 @@ class MemoryState:
 
     async def put(self, key: str, value: str) -> None:
         self.values[key] = value
+
+    async def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+    async def keys(self, prefix: str = "") -> list[str]:
+        return sorted(key for key in self.values if key.startswith(prefix))
 
 
 @dataclass(frozen=True, slots=True)

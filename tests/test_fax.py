@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 
 from hub.envelope import Envelope
 from hub.keys import CONNECTORS
-from hub.store.schema import attachments, messages
+from hub.store.schema import attachments, connector_state, messages
 from tests.conftest import AGENT_PASSWORD, make_settings
 from tests.fake_fax import (
     CONNECTION,
@@ -44,7 +44,7 @@ from tests.fake_fax import (
     status_event,
     telnyx_webhook,
 )
-from tests.fax_samples import ORDER, g4_pdf, g4_tiff, pdf_bomb, require_ocr
+from tests.fax_samples import ORDER, g4_pdf, g4_tiff, pdf_bomb, pixel_heavy_pdf, require_ocr
 from tests.helpers import agent_client, client_id, login, running_hub
 from tests.smtp_sink import running_relay
 from tests.test_email import smtp
@@ -96,8 +96,15 @@ def telnyx_block(fake: FakeTelnyx, **extra: Any) -> dict[str, Any]:
     }
 
 
+async def _settled(hub: Any) -> None:
+    """Wait until the faxes the gateway was answered for are read and stored (that happens
+    after the answer)."""
+    await asyncio.wait_for(hub.app[CONNECTORS]["fax"].idle(), 120)
+
+
 async def _inbound(hub: Any) -> list[tuple[Envelope, list[dict[str, Any]]]]:
     """Every stored inbound fax: its envelope and attachment rows."""
+    await _settled(hub)
     async with hub.store.engine.connect() as connection:
         rows = (
             await connection.execute(
@@ -119,6 +126,7 @@ async def _inbound(hub: Any) -> list[tuple[Envelope, list[dict[str, Any]]]]:
 
 
 async def _count(hub: Any) -> int:
+    await _settled(hub)
     async with hub.store.engine.connect() as connection:
         query = select(func.count()).select_from(messages).where(messages.c.direction == "inbound")
         return int((await connection.execute(query)).scalar_one())
@@ -363,6 +371,125 @@ async def test_sinch_bad_bodies_are_refused_and_bombs_arrive_unread(
             assert envelope.text == ""
             assert any("could not be read" in p for p in envelope.metadata["problems"])
             assert [f["name"] for f in files] == ["fax.pdf"]
+
+
+async def test_sinch_broken_bodies_with_valid_credentials_are_400_or_413(
+    store_url: str, tmp_path: Path
+) -> None:
+    """Issue 14 item 9: a multipart body without its boundary line (40 MB) and JSON nested
+    100,000 deep answered 500. Every broken body is now 400 (or 413 over a limit), and a large
+    well-formed JSON webhook is read to its end (it was cut at what had arrived so far)."""
+    async with fake_sinch() as fake:
+        settings = fax_settings(
+            store_url, tmp_path, "sinch", sinch_block(fake), ocr={"enabled": False}
+        )
+        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+            url = hub.url + WEBHOOK
+            auth = {"Authorization": basic()}
+            form = {"Content-Type": "multipart/form-data; boundary=xYzZY"}
+            deep = b"[" * 100_000 + b"]" * 100_000
+            cases = [
+                ("no boundary line, one 40 MB line", b"x" * 40_000_000, form, 400),
+                ("no boundary line, 40 MB of empty lines", b"\r\n" * 20_000_000, form, 400),
+                (
+                    "no boundary parameter",
+                    b"--xYzZY\r\n",
+                    {"Content-Type": "multipart/form-data"},
+                    400,
+                ),
+                (
+                    "a part never closed",
+                    b'--xYzZY\r\nContent-Disposition: form-data; name="event"\r\n\r\nINCOMING_FAX',
+                    form,
+                    400,
+                ),
+                (
+                    "a field over its limit",
+                    b'--xYzZY\r\nContent-Disposition: form-data; name="fax"\r\n\r\n'
+                    + b"x" * 300_000
+                    + b"\r\n--xYzZY--\r\n",
+                    form,
+                    413,
+                ),
+                ("100k-deep JSON", deep, {"Content-Type": "application/json"}, 400),
+                (
+                    "100k-deep JSON in the fax",
+                    b'{"event": "INCOMING_FAX", "fax": ' + deep + b"}",
+                    {"Content-Type": "application/json"},
+                    400,
+                ),
+                ("over the body limit", b"x" * (45 * 1024 * 1024), form, 413),
+            ]
+            for name, body, headers, expected in cases:
+                async with session.post(url, data=body, headers={**auth, **headers}) as answer:
+                    assert answer.status == expected, (name, answer.status, await answer.text())
+            # 100k-deep JSON as the fax part of a well-formed multipart body
+            deep_part = aiohttp.FormData()
+            deep_part.add_field("event", "INCOMING_FAX")
+            deep_part.add_field("fax", deep.decode(), content_type="application/json")
+            async with session.post(url, data=deep_part, headers=auth) as answer:
+                assert answer.status == 400, await answer.text()
+            assert await _count(hub) == 0
+
+            # a well-formed JSON webhook of 2 MB (a 1.5 MB document in base64) is stored whole
+            document = g4_pdf() + b"%" + b"0" * 1_500_000 + b"\n"
+            status, text = await sinch_webhook(
+                session, url, "INCOMING_FAX", sinch_fax(), document, as_json=True
+            )
+            assert status == 200, text
+            [(_envelope, files)] = await _inbound(hub)
+            [original] = [f for f in files if f["name"] == "fax.pdf"]
+            assert original["size"] == len(document)
+
+
+async def test_a_fax_is_answered_before_it_is_read_and_survives_a_restart(
+    store_url: str, tmp_path: Path
+) -> None:
+    """Issue 14 item 9: the webhook waited for the whole document to be read (100 pages of
+    39.6 Mpx held it for 82 s). Now it is answered once the document and a pending record are
+    durable; the reading happens after, within the document's pixel budget, and a fax whose
+    reading a stop interrupted is read at the next start, once."""
+    async with fake_sinch() as fake:
+        settings = fax_settings(
+            store_url, tmp_path, "sinch", sinch_block(fake), ocr={"enabled": False}
+        )
+        fax, heavy = sinch_fax(), pixel_heavy_pdf()
+        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+            connector = hub.app[CONNECTORS]["fax"]
+            await connector._slots.acquire()  # the worker is busy: nothing is read now
+            status, text = await sinch_webhook(
+                session, hub.url + WEBHOOK, "INCOMING_FAX", fax, heavy
+            )
+            assert status == 200, text  # answered without reading anything
+            async with hub.store.engine.connect() as connection:
+                kept = (
+                    await connection.execute(
+                        select(func.count())
+                        .select_from(connector_state)
+                        .where(connector_state.c.key.startswith("pending:"))
+                    )
+                ).scalar_one()
+                stored = (
+                    await connection.execute(select(func.count()).select_from(messages))
+                ).scalar_one()
+            assert (kept, stored) == (1, 0)
+            # Sinch retries: kept already, answered at once, nothing new
+            status, _ = await sinch_webhook(session, hub.url + WEBHOOK, "INCOMING_FAX", fax, heavy)
+            assert status == 200
+            # the hub stops before the worker got to it (its slot is never released)
+        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+            [(envelope, files)] = await _inbound(hub)  # read at start, from the pending record
+            assert envelope.provider_id == fax["id"]
+            assert envelope.metadata["pages"] == 100 and envelope.metadata["pages_read"] == 12
+            assert any("pixel budget" in p for p in envelope.metadata["problems"])
+            assert len([f for f in files if f["name"].startswith("page-")]) == 12
+            status, _ = await sinch_webhook(session, hub.url + WEBHOOK, "INCOMING_FAX", fax, heavy)
+            assert status == 200 and await _count(hub) == 1
+            async with hub.store.engine.connect() as connection:
+                left = (
+                    await connection.execute(select(func.count()).select_from(connector_state))
+                ).scalar_one()
+            assert left == 0
 
 
 async def test_a_lost_send_answer_never_faxes_twice(store_url: str, tmp_path: Path) -> None:

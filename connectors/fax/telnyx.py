@@ -20,7 +20,6 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-import msgspec
 from aiohttp import web
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -32,9 +31,11 @@ from connectors.fax.gateway import (
     IncomingFax,
     OutgoingFax,
     created_before,
+    decode_json,
     get_json,
     iso_time,
     json_object,
+    read_body,
     reply_ref,
 )
 from connectors.fax.settings import TelnyxSettings
@@ -86,10 +87,7 @@ def verify(
 
 def event_of(body: bytes) -> tuple[str, str, dict[str, Any]]:
     """(event id, event type, payload) of a webhook body; ValueError if malformed."""
-    try:
-        document = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        raise ValueError("the body is not JSON") from None
+    document = decode_json(body)
     data = document.get("data") if isinstance(document, dict) else None
     if not isinstance(data, dict):
         raise ValueError("the body has no data object")
@@ -201,15 +199,9 @@ class TelnyxGateway:
 
     async def _webhook(self, request: web.Request) -> web.StreamResponse:
         assert self._hooks is not None
-        if (request.content_length or 0) > MAX_BODY:
-            raise web.HTTPRequestEntityTooLarge(
-                max_size=MAX_BODY, actual_size=request.content_length or 0
-            )
         if request.content_type != "application/json":
             raise web.HTTPUnsupportedMediaType(text="expected application/json")
-        body = await request.content.read(MAX_BODY + 1)
-        if len(body) > MAX_BODY:
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(body))
+        body = await read_body(request, MAX_BODY)
         self._check(request, body)
         try:
             event_id, kind, payload = event_of(body)
@@ -260,8 +252,8 @@ class TelnyxGateway:
             ) as response:
                 if response.status != 200:
                     return None
-                document = msgspec.json.decode(await response.read())
-        except (aiohttp.ClientError, TimeoutError, msgspec.DecodeError):
+                document = decode_json(await response.read())
+        except (aiohttp.ClientError, TimeoutError, ValueError):
             return None
         data = document.get("data") if isinstance(document, dict) else None
         found = data.get("media_url") if isinstance(data, dict) else None
