@@ -690,6 +690,10 @@ async def test_telnyx_forged_stale_and_replayed_webhooks_are_refused(
             )
             assert status == 200
             assert await _count(hub) == 1 and fake.media_hits == 1
+            # signed, but nested 100,000 deep (it answered 500): refused as malformed
+            deep = b'{"data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+            status, text = await telnyx_webhook(session, url, fake, {}, body=deep)
+            assert status == 400 and "nested too deeply" in text
 
 
 async def test_telnyx_expired_media_link_and_partial_fax(store_url: str, tmp_path: Path) -> None:
