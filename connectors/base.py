@@ -89,6 +89,13 @@ class Sink(Protocol):
         """Store the message durably (at most once per idempotency key) and return its ids."""
         ...
 
+    async def redelivered(self, channel: str, inbox: str, idempotency_key: str) -> None:
+        """A redelivery the connector recognized and answered itself, without :meth:`ingest`
+        (from a cache of what it acknowledged lately, or while the first copy was being
+        stored): counted with the ones ``ingest`` recognized
+        (``channelhub_messages_duplicate``). Call it once per copy answered that way."""
+        ...
+
     async def customer_presence(self, inbox: str, session: str, present: bool) -> None:
         """For live channels: the customer on thread ``session`` came (True) or left (False),
         so the hub can tell a customer who gave up waiting from one who is still there."""

@@ -186,11 +186,15 @@ class FaxConnector(Connector):
         only if it could not be kept (the gateway then answers so that the provider retries).
         A retry or a concurrent copy of a fax kept or stored already costs nothing."""
         key = self._key(fax.fax_id)
+        ctx = self._ctx
+        assert ctx is not None
         if key in self._recent or key in self._pending:
+            await ctx.sink.redelivered(self.channel, self.name, key)
             return
         running = self._inflight.get(key)
         if running is not None:  # the same fax, concurrently: answer when the first is kept
             await asyncio.shield(running)
+            await ctx.sink.redelivered(self.channel, self.name, key)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future

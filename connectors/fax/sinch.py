@@ -212,16 +212,15 @@ class SinchGateway:
                 if str(fax.get("direction", "INBOUND")).upper() != "INBOUND":
                     raise web.HTTPBadRequest(text="INCOMING_FAX for an outbound fax")
                 fax_id = str(fax["id"])
-                if not self._hooks.already(fax_id):
-                    problem = None
-                    if not file:  # a webhook configured without the file: ask the API for it
-                        file, problem = await self._download(fax_id)
-                    received = incoming(
-                        fax, file, event_time if isinstance(event_time, str) else None
-                    )
-                    if not file and problem:
-                        received = dataclasses.replace(received, problem=problem)
-                    await self._hooks.receive(received)
+                problem = None
+                # a webhook configured without the file: ask the API for it (unless this is a
+                # redelivery of a fax kept already, which receive only counts)
+                if not file and not self._hooks.already(fax_id):
+                    file, problem = await self._download(fax_id)
+                received = incoming(fax, file, event_time if isinstance(event_time, str) else None)
+                if not file and problem:
+                    received = dataclasses.replace(received, problem=problem)
+                await self._hooks.receive(received)
             else:
                 await self._hooks.report(str(fax["id"]), completion(fax))
         except web.HTTPException:

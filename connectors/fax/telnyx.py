@@ -210,8 +210,10 @@ class TelnyxGateway:
             self._seen.pop(request.headers["telnyx-signature-ed25519"], None)
             raise web.HTTPBadRequest(text=str(exc)) from None
         try:
-            if fax is not None and not self._hooks.already(fax.fax_id):
-                await self._hooks.receive(await self._with_document(fax, payload))
+            if fax is not None:
+                if not self._hooks.already(fax.fax_id):  # a redelivery is only counted
+                    fax = await self._with_document(fax, payload)
+                await self._hooks.receive(fax)
             else:
                 report = status_report(kind, payload)
                 if report is not None:
