@@ -89,6 +89,13 @@ class Sink(Protocol):
         """Store the message durably (at most once per idempotency key) and return its ids."""
         ...
 
+    async def redelivered(self, channel: str, inbox: str, idempotency_key: str) -> None:
+        """A redelivery the connector recognized and answered itself, without :meth:`ingest`
+        (from a cache of what it acknowledged lately, or while the first copy was being
+        stored): counted with the ones ``ingest`` recognized
+        (``channelhub_messages_duplicate``). Call it once per copy answered that way."""
+        ...
+
     async def customer_presence(self, inbox: str, session: str, present: bool) -> None:
         """For live channels: the customer on thread ``session`` came (True) or left (False),
         so the hub can tell a customer who gave up waiting from one who is still there."""
@@ -153,6 +160,15 @@ class StateStore(Protocol):
         """Durably save ``value`` under ``key``, replacing what was there."""
         ...
 
+    async def delete(self, key: str) -> None:
+        """Forget ``key`` (nothing happens if it is not there)."""
+        ...
+
+    async def keys(self, prefix: str = "") -> list[str]:
+        """The saved keys that start with ``prefix``, sorted: work a connector acknowledged
+        and must finish after a restart (the fax connector's unread faxes)."""
+        ...
+
 
 class MemoryState:
     """A :class:`StateStore` that forgets at exit (the default, and for tests)."""
@@ -165,6 +181,12 @@ class MemoryState:
 
     async def put(self, key: str, value: str) -> None:
         self.values[key] = value
+
+    async def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+    async def keys(self, prefix: str = "") -> list[str]:
+        return sorted(key for key in self.values if key.startswith(prefix))
 
 
 @dataclass(frozen=True, slots=True)

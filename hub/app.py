@@ -396,6 +396,12 @@ class ConnectorState:
     async def put(self, key: str, value: str) -> None:
         await self.store.save_connector_state(self.instance, key, value)
 
+    async def delete(self, key: str) -> None:
+        await self.store.delete_connector_state(self.instance, key)
+
+    async def keys(self, prefix: str = "") -> list[str]:
+        return await self.store.connector_state_keys(self.instance, prefix)
+
 
 def _metrics(
     metrics: Metrics, token: SecretStr | None

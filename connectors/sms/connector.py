@@ -173,6 +173,7 @@ class SmsConnector(Connector):
             raise web.HTTPBadRequest(text=str(exc)) from None
         key = inbound.envelope.idempotency_key
         if key in self._recent:
+            await self._ctx.sink.redelivered(self.channel, self.name, key)
             return _twiml()
         running = self._inflight.get(key)
         if running is not None:  # the same message, concurrently: answer when the first is stored
@@ -180,6 +181,7 @@ class SmsConnector(Connector):
                 await asyncio.shield(running)
             except Exception:
                 raise web.HTTPServiceUnavailable(text="not stored; retry") from None
+            await self._ctx.sink.redelivered(self.channel, self.name, key)
             return _twiml()
         future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future

@@ -40,6 +40,8 @@ class CollectingSink:
         self.fail_next: Exception | None = None
         self.down: Exception | None = None
         self.duplicates = 0  # redeliveries answered with duplicate=True
+        self.redeliveries: list[tuple[str, str, str]] = []  # (channel, inbox, key) answered by
+        # the connector itself
         self.presence: list[tuple[str, str, bool]] = []
         self.deliveries: list[tuple[str, str, Delivery]] = []
         self.opt_outs: dict[tuple[str, str, str], str] = {}  # (inbox, kind, address) -> keyword
@@ -73,6 +75,9 @@ class CollectingSink:
             )
         )
         return accepted
+
+    async def redelivered(self, channel: str, inbox: str, idempotency_key: str) -> None:
+        self.redeliveries.append((channel, inbox, idempotency_key))
 
     async def customer_presence(self, inbox: str, session: str, present: bool) -> None:
         self.presence.append((inbox, session, present))

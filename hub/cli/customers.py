@@ -57,9 +57,12 @@ def import_files(args: argparse.Namespace) -> int:
                 f"{name}: {report.kind}: {report.created} new, {report.updated} updated, "
                 f"{report.unchanged} unchanged, {report.merged} prospects merged, "
                 f"{len(report.errors)} rejected"
+                + (f", {len(report.notes)} noted" if report.notes else "")
             )
             for line, message in report.errors:
                 print(f"{name}:{line}: {message}", file=sys.stderr)
+            for line, message in report.notes:  # imported: not a failure
+                print(f"{name}:{line}: note: {message}", file=sys.stderr)
             failed = failed or bool(report.errors)
             touched |= report.touched
         count = await customers.recompute(touched)

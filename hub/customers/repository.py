@@ -40,6 +40,7 @@ class ImportReport:
     unchanged: int = 0
     merged: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)
+    notes: list[tuple[int, str]] = field(default_factory=list)  # imported rows worth a look
     touched: set[str] = field(default_factory=set)  # customers whose values may have changed
 
 
@@ -69,6 +70,8 @@ class Customers:
 
         await self.store.writer.call(run)
         report.errors.sort()
+        rejected = {line for line, _ in report.errors}
+        report.notes = sorted(note for note in parsed.notes if note[0] not in rejected)
         return report
 
     async def _import_customers(

@@ -23,6 +23,7 @@ from hub.customers.linking import (
 from hub.customers.providers import Lookup, overlay
 from hub.envelope import Envelope, Identity, Outbound, encode_envelope, reply_to
 from hub.ids import new_id
+from hub.store.audit import event_row
 from hub.store.database import insert_ignoring_conflicts
 from hub.store.schema import (
     attachments,
@@ -318,7 +319,7 @@ async def _store_fresh(
     touched: dict[str, float] = {}
     message_rows: list[dict[str, object]] = []
     attachment_rows: list[dict[str, object]] = []
-    event_rows: list[dict[str, object]] = []
+    event_rows: list[dict[str, object]] = []  # all built by event_row: one shape per batch
     replies: list[Outbound] = []
     for position, index in enumerate(fresh):
         envelope = batch[index]
@@ -353,12 +354,12 @@ async def _store_fresh(
                 reopened_rows[str(thread["id"])] = thread
                 if reopened:
                     event_rows.append(
-                        {
-                            "at": now,
-                            "kind": "conversation.reopened",
-                            "conversation_id": thread["id"],
-                            "data": {"queue": decision.queue, "rules": list(decision.rules)},
-                        }
+                        event_row(
+                            now,
+                            "conversation.reopened",
+                            conversation_id=thread["id"],
+                            data={"queue": decision.queue, "rules": list(decision.rules)},
+                        )
                     )
             else:
                 thread = None
@@ -387,12 +388,12 @@ async def _store_fresh(
             if thread_key:
                 threads[(envelope.inbox, thread_key)] = thread
             event_rows.append(
-                {
-                    "at": now,
-                    "kind": "conversation.created",
-                    "conversation_id": thread["id"],
-                    "data": {"queue": decision.queue, "rules": list(decision.rules)},
-                }
+                event_row(
+                    now,
+                    "conversation.created",
+                    conversation_id=thread["id"],
+                    data={"queue": decision.queue, "rules": list(decision.rules)},
+                )
             )
         else:
             touched[str(thread["id"])] = now
@@ -432,13 +433,13 @@ async def _store_fresh(
             for attachment_id, attachment in zip(attachment_ids, envelope.attachments, strict=True)
         )
         event_rows.append(
-            {
-                "at": now,
-                "kind": "message.received",
-                "conversation_id": thread["id"],
-                "message_id": message_id,
-                "data": {"channel": envelope.channel, "inbox": envelope.inbox},
-            }
+            event_row(
+                now,
+                "message.received",
+                conversation_id=thread["id"],
+                message_id=message_id,
+                data={"channel": envelope.channel, "inbox": envelope.inbox},
+            )
         )
         auto_reply = None
         if decision.auto_reply and created and not envelope.auto_submitted:
@@ -453,13 +454,13 @@ async def _store_fresh(
             )
             replies.append(auto_reply)
             event_rows.append(
-                {
-                    "at": now,
-                    "kind": "auto_reply.queued",
-                    "conversation_id": thread["id"],
-                    "message_id": auto_reply.message_id,
-                    "data": {"rules": list(decision.rules)},
-                }
+                event_row(
+                    now,
+                    "auto_reply.queued",
+                    conversation_id=thread["id"],
+                    message_id=auto_reply.message_id,
+                    data={"rules": list(decision.rules)},
+                )
             )
         results[index] = Stored(
             message_id,

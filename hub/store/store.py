@@ -33,6 +33,7 @@ from hub.envelope import (
 from hub.errors import Forbidden, InvalidState, NotFound
 from hub.ids import new_id
 from hub.store import migrate
+from hub.store.audit import event_row
 from hub.store.database import Writer, create_engine
 from hub.store.ingest import ASSIGNED, CLOSED, QUEUED, Decide, Stored, outbox_row, store_batch
 from hub.store.schema import (
@@ -701,6 +702,33 @@ class Store:
 
         await self.writer.call(run)
 
+    async def delete_connector_state(self, instance: str, key: str) -> None:
+        """Forget ``key`` of connector ``instance``."""
+
+        async def run(connection: AsyncConnection) -> None:
+            await connection.execute(
+                connector_state.delete().where(
+                    and_(connector_state.c.instance == instance, connector_state.c.key == key)
+                )
+            )
+
+        await self.writer.call(run)
+
+    async def connector_state_keys(self, instance: str, prefix: str) -> list[str]:
+        """The keys connector ``instance`` saved that start with ``prefix``, sorted."""
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(
+                select(connector_state.c.key)
+                .where(
+                    and_(
+                        connector_state.c.instance == instance,
+                        connector_state.c.key.startswith(prefix, autoescape=True),
+                    )
+                )
+                .order_by(connector_state.c.key)
+            )
+            return [str(row.key) for row in rows]
+
     async def set_opt_out(
         self, inbox: str, identity: Identity, opted_out: bool, keyword: str
     ) -> None:
@@ -977,12 +1005,7 @@ async def _event(
 ) -> None:
     await connection.execute(
         events.insert(),
-        {
-            "at": at,
-            "kind": kind,
-            "conversation_id": conversation_id,
-            "message_id": message_id,
-            "agent": agent,
-            "data": data,
-        },
+        event_row(
+            at, kind, conversation_id=conversation_id, message_id=message_id, agent=agent, data=data
+        ),
     )
