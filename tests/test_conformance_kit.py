@@ -120,6 +120,7 @@ class TestProbeConformance(ConnectorConformance):
     connector_class = ProbeConnector
     instance = "probe"
     defect: Defect = "none"
+    settle_timeout = 1.0  # the probe stores at once or never: no need to wait long
 
     def settings(self) -> ConnectorSettings:
         return ProbeSettings(defect=self.defect)

@@ -143,17 +143,19 @@ async def connector_context(
     clock: Callable[[], float] = time.time,
     public_url: str = "http://127.0.0.1:8080",
     state: StateStore | None = None,
+    blobs: MemoryBlobs | None = None,
 ) -> AsyncIterator[ConnectorContext]:
     """A :class:`ConnectorContext` like the hub's, with a real shared HTTP session.
 
-    Pass one ``state`` to two contexts to play a restart of a connector that keeps state."""
+    Pass one ``state`` (and one ``blobs``) to two contexts to play a restart of a connector
+    that keeps state."""
     sink = sink or CollectingSink()
     async with aiohttp.ClientSession() as session:
         yield ConnectorContext(
             instance=instance,
             sink=sink,
             history=sink,
-            blobs=MemoryBlobs(),
+            blobs=blobs if blobs is not None else MemoryBlobs(),
             http=session,
             secret=secret,
             clock=clock,
