@@ -23,6 +23,11 @@ class StoreError(HubError):
     """The store could not complete an operation; nothing was half written."""
 
 
+class ProviderIdTaken(StoreError):
+    """A send's provider id is recorded for another reply already: one provider message belongs
+    to one reply only, so the send that reported it did not send this reply."""
+
+
 class NotFound(HubError):
     """A referenced record (conversation, message, agent) does not exist."""
 

@@ -19,6 +19,7 @@ import msgspec
 from connectors.base import Connector, SendError
 from hub.bus import DELIVERIES, OUTBOX, Bus, DeliveryUpdated
 from hub.envelope import Delivery, DeliveryStatus
+from hub.errors import ProviderIdTaken
 from hub.metrics import Metrics
 from hub.store.store import OutboxItem, Store
 
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 8
 POLL_SECONDS = 1.0
 CONCURRENCY = 16
+MAX_FOREIGN = 5  # other replies' messages one send may find before it waits for a retry
 
 
 def backoff(attempts: int) -> float:
@@ -108,35 +110,16 @@ class OutboxWorker:
                         error_code="no_channel",
                         error_message=f"channel instance {outbound.inbox!r} is not configured",
                     )
+                    await self.store.record_delivery(item.message_id, delivery)
                 elif opted_out is not None:
                     delivery = Delivery(
                         status=DeliveryStatus.FAILED,
                         error_code="opted_out",
                         error_message=f"the customer opted out ({opted_out}); nothing was sent",
                     )
+                    await self.store.record_delivery(item.message_id, delivery)
                 else:
-                    attempt = await self.store.begin_attempt(item.message_id)
-                    outbound = msgspec.structs.replace(outbound, attempt=attempt)
-                    try:
-                        delivery = await connector.send(outbound)
-                    except SendError as exc:
-                        delivery = Delivery(
-                            status=DeliveryStatus.FAILED,
-                            error_code=exc.code,
-                            error_message=str(exc),
-                        )
-                        if exc.retryable and attempt < MAX_ATTEMPTS:
-                            retry_at = self.clock() + backoff(attempt - 1)
-                    except Exception as exc:
-                        log.exception("connector %s crashed while sending", outbound.inbox)
-                        delivery = Delivery(
-                            status=DeliveryStatus.FAILED,
-                            error_code="connector_error",
-                            error_message=f"{exc.__class__.__name__}: {exc}",
-                        )
-                        if attempt < MAX_ATTEMPTS:
-                            retry_at = self.clock() + backoff(attempt - 1)
-                await self.store.record_delivery(item.message_id, delivery, retry_at=retry_at)
+                    delivery, retry_at = await self._send(connector, item)
             channel = connector.channel if connector else "unknown"
             if retry_at is None:
                 self.metrics.messages_out.labels(channel, str(delivery.status)).inc()
@@ -160,3 +143,59 @@ class OutboxWorker:
             log.exception("delivering %s failed; it stays in the outbox", item.message_id)
         finally:
             self._in_flight.discard(item.message_id)
+
+    async def _send(self, connector: Connector, item: OutboxItem) -> tuple[Delivery, float | None]:
+        """Send and record one reply; the recorded delivery and when to retry (None: done).
+
+        A connector that found "its" earlier message may have found another reply's (same
+        recipient, same text): the store refuses a provider id another reply holds, and the
+        send is made again with that id excluded, so a reply is never recorded as sent under
+        someone else's message.
+        """
+        foreign: tuple[str, ...] = ()
+        while True:
+            attempt = await self.store.begin_attempt(item.message_id)
+            outbound = msgspec.structs.replace(
+                item.outbound,
+                attempt=attempt.number,
+                first_attempt_at=attempt.first_at,
+                foreign_provider_ids=foreign,
+            )
+            retry_at: float | None = None
+            try:
+                delivery = await connector.send(outbound)
+            except SendError as exc:
+                delivery = Delivery(
+                    status=DeliveryStatus.FAILED, error_code=exc.code, error_message=str(exc)
+                )
+                if exc.retryable and attempt.number < MAX_ATTEMPTS:
+                    retry_at = self.clock() + backoff(attempt.number - 1)
+            except Exception as exc:
+                log.exception("connector %s crashed while sending", outbound.inbox)
+                delivery = Delivery(
+                    status=DeliveryStatus.FAILED,
+                    error_code="connector_error",
+                    error_message=f"{exc.__class__.__name__}: {exc}",
+                )
+                if attempt.number < MAX_ATTEMPTS:
+                    retry_at = self.clock() + backoff(attempt.number - 1)
+            try:
+                await self.store.record_delivery(item.message_id, delivery, retry_at=retry_at)
+            except ProviderIdTaken as exc:
+                assert delivery.provider_id is not None
+                log.warning("reply %s: %s; sending it again", item.message_id, exc)
+                foreign += (delivery.provider_id,)
+                if len(foreign) <= MAX_FOREIGN and attempt.number < MAX_ATTEMPTS:
+                    continue
+                delivery = Delivery(
+                    status=DeliveryStatus.FAILED,
+                    error_code="provider_id_taken",
+                    error_message=str(exc),
+                )
+                retry_at = (
+                    self.clock() + backoff(attempt.number - 1)
+                    if attempt.number < MAX_ATTEMPTS
+                    else None
+                )
+                await self.store.record_delivery(item.message_id, delivery, retry_at=retry_at)
+            return delivery, retry_at

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -536,3 +538,60 @@ async def test_a_report_faster_than_the_send_is_applied_once_recorded(
                 second = await agent.expect("delivery", message_id=ack["message"]["id"])
                 # in this order, so the console ends on the provider's newer report
                 assert (first["status"], second["status"]) == ("queued", "sent")
+
+
+async def _outbox_row(hub: Any, message_id: str, status: str = "sent") -> Any:
+    """The outbox row and provider id of a reply, once it reached ``status``."""
+    async with hub.store.engine.connect() as connection:
+        for _ in range(150):
+            row = (
+                await connection.execute(
+                    select(outbox.c.status, outbox.c.attempts, messages.c.provider_id)
+                    .join(messages, messages.c.id == outbox.c.message_id)
+                    .where(outbox.c.message_id == message_id)
+                )
+            ).one()
+            if row.status == status:
+                return row
+            await asyncio.sleep(0.1)
+    return row
+
+
+@pytest.mark.parametrize("first_sent_earlier", [True, False], ids=["minute_apart", "at_once"])
+async def test_the_same_text_twice_is_sent_twice(
+    store_url: str, tmp_path: Path, first_sent_earlier: bool
+) -> None:
+    """Issue 14, item 1: the second "Thanks" fails once (503); its retry must not take the
+    first "Thanks" (same number, same text) for its own earlier attempt. A minute apart, the
+    first is older than the second's first attempt and is not considered (2 attempts); sent
+    within the same second it is found, the store refuses its id for a second reply, and the
+    send is made again without it (3 attempts)."""
+    async with fake_twilio() as fake:
+        settings = sms_settings(store_url, tmp_path, fake)
+        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+            token = await login(hub, "alice", AGENT_PASSWORD)
+            async with agent_client(hub, token) as (agent, _):
+                await _inbound(session, hub, inbound_fields())
+                conversation = await _accept(agent)
+                first = client_id()
+                await agent.send(
+                    type="reply", conversation_id=conversation["id"], client_id=first, text="Thanks"
+                )
+                one = (await agent.expect("reply_ack", client_id=first))["message"]["id"]
+                assert (await _outbox_row(hub, one)).status == "sent"
+                if first_sent_earlier:
+                    fake.resources[0]["date_created"] = formatdate(time.time() - 60)
+                fake.script = [(503, 20503, "Service Unavailable")]
+                second = client_id()
+                await agent.send(
+                    type="reply",
+                    conversation_id=conversation["id"],
+                    client_id=second,
+                    text="Thanks",
+                )
+                two = (await agent.expect("reply_ack", client_id=second))["message"]["id"]
+                row = await _outbox_row(hub, two)
+                assert (row.status, row.attempts) == ("sent", 2 if first_sent_earlier else 3)
+                assert [m["Body"] for m in fake.created] == ["Thanks", "Thanks"]
+                assert row.provider_id == fake.resources[1]["sid"]
+                assert (await _outbox_row(hub, one)).provider_id == fake.resources[0]["sid"]

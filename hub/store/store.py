@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from sqlalchemy import and_, desc, select, text, update
+from sqlalchemy import and_, desc, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -29,7 +29,7 @@ from hub.envelope import (
     decode_envelope,
     reply_to,
 )
-from hub.errors import Forbidden, InvalidState, NotFound
+from hub.errors import Forbidden, InvalidState, NotFound, ProviderIdTaken, StoreError
 from hub.ids import new_id
 from hub.store import migrate
 from hub.store.database import Writer, create_engine
@@ -84,6 +84,15 @@ class OutboxItem:
     message_id: str
     outbound: Outbound
     attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A send attempt as counted before it starts: its number (1 for the first) and when the
+    reply's first attempt began."""
+
+    number: int
+    first_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -591,27 +600,36 @@ class Store:
                 for row in rows
             ]
 
-    async def begin_attempt(self, message_id: str) -> int:
-        """Count a send attempt before it starts and return its number (1 for the first).
+    async def begin_attempt(self, message_id: str) -> Attempt:
+        """Count a send attempt before it starts; its number (1 for the first) and when the
+        reply's first attempt began.
 
         Written before the connector is called, so after a crash mid-send the next attempt knows
-        an earlier one may have reached the provider.
+        an earlier one may have reached the provider, and from when its message can date.
         """
 
-        async def run(connection: AsyncConnection) -> int:
+        async def run(connection: AsyncConnection) -> Attempt:
+            now = self.clock()
             await connection.execute(
                 update(outbox)
                 .where(outbox.c.message_id == message_id)
-                .values(attempts=outbox.c.attempts + 1)
+                .values(
+                    attempts=outbox.c.attempts + 1,
+                    first_attempt_at=func.coalesce(outbox.c.first_attempt_at, now),
+                )
             )
             row = (
                 await connection.execute(
-                    select(outbox.c.attempts).where(outbox.c.message_id == message_id)
+                    select(outbox.c.attempts, outbox.c.first_attempt_at).where(
+                        outbox.c.message_id == message_id
+                    )
                 )
             ).first()
-            return int(row.attempts) if row else 1
+            if row is None:
+                return Attempt(1, now)
+            return Attempt(int(row.attempts), float(row.first_attempt_at))
 
-        result: int = await self.writer.call(run)
+        result: Attempt = await self.writer.call(run)
         return result
 
     async def update_delivery(
@@ -757,7 +775,10 @@ class Store:
     async def record_delivery(
         self, message_id: str, delivery: Delivery, *, retry_at: float | None = None
     ) -> None:
-        """Record a send's outcome; ``retry_at`` keeps the outbox entry pending for later."""
+        """Record a send's outcome; ``retry_at`` keeps the outbox entry pending for later.
+
+        :class:`ProviderIdTaken` (nothing recorded) if another reply holds the provider id.
+        """
 
         async def run(connection: AsyncConnection) -> None:
             now = self.clock()
@@ -765,6 +786,8 @@ class Store:
             if delivery.error_code:
                 error = f"{delivery.error_code}: {error or ''}".strip()
             pending = retry_at is not None
+            if delivery.provider_id is not None:
+                await _ensure_provider_id_free(connection, message_id, delivery.provider_id)
             await connection.execute(
                 update(outbox)
                 .where(outbox.c.message_id == message_id)
@@ -795,7 +818,14 @@ class Store:
                 data={"status": str(delivery.status), "error": error},
             )
 
-        await self.writer.call(run)
+        try:
+            await self.writer.call(run)
+        except StoreError as exc:  # another process recorded it first: the unique index said so
+            if delivery.provider_id is not None and isinstance(exc.__cause__, IntegrityError):
+                raise ProviderIdTaken(
+                    f"provider id {delivery.provider_id} belongs to another reply"
+                ) from exc
+            raise
 
     # -- rules revisions ---------------------------------------------------------------------
 
@@ -957,6 +987,28 @@ class Store:
 
         count: int = await self.writer.call(run)
         return count
+
+
+async def _ensure_provider_id_free(
+    connection: AsyncConnection, message_id: str, provider_id: str
+) -> None:
+    """Raise :class:`ProviderIdTaken` if a reply other than ``message_id`` of the same inbox
+    holds ``provider_id`` (the unique index catches what concurrent processes race past)."""
+    inbox = select(messages.c.inbox).where(messages.c.id == message_id).scalar_subquery()
+    holder = (
+        await connection.execute(
+            select(messages.c.id).where(
+                and_(
+                    messages.c.inbox == inbox,
+                    messages.c.provider_id == provider_id,
+                    messages.c.direction == "outbound",
+                    messages.c.id != message_id,
+                )
+            )
+        )
+    ).first()
+    if holder is not None:
+        raise ProviderIdTaken(f"provider id {provider_id} belongs to reply {holder.id}")
 
 
 def _notes(stored: str | None) -> list[str]:
