@@ -45,6 +45,7 @@ from hub.keys import (
     CUSTOMERS,
     DISPATCH,
     METRICS,
+    OUTBOX,
     PIPELINE,
     RULES_WATCHER,
     SESSIONS,
@@ -116,7 +117,7 @@ def create_app(
     app[CONNECTORS] = connectors
     _add_routes(app, connectors)
     app.cleanup_ctx.append(_lifecycle(clock))
-    app.on_shutdown.append(_close_sockets)
+    app.on_shutdown.append(_shutdown)
     return app
 
 
@@ -213,7 +214,7 @@ def _lifecycle(
         )
         started: list[Connector] = []
         revaluation: asyncio.Task[None] | None = None
-        outbox = OutboxWorker(
+        outbox = app[OUTBOX] = OutboxWorker(
             store, bus, app[CONNECTORS], metrics, clock, on_recorded=pipeline.apply_early_reports
         )
         metrics_site: web.AppRunner | None = None
@@ -254,12 +255,14 @@ def _lifecycle(
                     await revaluation
             if watcher is not None:
                 await watcher.stop()
+            # sends in progress finish before their connectors stop (normally done already,
+            # by _shutdown)
+            await outbox.stop(grace=settings.server.shutdown_timeout)
             for connector in reversed(started):
                 try:
                     await connector.stop()
                 except Exception:
                     log.exception("stopping connector %s failed", connector.name)
-            await outbox.stop()
             await console.stop()
             await dispatch.stop()
             if provider is not None:
@@ -350,8 +353,12 @@ async def _revalue(customers: Customers, every: float) -> None:
         await asyncio.sleep(max(60.0, every))
 
 
-async def _close_sockets(app: web.Application) -> None:
-    """On shutdown, tell agents to reconnect elsewhere; chat sockets close in connector.stop."""
+async def _shutdown(app: web.Application) -> None:
+    """On SIGTERM, in this order: let replies being sent finish and be recorded (up to
+    ``server.shutdown_timeout``; the connectors still run), tell agents to reconnect elsewhere,
+    then stop the connectors (chat sockets close there)."""
+    if OUTBOX in app:
+        await app[OUTBOX].stop(grace=app[SETTINGS].server.shutdown_timeout)
     if CONSOLE in app:
         await app[CONSOLE].connections.close_all(1001, b"server shutting down")
     for connector in app[CONNECTORS].values():

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 import msgspec
 
 from connectors.base import Connector, SendError
-from hub.bus import DELIVERIES, OUTBOX, Bus, DeliveryUpdated
+from hub.bus import DELIVERIES, OUTBOX, Bus, DeliveryUpdated, Subscription
 from hub.envelope import Delivery, DeliveryStatus
 from hub.errors import ProviderIdTaken
 from hub.metrics import Metrics
@@ -59,23 +59,32 @@ class OutboxWorker:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        self._wake_task: asyncio.Task[None] | None = None
+        self._subscription: Subscription | None = None
+        self._stopping = False
 
     def start(self) -> None:
         self._subscription = self.bus.subscribe(OUTBOX)
         self._loop_task = asyncio.create_task(self._run(), name="outbox")
         self._wake_task = asyncio.create_task(self._follow(), name="outbox-bus")
 
-    async def stop(self) -> None:
-        self._subscription.close()
+    async def stop(self, grace: float = 10.0) -> None:
+        """Start no new send, and wait up to ``grace`` seconds for the sends in progress to
+        finish and be recorded. Call it before connectors stop (a stopped connector cuts its
+        provider requests off); calling it again waits for what is still running."""
+        self._stopping = True
+        if self._subscription is not None:
+            self._subscription.close()
         for task in (self._loop_task, self._wake_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if self._tasks:  # let sends in progress finish so they are recorded
-            await asyncio.wait(self._tasks, timeout=10)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=grace)
 
     async def _follow(self) -> None:
+        assert self._subscription is not None
         async for _event in self._subscription:
             self._wake.set()
 
@@ -102,6 +111,8 @@ class OutboxWorker:
         retry_at: float | None = None
         try:
             async with self._semaphore:
+                if self._stopping:  # not begun: it stays pending for the next start
+                    return
                 connector = self.connectors.get(outbound.inbox)
                 opted_out = await self.store.opted_out(outbound.inbox, outbound.recipient)
                 if connector is None:

@@ -7,6 +7,7 @@ RequestValidator over the public URL the hub is configured with, as Twilio signs
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from email.utils import formatdate
@@ -18,6 +19,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from hub.store.schema import messages, opt_outs, outbox
+from hub.store.store import Store
 from tests.conftest import AGENT_PASSWORD, make_settings
 from tests.fake_twilio import (
     ACCOUNT_SID,
@@ -595,3 +597,44 @@ async def test_the_same_text_twice_is_sent_twice(
                 assert [m["Body"] for m in fake.created] == ["Thanks", "Thanks"]
                 assert row.provider_id == fake.resources[1]["sid"]
                 assert (await _outbox_row(hub, one)).provider_id == fake.resources[0]["sid"]
+
+
+async def test_a_reply_being_sent_at_shutdown_is_finished_and_recorded(
+    store_url: str, tmp_path: Path
+) -> None:
+    """Issue 14, item 3: SIGTERM while Twilio holds a create (the message exists, the answer
+    is on its way): the send completes and is recorded as sent before the hub exits."""
+    async with fake_twilio() as fake, contextlib.AsyncExitStack() as stack:
+        fake.answer_delay = 1.0  # within send_timeout (2 s)
+        settings = sms_settings(store_url, tmp_path, fake)
+        hub = await stack.enter_async_context(running_hub(settings))
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        token = await login(hub, "alice", AGENT_PASSWORD)
+        async with agent_client(hub, token) as (agent, _):
+            await _inbound(session, hub, inbound_fields())
+            conversation = await _accept(agent)
+            reply = client_id()
+            await agent.send(
+                type="reply", conversation_id=conversation["id"], client_id=reply, text="Bye"
+            )
+            message_id = (await agent.expect("reply_ack", client_id=reply))["message"]["id"]
+            for _ in range(100):  # the create has reached Twilio; its answer is held
+                if fake.created:
+                    break
+                await asyncio.sleep(0.02)
+            assert fake.created
+            await stack.aclose()  # the hub shuts down as on SIGTERM (runner.cleanup)
+        store = Store(store_url)
+        try:
+            async with store.engine.connect() as connection:
+                row = (
+                    await connection.execute(
+                        select(outbox.c.status, outbox.c.attempts, messages.c.provider_id)
+                        .join(messages, messages.c.id == outbox.c.message_id)
+                        .where(outbox.c.message_id == message_id)
+                    )
+                ).one()
+        finally:
+            await store.engine.dispose()
+        assert tuple(row) == ("sent", 1, fake.resources[0]["sid"])
+        assert [m["Body"] for m in fake.created] == ["Bye"]
