@@ -29,6 +29,7 @@ from hub import api
 from hub.auth import Authenticator
 from hub.bus import create_bus
 from hub.console.compose import ComposeAdvisor
+from hub.console.link import SendBudget
 from hub.console.protocol import frame
 from hub.console.registry import AgentConnections
 from hub.console.service import Console
@@ -205,6 +206,10 @@ def _lifecycle(
             session_check_interval=settings.server.session_check_interval,
             upload_secret=derive_key(master, "uploads"),
             clock=clock,
+            budget=SendBudget(
+                max_bytes=settings.server.agent_queue_bytes,
+                send_timeout=settings.server.agent_send_timeout,
+            ),
         )
         app[UPLOAD_SECRET] = console.upload_secret
         app[CONSOLE] = console
