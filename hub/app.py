@@ -21,6 +21,7 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
 
@@ -37,6 +38,7 @@ from hub.customers.providers import HttpProvider
 from hub.customers.repository import Customers
 from hub.customers.valuation import Thresholds
 from hub.dispatch.service import DispatchService
+from hub.errors import StoreError, StoreUnavailable
 from hub.keys import (
     AUTH,
     BLOBS,
@@ -72,6 +74,7 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "console" / "static"
 MAX_BODY = 1024 * 1024
+RETRY_AFTER = 5  # seconds a client told "unavailable" should wait
 
 
 def master_secret(settings: HubSettings) -> bytes:
@@ -107,7 +110,7 @@ def create_app(
     registry = registry or ConnectorRegistry.discover()
     app = web.Application(
         client_max_size=MAX_BODY,
-        middlewares=[origin_guard(settings.server.allowed_origins)],
+        middlewares=[store_unavailable, origin_guard(settings.server.allowed_origins)],
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
@@ -120,6 +123,21 @@ def create_app(
     app.cleanup_ctx.append(_lifecycle(clock))
     app.on_shutdown.append(_shutdown)
     return app
+
+
+@web.middleware
+async def store_unavailable(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Any request the store cannot serve right now answers 503 ``unavailable`` with
+    Retry-After, whichever endpoint it reached (login, the API, a webhook)."""
+    try:
+        return await handler(request)
+    except StoreUnavailable as exc:
+        log.error("%s %s: %s", request.method, request.path, exc)
+        return web.json_response(
+            {"error": "unavailable", "message": "the store is unavailable; try again shortly"},
+            status=503,
+            headers={"Retry-After": str(RETRY_AFTER)},
+        )
 
 
 def _add_routes(app: web.Application, connectors: dict[str, Connector]) -> None:
@@ -378,10 +396,18 @@ async def _healthz(request: web.Request) -> web.StreamResponse:
 
 
 async def _readyz(request: web.Request) -> web.StreamResponse:
+    """Ready when the store answers a query and takes writes (a full disk answers reads but
+    fails every write: the hub is then not ready, so a load balancer stops sending to it)."""
+    store = request.app[STORE]
     try:
-        await request.app[STORE].ping()
-    except Exception as exc:
+        await store.ping()
+    except StoreError as exc:
         return web.json_response({"status": "unavailable", "reason": str(exc)}, status=503)
+    problem = await store.write_problem()
+    if problem is not None:
+        return web.json_response(
+            {"status": "unavailable", "reason": f"writes fail: {problem}"}, status=503
+        )
     # a channel that cannot receive (a mailbox down) degrades the hub but does not take it out
     # of the load balancer: every other channel and the console still work
     problems = {

@@ -19,7 +19,7 @@ import msgspec
 from connectors.base import Connector, SendError
 from hub.bus import DELIVERIES, OUTBOX, Bus, DeliveryUpdated, Subscription
 from hub.envelope import Delivery, DeliveryStatus
-from hub.errors import ProviderIdTaken
+from hub.errors import ProviderIdTaken, StoreUnavailable
 from hub.metrics import Metrics
 from hub.store.store import OutboxItem, Store
 
@@ -93,6 +93,9 @@ class OutboxWorker:
             self._wake.clear()
             try:
                 due = await self.store.due_outbox()
+            except StoreUnavailable as exc:
+                log.warning("reading the outbox failed (retrying): %s", exc)
+                due = []
             except Exception:
                 log.exception("reading the outbox failed")
                 due = []
@@ -150,6 +153,8 @@ class OutboxWorker:
             if delivery.provider_id and self.on_recorded is not None:
                 # after our own event, so the agent's last word is the provider's newer report
                 await self.on_recorded(outbound.inbox, delivery.provider_id)
+        except StoreUnavailable as exc:  # nothing is sent before its attempt is counted
+            log.warning("delivering %s waits for the store: %s", item.message_id, exc)
         except Exception:
             log.exception("delivering %s failed; it stays in the outbox", item.message_id)
         finally:

@@ -83,10 +83,13 @@ async def _status(store: Store, message_id: str) -> tuple[str, int, str | None]:
 
 
 async def _drain(worker: OutboxWorker) -> None:
-    for _ in range(100):
+    """Until the worker is idle: nothing in flight and nothing due at the test clock's time
+    (a send is due until its outcome is recorded, so this does not depend on timing)."""
+    for _ in range(1000):
         await asyncio.sleep(0.01)
-        if not worker._in_flight and not worker._tasks:
+        if not worker._in_flight and not worker._tasks and not await worker.store.due_outbox():
             return
+    raise AssertionError("the outbox did not settle")
 
 
 async def test_retryable_failure_is_retried_with_the_same_key(world: Any) -> None:

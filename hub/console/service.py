@@ -14,7 +14,16 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from hub import uploads
-from hub.bus import DELIVERIES, MESSAGES, OUTBOX, Bus, DeliveryUpdated, MessageStored, OutboxReady
+from hub.bus import (
+    DELIVERIES,
+    MESSAGES,
+    OUTBOX,
+    Bus,
+    DeliveryUpdated,
+    MessageStored,
+    OutboxReady,
+    Subscription,
+)
 from hub.console import protocol
 from hub.console.compose import ComposeAdvisor, ReplyRefused
 from hub.console.link import AgentLink, Dropped, SendBudget
@@ -40,7 +49,14 @@ from hub.console.registry import AgentConnections
 from hub.dispatch.core import Presence
 from hub.dispatch.service import DispatchService, conversation_view, message_view, offer_view
 from hub.envelope import Attachment
-from hub.errors import Forbidden, HubError, InvalidState, NotAllowed, NotFound, StoreError
+from hub.errors import (
+    Forbidden,
+    HubError,
+    InvalidState,
+    NotAllowed,
+    NotFound,
+    StoreUnavailable,
+)
 from hub.metrics import Metrics
 from hub.permissions import Action, ensure, may
 from hub.sessions import Ended, Principal, Sessions, request_token
@@ -118,6 +134,7 @@ class Console:
         self.metrics = metrics
         self.allowed_origins = allowed_origins
         self._tasks: list[asyncio.Task[None]] = []
+        self._subscription: Subscription | None = None
 
     def start(self) -> None:
         self._subscription = self.bus.subscribe(DELIVERIES)
@@ -127,7 +144,8 @@ class Console:
         ]
 
     async def stop(self) -> None:
-        self._subscription.close()
+        if self._subscription is not None:
+            self._subscription.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -135,6 +153,7 @@ class Console:
                 await task
 
     async def _follow_deliveries(self) -> None:
+        assert self._subscription is not None
         async for event in self._subscription:
             if not isinstance(event, DeliveryUpdated):
                 continue
@@ -184,32 +203,25 @@ class Console:
         self.connections.add(agent, link)
         self.metrics.agents_connected.set(sum(1 for a in self.agents if self.connections.count(a)))
         try:
-            link.send(
-                frame(
-                    "hello",
-                    protocol=protocol.PROTOCOL_VERSION,
-                    agent={
-                        "id": agent,
-                        "name": principal.agent.name,
-                        "role": principal.role,
-                        "supervisor": may(principal.role, Action.VIEW_QUEUES),
-                    },
-                ),
-            )
-            await self.dispatch.connected(agent)
-            link.send(await self._snapshot(agent))
-            if may(principal.role, Action.VIEW_QUEUES):
-                link.send(self.dispatch.queue_state_frame())
+            try:
+                await self._greet(link, principal)
+            except StoreUnavailable as exc:  # no snapshot: the client would start out of sync
+                log.error("no snapshot for %s: %s", agent, exc)
+                link.send(
+                    error_frame("unavailable", "the store is unavailable; connect again later")
+                )
+                link.close(1013, b"store unavailable; try again later")
+                return
             async for message in link.socket:
-                verdict = await self._session_verdict(link)
-                if verdict is _Verdict.ENDED:
-                    break
-                if verdict is _Verdict.UNCHECKED:
-                    continue
                 if message.type is WSMsgType.TEXT:
-                    await self._on_frame(agent, link, message.data)
+                    if not await self._on_frame(agent, link, message.data):
+                        break
                 elif message.type is WSMsgType.BINARY:
-                    link.send(error_frame("bad_frame", "frames must be text JSON"))
+                    verdict = await self._session_verdict(link, None)
+                    if verdict is _Verdict.ENDED:
+                        break
+                    if verdict is _Verdict.LIVE:
+                        link.send(error_frame("bad_frame", "frames must be text JSON"))
                 elif message.type is WSMsgType.ERROR:
                     break
         finally:
@@ -220,6 +232,26 @@ class Console:
             )
             with contextlib.suppress(HubError):
                 await self.dispatch.disconnected(agent)
+
+    async def _greet(self, link: AgentLink, principal: Principal) -> None:
+        """``hello``, then the ``snapshot`` (and supervisors' ``queue_state``)."""
+        agent = principal.id
+        link.send(
+            frame(
+                "hello",
+                protocol=protocol.PROTOCOL_VERSION,
+                agent={
+                    "id": agent,
+                    "name": principal.agent.name,
+                    "role": principal.role,
+                    "supervisor": may(principal.role, Action.VIEW_QUEUES),
+                },
+            ),
+        )
+        await self.dispatch.connected(agent)
+        link.send(await self._snapshot(agent))
+        if may(principal.role, Action.VIEW_QUEUES):
+            link.send(self.dispatch.queue_state_frame())
 
     async def _authenticate(self, request: web.Request, link: AgentLink) -> Principal | None:
         token = request_token(request)
@@ -256,24 +288,27 @@ class Console:
     async def _lookup(self, link: AgentLink, token: str) -> Principal | Ended | _Unchecked:
         try:
             return await self.sessions.lookup(token)
-        except Exception as exc:  # a database outage: whatever the driver raised
+        except StoreUnavailable as exc:
             log.error("cannot check an agent session: %s", exc)
             link.send(error_frame("unavailable", "the store is unavailable; connect again later"))
             return _UNCHECKED
 
     # -- session revocation -----------------------------------------------------------------
 
-    async def _session_verdict(self, link: AgentLink) -> _Verdict:
-        """Re-check the socket's session before acting on a frame; end the socket if it is
-        gone. A store that cannot answer skips the frame (``unavailable``), never runs it."""
+    async def _session_verdict(self, link: AgentLink, ref: str | None) -> _Verdict:
+        """Re-check the socket's session before acting on a frame (``ref``: its client or
+        conversation id); end the socket if it is gone. A store that cannot answer skips the
+        frame (``unavailable`` with that ``ref``), never runs it."""
         principal = self._live.get(link)
         if principal is None:  # ended while the frame was on its way
             return _Verdict.ENDED
         try:
             verdict = (await self.sessions.check([principal.token_hash]))[principal.token_hash]
-        except Exception as exc:  # a database outage: whatever the driver raised
+        except StoreUnavailable as exc:
             log.error("cannot check the session of %s: %s", principal.id, exc)
-            link.send(error_frame("unavailable", "the store is unavailable; nothing was applied"))
+            link.send(
+                error_frame("unavailable", "the store is unavailable; nothing was applied", ref)
+            )
             return _Verdict.UNCHECKED
         if isinstance(verdict, Ended):
             self._end(link, verdict)
@@ -330,11 +365,20 @@ class Console:
         ]
         return frame("snapshot", offers=offers, conversations=conversations)
 
-    async def _on_frame(self, agent: str, link: AgentLink, data: str) -> None:
+    async def _on_frame(self, agent: str, link: AgentLink, data: str) -> bool:
+        """Answer one text frame; False when the socket's session turned out to be over."""
         ref: str | None = None
         try:
-            command = protocol.parse_command(data)
+            command: Command | ProtocolError = protocol.parse_command(data)
             ref = getattr(command, "client_id", None) or getattr(command, "conversation_id", None)
+        except ProtocolError as exc:
+            command = exc
+        verdict = await self._session_verdict(link, ref)
+        if verdict is not _Verdict.LIVE:
+            return verdict is _Verdict.UNCHECKED
+        try:
+            if isinstance(command, ProtocolError):
+                raise command
             reply = await self._execute(agent, command)
         except ProtocolError as exc:
             reply = error_frame(exc.code, exc.message, ref)
@@ -348,14 +392,15 @@ class Console:
             reply = error_frame("invalid_state", str(exc), ref)
         except ReplyRefused as exc:
             reply = error_frame(exc.code, exc.message, ref)
-        except StoreError as exc:
-            log.error("store error for %s: %s", agent, exc)
+        except StoreUnavailable as exc:
+            log.error("store unavailable for %s: %s", agent, exc)
             reply = error_frame("unavailable", "the store is unavailable; retry", ref)
         except Exception:
             log.exception("agent frame from %s failed", agent)
             reply = error_frame("internal", "internal error; the frame was not applied", ref)
         if reply is not None:
             link.send(reply)
+        return True
 
     async def _execute(self, agent: str, command: Command) -> bytes | None:
         if isinstance(command, Ping):

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import time
-from collections.abc import Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 from sqlalchemy import and_, desc, func, select, text, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from connectors.base import HistoryItem
@@ -29,10 +29,11 @@ from hub.envelope import (
     decode_envelope,
     reply_to,
 )
-from hub.errors import Forbidden, InvalidState, NotFound, ProviderIdTaken, StoreError
+from hub.errors import Forbidden, InvalidState, NotFound, ProviderIdTaken, StoreConflict, StoreError
 from hub.ids import new_id
 from hub.store import migrate
 from hub.store.database import Writer, create_engine
+from hub.store.failures import translate
 from hub.store.ingest import ASSIGNED, CLOSED, QUEUED, Decide, Stored, outbox_row, store_batch
 from hub.store.schema import (
     attachments,
@@ -47,6 +48,8 @@ from hub.store.schema import (
 )
 
 Clock = Callable[[], float]
+PROBE_BYTES = 64 * 1024  # room a readiness test write needs while writes have been failing
+_HUB_STATE = "_hub"  # connector_state rows of the hub itself (no instance may be named so)
 _outbound_decoder = msgspec.json.Decoder(Outbound)
 
 #: how far along a reply is; a provider's late or repeated report never moves it backwards
@@ -135,10 +138,62 @@ class Store:
         await self.writer.close()
         await self.engine.dispose()
 
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection for reads. What the driver raises inside leaves as the typed
+        errors of ``hub.store.failures`` (:class:`StoreUnavailable` when the database cannot
+        answer); the hub's own errors pass through."""
+        try:
+            async with self.engine.connect() as connection:
+                yield connection
+        except Exception as exc:
+            error = translate(exc)
+            if error is None:
+                raise
+            raise error from exc
+
     async def ping(self) -> None:
-        """Raise if the database cannot answer a trivial query."""
-        async with self.engine.connect() as connection:
+        """Raise :class:`StoreUnavailable` if the database cannot answer a trivial query."""
+        async with self.read() as connection:
             await connection.execute(text("SELECT 1"))
+
+    async def write_problem(self) -> str | None:
+        """Why the store cannot write now, or None. While the writer's last commit failed for
+        want of the database (disk full, read-only, gone), a test write of
+        :data:`PROBE_BYTES` of fresh space is made first, so readiness comes back once there
+        is room for real work again, not merely for a tiny row."""
+        if not self.writer.running:
+            return "the store writer is not running"
+        if self.writer.failing is None:
+            return None
+
+        async def probe(connection: AsyncConnection) -> None:
+            # the new row is written before the old one is freed: it needs new space
+            key = f"write_probe:{new_id(self.clock())}"
+            await connection.execute(
+                connector_state.insert(),
+                {
+                    "instance": _HUB_STATE,
+                    "key": key,
+                    "value": secrets.token_hex(PROBE_BYTES // 2),  # incompressible
+                    "updated_at": self.clock(),
+                },
+            )
+            await connection.execute(
+                connector_state.delete().where(
+                    and_(
+                        connector_state.c.instance == _HUB_STATE,
+                        connector_state.c.key.like("write_probe:%"),
+                        connector_state.c.key != key,
+                    )
+                )
+            )
+
+        try:
+            await self.writer.call(probe)
+        except StoreError as exc:
+            return str(exc)
+        return None
 
     # -- inbound ---------------------------------------------------------------------------
 
@@ -189,7 +244,7 @@ class Store:
             .order_by(desc(messages.c.created_at), desc(messages.c.id))
             .limit(limit)
         )
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             rows = (await connection.execute(query)).all()
         return [
             HistoryItem(
@@ -204,7 +259,7 @@ class Store:
 
     async def conversation(self, conversation_id: str) -> dict[str, Any]:
         """A conversation with its customer, identities and messages (notes included)."""
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             row = (
                 await connection.execute(
                     select(conversations).where(conversations.c.id == conversation_id)
@@ -283,7 +338,7 @@ class Store:
 
     async def conversations_with_status(self, status: str) -> list[dict[str, Any]]:
         """Summary rows of conversations in ``status`` (for restoring dispatch at start-up)."""
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             rows = await connection.execute(
                 select(
                     conversations.c.id,
@@ -303,7 +358,7 @@ class Store:
 
     async def queued_on_thread(self, inbox: str, session: str) -> dict[str, Any] | None:
         """The waiting conversation of a thread (a chat visitor), if there is one."""
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             row = (
                 await connection.execute(
                     select(conversations.c.id, conversations.c.queue).where(
@@ -319,7 +374,7 @@ class Store:
 
     async def last_agent(self, customer_id: str, *, besides: str) -> str | None:
         """Who handled the customer's most recent other conversation (for sticky routing)."""
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             row = (
                 await connection.execute(
                     select(conversations.c.assignee)
@@ -573,12 +628,12 @@ class Store:
 
         try:
             reply: Reply = await self.writer.call(run)
-        except IntegrityError:  # a concurrent resend won the race: report the stored one
+        except StoreConflict:  # a concurrent resend won the race: report the stored one
             return Reply(await self._message_by_key(key), duplicate=True)
         return reply
 
     async def _message_by_key(self, key: str) -> dict[str, Any]:
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             row = (
                 await connection.execute(
                     select(*_MESSAGE_COLUMNS).where(messages.c.idempotency_key == key)
@@ -588,7 +643,7 @@ class Store:
 
     async def due_outbox(self, limit: int = 100) -> list[OutboxItem]:
         """Pending sends whose next attempt is due, oldest first."""
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             rows = await connection.execute(
                 select(outbox.c.message_id, outbox.c.payload, outbox.c.attempts)
                 .where(and_(outbox.c.status == "pending", outbox.c.next_attempt_at <= self.clock()))
@@ -695,7 +750,7 @@ class Store:
 
     async def connector_state(self, instance: str, key: str) -> str | None:
         """A value connector ``instance`` saved under ``key``, or None."""
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             row = (
                 await connection.execute(
                     select(connector_state.c.value).where(
@@ -758,7 +813,7 @@ class Store:
 
     async def opted_out(self, inbox: str, identity: Identity) -> str | None:
         """The keyword ``identity`` opted out of ``inbox`` with, or None."""
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             row = (
                 await connection.execute(
                     select(opt_outs.c.keyword).where(
@@ -820,12 +875,10 @@ class Store:
 
         try:
             await self.writer.call(run)
-        except StoreError as exc:  # another process recorded it first: the unique index said so
-            if delivery.provider_id is not None and isinstance(exc.__cause__, IntegrityError):
-                raise ProviderIdTaken(
-                    f"provider id {delivery.provider_id} belongs to another reply"
-                ) from exc
-            raise
+        except StoreConflict as exc:  # another process recorded it first: the index said so
+            raise ProviderIdTaken(
+                f"provider id {delivery.provider_id} belongs to another reply"
+            ) from exc
 
     # -- rules revisions ---------------------------------------------------------------------
 
@@ -852,7 +905,7 @@ class Store:
         return result
 
     async def rules_revision(self, digest: str) -> dict[str, Any] | None:
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             row = (
                 await connection.execute(
                     select(rule_revisions).where(rule_revisions.c.digest == digest)
@@ -887,7 +940,7 @@ class Store:
     async def message_extras(self, message_id: str) -> tuple[list[dict[str, Any]], list[str]]:
         """A stored message's attachments (as the console lists them) and its notes, for
         live message frames."""
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             files = (
                 await connection.execute(
                     select(attachments).where(attachments.c.message_id == message_id)
@@ -907,7 +960,7 @@ class Store:
     async def attachment(self, attachment_id: str) -> dict[str, Any] | None:
         """An attachment with what deciding who may see it needs: its conversation's id,
         status and assignee. None if there is no such attachment."""
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             row = (
                 await connection.execute(
                     select(
@@ -929,7 +982,7 @@ class Store:
         """The stored sessions among ``token_hashes`` (expired ones included), by hash."""
         if not token_hashes:
             return {}
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             rows = (
                 await connection.execute(
                     select(sessions).where(sessions.c.token_hash.in_(list(token_hashes)))
