@@ -23,11 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-# run as a script, this file's folder comes first on sys.path, and bench/email.py would shadow
-# the stdlib's email
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("OMP_THREAD_LIMIT", "1")  # as the fax worker runs tesseract
 
 

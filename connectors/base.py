@@ -267,6 +267,14 @@ class Connector(abc.ABC):
     async def send(self, outbound: Outbound) -> Delivery:
         """Deliver a reply; raise :class:`SendError` on failure, never return a silent False."""
 
+    @classmethod
+    def sample_envelope(cls, raw: bytes, inbox: str, now: float) -> Envelope:
+        """The envelope this connector builds from a recorded inbound sample (a raw mail for
+        email), its files listed but not stored: for ``channelhub envelope`` and
+        ``channelhub rules test --sample``. Raise ValueError saying what is wrong with ``raw``;
+        a connector without a sample format keeps this default."""
+        raise NotImplementedError(f"channel {cls.channel!r} has no sample format")
+
     def health(self) -> str | None:
         """Why this instance cannot receive right now (a mailbox unreachable, a missing
         binary), for ``/readyz`` and the logs; None when all is well."""

@@ -222,6 +222,7 @@ def _lifecycle(
             compose,
             sessions=sessions,
             session_check_interval=settings.server.session_check_interval,
+            compress=settings.server.websocket_compression,
             upload_secret=derive_key(master, "uploads"),
             clock=clock,
             budget=SendBudget(

@@ -209,3 +209,12 @@ def encode_envelope(envelope: Envelope) -> bytes:
 def decode_envelope(data: bytes | str) -> Envelope:
     """Parse JSON bytes produced by :func:`encode_envelope`, validating every field."""
     return _envelope_decoder.decode(data)
+
+
+def problem_notes(metadata: dict[str, Any]) -> tuple[str, ...]:
+    """What a connector flagged about an inbound message (a fax without its document, OCR
+    unavailable), for the agent: ``metadata["problems"]`` as at most ten short strings."""
+    problems = metadata.get("problems")
+    if not isinstance(problems, list):
+        return ()
+    return tuple(str(problem)[:300] for problem in problems[:10])

@@ -95,6 +95,11 @@ class ServerSettings(_Model):
         le=300,
         description="an agent socket that takes no frame for this long is dropped",
     )
+    websocket_compression: bool = Field(
+        False,
+        description="permessage-deflate on agent sockets: ~100 KiB more memory per socket, "
+        "worth it only on slow links",
+    )
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = Field(
         (), description="proxies whose X-Forwarded-For / X-Forwarded-Proto are believed"
     )

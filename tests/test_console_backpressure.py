@@ -127,28 +127,38 @@ async def test_a_console_that_stops_reading_holds_up_nobody(
                 stuck_console(hub, alice_token) as stuck,  # alice's second tab freezes
                 agent_client(hub, bob_token) as (bob, _),
             ):
+
+                async def working_tab() -> None:  # alice's working tab gets every message …
+                    for index in range(1, 81):
+                        frame = await alice.expect(
+                            "message",
+                            timeout=30,
+                            where=lambda f, i=index: f["message"]["text"].startswith(f"{i:03d} "),
+                        )
+                        assert frame["conversation_id"] == conversation_id
+
+                reading = asyncio.create_task(working_tab())
                 # ~8 MB of frames for alice: far more than the kernel buffers hold
                 for index in range(1, 81):
                     text = f"{index:03d} " + os.urandom(BIG // 2).hex()[: BIG - 4]
                     await carla.send(type="message", client_id=str(index), text=text)
                     await carla.expect("ack", client_id=str(index), timeout=15)
-                for index in range(1, 81):  # alice's working tab gets every message …
-                    frame = await alice.expect(
-                        "message",
-                        timeout=15,
-                        where=lambda f, i=index: f["message"]["text"].startswith(f"{i:03d} "),
-                    )
-                    assert frame["conversation_id"] == conversation_id
+                await reading
                 # … a new customer is still offered (alice is full: to bob) …
                 async with chat_client(hub, name="Dora") as (dora, _):
                     await dora.send(type="message", client_id="1", text="anyone there?")
                     await dora.expect("ack")
                     offered = await bob.expect("offer", timeout=15)
                     assert offered["preview"] == "anyone there?"
-                # … and the stuck tab was dropped, not left hanging
-                assert await _dropped(stuck)
-                dropped = await _metric(hub, "channelhub_agent_sockets_dropped_total")
+                # … and the stuck tab is dropped, not left hanging (reading it only once the
+                # hub has counted the drop: reading earlier would unblock it)
+                for _ in range(300):
+                    dropped = await _metric(hub, "channelhub_agent_sockets_dropped_total")
+                    if f'reason="{reason}"' in dropped:
+                        break
+                    await asyncio.sleep(0.1)
                 assert f'reason="{reason}"' in dropped, dropped
+                assert await _dropped(stuck)
         # the dropped tab's next connection resyncs through the snapshot (8 MB: no size limit)
         async with connect(f"{hub.ws_url}/ws/agent", max_size=None) as again:
             frames = Frames(again)

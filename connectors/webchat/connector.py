@@ -147,7 +147,9 @@ class WebChatConnector(Connector):
             raise web.HTTPServiceUnavailable(text="web chat is not started")
         if not self._origin_allowed(request):
             raise web.HTTPForbidden(text="this site may not embed the chat")
-        socket = web.WebSocketResponse(max_msg_size=HARD_FRAME_LIMIT, heartbeat=30.0)
+        socket = web.WebSocketResponse(
+            max_msg_size=HARD_FRAME_LIMIT, heartbeat=30.0, compress=self.settings.compression
+        )
         await socket.prepare(request)
         hello = await self._hello(socket)
         if hello is None:

@@ -112,6 +112,7 @@ class Console:
         *,
         sessions: Sessions | None = None,
         session_check_interval: float = 5.0,
+        compress: bool = False,
         upload_secret: bytes = b"",
         clock: Callable[[], float] = time.time,
         budget: SendBudget | None = None,
@@ -122,6 +123,7 @@ class Console:
         self.sessions = sessions or Sessions(store, agents, clock=clock)
         self.sessions.on_end(self._sessions_ended)
         self.session_check_interval = session_check_interval
+        self.compress = compress
         # every authenticated socket and the session it runs on; a socket whose session ended
         # leaves this map (and the registry) at once, before its close handshake
         self._live: dict[AgentLink, Principal] = {}
@@ -175,7 +177,9 @@ class Console:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if not origin_allowed(request, self.allowed_origins):
             raise web.HTTPForbidden(text="origin not allowed")
-        socket = web.WebSocketResponse(max_msg_size=HARD_FRAME_LIMIT, heartbeat=30.0)
+        socket = web.WebSocketResponse(
+            max_msg_size=HARD_FRAME_LIMIT, heartbeat=30.0, compress=self.compress
+        )
         await socket.prepare(request)
         link = AgentLink(
             socket,

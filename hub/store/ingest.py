@@ -62,6 +62,7 @@ class Stored:
     skills: tuple[str, ...] = ()
     preferred_agent: str | None = None
     sla: float | None = None
+    attachment_ids: tuple[str, ...] = ()  # in the order of the envelope's attachments
 
 
 def outbox_row(outbound: Outbound, now: float) -> dict[str, object]:
@@ -417,9 +418,10 @@ async def _store_fresh(
                 "created_at": envelope.received_at or now,
             }
         )
+        attachment_ids = tuple(new_id(now) for _ in envelope.attachments)
         attachment_rows.extend(
             {
-                "id": new_id(now),
+                "id": attachment_id,
                 "message_id": message_id,
                 "name": attachment.name,
                 "content_type": attachment.content_type,
@@ -427,7 +429,7 @@ async def _store_fresh(
                 "sha256": attachment.sha256,
                 "blob_ref": attachment.blob_ref,
             }
-            for attachment in envelope.attachments
+            for attachment_id, attachment in zip(attachment_ids, envelope.attachments, strict=True)
         )
         event_rows.append(
             {
@@ -475,6 +477,7 @@ async def _store_fresh(
             skills=decision.skills if created or reopened else (),
             preferred_agent=decision.agent if created or reopened else None,
             sla=decision.sla_seconds if created or reopened else None,
+            attachment_ids=attachment_ids,
         )
     if new_conversations:
         await connection.execute(conversations.insert(), new_conversations)

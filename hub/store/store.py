@@ -27,6 +27,7 @@ from hub.envelope import (
     Template,
     ThreadHints,
     decode_envelope,
+    problem_notes,
     reply_to,
 )
 from hub.errors import Forbidden, InvalidState, NotFound, ProviderIdTaken, StoreConflict, StoreError
@@ -937,26 +938,6 @@ class Store:
         await self.writer.call(run)
         return token
 
-    async def message_extras(self, message_id: str) -> tuple[list[dict[str, Any]], list[str]]:
-        """A stored message's attachments (as the console lists them) and its notes, for
-        live message frames."""
-        async with self.read() as connection:
-            files = (
-                await connection.execute(
-                    select(attachments).where(attachments.c.message_id == message_id)
-                )
-            ).all()
-            stored = (
-                await connection.execute(
-                    select(messages.c.envelope).where(messages.c.id == message_id)
-                )
-            ).scalar_one_or_none()
-        listed = [
-            {k: v for k, v in row._mapping.items() if k not in {"message_id", "blob_ref"}}
-            for row in files
-        ]
-        return listed, _notes(stored)
-
     async def attachment(self, attachment_id: str) -> dict[str, Any] | None:
         """An attachment with what deciding who may see it needs: its conversation's id,
         status and assignee. None if there is no such attachment."""
@@ -1065,17 +1046,13 @@ async def _ensure_provider_id_free(
 
 
 def _notes(stored: str | None) -> list[str]:
-    """What a connector flagged about an inbound message (a fax without its document, OCR
-    unavailable), for the agent; only ``metadata.problems``, as short strings."""
+    """The problem notes of a stored envelope (see :func:`problem_notes`)."""
     if not stored:
         return []
     try:
-        problems = decode_envelope(stored).metadata.get("problems")
+        return list(problem_notes(decode_envelope(stored).metadata))
     except (msgspec.DecodeError, msgspec.ValidationError):
         return []
-    if not isinstance(problems, list):
-        return []
-    return [str(problem)[:300] for problem in problems[:10]]
 
 
 _MESSAGE_COLUMNS = (
