@@ -59,6 +59,13 @@ class SendError(Exception):
         self.retryable = retryable
 
 
+class Unavailable(Exception):
+    """The hub cannot store or read right now (its database is down, failing over or full);
+    nothing was stored. Raised by :class:`Sink` and :class:`HistorySource` methods. Tell the
+    sender to try again: a webhook answers 503, a live channel says ``unavailable`` (and closes
+    a socket it cannot serve with 1013, "try again later")."""
+
+
 class Accepted(msgspec.Struct, frozen=True, kw_only=True):
     """The hub's answer to :meth:`Sink.ingest`: the message is durably stored.
 

@@ -135,7 +135,10 @@ class Outbound(msgspec.Struct, frozen=True, kw_only=True):
     supports it can make a resend after a crash harmless. ``attempt`` counts send attempts of this
     reply, this one included, as recorded before the connector is called: above 1 an earlier
     attempt may have reached the provider (a crash or a lost answer), and a connector whose
-    provider cannot deduplicate should look for that message before sending again.
+    provider cannot deduplicate should look for that message before sending again. Such a
+    lookup may only adopt a message created at or after ``first_attempt_at`` (when this reply's
+    first attempt began, by the hub's clock) whose provider id is not in
+    ``foreign_provider_ids`` (ids the hub has recorded for other replies).
     """
 
     message_id: str
@@ -152,6 +155,8 @@ class Outbound(msgspec.Struct, frozen=True, kw_only=True):
     created_at: float = 0.0
     template: Template | None = None
     attempt: int = 1
+    first_attempt_at: float | None = None
+    foreign_provider_ids: tuple[str, ...] = ()
 
 
 class Delivery(msgspec.Struct, frozen=True, kw_only=True):

@@ -296,7 +296,12 @@ class SmsConnector(Connector):
             raise SendError("the SMS connector is not started", code="not_started")
         to, sender = self._addresses(outbound.recipient)
         if outbound.attempt > 1:
-            earlier = await self._sender.find_earlier(to, outbound.text, outbound.created_at)
+            earlier = await self._sender.find_earlier(
+                to,
+                outbound.text,
+                outbound.first_attempt_at or outbound.created_at,
+                outbound.foreign_provider_ids,
+            )
             if earlier is not None:
                 return earlier
         fields: dict[str, object] = {"to": to}
