@@ -92,6 +92,8 @@ class RuleSet:
     # rules that need a look once found: a residual to run, or ``stop``
     checked: frozenset[int] = frozenset()
     nothing: Decision | None = None  # the decision when no rule matches
+    # decisions by the rules that matched, in order (rules.evaluate keeps them)
+    decisions: dict[tuple[int, ...], Decision] = field(default_factory=dict)
 
     def candidates(self, context: Any) -> list[int]:
         """Positions of the rules the index finds for ``context``, in file order."""

@@ -84,11 +84,30 @@ def _decide_indexed(ruleset: RuleSet, context: Any) -> Outcome:
     return Outcome(_merge(ruleset, order, found), errors)
 
 
+# a decision is a function of the rules that matched (in order) alone: the same few rules
+# match again and again in small rule sets, so their decision is kept (frozen, safe to share)
+REMEMBERED_MATCHES = 16
+REMEMBERED_DECISIONS = 4096
+
+
 def _merge(ruleset: RuleSet, order: list[int], matched: set[int]) -> Decision:
     """The decision of the rules at ``order`` (file order; ``matched`` holds the same)."""
     if not order:
         assert ruleset.nothing is not None
         return ruleset.nothing
+    if len(order) > REMEMBERED_MATCHES:
+        return _build(ruleset, order, matched)
+    key = tuple(order)
+    decision = ruleset.decisions.get(key)
+    if decision is None:
+        decision = _build(ruleset, order, matched)
+        if len(ruleset.decisions) >= REMEMBERED_DECISIONS:
+            ruleset.decisions.clear()
+        ruleset.decisions[key] = decision
+    return decision
+
+
+def _build(ruleset: RuleSet, order: list[int], matched: set[int]) -> Decision:
     first: list[Any] = [None] * 6  # queue, priority, sla, skills, agent, auto_reply
     for number, setting, values in ruleset.setters:
         if len(setting) < len(order):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import re
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from itertools import chain, product
@@ -151,32 +152,12 @@ def _generate(index: RuleIndex) -> None:
         "_scan": _scan,
         "ALWAYS": index.always,
     }
-    lines = ["def candidates(c):", "    found = set(ALWAYS)"]
     single_exact = {
         positions[0]
         for positions, _ in index.groups
         if len(positions) == 1 and index.fields[positions[0]].kind == "exact"
     }
-    multi = {
-        position for positions, _ in index.groups if len(positions) > 1 for position in positions
-    }
-    for number, entry in enumerate(index.fields):
-        namespace[f"V{number}"] = entry.values
-        read = f"c.{NAMES[entry.path][0]}"
-        if entry.kind == "exact":
-            lines.append(f"    x{number} = {read}")
-            if number in multi:
-                lines.append(f"    f{number} = (x{number},) if x{number} in V{number} else ()")
-        elif entry.kind == "member":
-            lines.append(f"    x{number} = {read}")
-            lines.append(f"    f{number} = V{number}.intersection(x{number}) if x{number} else ()")
-        elif entry.kind == "keyword":
-            lines.append(f"    x{number} = {read}")
-            lines.append(
-                f"    f{number} = V{number}.intersection(c.tokens(x{number})) if x{number} else ()"
-            )
-        else:
-            lines.append(f"    f{number} = V{number}(c)")
+    lines: list[str] = []
     for group, (positions, table) in enumerate(index.groups):
         namespace[f"T{group}"] = table
         if len(positions) == 1:
@@ -193,22 +174,70 @@ def _generate(index: RuleIndex) -> None:
                     f"        found.update(chain(filter(None, map(T{group}.get, f{position}))))",
                 ]
             continue
-        parts = ", ".join(f"f{position}" for position in positions)
-        size = " * ".join(f"len(f{position})" for position in positions)
-        lines += [
-            f"    if {' and '.join(f'f{position}' for position in positions)}:",
-            f"        if {size} <= {len(table)}:",
-            f"            found.update(chain(filter(None, map(T{group}.get, product({parts})))))",
-            "        else:  # more combinations in the message than in the table",
-            f"            found.update(_scan(T{group}, ({parts},)))",
-        ]
+        outer = next((p for p in positions if index.fields[p].kind == "exact"), None)
+        if outer is None:
+            lines += _combinations(f"T{group}", positions, indent="    ")
+            continue
+        # keyed by the exact value first: one lookup, then only the rest's combinations
+        where = positions.index(outer)
+        inner = positions[:where] + positions[where + 1 :]
+        nested: dict[Any, dict[Any, tuple[int, ...]]] = {}
+        for key, found in table.items():
+            rest = key[:where] + key[where + 1 :]
+            nested.setdefault(key[where], {})[rest[0] if len(rest) == 1 else rest] = found
+        namespace[f"T{group}"] = nested
+        lines += [f"    sub = T{group}.get(x{outer})", "    if sub:"]
+        if len(inner) > 1:
+            lines += _combinations("sub", inner, indent="        ")
+        elif index.fields[inner[0]].kind == "exact":
+            lines += [
+                f"        hit = sub.get(x{inner[0]})",
+                "        if hit:",
+                "            found.update(hit)",
+            ]
+        else:
+            lines += [
+                f"        if f{inner[0]}:",
+                f"            found.update(chain(filter(None, map(sub.get, f{inner[0]}))))",
+            ]
     for number, thresholds in enumerate(index.thresholds):
         namespace[f"L{number}"] = thresholds
         lines.append(f"    found.update(L{number}.satisfied(c))")
     lines.append("    return found")
-    index.source = "\n".join(lines) + "\n"
+    used = set(re.findall(r"\bf(\d+)\b", "\n".join(lines)))
+    reads = ["def candidates(c):", "    found = set(ALWAYS)"]
+    for number, entry in enumerate(index.fields):
+        namespace[f"V{number}"] = entry.values
+        read = f"c.{NAMES[entry.path][0]}"
+        if entry.kind == "regex":
+            reads.append(f"    f{number} = V{number}(c)")
+            continue
+        reads.append(f"    x{number} = {read}")
+        if entry.kind == "exact" and str(number) in used:  # else only looked up as it is
+            reads.append(f"    f{number} = (x{number},) if x{number} in V{number} else ()")
+        elif entry.kind == "member":
+            reads.append(f"    f{number} = V{number}.intersection(x{number}) if x{number} else ()")
+        elif entry.kind == "keyword":
+            reads.append(
+                f"    f{number} = V{number}.intersection(c.tokens(x{number})) if x{number} else ()"
+            )
+    index.source = "\n".join(reads + lines) + "\n"
     exec(compile(index.source, "<rules index>", "exec"), namespace)  # noqa: S102 - our own code
     index.candidates = namespace["candidates"]  # type: ignore[method-assign]
+
+
+def _combinations(table: str, positions: tuple[int, ...], *, indent: str) -> list[str]:
+    """Code looking up every combination of the fields' values, or, when the message has more
+    combinations than the table has keys, going through the table instead."""
+    parts = ", ".join(f"f{position}" for position in positions)
+    size = " * ".join(f"len(f{position})" for position in positions)
+    return [
+        f"{indent}if {' and '.join(f'f{position}' for position in positions)}:",
+        f"{indent}    if {size} <= len({table}):",
+        f"{indent}        found.update(chain(filter(None, map({table}.get, product({parts})))))",
+        f"{indent}    else:",
+        f"{indent}        found.update(_scan({table}, ({parts},)))",
+    ]
 
 
 def _scan(table: dict[Any, tuple[int, ...]], parts: tuple[Collection[Any], ...]) -> Iterable[int]:
