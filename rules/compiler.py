@@ -178,9 +178,9 @@ def _prepare(ruleset: RuleSet) -> None:
     """Build the index and the per-rule parts the evaluation merges."""
     rules = ruleset.rules
     ruleset.enabled = [rule.index for rule in rules if rule.spec.enabled]
-    ruleset.index, keyed = build_index([(i, rules[i].compiled) for i in ruleset.enabled])
-    for position, filed in keyed.items():
-        rules[position].residual = filed.residual
+    ruleset.index, residuals = build_index([(i, rules[i].compiled) for i in ruleset.enabled])
+    for position, residual in residuals.items():
+        rules[position].residual = residual
     for rule in rules:
         rule.compiled = None  # the source pieces are not needed any more
     ruleset.names = [rule.name for rule in rules]

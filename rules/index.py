@@ -4,18 +4,21 @@ At compile time each enabled rule gets *keys* from its hints (rules.expr): the c
 top-level ``and`` that name an exact value, a list member, a keyword or a regular expression of
 a field, at most one per field and kind. Rules with the same kinds of key form a group and are
 filed in its table under every combination of their values: ``inbox == "shop-1" and
-contains_any(message.text, ["refund", "return"])`` under ("shop-1", "refund") and ("shop-1",
-"return"). Per message each field is read once (a text's words intersected with the keywords in
-use; the patterns that one RE2 set finds in it) and each group looks up only the combinations
-the message has, in C (``map``/``product``/``chain``), so the cost follows what matches rather
-than how many rules there are. A rule found has all its keyed conjuncts true; only its residual
-(the other conjuncts) still runs. Rules with no key but a numeric threshold are found by
-bisecting sorted thresholds; rules with neither are always candidates.
+contains_any(message.text, ["refund", "return"])`` under "shop-1", then "refund" and "return"
+(a table with an exact-value key is looked up by that value first). Per message each field is
+read once (a text's words intersected with the keywords in use; the patterns that one RE2 set
+finds in it) and each group looks up only the combinations the message has, in C
+(``map``/``product``/``chain``, in one function generated for the rule set), so the cost
+follows what matches rather than how many rules there are. A rule found has all its keyed
+conjuncts true; only its residual (the other conjuncts) still runs. Rules with no key but a
+numeric threshold are found by bisecting sorted thresholds; rules with neither are always
+candidates.
 """
 
 from __future__ import annotations
 
 import bisect
+import logging
 import math
 import re
 from collections.abc import Callable, Collection, Iterable
@@ -28,12 +31,12 @@ import re2  # type: ignore[import-untyped]
 
 from rules.expr import NAMES, Compiled, IndexHint, Regex, compile_regex
 
+log = logging.getLogger(__name__)
+
 KEYED = ("exact", "member", "keyword", "regex")
 # a rule is filed under at most this many combinations; past it, its widest key is checked by
 # its residual instead
 MAX_KEYS_PER_RULE = 256
-
-Values = Callable[[Any], Collection[Any]]
 
 
 class RegexSet:
@@ -60,6 +63,10 @@ class RegexSet:
                 matcher.Add(pattern.encode())
             matcher.Compile()
         except re2.error:
+            log.warning(
+                "%d patterns on one field are too many for one RE2 set: each runs on its own",
+                len(patterns),
+            )
             matcher = None
         # the binding's own matcher (bytes in, list out) where it is exposed: half the cost
         self.match: Callable[[bytes], list[int] | None] | None = getattr(
@@ -248,16 +255,14 @@ def _scan(table: dict[Any, tuple[int, ...]], parts: tuple[Collection[Any], ...])
     )
 
 
-@dataclass(slots=True)
-class Keyed:
-    """What the index decided for one rule: how it is found and what is left to check."""
-
-    keys: list[IndexHint]
-    residual: Callable[[Any], Any] | None
+Residual = Callable[[Any], Any] | None
 
 
-def build_index(rules: list[tuple[int, Compiled | None]]) -> tuple[RuleIndex, dict[int, Keyed]]:
-    """File every (enabled) rule; return the index and, per rule, its keys and residual."""
+def build_index(
+    rules: list[tuple[int, Compiled | None]],
+) -> tuple[RuleIndex, dict[int, Residual]]:
+    """File every (enabled) rule; return the index and, per rule, what is left to check once
+    the index found it (None: nothing, it matches)."""
     index = RuleIndex()
     field_ids: dict[tuple[str, str], int] = {}
     vocabularies: dict[tuple[str, str], set[Any]] = {}
@@ -265,11 +270,11 @@ def build_index(rules: list[tuple[int, Compiled | None]]) -> tuple[RuleIndex, di
     groups: dict[tuple[int, ...], dict[Any, list[int]]] = {}
     thresholds: dict[tuple[str, bool], Thresholds] = {}
     always: list[int] = []
-    keyed: dict[int, Keyed] = {}
+    residuals: dict[int, Residual] = {}
     for position, compiled in rules:
         if compiled is None:  # no condition: always matches, nothing to check
             always.append(position)
-            keyed[position] = Keyed([], None)
+            residuals[position] = None
             continue
         keys = _keys(compiled.hints)
         used: list[IndexHint] = keys
@@ -305,7 +310,7 @@ def build_index(rules: list[tuple[int, Compiled | None]]) -> tuple[RuleIndex, di
             else:
                 always.append(position)
         proven = {hint.conjunct for hint in used if hint.implied}
-        keyed[position] = Keyed(used, compiled.residual(proven))
+        residuals[position] = compiled.residual(proven)
     for kind, path in sorted(field_ids, key=field_ids.__getitem__):
         if kind == "regex":
             ordered = sorted(patterns[path].items(), key=lambda item: item[1])
@@ -323,7 +328,7 @@ def build_index(rules: list[tuple[int, Compiled | None]]) -> tuple[RuleIndex, di
     index.thresholds = list(thresholds.values())
     index.always = tuple(always)
     _generate(index)
-    return index, keyed
+    return index, residuals
 
 
 def _keys(hints: list[IndexHint]) -> list[IndexHint]:
