@@ -17,7 +17,7 @@ from hub.envelope import Envelope
 from hub.settings import BusinessHoursSettings
 from rules.context import Context, CustomerFacts, MessageFacts, RuleInput
 from rules.decision import Decision
-from rules.evaluate import evaluate
+from rules.evaluate import decide
 from rules.reload import RulesHolder
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ class RulesDecider:
         )
 
     def __call__(self, envelope: Envelope, customer: CustomerRef) -> Decision:
-        return evaluate(self.holder.current, self.prepare(envelope, customer)).decision
+        return decide(self.holder.current, self.prepare(envelope, customer))
 
 
 class ClosedQueueReplies:

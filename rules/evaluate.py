@@ -33,27 +33,31 @@ class Outcome:
 def evaluate(ruleset: RuleSet, context: Any, *, explain: bool = False) -> Outcome:
     """The decision for one message. With ``explain``, every rule is reported in the trace
     (matched, not matched, error, skipped and why); otherwise only candidate rules run."""
-    if not explain:
-        return _decide_indexed(ruleset, context)
-    return _explain(ruleset, context)
+    if explain:
+        return _explain(ruleset, context)
+    errors: list[tuple[str, str]] = []
+    return Outcome(decide(ruleset, context, errors), errors)
 
 
-def _decide_indexed(ruleset: RuleSet, context: Any) -> Outcome:
+def decide(ruleset: RuleSet, context: Any, errors: list[tuple[str, str]] | None = None) -> Decision:
     """The hot path: the rules the index finds, their residuals, precomputed parts merged.
 
-    Gives what :func:`linear_scan` gives, errors included (tests/test_rules_engine.py).
+    Gives what :func:`linear_scan` gives (tests/test_rules_engine.py). Rules that fail are
+    logged, and added to ``errors`` if one is given.
     """
     try:
         found = ruleset.index.candidates(context)
     except Exception:  # a field of an unexpected type: rule by rule reports it where it fails
-        return _decide(ruleset, context, ruleset.enabled)
+        outcome = _decide(ruleset, context, ruleset.enabled)
+        if errors is not None:
+            errors += outcome.errors
+        return outcome.decision
     if not found:
         assert ruleset.nothing is not None
-        return Outcome(ruleset.nothing)
+        return ruleset.nothing
     order = sorted(found)
-    errors: list[tuple[str, str]] = []
-    check = ruleset.checked.intersection(found)
-    if check:
+    if not ruleset.checked.isdisjoint(found):
+        check = ruleset.checked.intersection(found)
         rules = ruleset.rules
         failed: list[int] = []
         cut = None
@@ -67,7 +71,8 @@ def _decide_indexed(ruleset: RuleSet, context: Any) -> Outcome:
                         continue
                 except Exception as exc:  # an admin's rule must never take the hub down
                     error = f"{type(exc).__name__}: {exc}"
-                    errors.append((rule.name, error))
+                    if errors is not None:
+                        errors.append((rule.name, error))
                     log.warning("rule %s failed: %s (treated as not matching)", rule.name, error)
                     failed.append(position)
                     continue
@@ -81,7 +86,7 @@ def _decide_indexed(ruleset: RuleSet, context: Any) -> Outcome:
         for position in failed:  # all before the cut: they were checked in order
             order.remove(position)
             found.discard(position)
-    return Outcome(_merge(ruleset, order, found), errors)
+    return _merge(ruleset, order, found)
 
 
 # a decision is a function of the rules that matched (in order) alone: the same few rules
