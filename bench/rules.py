@@ -37,21 +37,17 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-# run as a script, Python puts bench/ first on sys.path, where bench/email.py would shadow the
-# standard library's email package: import from the project root instead
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hub.customers.context import CustomerRef  # noqa: E402
-from hub.envelope import Attachment, Direction, Envelope, Identity  # noqa: E402
-from hub.routing import RulesDecider  # noqa: E402
-from hub.settings import BusinessHoursSettings  # noqa: E402
-from rules.compiler import RuleSet  # noqa: E402
-from rules.context import CustomerFacts  # noqa: E402
-from rules.evaluate import evaluate, linear_scan  # noqa: E402
-from rules.loader import load_rules  # noqa: E402
-from rules.reload import RulesHolder, RulesWatcher  # noqa: E402
+from hub.customers.context import CustomerRef
+from hub.envelope import Attachment, Direction, Envelope, Identity
+from hub.routing import RulesDecider
+from hub.settings import BusinessHoursSettings
+from rules.compiler import RuleSet
+from rules.context import CustomerFacts
+from rules.evaluate import evaluate, linear_scan
+from rules.loader import load_rules
+from rules.reload import RulesHolder, RulesWatcher
 
 CHANNELS = ["email", "sms", "whatsapp", "fax", "webchat"]
 # Thursday 2026-11-26 10:00 in Berlin: business hours are open
