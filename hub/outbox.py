@@ -21,7 +21,7 @@ from hub.bus import DELIVERIES, OUTBOX, Bus, DeliveryUpdated, Subscription
 from hub.envelope import Delivery, DeliveryStatus
 from hub.errors import ProviderIdTaken, StoreUnavailable
 from hub.metrics import Metrics
-from hub.store.store import OutboxItem, Store
+from hub.store.store import Attempt, OutboxItem, Store
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +116,10 @@ class OutboxWorker:
             async with self._semaphore:
                 if self._stopping:  # not begun: it stays pending for the next start
                     return
+                # a claim: the due list may be older than a delivery that just finished
+                attempt = await self.store.begin_attempt(item.message_id, after=item.attempts)
+                if attempt is None:  # sent or retried since it was read: not ours to send
+                    return
                 connector = self.connectors.get(outbound.inbox)
                 opted_out = await self.store.opted_out(outbound.inbox, outbound.recipient)
                 if connector is None:
@@ -133,7 +137,10 @@ class OutboxWorker:
                     )
                     await self.store.record_delivery(item.message_id, delivery)
                 else:
-                    delivery, retry_at = await self._send(connector, item)
+                    sent = await self._send(connector, item, attempt)
+                    if sent is None:
+                        return
+                    delivery, retry_at = sent
             channel = connector.channel if connector else "unknown"
             if retry_at is None:
                 self.metrics.messages_out.labels(channel, str(delivery.status)).inc()
@@ -160,7 +167,9 @@ class OutboxWorker:
         finally:
             self._in_flight.discard(item.message_id)
 
-    async def _send(self, connector: Connector, item: OutboxItem) -> tuple[Delivery, float | None]:
+    async def _send(
+        self, connector: Connector, item: OutboxItem, attempt: Attempt
+    ) -> tuple[Delivery, float | None] | None:
         """Send and record one reply; the recorded delivery and when to retry (None: done).
 
         A connector that found "its" earlier message may have found another reply's (same
@@ -170,7 +179,6 @@ class OutboxWorker:
         """
         foreign: tuple[str, ...] = ()
         while True:
-            attempt = await self.store.begin_attempt(item.message_id)
             outbound = msgspec.structs.replace(
                 item.outbound,
                 attempt=attempt.number,
@@ -202,6 +210,10 @@ class OutboxWorker:
                 log.warning("reply %s: %s; sending it again", item.message_id, exc)
                 foreign += (delivery.provider_id,)
                 if len(foreign) <= MAX_FOREIGN and attempt.number < MAX_ATTEMPTS:
+                    again = await self.store.begin_attempt(item.message_id, after=attempt.number)
+                    if again is None:  # another worker has taken it over
+                        return None
+                    attempt = again
                     continue
                 delivery = Delivery(
                     status=DeliveryStatus.FAILED,

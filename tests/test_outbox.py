@@ -245,3 +245,22 @@ async def test_upgrading_unbinds_replies_recorded_under_anothers_provider_id(wor
     assert rows[one.message["id"]] == ("SM1", None)
     assert rows[two.message["id"]][0] is None
     assert "may never have been sent" in str(rows[two.message["id"]][1])
+
+
+@pytest.mark.parametrize("first_try", ["sent", "retried"])
+async def test_a_stale_due_list_never_sends_a_reply_twice(world: Any, first_try: str) -> None:
+    """bench/pipeline.py saw replies shown twice: the worker read its due list while a delivery
+    of the same reply finished and left the in-flight set, then delivered the stale row again.
+    An attempt is now a claim on the row as it was read."""
+    store, bus, clock, conversation_id = world
+    reply = await store.add_reply(conversation_id, agent="alice", client_id="a", text="Thanks")
+    stale = await store.due_outbox()
+    assert [item.message_id for item in stale] == [reply.message["id"]]
+    failures = [SendError("503", code="http_503")] if first_try == "retried" else []
+    connector = FlakyConnector(failures)
+    worker = OutboxWorker(store, bus, {"web": connector}, Metrics(), clock)
+    await worker._deliver(stale[0])
+    await worker._deliver(stale[0])  # the list read before the first delivery finished
+    assert len(connector.sent) == 1
+    status, attempts, _ = await _status(store, reply.message["id"])
+    assert (status, attempts) == (("sent", 1) if first_try == "sent" else ("pending", 1))

@@ -657,24 +657,29 @@ class Store:
                 for row in rows
             ]
 
-    async def begin_attempt(self, message_id: str) -> Attempt:
-        """Count a send attempt before it starts; its number (1 for the first) and when the
-        reply's first attempt began.
+    async def begin_attempt(self, message_id: str, after: int | None = None) -> Attempt | None:
+        """Claim and count a send attempt before it starts; its number (1 for the first) and
+        when the reply's first attempt began.
 
         Written before the connector is called, so after a crash mid-send the next attempt knows
-        an earlier one may have reached the provider, and from when its message can date.
+        an earlier one may have reached the provider, and from when its message can date. With
+        ``after`` (the attempts the caller saw), it is a claim: None when the reply is no longer
+        pending or another attempt was counted since, so a stale read never sends it twice.
         """
 
-        async def run(connection: AsyncConnection) -> Attempt:
+        async def run(connection: AsyncConnection) -> Attempt | None:
             now = self.clock()
-            await connection.execute(
-                update(outbox)
-                .where(outbox.c.message_id == message_id)
-                .values(
+            claim = update(outbox).where(outbox.c.message_id == message_id)
+            if after is not None:
+                claim = claim.where(outbox.c.status == "pending", outbox.c.attempts == after)
+            counted = await connection.execute(
+                claim.values(
                     attempts=outbox.c.attempts + 1,
                     first_attempt_at=func.coalesce(outbox.c.first_attempt_at, now),
                 )
             )
+            if after is not None and counted.rowcount != 1:
+                return None
             row = (
                 await connection.execute(
                     select(outbox.c.attempts, outbox.c.first_attempt_at).where(
@@ -686,7 +691,7 @@ class Store:
                 return Attempt(1, now)
             return Attempt(int(row.attempts), float(row.first_attempt_at))
 
-        result: Attempt = await self.writer.call(run)
+        result: Attempt | None = await self.writer.call(run)
         return result
 
     async def update_delivery(
