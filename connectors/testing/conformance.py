@@ -91,6 +91,8 @@ class ConnectorConformance:
     #: seconds a connector that stores after acknowledging (a fax read after the webhook is
     #: answered) may take to hand an acknowledged message to the sink
     settle_timeout: ClassVar[float] = 30.0
+    #: seconds one whole check may take, environment and cleanup included
+    check_timeout: ClassVar[float] = 180.0
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -197,7 +199,22 @@ class ConnectorConformance:
             async with self.environment():
                 await check
 
-        asyncio.run(inside())
+        async def bounded() -> None:
+            # a stop() or cleanup that never returns fails the check instead of hanging the run
+            task = asyncio.ensure_future(inside())
+            done, _ = await asyncio.wait({task}, timeout=self.check_timeout)
+            if task in done:
+                task.result()
+                return
+            stuck = _where_tasks_wait()
+            task.cancel()
+            await asyncio.wait({task}, timeout=self.step_timeout)
+            raise ConformanceError(
+                f"{self._name}: the check did not finish within {self.check_timeout:g} s; "
+                f"waiting: {stuck}"
+            )
+
+        asyncio.run(bounded())
 
     async def _within(self, what: str, step: Awaitable[T]) -> T:
         try:
@@ -402,3 +419,19 @@ class ConnectorConformance:
         check(self.make_connector(), "before start()")
         async with self._running(CollectingSink()) as harness:
             check(harness.connector, "while running")
+
+
+def _where_tasks_wait() -> str:
+    """Where every other task of the loop is suspended (coroutine and line), to say what a
+    check that never finished was waiting for."""
+    places = []
+    for task in asyncio.all_tasks():
+        if task is asyncio.current_task():
+            continue
+        frames = task.get_stack()
+        if frames:
+            frame = frames[-1]
+            places.append(
+                f"{frame.f_code.co_qualname} ({frame.f_code.co_filename}:{frame.f_lineno})"
+            )
+    return "; ".join(sorted(places)) or "no other task"
