@@ -41,6 +41,7 @@ import hmac
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -83,7 +84,12 @@ def pin(pid: int, cpu: int) -> None:
 
 
 def hub_config(
-    directory: Path, port: int, storage_url: str, rules_path: Path, agents: int, customers: int
+    directory: Path,
+    port: int,
+    storage_url: str,
+    rules_path: Path | None,
+    agents: int,
+    customers: int,
 ) -> Path:
     from hub.auth import hash_password
 
@@ -102,6 +108,7 @@ def hub_config(
     week = ", ".join(
         f"{day}: {always}" for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
     )
+    rules = f'rules: {{path: "{rules_path}"}}' if rules_path else "# no rules file: pass-through"
     config = directory / "hub.yaml"
     config.write_text(
         f"""server: {{port: {port}, secret_key: bench-secret-0123456789abcdef}}
@@ -114,7 +121,7 @@ channels:
 queues:
 {queue_lines}
 default_queue: general
-rules: {{path: "{rules_path}"}}
+{rules}
 timezone: Europe/Berlin
 business_hours:
   # always open: the example rules' after-hours auto-reply would otherwise answer every new
@@ -128,8 +135,10 @@ agents:
     return config
 
 
-def write_rules(kind: str, directory: Path) -> Path:
+def write_rules(kind: str, directory: Path) -> Path | None:
     path = directory / "rules.yaml"
+    if kind == "none":
+        return None
     if kind == "example":
         shutil.copy(ROOT / "config" / "rules.yaml", path)
     else:
@@ -171,6 +180,13 @@ def signed_hello(index: int) -> dict[str, Any]:
 # -- processes ------------------------------------------------------------------------------
 
 
+def child_env() -> dict[str, str]:
+    """The environment for the servers: this checkout first on the path (then the caller's
+    PYTHONPATH, e.g. a sitecustomize that instruments the hub)."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path}
+
+
 def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -193,7 +209,7 @@ def start(
             cwd=cwd,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env=child_env(),
         )
     pin(process.pid, 0)
     wait_ready(ready_url, process)
@@ -271,6 +287,14 @@ class Phase:
             self.done.set()
 
 
+def closed_reason(socket: ClientConnection) -> str:
+    """Why the server closed a socket the bench still needed."""
+    received = socket.close_rcvd
+    if received is None:
+        return "socket closed without a close frame"
+    return f"socket closed by the server: {received.code} {received.reason!r}"
+
+
 class Customer:
     def __init__(self, bench: Bench, socket: ClientConnection, index: int) -> None:
         self.bench = bench
@@ -326,6 +350,7 @@ class Customer:
                     phase.sent -= 1
                     phase.refused += 1
                     phase.check()
+        self.bench.errors.append(f"customer {self.index}: {closed_reason(self.socket)}")
 
 
 @dataclass
@@ -376,6 +401,7 @@ class Agent:
                     phase.replies_sent -= 1
                     phase.check()
                 self.bench.errors.append(f"{self.name}: {frame}")
+        self.bench.errors.append(f"{self.name}: {closed_reason(self.socket)}")
 
     async def receive(self, conversation_id: str, message: dict[str, Any]) -> None:
         if message.get("direction", "inbound") != "inbound":
@@ -662,22 +688,25 @@ def report(
             )
         else:
             print(f"  /metrics gauges ({name}): all zero (peak and end)")
+    if hub.errors:
+        print(f"  {len(hub.errors)} problems seen by the clients, first:")
     for error in hub.errors[:5]:
-        print(f"  error: {error}")
+        print(f"  error: {error[:300]}")
     for line in hub.log:
         print(f"  hub log: {line}")
     return out
 
 
 def log_summary(path: Path) -> list[str]:
-    """The hub's warnings and errors: how many, and the first few (shortened)."""
+    """The hub's warnings and errors, by kind: how many, and one example of each."""
     lines = path.read_text(errors="replace").splitlines() if path.exists() else []
-    flagged = [line for line in lines if " WARNING " in line or " ERROR " in line]
-    if not flagged:
-        return []
-    return [f"{len(flagged)} warnings/errors in the hub's log, first:"] + [
-        line[:400] for line in flagged[:3]
-    ]
+    kinds: dict[str, list[str]] = {}
+    for line in lines:
+        for level in (" WARNING ", " ERROR ", " CRITICAL "):
+            if level in line:
+                message = line.split(level, 1)[1]
+                kinds.setdefault(level + re.sub(r"\d+", "N", message)[:70], []).append(line)
+    return [f"{len(found)} x {found[0][:300]}" for found in kinds.values()]
 
 
 def profiler_prefix(label: str, directory: Path) -> list[str]:
@@ -720,7 +749,7 @@ def run_hub(workdir: Path, store: str, rules: str, args: argparse.Namespace) -> 
             cwd=directory,
             check=True,
             stdout=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            env=child_env(),
         )
         prefix = profiler_prefix(f"hub-{store}-{rules}", Path(args.profile_dir).resolve())
         hub = start(
@@ -736,7 +765,7 @@ def run_hub(workdir: Path, store: str, rules: str, args: argparse.Namespace) -> 
                 f"ws://127.0.0.1:{port}/ws/chat",
                 f"ws://127.0.0.1:{port}/ws/agent",
                 tokens,
-                signed_hello,
+                (lambda index: {"type": "hello"}) if args.anonymous else signed_hello,
                 f"{base}/metrics",
                 hub.pid,
             )
@@ -776,7 +805,15 @@ QUICK = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--rules", choices=["example", "1000", "both"], default="both")
+    parser.add_argument(
+        "--rules",
+        choices=["example", "1000", "both", "none"],
+        default="both",
+        help="none: no rules file (pass-through), to see what rules cost",
+    )
+    parser.add_argument(
+        "--anonymous", action="store_true", help="unsigned hellos: no customer context"
+    )
     parser.add_argument("--quick", action="store_true", help="a size for `make bench` (< 90 s)")
     parser.add_argument("--customers", type=int, help="full 100, quick 50")
     parser.add_argument("--agents", type=int, help="full 10, quick 5")
@@ -804,6 +841,7 @@ def main() -> None:
             setattr(args, key, value)
     stores = ["sqlite", "postgresql"] if args.store == "both" else [args.store]
     rule_sets = ["example", "1000"] if args.rules == "both" else [args.rules]
+    who = "anonymous visitors" if args.anonymous else "demo CRM, signed hello"
     sys.path.insert(0, str(ROOT))
     pin(0, 1)
     started = time.monotonic()
@@ -841,7 +879,7 @@ def main() -> None:
         f"({time.monotonic() - started:.0f} s)"
     )
     print(
-        f"# {args.customers} customers (demo CRM, signed hello), {args.agents} agents; window "
+        f"# {args.customers} customers ({who}), {args.agents} agents; window "
         f"{args.window}; {args.conversation} lines per conversation, a reply to every "
         f"{args.reply_every}th; max load: {args.messages} lines"
         + (f" or {args.send_seconds:g} s of sending" if args.send_seconds else "")
@@ -851,7 +889,9 @@ def main() -> None:
     )
     summary = {}
     for (store, rules), measured in hubs.items():
-        label = f"{store}, {'example rules' if rules == 'example' else rules + ' rules'}"
+        label = f"{store}, " + {"example": "example rules", "none": "no rules file"}.get(
+            rules, f"{rules} rules"
+        )
         summary[label] = report(label, baseline, measured, args)
     relay_max = figures(baseline.phases["max"])["msg_per_s"]
     print(
