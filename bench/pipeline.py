@@ -444,8 +444,9 @@ class Agent:
 
 @dataclass
 class Bench:
+    """What the clients of one target share: the phase being timed, the sockets, the ids seen."""
+
     reply_every: int
-    conversation: int
     window: int
     phase: Phase = field(default_factory=Phase)
     customers: list[Customer] = field(default_factory=list)
@@ -561,7 +562,7 @@ async def sample_gauges(url: str, peak: dict[str, float]) -> None:
 
 
 async def measure(target: Target, args: argparse.Namespace) -> Measured:
-    bench = Bench(reply_every=args.reply_every, conversation=args.conversation, window=args.window)
+    bench = Bench(reply_every=args.reply_every, window=args.window)
     result = Measured({}, {}, {}, bench.errors)
     async with contextlib.AsyncExitStack() as stack:
         for i, token in enumerate(target.tokens):
@@ -819,7 +820,7 @@ def main() -> None:
     parser.add_argument("--agents", type=int, help="full 10, quick 5")
     parser.add_argument("--messages", type=int, help="lines at max load (20,000)")
     parser.add_argument(
-        "--send-seconds", type=float, help="stop sending at max load after this (quick 3)"
+        "--send-seconds", type=float, help="stop sending at max load after this (quick 2)"
     )
     parser.add_argument("--rate", type=float, default=1000.0, help="offered msg/s, paced run")
     parser.add_argument("--paced-seconds", type=float, help="paced run length (full 10, quick 2)")
@@ -833,7 +834,9 @@ def main() -> None:
         "--reply-every", type=int, default=5, help="agents answer every Nth line (0: never)"
     )
     parser.add_argument("--timeout", type=float, help="per run, seconds (full 300, quick 60)")
-    parser.add_argument("--profile-dir", default="bench-profiles")
+    parser.add_argument(
+        "--profile-dir", default="bench-profiles", help="where BENCH_PROFILE keeps profiles"
+    )
     parser.add_argument("--keep", help="work in this directory and keep it (logs, databases)")
     args = parser.parse_args()
     for key, value in (QUICK if args.quick else FULL).items():
