@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from connectors.email import EmailConnector
 from hub.keys import CONNECTORS
-from hub.store.schema import conversations, messages
+from hub.store.schema import conversations, events, messages
 from tests.conftest import AGENT_PASSWORD, make_settings
 from tests.dovecot import Dovecot, running_dovecot
 from tests.helpers import agent_client, client_id, login, running_hub
@@ -154,6 +154,91 @@ async def test_forged_reference_does_not_join_a_conversation(
             async with hub.store.engine.connect() as connection:
                 rows = (await connection.execute(select(conversations.c.id))).all()
             assert len(rows) == 2  # the forged id opened its own conversation
+
+
+async def test_a_stranger_quoting_a_customers_ids_gets_a_conversation_of_their_own(
+    store_url: str, tmp_path: Path
+) -> None:
+    """Issue 14 item 7: knowing a customer's Message-ID (or holding our signed reply, say
+    forwarded to them) must not let anyone else into that customer's conversation, nor make
+    the agent's next answer go to them."""
+    async with running_relay() as relay:
+        settings = hub_settings(store_url, tmp_path, relay, None)
+        async with running_hub(settings) as hub:
+            port = connector(hub).receiver.port  # type: ignore[union-attr]
+            token = await login(hub, "alice", AGENT_PASSWORD)
+            async with agent_client(hub, token) as (agent, _):
+                await smtp(port, mail(1), "customer1@example.org", "support@example.com")
+                conversation = await accept(agent)
+                await reply(agent, conversation["id"], "It ships today")
+                [first] = await relay.wait(1)
+                ours = str(first["Message-ID"]).strip().strip("<>")
+
+                hijack = mail(
+                    66,
+                    **{
+                        "From": "Customer 1 <attacker@evil.test>",
+                        "Subject": "Re: Order 1",
+                        "In-Reply-To": f"<{ours}>",
+                        "References": f"<order-1@example.org> <{ours}>",
+                    },
+                )
+                await smtp(port, hijack, "attacker@evil.test", "support@example.com")
+                async with hub.store.engine.connect() as connection:
+                    rows = (
+                        await connection.execute(
+                            select(messages.c.conversation_id, messages.c.text).where(
+                                messages.c.direction == "inbound"
+                            )
+                        )
+                    ).all()
+                    refused = (
+                        await connection.execute(
+                            select(events.c.conversation_id, events.c.data).where(
+                                events.c.kind == "thread.refused"
+                            )
+                        )
+                    ).all()
+                [stranger] = [row for row in rows if "order 66" in row.text]
+                assert stranger.conversation_id != conversation["id"]
+                assert [row.conversation_id for row in refused] == [conversation["id"]]
+                assert refused[0].data["address"] == "attacker@evil.test"
+                own = await hub.store.conversation(stranger.conversation_id)
+                [note] = own["messages"][0]["notes"]
+                assert f"claims to continue conversation {conversation['id']}" in note
+                assert own["recipient"].address == "attacker@evil.test"
+
+                # the agent answers the customer again: it goes to the customer, not the stranger
+                await reply(agent, conversation["id"], "Tracking number 123")
+                second = (await relay.wait(2))[1]
+                assert second["To"] == "Customer 1 <customer1@example.org>"
+                assert all(
+                    "evil.test" not in rcpt for _, rcpts, _ in relay.received for rcpt in rcpts
+                )
+
+                # the customer's own answer to our mail still joins the conversation
+                await smtp(
+                    port,
+                    mail(
+                        2,
+                        **{
+                            "From": "Customer 1 <customer1@example.org>",
+                            "In-Reply-To": f"<{ours}>",
+                            "References": f"<order-1@example.org> <{ours}>",
+                        },
+                    ),
+                    "customer1@example.org",
+                    "support@example.com",
+                )
+                async with hub.store.engine.connect() as connection:
+                    joined = (
+                        await connection.execute(
+                            select(messages.c.conversation_id).where(
+                                messages.c.text.like("%order 2%")
+                            )
+                        )
+                    ).scalar_one()
+                assert joined == conversation["id"]
 
 
 async def test_smtp_in_allow_list_size_and_bounce_marks_reply_failed(

@@ -196,6 +196,7 @@ def parse_mail(raw: bytes, options: Options, received_at: float) -> ParsedMail:
             references=trusted_refs,
             conversation=conversation,
             reopen=options.reopen_closed,
+            delivery_report=bounce is not None,
         ),
         subject=subject,
         text=body.text,
