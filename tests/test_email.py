@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from connectors.email import EmailConnector
+from hub.envelope import decode_envelope
 from hub.keys import CONNECTORS
 from hub.store.schema import conversations, events, messages
 from tests.conftest import AGENT_PASSWORD, make_settings
@@ -303,6 +304,43 @@ async def test_smtp_door_reads_a_mail_of_many_lines_without_per_line_work(
     stored = text.split("\n")
     assert stored[:3] == ["0", "1", "2"] and stored[99_999] == "99999"
     assert stored[100_000] == ".hidden dot"  # dot-stuffed by the client, unstuffed by us
+
+
+async def test_without_trusted_authentication_results_the_sender_is_unverified(
+    store_url: str, tmp_path: Path
+) -> None:
+    """Issue 14 item 10: with trusted_authserv_ids set, a mail carrying no result from those
+    servers was believed: here, a forged From with our genuine reply id joined the customer's
+    conversation. It is unverified now, and an unverified sender never joins one."""
+    checked = "mx.example.com; spf=pass smtp.mailfrom=example.org; dkim=pass; dmarc=pass"
+    async with running_relay() as relay:
+        settings = hub_settings(
+            store_url, tmp_path, relay, None, trusted_authserv_ids=["mx.example.com"]
+        )
+        async with running_hub(settings) as hub:
+            port = connector(hub).receiver.port  # type: ignore[union-attr]
+            token = await login(hub, "alice", AGENT_PASSWORD)
+            async with agent_client(hub, token) as (agent, _):
+                first = mail(1, **{"Authentication-Results": checked})
+                await smtp(port, first, "customer1@example.org", "support@example.com")
+                conversation = await accept(agent)
+                await reply(agent, conversation["id"], "It ships today")
+                [sent] = await relay.wait(1)
+                ours = str(sent["Message-ID"]).strip().strip("<>")
+                unchecked = mail(2, **{"In-Reply-To": f"<{ours}>", "From": "customer1@example.org"})
+                await smtp(port, unchecked, "customer1@example.org", "support@example.com")
+                async with hub.store.engine.connect() as connection:
+                    where = (
+                        await connection.execute(
+                            select(messages.c.conversation_id, messages.c.envelope).where(
+                                messages.c.text.like("%order 2%")
+                            )
+                        )
+                    ).one()
+            assert where.conversation_id != conversation["id"]
+            stored = decode_envelope(where.envelope)
+            assert not stored.sender_verified
+            assert stored.metadata["authentication"]["problem"].startswith("no Authentication")
 
 
 async def test_smtp_in_allow_list_size_and_bounce_marks_reply_failed(

@@ -188,12 +188,27 @@ def test_authentication_results_only_from_trusted_servers() -> None:
     flagged = parse_mail(raw(failing), trusted, 0).envelope
     assert not flagged.sender_verified
     assert flagged.metadata["authentication"]["dmarc"] == "fail"
-    # a header written by anyone else is ignored
-    forged = failing.replace("mx.ours.test", "mx.attacker.test").replace("fail", "pass")
-    assert parse_mail(raw(forged), trusted, 0).envelope.sender_verified
     passing = failing.replace("dmarc=fail", "dmarc=pass")
     assert parse_mail(raw(passing), trusted, 0).envelope.sender_verified
     assert parse_mail(raw(failing), OPTIONS, 0).envelope.sender_verified  # nothing trusted
+
+
+def test_no_result_from_a_trusted_server_is_unverified() -> None:
+    """Issue 14 item 10: with trusted_authserv_ids set, a mail without their
+    Authentication-Results was believed (fail open); it did not pass their checks."""
+    trusted = dataclasses.replace(OPTIONS, **{"trusted_authserv_ids": ("mx.ours.test",)})
+    bare = parse_mail(raw("From: ceo@example.com"), trusted, 0).envelope
+    assert not bare.sender_verified
+    assert bare.metadata["authentication"]["problem"].startswith("no Authentication-Results")
+    # a header written by anyone else is ignored: as if there were none
+    forged = raw(
+        "From: ceo@example.com\nAuthentication-Results: mx.attacker.test; spf=pass"
+        " smtp.mailfrom=example.com; dkim=pass; dmarc=pass header.from=example.com"
+    )
+    assert not parse_mail(forged, trusted, 0).envelope.sender_verified
+    checked_nothing = raw("From: ceo@example.com\nAuthentication-Results: mx.ours.test; none")
+    assert not parse_mail(checked_nothing, trusted, 0).envelope.sender_verified
+    assert parse_mail(raw("From: ceo@example.com"), OPTIONS, 0).envelope.sender_verified
 
 
 def test_our_message_ids_name_their_conversation_only_when_genuine() -> None:

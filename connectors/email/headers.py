@@ -239,6 +239,7 @@ class Authentication:
     verified: bool = True
     results: dict[str, str] = field(default_factory=dict)
     authserv_id: str | None = None
+    problem: str | None = None  # why the sender counts as unverified without a failed check
 
 
 _METHOD = re.compile(r"\b(dmarc|spf|dkim)\s*=\s*([a-z]+)", re.I)
@@ -249,7 +250,9 @@ def authentication(message: EmailMessage, trusted: tuple[str, ...]) -> Authentic
 
     Any sender can write this header, so only an authserv-id the admin listed counts (the
     receiving server removes or renames foreign headers with its own id). The sender is
-    unverified when DMARC fails, or when it did not pass and SPF or DKIM fails."""
+    unverified when DMARC fails, or when it did not pass and SPF or DKIM fails; and, once
+    servers are trusted, when none of them left a result: a mail that did not come through
+    them (or that they did not check) proves nothing, so it must not count as checked."""
     if not trusted:
         return Authentication()
     wanted = {item.lower() for item in trusted}
@@ -267,8 +270,14 @@ def authentication(message: EmailMessage, trusted: tuple[str, ...]) -> Authentic
             and (results.get("spf") in {"fail", "softfail"} or results.get("dkim") == "fail")
             and results.get("dkim") != "pass"
         )
+        if not results:
+            return Authentication(
+                verified=False,
+                authserv_id=serv,
+                problem=f"{serv} reported no DMARC, SPF or DKIM result",
+            )
         return Authentication(verified=not failed, results=results, authserv_id=serv)
-    return Authentication()
+    return Authentication(verified=False, problem="no Authentication-Results from a trusted server")
 
 
 def thread_subject(subject: str | None) -> str:

@@ -174,6 +174,8 @@ def parse_mail(raw: bytes, options: Options, received_at: float) -> ParsedMail:
         metadata["auto_reason"] = auto_reason
     if auth.results:
         metadata["authentication"] = {"authserv_id": auth.authserv_id, **auth.results}
+    elif auth.problem:
+        metadata["authentication"] = {"authserv_id": auth.authserv_id, "problem": auth.problem}
     if forged:
         metadata["forged_references"] = forged[:5]
     if bounce is not None:
