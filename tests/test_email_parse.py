@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import difflib
 import email
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from connectors.email import message_ids
+from connectors.email import charsets, message_ids
 from connectors.email.compose import Sender, build_reply, reply_subject
 from connectors.email.mime import html_to_text, html_too_complex
 from connectors.email.parse import BadMail, Options, content_key, parse_mail, raw_key
@@ -513,3 +514,68 @@ async def test_smtp_data_edges() -> None:
     big = await read_data(_reader(b"x" * 5000 + b"\r\n" + b"y\r\n" * 10_000 + b".\r\n"), 1000)
     assert big is not None and big.content is None and big.size > 1000  # 552, read to the end
     assert unstuff(b"..a\r\n..\r\nb\r\n") == b".a\r\n.\r\nb\r\n"
+
+
+def test_iso2022jp_subject_with_outlook_extension_characters() -> None:
+    """Issue 14 item 11: ①, № (NEC row 13, as Outlook writes ISO-2022-JP) left the subject
+    undecoded while the body decoded."""
+    jis = b"\x1b$B-!$NAw$j\x1b(B No.\x1b$B-b\x1b(B5"  # ①の送り No.№5
+    encoded = "=?ISO-2022-JP?B?" + base64.b64encode(jis).decode() + "?="
+    mail = (
+        f"From: a@example.org\r\nSubject: {encoded}\r\n"
+        "Content-Type: text/plain; charset=ISO-2022-JP\r\n\r\n"
+    ).encode() + jis
+    envelope = parse_mail(mail, OPTIONS, 0).envelope
+    assert envelope.subject == "①の送り No.№5"
+    assert envelope.text == "①の送り No.№5"
+    # raw JIS in a header (no encoded word), as old mailers send it
+    raw_subject = b"From: a@example.org\r\nSubject: " + jis + b"\r\n\r\nx"
+    assert parse_mail(raw_subject, OPTIONS, 0).envelope.subject == "①の送り No.№5"
+
+
+def test_hebrew_iso_8859_8_i_label() -> None:
+    """Issue 14 item 11: ``iso-8859-8-i`` (logical-order Hebrew) was not recognised."""
+    hebrew = "שלום, ההזמנה שלי"
+    word = "=?iso-8859-8-i?B?" + base64.b64encode(hebrew.encode("iso8859_8")).decode() + "?="
+    mail = (
+        f"From: a@example.org\r\nSubject: {word}\r\n"
+        'Content-Type: text/plain; charset="iso-8859-8-i"\r\n\r\n'
+    ).encode() + hebrew.encode("iso8859_8")
+    envelope = parse_mail(mail, OPTIONS, 0).envelope
+    assert envelope.subject == hebrew and envelope.text == hebrew
+
+
+@pytest.mark.parametrize(
+    ("label", "text", "python"),
+    [
+        ("ISO-8859-8-I", "שלום", "iso8859_8"),
+        ("logical", "שלום", "iso8859_8"),
+        ("iso-8859-6-i", "مرحبا", "iso8859_6"),
+        ("windows-874", "สวัสดี", "cp874"),
+        ("ks_c_5601-1989", "안녕하세요", "cp949"),
+        ("x-mac-cyrillic", "Привет", "mac_cyrillic"),
+        ("koi8-ru", "Привіт", "koi8_u"),
+        ("x-x-big5", "訂單", "big5hkscs"),
+        ("windows-31j", "①注文", "cp932"),
+        ("ISO-8859-1", "Grüße \u2013 €5", "cp1252"),  # browsers read Latin-1 as Windows-1252
+        (' "gb2312" ', "订单𠀀", "gb18030"),
+    ],
+)
+def test_whatwg_labels(label: str, text: str, python: str) -> None:
+    assert charsets.codec(label) == python
+    assert charsets.decode(text.encode(python), label) == text
+
+
+def test_from_with_two_addresses_and_no_comma_is_unparseable() -> None:
+    """Issue 14 item 11: ``From: a@example.com b@example.com`` was attributed to the
+    Return-Path address; the documented rule is unknown@invalid with the header kept."""
+    envelope = parse_mail(
+        raw("From: a@example.com b@example.com\nReturn-Path: <bounces@lists.example.net>"),
+        OPTIONS,
+        0,
+    ).envelope
+    assert envelope.sender.address == "unknown@invalid"
+    assert envelope.metadata["from_header"] == "a@example.com b@example.com"
+    # a mail with no From at all still falls back to the envelope-ish headers (bounces)
+    missing = parse_mail(raw("Return-Path: <x@example.net>"), OPTIONS, 0).envelope
+    assert missing.sender.address == "x@example.net"

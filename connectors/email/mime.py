@@ -15,7 +15,7 @@ from email.message import EmailMessage, Message
 
 import nh3
 
-from connectors.email.charsets import CHARSET_ALIASES
+from connectors.email import charsets
 from connectors.email.headers import POLICY
 
 MAX_DEPTH = 30
@@ -63,46 +63,16 @@ def decode_text(part: Message, data: bytes | None = None) -> str:
         payload = part.get_payload(decode=True)
         data = payload if isinstance(payload, bytes) else b""
     declared = (part.get_content_charset() or "").strip().lower()
-    if declared.startswith("iso-2022-jp") or (not declared and b"\x1b$" in data):
-        return decode_iso2022jp(data)
-    for charset in filter(None, (CHARSET_ALIASES.get(declared, declared), "utf-8")):
+    if not declared and b"\x1b$" in data:
+        declared = "iso-2022-jp"
+    # ISO-2022-JP with 8-bit bytes is Shift_JIS under the wrong label, more often than not
+    stand_in = "cp932" if declared and charsets.is_iso2022jp(declared) else None
+    for charset in filter(None, (declared, stand_in, "utf-8")):
         try:
-            return data.decode(charset)
+            return charsets.decode(data, charset)
         except (LookupError, UnicodeDecodeError, ValueError):
             continue
     return data.decode("cp1252", errors="replace")
-
-
-_JIS_ESCAPE = re.compile(rb"\x1b(\$@|\$B|\$\(D|\(B|\(J|\(I)")
-
-
-def decode_iso2022jp(data: bytes) -> str:
-    """ISO-2022-JP as Japanese mailers write it, vendor extensions (①, ㈱ …) included.
-
-    Python's codec stops at the NEC and IBM extension rows; their JIS X 0208 byte pairs are
-    the EUC-JP pairs without the high bit, and JIS X 0213 (euc_jis_2004) has those symbols."""
-    try:
-        return data.decode("iso2022_jp_ext")
-    except UnicodeDecodeError:
-        pass
-    out: list[str] = []
-    mode = b"(B"
-    position = 0
-    for found in [*_JIS_ESCAPE.finditer(data), None]:
-        end = found.start() if found else len(data)
-        chunk = data[position:end]
-        if mode in (b"$@", b"$B", b"$(D"):
-            chunk = chunk.replace(b"\r", b"").replace(b"\n", b"")
-            wide = bytes(byte | 0x80 for byte in chunk)
-            out.append(wide.decode("euc_jis_2004", errors="replace"))
-        elif mode == b"(I":
-            out.append(bytes(byte | 0x80 for byte in chunk).decode("cp932", errors="replace"))
-        else:
-            out.append(chunk.decode("ascii", errors="replace"))
-        if found is None:
-            break
-        mode, position = found[1], found.end()
-    return "".join(out)
 
 
 MAX_HTML_DEPTH = 256  # browsers' parsers stop nesting at 512

@@ -97,7 +97,11 @@ def parse_mail(raw: bytes, options: Options, received_at: float) -> ParsedMail:
     fallback = _declared_charsets(message)
     from_ = headers.addresses(message, "From", fallback)
     sender = from_[0] if from_ else None
-    if sender is None:  # bounces and broken mail: fall back to the envelope-ish headers
+    has_from = bool(headers.text_header(message, "From", 300, fallback))
+    if sender is None and not has_from:
+        # no From at all (bounces, broken tools): the envelope-ish headers say who sent it. A
+        # From that is there but unparseable ("a@x.org b@y.org") is not replaced by them:
+        # its writer is unknown, and the agent sees the header as written (from_header)
         for name in ("Sender", "Reply-To", "Return-Path"):
             found = headers.addresses(message, name, fallback)
             if found:
