@@ -7,7 +7,8 @@ gets its worker killed and a fresh one started, so it costs the others at most t
 
 Jobs and results cross a pipe pickled, in a thread of the pool's own: the event loop only
 waits. Workers are started from the ``forkserver`` (a clean process, not a fork of one with
-running threads).
+running threads), and die with the hub even when it is killed with SIGKILL
+(:func:`die_with_parent`, also usable as a ``ProcessPoolExecutor`` initializer).
 """
 
 from __future__ import annotations
@@ -15,9 +16,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import ctypes
 import importlib
 import multiprocessing
+import os
 import signal
+import sys
+import threading
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerContext
@@ -38,8 +44,65 @@ class WorkerLost(WorkerError):
     """The worker died during the job (killed from outside, out of memory, a crash)."""
 
 
-def serve(connection: Connection, preload: tuple[str, ...]) -> None:
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+WATCH_INTERVAL = 1.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # there, but someone else's (a reused pid): not ours any more
+        return False
+    return True
+
+
+def _watch(parent: int, hub: int) -> None:
+    while True:
+        time.sleep(WATCH_INTERVAL)
+        if os.getppid() != parent or not _alive(hub):
+            os._exit(1)
+
+
+def _release_forkserver() -> None:
+    """Close this process's copy of the forkserver's "alive" pipe (multiprocessing keeps it in
+    a private attribute; nothing here starts processes through the forkserver)."""
+    with contextlib.suppress(AttributeError, OSError, TypeError):
+        from multiprocessing import forkserver
+
+        server = forkserver._forkserver
+        alive = getattr(server, "_forkserver_alive_fd", None)
+        if isinstance(alive, int):
+            os.close(alive)
+            server._forkserver_alive_fd = None  # type: ignore[attr-defined]
+
+
+def die_with_parent(hub: int) -> None:
+    """End this worker process when the hub (pid ``hub``) ends, however it ends.
+
+    Call it first thing in a worker. A killed hub runs no cleanup, and a worker blocked on its
+    job queue or busy with a job would live on, re-parented to init. A worker's parent is the
+    forkserver, which exits once every holder of its "alive" pipe has gone: the hub and, as
+    multiprocessing hands it to them, every worker. So the worker lets go of it here, the
+    forkserver exits with the hub, and on Linux the kernel then sends the worker SIGKILL
+    (``prctl(PR_SET_PDEATHSIG)``), even in the middle of a job. Everywhere, and in case prctl
+    is unavailable, a daemon thread checks every second that the parent and the hub are still
+    there."""
+    _release_forkserver()
+    parent = os.getppid()
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent or not _alive(hub):  # it died before we asked to follow it
+        os._exit(1)
+    threading.Thread(target=_watch, args=(parent, hub), daemon=True, name="watch-hub").start()
+
+
+def serve(connection: Connection, preload: tuple[str, ...], hub: int) -> None:
     """A worker's life: run ``(function, args)`` jobs from ``connection`` until it closes."""
+    die_with_parent(hub)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the hub's to handle
     for name in preload:  # pay for imports now, not in the first job's budget
         importlib.import_module(name)
@@ -63,7 +126,10 @@ class _Worker:
         ours, theirs = context.Pipe()
         self.connection = ours
         self.process = context.Process(
-            target=serve, args=(theirs, preload), daemon=True, name="channelhub-worker"
+            target=serve,
+            args=(theirs, preload, os.getpid()),
+            daemon=True,
+            name="channelhub-worker",
         )
         self.process.start()
         theirs.close()
