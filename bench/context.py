@@ -79,6 +79,7 @@ async def populate(url: str, count: int) -> None:
                         "lifetime_value_cents": rng.randint(0, 10**7),
                         "revenue_window_cents": 0,
                         "orders_12m": rng.randint(0, 20),
+                        "orders_window": rng.randint(0, 20),
                         "last_order_at": NOW - rng.randint(0, 400) * 86400.0,
                         "last_purchase": "x",
                         "payment_punctuality": rng.random(),

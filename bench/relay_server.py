@@ -13,10 +13,13 @@ import sys
 from aiohttp import WSMsgType, web
 
 agents: list[web.WebSocketResponse] = []
+# as the hub's default (server.websocket_compression, the web chat's compression): off;
+# `relay_server.py PORT compress` turns permessage-deflate on
+COMPRESS = len(sys.argv) > 2 and sys.argv[2] == "compress"
 
 
 async def customer(request: web.Request) -> web.WebSocketResponse:
-    socket = web.WebSocketResponse()
+    socket = web.WebSocketResponse(compress=COMPRESS)
     await socket.prepare(request)
     index = int(request.query.get("i", "0"))
     async for message in socket:
@@ -33,7 +36,7 @@ async def customer(request: web.Request) -> web.WebSocketResponse:
 
 
 async def agent(request: web.Request) -> web.WebSocketResponse:
-    socket = web.WebSocketResponse()
+    socket = web.WebSocketResponse(compress=COMPRESS)
     await socket.prepare(request)
     agents.append(socket)
     try:
@@ -41,6 +44,16 @@ async def agent(request: web.Request) -> web.WebSocketResponse:
             pass
     finally:
         agents.remove(socket)
+    return socket
+
+
+async def idle(request: web.Request) -> web.WebSocketResponse:
+    """bench/sockets.py: answer the hello with a welcome, then hold the socket."""
+    socket = web.WebSocketResponse(compress=COMPRESS)
+    await socket.prepare(request)
+    async for message in socket:
+        if message.type is WSMsgType.TEXT:
+            await socket.send_str(json.dumps({"type": "welcome"}))
     return socket
 
 
@@ -53,6 +66,7 @@ def main() -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/c", customer)
     app.router.add_get("/a", agent)
+    app.router.add_get("/idle", idle)
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 
 

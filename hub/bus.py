@@ -17,6 +17,17 @@ import msgspec
 log = logging.getLogger(__name__)
 
 
+class AttachmentListed(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored attachment as the console lists it (no blob reference: the console fetches
+    the file through the access-checked attachment path)."""
+
+    id: str
+    name: str
+    content_type: str
+    size: int
+    sha256: str
+
+
 class MessageStored(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """A message (inbound, reply or note) is durably stored in a conversation."""
 
@@ -39,6 +50,9 @@ class MessageStored(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     skills: tuple[str, ...] = ()  # from the routing decision
     preferred_agent: str | None = None  # the rules asked for this agent
     sla: float | None = None  # first-response target from the rules
+    # what the agent's live frame shows, carried here so dispatch reads nothing per message
+    attachments: tuple[AttachmentListed, ...] = ()
+    notes: tuple[str, ...] = ()
 
 
 class DeliveryUpdated(msgspec.Struct, frozen=True, kw_only=True, tag=True):

@@ -140,7 +140,10 @@ class Outbound(msgspec.Struct, frozen=True, kw_only=True):
     supports it can make a resend after a crash harmless. ``attempt`` counts send attempts of this
     reply, this one included, as recorded before the connector is called: above 1 an earlier
     attempt may have reached the provider (a crash or a lost answer), and a connector whose
-    provider cannot deduplicate should look for that message before sending again.
+    provider cannot deduplicate should look for that message before sending again. Such a
+    lookup may only adopt a message created at or after ``first_attempt_at`` (when this reply's
+    first attempt began, by the hub's clock) whose provider id is not in
+    ``foreign_provider_ids`` (ids the hub has recorded for other replies).
     """
 
     message_id: str
@@ -157,6 +160,8 @@ class Outbound(msgspec.Struct, frozen=True, kw_only=True):
     created_at: float = 0.0
     template: Template | None = None
     attempt: int = 1
+    first_attempt_at: float | None = None
+    foreign_provider_ids: tuple[str, ...] = ()
 
 
 class Delivery(msgspec.Struct, frozen=True, kw_only=True):
@@ -209,3 +214,12 @@ def encode_envelope(envelope: Envelope) -> bytes:
 def decode_envelope(data: bytes | str) -> Envelope:
     """Parse JSON bytes produced by :func:`encode_envelope`, validating every field."""
     return _envelope_decoder.decode(data)
+
+
+def problem_notes(metadata: dict[str, Any]) -> tuple[str, ...]:
+    """What a connector flagged about an inbound message (a fax without its document, OCR
+    unavailable), for the agent: ``metadata["problems"]`` as at most ten short strings."""
+    problems = metadata.get("problems")
+    if not isinstance(problems, list):
+        return ()
+    return tuple(str(problem)[:300] for problem in problems[:10])

@@ -22,6 +22,7 @@ from hub.bus import (
     DELIVERIES,
     MESSAGES,
     OUTBOX,
+    AttachmentListed,
     Bus,
     CustomerPresence,
     DeliveryUpdated,
@@ -31,7 +32,7 @@ from hub.bus import (
 from hub.customers.context import CustomerRef
 from hub.customers.identity import InvalidAddress, normalize_identity
 from hub.customers.providers import ContextProvider
-from hub.envelope import Delivery, Direction, Envelope, Identity
+from hub.envelope import Delivery, Direction, Envelope, Identity, problem_notes
 from hub.errors import HubError
 from hub.metrics import Metrics
 from hub.store.store import Store
@@ -158,6 +159,19 @@ class Pipeline:
                 skills=stored.skills,
                 preferred_agent=stored.preferred_agent,
                 sla=stored.sla,
+                attachments=tuple(
+                    AttachmentListed(
+                        id=attachment_id,
+                        name=attachment.name,
+                        content_type=attachment.content_type,
+                        size=attachment.size,
+                        sha256=attachment.sha256,
+                    )
+                    for attachment_id, attachment in zip(
+                        stored.attachment_ids, envelope.attachments, strict=True
+                    )
+                ),
+                notes=problem_notes(envelope.metadata),
             ),
         )
         if stored.auto_reply is not None:
@@ -192,6 +206,10 @@ class Pipeline:
         if sender is envelope.sender and tuple(claimed) == envelope.claimed:
             return envelope
         return msgspec.structs.replace(envelope, sender=sender, claimed=tuple(claimed))
+
+    async def redelivered(self, channel: str, inbox: str, idempotency_key: str) -> None:
+        # a connector's own cache answered it: the same count as a duplicate found in the store
+        self.metrics.messages_duplicate.labels(channel).inc()
 
     async def customer_presence(self, inbox: str, session: str, present: bool) -> None:
         await self.bus.publish(

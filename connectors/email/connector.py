@@ -42,6 +42,14 @@ class EmailConnector(Connector):
     )
     settings: EmailSettings
 
+    @classmethod
+    def sample_envelope(cls, raw: bytes, inbox: str, now: float) -> Envelope:
+        """A raw RFC 5322 mail as this connector would receive it (no signing secret, so
+        nothing threads into a conversation); BadMail (a ValueError) if it is not a mail."""
+        options = parse.Options(inbox=inbox, secret=b"", id_domain="invalid")
+        parsed = parse.parse_mail(raw, options, now)
+        return parse.with_attachments(parsed, parse.unstored_attachments(parsed))
+
     def __init__(self, name: str, settings: EmailSettings) -> None:
         super().__init__(name, settings)
         self._ctx: ConnectorContext | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html as htmllib
 import re
+import unicodedata
 from dataclasses import dataclass
 from email import message_from_bytes
 from email.message import EmailMessage, Message
@@ -23,7 +24,10 @@ MAX_PARTS = 1000
 MAX_TEXT = 1_000_000  # characters of body text kept; the rest is in the original HTML/mail
 
 _BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
-_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
+_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f-\x9f/\\:*?\"<>|]+")
+# format characters (bidi overrides and isolates, zero-width marks, BOM) and line/paragraph
+# separators: nothing a file name needs, all of them ways to disguise one
+_INVISIBLE = frozenset({"Cf", "Zl", "Zp"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +165,13 @@ def html_to_text(markup: str) -> str:
 
 
 def safe_filename(name: str | None, fallback: str) -> str:
-    """The sender's filename as display metadata: no path, no controls, bounded length."""
+    """The sender's filename as display metadata: no path, no controls, bounded length.
+
+    Invisible format characters are dropped: a right-to-left override (U+202E) made
+    ``invoice<RLO>fdp.exe`` display as ``invoiceexe.pdf``; the other bidi controls, zero-width
+    characters and line separators can disguise a name the same way."""
     base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(ch for ch in base if unicodedata.category(ch) not in _INVISIBLE)
     base = _UNSAFE_NAME.sub("_", base).strip(" .")
     return base[:200] or fallback
 

@@ -20,6 +20,11 @@ class WebChatSettings(ConnectorSettings):
     burst: int = Field(10, ge=1, description="messages a visitor may send in a quick burst")
     history_limit: int = Field(200, ge=0, le=5000)
     max_sockets_per_visitor: int = Field(5, ge=1, le=100)
+    compression: bool = Field(
+        False,
+        description="permessage-deflate on visitor sockets: chat frames are small, and each "
+        "compressed socket holds ~100 KiB of zlib state",
+    )
     identity_secret: SecretStr | None = Field(
         None,
         description="key the company's website signs logged-in customers' numbers with "

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol
 
+import msgspec
+
 from hub import permissions
 from hub.bus import MESSAGES, Bus, CustomerPresence, MessageStored
 from hub.calendar import is_open
@@ -558,10 +560,6 @@ class DispatchService:
         agent = self.core.owner.get(event.conversation_id)
         if agent is None:
             return
-        files: list[dict[str, Any]] = []
-        notes: list[str] = []
-        if event.direction == "inbound":  # a fax's pages, an email's files, what went wrong
-            files, notes = await self.store.message_extras(event.message_id)
         await self.notifier.send(
             agent,
             self.frame(
@@ -577,8 +575,9 @@ class DispatchService:
                     "delivery_status": "queued"
                     if event.direction == "outbound" and event.kind == "message"
                     else None,
-                    "attachments": files,
-                    "notes": notes,
+                    # a fax's pages, an email's files, what went wrong: carried by the event
+                    "attachments": [msgspec.structs.asdict(a) for a in event.attachments],
+                    "notes": list(event.notes),
                 },
             ),
         )

@@ -23,6 +23,7 @@ from hub.customers.linking import (
 from hub.customers.providers import Lookup, overlay
 from hub.envelope import Envelope, Identity, Outbound, encode_envelope, reply_to
 from hub.ids import new_id
+from hub.store.audit import event_row
 from hub.store.database import insert_ignoring_conflicts
 from hub.store.schema import (
     attachments,
@@ -62,6 +63,7 @@ class Stored:
     skills: tuple[str, ...] = ()
     preferred_agent: str | None = None
     sla: float | None = None
+    attachment_ids: tuple[str, ...] = ()  # in the order of the envelope's attachments
 
 
 def outbox_row(outbound: Outbound, now: float) -> dict[str, object]:
@@ -348,8 +350,7 @@ async def _store_fresh(
     touched: dict[str, float] = {}
     message_rows: list[dict[str, object]] = []
     attachment_rows: list[dict[str, object]] = []
-    event_rows: list[dict[str, object]] = []
-    refusals: list[dict[str, object]] = []  # inserted on their own: every row has the same keys
+    event_rows: list[dict[str, object]] = []  # all built by event_row: one shape per batch
     replies: list[Outbound] = []
     for position, index in enumerate(fresh):
         envelope = batch[index]
@@ -371,19 +372,18 @@ async def _store_fresh(
         thread_key = envelope.thread.session
         thread = linked.get(position)
         if thread is not None and not joins(thread, envelope, customer):
-            refusals.append(
-                {
-                    "at": now,
-                    "kind": "thread.refused",
-                    "conversation_id": thread["id"],
-                    "message_id": None,
-                    "data": {
+            event_rows.append(
+                event_row(
+                    now,
+                    "thread.refused",
+                    conversation_id=thread["id"],
+                    data={
                         "inbox": envelope.inbox,
                         "kind": envelope.sender.kind,
                         "address": envelope.sender.address,
                         "customer": customer.id,
                     },
-                }
+                )
             )
             envelope = claim_note(envelope, str(thread["id"]))
             thread = None
@@ -401,12 +401,12 @@ async def _store_fresh(
                 reopened_rows[str(thread["id"])] = thread
                 if reopened:
                     event_rows.append(
-                        {
-                            "at": now,
-                            "kind": "conversation.reopened",
-                            "conversation_id": thread["id"],
-                            "data": {"queue": decision.queue, "rules": list(decision.rules)},
-                        }
+                        event_row(
+                            now,
+                            "conversation.reopened",
+                            conversation_id=thread["id"],
+                            data={"queue": decision.queue, "rules": list(decision.rules)},
+                        )
                     )
             else:
                 thread = None
@@ -435,12 +435,12 @@ async def _store_fresh(
             if thread_key:
                 threads[(envelope.inbox, thread_key)] = thread
             event_rows.append(
-                {
-                    "at": now,
-                    "kind": "conversation.created",
-                    "conversation_id": thread["id"],
-                    "data": {"queue": decision.queue, "rules": list(decision.rules)},
-                }
+                event_row(
+                    now,
+                    "conversation.created",
+                    conversation_id=thread["id"],
+                    data={"queue": decision.queue, "rules": list(decision.rules)},
+                )
             )
         else:
             touched[str(thread["id"])] = now
@@ -466,9 +466,10 @@ async def _store_fresh(
                 "created_at": envelope.received_at or now,
             }
         )
+        attachment_ids = tuple(new_id(now) for _ in envelope.attachments)
         attachment_rows.extend(
             {
-                "id": new_id(now),
+                "id": attachment_id,
                 "message_id": message_id,
                 "name": attachment.name,
                 "content_type": attachment.content_type,
@@ -476,16 +477,16 @@ async def _store_fresh(
                 "sha256": attachment.sha256,
                 "blob_ref": attachment.blob_ref,
             }
-            for attachment in envelope.attachments
+            for attachment_id, attachment in zip(attachment_ids, envelope.attachments, strict=True)
         )
         event_rows.append(
-            {
-                "at": now,
-                "kind": "message.received",
-                "conversation_id": thread["id"],
-                "message_id": message_id,
-                "data": {"channel": envelope.channel, "inbox": envelope.inbox},
-            }
+            event_row(
+                now,
+                "message.received",
+                conversation_id=thread["id"],
+                message_id=message_id,
+                data={"channel": envelope.channel, "inbox": envelope.inbox},
+            )
         )
         auto_reply = None
         if decision.auto_reply and created and not envelope.auto_submitted:
@@ -500,13 +501,13 @@ async def _store_fresh(
             )
             replies.append(auto_reply)
             event_rows.append(
-                {
-                    "at": now,
-                    "kind": "auto_reply.queued",
-                    "conversation_id": thread["id"],
-                    "message_id": auto_reply.message_id,
-                    "data": {"rules": list(decision.rules)},
-                }
+                event_row(
+                    now,
+                    "auto_reply.queued",
+                    conversation_id=thread["id"],
+                    message_id=auto_reply.message_id,
+                    data={"rules": list(decision.rules)},
+                )
             )
         results[index] = Stored(
             message_id,
@@ -524,6 +525,7 @@ async def _store_fresh(
             skills=decision.skills if created or reopened else (),
             preferred_agent=decision.agent if created or reopened else None,
             sla=decision.sla_seconds if created or reopened else None,
+            attachment_ids=attachment_ids,
         )
     if new_conversations:
         await connection.execute(conversations.insert(), new_conversations)
@@ -562,8 +564,6 @@ async def _store_fresh(
             [{"cid": cid, "at": at} for cid, at in touched.items()],
         )
     await connection.execute(events.insert(), event_rows)
-    if refusals:
-        await connection.execute(events.insert(), refusals)
 
 
 def envelope_channel(batch: list[Envelope], reply: Outbound) -> str:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import time
-from collections.abc import Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from sqlalchemy import and_, desc, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, desc, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from connectors.base import HistoryItem
@@ -27,12 +27,15 @@ from hub.envelope import (
     Template,
     ThreadHints,
     decode_envelope,
+    problem_notes,
     reply_to,
 )
-from hub.errors import Forbidden, InvalidState, NotFound
+from hub.errors import Forbidden, InvalidState, NotFound, ProviderIdTaken, StoreConflict, StoreError
 from hub.ids import new_id
 from hub.store import migrate
+from hub.store.audit import event_row
 from hub.store.database import Writer, create_engine
+from hub.store.failures import translate
 from hub.store.ingest import ASSIGNED, CLOSED, QUEUED, Decide, Stored, outbox_row, store_batch
 from hub.store.schema import (
     attachments,
@@ -47,6 +50,8 @@ from hub.store.schema import (
 )
 
 Clock = Callable[[], float]
+PROBE_BYTES = 64 * 1024  # room a readiness test write needs while writes have been failing
+_HUB_STATE = "_hub"  # connector_state rows of the hub itself (no instance may be named so)
 _outbound_decoder = msgspec.json.Decoder(Outbound)
 
 #: how far along a reply is; a provider's late or repeated report never moves it backwards
@@ -84,6 +89,15 @@ class OutboxItem:
     message_id: str
     outbound: Outbound
     attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A send attempt as counted before it starts: its number (1 for the first) and when the
+    reply's first attempt began."""
+
+    number: int
+    first_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +140,62 @@ class Store:
         await self.writer.close()
         await self.engine.dispose()
 
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection for reads. What the driver raises inside leaves as the typed
+        errors of ``hub.store.failures`` (:class:`StoreUnavailable` when the database cannot
+        answer); the hub's own errors pass through."""
+        try:
+            async with self.engine.connect() as connection:
+                yield connection
+        except Exception as exc:
+            error = translate(exc)
+            if error is None:
+                raise
+            raise error from exc
+
     async def ping(self) -> None:
-        """Raise if the database cannot answer a trivial query."""
-        async with self.engine.connect() as connection:
+        """Raise :class:`StoreUnavailable` if the database cannot answer a trivial query."""
+        async with self.read() as connection:
             await connection.execute(text("SELECT 1"))
+
+    async def write_problem(self) -> str | None:
+        """Why the store cannot write now, or None. While the writer's last commit failed for
+        want of the database (disk full, read-only, gone), a test write of
+        :data:`PROBE_BYTES` of fresh space is made first, so readiness comes back once there
+        is room for real work again, not merely for a tiny row."""
+        if not self.writer.running:
+            return "the store writer is not running"
+        if self.writer.failing is None:
+            return None
+
+        async def probe(connection: AsyncConnection) -> None:
+            # the new row is written before the old one is freed: it needs new space
+            key = f"write_probe:{new_id(self.clock())}"
+            await connection.execute(
+                connector_state.insert(),
+                {
+                    "instance": _HUB_STATE,
+                    "key": key,
+                    "value": secrets.token_hex(PROBE_BYTES // 2),  # incompressible
+                    "updated_at": self.clock(),
+                },
+            )
+            await connection.execute(
+                connector_state.delete().where(
+                    and_(
+                        connector_state.c.instance == _HUB_STATE,
+                        connector_state.c.key.like("write_probe:%"),
+                        connector_state.c.key != key,
+                    )
+                )
+            )
+
+        try:
+            await self.writer.call(probe)
+        except StoreError as exc:
+            return str(exc)
+        return None
 
     # -- inbound ---------------------------------------------------------------------------
 
@@ -180,7 +246,7 @@ class Store:
             .order_by(desc(messages.c.created_at), desc(messages.c.id))
             .limit(limit)
         )
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             rows = (await connection.execute(query)).all()
         return [
             HistoryItem(
@@ -195,7 +261,7 @@ class Store:
 
     async def conversation(self, conversation_id: str) -> dict[str, Any]:
         """A conversation with its customer, identities and messages (notes included)."""
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             row = (
                 await connection.execute(
                     select(conversations).where(conversations.c.id == conversation_id)
@@ -263,7 +329,7 @@ class Store:
 
     async def conversations_with_status(self, status: str) -> list[dict[str, Any]]:
         """Summary rows of conversations in ``status`` (for restoring dispatch at start-up)."""
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             rows = await connection.execute(
                 select(
                     conversations.c.id,
@@ -283,7 +349,7 @@ class Store:
 
     async def queued_on_thread(self, inbox: str, session: str) -> dict[str, Any] | None:
         """The waiting conversation of a thread (a chat visitor), if there is one."""
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             row = (
                 await connection.execute(
                     select(conversations.c.id, conversations.c.queue).where(
@@ -299,7 +365,7 @@ class Store:
 
     async def last_agent(self, customer_id: str, *, besides: str) -> str | None:
         """Who handled the customer's most recent other conversation (for sticky routing)."""
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             row = (
                 await connection.execute(
                     select(conversations.c.assignee)
@@ -541,12 +607,12 @@ class Store:
 
         try:
             reply: Reply = await self.writer.call(run)
-        except IntegrityError:  # a concurrent resend won the race: report the stored one
+        except StoreConflict:  # a concurrent resend won the race: report the stored one
             return Reply(await self._message_by_key(key), duplicate=True)
         return reply
 
     async def _message_by_key(self, key: str) -> dict[str, Any]:
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             row = (
                 await connection.execute(
                     select(*_MESSAGE_COLUMNS).where(messages.c.idempotency_key == key)
@@ -556,7 +622,7 @@ class Store:
 
     async def due_outbox(self, limit: int = 100) -> list[OutboxItem]:
         """Pending sends whose next attempt is due, oldest first."""
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             rows = await connection.execute(
                 select(outbox.c.message_id, outbox.c.payload, outbox.c.attempts)
                 .where(and_(outbox.c.status == "pending", outbox.c.next_attempt_at <= self.clock()))
@@ -568,27 +634,36 @@ class Store:
                 for row in rows
             ]
 
-    async def begin_attempt(self, message_id: str) -> int:
-        """Count a send attempt before it starts and return its number (1 for the first).
+    async def begin_attempt(self, message_id: str) -> Attempt:
+        """Count a send attempt before it starts; its number (1 for the first) and when the
+        reply's first attempt began.
 
         Written before the connector is called, so after a crash mid-send the next attempt knows
-        an earlier one may have reached the provider.
+        an earlier one may have reached the provider, and from when its message can date.
         """
 
-        async def run(connection: AsyncConnection) -> int:
+        async def run(connection: AsyncConnection) -> Attempt:
+            now = self.clock()
             await connection.execute(
                 update(outbox)
                 .where(outbox.c.message_id == message_id)
-                .values(attempts=outbox.c.attempts + 1)
+                .values(
+                    attempts=outbox.c.attempts + 1,
+                    first_attempt_at=func.coalesce(outbox.c.first_attempt_at, now),
+                )
             )
             row = (
                 await connection.execute(
-                    select(outbox.c.attempts).where(outbox.c.message_id == message_id)
+                    select(outbox.c.attempts, outbox.c.first_attempt_at).where(
+                        outbox.c.message_id == message_id
+                    )
                 )
             ).first()
-            return int(row.attempts) if row else 1
+            if row is None:
+                return Attempt(1, now)
+            return Attempt(int(row.attempts), float(row.first_attempt_at))
 
-        result: int = await self.writer.call(run)
+        result: Attempt = await self.writer.call(run)
         return result
 
     async def update_delivery(
@@ -654,7 +729,7 @@ class Store:
 
     async def connector_state(self, instance: str, key: str) -> str | None:
         """A value connector ``instance`` saved under ``key``, or None."""
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             row = (
                 await connection.execute(
                     select(connector_state.c.value).where(
@@ -676,6 +751,33 @@ class Store:
             )
 
         await self.writer.call(run)
+
+    async def delete_connector_state(self, instance: str, key: str) -> None:
+        """Forget ``key`` of connector ``instance``."""
+
+        async def run(connection: AsyncConnection) -> None:
+            await connection.execute(
+                connector_state.delete().where(
+                    and_(connector_state.c.instance == instance, connector_state.c.key == key)
+                )
+            )
+
+        await self.writer.call(run)
+
+    async def connector_state_keys(self, instance: str, prefix: str) -> list[str]:
+        """The keys connector ``instance`` saved that start with ``prefix``, sorted."""
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(
+                select(connector_state.c.key)
+                .where(
+                    and_(
+                        connector_state.c.instance == instance,
+                        connector_state.c.key.startswith(prefix, autoescape=True),
+                    )
+                )
+                .order_by(connector_state.c.key)
+            )
+            return [str(row.key) for row in rows]
 
     async def set_opt_out(
         self, inbox: str, identity: Identity, opted_out: bool, keyword: str
@@ -717,7 +819,7 @@ class Store:
 
     async def opted_out(self, inbox: str, identity: Identity) -> str | None:
         """The keyword ``identity`` opted out of ``inbox`` with, or None."""
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             row = (
                 await connection.execute(
                     select(opt_outs.c.keyword).where(
@@ -734,7 +836,10 @@ class Store:
     async def record_delivery(
         self, message_id: str, delivery: Delivery, *, retry_at: float | None = None
     ) -> None:
-        """Record a send's outcome; ``retry_at`` keeps the outbox entry pending for later."""
+        """Record a send's outcome; ``retry_at`` keeps the outbox entry pending for later.
+
+        :class:`ProviderIdTaken` (nothing recorded) if another reply holds the provider id.
+        """
 
         async def run(connection: AsyncConnection) -> None:
             now = self.clock()
@@ -742,6 +847,8 @@ class Store:
             if delivery.error_code:
                 error = f"{delivery.error_code}: {error or ''}".strip()
             pending = retry_at is not None
+            if delivery.provider_id is not None:
+                await _ensure_provider_id_free(connection, message_id, delivery.provider_id)
             await connection.execute(
                 update(outbox)
                 .where(outbox.c.message_id == message_id)
@@ -772,7 +879,12 @@ class Store:
                 data={"status": str(delivery.status), "error": error},
             )
 
-        await self.writer.call(run)
+        try:
+            await self.writer.call(run)
+        except StoreConflict as exc:  # another process recorded it first: the index said so
+            raise ProviderIdTaken(
+                f"provider id {delivery.provider_id} belongs to another reply"
+            ) from exc
 
     # -- rules revisions ---------------------------------------------------------------------
 
@@ -799,7 +911,7 @@ class Store:
         return result
 
     async def rules_revision(self, digest: str) -> dict[str, Any] | None:
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             row = (
                 await connection.execute(
                     select(rule_revisions).where(rule_revisions.c.digest == digest)
@@ -831,30 +943,10 @@ class Store:
         await self.writer.call(run)
         return token
 
-    async def message_extras(self, message_id: str) -> tuple[list[dict[str, Any]], list[str]]:
-        """A stored message's attachments (as the console lists them) and its notes, for
-        live message frames."""
-        async with self.engine.connect() as connection:
-            files = (
-                await connection.execute(
-                    select(attachments).where(attachments.c.message_id == message_id)
-                )
-            ).all()
-            stored = (
-                await connection.execute(
-                    select(messages.c.envelope).where(messages.c.id == message_id)
-                )
-            ).scalar_one_or_none()
-        listed = [
-            {k: v for k, v in row._mapping.items() if k not in {"message_id", "blob_ref"}}
-            for row in files
-        ]
-        return listed, _notes(stored)
-
     async def attachment(self, attachment_id: str) -> dict[str, Any] | None:
         """An attachment with what deciding who may see it needs: its conversation's id,
         status and assignee. None if there is no such attachment."""
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             row = (
                 await connection.execute(
                     select(
@@ -876,7 +968,7 @@ class Store:
         """The stored sessions among ``token_hashes`` (expired ones included), by hash."""
         if not token_hashes:
             return {}
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             rows = (
                 await connection.execute(
                     select(sessions).where(sessions.c.token_hash.in_(list(token_hashes)))
@@ -980,18 +1072,36 @@ async def _answered(
     return decode_envelope(first.envelope) if first is not None else newest
 
 
+async def _ensure_provider_id_free(
+    connection: AsyncConnection, message_id: str, provider_id: str
+) -> None:
+    """Raise :class:`ProviderIdTaken` if a reply other than ``message_id`` of the same inbox
+    holds ``provider_id`` (the unique index catches what concurrent processes race past)."""
+    inbox = select(messages.c.inbox).where(messages.c.id == message_id).scalar_subquery()
+    holder = (
+        await connection.execute(
+            select(messages.c.id).where(
+                and_(
+                    messages.c.inbox == inbox,
+                    messages.c.provider_id == provider_id,
+                    messages.c.direction == "outbound",
+                    messages.c.id != message_id,
+                )
+            )
+        )
+    ).first()
+    if holder is not None:
+        raise ProviderIdTaken(f"provider id {provider_id} belongs to reply {holder.id}")
+
+
 def _notes(stored: str | None) -> list[str]:
-    """What a connector flagged about an inbound message (a fax without its document, OCR
-    unavailable), for the agent; only ``metadata.problems``, as short strings."""
+    """The problem notes of a stored envelope (see :func:`problem_notes`)."""
     if not stored:
         return []
     try:
-        problems = decode_envelope(stored).metadata.get("problems")
+        return list(problem_notes(decode_envelope(stored).metadata))
     except (msgspec.DecodeError, msgspec.ValidationError):
         return []
-    if not isinstance(problems, list):
-        return []
-    return [str(problem)[:300] for problem in problems[:10]]
 
 
 _MESSAGE_COLUMNS = (
@@ -1021,12 +1131,7 @@ async def _event(
 ) -> None:
     await connection.execute(
         events.insert(),
-        {
-            "at": at,
-            "kind": kind,
-            "conversation_id": conversation_id,
-            "message_id": message_id,
-            "agent": agent,
-            "data": data,
-        },
+        event_row(
+            at, kind, conversation_id=conversation_id, message_id=message_id, agent=agent, data=data
+        ),
     )

@@ -7,7 +7,7 @@ in one process. The hub runs in this process on durable SQLite with one parse wo
 ``receive`` (what IMAP and SMTP in call), so it is parsed in the worker, its files are stored,
 the envelope is stored and the conversation is queued for dispatch.
 
-Usage: python bench/email.py [--mails 2000] [--concurrency 16]
+Usage: python bench/email_ingest.py [--mails 2000] [--concurrency 16]
 """
 
 from __future__ import annotations
@@ -15,20 +15,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# run as a script, this file's folder comes first on sys.path and would shadow the stdlib's email
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import email  # noqa: E402
-import os  # noqa: E402
-import platform  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from email import policy  # noqa: E402
-from email.message import EmailMessage  # noqa: E402
+import argparse
+import asyncio
+import email
+import os
+import platform
+import tempfile
+import time
+from email import policy
+from email.message import EmailMessage
 
 
 def sample(number: int) -> bytes:
