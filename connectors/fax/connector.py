@@ -15,6 +15,7 @@ import asyncio
 import concurrent.futures
 import datetime
 import multiprocessing
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -38,6 +39,7 @@ from connectors.fax.mail import MailGateway
 from connectors.fax.settings import FaxSettings
 from connectors.fax.sinch import SinchGateway
 from connectors.fax.telnyx import TelnyxGateway
+from connectors.workers import die_with_parent
 from hub.envelope import Attachment, Delivery, Direction, Envelope, Identity, Outbound, ThreadHints
 
 MEDIA_LINK_TTL = 3600.0
@@ -152,9 +154,13 @@ class FaxConnector(Connector):
     def _new_pool(self) -> concurrent.futures.ProcessPoolExecutor | None:
         if not self.settings.ocr.workers:
             return None
-        # forkserver: a clean child, not a fork of a process with running threads
+        # forkserver: a clean child, not a fork of a process with running threads; its workers
+        # end with the hub even when it is killed (die_with_parent)
         return concurrent.futures.ProcessPoolExecutor(
-            self.settings.ocr.workers, mp_context=multiprocessing.get_context("forkserver")
+            self.settings.ocr.workers,
+            mp_context=multiprocessing.get_context("forkserver"),
+            initializer=die_with_parent,
+            initargs=(os.getpid(),),
         )
 
     async def _in_pool(self, job: Callable[[], T], *, limit: float) -> T:

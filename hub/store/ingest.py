@@ -193,6 +193,7 @@ async def open_threads(
             conversations.c.id,
             conversations.c.inbox,
             conversations.c.thread_key,
+            conversations.c.customer_id,
             conversations.c.status,
             conversations.c.assignee,
             conversations.c.queue,
@@ -210,7 +211,8 @@ async def linked_threads(
     the provider ids they answer, by batch position; the same row object per conversation.
 
     A conversation id is only taken within its inbox; of the referenced messages, In-Reply-To
-    wins, then the newest entry of References that is stored in the same inbox."""
+    wins, then the newest entry of References that is stored in the same inbox. Whether the
+    sender may join the conversation found is decided by the caller (:func:`joins`)."""
     wanted_ids = {e.thread.conversation for e in batch if e.thread.conversation}
     refs = {
         ref for e in batch for ref in (*e.thread.references, *filter(None, [e.thread.in_reply_to]))
@@ -221,6 +223,7 @@ async def linked_threads(
         conversations.c.id,
         conversations.c.inbox,
         conversations.c.thread_key,
+        conversations.c.customer_id,
         conversations.c.status,
         conversations.c.assignee,
         conversations.c.queue,
@@ -261,6 +264,34 @@ async def linked_threads(
                 linked[index] = rows[conversation_id]
                 break
     return linked
+
+
+def joins(thread: dict[str, object], envelope: Envelope, customer: CustomerRef) -> bool:
+    """Whether a message whose references name ``thread`` may join it: only its customer's.
+
+    Knowing a Message-ID (someone was in Cc, or a forwarded mail showed it), or even holding
+    one of our signed ids, proves nothing about who writes: a stranger who could join would see
+    their text shown with the customer's context and receive the agent's answer. So the sender
+    must resolve to the conversation's customer (one of its identities), and a sender whose
+    authentication failed never joins. A delivery report (a bounce) joins the conversation
+    its verified token names: only a mail we sent carries that token."""
+    if envelope.thread.delivery_report:
+        return envelope.thread.conversation == thread["id"]
+    return envelope.sender_verified and thread["customer_id"] == customer.id
+
+
+def claim_note(envelope: Envelope, claimed: str) -> Envelope:
+    """``envelope`` flagged for the agent as claiming to continue conversation ``claimed``."""
+    metadata = dict(envelope.metadata)
+    problems = [str(item) for item in metadata.get("problems") or []][:9]
+    problems.append(
+        f"This message claims to continue conversation {claimed}, but its sender is not that "
+        "conversation's customer (or failed authentication): it was opened as a conversation "
+        "of its own. Check who wrote it before sharing anything."
+    )
+    metadata["claims_conversation"] = claimed
+    metadata["problems"] = problems
+    return msgspec.structs.replace(envelope, metadata=metadata)
 
 
 async def store_batch(
@@ -340,6 +371,22 @@ async def _store_fresh(
         decision = decide(envelope, customer)
         thread_key = envelope.thread.session
         thread = linked.get(position)
+        if thread is not None and not joins(thread, envelope, customer):
+            event_rows.append(
+                event_row(
+                    now,
+                    "thread.refused",
+                    conversation_id=thread["id"],
+                    data={
+                        "inbox": envelope.inbox,
+                        "kind": envelope.sender.kind,
+                        "address": envelope.sender.address,
+                        "customer": customer.id,
+                    },
+                )
+            )
+            envelope = claim_note(envelope, str(thread["id"]))
+            thread = None
         reopened = False
         if thread is not None and thread["status"] == CLOSED:
             if envelope.thread.reopen:

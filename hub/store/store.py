@@ -15,7 +15,7 @@ from sqlalchemy import and_, desc, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from connectors.base import HistoryItem
-from hub.customers.context import customer_context
+from hub.customers.context import customer_context, identity_owner
 from hub.customers.providers import Lookup
 from hub.envelope import (
     Attachment,
@@ -287,20 +287,9 @@ class Store:
                     .where(messages.c.conversation_id == conversation_id)
                 )
             ).all()
-            last = (
-                await connection.execute(
-                    select(messages.c.envelope, messages.c.created_at)
-                    .where(
-                        and_(
-                            messages.c.conversation_id == conversation_id,
-                            messages.c.direction == "inbound",
-                        )
-                    )
-                    .order_by(desc(messages.c.created_at))
-                    .limit(1)
-                )
-            ).first()
-            recipient = decode_envelope(last.envelope).sender if last and last.envelope else None
+            last = await _newest_inbound(connection, conversation_id)
+            answered = await _answered(connection, conversation_id, conversation["customer_id"])
+            recipient = answered.sender if answered is not None else None
             opt_out = None
             if recipient is not None:
                 opted = (
@@ -573,23 +562,11 @@ class Store:
                 await connection.execute(messages.insert(), row)
                 await _event(connection, now, "note.added", conversation_id, message_id, agent)
                 return Reply({**row, "attachments": []}, duplicate=False)
-            last_inbound = (
-                await connection.execute(
-                    select(messages.c.envelope)
-                    .where(
-                        and_(
-                            messages.c.conversation_id == conversation_id,
-                            messages.c.direction == "inbound",
-                        )
-                    )
-                    .order_by(desc(messages.c.created_at))
-                    .limit(1)
-                )
-            ).first()
-            if last_inbound is None or last_inbound.envelope is None:
+            answered = await _answered(connection, conversation_id, conversation.customer_id)
+            if answered is None:
                 raise InvalidState("this conversation has no inbound message to reply to")
             outbound = reply_to(
-                decode_envelope(last_inbound.envelope),
+                answered,
                 message_id=message_id,
                 conversation_id=conversation_id,
                 idempotency_key=key,
@@ -1054,6 +1031,50 @@ class Store:
 
         count: int = await self.writer.call(run)
         return count
+
+
+async def _newest_inbound(connection: AsyncConnection, conversation_id: str) -> Any:
+    """The newest inbound message row (``envelope``, ``created_at``) of a conversation."""
+    return await _inbound(connection, conversation_id, newest=True)
+
+
+async def _inbound(connection: AsyncConnection, conversation_id: str, *, newest: bool) -> Any:
+    created = desc(messages.c.created_at) if newest else messages.c.created_at
+    ids = desc(messages.c.id) if newest else messages.c.id
+    return (
+        await connection.execute(
+            select(messages.c.envelope, messages.c.created_at)
+            .where(
+                and_(
+                    messages.c.conversation_id == conversation_id,
+                    messages.c.direction == "inbound",
+                    messages.c.envelope.is_not(None),
+                )
+            )
+            .order_by(created, ids)
+            .limit(1)
+        )
+    ).first()
+
+
+async def _answered(
+    connection: AsyncConnection, conversation_id: str, customer_id: str
+) -> Envelope | None:
+    """The inbound message a reply answers, and so whom it goes to: the conversation's customer.
+
+    That is the newest message whose sender is one of the customer's identities; when the
+    newest came from anyone else (stored before strangers were kept out of threads, or a
+    customer whose record holds no address, such as an unverified sender's), the message that
+    opened the conversation. A reply never goes to whoever wrote last."""
+    last = await _newest_inbound(connection, conversation_id)
+    if last is None:
+        return None
+    newest = decode_envelope(last.envelope)
+    owner = await identity_owner(connection, newest.sender.kind, newest.sender.address)
+    if owner is not None and owner.customer_id == customer_id:
+        return newest
+    first = await _inbound(connection, conversation_id, newest=False)
+    return decode_envelope(first.envelope) if first is not None else newest
 
 
 async def _ensure_provider_id_free(
