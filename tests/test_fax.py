@@ -1069,3 +1069,23 @@ async def test_uploads_are_checked(store_url: str, tmp_path: Path) -> None:
                     error = await agent.expect("error")
                     assert error["code"] == "bad_attachment" and reason in error["message"]
             assert fake.sent == []
+
+
+async def test_two_unreadable_fax_mails_with_the_same_body_are_both_kept(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Issue 14 item 8, the fax-to-email side: an unreadable mail was keyed by its body only,
+    so a second customer's mail with the same body was taken for a redelivery and lost."""
+    block = {
+        "address": "fax-in@example.com",
+        "smtp_in": {"host": "127.0.0.1", "port": 0, "recipients": ["fax-in@example.com"]},
+        "max_message_bytes": 2_000,
+    }
+    settings = fax_settings(sqlite_url, tmp_path, "email", block, ocr={"enabled": False})
+    async with running_hub(settings) as hub:
+        gateway = hub.app[CONNECTORS]["fax"].gateway
+        body = b"\r\n" + b"x" * 3_000 + b"\r\n"  # over max_message_bytes: not read
+        for sender in (b"one@example.org", b"two@example.org"):
+            await gateway.receive(b"From: " + sender + b"\r\nSubject: Fax\r\n" + body, None)
+        await hub.app[CONNECTORS]["fax"].idle()
+        assert await _count(hub) == 2

@@ -115,9 +115,8 @@ class MailGateway:
             fax = await self._run(job)
         except mail_parse.BadMail as exc:
             fax = IncomingFax(
-                fax_id=mail_parse.content_key(raw, None, self._options.inbox).removeprefix(
-                    "email:"
-                ),
+                # all of the mail: two unreadable mails with the same body are two faxes
+                fax_id=mail_parse.raw_key(raw, self._options.inbox).removeprefix("email:"),
                 from_number="anonymous",
                 to_number="",
                 data=None,
