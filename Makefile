@@ -39,8 +39,8 @@ format: install
 # `make bench` runs every benchmark at a size that finishes in a few minutes; `make bench-full`
 # runs them at the sizes bench/RESULTS.md quotes.
 bench: install
-	$(BIN)/python bench/pipeline.py --messages 5000
-	$(BIN)/python bench/rules.py --messages 5000
+	$(BIN)/python bench/pipeline.py --quick
+	$(BIN)/python bench/rules.py --quick
 	$(BIN)/python bench/context.py --customers 20000 --lookups 2000
 	$(BIN)/python bench/dispatch.py --waiting 2000 --steps 500
 	$(BIN)/python bench/email_ingest.py --mails 300

@@ -47,7 +47,9 @@ async def hub_rate(pages: int, directory: Path) -> float:
     import aiohttp
     from aiohttp import web
 
+    from connectors.fax.connector import FaxConnector
     from hub.app import create_app
+    from hub.keys import CONNECTORS
     from hub.plugins import ConnectorRegistry
     from hub.settings import validate_settings
     from hub.yamlfile import YamlDocument
@@ -90,6 +92,8 @@ async def hub_rate(pages: int, directory: Path) -> float:
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     url = f"http://127.0.0.1:{port}/channels/fax/webhook"
+    connector = app[CONNECTORS]["fax"]
+    assert isinstance(connector, FaxConnector)
     document = g4_pdf([page(["Bestellung Nr. 4711", "bitte liefern Sie 12 Stück Größe M."])])
     try:
         async with aiohttp.ClientSession() as session:
@@ -98,6 +102,7 @@ async def hub_rate(pages: int, directory: Path) -> float:
                     session, url, "INCOMING_FAX", sinch_fax(), document
                 )
                 assert status == 200, text
+            await connector.idle()
             queue = list(range(pages))
             started = time.perf_counter()
 
@@ -110,6 +115,8 @@ async def hub_rate(pages: int, directory: Path) -> float:
                     assert status == 200, text
 
             await asyncio.gather(poster(), poster())
+            # the webhook is answered once the fax is kept: stored means read and handed over
+            await connector.idle()
             return pages / (time.perf_counter() - started)
     finally:
         await runner.cleanup()

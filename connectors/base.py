@@ -59,6 +59,13 @@ class SendError(Exception):
         self.retryable = retryable
 
 
+class Unavailable(Exception):
+    """The hub cannot store or read right now (its database is down, failing over or full);
+    nothing was stored. Raised by :class:`Sink` and :class:`HistorySource` methods. Tell the
+    sender to try again: a webhook answers 503, a live channel says ``unavailable`` (and closes
+    a socket it cannot serve with 1013, "try again later")."""
+
+
 class Accepted(msgspec.Struct, frozen=True, kw_only=True):
     """The hub's answer to :meth:`Sink.ingest`: the message is durably stored.
 
@@ -87,6 +94,13 @@ class Sink(Protocol):
 
     async def ingest(self, envelope: Envelope) -> Accepted:
         """Store the message durably (at most once per idempotency key) and return its ids."""
+        ...
+
+    async def redelivered(self, channel: str, inbox: str, idempotency_key: str) -> None:
+        """A redelivery the connector recognized and answered itself, without :meth:`ingest`
+        (from a cache of what it acknowledged lately, or while the first copy was being
+        stored): counted with the ones ``ingest`` recognized
+        (``channelhub_messages_duplicate``). Call it once per copy answered that way."""
         ...
 
     async def customer_presence(self, inbox: str, session: str, present: bool) -> None:
@@ -153,6 +167,15 @@ class StateStore(Protocol):
         """Durably save ``value`` under ``key``, replacing what was there."""
         ...
 
+    async def delete(self, key: str) -> None:
+        """Forget ``key`` (nothing happens if it is not there)."""
+        ...
+
+    async def keys(self, prefix: str = "") -> list[str]:
+        """The saved keys that start with ``prefix``, sorted: work a connector acknowledged
+        and must finish after a restart (the fax connector's unread faxes)."""
+        ...
+
 
 class MemoryState:
     """A :class:`StateStore` that forgets at exit (the default, and for tests)."""
@@ -165,6 +188,12 @@ class MemoryState:
 
     async def put(self, key: str, value: str) -> None:
         self.values[key] = value
+
+    async def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+    async def keys(self, prefix: str = "") -> list[str]:
+        return sorted(key for key in self.values if key.startswith(prefix))
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +288,14 @@ class Connector(abc.ABC):
     @abc.abstractmethod
     async def send(self, outbound: Outbound) -> Delivery:
         """Deliver a reply; raise :class:`SendError` on failure, never return a silent False."""
+
+    @classmethod
+    def sample_envelope(cls, raw: bytes, inbox: str, now: float) -> Envelope:
+        """The envelope this connector builds from a recorded inbound sample (a raw mail for
+        email), its files listed but not stored: for ``channelhub envelope`` and
+        ``channelhub rules test --sample``. Raise ValueError saying what is wrong with ``raw``;
+        a connector without a sample format keeps this default."""
+        raise NotImplementedError(f"channel {cls.channel!r} has no sample format")
 
     def health(self) -> str | None:
         """Why this instance cannot receive right now (a mailbox unreachable, a missing

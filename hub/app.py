@@ -21,6 +21,7 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
 
@@ -29,6 +30,7 @@ from hub import api
 from hub.auth import Authenticator
 from hub.bus import create_bus
 from hub.console.compose import ComposeAdvisor
+from hub.console.link import SendBudget
 from hub.console.protocol import frame
 from hub.console.registry import AgentConnections
 from hub.console.service import Console
@@ -36,6 +38,7 @@ from hub.customers.providers import HttpProvider
 from hub.customers.repository import Customers
 from hub.customers.valuation import Thresholds
 from hub.dispatch.service import DispatchService
+from hub.errors import StoreError, StoreUnavailable
 from hub.keys import (
     AUTH,
     BLOBS,
@@ -45,6 +48,7 @@ from hub.keys import (
     CUSTOMERS,
     DISPATCH,
     METRICS,
+    OUTBOX,
     PIPELINE,
     RULES_WATCHER,
     SESSIONS,
@@ -70,6 +74,7 @@ log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "console" / "static"
 MAX_BODY = 1024 * 1024
+RETRY_AFTER = 5  # seconds a client told "unavailable" should wait
 
 
 def master_secret(settings: HubSettings) -> bytes:
@@ -105,7 +110,7 @@ def create_app(
     registry = registry or ConnectorRegistry.discover()
     app = web.Application(
         client_max_size=MAX_BODY,
-        middlewares=[origin_guard(settings.server.allowed_origins)],
+        middlewares=[store_unavailable, origin_guard(settings.server.allowed_origins)],
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
@@ -116,8 +121,23 @@ def create_app(
     app[CONNECTORS] = connectors
     _add_routes(app, connectors)
     app.cleanup_ctx.append(_lifecycle(clock))
-    app.on_shutdown.append(_close_sockets)
+    app.on_shutdown.append(_shutdown)
     return app
+
+
+@web.middleware
+async def store_unavailable(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Any request the store cannot serve right now answers 503 ``unavailable`` with
+    Retry-After, whichever endpoint it reached (login, the API, a webhook)."""
+    try:
+        return await handler(request)
+    except StoreUnavailable as exc:
+        log.error("%s %s: %s", request.method, request.path, exc)
+        return web.json_response(
+            {"error": "unavailable", "message": "the store is unavailable; try again shortly"},
+            status=503,
+            headers={"Retry-After": str(RETRY_AFTER)},
+        )
 
 
 def _add_routes(app: web.Application, connectors: dict[str, Connector]) -> None:
@@ -205,6 +225,10 @@ def _lifecycle(
             compress=settings.server.websocket_compression,
             upload_secret=derive_key(master, "uploads"),
             clock=clock,
+            budget=SendBudget(
+                max_bytes=settings.server.agent_queue_bytes,
+                send_timeout=settings.server.agent_send_timeout,
+            ),
         )
         app[UPLOAD_SECRET] = console.upload_secret
         app[CONSOLE] = console
@@ -214,7 +238,7 @@ def _lifecycle(
         )
         started: list[Connector] = []
         revaluation: asyncio.Task[None] | None = None
-        outbox = OutboxWorker(
+        outbox = app[OUTBOX] = OutboxWorker(
             store, bus, app[CONNECTORS], metrics, clock, on_recorded=pipeline.apply_early_reports
         )
         metrics_site: web.AppRunner | None = None
@@ -255,12 +279,14 @@ def _lifecycle(
                     await revaluation
             if watcher is not None:
                 await watcher.stop()
+            # sends in progress finish before their connectors stop (normally done already,
+            # by _shutdown)
+            await outbox.stop(grace=settings.server.shutdown_timeout)
             for connector in reversed(started):
                 try:
                     await connector.stop()
                 except Exception:
                     log.exception("stopping connector %s failed", connector.name)
-            await outbox.stop()
             await console.stop()
             await dispatch.stop()
             if provider is not None:
@@ -351,8 +377,12 @@ async def _revalue(customers: Customers, every: float) -> None:
         await asyncio.sleep(max(60.0, every))
 
 
-async def _close_sockets(app: web.Application) -> None:
-    """On shutdown, tell agents to reconnect elsewhere; chat sockets close in connector.stop."""
+async def _shutdown(app: web.Application) -> None:
+    """On SIGTERM, in this order: let replies being sent finish and be recorded (up to
+    ``server.shutdown_timeout``; the connectors still run), tell agents to reconnect elsewhere,
+    then stop the connectors (chat sockets close there)."""
+    if OUTBOX in app:
+        await app[OUTBOX].stop(grace=app[SETTINGS].server.shutdown_timeout)
     if CONSOLE in app:
         await app[CONSOLE].connections.close_all(1001, b"server shutting down")
     for connector in app[CONNECTORS].values():
@@ -367,10 +397,18 @@ async def _healthz(request: web.Request) -> web.StreamResponse:
 
 
 async def _readyz(request: web.Request) -> web.StreamResponse:
+    """Ready when the store answers a query and takes writes (a full disk answers reads but
+    fails every write: the hub is then not ready, so a load balancer stops sending to it)."""
+    store = request.app[STORE]
     try:
-        await request.app[STORE].ping()
-    except Exception as exc:
+        await store.ping()
+    except StoreError as exc:
         return web.json_response({"status": "unavailable", "reason": str(exc)}, status=503)
+    problem = await store.write_problem()
+    if problem is not None:
+        return web.json_response(
+            {"status": "unavailable", "reason": f"writes fail: {problem}"}, status=503
+        )
     # a channel that cannot receive (a mailbox down) degrades the hub but does not take it out
     # of the load balancer: every other channel and the console still work
     problems = {
@@ -395,6 +433,12 @@ class ConnectorState:
 
     async def put(self, key: str, value: str) -> None:
         await self.store.save_connector_state(self.instance, key, value)
+
+    async def delete(self, key: str) -> None:
+        await self.store.delete_connector_state(self.instance, key)
+
+    async def keys(self, prefix: str = "") -> list[str]:
+        return await self.store.connector_state_keys(self.instance, prefix)
 
 
 def _metrics(

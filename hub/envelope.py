@@ -70,10 +70,14 @@ class ThreadHints(msgspec.Struct, frozen=True, kw_only=True):
 
     ``session`` is a channel's own thread key (a chat visitor, a phone-number pair): it joins an
     open conversation with that key. ``in_reply_to`` and ``references`` are provider message ids
-    (email Message-IDs): the hub joins the conversation of the newest stored message of the same
-    inbox they name. ``conversation`` is a conversation id the channel verified itself (a signed
-    token in a reply to our mail) and is tried first. ``reopen`` says what a message linked to a
-    closed conversation does: reopen it (True) or start a new one.
+    (email Message-IDs): they name the conversation of the newest stored message of the same
+    inbox. ``conversation`` is a conversation id the channel verified itself (a signed token in
+    a reply to our mail) and is tried first. A message linked either way joins only when its
+    sender is that conversation's customer (and verified); anyone else's starts a conversation
+    of its own. ``reopen`` says what a message linked to a closed conversation does: reopen it
+    (True) or start a new one. ``delivery_report`` marks a report about a message we sent (a
+    bounce): it comes from the recipient's mail system, not the customer, and joins the
+    conversation its verified ``conversation`` token names (only that way).
     """
 
     session: str | None = None
@@ -81,6 +85,7 @@ class ThreadHints(msgspec.Struct, frozen=True, kw_only=True):
     references: tuple[str, ...] = ()
     conversation: str | None = None
     reopen: bool = False
+    delivery_report: bool = False
 
 
 class Envelope(msgspec.Struct, frozen=True, kw_only=True):
@@ -135,7 +140,10 @@ class Outbound(msgspec.Struct, frozen=True, kw_only=True):
     supports it can make a resend after a crash harmless. ``attempt`` counts send attempts of this
     reply, this one included, as recorded before the connector is called: above 1 an earlier
     attempt may have reached the provider (a crash or a lost answer), and a connector whose
-    provider cannot deduplicate should look for that message before sending again.
+    provider cannot deduplicate should look for that message before sending again. Such a
+    lookup may only adopt a message created at or after ``first_attempt_at`` (when this reply's
+    first attempt began, by the hub's clock) whose provider id is not in
+    ``foreign_provider_ids`` (ids the hub has recorded for other replies).
     """
 
     message_id: str
@@ -152,6 +160,8 @@ class Outbound(msgspec.Struct, frozen=True, kw_only=True):
     created_at: float = 0.0
     template: Template | None = None
     attempt: int = 1
+    first_attempt_at: float | None = None
+    foreign_provider_ids: tuple[str, ...] = ()
 
 
 class Delivery(msgspec.Struct, frozen=True, kw_only=True):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from connectors.base import Unavailable
+
 
 class HubError(Exception):
     """Base of every error the hub raises on purpose."""
@@ -21,6 +23,21 @@ class ConfigError(HubError):
 
 class StoreError(HubError):
     """The store could not complete an operation; nothing was half written."""
+
+
+class StoreUnavailable(StoreError, Unavailable):
+    """The database cannot be reached or cannot write (down, failing over, out of disk, read
+    only); nothing was done and the same request may succeed later. Clients are told
+    ``unavailable`` (websocket frames) or 503 (HTTP)."""
+
+
+class StoreConflict(StoreError):
+    """A uniqueness rule refused a write (a concurrent writer got there first)."""
+
+
+class ProviderIdTaken(StoreError):
+    """A send's provider id is recorded for another reply already: one provider message belongs
+    to one reply only, so the send that reported it did not send this reply."""
 
 
 class NotFound(HubError):

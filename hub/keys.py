@@ -13,6 +13,7 @@ from hub.console.service import Console
 from hub.customers.repository import Customers
 from hub.dispatch.service import DispatchService
 from hub.metrics import Metrics
+from hub.outbox import OutboxWorker
 from hub.pipeline import Pipeline
 from hub.sessions import Sessions
 from hub.settings import HubSettings
@@ -34,3 +35,4 @@ CUSTOMERS = web.AppKey("customers", Customers)
 RULES_WATCHER = web.AppKey("rules_watcher", RulesWatcher)
 BLOBS = web.AppKey("blobs", BlobStore)
 UPLOAD_SECRET = web.AppKey("upload_secret", bytes)
+OUTBOX = web.AppKey("outbox", OutboxWorker)

@@ -73,6 +73,12 @@ class Metrics:
             ["queue"],
             registry=self.registry,
         )
+        self.agent_sockets_dropped = Counter(
+            "channelhub_agent_sockets_dropped",
+            "Agent sockets dropped because the console stopped reading (it resyncs on reconnect)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.agents_connected = Gauge(
             "channelhub_agents_connected",
             "Agents with at least one console open",

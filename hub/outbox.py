@@ -17,16 +17,18 @@ from collections.abc import Awaitable, Callable, Mapping
 import msgspec
 
 from connectors.base import Connector, SendError
-from hub.bus import DELIVERIES, OUTBOX, Bus, DeliveryUpdated
+from hub.bus import DELIVERIES, OUTBOX, Bus, DeliveryUpdated, Subscription
 from hub.envelope import Delivery, DeliveryStatus
+from hub.errors import ProviderIdTaken, StoreUnavailable
 from hub.metrics import Metrics
-from hub.store.store import OutboxItem, Store
+from hub.store.store import Attempt, OutboxItem, Store
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 8
 POLL_SECONDS = 1.0
 CONCURRENCY = 16
+MAX_FOREIGN = 5  # other replies' messages one send may find before it waits for a retry
 
 
 def backoff(attempts: int) -> float:
@@ -57,23 +59,32 @@ class OutboxWorker:
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        self._wake_task: asyncio.Task[None] | None = None
+        self._subscription: Subscription | None = None
+        self._stopping = False
 
     def start(self) -> None:
         self._subscription = self.bus.subscribe(OUTBOX)
         self._loop_task = asyncio.create_task(self._run(), name="outbox")
         self._wake_task = asyncio.create_task(self._follow(), name="outbox-bus")
 
-    async def stop(self) -> None:
-        self._subscription.close()
+    async def stop(self, grace: float = 10.0) -> None:
+        """Start no new send, and wait up to ``grace`` seconds for the sends in progress to
+        finish and be recorded. Call it before connectors stop (a stopped connector cuts its
+        provider requests off); calling it again waits for what is still running."""
+        self._stopping = True
+        if self._subscription is not None:
+            self._subscription.close()
         for task in (self._loop_task, self._wake_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if self._tasks:  # let sends in progress finish so they are recorded
-            await asyncio.wait(self._tasks, timeout=10)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=grace)
 
     async def _follow(self) -> None:
+        assert self._subscription is not None
         async for _event in self._subscription:
             self._wake.set()
 
@@ -82,6 +93,9 @@ class OutboxWorker:
             self._wake.clear()
             try:
                 due = await self.store.due_outbox()
+            except StoreUnavailable as exc:
+                log.warning("reading the outbox failed (retrying): %s", exc)
+                due = []
             except Exception:
                 log.exception("reading the outbox failed")
                 due = []
@@ -100,6 +114,12 @@ class OutboxWorker:
         retry_at: float | None = None
         try:
             async with self._semaphore:
+                if self._stopping:  # not begun: it stays pending for the next start
+                    return
+                # a claim: the due list may be older than a delivery that just finished
+                attempt = await self.store.begin_attempt(item.message_id, after=item.attempts)
+                if attempt is None:  # sent or retried since it was read: not ours to send
+                    return
                 connector = self.connectors.get(outbound.inbox)
                 opted_out = await self.store.opted_out(outbound.inbox, outbound.recipient)
                 if connector is None:
@@ -108,35 +128,19 @@ class OutboxWorker:
                         error_code="no_channel",
                         error_message=f"channel instance {outbound.inbox!r} is not configured",
                     )
+                    await self.store.record_delivery(item.message_id, delivery)
                 elif opted_out is not None:
                     delivery = Delivery(
                         status=DeliveryStatus.FAILED,
                         error_code="opted_out",
                         error_message=f"the customer opted out ({opted_out}); nothing was sent",
                     )
+                    await self.store.record_delivery(item.message_id, delivery)
                 else:
-                    attempt = await self.store.begin_attempt(item.message_id)
-                    outbound = msgspec.structs.replace(outbound, attempt=attempt)
-                    try:
-                        delivery = await connector.send(outbound)
-                    except SendError as exc:
-                        delivery = Delivery(
-                            status=DeliveryStatus.FAILED,
-                            error_code=exc.code,
-                            error_message=str(exc),
-                        )
-                        if exc.retryable and attempt < MAX_ATTEMPTS:
-                            retry_at = self.clock() + backoff(attempt - 1)
-                    except Exception as exc:
-                        log.exception("connector %s crashed while sending", outbound.inbox)
-                        delivery = Delivery(
-                            status=DeliveryStatus.FAILED,
-                            error_code="connector_error",
-                            error_message=f"{exc.__class__.__name__}: {exc}",
-                        )
-                        if attempt < MAX_ATTEMPTS:
-                            retry_at = self.clock() + backoff(attempt - 1)
-                await self.store.record_delivery(item.message_id, delivery, retry_at=retry_at)
+                    sent = await self._send(connector, item, attempt)
+                    if sent is None:
+                        return
+                    delivery, retry_at = sent
             channel = connector.channel if connector else "unknown"
             if retry_at is None:
                 self.metrics.messages_out.labels(channel, str(delivery.status)).inc()
@@ -156,7 +160,70 @@ class OutboxWorker:
             if delivery.provider_id and self.on_recorded is not None:
                 # after our own event, so the agent's last word is the provider's newer report
                 await self.on_recorded(outbound.inbox, delivery.provider_id)
+        except StoreUnavailable as exc:  # nothing is sent before its attempt is counted
+            log.warning("delivering %s waits for the store: %s", item.message_id, exc)
         except Exception:
             log.exception("delivering %s failed; it stays in the outbox", item.message_id)
         finally:
             self._in_flight.discard(item.message_id)
+
+    async def _send(
+        self, connector: Connector, item: OutboxItem, attempt: Attempt
+    ) -> tuple[Delivery, float | None] | None:
+        """Send and record one reply; the recorded delivery and when to retry (None: done).
+
+        A connector that found "its" earlier message may have found another reply's (same
+        recipient, same text): the store refuses a provider id another reply holds, and the
+        send is made again with that id excluded, so a reply is never recorded as sent under
+        someone else's message.
+        """
+        foreign: tuple[str, ...] = ()
+        while True:
+            outbound = msgspec.structs.replace(
+                item.outbound,
+                attempt=attempt.number,
+                first_attempt_at=attempt.first_at,
+                foreign_provider_ids=foreign,
+            )
+            retry_at: float | None = None
+            try:
+                delivery = await connector.send(outbound)
+            except SendError as exc:
+                delivery = Delivery(
+                    status=DeliveryStatus.FAILED, error_code=exc.code, error_message=str(exc)
+                )
+                if exc.retryable and attempt.number < MAX_ATTEMPTS:
+                    retry_at = self.clock() + backoff(attempt.number - 1)
+            except Exception as exc:
+                log.exception("connector %s crashed while sending", outbound.inbox)
+                delivery = Delivery(
+                    status=DeliveryStatus.FAILED,
+                    error_code="connector_error",
+                    error_message=f"{exc.__class__.__name__}: {exc}",
+                )
+                if attempt.number < MAX_ATTEMPTS:
+                    retry_at = self.clock() + backoff(attempt.number - 1)
+            try:
+                await self.store.record_delivery(item.message_id, delivery, retry_at=retry_at)
+            except ProviderIdTaken as exc:
+                assert delivery.provider_id is not None
+                log.warning("reply %s: %s; sending it again", item.message_id, exc)
+                foreign += (delivery.provider_id,)
+                if len(foreign) <= MAX_FOREIGN and attempt.number < MAX_ATTEMPTS:
+                    again = await self.store.begin_attempt(item.message_id, after=attempt.number)
+                    if again is None:  # another worker has taken it over
+                        return None
+                    attempt = again
+                    continue
+                delivery = Delivery(
+                    status=DeliveryStatus.FAILED,
+                    error_code="provider_id_taken",
+                    error_message=str(exc),
+                )
+                retry_at = (
+                    self.clock() + backoff(attempt.number - 1)
+                    if attempt.number < MAX_ATTEMPTS
+                    else None
+                )
+                await self.store.record_delivery(item.message_id, delivery, retry_at=retry_at)
+            return delivery, retry_at

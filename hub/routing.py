@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from operator import attrgetter
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -16,10 +17,13 @@ from hub.envelope import Envelope
 from hub.settings import BusinessHoursSettings
 from rules.context import Context, CustomerFacts, MessageFacts, RuleInput
 from rules.decision import Decision
-from rules.evaluate import evaluate
+from rules.evaluate import decide
 from rules.reload import RulesHolder
 
 log = logging.getLogger(__name__)
+
+_address = attrgetter("address")
+_name = attrgetter("name")
 
 
 def facts_for(envelope: Envelope, customer: CustomerRef) -> RuleInput:
@@ -59,19 +63,64 @@ class RulesDecider:
         self.timezone = timezone
         self.calendars = calendars
         self.clock = clock
+        self.zones: dict[str, ZoneInfo] = {}
+        self.last_open: dict[str, tuple[tuple[int, int, int, int, int], bool]] = {}
 
     def context(self, facts: RuleInput, now: datetime | None = None) -> Context:
+        """The context of a ``rules test`` input (now, unless ``now`` is given)."""
         moment = now or datetime.fromtimestamp(self.clock(), self.zone)
+        return Context.of_input(
+            facts,
+            moment.astimezone(self.zone),
+            lambda name: self.business_hours(name, moment),
+        )
 
-        def business_hours(name: str) -> bool:
-            calendar = self.calendars.get(name)
-            return calendar is not None and is_open(calendar, moment, self.timezone)
+    def business_hours(self, name: str, moment: datetime) -> bool:
+        """Whether calendar ``name`` is open at ``moment``. The answer only depends on the
+        calendar's local date, hour and minute, so the last one is kept per calendar."""
+        calendar = self.calendars.get(name)
+        if calendar is None:
+            return False
+        zone = self.zones.get(name)
+        if zone is None:
+            zone = self.zones[name] = ZoneInfo(calendar.timezone or self.timezone)
+        local = moment.astimezone(zone)
+        minute = (local.year, local.month, local.day, local.hour, local.minute)
+        last = self.last_open.get(name)
+        if last is not None and last[0] == minute:
+            return last[1]
+        found = is_open(calendar, moment, self.timezone)
+        self.last_open[name] = (minute, found)
+        return found
 
-        return Context(facts, moment.astimezone(self.zone), business_hours)
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), self.zone)
+
+    def prepare(self, envelope: Envelope, customer: CustomerRef) -> Context:
+        """What the rules read of one message, the per-message work before evaluation: the
+        same as ``context(facts_for(envelope, customer))``, without the copies in between
+        (the clock is only read if a rule asks for the time)."""
+        thread = envelope.thread
+        return Context.of(
+            channel=envelope.channel,
+            inbox=envelope.inbox,
+            subject=envelope.subject or "",
+            text=envelope.text,
+            sender=envelope.sender.address,
+            to=list(map(_address, envelope.recipients)),
+            language=envelope.language or "",
+            attachments=list(map(_name, envelope.attachments)),
+            received_at=envelope.received_at,
+            is_reply=bool(thread.in_reply_to or thread.references),
+            auto_submitted=envelope.auto_submitted,
+            customer=customer.facts
+            or CustomerFacts(known=customer.known, id=customer.id, name=customer.name or ""),
+            clock=self.now,
+            business_hours=self.business_hours,
+        )
 
     def __call__(self, envelope: Envelope, customer: CustomerRef) -> Decision:
-        outcome = evaluate(self.holder.current, self.context(facts_for(envelope, customer)))
-        return outcome.decision
+        return decide(self.holder.current, self.prepare(envelope, customer))
 
 
 class ClosedQueueReplies:

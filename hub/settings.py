@@ -82,6 +82,19 @@ class ServerSettings(_Model):
         5.0, gt=0, le=300, description="how often open agent sockets re-check their session"
     )
     shutdown_timeout: Duration = 10.0
+    agent_queue_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=64 * 1024,
+        le=1024 * 1024 * 1024,
+        description="frames waiting for one agent socket beyond this drop the socket (the "
+        "console reconnects and resyncs from its snapshot)",
+    )
+    agent_send_timeout: Duration = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="an agent socket that takes no frame for this long is dropped",
+    )
     websocket_compression: bool = Field(
         False,
         description="permessage-deflate on agent sockets: ~100 KiB more memory per socket, "

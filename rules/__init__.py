@@ -1,4 +1,4 @@
 """The rules engine: turns an envelope and its customer into a routing decision.
 
-Pure: no I/O. Until the YAML rules engine lands, :func:`rules.decision.passthrough` decides.
+Pure: no I/O. ``load_rules`` compiles a file once, ``evaluate`` decides per message (docs/rules.md).
 """

@@ -1,28 +1,23 @@
-"""Compiling a validated rules file into a :class:`RuleSet` with candidate indexes.
+"""Compiling a validated rules file into a :class:`RuleSet` with a candidate index.
 
-Every rule's ``when`` becomes one compiled predicate. On top, each rule is filed under one
-*necessary* condition taken from its top-level ``and`` (an exact value of a field, a keyword of
-``contains_any``, a numeric threshold); at evaluation only rules whose condition can hold are
-tried, in file order, and each is still checked with its full predicate. Rules without such a
-condition are always tried. The index only ever skips rules that cannot match.
+Every rule's ``when`` becomes one compiled predicate. On top, the index (rules.index) files each
+rule under the conditions of its top-level ``and`` it can answer for all rules at once; at
+evaluation only the rules it finds are looked at, in file order, and each runs what is left of
+its expression. What a matching rule contributes to the decision is prepared here too, so the
+evaluation merges precomputed parts. The index only ever skips rules that cannot match.
 """
 
 from __future__ import annotations
 
-import bisect
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from operator import attrgetter
 from typing import Any
 
-from rules.expr import NAMES, Compiled, ExpressionError, IndexHint, compile_expression
+from rules.decision import Decision
+from rules.expr import Compiled, ExpressionError, compile_expression
+from rules.index import RuleIndex, build_index
 from rules.model import RulesFile, RuleSpec
-
-# a message holds a few dozen words: a keyword hint is that much likelier to hit than one value
-WORDS_PER_MESSAGE = 30
-# nothing is known of how numbers are distributed: assume a threshold lets half through
-THRESHOLD_SELECTIVITY = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +42,8 @@ class CompiledRule:
     spec: RuleSpec
     predicate: Callable[[Any], Any] | None
     source: str
-    hints: list[IndexHint]
     auto_reply_text: str | None
-    hint: IndexHint | None = None  # the one the index files this rule under
-    # what is left to check once the index found the rule through ``hint``
+    # what is left to check once the index found the rule (None: nothing, it matches)
     residual: Callable[[Any], Any] | None = None
     compiled: Compiled | None = None
     # what a match contributes, precomputed for the evaluation loop
@@ -71,37 +64,8 @@ class CompiledRule:
         self.stop = spec.stop
 
 
-@dataclass(slots=True)
-class _Thresholds:
-    """Rules needing ``field > t`` (or >=), sorted by t; or ``field < t`` sorted descending."""
-
-    getter: Callable[[Any], Any]
-    above: bool
-    keys: list[float] = field(default_factory=list)
-    inclusive: list[bool] = field(default_factory=list)
-    rules: list[int] = field(default_factory=list)
-
-    def candidates(self, value: Any) -> Iterable[int]:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return ()
-        if self.above:  # keys ascending: every t < value qualifies, t == value if inclusive
-            end = bisect.bisect_right(self.keys, value)
-            return [
-                r
-                for r, k, inc in zip(
-                    self.rules[:end], self.keys[:end], self.inclusive[:end], strict=True
-                )
-                if k < value or inc
-            ]
-        # keys stored negated ascending (t descending): every t > value qualifies
-        end = bisect.bisect_right(self.keys, -value)
-        return [
-            r
-            for r, k, inc in zip(
-                self.rules[:end], self.keys[:end], self.inclusive[:end], strict=True
-            )
-            if -k > value or inc
-        ]
+# the decision fields a rule can set, first matching rule wins: route fields, then auto_reply
+FIRST_WINS = ("queue", "priority", "sla", "skills", "agent", "auto_reply")
 
 
 @dataclass
@@ -112,36 +76,28 @@ class RuleSet:
     rules: list[CompiledRule]
     templates: dict[str, str]
     digest: str
-    always: list[int] = field(default_factory=list)
-    exact: dict[str, tuple[Callable[[Any], Any], dict[Any, list[int]]]] = field(
-        default_factory=dict
-    )
-    keywords: dict[str, tuple[Callable[[Any], Any], dict[str, list[int]]]] = field(
-        default_factory=dict
-    )
-    thresholds: list[_Thresholds] = field(default_factory=list)
     calendars: set[str] = field(default_factory=set)
     enabled: list[int] = field(default_factory=list)
+    index: RuleIndex = field(default_factory=RuleIndex)
+    # per rule (by position): name, instructions, tags; and, for the evaluation's merge:
+    names: list[str] = field(default_factory=list)
+    instructions: list[tuple[str, ...]] = field(default_factory=list)
+    tags: list[tuple[str, ...]] = field(default_factory=list)
+    tagged: frozenset[int] = frozenset()
+    # the instruction of rules with exactly one; the rules with none or several
+    single: list[str | None] = field(default_factory=list)
+    irregular: frozenset[int] = frozenset()
+    # per FIRST_WINS field some rule sets: (field position, rules setting it, value per rule)
+    setters: list[tuple[int, frozenset[int], list[Any]]] = field(default_factory=list)
+    # rules that need a look once found: a residual to run, or ``stop``
+    checked: frozenset[int] = frozenset()
+    nothing: Decision | None = None  # the decision when no rule matches
+    # decisions by the rules that matched, in order (rules.evaluate keeps them)
+    decisions: dict[tuple[int, ...], Decision] = field(default_factory=dict)
 
     def candidates(self, context: Any) -> list[int]:
-        """Indexes of the rules that may match ``context``, in file order."""
-        found: set[int] = set(self.always)
-        for getter, table in self.exact.values():
-            try:
-                hits = table.get(getter(context))
-            except TypeError:  # an unhashable value never equals a literal
-                hits = None
-            if hits:
-                found.update(hits)
-        for getter, table in self.keywords.values():
-            text = getter(context)
-            if text:
-                # set intersection runs in C over the smaller side
-                for word in table.keys() & context.words(text):
-                    found.update(table[word])
-        for thresholds in self.thresholds:
-            found.update(thresholds.candidates(thresholds.getter(context)))
-        return sorted(found)
+        """Positions of the rules the index finds for ``context``, in file order."""
+        return sorted(self.index.candidates(context))
 
 
 def compile_rules(
@@ -201,7 +157,6 @@ def compile_rules(
                 spec=rule,
                 predicate=compiled.predicate if compiled else None,
                 source=compiled.source if compiled else "True",
-                hints=compiled.hints if compiled else [],
                 compiled=compiled,
                 auto_reply_text=reply_text,
             )
@@ -215,72 +170,47 @@ def compile_rules(
         digest=hashlib.sha256(text.encode()).hexdigest(),
         calendars=used_calendars,
     )
-    _build_index(ruleset)
+    _prepare(ruleset)
     return ruleset
 
 
-def _getter(path: str) -> Callable[[Any], Any]:
-    return attrgetter(NAMES[path][0])
-
-
-def _choose_hints(rules: list[CompiledRule]) -> None:
-    """File each rule under its most selective necessary condition.
-
-    Selectivity is estimated from the rule set itself: a value of a field that rules compare
-    with 1,000 different values is rarer than one of a field with five (channel), and a keyword
-    out of 20,000 is rarer still, even though a message carries many words.
-    """
-    distinct: dict[tuple[str, str], set[Any]] = {}
+def _prepare(ruleset: RuleSet) -> None:
+    """Build the index and the per-rule parts the evaluation merges."""
+    rules = ruleset.rules
+    ruleset.enabled = [rule.index for rule in rules if rule.spec.enabled]
+    ruleset.index, residuals = build_index([(i, rules[i].compiled) for i in ruleset.enabled])
+    for position, residual in residuals.items():
+        rules[position].residual = residual
     for rule in rules:
-        for hint in rule.hints:
-            if hint.kind in ("exact", "keyword"):
-                distinct.setdefault((hint.kind, hint.path), set()).update(hint.values)
-
-    def estimate(hint: IndexHint) -> float:
-        if hint.kind == "exact":
-            return len(hint.values) / max(1, len(distinct[("exact", hint.path)]))
-        if hint.kind == "keyword":
-            share = (
-                len(hint.values) * WORDS_PER_MESSAGE / max(1, len(distinct[("keyword", hint.path)]))
-            )
-            return min(1.0, share)
-        return THRESHOLD_SELECTIVITY
-
-    for rule in rules:
-        rule.hint = min(rule.hints, key=estimate) if rule.hints else None
-        if rule.hint is not None and rule.compiled is not None:
-            rule.residual = rule.compiled.residual(rule.hint)
-        else:
-            rule.residual = rule.predicate
         rule.compiled = None  # the source pieces are not needed any more
-
-
-def _build_index(ruleset: RuleSet) -> None:
-    _choose_hints(ruleset.rules)
-    thresholds: dict[tuple[str, bool], _Thresholds] = {}
-    ruleset.enabled = [rule.index for rule in ruleset.rules if rule.spec.enabled]
-    for rule in ruleset.rules:
-        if not rule.spec.enabled:
-            continue
-        hint = rule.hint
-        if hint is None:
-            ruleset.always.append(rule.index)
-        elif hint.kind == "exact":
-            _, table = ruleset.exact.setdefault(hint.path, (_getter(hint.path), {}))
-            for value in hint.values:
-                table.setdefault(value, []).append(rule.index)
-        elif hint.kind == "keyword":
-            _, table = ruleset.keywords.setdefault(hint.path, (_getter(hint.path), {}))
-            for word in hint.values:
-                table.setdefault(word, []).append(rule.index)
-        else:
-            above = hint.kind == "above"
-            entry = thresholds.setdefault(
-                (hint.path, above), _Thresholds(_getter(hint.path), above)
-            )
-            key = hint.threshold if above else -hint.threshold
-            position = bisect.bisect_right(entry.keys, key)
-            entry.keys.insert(position, key)
-            entry.inclusive.insert(position, hint.inclusive)
-            entry.rules.insert(position, rule.index)
-    ruleset.thresholds = list(thresholds.values())
+    ruleset.names = [rule.name for rule in rules]
+    ruleset.instructions = [rule.instructions for rule in rules]
+    ruleset.tags = [rule.tags for rule in rules]
+    ruleset.tagged = frozenset(rule.index for rule in rules if rule.tags)
+    ruleset.single = [
+        rule.instructions[0] if len(rule.instructions) == 1 else None for rule in rules
+    ]
+    ruleset.irregular = frozenset(rule.index for rule in rules if len(rule.instructions) != 1)
+    ruleset.checked = frozenset(
+        position
+        for position in ruleset.enabled
+        if rules[position].residual is not None or rules[position].stop
+    )
+    for number in range(len(FIRST_WINS)):
+        values = [
+            (rule.route[number] if rule.route is not None else None)
+            if number < 5
+            else rule.auto_reply_text
+            for rule in rules
+        ]
+        setting = frozenset(i for i in ruleset.enabled if values[i] is not None)
+        if setting:
+            ruleset.setters.append((number, setting, values))
+    defaults = ruleset.defaults
+    ruleset.nothing = Decision(
+        queue=defaults.queue,
+        priority=defaults.priority,
+        sla_seconds=defaults.sla,
+        skills=defaults.skills,
+        revision=ruleset.digest,
+    )

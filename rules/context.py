@@ -56,6 +56,37 @@ class RuleInput(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 BusinessHours = Callable[[str], bool]
+# a calendar name and the moment of evaluation -> is it open?
+OpenAt = Callable[[str, datetime], bool]
+
+# ASCII bytes that are not word characters become spaces; bytes of multi-byte UTF-8 sequences
+# (0x80 and above) are left alone
+_SEPARATORS = bytes(
+    byte if byte >= 0x80 or chr(byte).isalnum() or byte == 0x5F else 0x20 for byte in range(256)
+)
+
+
+def tokens(text: str) -> list[str]:
+    """The case-folded ``\\w+`` words of ``text`` in order, as ``re.findall(r"\\w+", ...)``.
+
+    Split on ASCII separators and white space with C string methods, then one check that
+    everything left is a word character; only when it is not (non-ASCII punctuation, symbols)
+    does the regular expression run. Both give the same list (tests/test_rules_engine.py).
+    """
+    if text.isascii():  # casefold is lower here (and lower has a fast path for ASCII), and
+        # every separator was turned into a space: exact as it stands
+        return text.lower().encode().translate(_SEPARATORS).decode().split()
+    folded = text.casefold()
+    found = (
+        folded.encode("utf-8", "surrogatepass")
+        .translate(_SEPARATORS)
+        .decode("utf-8", "surrogatepass")
+        .split()
+    )
+    joined = "".join(found)
+    if not joined or joined.isalnum() or joined.replace("_", "a").isalnum():
+        return found
+    return _WORD.findall(folded)
 
 
 def _closed(_name: str) -> bool:
@@ -63,29 +94,24 @@ def _closed(_name: str) -> bool:
 
 
 class Context:
-    """The flat object compiled rules read (``c.customer_tier`` for ``customer.tier``)."""
+    """The flat object compiled rules read (``c.inbox``, ``c.message_text``, ``c.customer.tier``).
+
+    Built once per message, before evaluation, with :meth:`of` or :meth:`of_input`. What only
+    some rules need is computed on first use and kept for the rest of the evaluation: the
+    clock fields, business hours, the words of a text, its UTF-8 bytes.
+    """
 
     __slots__ = (
+        "_hours",
+        "_moment",
+        "_open",
         "_phrases",
+        "_tokens",
         "_utf8",
+        "_when",
         "_words",
-        "business_hours",
         "channel",
-        "customer_attributes",
-        "customer_days_since_last_order",
-        "customer_id",
-        "customer_known",
-        "customer_last_order_at",
-        "customer_last_purchase",
-        "customer_lifetime_value",
-        "customer_name",
-        "customer_open_conversations",
-        "customer_orders_12m",
-        "customer_overdue_invoices",
-        "customer_payment_punctuality",
-        "customer_stale",
-        "customer_tags",
-        "customer_tier",
+        "customer",
         "inbox",
         "message_attachments",
         "message_auto_submitted",
@@ -97,70 +123,168 @@ class Context:
         "message_subject",
         "message_text",
         "message_to",
-        "now_day",
-        "now_hour",
-        "now_minute",
-        "now_month",
-        "now_weekday",
-        "now_year",
     )
 
-    def __init__(
-        self, facts: RuleInput, now: datetime, business_hours: BusinessHours = _closed
-    ) -> None:
-        message, customer = facts.message, facts.customer
-        self.channel = facts.channel
-        self.inbox = facts.inbox
-        self.message_subject = message.subject
-        self.message_text = message.text
-        self.message_from = message.from_
-        self.message_to = message.to
-        self.message_language = message.language
-        self.message_attachments = message.attachments
-        self.message_has_attachments = bool(message.attachments)
-        self.message_received_at = message.received_at
-        self.message_is_reply = message.is_reply
-        self.message_auto_submitted = message.auto_submitted
-        self.customer_known = customer.known
-        self.customer_id = customer.id
-        self.customer_name = customer.name
-        self.customer_tier = customer.tier
-        self.customer_lifetime_value = customer.lifetime_value
-        self.customer_orders_12m = customer.orders_12m
-        self.customer_last_order_at = customer.last_order_at
-        self.customer_days_since_last_order = customer.days_since_last_order
-        self.customer_last_purchase = customer.last_purchase
-        self.customer_payment_punctuality = customer.payment_punctuality
-        self.customer_overdue_invoices = customer.overdue_invoices
-        self.customer_open_conversations = customer.open_conversations
-        self.customer_stale = customer.stale
-        self.customer_tags = customer.tags
-        self.customer_attributes = customer.attributes
-        self.now_hour = now.hour
-        self.now_minute = now.minute
-        self.now_weekday = now.weekday()
-        self.now_day = now.day
-        self.now_month = now.month
-        self.now_year = now.year
-        self.business_hours = business_hours
-        self._words: dict[str, frozenset[str]] = {}
-        self._phrases: dict[str, str] = {}
-        self._utf8: dict[str, bytes] = {}
+    channel: str
+    customer: CustomerFacts
+    inbox: str
+    message_attachments: list[str]
+    message_auto_submitted: bool
+    message_from: str
+    message_has_attachments: bool
+    message_is_reply: bool
+    message_language: str
+    message_received_at: float
+    message_subject: str
+    message_text: str
+    message_to: list[str]
+    _when: Callable[[], datetime]
+    _open: OpenAt
+    _moment: datetime | None
+    _hours: dict[str, bool] | None
+    _tokens: dict[str, list[str]]
+    _words: dict[str, frozenset[str]] | None
+    _phrases: dict[str, str] | None
+    _utf8: dict[str, bytes]
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        channel: str,
+        inbox: str,
+        subject: str,
+        text: str,
+        sender: str,
+        to: list[str],
+        language: str,
+        attachments: list[str],
+        received_at: float,
+        is_reply: bool,
+        auto_submitted: bool,
+        customer: CustomerFacts,
+        clock: Callable[[], datetime],
+        business_hours: OpenAt,
+    ) -> Context:
+        """``clock`` is only called if a rule reads the time; ``business_hours`` gets a calendar
+        name and that time. (A class method rather than ``__init__``: calling a class with
+        keywords builds a dict of them on every call, calling a method does not.)"""
+        self = cls.__new__(cls)
+        self.channel = channel
+        self.inbox = inbox
+        self.message_subject = subject
+        self.message_text = text
+        self.message_from = sender
+        self.message_to = to
+        self.message_language = language
+        self.message_attachments = attachments
+        self.message_has_attachments = bool(attachments)
+        self.message_received_at = received_at
+        self.message_is_reply = is_reply
+        self.message_auto_submitted = auto_submitted
+        self.customer = customer
+        self._when = clock
+        self._open = business_hours
+        self._moment = None
+        self._hours = None
+        self._tokens = {}
+        self._words = None
+        self._phrases = None
+        self._utf8 = {}
+        return self
+
+    @classmethod
+    def of_input(
+        cls, facts: RuleInput, now: datetime, business_hours: BusinessHours = _closed
+    ) -> Context:
+        """The context of a ``channelhub rules test`` input at ``now``."""
+        message = facts.message
+        return cls.of(
+            channel=facts.channel,
+            inbox=facts.inbox,
+            subject=message.subject,
+            text=message.text,
+            sender=message.from_,
+            to=message.to,
+            language=message.language,
+            attachments=message.attachments,
+            received_at=message.received_at,
+            is_reply=message.is_reply,
+            auto_submitted=message.auto_submitted,
+            customer=facts.customer,
+            clock=lambda: now,
+            business_hours=lambda name, _moment: business_hours(name),
+        )
+
+    def moment(self) -> datetime:
+        """The time of this evaluation (read once)."""
+        moment = self._moment
+        if moment is None:
+            moment = self._moment = self._when()
+        return moment
+
+    @property
+    def now_hour(self) -> int:
+        return self.moment().hour
+
+    @property
+    def now_minute(self) -> int:
+        return self.moment().minute
+
+    @property
+    def now_weekday(self) -> int:
+        return self.moment().weekday()
+
+    @property
+    def now_day(self) -> int:
+        return self.moment().day
+
+    @property
+    def now_month(self) -> int:
+        return self.moment().month
+
+    @property
+    def now_year(self) -> int:
+        return self.moment().year
+
+    def business_hours(self, name: str) -> bool:
+        """Whether the calendar ``name`` is open now; asked once per calendar per message."""
+        hours = self._hours
+        if hours is None:
+            hours = self._hours = {}
+        found = hours.get(name)
+        if found is None:
+            found = hours[name] = bool(self._open(name, self.moment()))
+        return found
+
+    def tokens(self, text: str) -> list[str]:
+        """The case-folded words of ``text`` in order, computed once per text per evaluation."""
+        found = self._tokens.get(text)
+        if found is None:
+            found = self._tokens[text] = tokens(text)
+        return found
 
     def words(self, text: str) -> frozenset[str]:
-        """The case-folded words of ``text``, computed once per text per evaluation."""
-        found = self._words.get(text)
+        """The set of :meth:`tokens`, computed once per text per evaluation."""
+        cache = self._words
+        if cache is None:
+            cache = self._words = {}
+        found = cache.get(text)
         if found is None:
-            found = self._words[text] = frozenset(_WORD.findall(text.casefold()))
+            found = cache[text] = frozenset(self.tokens(text))
         return found
 
     def utf8(self, text: Any) -> bytes | None:
-        """``text`` as UTF-8 for the regex engine, encoded once per evaluation."""
+        """``text`` as UTF-8 for the regex engine, encoded once per evaluation.
+
+        A lone surrogate (undecodable input kept by a connector) is passed through as bytes
+        RE2 will not match as a character, rather than failing the rule.
+        """
         if text is None:
             return None
         data = self._utf8.get(text)
         if data is None:
-            data = self._utf8[text] = text.encode()
+            data = self._utf8[text] = text.encode("utf-8", "surrogatepass")
         return data
 
     def contains_any(self, text: Any, words: tuple[frozenset[str], tuple[str, ...]]) -> bool:
@@ -171,8 +295,11 @@ class Context:
         if not singles.isdisjoint(self.words(text)):
             return True
         if phrases:
-            joined = self._phrases.get(text)
+            cache = self._phrases
+            if cache is None:
+                cache = self._phrases = {}
+            joined = cache.get(text)
             if joined is None:
-                joined = self._phrases[text] = f" {' '.join(_WORD.findall(text.casefold()))} "
+                joined = cache[text] = f" {' '.join(self.tokens(text))} "
             return any(f" {phrase} " in joined for phrase in phrases)
         return False

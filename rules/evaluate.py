@@ -9,8 +9,10 @@ the others still apply.
 
 from __future__ import annotations
 
+import bisect
 import logging
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from rules.compiler import CompiledRule, RuleSet
@@ -21,7 +23,7 @@ log = logging.getLogger(__name__)
 ROUTE_FIELDS = ("queue", "priority", "sla", "skills", "agent")
 
 
-@dataclass
+@dataclass(slots=True)
 class Outcome:
     decision: Decision
     errors: list[tuple[str, str]] = field(default_factory=list)  # (rule, error)
@@ -31,9 +33,117 @@ class Outcome:
 def evaluate(ruleset: RuleSet, context: Any, *, explain: bool = False) -> Outcome:
     """The decision for one message. With ``explain``, every rule is reported in the trace
     (matched, not matched, error, skipped and why); otherwise only candidate rules run."""
-    if not explain:
-        return _decide(ruleset, context, ruleset.candidates(context), indexed=True)
-    return _explain(ruleset, context)
+    if explain:
+        return _explain(ruleset, context)
+    errors: list[tuple[str, str]] = []
+    return Outcome(decide(ruleset, context, errors), errors)
+
+
+def decide(ruleset: RuleSet, context: Any, errors: list[tuple[str, str]] | None = None) -> Decision:
+    """The hot path: the rules the index finds, their residuals, precomputed parts merged.
+
+    Gives what :func:`linear_scan` gives (tests/test_rules_engine.py). Rules that fail are
+    logged, and added to ``errors`` if one is given.
+    """
+    try:
+        found = ruleset.index.candidates(context)
+    except Exception:  # a field of an unexpected type: rule by rule reports it where it fails
+        outcome = _decide(ruleset, context, ruleset.enabled)
+        if errors is not None:
+            errors += outcome.errors
+        return outcome.decision
+    if not found:
+        assert ruleset.nothing is not None
+        return ruleset.nothing
+    order = sorted(found)
+    if not ruleset.checked.isdisjoint(found):
+        check = ruleset.checked.intersection(found)
+        rules = ruleset.rules
+        failed: list[int] = []
+        cut = None
+        for position in sorted(check):
+            rule = rules[position]
+            residual = rule.residual
+            if residual is not None:
+                try:
+                    if not residual(context):
+                        failed.append(position)
+                        continue
+                except Exception as exc:  # an admin's rule must never take the hub down
+                    error = f"{type(exc).__name__}: {exc}"
+                    if errors is not None:
+                        errors.append((rule.name, error))
+                    log.warning("rule %s failed: %s (treated as not matching)", rule.name, error)
+                    failed.append(position)
+                    continue
+            if rule.stop:
+                cut = position
+                break
+        if cut is not None:  # nothing after a matching stop rule counts
+            after = bisect.bisect_right(order, cut)
+            found.difference_update(order[after:])
+            del order[after:]
+        for position in failed:  # all before the cut: they were checked in order
+            order.remove(position)
+            found.discard(position)
+    return _merge(ruleset, order, found)
+
+
+# a decision is a function of the rules that matched (in order) alone: the same few rules
+# match again and again in small rule sets, so their decision is kept (frozen, safe to share)
+REMEMBERED_MATCHES = 16
+REMEMBERED_DECISIONS = 4096
+
+
+def _merge(ruleset: RuleSet, order: list[int], matched: set[int]) -> Decision:
+    """The decision of the rules at ``order`` (file order; ``matched`` holds the same)."""
+    if not order:
+        assert ruleset.nothing is not None
+        return ruleset.nothing
+    if len(order) > REMEMBERED_MATCHES:
+        return _build(ruleset, order, matched)
+    key = tuple(order)
+    decision = ruleset.decisions.get(key)
+    if decision is None:
+        decision = _build(ruleset, order, matched)
+        if len(ruleset.decisions) >= REMEMBERED_DECISIONS:
+            ruleset.decisions.clear()
+        ruleset.decisions[key] = decision
+    return decision
+
+
+def _build(ruleset: RuleSet, order: list[int], matched: set[int]) -> Decision:
+    first: list[Any] = [None] * 6  # queue, priority, sla, skills, agent, auto_reply
+    for number, setting, values in ruleset.setters:
+        if len(setting) < len(order):
+            common = setting & matched
+            if common:
+                first[number] = values[min(common)]
+        else:  # most rules set it: the first matched rule likely does
+            position = next(filter(setting.__contains__, order), None)
+            if position is not None:
+                first[number] = values[position]
+    queue, priority, sla, skills, agent, auto_reply = first
+    tags: tuple[str, ...] = ()
+    if not ruleset.tagged.isdisjoint(matched):
+        tags = tuple(dict.fromkeys(chain.from_iterable(map(ruleset.tags.__getitem__, order))))
+    if ruleset.irregular.isdisjoint(matched):
+        instructions = tuple(map(ruleset.single.__getitem__, order))
+    else:
+        instructions = tuple(chain.from_iterable(map(ruleset.instructions.__getitem__, order)))
+    defaults = ruleset.defaults
+    return Decision(
+        queue=queue or defaults.queue,
+        priority=priority or defaults.priority,
+        sla_seconds=defaults.sla if sla is None else sla,
+        skills=defaults.skills if skills is None else skills,
+        agent=agent,
+        instructions=instructions,  # type: ignore[arg-type]
+        tags=tags,
+        auto_reply=auto_reply,
+        rules=tuple(map(ruleset.names.__getitem__, order)),
+        revision=ruleset.digest,
+    )
 
 
 def _explain(ruleset: RuleSet, context: Any) -> Outcome:
@@ -89,12 +199,8 @@ def _explain(ruleset: RuleSet, context: Any) -> Outcome:
     return outcome
 
 
-def _decide(ruleset: RuleSet, context: Any, order: list[int], *, indexed: bool = False) -> Outcome:
-    """The hot path: no trace, precomputed rule contributions, nothing allocated twice.
-
-    ``indexed``: ``order`` came from the candidate index, so each rule only needs its residual
-    check (the conjunct the index matched on holds already).
-    """
+def _decide(ruleset: RuleSet, context: Any, order: list[int]) -> Outcome:
+    """Every rule at ``order`` checked with its full expression, in turn: the reference."""
     rules = ruleset.rules
     queue = priority = sla = skills = agent = None
     instructions: list[str] = []
@@ -104,7 +210,7 @@ def _decide(ruleset: RuleSet, context: Any, order: list[int], *, indexed: bool =
     auto_reply: str | None = None
     for position in order:
         rule = rules[position]
-        predicate = rule.residual if indexed else rule.predicate
+        predicate = rule.predicate
         if predicate is not None:
             try:
                 if not predicate(context):

@@ -30,7 +30,7 @@ class Kind(enum.Enum):
     ANY = "any"
 
 
-# dotted name -> (attribute of the evaluation context, kind of value)
+# dotted name -> (attribute path in the evaluation context, kind of value)
 NAMES: dict[str, tuple[str, Kind]] = {
     "channel": ("channel", Kind.STR),
     "inbox": ("inbox", Kind.STR),
@@ -44,20 +44,20 @@ NAMES: dict[str, tuple[str, Kind]] = {
     "message.received_at": ("message_received_at", Kind.NUM),
     "message.is_reply": ("message_is_reply", Kind.BOOL),
     "message.auto_submitted": ("message_auto_submitted", Kind.BOOL),
-    "customer.known": ("customer_known", Kind.BOOL),
-    "customer.id": ("customer_id", Kind.STR),
-    "customer.name": ("customer_name", Kind.STR),
-    "customer.tier": ("customer_tier", Kind.STR),
-    "customer.lifetime_value": ("customer_lifetime_value", Kind.NUM),
-    "customer.orders_12m": ("customer_orders_12m", Kind.NUM),
-    "customer.last_order_at": ("customer_last_order_at", Kind.NUM),
-    "customer.days_since_last_order": ("customer_days_since_last_order", Kind.NUM),
-    "customer.last_purchase": ("customer_last_purchase", Kind.STR),
-    "customer.payment_punctuality": ("customer_payment_punctuality", Kind.NUM),
-    "customer.overdue_invoices": ("customer_overdue_invoices", Kind.NUM),
-    "customer.open_conversations": ("customer_open_conversations", Kind.NUM),
-    "customer.tags": ("customer_tags", Kind.LIST),
-    "customer.stale": ("customer_stale", Kind.BOOL),
+    "customer.known": ("customer.known", Kind.BOOL),
+    "customer.id": ("customer.id", Kind.STR),
+    "customer.name": ("customer.name", Kind.STR),
+    "customer.tier": ("customer.tier", Kind.STR),
+    "customer.lifetime_value": ("customer.lifetime_value", Kind.NUM),
+    "customer.orders_12m": ("customer.orders_12m", Kind.NUM),
+    "customer.last_order_at": ("customer.last_order_at", Kind.NUM),
+    "customer.days_since_last_order": ("customer.days_since_last_order", Kind.NUM),
+    "customer.last_purchase": ("customer.last_purchase", Kind.STR),
+    "customer.payment_punctuality": ("customer.payment_punctuality", Kind.NUM),
+    "customer.overdue_invoices": ("customer.overdue_invoices", Kind.NUM),
+    "customer.open_conversations": ("customer.open_conversations", Kind.NUM),
+    "customer.tags": ("customer.tags", Kind.LIST),
+    "customer.stale": ("customer.stale", Kind.BOOL),
     "now.hour": ("now_hour", Kind.NUM),
     "now.minute": ("now_minute", Kind.NUM),
     "now.weekday": ("now_weekday", Kind.NUM),
@@ -101,24 +101,33 @@ class ExpressionError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class IndexHint:
-    """A conjunct that must hold for the rule to match, usable to skip the rule quickly.
+    """A conjunct of the top-level ``and`` that the index can answer for all rules at once.
 
-    ``exact``: the field's value is one of ``values``; ``keyword``: the field's text contains one
-    of ``values`` as a word (or phrase); ``above``/``below``: the field's number is above/below
+    ``exact``: the field's value is one of ``values``; ``member``: the field's list holds one of
+    ``values``; ``keyword``: the field's text contains one of ``values`` as a word (for a phrase,
+    its first word: then the hit is not proof, ``implied`` is False); ``regex``: the field's text
+    matches the one pattern in ``values``; ``above``/``below``: the field's number is above/below
     ``threshold`` (``inclusive`` for >= / <=).
     """
 
     kind: str
     path: str
     values: frozenset[Any] = frozenset()
-    threshold: float = 0.0
+    threshold: Any = 0  # the literal as written: an int stays exact beyond 2**53
     inclusive: bool = False
     conjunct: int = 0  # position of the conjunct in the top-level ``and``
-    implied: bool = True  # an index hit proves the conjunct (not so for phrases)
+    implied: bool = True  # an index hit proves the conjunct
 
 
 @dataclass
 class Compiled:
+    """A checked ``when`` expression: the predicate, its conjuncts and what the index may use.
+
+    ``hints`` only come from conjuncts that cannot raise and that no conjunct that might raise
+    precedes, so skipping a rule because a hinted conjunct is false reports the same errors as
+    evaluating it from left to right would (none).
+    """
+
     source: str
     predicate: Callable[[Any], Any]
     hints: list[IndexHint] = field(default_factory=list)
@@ -126,12 +135,12 @@ class Compiled:
     conjuncts: list[str] = field(default_factory=list)
     namespace: dict[str, Any] = field(default_factory=dict)
 
-    def residual(self, hint: IndexHint) -> Callable[[Any], Any] | None:
-        """The predicate without the conjunct ``hint`` stands for, for rules the index found
-        through that hint (it holds already); None when nothing else is left to check."""
-        if not hint.implied:
+    def residual(self, proven: set[int]) -> Callable[[Any], Any] | None:
+        """The predicate without the conjuncts at positions ``proven`` (the index showed they
+        hold and they cannot raise), in the original order; None when nothing is left."""
+        if not proven:
             return self.predicate
-        rest = [source for index, source in enumerate(self.conjuncts) if index != hint.conjunct]
+        rest = [source for index, source in enumerate(self.conjuncts) if index not in proven]
         if not rest:
             return None
         code = compile(f"lambda c: ({' and '.join(rest)})", "<rule>", "eval")
@@ -160,9 +169,10 @@ class Regex:
     public ``search`` (no match object is built), and falls back to the public API otherwise.
     """
 
-    __slots__ = ("_match", "_regex")
+    __slots__ = ("_match", "_regex", "pattern")
 
     def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
         self._regex = re2.compile(pattern.encode(), _OPTIONS)
         low_level = getattr(self._regex, "_regexp", None)
         self._match = getattr(low_level, "Match", None) if _UNANCHORED is not None else None
@@ -272,7 +282,7 @@ class _Compiler:
             key = dotted.removeprefix(ATTRIBUTES_PREFIX)
             if key.startswith("_"):
                 raise self.fail(node, "custom attribute names cannot start with '_'")
-            return f"c.customer_attributes.get({key!r})"
+            return f"c.customer.attributes.get({key!r})"
         if dotted.split(".")[0] in ROOTS:
             raise self.fail(node, f"unknown name {dotted!r}")
         raise self.fail(
@@ -356,6 +366,8 @@ def compile_expression(text: str, *, calendars: set[str] | None = None) -> Compi
     predicate = eval(code, compiler.globals)  # noqa: S307 - source built from checked nodes only
     hints = []
     for position, part in enumerate(parts):
+        if not _safe(part):
+            break  # a later conjunct may only be skipped if nothing before it can raise
         hint = _hint(part)
         if hint is not None:
             hints.append(dataclasses.replace(hint, conjunct=position))
@@ -389,22 +401,32 @@ def _literal(node: ast.AST) -> Any:
 
 
 def _hint(node: ast.AST) -> IndexHint | None:
-    if (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Name)
-        and node.func.id == "contains_any"
-    ):
-        path = _dotted(node.args[0])
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        path = _dotted(node.args[0]) if node.args else None
         if path is None or NAMES[path][1] is not Kind.STR:
             return None
-        elements = node.args[1].elts  # type: ignore[attr-defined]
-        singles, phrases = keyword_set([element.value for element in elements])
-        firsts = {phrase.split(" ")[0] for phrase in phrases}
-        return IndexHint("keyword", path, frozenset(singles | firsts), implied=not phrases)
+        if node.func.id == "contains_any":
+            elements = node.args[1].elts  # type: ignore[attr-defined]
+            singles, phrases = keyword_set([element.value for element in elements])
+            firsts = {phrase.split(" ")[0] for phrase in phrases}
+            return IndexHint("keyword", path, frozenset(singles | firsts), implied=not phrases)
+        if node.func.id == "matches":
+            pattern = node.args[1].value  # type: ignore[attr-defined]
+            return IndexHint("regex", path, frozenset({pattern}))
+        return None
     if not isinstance(node, ast.Compare) or len(node.ops) != 1:
         return None
     left, op, right = node.left, node.ops[0], node.comparators[0]
-    if _dotted(left) is None and _dotted(right) is not None:
+    if isinstance(op, ast.In) and _dotted(left) is None:
+        # "vip" in customer.tags
+        path = _dotted(right)
+        if path is None or NAMES[path][1] is not Kind.LIST:
+            return None
+        try:
+            return IndexHint("member", path, frozenset({_literal(left)}))
+        except ValueError:
+            return None
+    if _dotted(left) is None and _dotted(right) is not None and not isinstance(op, ast.NotIn):
         left, right = right, left
         op = {ast.Lt: ast.Gt(), ast.LtE: ast.GtE(), ast.Gt: ast.Lt(), ast.GtE: ast.LtE()}.get(
             type(op), op
@@ -426,8 +448,72 @@ def _hint(node: ast.AST) -> IndexHint | None:
                 return None
             direction = "above" if isinstance(op, ast.Gt | ast.GtE) else "below"
             return IndexHint(
-                direction, path, threshold=float(value), inclusive=isinstance(op, ast.GtE | ast.LtE)
+                direction, path, threshold=value, inclusive=isinstance(op, ast.GtE | ast.LtE)
             )
     except (ValueError, TypeError):
         return None
     return None
+
+
+def _kind(node: ast.AST) -> Kind:
+    """The kind of value an (already checked) expression node yields; ANY if not known."""
+    if isinstance(node, ast.Constant):
+        if isinstance(node.value, bool):
+            return Kind.BOOL
+        if isinstance(node.value, int | float):
+            return Kind.NUM
+        return Kind.STR if isinstance(node.value, str) else Kind.ANY
+    if isinstance(node, ast.UnaryOp):
+        return Kind.BOOL if isinstance(node.op, ast.Not) else Kind.NUM
+    if isinstance(node, ast.List | ast.Tuple):
+        return Kind.LIST
+    if isinstance(node, ast.Compare):
+        return Kind.BOOL
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        return {"lower": Kind.STR, "len": Kind.NUM}.get(node.func.id, Kind.BOOL)
+    path = _dotted(node)
+    return NAMES[path][1] if path is not None else Kind.ANY
+
+
+def _orderable(left: Kind, right: Kind) -> bool:
+    numbers = (Kind.NUM, Kind.BOOL)
+    return (left in numbers and right in numbers) or left is right is Kind.STR
+
+
+def _safe(node: ast.AST) -> bool:
+    """True if evaluating the (already checked) node cannot raise, given that every documented
+    name holds a value of its documented kind (the evaluation context guarantees that).
+
+    Conservative: custom attributes (any kind) are only safe to read and compare with ==.
+    """
+    if isinstance(node, ast.Constant | ast.Name | ast.Attribute):
+        return True
+    if isinstance(node, ast.List | ast.Tuple):
+        return all(_safe(item) for item in node.elts)
+    if isinstance(node, ast.UnaryOp):
+        return _safe(node.operand)
+    if isinstance(node, ast.BoolOp):
+        return all(_safe(value) for value in node.values)
+    if isinstance(node, ast.Compare):
+        operands = [node.left, *node.comparators]
+        if not all(_safe(operand) for operand in operands):
+            return False
+        for left, op, right in zip(operands, node.ops, operands[1:], strict=False):
+            if isinstance(op, ast.Eq | ast.NotEq):
+                continue
+            left_kind, right_kind = _kind(left), _kind(right)
+            if isinstance(op, ast.In | ast.NotIn):
+                if right_kind is Kind.LIST or (right_kind is left_kind is Kind.STR):
+                    continue
+                return False
+            if not _orderable(left_kind, right_kind):
+                return False
+        return True
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        name = node.func.id
+        if name == "business_hours":
+            return True
+        argument = node.args[0]
+        wanted = (Kind.STR, Kind.LIST) if name == "len" else (Kind.STR,)
+        return _kind(argument) in wanted and _safe(argument)
+    return False

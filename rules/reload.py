@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 
+from connectors.workers import die_with_parent
 from hub.errors import ConfigError
 from rules.compiler import RuleSet
 from rules.loader import MAX_BYTES, check_rules, rebuild_rules
@@ -138,9 +139,13 @@ class RulesWatcher:
 
     def _parser(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            # forkserver: never fork the hub's own threads (database drivers, executors)
+            # forkserver: never fork the hub's own threads (database drivers, executors); the
+            # worker ends with the hub, also when it is killed
             self._pool = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("forkserver")
+                max_workers=1,
+                mp_context=multiprocessing.get_context("forkserver"),
+                initializer=die_with_parent,
+                initargs=(os.getpid(),),
             )
         return self._pool
 

@@ -2,12 +2,15 @@
 
 Sinch: ``POST /v3/projects/{projectId}/faxes`` (multipart: to, from, file, callbackUrl,
 callbackUrlContentType; Basic key id:secret; the fax object as JSON) and ``GET`` of the same
-path (``{"faxes": [...]}``). Its webhooks are multipart/form-data (``event``, ``eventTime``, a
+path (``{"faxes": [...]}``, callback URLs with their Basic credentials masked, as Sinch lists
+them). Its webhooks are multipart/form-data (``event``, ``eventTime``, a
 JSON ``fax`` part, a ``file`` part) or JSON with the file in base64, authenticated by the Basic
 credentials of the webhook URL.
 
-Telnyx: ``POST /v2/faxes`` (JSON, Bearer; Telnyx then fetches ``media_url``), ``GET
-/v2/faxes?filter[to]=`` and ``GET /v2/faxes/{id}`` (a fresh ``media_url``), pre-signed media
+Telnyx: ``POST /v2/faxes`` (JSON, Bearer; Telnyx then fetches ``media_url``; ``client_state``
+must be base64), ``GET /v2/faxes`` with the documented filters (``filter[to][eq]``,
+``filter[direction][eq]``, ``filter[created_at][gte]``; others are ignored) and ``GET
+/v2/faxes/{id}`` (a fresh ``media_url``), pre-signed media
 links that expire (403 with S3's XML after), and webhooks signed with Ed25519 over
 ``timestamp|body`` by a test key.
 """
@@ -15,6 +18,7 @@ links that expire (403 with S3's XML after), and webhooks signed with Ed25519 ov
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import secrets
 import time
@@ -107,12 +111,20 @@ class FakeSinch:
         if not self._auth_ok(request):
             return web.json_response({"code": 401, "message": "Unauthorized"}, status=401)
         faxes = [
-            item["fax"]
+            {**item["fax"], "callbackUrl": _masked(item["fax"]["callbackUrl"])}
             for item in self.sent
             if item["fax"]["to"] == request.query.get("to")
             and request.query.get("direction", "OUTBOUND") == "OUTBOUND"
         ]
         return web.json_response({"faxes": faxes, "totalItems": len(faxes), "pageSize": 50})
+
+
+def _masked(url: str | None) -> str | None:
+    """A callback URL as Sinch lists it: Basic credentials are masked, never given back."""
+    if not url or "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://******:******@{rest.rpartition('@')[2]}"
 
 
 @asynccontextmanager
@@ -195,6 +207,7 @@ class FakeTelnyx:
     # the hub's public URL as configured, and where this test's hub really listens
     public: tuple[str, str] | None = None
     lose_answers: int = 0  # create the fax, then answer 504 (the answer is lost)
+    script: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # before creating
 
     @property
     def public_key(self) -> str:
@@ -226,7 +239,18 @@ class FakeTelnyx:
             return web.json_response(
                 {"errors": [{"code": "10009", "title": "Authentication failed"}]}, status=401
             )
+        if self.script:
+            status, answer = self.script.pop(0)
+            return web.json_response(answer, status=status)
         body = await request.json()
+        state = body.get("client_state")
+        if state is not None:
+            try:
+                base64.b64decode(state, validate=True)
+            except ValueError:
+                return web.json_response(
+                    {"errors": [{"code": "10015", "title": "Invalid client_state"}]}, status=422
+                )
         if not str(body.get("to", "")).startswith("+"):
             return web.json_response(
                 {"errors": [{"code": "10015", "title": "Invalid to", "detail": "bad number"}]},
@@ -252,6 +276,7 @@ class FakeTelnyx:
             "media_url": body.get("media_url"),
             "status": "queued",
             "webhook_url": body.get("webhook_url"),
+            "client_state": state,
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
         }
         self.faxes[fax["id"]] = fax
@@ -264,8 +289,16 @@ class FakeTelnyx:
     async def list(self, request: web.Request) -> web.StreamResponse:
         if not self._auth_ok(request):
             return web.json_response({"errors": [{"code": "10009"}]}, status=401)
-        to = request.query.get("filter[to]")
-        data = [fax for fax in self.faxes.values() if to is None or fax["to"] == to]
+        to = request.query.get("filter[to][eq]")
+        direction = request.query.get("filter[direction][eq]")
+        since = request.query.get("filter[created_at][gte]")
+        data = [
+            fax
+            for fax in self.faxes.values()
+            if (to is None or fax["to"] == to)
+            and (direction is None or fax["direction"] == direction)
+            and (since is None or _instant(fax.get("created_at")) >= _instant(since))
+        ]
         return web.json_response({"data": data, "meta": {"total_results": len(data)}})
 
     async def retrieve(self, request: web.Request) -> web.StreamResponse:
@@ -314,6 +347,12 @@ class FakeTelnyx:
             "telnyx-timestamp": stamp,
             "Content-Type": "application/json",
         }
+
+
+def _instant(stamp: str | None) -> float:
+    if not stamp:
+        return 0.0
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
 def status_event(kind: str, fax_id: str, **extra: Any) -> dict[str, Any]:

@@ -150,3 +150,22 @@ def tiff_bomb() -> bytes:
     head = b"II*\x00" + struct.pack("<I", 8)
     body = head + ifd
     return body + b"\x00" * (200 - len(body)) + b"\xff" * 16
+
+
+def pixel_heavy_pdf(pages: int = 100, size: tuple[int, int] = (5400, 7333)) -> bytes:
+    """What held a webhook for 82 s: ``pages`` pages, each one just under the per-page cap
+    (5400 x 7333 = 39.6 Mpx, a bilevel G4 image), all within the byte cap (the pages share one
+    image, so the file is ~20 KB)."""
+    image = Image.new("1", size, 1)
+    draw = ImageDraw.Draw(image)
+    for y in range(0, size[1], 200):
+        draw.line((0, y, size[0], y), fill=0, width=3)
+    single = io.BytesIO()
+    image.save(single, format="PDF", dpi=(400, 400))
+    template = pypdf.PdfReader(io.BytesIO(single.getvalue())).pages[0]
+    writer = pypdf.PdfWriter()
+    for _ in range(pages):
+        writer.add_page(template)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()

@@ -152,3 +152,31 @@ def test_makefile_has_the_documented_targets() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "channelhub serve" in result.stdout and "pytest" in result.stdout
+
+
+def test_help_lists_every_command() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("serve", "config", "rules", "envelope", "customers", "agents", "version"):
+        assert f"\n    {command}" in result.stdout, command
+    assert "``" not in result.stdout  # no reStructuredText leaking from docstrings
+
+
+def test_envelope_and_rules_test_read_samples_through_the_connector(tmp_path: Path) -> None:
+    mail = tmp_path / "mail.eml"
+    mail.write_bytes(b"From: ann@example.org\r\nSubject: Ware\r\n\r\nReklamation: kaputt\r\n")
+    shown = run("envelope", str(mail), "--type", "email", "--inbox", "support")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["inbox"] == "support"
+    decided = run("rules", "test", "config/rules.yaml", "--sample", str(mail), "--type", "email")
+    assert decided.returncode == 0, decided.stderr
+    assert json.loads(decided.stdout)["decision"]["queue"] == "complaints"
+    # a connector without a sample format, and one that is not installed, say so
+    webchat = run("envelope", str(mail), "--type", "webchat")
+    assert webchat.returncode == 1 and "cannot read samples" in webchat.stderr
+    unknown = run("envelope", str(mail), "--type", "pigeon")
+    assert unknown.returncode == 1 and "pigeon" in unknown.stderr
+    empty = tmp_path / "empty.eml"
+    empty.write_bytes(b"")
+    bad = run("envelope", str(empty))
+    assert bad.returncode == 1 and str(empty) in bad.stderr

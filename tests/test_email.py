@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy import select
 
 from connectors.email import EmailConnector
+from hub.envelope import decode_envelope
 from hub.keys import CONNECTORS
-from hub.store.schema import conversations, messages
+from hub.store.schema import conversations, events, messages
 from tests.conftest import AGENT_PASSWORD, make_settings
 from tests.dovecot import Dovecot, running_dovecot
 from tests.helpers import agent_client, client_id, login, running_hub
@@ -154,6 +155,192 @@ async def test_forged_reference_does_not_join_a_conversation(
             async with hub.store.engine.connect() as connection:
                 rows = (await connection.execute(select(conversations.c.id))).all()
             assert len(rows) == 2  # the forged id opened its own conversation
+
+
+async def test_a_stranger_quoting_a_customers_ids_gets_a_conversation_of_their_own(
+    store_url: str, tmp_path: Path
+) -> None:
+    """Issue 14 item 7: knowing a customer's Message-ID (or holding our signed reply, say
+    forwarded to them) must not let anyone else into that customer's conversation, nor make
+    the agent's next answer go to them."""
+    async with running_relay() as relay:
+        settings = hub_settings(store_url, tmp_path, relay, None)
+        async with running_hub(settings) as hub:
+            port = connector(hub).receiver.port  # type: ignore[union-attr]
+            token = await login(hub, "alice", AGENT_PASSWORD)
+            async with agent_client(hub, token) as (agent, _):
+                await smtp(port, mail(1), "customer1@example.org", "support@example.com")
+                conversation = await accept(agent)
+                await reply(agent, conversation["id"], "It ships today")
+                [first] = await relay.wait(1)
+                ours = str(first["Message-ID"]).strip().strip("<>")
+
+                hijack = mail(
+                    66,
+                    **{
+                        "From": "Customer 1 <attacker@evil.test>",
+                        "Subject": "Re: Order 1",
+                        "In-Reply-To": f"<{ours}>",
+                        "References": f"<order-1@example.org> <{ours}>",
+                    },
+                )
+                await smtp(port, hijack, "attacker@evil.test", "support@example.com")
+                async with hub.store.engine.connect() as connection:
+                    rows = (
+                        await connection.execute(
+                            select(messages.c.conversation_id, messages.c.text).where(
+                                messages.c.direction == "inbound"
+                            )
+                        )
+                    ).all()
+                    refused = (
+                        await connection.execute(
+                            select(events.c.conversation_id, events.c.data).where(
+                                events.c.kind == "thread.refused"
+                            )
+                        )
+                    ).all()
+                [stranger] = [row for row in rows if "order 66" in row.text]
+                assert stranger.conversation_id != conversation["id"]
+                assert [row.conversation_id for row in refused] == [conversation["id"]]
+                assert refused[0].data["address"] == "attacker@evil.test"
+                own = await hub.store.conversation(stranger.conversation_id)
+                [note] = own["messages"][0]["notes"]
+                assert f"claims to continue conversation {conversation['id']}" in note
+                assert own["recipient"].address == "attacker@evil.test"
+
+                # the agent answers the customer again: it goes to the customer, not the stranger
+                await reply(agent, conversation["id"], "Tracking number 123")
+                second = (await relay.wait(2))[1]
+                assert second["To"] == "Customer 1 <customer1@example.org>"
+                assert all(
+                    "evil.test" not in rcpt for _, rcpts, _ in relay.received for rcpt in rcpts
+                )
+
+                # the customer's own answer to our mail still joins the conversation
+                await smtp(
+                    port,
+                    mail(
+                        2,
+                        **{
+                            "From": "Customer 1 <customer1@example.org>",
+                            "In-Reply-To": f"<{ours}>",
+                            "References": f"<order-1@example.org> <{ours}>",
+                        },
+                    ),
+                    "customer1@example.org",
+                    "support@example.com",
+                )
+                async with hub.store.engine.connect() as connection:
+                    joined = (
+                        await connection.execute(
+                            select(messages.c.conversation_id).where(
+                                messages.c.text.like("%order 2%")
+                            )
+                        )
+                    ).scalar_one()
+                assert joined == conversation["id"]
+
+
+async def test_two_unreadable_mails_with_the_same_body_are_both_kept(
+    store_url: str, tmp_path: Path
+) -> None:
+    """Issue 14 item 8: an unparsed mail was keyed by its body only, so a second customer's
+    mail with the same text collapsed into the first one and was lost after SMTP said 250."""
+    async with running_relay() as relay:
+        settings = hub_settings(store_url, tmp_path, relay, None, max_message_bytes=1024)
+        async with running_hub(settings) as hub:
+            port = connector(hub).receiver.port  # type: ignore[union-attr]
+            body = "Please send my invoice.\r\n" * 60  # over the parser's 1 KB: not parsed
+            for sender in ("anna@example.org", "ben@example.net"):
+                await smtp(
+                    port,
+                    mail(7, **{"From": sender, "Message-ID": f"<{sender}>"}).replace(
+                        b"Where is order 7?", body.encode()
+                    ),
+                    sender,
+                    "support@example.com",
+                )
+            async with hub.store.engine.connect() as connection:
+                rows = (
+                    await connection.execute(
+                        select(messages.c.text).where(messages.c.direction == "inbound")
+                    )
+                ).all()
+            assert len(rows) == 2
+            assert all("could not be read" in row.text for row in rows)
+
+
+async def test_smtp_door_reads_a_mail_of_many_lines_without_per_line_work(
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 14 item 8: aiosmtpd awaited every line of DATA on the event loop (3 million short
+    lines: 20 s, /healthz stalled 2.4 s, ~890 MB). DATA is now read in chunks; counted here
+    as line reads on the hub's stream readers, which no longer grow with the mail."""
+    line_reads = 0
+    readuntil = asyncio.StreamReader.readuntil
+
+    async def counted(self: asyncio.StreamReader, separator: bytes = b"\n") -> bytes:
+        nonlocal line_reads
+        line_reads += 1
+        return await readuntil(self, separator)
+
+    async with running_relay() as relay:
+        settings = hub_settings(store_url, tmp_path, relay, None)
+        async with running_hub(settings) as hub:
+            port = connector(hub).receiver.port  # type: ignore[union-attr]
+            lines = "".join(f"{n}\r\n" for n in range(100_000)) + ".hidden dot\r\n"
+            raw = mail(8).replace(b"Where is order 8?\r\n", lines.encode())
+            monkeypatch.setattr(asyncio.StreamReader, "readuntil", counted)
+            await smtp(port, raw, "customer8@example.org", "support@example.com")
+            monkeypatch.undo()
+            async with hub.store.engine.connect() as connection:
+                text = (
+                    await connection.execute(
+                        select(messages.c.text).where(messages.c.direction == "inbound")
+                    )
+                ).scalar_one()
+    assert line_reads < 20  # the SMTP commands, not the mail's 100,001 lines
+    stored = text.split("\n")
+    assert stored[:3] == ["0", "1", "2"] and stored[99_999] == "99999"
+    assert stored[100_000] == ".hidden dot"  # dot-stuffed by the client, unstuffed by us
+
+
+async def test_without_trusted_authentication_results_the_sender_is_unverified(
+    store_url: str, tmp_path: Path
+) -> None:
+    """Issue 14 item 10: with trusted_authserv_ids set, a mail carrying no result from those
+    servers was believed: here, a forged From with our genuine reply id joined the customer's
+    conversation. It is unverified now, and an unverified sender never joins one."""
+    checked = "mx.example.com; spf=pass smtp.mailfrom=example.org; dkim=pass; dmarc=pass"
+    async with running_relay() as relay:
+        settings = hub_settings(
+            store_url, tmp_path, relay, None, trusted_authserv_ids=["mx.example.com"]
+        )
+        async with running_hub(settings) as hub:
+            port = connector(hub).receiver.port  # type: ignore[union-attr]
+            token = await login(hub, "alice", AGENT_PASSWORD)
+            async with agent_client(hub, token) as (agent, _):
+                first = mail(1, **{"Authentication-Results": checked})
+                await smtp(port, first, "customer1@example.org", "support@example.com")
+                conversation = await accept(agent)
+                await reply(agent, conversation["id"], "It ships today")
+                [sent] = await relay.wait(1)
+                ours = str(sent["Message-ID"]).strip().strip("<>")
+                unchecked = mail(2, **{"In-Reply-To": f"<{ours}>", "From": "customer1@example.org"})
+                await smtp(port, unchecked, "customer1@example.org", "support@example.com")
+                async with hub.store.engine.connect() as connection:
+                    where = (
+                        await connection.execute(
+                            select(messages.c.conversation_id, messages.c.envelope).where(
+                                messages.c.text.like("%order 2%")
+                            )
+                        )
+                    ).one()
+            assert where.conversation_id != conversation["id"]
+            stored = decode_envelope(where.envelope)
+            assert not stored.sender_verified
+            assert stored.metadata["authentication"]["problem"].startswith("no Authentication")
 
 
 async def test_smtp_in_allow_list_size_and_bounce_marks_reply_failed(

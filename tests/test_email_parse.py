@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import dataclasses
 import difflib
 import email
@@ -15,10 +17,11 @@ from typing import Any
 import pytest
 import yaml
 
-from connectors.email import message_ids
+from connectors.email import charsets, message_ids
 from connectors.email.compose import Sender, build_reply, reply_subject
-from connectors.email.mime import html_to_text
-from connectors.email.parse import BadMail, Options, content_key, parse_mail
+from connectors.email.mime import html_to_text, html_too_complex
+from connectors.email.parse import BadMail, Options, content_key, parse_mail, raw_key
+from connectors.email.smtp_in import read_data, unstuff
 from hub.envelope import Identity, Outbound, ThreadHints
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "email"
@@ -186,12 +189,27 @@ def test_authentication_results_only_from_trusted_servers() -> None:
     flagged = parse_mail(raw(failing), trusted, 0).envelope
     assert not flagged.sender_verified
     assert flagged.metadata["authentication"]["dmarc"] == "fail"
-    # a header written by anyone else is ignored
-    forged = failing.replace("mx.ours.test", "mx.attacker.test").replace("fail", "pass")
-    assert parse_mail(raw(forged), trusted, 0).envelope.sender_verified
     passing = failing.replace("dmarc=fail", "dmarc=pass")
     assert parse_mail(raw(passing), trusted, 0).envelope.sender_verified
     assert parse_mail(raw(failing), OPTIONS, 0).envelope.sender_verified  # nothing trusted
+
+
+def test_no_result_from_a_trusted_server_is_unverified() -> None:
+    """Issue 14 item 10: with trusted_authserv_ids set, a mail without their
+    Authentication-Results was believed (fail open); it did not pass their checks."""
+    trusted = dataclasses.replace(OPTIONS, **{"trusted_authserv_ids": ("mx.ours.test",)})
+    bare = parse_mail(raw("From: ceo@example.com"), trusted, 0).envelope
+    assert not bare.sender_verified
+    assert bare.metadata["authentication"]["problem"].startswith("no Authentication-Results")
+    # a header written by anyone else is ignored: as if there were none
+    forged = raw(
+        "From: ceo@example.com\nAuthentication-Results: mx.attacker.test; spf=pass"
+        " smtp.mailfrom=example.com; dkim=pass; dmarc=pass header.from=example.com"
+    )
+    assert not parse_mail(forged, trusted, 0).envelope.sender_verified
+    checked_nothing = raw("From: ceo@example.com\nAuthentication-Results: mx.ours.test; none")
+    assert not parse_mail(checked_nothing, trusted, 0).envelope.sender_verified
+    assert parse_mail(raw("From: ceo@example.com"), OPTIONS, 0).envelope.sender_verified
 
 
 def test_our_message_ids_name_their_conversation_only_when_genuine() -> None:
@@ -381,3 +399,183 @@ def test_envelope_cli_prints_what_rules_see(tmp_path: Path, capsys: Any) -> None
     assert shown["subject"] == "Refund please" and shown["text"] == "Money back"
     assert main(["envelope", str(tmp_path / "missing.eml")]) == 1
     assert "missing.eml" in capsys.readouterr().err
+
+
+def _html_mail(markup: str) -> bytes:
+    return (
+        "From: a@example.org\r\nSubject: html\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+        + markup
+    ).encode()
+
+
+def test_html_too_deep_to_sanitize_is_kept_aside_not_parsed() -> None:
+    """Issue 14 item 8: 40,000 nested <div> lines (600 KB) cost the sanitizer ~30 s; such HTML
+    is recognized before it starts: text only, the markup kept as original.html."""
+    markup = "".join(f"<div>line {n:05}\r\n" for n in range(40_000))
+    parsed = parse_mail(_html_mail(markup), OPTIONS, 0)
+    envelope = parsed.envelope
+    assert envelope.html is None
+    assert "nested more than 256" in envelope.metadata["html_not_shown"]
+    assert envelope.text.startswith("line 00000\nline 00001")
+    assert parsed.parts[0].name == "original.html"
+    assert parsed.parts[0].data.decode().startswith("<div>line 00000")
+
+
+@pytest.mark.parametrize(
+    ("markup", "complex_"),
+    [
+        ("<table><tr><td>" * 60 + "x" + "</td></tr></table>" * 60, False),  # Outlook-deep
+        ("<p>para\n" * 50_000, False),  # unclosed paragraphs do not nest
+        ("<li>item<br>\n" * 50_000, False),
+        ("<div>" * 200 + "<span>x</span>" * 50_000 + "</div>" * 200, False),
+        ("<div>" * 300 + "x" + "</div>" * 300, True),
+        ("<blockquote><div>" * 200, True),
+        ("<b>" * 100 + "x" * 4_000_001, True),  # too long whatever its shape
+    ],
+)
+def test_html_complexity_bound(markup: str, complex_: bool) -> None:
+    assert (html_too_complex(markup) is not None) is complex_
+    text = html_to_text(markup)  # bounded either way, never the sanitizer on deep markup
+    assert "<" not in text[:1000]
+
+
+def test_mime_structures_no_real_mail_has_are_not_walked() -> None:
+    """Issue 14 item 8: 3 million short lines or 100,000 empty parts cost the stdlib parser
+    seconds and hundreds of MB; they are counted first and the mail is kept whole."""
+    lines = raw("From: b@example.org\nSubject: lines", "a\r\n" * 3_000_000)
+    parsed = parse_mail(lines, dataclasses.replace(OPTIONS, max_bytes=20_000_000), 0)
+    assert "3,000,00" in parsed.envelope.metadata["too_complex"]
+    assert parsed.envelope.sender.address == "b@example.org"
+    assert parsed.envelope.text.startswith("a\na\na\n")  # a single text part is still read
+    assert parsed.envelope.metadata["truncated"]
+
+    parts = (
+        b'From: c@example.org\r\nSubject: parts\r\nContent-Type: multipart/mixed; boundary="z"'
+        b"\r\n\r\n" + b"--z\r\n\r\n" * 100_000 + b"--z--\r\n"
+    )
+    parsed = parse_mail(parts, OPTIONS, 0)
+    envelope = parsed.envelope
+    assert "MIME delimiter lines" in envelope.metadata["too_complex"]
+    assert envelope.sender.address == "c@example.org" and envelope.subject == "parts"
+    assert "too complex to show" in envelope.text
+    [original] = parsed.parts
+    assert original.name == "original.eml" and original.data == parts
+
+    # an ordinary multipart mail is walked as before
+    normal = email.message.EmailMessage()
+    normal["From"] = "d@example.org"
+    normal.set_content("hello\n" * 1000)
+    normal.add_attachment(b"x" * 100, maintype="application", subtype="pdf", filename="a.pdf")
+    walked = parse_mail(normal.as_bytes(), OPTIONS, 0)
+    assert "too_complex" not in walked.envelope.metadata
+    assert [part.name for part in walked.parts] == ["a.pdf"]
+
+
+def test_an_unparsed_mail_is_keyed_by_all_of_it() -> None:
+    """Issue 14 item 8: two customers' unreadable mails with the same body collapsed into one
+    (the key hashed the body only) and the second was lost after SMTP said 250."""
+    anna = raw("From: anna@example.org\nSubject: invoice", "Please send my invoice.")
+    ben = raw("From: ben@example.net\nSubject: invoice", "Please send my invoice.")
+    assert content_key(anna, None, "s") == content_key(ben, None, "s")  # what it was
+    assert raw_key(anna, "s") != raw_key(ben, "s")
+    assert raw_key(anna, "s") == raw_key(anna.replace(b"\r\n", b"\n"), "s")  # redelivered
+
+
+def _reader(*pieces: bytes, eof: bool = True) -> asyncio.StreamReader:
+    reader = asyncio.StreamReader(limit=1001)  # aiosmtpd's line limit
+    for piece in pieces:
+        reader.feed_data(piece)
+    if eof:
+        reader.feed_eof()
+    return reader
+
+
+async def test_smtp_data_is_found_and_unstuffed_however_it_is_split() -> None:
+    """DATA is read in chunks (no per-line work): the end line and the stuffed dots are found
+    wherever the chunks split the stream."""
+    wire = b"Subject: x\r\n\r\nline\r\n..leading dot\r\n..\r\n.\r\nQUIT\r\n"
+    for cut in range(1, len(wire)):
+        reader = _reader(eof=False)
+        reader.feed_data(wire[:cut])
+        asyncio.get_running_loop().call_soon(reader.feed_data, wire[cut:])
+        data = await read_data(reader, None)
+        assert data is not None, cut
+        assert data.content == b"Subject: x\r\n\r\nline\r\n.leading dot\r\n.\r\n", cut
+        # what the client sent after the end of data is left for the next command
+        assert await reader.readuntil(b"\r\n") == b"QUIT\r\n", cut
+
+
+async def test_smtp_data_edges() -> None:
+    empty = await read_data(_reader(b".\r\n"), None)
+    assert empty is not None and empty.content == b""
+    leading = await read_data(_reader(b"..x\r\n.\r\n"), None)
+    assert leading is not None and leading.content == b".x\r\n"
+    assert await read_data(_reader(b"no end\r\n"), None) is None  # the client went away
+    big = await read_data(_reader(b"x" * 5000 + b"\r\n" + b"y\r\n" * 10_000 + b".\r\n"), 1000)
+    assert big is not None and big.content is None and big.size > 1000  # 552, read to the end
+    assert unstuff(b"..a\r\n..\r\nb\r\n") == b".a\r\n.\r\nb\r\n"
+
+
+def test_iso2022jp_subject_with_outlook_extension_characters() -> None:
+    """Issue 14 item 11: ①, № (NEC row 13, as Outlook writes ISO-2022-JP) left the subject
+    undecoded while the body decoded."""
+    jis = b"\x1b$B-!$NAw$j\x1b(B No.\x1b$B-b\x1b(B5"  # ①の送り No.№5
+    encoded = "=?ISO-2022-JP?B?" + base64.b64encode(jis).decode() + "?="
+    mail = (
+        f"From: a@example.org\r\nSubject: {encoded}\r\n"
+        "Content-Type: text/plain; charset=ISO-2022-JP\r\n\r\n"
+    ).encode() + jis
+    envelope = parse_mail(mail, OPTIONS, 0).envelope
+    assert envelope.subject == "①の送り No.№5"
+    assert envelope.text == "①の送り No.№5"
+    # raw JIS in a header (no encoded word), as old mailers send it
+    raw_subject = b"From: a@example.org\r\nSubject: " + jis + b"\r\n\r\nx"
+    assert parse_mail(raw_subject, OPTIONS, 0).envelope.subject == "①の送り No.№5"
+
+
+def test_hebrew_iso_8859_8_i_label() -> None:
+    """Issue 14 item 11: ``iso-8859-8-i`` (logical-order Hebrew) was not recognised."""
+    hebrew = "שלום, ההזמנה שלי"
+    word = "=?iso-8859-8-i?B?" + base64.b64encode(hebrew.encode("iso8859_8")).decode() + "?="
+    mail = (
+        f"From: a@example.org\r\nSubject: {word}\r\n"
+        'Content-Type: text/plain; charset="iso-8859-8-i"\r\n\r\n'
+    ).encode() + hebrew.encode("iso8859_8")
+    envelope = parse_mail(mail, OPTIONS, 0).envelope
+    assert envelope.subject == hebrew and envelope.text == hebrew
+
+
+@pytest.mark.parametrize(
+    ("label", "text", "python"),
+    [
+        ("ISO-8859-8-I", "שלום", "iso8859_8"),
+        ("logical", "שלום", "iso8859_8"),
+        ("iso-8859-6-i", "مرحبا", "iso8859_6"),
+        ("windows-874", "สวัสดี", "cp874"),
+        ("ks_c_5601-1989", "안녕하세요", "cp949"),
+        ("x-mac-cyrillic", "Привет", "mac_cyrillic"),
+        ("koi8-ru", "Привіт", "koi8_u"),
+        ("x-x-big5", "訂單", "big5hkscs"),
+        ("windows-31j", "①注文", "cp932"),
+        ("ISO-8859-1", "Grüße \u2013 €5", "cp1252"),  # browsers read Latin-1 as Windows-1252
+        (' "gb2312" ', "订单𠀀", "gb18030"),
+    ],
+)
+def test_whatwg_labels(label: str, text: str, python: str) -> None:
+    assert charsets.codec(label) == python
+    assert charsets.decode(text.encode(python), label) == text
+
+
+def test_from_with_two_addresses_and_no_comma_is_unparseable() -> None:
+    """Issue 14 item 11: ``From: a@example.com b@example.com`` was attributed to the
+    Return-Path address; the documented rule is unknown@invalid with the header kept."""
+    envelope = parse_mail(
+        raw("From: a@example.com b@example.com\nReturn-Path: <bounces@lists.example.net>"),
+        OPTIONS,
+        0,
+    ).envelope
+    assert envelope.sender.address == "unknown@invalid"
+    assert envelope.metadata["from_header"] == "a@example.com b@example.com"
+    # a mail with no From at all still falls back to the envelope-ish headers (bounces)
+    missing = parse_mail(raw("Return-Path: <x@example.net>"), OPTIONS, 0).envelope
+    assert missing.sender.address == "x@example.net"

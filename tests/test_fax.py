@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 
 from hub.envelope import Envelope
 from hub.keys import CONNECTORS
-from hub.store.schema import attachments, messages
+from hub.store.schema import attachments, connector_state, messages
 from tests.conftest import AGENT_PASSWORD, make_settings
 from tests.fake_fax import (
     CONNECTION,
@@ -44,7 +44,7 @@ from tests.fake_fax import (
     status_event,
     telnyx_webhook,
 )
-from tests.fax_samples import ORDER, g4_pdf, g4_tiff, pdf_bomb, require_ocr
+from tests.fax_samples import ORDER, g4_pdf, g4_tiff, pdf_bomb, pixel_heavy_pdf, require_ocr
 from tests.helpers import agent_client, client_id, login, running_hub
 from tests.smtp_sink import running_relay
 from tests.test_email import smtp
@@ -96,8 +96,15 @@ def telnyx_block(fake: FakeTelnyx, **extra: Any) -> dict[str, Any]:
     }
 
 
+async def _settled(hub: Any) -> None:
+    """Wait until the faxes the gateway was answered for are read and stored (that happens
+    after the answer)."""
+    await asyncio.wait_for(hub.app[CONNECTORS]["fax"].idle(), 120)
+
+
 async def _inbound(hub: Any) -> list[tuple[Envelope, list[dict[str, Any]]]]:
     """Every stored inbound fax: its envelope and attachment rows."""
+    await _settled(hub)
     async with hub.store.engine.connect() as connection:
         rows = (
             await connection.execute(
@@ -119,6 +126,7 @@ async def _inbound(hub: Any) -> list[tuple[Envelope, list[dict[str, Any]]]]:
 
 
 async def _count(hub: Any) -> int:
+    await _settled(hub)
     async with hub.store.engine.connect() as connection:
         query = select(func.count()).select_from(messages).where(messages.c.direction == "inbound")
         return int((await connection.execute(query)).scalar_one())
@@ -365,6 +373,125 @@ async def test_sinch_bad_bodies_are_refused_and_bombs_arrive_unread(
             assert [f["name"] for f in files] == ["fax.pdf"]
 
 
+async def test_sinch_broken_bodies_with_valid_credentials_are_400_or_413(
+    store_url: str, tmp_path: Path
+) -> None:
+    """Issue 14 item 9: a multipart body without its boundary line (40 MB) and JSON nested
+    100,000 deep answered 500. Every broken body is now 400 (or 413 over a limit), and a large
+    well-formed JSON webhook is read to its end (it was cut at what had arrived so far)."""
+    async with fake_sinch() as fake:
+        settings = fax_settings(
+            store_url, tmp_path, "sinch", sinch_block(fake), ocr={"enabled": False}
+        )
+        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+            url = hub.url + WEBHOOK
+            auth = {"Authorization": basic()}
+            form = {"Content-Type": "multipart/form-data; boundary=xYzZY"}
+            deep = b"[" * 100_000 + b"]" * 100_000
+            cases = [
+                ("no boundary line, one 40 MB line", b"x" * 40_000_000, form, 400),
+                ("no boundary line, 40 MB of empty lines", b"\r\n" * 20_000_000, form, 400),
+                (
+                    "no boundary parameter",
+                    b"--xYzZY\r\n",
+                    {"Content-Type": "multipart/form-data"},
+                    400,
+                ),
+                (
+                    "a part never closed",
+                    b'--xYzZY\r\nContent-Disposition: form-data; name="event"\r\n\r\nINCOMING_FAX',
+                    form,
+                    400,
+                ),
+                (
+                    "a field over its limit",
+                    b'--xYzZY\r\nContent-Disposition: form-data; name="fax"\r\n\r\n'
+                    + b"x" * 300_000
+                    + b"\r\n--xYzZY--\r\n",
+                    form,
+                    413,
+                ),
+                ("100k-deep JSON", deep, {"Content-Type": "application/json"}, 400),
+                (
+                    "100k-deep JSON in the fax",
+                    b'{"event": "INCOMING_FAX", "fax": ' + deep + b"}",
+                    {"Content-Type": "application/json"},
+                    400,
+                ),
+                ("over the body limit", b"x" * (45 * 1024 * 1024), form, 413),
+            ]
+            for name, body, headers, expected in cases:
+                async with session.post(url, data=body, headers={**auth, **headers}) as answer:
+                    assert answer.status == expected, (name, answer.status, await answer.text())
+            # 100k-deep JSON as the fax part of a well-formed multipart body
+            deep_part = aiohttp.FormData()
+            deep_part.add_field("event", "INCOMING_FAX")
+            deep_part.add_field("fax", deep.decode(), content_type="application/json")
+            async with session.post(url, data=deep_part, headers=auth) as answer:
+                assert answer.status == 400, await answer.text()
+            assert await _count(hub) == 0
+
+            # a well-formed JSON webhook of 2 MB (a 1.5 MB document in base64) is stored whole
+            document = g4_pdf() + b"%" + b"0" * 1_500_000 + b"\n"
+            status, text = await sinch_webhook(
+                session, url, "INCOMING_FAX", sinch_fax(), document, as_json=True
+            )
+            assert status == 200, text
+            [(_envelope, files)] = await _inbound(hub)
+            [original] = [f for f in files if f["name"] == "fax.pdf"]
+            assert original["size"] == len(document)
+
+
+async def test_a_fax_is_answered_before_it_is_read_and_survives_a_restart(
+    store_url: str, tmp_path: Path
+) -> None:
+    """Issue 14 item 9: the webhook waited for the whole document to be read (100 pages of
+    39.6 Mpx held it for 82 s). Now it is answered once the document and a pending record are
+    durable; the reading happens after, within the document's pixel budget, and a fax whose
+    reading a stop interrupted is read at the next start, once."""
+    async with fake_sinch() as fake:
+        settings = fax_settings(
+            store_url, tmp_path, "sinch", sinch_block(fake), ocr={"enabled": False}
+        )
+        fax, heavy = sinch_fax(), pixel_heavy_pdf()
+        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+            connector = hub.app[CONNECTORS]["fax"]
+            await connector._slots.acquire()  # the worker is busy: nothing is read now
+            status, text = await sinch_webhook(
+                session, hub.url + WEBHOOK, "INCOMING_FAX", fax, heavy
+            )
+            assert status == 200, text  # answered without reading anything
+            async with hub.store.engine.connect() as connection:
+                kept = (
+                    await connection.execute(
+                        select(func.count())
+                        .select_from(connector_state)
+                        .where(connector_state.c.key.startswith("pending:"))
+                    )
+                ).scalar_one()
+                stored = (
+                    await connection.execute(select(func.count()).select_from(messages))
+                ).scalar_one()
+            assert (kept, stored) == (1, 0)
+            # Sinch retries: kept already, answered at once, nothing new
+            status, _ = await sinch_webhook(session, hub.url + WEBHOOK, "INCOMING_FAX", fax, heavy)
+            assert status == 200
+            # the hub stops before the worker got to it (its slot is never released)
+        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+            [(envelope, files)] = await _inbound(hub)  # read at start, from the pending record
+            assert envelope.provider_id == fax["id"]
+            assert envelope.metadata["pages"] == 100 and envelope.metadata["pages_read"] == 12
+            assert any("pixel budget" in p for p in envelope.metadata["problems"])
+            assert len([f for f in files if f["name"].startswith("page-")]) == 12
+            status, _ = await sinch_webhook(session, hub.url + WEBHOOK, "INCOMING_FAX", fax, heavy)
+            assert status == 200 and await _count(hub) == 1
+            async with hub.store.engine.connect() as connection:
+                left = (
+                    await connection.execute(select(func.count()).select_from(connector_state))
+                ).scalar_one()
+            assert left == 0
+
+
 async def test_a_lost_send_answer_never_faxes_twice(store_url: str, tmp_path: Path) -> None:
     async with fake_sinch() as fake:
         fake.lose_answers = 1
@@ -379,7 +506,10 @@ async def test_a_lost_send_answer_never_faxes_twice(store_url: str, tmp_path: Pa
                 )
                 conversation = await _accept(agent)
                 await _reply(agent, conversation["id"], "queued", text="Ok")
-                assert len(fake.sent) == 1  # the retry found the fax the first attempt made
+                [fax_id] = (await _provider_ids(hub, 1)).values()  # after the retry
+                # the retry found the fax the first attempt made (Sinch lists its callback URL
+                # with the credentials masked)
+                assert [item["fax"]["id"] for item in fake.sent] == [fax_id]
 
 
 async def test_telnyx_lost_answer_never_faxes_twice(store_url: str, tmp_path: Path) -> None:
@@ -396,7 +526,75 @@ async def test_telnyx_lost_answer_never_faxes_twice(store_url: str, tmp_path: Pa
                 await telnyx_webhook(session, hub.url + WEBHOOK, fake, event)
                 conversation = await _accept(agent)
                 await _reply(agent, conversation["id"], "queued", text="Ok")
-                assert len(fake.sent) == 1  # the retry found the fax by its webhook_url
+                [fax_id] = (await _provider_ids(hub, 1)).values()  # after the retry
+                assert list(fake.faxes) == [event["data"]["payload"]["fax_id"], fax_id]
+                assert len(fake.sent) == 1  # the retry found the fax by its client_state
+
+
+async def _provider_ids(hub: Any, count: int) -> dict[str, str]:
+    """Idempotency key -> provider id of the outbound messages, once ``count`` have one (the
+    outbox retries a failed attempt after its backoff)."""
+    for _ in range(300):
+        async with hub.store.engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    select(messages.c.idempotency_key, messages.c.provider_id).where(
+                        messages.c.direction == "outbound"
+                    )
+                )
+            ).all()
+        found = {row.idempotency_key: row.provider_id for row in rows if row.provider_id}
+        if len(found) >= count:
+            return found
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"only {len(found)} of {count} replies were recorded as sent")
+
+
+@pytest.mark.parametrize("gateway", ["sinch", "telnyx"])
+async def test_the_same_text_twice_is_two_faxes_each_with_its_own_id(
+    store_url: str, tmp_path: Path, gateway: str
+) -> None:
+    """Issue 14 item 1 (fax): three replies with the same text to the same number. The second's
+    first call fails before the provider creates anything; the third's first call creates the
+    fax but its answer is lost. A retry may adopt only its own reply's fax: the second is sent
+    anew (not recorded under the first's id), the third is not sent twice."""
+    fake_gateway = fake_sinch if gateway == "sinch" else fake_telnyx
+    async with fake_gateway() as fake:  # type: ignore[operator]
+        block = sinch_block(fake) if gateway == "sinch" else telnyx_block(fake)
+        settings = fax_settings(store_url, tmp_path, gateway, block, ocr={"enabled": False})
+        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+            if gateway == "telnyx":
+                fake.public = (PUBLIC, hub.url)
+                event = fake.received_event(fake.host_media(g4_pdf()))
+                await telnyx_webhook(session, hub.url + WEBHOOK, fake, event)
+            else:
+                await sinch_webhook(
+                    session, hub.url + WEBHOOK, "INCOMING_FAX", sinch_fax(), g4_pdf()
+                )
+            token = await login(hub, "alice", AGENT_PASSWORD)
+            async with agent_client(hub, token) as (agent, _):
+                conversation = await _accept(agent)
+                await _reply(agent, conversation["id"], "queued", text="Ok")
+                await _provider_ids(hub, 1)
+                fake.script.append((503, {"code": 503, "message": "Service Unavailable"}))
+                await _reply(agent, conversation["id"], "queued", text="Ok")
+                await _provider_ids(hub, 2)
+                fake.lose_answers = 1
+                await _reply(agent, conversation["id"], "queued", text="Ok")
+                ids = await _provider_ids(hub, 3)
+        assert len(fake.sent) == 3, fake.sent
+        assert len(set(ids.values())) == 3
+        if gateway == "sinch":
+            created = {item["fax"]["id"]: item["callbackUrl"] for item in fake.sent}
+            for key, fax_id in ids.items():
+                assert created[fax_id].endswith(f"?ref={quote(key, safe='')}")
+        else:
+            for key, fax_id in ids.items():
+                assert fake.faxes[fax_id]["webhook_url"].endswith(f"?ref={quote(key, safe='')}")
+            assert (
+                len({fax["client_state"] for fax in fake.faxes.values() if fax.get("client_state")})
+                == 3
+            )
 
 
 # -- Telnyx ----------------------------------------------------------------------------------
@@ -492,6 +690,10 @@ async def test_telnyx_forged_stale_and_replayed_webhooks_are_refused(
             )
             assert status == 200
             assert await _count(hub) == 1 and fake.media_hits == 1
+            # signed, but nested 100,000 deep (it answered 500): refused as malformed
+            deep = b'{"data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+            status, text = await telnyx_webhook(session, url, fake, {}, body=deep)
+            assert status == 400 and "nested too deeply" in text
 
 
 async def test_telnyx_expired_media_link_and_partial_fax(store_url: str, tmp_path: Path) -> None:
@@ -571,6 +773,44 @@ async def test_fax_to_email_in_and_email_to_fax_out(store_url: str, tmp_path: Pa
                 [attachment] = list(sent.iter_attachments())
                 assert attachment.get_filename() == "fax.pdf"
                 assert "Wir liefern am Montag." in _pdf_text(attachment.get_content())
+
+
+async def test_email_to_fax_replies_never_share_a_message_id(
+    store_url: str, tmp_path: Path
+) -> None:
+    """Issue 14 item 1 (fax): the Message-ID (and provider id) of an email-to-fax reply was the
+    reply's key cleaned and cut to 80 characters; behind a long agent id every reply of a
+    conversation got the same one. Two replies with the same text, the second's first relay
+    attempt refused: two mails, two Message-IDs, each reply with its own."""
+    require_ocr()
+    agent_id = "a" + "-support-team-berlin" * 3 + "-0"  # 63 characters, the longest allowed
+    async with running_relay() as relay:
+        block = {
+            "address": "fax-in@example.com",
+            "smtp_in": {"host": "127.0.0.1", "port": 0, "recipients": ["fax-in@example.com"]},
+            "smtp": {"host": "127.0.0.1", "port": relay.port, "security": "none"},
+            "gateway_domain": "fax.example.net",
+            "number_pattern": r"(?i)received from\s+(?P<number>\+?[0-9][0-9 ]{5,20}[0-9])",
+        }
+        base = fax_settings(store_url, tmp_path, "email", block)
+        agent_entry = base.agents[0].model_copy(update={"id": agent_id})
+        settings = base.model_copy(update={"agents": (agent_entry,)})
+        async with running_hub(settings) as hub:
+            port = hub.app[CONNECTORS]["fax"].gateway.receiver.port
+            token = await login(hub, agent_id, AGENT_PASSWORD)
+            async with agent_client(hub, token) as (agent, _):
+                raw = _fax_mail(g4_tiff(), "fax.tif", "image/tiff")
+                await smtp(port, raw, "fax@faxserver.example.net", "fax-in@example.com")
+                conversation = await _accept(agent)
+                await _reply(agent, conversation["id"], "sent", text="Ok")
+                relay.answer.append("451 4.2.0 try later")
+                await _reply(agent, conversation["id"], "queued", text="Ok")
+                ids = await _provider_ids(hub, 2)
+                mails = await relay.wait(2)
+    assert len(mails) == 2
+    message_ids = {str(mail["Message-ID"]).strip("<>") for mail in mails}
+    assert len(message_ids) == 2
+    assert set(ids.values()) == message_ids
 
 
 async def test_missing_ocr_language_is_in_readyz_and_faxes_still_arrive(
@@ -829,3 +1069,23 @@ async def test_uploads_are_checked(store_url: str, tmp_path: Path) -> None:
                     error = await agent.expect("error")
                     assert error["code"] == "bad_attachment" and reason in error["message"]
             assert fake.sent == []
+
+
+async def test_two_unreadable_fax_mails_with_the_same_body_are_both_kept(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Issue 14 item 8, the fax-to-email side: an unreadable mail was keyed by its body only,
+    so a second customer's mail with the same body was taken for a redelivery and lost."""
+    block = {
+        "address": "fax-in@example.com",
+        "smtp_in": {"host": "127.0.0.1", "port": 0, "recipients": ["fax-in@example.com"]},
+        "max_message_bytes": 2_000,
+    }
+    settings = fax_settings(sqlite_url, tmp_path, "email", block, ocr={"enabled": False})
+    async with running_hub(settings) as hub:
+        gateway = hub.app[CONNECTORS]["fax"].gateway
+        body = b"\r\n" + b"x" * 3_000 + b"\r\n"  # over max_message_bytes: not read
+        for sender in (b"one@example.org", b"two@example.org"):
+            await gateway.receive(b"From: " + sender + b"\r\nSubject: Fax\r\n" + body, None)
+        await hub.app[CONNECTORS]["fax"].idle()
+        assert await _count(hub) == 2

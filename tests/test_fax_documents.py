@@ -11,7 +11,17 @@ import pytest
 from PIL import Image
 
 from connectors.fax import documents, ocr, render, worker
-from tests.fax_samples import FONT, ORDER, g4_pdf, g4_tiff, page, pdf_bomb, require_ocr, tiff_bomb
+from tests.fax_samples import (
+    FONT,
+    ORDER,
+    g4_pdf,
+    g4_tiff,
+    page,
+    pdf_bomb,
+    pixel_heavy_pdf,
+    require_ocr,
+    tiff_bomb,
+)
 
 JOB = worker.Job(documents.Limits(), 850, "deu", 30.0)
 
@@ -163,3 +173,43 @@ def test_missing_language_data_is_named() -> None:
     assert ocr.problem("deu+eng") is None
     problem = ocr.problem("deu+xyz")
     assert problem is not None and "tesseract-ocr-xyz" in problem
+
+
+def test_a_whole_document_pixel_budget_stops_reading() -> None:
+    """Issue 14 item 9: 100 pages of 39.6 Mpx each passed every per-page cap and were all
+    decoded and previewed (82 s on the audit's machine). The document's pixel budget (500 Mpx)
+    stops before the page that would pass it; the pages before it are kept."""
+    data = pixel_heavy_pdf()
+    examined = worker.examine(data, worker.Job(documents.Limits(), 850, None, 30.0))
+    assert examined.page_count == 100
+    assert len(examined.pages) == 12  # 12 x 39.6 Mpx = 475 Mpx; the 13th would pass 500
+    assert all(page.preview is not None for page in examined.pages)
+    assert examined.stopped is not None and "page 13" in examined.stopped
+    assert "pixel budget" in examined.stopped
+    # a reply enclosure that big cannot be put on paper either
+    with pytest.raises(documents.BadDocument, match="pixel budget"):
+        documents.read(data, documents.Limits(max_document_pixels=100_000_000))
+
+
+def test_a_whole_document_time_budget_stops_reading() -> None:
+    """No page is begun after the document's time budget (the clock is the worker's, passed
+    in): the pages read until then are kept and the rest named."""
+    data = g4_tiff([page(["eins"]), page(["zwei"]), page(["drei"]), page(["vier"])])
+    ticks = iter([0.0, 1.0, 2.0, 11.0, 12.0, 13.0])
+    job = worker.Job(documents.Limits(), 850, None, 30.0, seconds=10.0)
+    examined = worker.examine(data, job, clock=lambda: next(ticks))
+    assert [p.number for p in examined.pages] == [1, 2]
+    assert examined.stopped is not None and "page 3" in examined.stopped
+    assert "time budget (10 s)" in examined.stopped
+    whole = worker.examine(data, worker.Job(documents.Limits(), 850, None, 30.0))
+    assert len(whole.pages) == 4 and whole.stopped is None
+
+
+def test_standard_resolution_pages_count_as_stretched() -> None:
+    """A 98 dpi page is drawn twice as tall: the pixel budget counts what is decoded."""
+    fine, standard = page(["fein"]), page(["normal"], fine=False)
+    one_fine = fine.width * fine.height
+    data = g4_tiff([standard, fine])
+    limits = documents.Limits(max_document_pixels=one_fine + one_fine // 2)
+    examined = worker.examine(data, worker.Job(limits, 850, None, 30.0))
+    assert len(examined.pages) == 1 and examined.stopped is not None

@@ -8,14 +8,18 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from alembic import command
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from connectors.base import Connector, SendError
 from hub.bus import DELIVERIES, MemoryBus
 from hub.envelope import Delivery, DeliveryStatus, Outbound
+from hub.errors import ProviderIdTaken
 from hub.metrics import Metrics
 from hub.outbox import OutboxWorker, backoff
 from hub.pipeline import PassthroughDecider, Pipeline
+from hub.store import migrate
 from hub.store.schema import messages, outbox
 from hub.store.store import Store
 from tests.test_pipeline import envelope
@@ -52,9 +56,9 @@ class Clock:
 
 
 @pytest.fixture
-async def world(sqlite_url: str) -> AsyncIterator[tuple[Store, MemoryBus, Clock, str]]:
+async def world(store_url: str) -> AsyncIterator[tuple[Store, MemoryBus, Clock, str]]:
     clock = Clock()
-    store = Store(sqlite_url, clock=clock)
+    store = Store(store_url, clock=clock)
     await store.start()
     bus = MemoryBus()
     pipeline = Pipeline(store, bus, PassthroughDecider("general"), Metrics())
@@ -79,10 +83,13 @@ async def _status(store: Store, message_id: str) -> tuple[str, int, str | None]:
 
 
 async def _drain(worker: OutboxWorker) -> None:
-    for _ in range(100):
+    """Until the worker is idle: nothing in flight and nothing due at the test clock's time
+    (a send is due until its outcome is recorded, so this does not depend on timing)."""
+    for _ in range(1000):
         await asyncio.sleep(0.01)
-        if not worker._in_flight and not worker._tasks:
+        if not worker._in_flight and not worker._tasks and not await worker.store.due_outbox():
             return
+    raise AssertionError("the outbox did not settle")
 
 
 async def test_retryable_failure_is_retried_with_the_same_key(world: Any) -> None:
@@ -144,3 +151,116 @@ async def test_pending_reply_is_sent_after_a_restart(world: Any) -> None:
 def test_backoff_grows_and_is_capped() -> None:
     assert [backoff(n) for n in range(4)] == [2, 4, 8, 16]
     assert backoff(30) == 600
+
+
+class AdoptingConnector(FlakyConnector):
+    """Fails first sends as told; a retry "finds" ``candidate`` (as a provider lookup by
+    recipient and text would) unless the hub says it belongs to another reply."""
+
+    def __init__(self, failures: list[SendError | None], candidate: str) -> None:
+        super().__init__(failures)
+        self.candidate = candidate
+        self.created = 0
+
+    async def send(self, outbound: Outbound) -> Delivery:
+        self.sent.append(outbound)
+        failure = self.failures.pop(0) if self.failures else None
+        if failure is not None:
+            raise failure
+        if outbound.attempt > 1 and self.candidate not in outbound.foreign_provider_ids:
+            return Delivery(status=DeliveryStatus.SENT, provider_id=self.candidate)
+        self.created += 1
+        return Delivery(status=DeliveryStatus.SENT, provider_id=f"new-{self.created}")
+
+
+async def test_another_replys_message_is_never_adopted(world: Any) -> None:
+    """Issue 14, item 1: a retry that finds another reply's message (same text) is refused by
+    the store and sent anew, with that provider id excluded."""
+    store, bus, clock, conversation_id = world
+    first = await store.add_reply(conversation_id, agent="alice", client_id="a", text="Thanks")
+    second = await store.add_reply(conversation_id, agent="alice", client_id="b", text="Thanks")
+    await store.begin_attempt(first.message["id"])
+    await store.record_delivery(
+        first.message["id"], Delivery(status=DeliveryStatus.SENT, provider_id="first-sid")
+    )
+    connector = AdoptingConnector([SendError("503", code="http_503")], candidate="first-sid")
+    worker = OutboxWorker(store, bus, {"web": connector}, Metrics(), clock)
+    worker.start()
+    try:
+        await _drain(worker)
+        clock.now += backoff(0)
+        worker._wake.set()
+        await _drain(worker)
+    finally:
+        await worker.stop()
+    assert await _status(store, second.message["id"]) == ("sent", 3, "sent")
+    assert [(o.attempt, o.foreign_provider_ids) for o in connector.sent] == [
+        (1, ()),
+        (2, ()),
+        (3, ("first-sid",)),
+    ]
+    assert {o.first_attempt_at for o in connector.sent} == {1_000.0}
+    async with store.engine.connect() as connection:
+        ids = dict((await connection.execute(select(messages.c.id, messages.c.provider_id))).all())
+    assert ids[first.message["id"]] == "first-sid"
+    assert ids[second.message["id"]] == "new-1"
+
+
+async def test_the_store_binds_a_provider_id_to_one_reply(world: Any) -> None:
+    store, _bus, _clock, conversation_id = world
+    one = await store.add_reply(conversation_id, agent="alice", client_id="a", text="Thanks")
+    two = await store.add_reply(conversation_id, agent="alice", client_id="b", text="Thanks")
+    sent = Delivery(status=DeliveryStatus.SENT, provider_id="SM1")
+    await store.record_delivery(one.message["id"], sent)
+    await store.record_delivery(one.message["id"], sent)  # the same reply again: fine
+    with pytest.raises(ProviderIdTaken):
+        await store.record_delivery(two.message["id"], sent)
+    async with store.engine.begin() as connection:  # the index holds without the check, too
+        with pytest.raises(IntegrityError):
+            await connection.execute(
+                update(messages).where(messages.c.id == two.message["id"]).values(provider_id="SM1")
+            )
+
+
+async def test_upgrading_unbinds_replies_recorded_under_anothers_provider_id(world: Any) -> None:
+    """Migration 0007: where the old lookup recorded a later reply under an earlier reply's
+    provider id, the later one loses it (and says so) so the unique index can be built."""
+    store, _bus, clock, conversation_id = world
+    one = await store.add_reply(conversation_id, agent="alice", client_id="a", text="Thanks")
+    clock.now += 60
+    two = await store.add_reply(conversation_id, agent="alice", client_id="b", text="Thanks")
+    async with store.engine.begin() as connection:
+        await connection.run_sync(lambda sync: command.downgrade(migrate._config(sync), "0006"))
+        await connection.execute(
+            update(messages).where(messages.c.direction == "outbound").values(provider_id="SM1")
+        )
+    await migrate.upgrade(store.engine)
+    async with store.engine.connect() as connection:
+        rows = {
+            row.id: (row.provider_id, row.delivery_error)
+            for row in await connection.execute(
+                select(messages.c.id, messages.c.provider_id, messages.c.delivery_error)
+            )
+        }
+    assert rows[one.message["id"]] == ("SM1", None)
+    assert rows[two.message["id"]][0] is None
+    assert "may never have been sent" in str(rows[two.message["id"]][1])
+
+
+@pytest.mark.parametrize("first_try", ["sent", "retried"])
+async def test_a_stale_due_list_never_sends_a_reply_twice(world: Any, first_try: str) -> None:
+    """bench/pipeline.py saw replies shown twice: the worker read its due list while a delivery
+    of the same reply finished and left the in-flight set, then delivered the stale row again.
+    An attempt is now a claim on the row as it was read."""
+    store, bus, clock, conversation_id = world
+    reply = await store.add_reply(conversation_id, agent="alice", client_id="a", text="Thanks")
+    stale = await store.due_outbox()
+    assert [item.message_id for item in stale] == [reply.message["id"]]
+    failures = [SendError("503", code="http_503")] if first_try == "retried" else []
+    connector = FlakyConnector(failures)
+    worker = OutboxWorker(store, bus, {"web": connector}, Metrics(), clock)
+    await worker._deliver(stale[0])
+    await worker._deliver(stale[0])  # the list read before the first delivery finished
+    assert len(connector.sent) == 1
+    status, attempts, _ = await _status(store, reply.message["id"])
+    assert (status, attempts) == (("sent", 1) if first_try == "sent" else ("pending", 1))

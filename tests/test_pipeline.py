@@ -14,6 +14,7 @@ from hub.errors import StoreError
 from hub.metrics import Metrics
 from hub.pipeline import InvalidEnvelope, PassthroughDecider, Pipeline
 from hub.store.schema import conversations, customers, identities, messages
+from hub.store.schema import events as audit
 from hub.store.store import Store
 
 
@@ -151,3 +152,37 @@ async def test_concurrent_ingests_share_one_transaction(pipeline: Pipeline) -> N
     assert statements.count("INSERT INTO messages") == 1
     assert len(statements) <= 12, statements
     assert await count(pipeline.store, messages) == 50
+
+
+@pytest.mark.parametrize("order", ["created_first", "joined_first"])
+async def test_a_batch_that_creates_and_joins_conversations_audits_every_message(
+    pipeline: Pipeline, order: str
+) -> None:
+    """Issue 14 item 5: one write batch holding a new conversation and a message on an existing
+    one. Created first, the audit rows lost their message ids; joined first, the batch failed on
+    a missing bind parameter and was retried write by write."""
+    store = pipeline.store
+    await pipeline.ingest(envelope("existing-0", sender="known"))
+    joining = envelope("existing-1", sender="known")
+    creating = envelope("new-0", sender="newcomer")
+    pair = (creating, joining) if order == "created_first" else (joining, creating)
+    batches = store.writer.batches
+    accepted = await asyncio.gather(*(pipeline.ingest(item) for item in pair))
+    assert store.writer.batches == batches + 1  # one transaction, no write-by-write retry
+    async with store.engine.connect() as connection:
+        rows = (
+            await connection.execute(
+                select(audit.c.kind, audit.c.conversation_id, audit.c.message_id).order_by(
+                    audit.c.seq
+                )
+            )
+        ).all()
+    received = [
+        (row.conversation_id, row.message_id) for row in rows if row.kind == "message.received"
+    ]
+    assert len(received) == 3
+    for result in accepted:
+        assert (result.conversation_id, result.message_id) in received
+    created = [row for row in rows if row.kind == "conversation.created"]
+    assert all(row.message_id is None for row in created)
+    assert len(created) == 2

@@ -31,7 +31,7 @@ def ctx(
         message=MessageFacts(text=text, subject=subject),
         customer=CustomerFacts(**customer),  # type: ignore[arg-type]
     )
-    return Context(facts, NOW, lambda name: name in open_calendars)
+    return Context.of_input(facts, NOW, lambda name: name in open_calendars)
 
 
 def rules(body: str, **kwargs: object) -> object:

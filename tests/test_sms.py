@@ -7,7 +7,10 @@ RequestValidator over the public URL the hub is configured with, as Twilio signs
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import time
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from hub.store.schema import messages, opt_outs, outbox
+from hub.store.store import Store
 from tests.conftest import AGENT_PASSWORD, make_settings
 from tests.fake_twilio import (
     ACCOUNT_SID,
@@ -536,3 +540,101 @@ async def test_a_report_faster_than_the_send_is_applied_once_recorded(
                 second = await agent.expect("delivery", message_id=ack["message"]["id"])
                 # in this order, so the console ends on the provider's newer report
                 assert (first["status"], second["status"]) == ("queued", "sent")
+
+
+async def _outbox_row(hub: Any, message_id: str, status: str = "sent") -> Any:
+    """The outbox row and provider id of a reply, once it reached ``status``."""
+    async with hub.store.engine.connect() as connection:
+        for _ in range(150):
+            row = (
+                await connection.execute(
+                    select(outbox.c.status, outbox.c.attempts, messages.c.provider_id)
+                    .join(messages, messages.c.id == outbox.c.message_id)
+                    .where(outbox.c.message_id == message_id)
+                )
+            ).one()
+            if row.status == status:
+                return row
+            await asyncio.sleep(0.1)
+    return row
+
+
+@pytest.mark.parametrize("first_sent_earlier", [True, False], ids=["minute_apart", "at_once"])
+async def test_the_same_text_twice_is_sent_twice(
+    store_url: str, tmp_path: Path, first_sent_earlier: bool
+) -> None:
+    """Issue 14, item 1: the second "Thanks" fails once (503); its retry must not take the
+    first "Thanks" (same number, same text) for its own earlier attempt. A minute apart, the
+    first is older than the second's first attempt and is not considered (2 attempts); sent
+    within the same second it is found, the store refuses its id for a second reply, and the
+    send is made again without it (3 attempts)."""
+    async with fake_twilio() as fake:
+        settings = sms_settings(store_url, tmp_path, fake)
+        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+            token = await login(hub, "alice", AGENT_PASSWORD)
+            async with agent_client(hub, token) as (agent, _):
+                await _inbound(session, hub, inbound_fields())
+                conversation = await _accept(agent)
+                first = client_id()
+                await agent.send(
+                    type="reply", conversation_id=conversation["id"], client_id=first, text="Thanks"
+                )
+                one = (await agent.expect("reply_ack", client_id=first))["message"]["id"]
+                assert (await _outbox_row(hub, one)).status == "sent"
+                if first_sent_earlier:
+                    fake.resources[0]["date_created"] = formatdate(time.time() - 60)
+                fake.script = [(503, 20503, "Service Unavailable")]
+                second = client_id()
+                await agent.send(
+                    type="reply",
+                    conversation_id=conversation["id"],
+                    client_id=second,
+                    text="Thanks",
+                )
+                two = (await agent.expect("reply_ack", client_id=second))["message"]["id"]
+                row = await _outbox_row(hub, two)
+                assert (row.status, row.attempts) == ("sent", 2 if first_sent_earlier else 3)
+                assert [m["Body"] for m in fake.created] == ["Thanks", "Thanks"]
+                assert row.provider_id == fake.resources[1]["sid"]
+                assert (await _outbox_row(hub, one)).provider_id == fake.resources[0]["sid"]
+
+
+async def test_a_reply_being_sent_at_shutdown_is_finished_and_recorded(
+    store_url: str, tmp_path: Path
+) -> None:
+    """Issue 14, item 3: SIGTERM while Twilio holds a create (the message exists, the answer
+    is on its way): the send completes and is recorded as sent before the hub exits."""
+    async with fake_twilio() as fake, contextlib.AsyncExitStack() as stack:
+        fake.answer_delay = 1.0  # within send_timeout (2 s)
+        settings = sms_settings(store_url, tmp_path, fake)
+        hub = await stack.enter_async_context(running_hub(settings))
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        token = await login(hub, "alice", AGENT_PASSWORD)
+        async with agent_client(hub, token) as (agent, _):
+            await _inbound(session, hub, inbound_fields())
+            conversation = await _accept(agent)
+            reply = client_id()
+            await agent.send(
+                type="reply", conversation_id=conversation["id"], client_id=reply, text="Bye"
+            )
+            message_id = (await agent.expect("reply_ack", client_id=reply))["message"]["id"]
+            for _ in range(100):  # the create has reached Twilio; its answer is held
+                if fake.created:
+                    break
+                await asyncio.sleep(0.02)
+            assert fake.created
+            await stack.aclose()  # the hub shuts down as on SIGTERM (runner.cleanup)
+        store = Store(store_url)
+        try:
+            async with store.engine.connect() as connection:
+                row = (
+                    await connection.execute(
+                        select(outbox.c.status, outbox.c.attempts, messages.c.provider_id)
+                        .join(messages, messages.c.id == outbox.c.message_id)
+                        .where(outbox.c.message_id == message_id)
+                    )
+                ).one()
+        finally:
+            await store.engine.dispose()
+        assert tuple(row) == ("sent", 1, fake.resources[0]["sid"])
+        assert [m["Body"] for m in fake.created] == ["Bye"]

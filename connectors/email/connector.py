@@ -8,8 +8,6 @@ or SMTP's 250). A bounce also marks the reply it reports as failed. See docs/ema
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import multiprocessing
 from collections import defaultdict, deque
 from functools import partial
 
@@ -30,6 +28,7 @@ from connectors.email.mime import Part
 from connectors.email.settings import EmailSettings
 from connectors.email.smtp_in import SmtpReceiver
 from connectors.email.smtp_out import SmtpSender
+from connectors.workers import WorkerPool
 from hub.envelope import Attachment, Delivery, DeliveryStatus, Direction, Envelope, Outbound
 
 
@@ -43,10 +42,18 @@ class EmailConnector(Connector):
     )
     settings: EmailSettings
 
+    @classmethod
+    def sample_envelope(cls, raw: bytes, inbox: str, now: float) -> Envelope:
+        """A raw RFC 5322 mail as this connector would receive it (no signing secret, so
+        nothing threads into a conversation); BadMail (a ValueError) if it is not a mail."""
+        options = parse.Options(inbox=inbox, secret=b"", id_domain="invalid")
+        parsed = parse.parse_mail(raw, options, now)
+        return parse.with_attachments(parsed, parse.unstored_attachments(parsed))
+
     def __init__(self, name: str, settings: EmailSettings) -> None:
         super().__init__(name, settings)
         self._ctx: ConnectorContext | None = None
-        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._pool: WorkerPool | None = None
         self._doors = MailDoors()
         self._sender = SmtpSender(settings.smtp) if settings.smtp is not None else None
         self._auto_replies: dict[str, deque[float]] = defaultdict(deque)
@@ -68,10 +75,12 @@ class EmailConnector(Connector):
             max_attachments=settings.max_attachments,
         )
         if settings.parse_workers:
-            # forkserver: a clean child, not a fork of a process with running threads
-            self._pool = concurrent.futures.ProcessPoolExecutor(
-                settings.parse_workers, mp_context=multiprocessing.get_context("forkserver")
+            # a mail over its parse budget gets its worker killed and replaced: it never holds
+            # up the mail behind it for longer than its own parse_timeout
+            self._pool = WorkerPool(
+                settings.parse_workers, preload=("connectors.email.parse",), name="mail-parse"
             )
+            await self._pool.start()
         await self._doors.start(
             ctx,
             self.receive,
@@ -84,7 +93,7 @@ class EmailConnector(Connector):
         await self._doors.stop()
         pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            await pool.close()
 
     def health(self) -> str | None:
         return self._doors.health()
@@ -101,14 +110,15 @@ class EmailConnector(Connector):
 
     async def _parse(self, raw: bytes, received_at: float) -> parse.ParsedMail:
         assert self._options is not None
-        loop = asyncio.get_running_loop()
+        budget = self.settings.parse_timeout
+        if self._pool is not None:
+            return await self._pool.run(
+                parse.parse_mail, raw, self._options, received_at, budget=budget
+            )
+        # parse_workers: 0 (small installs, tests): a thread cannot be stopped, so a mail over
+        # its budget is stored unparsed while its thread finishes in the background
         job = partial(parse.parse_mail, raw, self._options, received_at)
-        future = (
-            loop.run_in_executor(self._pool, job)
-            if self._pool is not None
-            else asyncio.to_thread(job)  # parse_workers: 0 (small installs, tests)
-        )
-        return await asyncio.wait_for(future, self.settings.parse_timeout)
+        return await asyncio.wait_for(asyncio.to_thread(job), budget)
 
     async def receive(self, raw: bytes, oversize: int | None) -> None:
         """Parse and durably store one mail; raises only if the hub could not store it.
@@ -225,7 +235,7 @@ def _unparsed(
         channel="email",
         inbox=options.inbox,
         direction=Direction.INBOUND,
-        idempotency_key=parse.content_key(raw, None, options.inbox),
+        idempotency_key=parse.raw_key(raw, options.inbox),
         sender=parse.UNKNOWN_SENDER,
         received_at=received_at,
         text=f"[This mail could not be read ({error.__class__.__name__}); "

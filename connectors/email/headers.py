@@ -17,7 +17,7 @@ from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 
-from connectors.email.charsets import CHARSET_ALIASES
+from connectors.email import charsets
 from hub.envelope import Identity
 
 MAX_IDS = 100  # References of a very long thread are cut to the newest this many
@@ -98,23 +98,26 @@ def _raw(message: EmailMessage, name: str) -> list[str]:
     return values
 
 
-def _bytes_text(data: bytes, charsets: Sequence[str | None]) -> str:
-    for charset in charsets:
+def _bytes_text(data: bytes, candidates: Sequence[str | None]) -> str:
+    for charset in candidates:
         if not charset:
             continue
         try:
-            return data.decode(CHARSET_ALIASES.get(charset.lower(), charset.lower()))
+            return charsets.decode(data, charset)
         except (LookupError, UnicodeDecodeError, ValueError):
             continue
     return data.decode("cp1252", errors="replace")
 
 
 def decode_words(value: str, fallback: Sequence[str] = ()) -> str:
-    """RFC 2047 encoded words decoded (adjacent words joined), with the charset aliases mail
-    clients need (GB2312 text that is really GBK, ISO-8859-1 that is Windows-1252); raw 8-bit
-    bytes are read as UTF-8, then as ``fallback`` charsets."""
+    """RFC 2047 encoded words decoded (adjacent words joined), with the charset labels and
+    stand-ins mail clients need (:mod:`connectors.email.charsets`: GB2312 text that is really
+    GBK, ISO-8859-1 that is Windows-1252, ``iso-8859-8-i``, ISO-2022-JP with Outlook's
+    extensions); raw 8-bit bytes are read as UTF-8, then as ``fallback`` charsets."""
     if any("\udc80" <= char <= "\udcff" for char in value):
         value = _bytes_text(value.encode("ascii", "surrogateescape"), ["utf-8", *fallback])
+    elif "\x1b$" in value or "\x1b(" in value:  # raw ISO-2022-JP, not in encoded words
+        value = charsets.decode_iso2022jp(value.encode("ascii", "replace"))
     if "=?" not in value:
         return value
     try:
@@ -239,6 +242,7 @@ class Authentication:
     verified: bool = True
     results: dict[str, str] = field(default_factory=dict)
     authserv_id: str | None = None
+    problem: str | None = None  # why the sender counts as unverified without a failed check
 
 
 _METHOD = re.compile(r"\b(dmarc|spf|dkim)\s*=\s*([a-z]+)", re.I)
@@ -249,7 +253,9 @@ def authentication(message: EmailMessage, trusted: tuple[str, ...]) -> Authentic
 
     Any sender can write this header, so only an authserv-id the admin listed counts (the
     receiving server removes or renames foreign headers with its own id). The sender is
-    unverified when DMARC fails, or when it did not pass and SPF or DKIM fails."""
+    unverified when DMARC fails, or when it did not pass and SPF or DKIM fails; and, once
+    servers are trusted, when none of them left a result: a mail that did not come through
+    them (or that they did not check) proves nothing, so it must not count as checked."""
     if not trusted:
         return Authentication()
     wanted = {item.lower() for item in trusted}
@@ -267,8 +273,14 @@ def authentication(message: EmailMessage, trusted: tuple[str, ...]) -> Authentic
             and (results.get("spf") in {"fail", "softfail"} or results.get("dkim") == "fail")
             and results.get("dkim") != "pass"
         )
+        if not results:
+            return Authentication(
+                verified=False,
+                authserv_id=serv,
+                problem=f"{serv} reported no DMARC, SPF or DKIM result",
+            )
         return Authentication(verified=not failed, results=results, authserv_id=serv)
-    return Authentication()
+    return Authentication(verified=False, problem="no Authentication-Results from a trusted server")
 
 
 def thread_subject(subject: str | None) -> str:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import html as htmllib
 import re
+import unicodedata
 from dataclasses import dataclass
 from email import message_from_bytes
 from email.message import EmailMessage, Message
 
 import nh3
 
-from connectors.email.charsets import CHARSET_ALIASES
+from connectors.email import charsets
 from connectors.email.headers import POLICY
 
 MAX_DEPTH = 30
@@ -23,7 +24,10 @@ MAX_PARTS = 1000
 MAX_TEXT = 1_000_000  # characters of body text kept; the rest is in the original HTML/mail
 
 _BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
-_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\:*?\"<>|]+")
+_UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f-\x9f/\\:*?\"<>|]+")
+# format characters (bidi overrides and isolates, zero-width marks, BOM) and line/paragraph
+# separators: nothing a file name needs, all of them ways to disguise one
+_INVISIBLE = frozenset({"Cf", "Zl", "Zp"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,7 @@ class Body:
     parts: tuple[Part, ...]
     bounce: Bounce | None
     truncated: bool
+    html_skipped: str | None = None  # why the HTML is only kept as original.html
 
 
 def decode_text(part: Message, data: bytes | None = None) -> str:
@@ -62,58 +67,111 @@ def decode_text(part: Message, data: bytes | None = None) -> str:
         payload = part.get_payload(decode=True)
         data = payload if isinstance(payload, bytes) else b""
     declared = (part.get_content_charset() or "").strip().lower()
-    if declared.startswith("iso-2022-jp") or (not declared and b"\x1b$" in data):
-        return decode_iso2022jp(data)
-    for charset in filter(None, (CHARSET_ALIASES.get(declared, declared), "utf-8")):
+    if not declared and b"\x1b$" in data:
+        declared = "iso-2022-jp"
+    # ISO-2022-JP with 8-bit bytes is Shift_JIS under the wrong label, more often than not
+    stand_in = "cp932" if declared and charsets.is_iso2022jp(declared) else None
+    for charset in filter(None, (declared, stand_in, "utf-8")):
         try:
-            return data.decode(charset)
+            return charsets.decode(data, charset)
         except (LookupError, UnicodeDecodeError, ValueError):
             continue
     return data.decode("cp1252", errors="replace")
 
 
-_JIS_ESCAPE = re.compile(rb"\x1b(\$@|\$B|\$\(D|\(B|\(J|\(I)")
+MAX_HTML_DEPTH = 256  # browsers' parsers stop nesting at 512
+MAX_HTML_CHARS = 4_000_000
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]{0,40})[^<>]*?(/?)>")
+# elements that never nest (void) or that real mail leaves open by the thousand (their next
+# sibling closes them): they do not deepen the tree the parser keeps
+_FLAT = frozenset(
+    {
+        "area",
+        "base",
+        "br",
+        "col",
+        "embed",
+        "hr",
+        "img",
+        "input",
+        "link",
+        "meta",
+        "param",
+        "source",
+        "track",
+        "wbr",
+        "p",
+        "li",
+        "dt",
+        "dd",
+        "tr",
+        "td",
+        "th",
+        "tbody",
+        "thead",
+        "tfoot",
+        "colgroup",
+        "option",
+        "optgroup",
+        "rb",
+        "rt",
+        "rp",
+        "html",
+        "head",
+        "body",
+    }
+)
 
 
-def decode_iso2022jp(data: bytes) -> str:
-    """ISO-2022-JP as Japanese mailers write it, vendor extensions (①, ㈱ …) included.
+def html_too_complex(markup: str) -> str | None:
+    """Why ``markup`` is not run through the HTML sanitizer, or None.
 
-    Python's codec stops at the NEC and IBM extension rows; their JIS X 0208 byte pairs are
-    the EUC-JP pairs without the high bit, and JIS X 0213 (euc_jis_2004) has those symbols."""
-    try:
-        return data.decode("iso2022_jp_ext")
-    except UnicodeDecodeError:
-        pass
-    out: list[str] = []
-    mode = b"(B"
-    position = 0
-    for found in [*_JIS_ESCAPE.finditer(data), None]:
-        end = found.start() if found else len(data)
-        chunk = data[position:end]
-        if mode in (b"$@", b"$B", b"$(D"):
-            chunk = chunk.replace(b"\r", b"").replace(b"\n", b"")
-            wide = bytes(byte | 0x80 for byte in chunk)
-            out.append(wide.decode("euc_jis_2004", errors="replace"))
-        elif mode == b"(I":
-            out.append(bytes(byte | 0x80 for byte in chunk).decode("cp932", errors="replace"))
-        else:
-            out.append(chunk.decode("ascii", errors="replace"))
-        if found is None:
-            break
-        mode, position = found[1], found.end()
-    return "".join(out)
+    The HTML parser behind nh3 looks through its stack of open elements at every block-level
+    start tag, so its cost is tags times depth: 40,000 nested ``<div>`` lines (600 KB) take
+    seconds per pass. Size and nesting are bounded before it starts; the depth counted here
+    is an upper estimate made in one pass over the tags."""
+    if len(markup) > MAX_HTML_CHARS:
+        return f"{len(markup):,} characters of HTML, more than {MAX_HTML_CHARS:,}"
+    if markup.count("<") <= MAX_HTML_DEPTH:
+        return None
+    depth = 0
+    for found in _TAG.finditer(markup):
+        if found[3] or found[2].lower() in _FLAT:
+            continue
+        if found[1]:
+            depth = max(depth - 1, 0)
+            continue
+        depth += 1
+        if depth > MAX_HTML_DEPTH:
+            return f"HTML nested more than {MAX_HTML_DEPTH} elements deep"
+    return None
+
+
+_ANY_TAG = re.compile(r"<[^<>]*>")
 
 
 def html_to_text(markup: str) -> str:
-    """Readable text of an HTML body: tags dropped (scripts and styles with their content)."""
+    """Readable text of an HTML body: tags dropped (scripts and styles with their content).
+
+    HTML too complex for the sanitizer (:func:`html_too_complex`) has its tags cut out by one
+    linear pattern instead; the content of scripts and styles then stays, as plain text."""
     spaced = re.sub(r"(?i)<\s*(br|/p|/div|/tr|/li|/h[1-6])\b[^>]*>", "\n", markup)
-    text = htmllib.unescape(nh3.clean(spaced, tags=set(), clean_content_tags={"script", "style"}))
+    if html_too_complex(markup) is None:
+        stripped = nh3.clean(spaced, tags=set(), clean_content_tags={"script", "style"})
+    else:
+        stripped = _ANY_TAG.sub("", spaced)
+    text = htmllib.unescape(stripped)
     return _BLANK_LINES.sub("\n\n", text.replace("\r", "")).strip()
 
 
 def safe_filename(name: str | None, fallback: str) -> str:
-    """The sender's filename as display metadata: no path, no controls, bounded length."""
+    """The sender's filename as display metadata: no path, no controls, bounded length.
+
+    Invisible format characters are dropped: a right-to-left override (U+202E) made
+    ``invoice<RLO>fdp.exe`` display as ``invoiceexe.pdf``; the other bidi controls, zero-width
+    characters and line separators can disguise a name the same way."""
     base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(ch for ch in base if unicodedata.category(ch) not in _INVISIBLE)
     base = _UNSAFE_NAME.sub("_", base).strip(" .")
     return base[:200] or fallback
 
@@ -249,8 +307,9 @@ def walk(message: EmailMessage, *, max_parts: int, max_bytes: int) -> Body:
             status=bounce_fields.get("status"),
             diagnostic=bounce_fields.get("diagnostic-code"),
         )
-    sanitized = nh3.clean(original) if original is not None else None
-    return Body(body_text, sanitized, tuple(parts), bounce, truncated)
+    skipped = html_too_complex(original) if original is not None else None
+    sanitized = nh3.clean(original) if original is not None and skipped is None else None
+    return Body(body_text, sanitized, tuple(parts), bounce, truncated, skipped)
 
 
 def _filename(part: Message) -> str | None:

@@ -11,17 +11,19 @@ import email
 import hashlib
 import re
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.parser import BytesParser
 
 import msgspec
 
 from connectors.email import headers, message_ids
-from connectors.email.mime import Bounce, Part, walk
+from connectors.email.mime import MAX_PARTS, Body, Bounce, Part, walk
 from hub.envelope import Attachment, Direction, Envelope, Identity, ThreadHints
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
-MAX_BOUNDARIES = 200
+MAX_BOUNDARIES = 200  # declared multipart boundaries
+MAX_LINES = 1_000_000  # a 25 MB mail of base64 has about 340,000
+MAX_DELIMITERS = 2 * MAX_PARTS  # lines starting with "--" (MIME part delimiters)
 UNKNOWN_SENDER = Identity(kind="email", address="unknown@invalid")
 
 
@@ -62,6 +64,17 @@ def content_key(raw: bytes, message_id: str | None, inbox: str) -> str:
     return f"email:{mixed[:40]}"
 
 
+def raw_key(raw: bytes, inbox: str) -> str:
+    """The idempotency key of a mail that could not be parsed: a hash of all of it.
+
+    Without a parse there is no Message-ID, and the body alone is not enough: two customers
+    who send the same text would collapse into one message and the second would be lost. A
+    redelivery of the same bytes (IMAP after a crash) still maps to the same key."""
+    digest = hashlib.sha256(raw.replace(b"\r\n", b"\n").rstrip()).hexdigest()
+    mixed = hashlib.sha256(f"{inbox}\nraw\n{digest}".encode()).hexdigest()
+    return f"email:{mixed[:40]}"
+
+
 def parse_mail(raw: bytes, options: Options, received_at: float) -> ParsedMail:
     """Parse one mail; never raises for malformed MIME (defects are counted in metadata)."""
     if not raw.strip():
@@ -69,27 +82,26 @@ def parse_mail(raw: bytes, options: Options, received_at: float) -> ParsedMail:
     if len(raw) > options.max_bytes:
         raise BadMail(f"message of {len(raw)} bytes exceeds the {options.max_bytes} limit")
     repaired = _repair_header_block(raw)
-    # the stdlib parser recurses once per nesting level and slows down long before it fails:
-    # a mail declaring more multipart boundaries than any real one has is not walked
-    head = repaired[:5_000_000]
-    too_deep = (
-        head.lower().count(b"boundary") > MAX_BOUNDARIES
-        and len(re.findall(rb"(?i)boundary\s*=", head)) > MAX_BOUNDARIES
-    )
-    try:
-        if too_deep:
-            raise RecursionError
-        message = email.message_from_bytes(repaired, policy=headers.POLICY)
-    except RecursionError:
-        # the stdlib parser recurses per nesting level; hostile nesting gets the headers
-        # parsed and the body kept as one opaque part
-        too_deep = True
-        message = BytesParser(policy=headers.POLICY).parsebytes(repaired, headersonly=True)
+    # the stdlib parser works line by line and recurses once per nesting level: a mail whose
+    # structure no real mail has is not walked at all (headers parsed, body kept whole)
+    too_complex = complexity(repaired)
+    message: Message | None = None
+    if too_complex is None:
+        try:
+            message = email.message_from_bytes(repaired, policy=headers.POLICY)
+        except RecursionError:
+            too_complex = "multipart nesting deeper than the parser can follow"
+    if message is None:
+        message = _headers_with_opaque_body(repaired)
     assert isinstance(message, EmailMessage)
     fallback = _declared_charsets(message)
     from_ = headers.addresses(message, "From", fallback)
     sender = from_[0] if from_ else None
-    if sender is None:  # bounces and broken mail: fall back to the envelope-ish headers
+    has_from = bool(headers.text_header(message, "From", 300, fallback))
+    if sender is None and not has_from:
+        # no From at all (bounces, broken tools): the envelope-ish headers say who sent it. A
+        # From that is there but unparseable ("a@x.org b@y.org") is not replaced by them:
+        # its writer is unknown, and the agent sees the header as written (from_header)
         for name in ("Sender", "Reply-To", "Return-Path"):
             found = headers.addresses(message, name, fallback)
             if found:
@@ -99,11 +111,17 @@ def parse_mail(raw: bytes, options: Options, received_at: float) -> ParsedMail:
     in_reply_to = headers.message_ids(message, "In-Reply-To")
     references = headers.message_ids(message, "References")
     subject = headers.text_header(message, "Subject", 500, fallback)
-    body = walk(
-        message,
-        max_parts=options.max_attachments,
-        max_bytes=options.max_bytes,
-    )
+    if too_complex is not None and message.get_content_maintype() == "multipart":
+        body = Body(
+            f"[This mail is too complex to show ({too_complex}); the original is attached as "
+            "original.eml.]",
+            None,
+            (Part("original.eml", "message/rfc822", raw),),
+            None,
+            True,
+        )
+    else:  # a single text part is still read, however many lines it has
+        body = walk(message, max_parts=options.max_attachments, max_bytes=options.max_bytes)
     auth = headers.authentication(message, options.trusted_authserv_ids)
     auto_reason = headers.automated(message, sender)
     if body.bounce is not None and auto_reason is None:
@@ -160,6 +178,8 @@ def parse_mail(raw: bytes, options: Options, received_at: float) -> ParsedMail:
         metadata["auto_reason"] = auto_reason
     if auth.results:
         metadata["authentication"] = {"authserv_id": auth.authserv_id, **auth.results}
+    elif auth.problem:
+        metadata["authentication"] = {"authserv_id": auth.authserv_id, "problem": auth.problem}
     if forged:
         metadata["forged_references"] = forged[:5]
     if bounce is not None:
@@ -169,8 +189,12 @@ def parse_mail(raw: bytes, options: Options, received_at: float) -> ParsedMail:
             "status": bounce.status,
             "diagnostic": bounce.diagnostic,
         }
-    if body.truncated or too_deep:
+    if body.truncated or too_complex:
         metadata["truncated"] = True
+    if too_complex:
+        metadata["too_complex"] = too_complex
+    if body.html_skipped:
+        metadata["html_not_shown"] = body.html_skipped
     defects = len(message.defects) + sum(len(p.defects) for p in _leaves(message))
     if defects:
         metadata["mime_defects"] = defects
@@ -196,6 +220,7 @@ def parse_mail(raw: bytes, options: Options, received_at: float) -> ParsedMail:
             references=trusted_refs,
             conversation=conversation,
             reopen=options.reopen_closed,
+            delivery_report=bounce is not None,
         ),
         subject=subject,
         text=body.text,
@@ -205,6 +230,36 @@ def parse_mail(raw: bytes, options: Options, received_at: float) -> ParsedMail:
         metadata=metadata,
     )
     return ParsedMail(envelope, body.parts, bounce)
+
+
+def complexity(raw: bytes) -> str | None:
+    """Why ``raw`` is not walked as MIME, or None: more multipart boundaries, lines or part
+    delimiters than any real mail has. Counted with byte searches, before any parsing: the
+    stdlib parser's cost grows with each of these (3 million short lines took seconds and
+    hundreds of MB; 100,000 empty parts, seconds), and so would ours on top of it."""
+    head = raw[:5_000_000]
+    if (
+        head.lower().count(b"boundary") > MAX_BOUNDARIES
+        and len(re.findall(rb"(?i)boundary\s*=", head)) > MAX_BOUNDARIES
+    ):
+        return f"more than {MAX_BOUNDARIES} multipart boundaries"
+    lines = raw.count(b"\n")
+    if lines > MAX_LINES:
+        return f"{lines:,} lines, more than {MAX_LINES:,}"
+    delimiters = raw.count(b"\n--")
+    if delimiters > MAX_DELIMITERS:
+        return f"{delimiters:,} MIME delimiter lines, more than {MAX_DELIMITERS:,}"
+    return None
+
+
+def _headers_with_opaque_body(raw: bytes) -> EmailMessage:
+    """The header block parsed, the body attached as it came (no line-by-line work)."""
+    found = _HEADER_END.search(raw)
+    head, body = (raw[: found.start()], raw[found.end() :]) if found else (raw, b"")
+    message = BytesParser(policy=headers.POLICY).parsebytes(head + b"\r\n\r\n", headersonly=True)
+    assert isinstance(message, EmailMessage)
+    message.set_payload(body.decode("ascii", "surrogateescape"))
+    return message
 
 
 _HEADER_LINE = re.compile(rb"^[!-9;-~]+:")

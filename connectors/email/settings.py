@@ -120,8 +120,8 @@ class EmailSettings(ConnectorSettings):
     trusted_authserv_ids: tuple[str, ...] = Field(
         (),
         description="authserv-ids of your receiving servers whose Authentication-Results "
-        "are believed (empty: the header is ignored, senders count as unverified only when "
-        "your server says so)",
+        "are believed (empty: the header is ignored and no sender is doubted; set: a mail "
+        "with no DMARC, SPF or DKIM result from one of them counts as unverified)",
     )
     auto_reply_cap: AutoReplyCap = AutoReplyCap()
     max_message_bytes: int = Field(25 * 1024 * 1024, ge=1024, le=200 * 1024 * 1024)

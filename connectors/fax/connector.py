@@ -1,10 +1,12 @@
 """Fax: a gateway's webhooks (or mail) in, the agent's reply rendered to PDF and faxed out.
 
-Every received fax takes one path whatever the gateway: its document is read in a worker
-process (pages, a PNG preview per page, the text layer or OCR with a timeout), the document and
-previews go to the blob store, and the envelope (channel ``fax``, the sender's number as a
-``fax`` identity, the recognized text as ``text``) to the hub, before the gateway is answered.
-See docs/fax.md.
+Every received fax takes one path whatever the gateway. First it is *kept*: its document goes
+to the blob store and a pending record to the connector's durable state, and only then is the
+gateway answered, so a webhook never waits for the heavy work. Then, in a worker process, the
+document is read (pages, a PNG preview per page, the text layer or OCR), within the document's
+pixel and time budgets, and the envelope (channel ``fax``, the sender's number as a ``fax``
+identity, the recognized text as ``text``) goes to the hub; the pending record is removed after
+that. Pending records left by a stop or a crash are taken up again at start. See docs/fax.md.
 """
 
 from __future__ import annotations
@@ -13,17 +15,17 @@ import asyncio
 import concurrent.futures
 import datetime
 import multiprocessing
+import os
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
 
 from connectors import media_links
 from connectors.base import (
-    Accepted,
     Capabilities,
     Connector,
     ConnectorContext,
@@ -37,11 +39,30 @@ from connectors.fax.mail import MailGateway
 from connectors.fax.settings import FaxSettings
 from connectors.fax.sinch import SinchGateway
 from connectors.fax.telnyx import TelnyxGateway
+from connectors.workers import die_with_parent
 from hub.envelope import Attachment, Delivery, Direction, Envelope, Identity, Outbound, ThreadHints
 
 MEDIA_LINK_TTL = 3600.0
 RECENT = 4096  # stored faxes remembered, so a webhook retry costs no OCR
+PENDING = "pending:"  # state keys of faxes kept (the gateway answered) but not yet stored
+STALE = 3600.0  # a pending fax this old is taken up by any process: its own may have died
+SWEEP = 300.0  # how often to look for such faxes
+MARGIN = 30.0  # past the document's time budget, the worker process is killed
 T = TypeVar("T")
+
+
+class Pending(msgspec.Struct, frozen=True, kw_only=True):
+    """A received fax kept durably before the gateway was answered, not yet read and stored."""
+
+    fax_id: str
+    from_number: str
+    to_number: str
+    document: Attachment | None
+    pages_declared: int | None = None
+    partial: bool = False
+    problem: str | None = None
+    metadata: dict[str, Any] = {}
+    received_at: float
 
 
 class FaxConnector(Connector):
@@ -57,8 +78,11 @@ class FaxConnector(Connector):
         self._ctx: ConnectorContext | None = None
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._ocr_problem: str | None = None
-        self._inflight: dict[str, asyncio.Future[Accepted]] = {}
-        self._recent: OrderedDict[str, Accepted] = OrderedDict()
+        self._inflight: dict[str, asyncio.Future[None]] = {}  # being kept
+        self._pending: dict[str, asyncio.Task[None]] = {}  # kept, being read and stored
+        self._recent: OrderedDict[str, None] = OrderedDict()  # stored lately
+        self._slots: asyncio.Semaphore | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self.gateway: Gateway = self._gateway()
 
     def _gateway(self) -> Gateway:
@@ -80,11 +104,14 @@ class FaxConnector(Connector):
     async def start(self, ctx: ConnectorContext) -> None:
         self._ctx = ctx
         self._pool = self._new_pool()
+        self._slots = asyncio.Semaphore(max(1, self.settings.ocr.workers))
         if self.settings.ocr.enabled:
             self._ocr_problem = await asyncio.to_thread(ocr.problem, self.settings.ocr.languages)
             if self._ocr_problem:
                 ctx.logger.warning("fax OCR is off: %s", self._ocr_problem)
         base = (self.settings.public_url or ctx.public_url).rstrip("/")
+        await self._resume(older_than=None)
+        self._sweeper = asyncio.create_task(self._sweep(), name=f"fax-{self.name}-sweep")
         await self.gateway.start(
             Hooks(
                 ctx=ctx,
@@ -98,9 +125,23 @@ class FaxConnector(Connector):
 
     async def stop(self) -> None:
         await self.gateway.stop()
+        # faxes being read stay pending in the state and are read again at the next start
+        tasks = [task for task in (self._sweeper, *self._pending.values()) if task is not None]
+        self._sweeper = None
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+
+    async def idle(self) -> None:
+        """Wait until every fax kept so far is read and stored (tests; each keeps retrying
+        while the hub cannot store it)."""
+        while self._inflight or self._pending:
+            waiting: list[asyncio.Future[Any]] = [*self._inflight.values()]
+            waiting.extend(self._pending.values())
+            await asyncio.gather(*waiting, return_exceptions=True)
 
     def health(self) -> str | None:
         problems = [p for p in (self.gateway.health(), self._ocr_problem) if p]
@@ -113,9 +154,13 @@ class FaxConnector(Connector):
     def _new_pool(self) -> concurrent.futures.ProcessPoolExecutor | None:
         if not self.settings.ocr.workers:
             return None
-        # forkserver: a clean child, not a fork of a process with running threads
+        # forkserver: a clean child, not a fork of a process with running threads; its workers
+        # end with the hub even when it is killed (die_with_parent)
         return concurrent.futures.ProcessPoolExecutor(
-            self.settings.ocr.workers, mp_context=multiprocessing.get_context("forkserver")
+            self.settings.ocr.workers,
+            mp_context=multiprocessing.get_context("forkserver"),
+            initializer=die_with_parent,
+            initargs=(os.getpid(),),
         )
 
     async def _in_pool(self, job: Callable[[], T], *, limit: float) -> T:
@@ -139,33 +184,135 @@ class FaxConnector(Connector):
         return f"fax:{self.gateway.name}:{fax_id}"
 
     def _already(self, fax_id: str) -> bool:
-        return self._key(fax_id) in self._recent
+        key = self._key(fax_id)
+        return key in self._recent or key in self._pending or key in self._inflight
 
-    async def receive(self, fax: IncomingFax) -> Accepted:
-        """Read, store and hand over one received fax; raises only if the hub did not store it
-        (the gateway then answers so that the provider retries)."""
+    async def receive(self, fax: IncomingFax) -> None:
+        """Keep one received fax durably and read it after the gateway is answered; raises
+        only if it could not be kept (the gateway then answers so that the provider retries).
+        A retry or a concurrent copy of a fax kept or stored already costs nothing."""
         key = self._key(fax.fax_id)
-        known = self._recent.get(key)
-        if known is not None:
-            return msgspec.structs.replace(known, duplicate=True)
+        ctx = self._ctx
+        assert ctx is not None
+        if key in self._recent or key in self._pending:
+            await ctx.sink.redelivered(self.channel, self.name, key)
+            return
         running = self._inflight.get(key)
-        if running is not None:  # the same fax, concurrently: answer when the first is stored
-            return await asyncio.shield(running)
-        future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
+        if running is not None:  # the same fax, concurrently: answer when the first is kept
+            await asyncio.shield(running)
+            await ctx.sink.redelivered(self.channel, self.name, key)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            accepted = await self._store(key, fax)
+            pending = await self._keep(key, fax)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: waiters re-raise it themselves
             raise
         finally:
             self._inflight.pop(key, None)
-        future.set_result(accepted)
-        self._recent[key] = accepted
+        future.set_result(None)
+        self._schedule(key, pending)
+
+    async def _keep(self, key: str, fax: IncomingFax) -> Pending:
+        """The document in the blob store and the fax's record in the durable state: from here
+        on it survives a crash (both writes are durable before they return)."""
+        ctx = self._ctx
+        assert ctx is not None
+        document = None
+        if fax.data is not None:
+            kind = documents.sniff(fax.data)
+            document = await ctx.blobs.put(
+                fax.data,
+                name=f"fax.{kind or 'bin'}",
+                content_type={"pdf": "application/pdf", "tiff": "image/tiff"}.get(
+                    kind or "", "application/octet-stream"
+                ),
+            )
+        pending = Pending(
+            fax_id=fax.fax_id,
+            from_number=fax.from_number,
+            to_number=fax.to_number,
+            document=document,
+            pages_declared=fax.pages_declared,
+            partial=fax.partial,
+            problem=fax.problem,
+            metadata=fax.metadata,
+            received_at=ctx.clock(),
+        )
+        await ctx.state.put(PENDING + key, msgspec.json.encode(pending).decode())
+        return pending
+
+    def _schedule(self, key: str, pending: Pending) -> None:
+        if key in self._pending or key in self._recent:
+            return
+        task = asyncio.create_task(self._finish(key, pending), name=f"fax-{key}")
+        self._pending[key] = task
+
+        def done(finished: asyncio.Task[None]) -> None:
+            if self._pending.get(key) is finished:
+                del self._pending[key]
+
+        task.add_done_callback(done)
+
+    async def _finish(self, key: str, pending: Pending) -> None:
+        """Read the kept fax, hand it to the hub (retrying while the hub cannot store it),
+        then drop its pending record."""
+        ctx = self._ctx
+        assert ctx is not None and self._slots is not None
+        async with self._slots:  # one document per worker process at a time
+            envelope = await self._read(key, pending)
+        delay = 5.0
+        while True:
+            try:
+                await ctx.sink.ingest(envelope)
+                break
+            except Exception:
+                ctx.logger.exception("fax %s not stored yet; trying again in %.0f s", key, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 300.0)
+        self._recent[key] = None
         while len(self._recent) > RECENT:
             self._recent.popitem(last=False)
-        return accepted
+        try:
+            await ctx.state.delete(PENDING + key)
+        except Exception:  # stored all the same: a later resume finds it a duplicate
+            ctx.logger.exception("fax %s stored, but its pending record stays", key)
+
+    async def _resume(self, *, older_than: float | None) -> None:
+        """Take up pending faxes (all of them at start; later only those old enough that the
+        process which kept them has surely died)."""
+        ctx = self._ctx
+        assert ctx is not None
+        now = ctx.clock()
+        for state_key in await ctx.state.keys(PENDING):
+            key = state_key.removeprefix(PENDING)
+            if key in self._pending or key in self._inflight:
+                continue
+            if key in self._recent:  # stored; only removing its record had failed
+                await ctx.state.delete(state_key)
+                continue
+            value = await ctx.state.get(state_key)
+            if value is None:
+                continue
+            try:
+                pending = msgspec.json.decode(value, type=Pending)
+            except (msgspec.DecodeError, RecursionError):
+                ctx.logger.error("pending fax record %s is unreadable; left as it is", state_key)
+                continue
+            if older_than is None or pending.received_at < now - older_than:
+                self._schedule(key, pending)
+
+    async def _sweep(self) -> None:
+        ctx = self._ctx
+        assert ctx is not None
+        while True:
+            await asyncio.sleep(SWEEP)
+            try:
+                await self._resume(older_than=STALE)
+            except Exception:
+                ctx.logger.exception("looking for pending faxes failed; trying again later")
 
     def _job(self) -> worker.Job:
         settings = self.settings
@@ -174,45 +321,42 @@ class FaxConnector(Connector):
         )
         return worker.Job(
             documents.Limits(
-                settings.max_document_bytes, settings.max_pages, settings.max_page_pixels
+                settings.max_document_bytes,
+                settings.max_pages,
+                settings.max_page_pixels,
+                settings.max_document_pixels,
             ),
             settings.preview_width,
             languages,
             settings.ocr.timeout,
+            settings.document_seconds,
         )
 
-    async def _examine(self, data: bytes, pages: int | None) -> worker.Examined:
+    async def _examine(self, data: bytes) -> worker.Examined:
         job = self._job()
-        # tesseract has its own per-page timeout; this bounds a worker stuck elsewhere (a
-        # hostile PDF), generously enough for every page when the count is not known yet
-        pages_read = min(max(pages or self.settings.max_pages, 1), self.settings.max_pages)
-        budget = 30.0 + job.ocr_timeout * pages_read
-        return await self._in_pool(partial(worker.examine, data, job), limit=budget)
+        # the worker stops beginning pages at its time budget; this kills one stuck past it
+        # (a hostile PDF, a page that decodes for minutes)
+        return await self._in_pool(partial(worker.examine, data, job), limit=job.seconds + MARGIN)
 
-    async def _store(self, key: str, fax: IncomingFax) -> Accepted:
+    async def _read(self, key: str, fax: Pending) -> Envelope:
+        """The envelope of a kept fax: its document read, its previews stored."""
         ctx = self._ctx
         assert ctx is not None
         problems = [fax.problem] if fax.problem else []
         examined: worker.Examined | None = None
-        if fax.data is not None:
+        files: list[Attachment] = []
+        if fax.document is not None:
+            files.append(fax.document)
             try:
-                examined = await self._examine(fax.data, fax.pages_declared)
-            except documents.BadDocument as exc:
-                problems.append(f"the document could not be read: {exc}")
+                data = await ctx.blobs.get(fax.document.blob_ref)
+                examined = await self._examine(data)
+            except (FileNotFoundError, ValueError) as exc:
+                if isinstance(exc, documents.BadDocument):
+                    problems.append(f"the document could not be read: {exc}")
+                else:
+                    problems.append("the document is gone from the blob store")
             except TimeoutError:
                 problems.append("reading the document took too long; it is attached unread")
-        files: list[Attachment] = []
-        if fax.data is not None:
-            kind = documents.sniff(fax.data)
-            files.append(
-                await ctx.blobs.put(
-                    fax.data,
-                    name=f"fax.{kind or 'bin'}",
-                    content_type={"pdf": "application/pdf", "tiff": "image/tiff"}.get(
-                        kind or "", "application/octet-stream"
-                    ),
-                )
-            )
         for page in examined.pages if examined else ():
             if page.preview is not None:
                 stored = await ctx.blobs.put(
@@ -238,7 +382,10 @@ class FaxConnector(Connector):
             unread = [p.number for p in examined.pages if p.source == "none" and p.preview]
             if unread and self._ocr_problem:
                 problems.append(f"no text recognized: {self._ocr_problem}")
-            if examined.page_count > len(examined.pages):
+            if examined.stopped:
+                metadata["pages_read"] = len(examined.pages)
+                problems.append(examined.stopped)
+            elif examined.page_count > len(examined.pages):
                 problems.append(
                     f"only the first {len(examined.pages)} of {examined.page_count} pages were read"
                 )
@@ -248,7 +395,7 @@ class FaxConnector(Connector):
         pages = examined.page_count if examined else fax.pages_declared
         count = f" ({pages} page{'s' if pages != 1 else ''})" if pages else ""
         subject = f"Fax from {sender.address}{count}"
-        envelope = Envelope(
+        return Envelope(
             channel="fax",
             inbox=self.name,
             direction=Direction.INBOUND,
@@ -256,7 +403,7 @@ class FaxConnector(Connector):
             provider_id=fax.fax_id,
             sender=sender,
             recipients=(Identity(kind="fax", address=fax.to_number),) if fax.to_number else (),
-            received_at=ctx.clock(),
+            received_at=fax.received_at,
             subject=subject,
             text=examined.text[:100_000] if examined else "",
             attachments=tuple(files),
@@ -264,7 +411,6 @@ class FaxConnector(Connector):
             thread=ThreadHints(session=f"{sender.address}|{self.settings.number}"),
             metadata=metadata,
         )
-        return await ctx.sink.ingest(envelope)
 
     def _ocr_state(self, examined: worker.Examined | None) -> str:
         if not self.settings.ocr.enabled:

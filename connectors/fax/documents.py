@@ -3,8 +3,9 @@
 A fax page is a picture; a PDF from a gateway wraps one image per page (often CCITT G4), and a
 PDF made by a computer may carry a text layer instead. Each page yields its text layer (if any)
 and its picture at a corrected aspect ratio (standard-resolution faxes are 204 x 98 dpi, half
-as tall as they should look). Hostile documents are bounded: bytes, pages and pixels per page
-are capped before anything is decoded, and Pillow's decompression-bomb check is an error here.
+as tall as they should look). Hostile documents are bounded: bytes, pages, pixels per page and
+pixels of the whole document are capped before anything is decoded, and Pillow's
+decompression-bomb check is an error here.
 Pure (no I/O but the bytes given); meant to run in a worker process.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -39,11 +40,26 @@ class BadDocument(ValueError):
     """A document that is not a readable PDF or TIFF, or breaks a limit."""
 
 
+class BudgetSpent(BadDocument):
+    """The next page would take the document past its pixel budget; the pages before it were
+    read (``pages_read``), the rest are not decoded."""
+
+    def __init__(self, message: str, pages_read: int) -> None:
+        super().__init__(message)
+        self.pages_read = pages_read
+
+    def __reduce__(self) -> tuple[type[BudgetSpent], tuple[str, int]]:
+        # raised in a worker process: it must cross back intact
+        return BudgetSpent, (str(self), self.pages_read)
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_bytes: int = 30 * 1024 * 1024
     max_pages: int = 100
-    max_pixels: int = 40_000_000
+    max_pixels: int = 40_000_000  # per page image
+    # all pages together: a hundred pages each just under max_pixels held a webhook for 82 s
+    max_document_pixels: int = 500_000_000
 
 
 @dataclass(slots=True)
@@ -156,7 +172,25 @@ def _upright(image: Image.Image) -> Image.Image:
     return gray
 
 
+class _Budget:
+    """Pixels of the document decoded so far, charged from the image headers before decoding."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limit = limits.max_document_pixels
+        self.spent = 0
+
+    def charge(self, pixels: int, index: int) -> None:
+        if self.spent + pixels > self.limit:
+            raise BudgetSpent(
+                f"page {index + 1} and the rest were not read: the document's pixel budget "
+                f"({self.limit / 1e6:.0f} Mpx) is spent",
+                pages_read=index,
+            )
+        self.spent += pixels
+
+
 def _tiff_pages(image: Image.Image, count: int, limits: Limits) -> Iterator[Page]:
+    budget = _Budget(limits)
     for index in range(min(count, limits.max_pages)):
         with _guarded(limits):
             try:
@@ -166,7 +200,10 @@ def _tiff_pages(image: Image.Image, count: int, limits: Limits) -> Iterator[Page
                         f"page {index + 1} has {image.width} x {image.height} pixels; "
                         f"the limit is {limits.max_pixels}"
                     )
+                budget.charge(_upright_pixels(image.width, image.height, image.info), index)
                 frame = image.copy()
+            except BadDocument:
+                raise
             except (OSError, ValueError, EOFError, SyntaxError) as exc:
                 raise BadDocument(f"unreadable TIFF: {exc}") from None
             frame.info["dpi"] = image.info.get("dpi")
@@ -175,11 +212,27 @@ def _tiff_pages(image: Image.Image, count: int, limits: Limits) -> Iterator[Page
 
 
 def _pdf_pages(reader: pypdf.PdfReader, count: int, limits: Limits) -> Iterator[Page]:
+    budget = _Budget(limits)
     for index in range(min(count, limits.max_pages)):
         with _guarded(limits):
             pdf_page = reader.pages[index]
-            page = Page(index + 1, _text_layer(pdf_page), _page_image(pdf_page, index, limits))
+            image = _page_image(pdf_page, index, limits, budget)
+            page = Page(index + 1, _text_layer(pdf_page), image)
         yield page
+
+
+def _upright_pixels(width: int, height: int, info: Mapping[Any, Any]) -> int:
+    """Pixels a page will have once :func:`_upright` stretched it (twice a standard-resolution
+    fax's), so the budget counts what is really decoded and drawn."""
+    dpi = info.get("dpi")
+    if isinstance(dpi, tuple) and len(dpi) == 2:
+        try:
+            x_dpi, y_dpi = float(dpi[0] or 0), float(dpi[1] or 0)
+        except (TypeError, ValueError):
+            return width * height
+        if x_dpi > 0 and 0 < y_dpi < x_dpi * 0.8:
+            return width * round(height * x_dpi / y_dpi)
+    return width * height
 
 
 def _text_layer(page: Any) -> str:
@@ -204,8 +257,8 @@ def _images(page: Any) -> Iterator[tuple[str, int, int, Any]]:
             yield str(name), int(item.get("/Width", 0)), int(item.get("/Height", 0)), item
 
 
-def _page_image(page: Any, index: int, limits: Limits) -> Image.Image | None:
-    """The page's largest picture, checked against the pixel cap before it is decoded."""
+def _page_image(page: Any, index: int, limits: Limits, budget: _Budget) -> Image.Image | None:
+    """The page's largest picture, checked against the pixel caps before it is decoded."""
     sizes = list(_images(page))
     if not sizes:
         return None
@@ -215,6 +268,8 @@ def _page_image(page: Any, index: int, limits: Limits) -> Image.Image | None:
                 f"page {index + 1} has a {width} x {height} image; the limit is "
                 f"{limits.max_pixels} pixels"
             )
+    # every picture of the page counts: finding the largest by name may decode them all
+    budget.charge(sum(width * height for _name, width, height, _item in sizes), index)
     largest = max(sizes, key=lambda item: item[1] * item[2])
     fast = _ccitt_image(largest[3])
     if fast is not None:

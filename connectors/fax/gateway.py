@@ -7,6 +7,8 @@ webhooks (or mail) into :class:`IncomingFax` and :class:`Delivery` reports hande
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import ipaddress
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +18,7 @@ import aiohttp
 import msgspec
 from aiohttp import web
 
-from connectors.base import Accepted, ConnectorContext, Route, SendError
+from connectors.base import ConnectorContext, Route, SendError
 from hub.envelope import Delivery
 
 
@@ -54,11 +56,11 @@ class OutgoingFax:
 @dataclass(frozen=True, slots=True)
 class Hooks:
     ctx: ConnectorContext
-    receive: Callable[[IncomingFax], Awaitable[Accepted]]
+    receive: Callable[[IncomingFax], Awaitable[None]]  # returns once the fax is kept durably
     report: Callable[[str, Delivery], Awaitable[bool]]
     public_base: str  # where the gateway reaches this instance: …/channels/NAME
     media_url: Callable[[str, str], str]  # (blob ref, content type) -> signed URL
-    already: Callable[[str], bool]  # this fax id was stored lately (skip the download)
+    already: Callable[[str], bool]  # this fax id was kept or stored lately (skip the download)
 
 
 class Gateway(Protocol):
@@ -77,13 +79,72 @@ class Gateway(Protocol):
     def health(self) -> str | None: ...
 
 
+# how much earlier than the reply a provider's clock may date the reply's own fax
+CLOCK_SKEW = 300.0
+
+
+def reply_ref(key: str) -> str:
+    """A short, fixed-length mark of one reply (its idempotency key hashed): what a provider
+    stores with the fax (Telnyx ``client_state``, a mail's Message-ID) so that a retry adopts
+    this reply's own earlier fax and never another reply's, whatever their content."""
+    return hashlib.sha256(key.encode()).hexdigest()[:40]
+
+
+def created_before(stamp: object, reply_created_at: float) -> bool:
+    """True when a provider's creation time (ISO 8601) is clearly before the reply existed:
+    such a fax cannot be this reply's. An absent or unreadable time decides nothing."""
+    if not isinstance(stamp, str) or not stamp:
+        return False
+    try:
+        when = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return when.timestamp() < reply_created_at - CLOCK_SKEW
+
+
+def iso_time(seconds: float) -> str:
+    """``seconds`` since the epoch as ISO 8601 UTC (``2026-11-30T09:01:11Z``)."""
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def decode_json(data: bytes | str) -> Any:
+    """JSON from a caller or provider; ValueError (never RecursionError: 100,000 nested
+    brackets made the webhook answer 500) when it is not JSON we can take."""
+    try:
+        return msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        raise ValueError("the body is not JSON") from None
+    except RecursionError:
+        raise ValueError("the JSON is nested too deeply") from None
+
+
 def json_object(body: bytes) -> dict[str, Any]:
     """A provider's JSON answer as an object; {} for anything else (an HTML error page)."""
     try:
-        document = msgspec.json.decode(body) if body else {}
-    except msgspec.DecodeError:
+        document = decode_json(body) if body else {}
+    except ValueError:
         return {}
     return document if isinstance(document, dict) else {}
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole request body, or 413 as soon as it is over ``limit`` bytes.
+
+    ``request.content.read(n)`` returns what has arrived *so far* (up to n): a large webhook
+    read that way was cut short, so it is read to its end here."""
+    if (request.content_length or 0) > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length or 0)
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.readany():
+        size += len(chunk)
+        if size > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def get_json(

@@ -23,7 +23,7 @@ from connectors.email.doors import MailDoors
 from connectors.email.smtp_in import SmtpReceiver
 from connectors.email.smtp_out import SmtpSender
 from connectors.fax.documents import sniff
-from connectors.fax.gateway import Hooks, IncomingFax, OutgoingFax
+from connectors.fax.gateway import Hooks, IncomingFax, OutgoingFax, reply_ref
 from connectors.fax.settings import MailGatewaySettings
 from hub.envelope import Delivery, DeliveryStatus
 
@@ -115,9 +115,8 @@ class MailGateway:
             fax = await self._run(job)
         except mail_parse.BadMail as exc:
             fax = IncomingFax(
-                fax_id=mail_parse.content_key(raw, None, self._options.inbox).removeprefix(
-                    "email:"
-                ),
+                # all of the mail: two unreadable mails with the same body are two faxes
+                fax_id=mail_parse.raw_key(raw, self._options.inbox).removeprefix("email:"),
                 from_number="anonymous",
                 to_number="",
                 data=None,
@@ -150,8 +149,10 @@ class MailGateway:
         message["Subject"] = (fax.subject or "Fax").replace("\r", " ").replace("\n", " ")[:200]
         message["Date"] = formatdate(fax.created_at, usegmt=True)
         domain = self.settings.address.rpartition("@")[2] or "localhost"
-        message_id = f"<fax.{re.sub(r'[^A-Za-z0-9.-]', '', fax.key)[:80]}@{domain}>"
-        message["Message-ID"] = message_id  # the same on a retry: the relay sees one mail
+        # from the whole key, hashed: the same on a retry (the relay sees one mail) and never
+        # shared by two replies (a cut or cleaned key was, e.g. behind a long agent id)
+        message_id = f"<fax.{reply_ref(fax.key)}@{domain}>"
+        message["Message-ID"] = message_id
         message.set_content(f"Fax to {fax.to_number}, {fax.pages} page(s), attached.\n")
         message.add_attachment(fax.pdf, maintype="application", subtype="pdf", filename="fax.pdf")
         await self._sender.send(message, self.settings.address, str(message["To"]))

@@ -159,6 +159,19 @@ class FaxSettings(ConnectorSettings):
     max_page_pixels: int = Field(
         40_000_000, ge=100_000, le=200_000_000, description="per page image (bomb guard)"
     )
+    max_document_pixels: int = Field(
+        500_000_000,
+        ge=1_000_000,
+        le=20_000_000_000,
+        description="all pages together; pages past it are not read (the original is kept)",
+    )
+    document_seconds: float = Field(
+        300.0,
+        gt=0,
+        le=3600,
+        description="reading one document (pages, previews, OCR); pages not begun by then "
+        "are not read",
+    )
     preview_width: int = Field(850, ge=100, le=2500, description="PNG preview width, pixels")
 
     @field_validator("number")

@@ -18,16 +18,19 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
-import msgspec
 from aiohttp import web
 
 from connectors.base import Route, SendError
+from connectors.fax import formdata
 from connectors.fax.gateway import (
     Hooks,
     IncomingFax,
     OutgoingFax,
+    created_before,
+    decode_json,
     get_json,
     json_object,
+    read_body,
     source_allowed,
 )
 from connectors.fax.settings import SinchSettings
@@ -48,9 +51,9 @@ def parse_event(fields: dict[str, Any], file: bytes | None) -> tuple[str, dict[s
     fax = fields.get("fax")
     if isinstance(fax, str | bytes):
         try:
-            fax = msgspec.json.decode(fax)
-        except msgspec.DecodeError:
-            raise BadWebhook("the fax field is not JSON") from None
+            fax = decode_json(fax)
+        except ValueError as exc:
+            raise BadWebhook(f"the fax field: {exc}") from None
     if not isinstance(fax, dict) or not isinstance(fax.get("id"), str) or not fax["id"]:
         raise BadWebhook("the fax object with an id is missing")
     return event, fax
@@ -141,69 +144,59 @@ class SinchGateway:
             raise web.HTTPUnauthorized(text="this address may not post fax webhooks")
 
     async def _fields(self, request: web.Request) -> tuple[dict[str, Any], bytes | None]:
-        if (request.content_length or 0) > self.max_body:
-            raise web.HTTPRequestEntityTooLarge(
-                max_size=self.max_body, actual_size=request.content_length or 0
+        if request.content_type not in ("multipart/form-data", "application/json"):
+            raise web.HTTPUnsupportedMediaType(
+                text=f"expected multipart/form-data or application/json, got "
+                f"{request.content_type or 'nothing'}"
             )
+        body = await read_body(request, self.max_body)
         if request.content_type == "multipart/form-data":
-            return await self._multipart(request)
-        if request.content_type == "application/json":
-            body = await request.content.read(self.max_body + 1)
-            if len(body) > self.max_body:
-                raise web.HTTPRequestEntityTooLarge(max_size=self.max_body, actual_size=len(body))
-            try:
-                document = msgspec.json.decode(body)
-            except msgspec.DecodeError:
-                raise web.HTTPBadRequest(text="the body is not JSON") from None
-            if not isinstance(document, dict):
-                raise web.HTTPBadRequest(text="the JSON body must be an object")
-            file = None
-            if isinstance(document.get("file"), str) and document["file"]:
-                try:
-                    file = base64.b64decode(document["file"], validate=True)
-                except (binascii.Error, ValueError):
-                    raise web.HTTPBadRequest(text="file is not base64") from None
-            return document, file
-        raise web.HTTPUnsupportedMediaType(
-            text=f"expected multipart/form-data or application/json, got "
-            f"{request.content_type or 'nothing'}"
-        )
-
-    async def _multipart(self, request: web.Request) -> tuple[dict[str, Any], bytes | None]:
+            return self._form(request.headers.get("Content-Type", ""), body)
         try:
-            reader = await request.multipart()
-        except (ValueError, AssertionError) as exc:
+            document = decode_json(body)
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        if not isinstance(document, dict):
+            raise web.HTTPBadRequest(text="the JSON body must be an object")
+        file = None
+        if isinstance(document.get("file"), str) and document["file"]:
+            try:
+                file = base64.b64decode(document["file"], validate=True)
+            except (binascii.Error, ValueError):
+                raise web.HTTPBadRequest(text="file is not base64") from None
+            if len(file) > self.max_document_bytes:
+                raise web.HTTPRequestEntityTooLarge(
+                    max_size=self.max_document_bytes, actual_size=len(file)
+                )
+        return document, file
+
+    def _form(self, content_type: str, body: bytes) -> tuple[dict[str, Any], bytes | None]:
+        """The fields and the file of a multipart body (parsed off the wire, see formdata)."""
+
+        def limit_of(name: str) -> int:
+            return self.max_document_bytes if name == "file" else 256 * 1024
+
+        try:
+            parts = formdata.parse(
+                body, formdata.boundary_of(content_type), max_parts=MAX_PARTS, limit_of=limit_of
+            )
+        except formdata.FormTooLarge as exc:
+            raise web.HTTPRequestEntityTooLarge(
+                max_size=exc.limit, actual_size=len(body), text=str(exc)
+            ) from None
+        except formdata.BadForm as exc:
             raise web.HTTPBadRequest(text=f"bad multipart body: {exc}") from None
         fields: dict[str, Any] = {}
         file = None
-        total = 0
-        for _ in range(MAX_PARTS):
-            try:
-                part = await reader.next()
-            except (ValueError, AssertionError) as exc:
-                raise web.HTTPBadRequest(text=f"bad multipart body: {exc}") from None
-            if part is None:
-                return fields, file
-            if not isinstance(part, aiohttp.BodyPartReader):
-                raise web.HTTPBadRequest(text="nested multipart is not expected")
-            limit = self.max_document_bytes if part.name == "file" else 256 * 1024
-            chunks: list[bytes] = []
-            size = 0
-            while chunk := await part.read_chunk(64 * 1024):
-                size += len(chunk)
-                total += len(chunk)
-                if size > limit or total > self.max_body:
-                    raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
-                chunks.append(chunk)
-            data = part.decode(b"".join(chunks))
+        for part in parts:
             if part.name == "file":
-                file = data
-            elif part.name:
-                try:
-                    fields[part.name] = data.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise web.HTTPBadRequest(text=f"field {part.name!r} is not UTF-8") from None
-        raise web.HTTPBadRequest(text=f"more than {MAX_PARTS} parts")
+                file = part.data
+                continue
+            try:
+                fields[part.name] = part.data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise web.HTTPBadRequest(text=f"field {part.name[:40]!r} is not UTF-8") from None
+        return fields, file
 
     async def _webhook(self, request: web.Request) -> web.StreamResponse:
         assert self._hooks is not None
@@ -219,16 +212,15 @@ class SinchGateway:
                 if str(fax.get("direction", "INBOUND")).upper() != "INBOUND":
                     raise web.HTTPBadRequest(text="INCOMING_FAX for an outbound fax")
                 fax_id = str(fax["id"])
-                if not self._hooks.already(fax_id):
-                    problem = None
-                    if not file:  # a webhook configured without the file: ask the API for it
-                        file, problem = await self._download(fax_id)
-                    received = incoming(
-                        fax, file, event_time if isinstance(event_time, str) else None
-                    )
-                    if not file and problem:
-                        received = dataclasses.replace(received, problem=problem)
-                    await self._hooks.receive(received)
+                problem = None
+                # a webhook configured without the file: ask the API for it (unless this is a
+                # redelivery of a fax kept already, which receive only counts)
+                if not file and not self._hooks.already(fax_id):
+                    file, problem = await self._download(fax_id)
+                received = incoming(fax, file, event_time if isinstance(event_time, str) else None)
+                if not file and problem:
+                    received = dataclasses.replace(received, problem=problem)
+                await self._hooks.receive(received)
             else:
                 await self._hooks.report(str(fax["id"]), completion(fax))
         except web.HTTPException:
@@ -269,7 +261,7 @@ class SinchGateway:
         assert self._hooks is not None
         callback = self._callback_url(fax.key)
         if fax.attempt > 1:
-            earlier = await self._find_earlier(fax.to_number, callback)
+            earlier = await self._find_earlier(fax.to_number, callback, fax.created_at)
             if earlier is not None:
                 return earlier
         form = aiohttp.FormData()
@@ -310,8 +302,13 @@ class SinchGateway:
         query = f"ref={quote(key, safe='')}"
         return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
-    async def _find_earlier(self, to_number: str, callback: str) -> Delivery | None:
-        """A fax an earlier attempt created (its answer lost), known by our callback URL."""
+    async def _find_earlier(
+        self, to_number: str, callback: str, created_at: float
+    ) -> Delivery | None:
+        """The fax an earlier attempt of this reply created (its answer lost), known by our
+        callback URL, which names this reply's key. Sinch masks the Basic credentials of a
+        callback URL it lists, so URLs are compared without them; a fax dated before the reply
+        existed is never taken."""
         assert self._hooks is not None
         document = await get_json(
             self._hooks,
@@ -320,10 +317,25 @@ class SinchGateway:
             headers=self._auth,
             seconds=self.settings.send_timeout,
         )
+        wanted = _without_credentials(callback)
         for item in document.get("faxes") or ():
-            if isinstance(item, dict) and item.get("callbackUrl") == callback and item.get("id"):
-                return Delivery(status=DeliveryStatus.QUEUED, provider_id=str(item["id"]))
+            if not isinstance(item, dict) or not item.get("id"):
+                continue
+            listed = item.get("callbackUrl")
+            if not isinstance(listed, str) or _without_credentials(listed) != wanted:
+                continue
+            if created_before(item.get("createTime"), created_at):
+                continue
+            return Delivery(status=DeliveryStatus.QUEUED, provider_id=str(item["id"]))
         return None
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` without its user:password part (Sinch shows it masked, or not at all)."""
+    parts = urlsplit(url)
+    return urlunsplit(
+        (parts.scheme, parts.netloc.rpartition("@")[2], parts.path, parts.query, parts.fragment)
+    )
 
 
 def _basic(user: str, password: str) -> str:

@@ -20,13 +20,24 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-import msgspec
 from aiohttp import web
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from connectors.base import Route, SendError
-from connectors.fax.gateway import Hooks, IncomingFax, OutgoingFax, get_json, json_object
+from connectors.fax.gateway import (
+    CLOCK_SKEW,
+    Hooks,
+    IncomingFax,
+    OutgoingFax,
+    created_before,
+    decode_json,
+    get_json,
+    iso_time,
+    json_object,
+    read_body,
+    reply_ref,
+)
 from connectors.fax.settings import TelnyxSettings
 from connectors.sms.media import MediaFailed, MediaFetcher, MediaRefused
 from hub.envelope import Delivery, DeliveryStatus
@@ -76,10 +87,7 @@ def verify(
 
 def event_of(body: bytes) -> tuple[str, str, dict[str, Any]]:
     """(event id, event type, payload) of a webhook body; ValueError if malformed."""
-    try:
-        document = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        raise ValueError("the body is not JSON") from None
+    document = decode_json(body)
     data = document.get("data") if isinstance(document, dict) else None
     if not isinstance(data, dict):
         raise ValueError("the body has no data object")
@@ -191,15 +199,9 @@ class TelnyxGateway:
 
     async def _webhook(self, request: web.Request) -> web.StreamResponse:
         assert self._hooks is not None
-        if (request.content_length or 0) > MAX_BODY:
-            raise web.HTTPRequestEntityTooLarge(
-                max_size=MAX_BODY, actual_size=request.content_length or 0
-            )
         if request.content_type != "application/json":
             raise web.HTTPUnsupportedMediaType(text="expected application/json")
-        body = await request.content.read(MAX_BODY + 1)
-        if len(body) > MAX_BODY:
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_BODY, actual_size=len(body))
+        body = await read_body(request, MAX_BODY)
         self._check(request, body)
         try:
             event_id, kind, payload = event_of(body)
@@ -208,8 +210,10 @@ class TelnyxGateway:
             self._seen.pop(request.headers["telnyx-signature-ed25519"], None)
             raise web.HTTPBadRequest(text=str(exc)) from None
         try:
-            if fax is not None and not self._hooks.already(fax.fax_id):
-                await self._hooks.receive(await self._with_document(fax, payload))
+            if fax is not None:
+                if not self._hooks.already(fax.fax_id):  # a redelivery is only counted
+                    fax = await self._with_document(fax, payload)
+                await self._hooks.receive(fax)
             else:
                 report = status_report(kind, payload)
                 if report is not None:
@@ -250,8 +254,8 @@ class TelnyxGateway:
             ) as response:
                 if response.status != 200:
                     return None
-                document = msgspec.json.decode(await response.read())
-        except (aiohttp.ClientError, TimeoutError, msgspec.DecodeError):
+                document = decode_json(await response.read())
+        except (aiohttp.ClientError, TimeoutError, ValueError):
             return None
         data = document.get("data") if isinstance(document, dict) else None
         found = data.get("media_url") if isinstance(data, dict) else None
@@ -263,8 +267,9 @@ class TelnyxGateway:
         assert self._hooks is not None
         webhook = f"{self._hooks.public_base}/webhook?ref={quote(fax.key, safe='')}"
         base = self.settings.api_base_url.rstrip("/")
+        state = _client_state(fax.key)
         if fax.attempt > 1:
-            earlier = await self._find_earlier(base, fax.to_number, webhook)
+            earlier = await self._find_earlier(base, fax, state)
             if earlier is not None:
                 return earlier
         body = {
@@ -273,6 +278,7 @@ class TelnyxGateway:
             "to": fax.to_number,
             "from": fax.from_number,
             "webhook_url": webhook,
+            "client_state": state,
         }
         try:
             async with self._hooks.ctx.http.post(
@@ -304,17 +310,33 @@ class TelnyxGateway:
             raise SendError("Telnyx answered without a fax id", code="bad_answer")
         return Delivery(status=DeliveryStatus.QUEUED, provider_id=fax_id)
 
-    async def _find_earlier(self, base: str, to_number: str, webhook: str) -> Delivery | None:
-        """A fax an earlier attempt created (its answer lost), known by our webhook URL."""
+    async def _find_earlier(self, base: str, fax: OutgoingFax, state: str) -> Delivery | None:
+        """The fax an earlier attempt of this reply created (its answer lost): one to this
+        number, created since the reply was, that carries this reply's ``client_state``."""
         assert self._hooks is not None
         document = await get_json(
             self._hooks,
             f"{base}/v2/faxes",
-            params={"filter[to]": to_number, "page[size]": "50"},
+            params={
+                "filter[to][eq]": fax.to_number,
+                "filter[direction][eq]": "outbound",
+                "filter[created_at][gte]": iso_time(fax.created_at - CLOCK_SKEW),
+                "page[size]": "50",
+            },
             headers=self._headers,
             seconds=self.settings.send_timeout,
         )
         for item in document.get("data") or ():
-            if isinstance(item, dict) and item.get("webhook_url") == webhook and item.get("id"):
-                return Delivery(status=DeliveryStatus.QUEUED, provider_id=str(item["id"]))
+            if not isinstance(item, dict) or not item.get("id"):
+                continue
+            if item.get("client_state") != state:
+                continue
+            if created_before(item.get("created_at"), fax.created_at):
+                continue
+            return Delivery(status=DeliveryStatus.QUEUED, provider_id=str(item["id"]))
         return None
+
+
+def _client_state(key: str) -> str:
+    """Telnyx's ``client_state`` for a reply (it must be base64): the reply's mark."""
+    return base64.b64encode(reply_ref(key).encode()).decode()

@@ -7,6 +7,8 @@ is recognized when OCR is on.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -18,7 +20,8 @@ class Job:
     limits: documents.Limits
     preview_width: int
     ocr_languages: str | None  # None: OCR off or unavailable
-    ocr_timeout: float
+    ocr_timeout: float  # per page
+    seconds: float = 300.0  # the whole document: pages not begun by then are not read
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,27 +39,46 @@ class Examined:
     content_type: str
     page_count: int
     pages: tuple[PageResult, ...]
+    stopped: str | None = None  # why reading stopped before max_pages (a budget was spent)
 
     @property
     def text(self) -> str:
         return "\n\n".join(page.text for page in self.pages if page.text)
 
 
-def examine(data: bytes, job: Job) -> Examined:
+def examine(data: bytes, job: Job, clock: Callable[[], float] = time.monotonic) -> Examined:
     """Read, preview and recognize ``data``; :class:`documents.BadDocument` if unreadable.
 
     Pages are decoded one at a time (a 100-page fax never holds 100 page images), and each
     page's preview is drawn while tesseract recognizes it: tesseract is a child process, so the
-    thread waiting for it leaves this one free."""
+    thread waiting for it leaves this one free. The document's budgets bound the whole: no page
+    is begun after ``job.seconds`` (and OCR gets only what is left of them), and no page is
+    decoded past the document's pixel budget; the pages read until then are kept."""
+    deadline = clock() + job.seconds
     opened = documents.open_pages(data, job.limits)
-    results = []
+    results: list[PageResult] = []
+    stopped = None
+    pages = iter(opened.pages)
     with ThreadPoolExecutor(1, thread_name_prefix="ocr") as recognizer:
-        for page in opened.pages:
+        while True:
+            left = deadline - clock()
+            if left <= 0 and len(results) < min(opened.page_count, job.limits.max_pages):
+                stopped = (
+                    f"page {len(results) + 1} and the rest were not read: the document's time "
+                    f"budget ({job.seconds:.0f} s) is spent"
+                )
+                break
+            try:
+                page = next(pages)
+            except StopIteration:
+                break
+            except documents.BudgetSpent as exc:
+                stopped = str(exc)
+                break
             pending = None
             if not page.text_layer and page.image is not None and job.ocr_languages:
-                pending = recognizer.submit(
-                    ocr.recognize, page.image, job.ocr_languages, job.ocr_timeout
-                )
+                timeout = max(1.0, min(job.ocr_timeout, deadline - clock()))
+                pending = recognizer.submit(ocr.recognize, page.image, job.ocr_languages, timeout)
             preview = (
                 documents.preview_png(page.image, job.preview_width)
                 if page.image is not None
@@ -69,4 +91,4 @@ def examine(data: bytes, job: Job) -> Examined:
                 results.append(PageResult(page.number, found.text, "ocr", preview, found.problem))
             else:
                 results.append(PageResult(page.number, "", "none", preview))
-    return Examined(opened.kind, opened.content_type, opened.page_count, tuple(results))
+    return Examined(opened.kind, opened.content_type, opened.page_count, tuple(results), stopped)

@@ -8,6 +8,7 @@ reached by replacing the SDK's ``https://api.twilio.com`` prefix in :class:`Base
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +24,9 @@ from connectors.sms.media import basic_authorization
 from hub.envelope import Delivery
 
 TWILIO_PREFIX = "https://api.twilio.com"
-LOOKBACK = 600.0  # seconds before a reply's creation an earlier attempt may be found
+#: seconds before a reply's first attempt its message may seem to date from: Twilio's
+#: date_created has whole seconds, and its clock is not ours
+CLOCK_SLACK = 2.0
 
 
 def rewrite(url: str, base_url: str) -> str:
@@ -83,11 +86,16 @@ class TwilioSender:
     async def close(self) -> None:
         await self.http.close()
 
-    async def find_earlier(self, to: str, body: str, since: float) -> Delivery | None:
+    async def find_earlier(
+        self, to: str, body: str, since: float, foreign: Collection[str] = ()
+    ) -> Delivery | None:
         """A message an earlier attempt of this reply already created, if the API lists one.
 
-        Twilio cannot deduplicate creates, so after a crash or a lost answer we look before
-        sending again: same recipient, same text, created after the reply was written.
+        Twilio cannot deduplicate creates (its Messages API takes no idempotency key), so after
+        a crash or a lost answer we look before sending again: same recipient, same text,
+        created at or after the reply's first attempt (``since``, less :data:`CLOCK_SLACK`),
+        and not one of the ``foreign`` ids the hub has recorded for other replies. Newest first,
+        so a lost answer's own message wins over an older one with the same text.
         """
         try:
             found = await self.client.messages.list_async(to=to, limit=50)
@@ -95,10 +103,12 @@ class TwilioSender:
             raise _send_error(exc) from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise SendError(f"could not check for an earlier send: {exc}", code="network") from None
-        cutoff = datetime.fromtimestamp(since - LOOKBACK, UTC)
+        cutoff = datetime.fromtimestamp(since - CLOCK_SLACK, UTC)
         for message in found:
             created = message.date_created
-            if message.body == body and (created is None or created >= cutoff):
+            if created is None or created < cutoff:
+                continue
+            if message.body == body and message.sid not in foreign:
                 return _delivery(message)
         return None
 

@@ -173,6 +173,7 @@ class SmsConnector(Connector):
             raise web.HTTPBadRequest(text=str(exc)) from None
         key = inbound.envelope.idempotency_key
         if key in self._recent:
+            await self._ctx.sink.redelivered(self.channel, self.name, key)
             return _twiml()
         running = self._inflight.get(key)
         if running is not None:  # the same message, concurrently: answer when the first is stored
@@ -180,6 +181,7 @@ class SmsConnector(Connector):
                 await asyncio.shield(running)
             except Exception:
                 raise web.HTTPServiceUnavailable(text="not stored; retry") from None
+            await self._ctx.sink.redelivered(self.channel, self.name, key)
             return _twiml()
         future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
@@ -294,7 +296,12 @@ class SmsConnector(Connector):
             raise SendError("the SMS connector is not started", code="not_started")
         to, sender = self._addresses(outbound.recipient)
         if outbound.attempt > 1:
-            earlier = await self._sender.find_earlier(to, outbound.text, outbound.created_at)
+            earlier = await self._sender.find_earlier(
+                to,
+                outbound.text,
+                outbound.first_attempt_at or outbound.created_at,
+                outbound.foreign_provider_ids,
+            )
             if earlier is not None:
                 return earlier
         fields: dict[str, object] = {"to": to}

@@ -18,6 +18,7 @@ from connectors.base import (
     ConnectorContext,
     Route,
     SendError,
+    Unavailable,
 )
 from connectors.webchat import parse
 from connectors.webchat.settings import WebChatSettings
@@ -175,7 +176,13 @@ class WebChatConnector(Connector):
             )
             await socket.close(code=4429, message=b"too many windows")
             return socket
-        history = await ctx.history.history(self.name, visitor, self.settings.history_limit)
+        try:
+            history = await ctx.history.history(self.name, visitor, self.settings.history_limit)
+        except Unavailable as exc:  # no welcome without the history: say so, try again later
+            ctx.logger.error("no chat history for a new window: %s", exc)
+            await self._error(socket, "unavailable", "the chat is unavailable; try again shortly")
+            await socket.close(code=1013, message=b"store unavailable; try again later")
+            return socket
         await socket.send_str(
             parse.encode(
                 "welcome",
@@ -321,8 +328,11 @@ class WebChatConnector(Connector):
         )
         try:
             accepted = await ctx.sink.ingest(envelope)
-        except Exception as exc:
-            ctx.logger.error("storing a chat message failed: %s", exc)
+        except Exception as exc:  # Unavailable, or a bug: either way it is not stored
+            if isinstance(exc, Unavailable):
+                ctx.logger.error("storing a chat message failed: %s", exc)
+            else:
+                ctx.logger.exception("storing a chat message failed")
             await self._error(
                 socket, "unavailable", "not saved; please send it again", say.client_id
             )

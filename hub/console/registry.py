@@ -1,49 +1,44 @@
-"""Which agent websockets are open in this process, and sending frames to them."""
+"""Which agent websockets are open in this process, and queueing frames for them."""
 
 from __future__ import annotations
 
-import logging
+import asyncio
 
-from aiohttp import web
-
-log = logging.getLogger(__name__)
+from hub.console.link import AgentLink
 
 
 class AgentConnections:
-    """Agent id -> open websockets (an agent may have several tabs)."""
+    """Agent id -> the outgoing links of their open websockets (an agent may have several tabs).
+
+    :meth:`send` never waits for a client: each link has its own queue and writer task
+    (``hub.console.link``), so one console that stops reading holds up nobody else.
+    """
 
     def __init__(self) -> None:
-        self._sockets: dict[str, set[web.WebSocketResponse]] = {}
+        self._links: dict[str, set[AgentLink]] = {}
 
-    def add(self, agent: str, socket: web.WebSocketResponse) -> None:
-        self._sockets.setdefault(agent, set()).add(socket)
+    def add(self, agent: str, link: AgentLink) -> None:
+        self._links.setdefault(agent, set()).add(link)
 
-    def remove(self, agent: str, socket: web.WebSocketResponse) -> int:
-        """Forget a socket; return how many the agent still has open."""
-        sockets = self._sockets.get(agent, set())
-        sockets.discard(socket)
-        if not sockets:
-            self._sockets.pop(agent, None)
-        return len(sockets)
+    def remove(self, agent: str, link: AgentLink) -> int:
+        """Forget a link; return how many the agent still has open."""
+        links = self._links.get(agent, set())
+        links.discard(link)
+        if not links:
+            self._links.pop(agent, None)
+        return len(links)
 
     def count(self, agent: str) -> int:
-        return len(self._sockets.get(agent, ()))
+        return len(self._links.get(agent, ()))
 
     async def send(self, agent: str, data: bytes) -> int:
-        """Send one frame to every socket of ``agent``; return how many took it."""
-        sent = 0
-        text = data.decode()
-        for socket in list(self._sockets.get(agent, ())):
-            if socket.closed:
-                continue
-            try:
-                await socket.send_str(text)
-                sent += 1
-            except (ConnectionError, RuntimeError) as exc:
-                log.debug("dropping frame to a closing socket of %s: %s", agent, exc)
-        return sent
+        """Queue one frame for every socket of ``agent``; return how many took it. Returns at
+        once (it is a coroutine for the dispatch's notifier interface)."""
+        return sum(1 for link in list(self._links.get(agent, ())) if link.send(data))
 
     async def close_all(self, code: int, message: bytes) -> None:
-        for sockets in list(self._sockets.values()):
-            for socket in list(sockets):
-                await socket.close(code=code, message=message)
+        """Close every socket after what is queued for it (each within its send budget)."""
+        links = [link for links in self._links.values() for link in links]
+        for link in links:
+            link.close(code, message)
+        await asyncio.gather(*(link.finish() for link in links))

@@ -14,9 +14,19 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from hub import uploads
-from hub.bus import DELIVERIES, MESSAGES, OUTBOX, Bus, DeliveryUpdated, MessageStored, OutboxReady
+from hub.bus import (
+    DELIVERIES,
+    MESSAGES,
+    OUTBOX,
+    Bus,
+    DeliveryUpdated,
+    MessageStored,
+    OutboxReady,
+    Subscription,
+)
 from hub.console import protocol
 from hub.console.compose import ComposeAdvisor, ReplyRefused
+from hub.console.link import AgentLink, Dropped, SendBudget
 from hub.console.protocol import (
     Accept,
     Auth,
@@ -39,7 +49,14 @@ from hub.console.registry import AgentConnections
 from hub.dispatch.core import Presence
 from hub.dispatch.service import DispatchService, conversation_view, message_view, offer_view
 from hub.envelope import Attachment
-from hub.errors import Forbidden, HubError, InvalidState, NotAllowed, NotFound, StoreError
+from hub.errors import (
+    Forbidden,
+    HubError,
+    InvalidState,
+    NotAllowed,
+    NotFound,
+    StoreUnavailable,
+)
 from hub.metrics import Metrics
 from hub.permissions import Action, ensure, may
 from hub.sessions import Ended, Principal, Sessions, request_token
@@ -98,7 +115,9 @@ class Console:
         compress: bool = False,
         upload_secret: bytes = b"",
         clock: Callable[[], float] = time.time,
+        budget: SendBudget | None = None,
     ) -> None:
+        self.budget = budget or SendBudget()
         self.upload_secret = upload_secret or secrets.token_bytes(32)
         self.clock = clock
         self.sessions = sessions or Sessions(store, agents, clock=clock)
@@ -107,8 +126,7 @@ class Console:
         self.compress = compress
         # every authenticated socket and the session it runs on; a socket whose session ended
         # leaves this map (and the registry) at once, before its close handshake
-        self._live: dict[web.WebSocketResponse, Principal] = {}
-        self._ending: dict[web.WebSocketResponse, asyncio.Task[None]] = {}
+        self._live: dict[AgentLink, Principal] = {}
         self.store = store
         self.compose = compose or ComposeAdvisor({})
         self.bus = bus
@@ -118,6 +136,7 @@ class Console:
         self.metrics = metrics
         self.allowed_origins = allowed_origins
         self._tasks: list[asyncio.Task[None]] = []
+        self._subscription: Subscription | None = None
 
     def start(self) -> None:
         self._subscription = self.bus.subscribe(DELIVERIES)
@@ -127,14 +146,16 @@ class Console:
         ]
 
     async def stop(self) -> None:
-        self._subscription.close()
-        for task in [*self._tasks, *self._ending.values()]:
+        if self._subscription is not None:
+            self._subscription.close()
+        for task in self._tasks:
             task.cancel()
-        for task in [*self._tasks, *self._ending.values()]:
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
     async def _follow_deliveries(self) -> None:
+        assert self._subscription is not None
         async for event in self._subscription:
             if not isinstance(event, DeliveryUpdated):
                 continue
@@ -160,131 +181,149 @@ class Console:
             max_msg_size=HARD_FRAME_LIMIT, heartbeat=30.0, compress=self.compress
         )
         await socket.prepare(request)
-        principal = await self._authenticate(request, socket)
+        link = AgentLink(
+            socket,
+            request.transport,
+            self.budget,
+            name=str(request.remote),
+            on_drop=self._dropped,
+        )
+        try:
+            await self._serve(request, link)
+        finally:
+            await link.finish()  # queued frames and a requested close go out, or it is dropped
+        return socket
+
+    def _dropped(self, reason: Dropped) -> None:
+        self.metrics.agent_sockets_dropped.labels(str(reason)).inc()
+
+    async def _serve(self, request: web.Request, link: AgentLink) -> None:
+        principal = await self._authenticate(request, link)
         if principal is None:
-            return socket
+            return
         agent = principal.id
-        self._live[socket] = principal
-        self.connections.add(agent, socket)
+        link.name = f"{agent}@{request.remote}"
+        self._live[link] = principal
+        self.connections.add(agent, link)
         self.metrics.agents_connected.set(sum(1 for a in self.agents if self.connections.count(a)))
         try:
-            await self._send(
-                socket,
-                frame(
-                    "hello",
-                    protocol=protocol.PROTOCOL_VERSION,
-                    agent={
-                        "id": agent,
-                        "name": principal.agent.name,
-                        "role": principal.role,
-                        "supervisor": may(principal.role, Action.VIEW_QUEUES),
-                    },
-                ),
-            )
-            await self.dispatch.connected(agent)
-            await self._send(socket, await self._snapshot(agent))
-            if may(principal.role, Action.VIEW_QUEUES):
-                await self._send(socket, self.dispatch.queue_state_frame())
-            async for message in socket:
-                verdict = await self._session_verdict(socket)
-                if verdict is _Verdict.ENDED:
-                    break
-                if verdict is _Verdict.UNCHECKED:
-                    continue
+            try:
+                await self._greet(link, principal)
+            except StoreUnavailable as exc:  # no snapshot: the client would start out of sync
+                log.error("no snapshot for %s: %s", agent, exc)
+                link.send(
+                    error_frame("unavailable", "the store is unavailable; connect again later")
+                )
+                link.close(1013, b"store unavailable; try again later")
+                return
+            async for message in link.socket:
                 if message.type is WSMsgType.TEXT:
-                    await self._on_frame(agent, socket, message.data)
+                    if not await self._on_frame(agent, link, message.data):
+                        break
                 elif message.type is WSMsgType.BINARY:
-                    await self._send(socket, error_frame("bad_frame", "frames must be text JSON"))
+                    verdict = await self._session_verdict(link, None)
+                    if verdict is _Verdict.ENDED:
+                        break
+                    if verdict is _Verdict.LIVE:
+                        link.send(error_frame("bad_frame", "frames must be text JSON"))
                 elif message.type is WSMsgType.ERROR:
                     break
         finally:
-            self._live.pop(socket, None)
-            self.connections.remove(agent, socket)
-            ending = self._ending.get(socket)
-            if ending is not None:  # let the client learn why before aiohttp closes with 1000
-                with contextlib.suppress(Exception):
-                    await ending
+            self._live.pop(link, None)
+            self.connections.remove(agent, link)
             self.metrics.agents_connected.set(
                 sum(1 for a in self.agents if self.connections.count(a))
             )
             with contextlib.suppress(HubError):
                 await self.dispatch.disconnected(agent)
-        return socket
 
-    async def _authenticate(
-        self, request: web.Request, socket: web.WebSocketResponse
-    ) -> Principal | None:
+    async def _greet(self, link: AgentLink, principal: Principal) -> None:
+        """``hello``, then the ``snapshot`` (and supervisors' ``queue_state``)."""
+        agent = principal.id
+        link.send(
+            frame(
+                "hello",
+                protocol=protocol.PROTOCOL_VERSION,
+                agent={
+                    "id": agent,
+                    "name": principal.agent.name,
+                    "role": principal.role,
+                    "supervisor": may(principal.role, Action.VIEW_QUEUES),
+                },
+            ),
+        )
+        await self.dispatch.connected(agent)
+        link.send(await self._snapshot(agent))
+        if may(principal.role, Action.VIEW_QUEUES):
+            link.send(self.dispatch.queue_state_frame())
+
+    async def _authenticate(self, request: web.Request, link: AgentLink) -> Principal | None:
         token = request_token(request)
-        found = await self._lookup(socket, token) if token else None
+        found = await self._lookup(link, token) if token else None
         while found is None:
             try:
-                message = await socket.receive(timeout=AUTH_TIMEOUT)
+                message = await link.socket.receive(timeout=AUTH_TIMEOUT)
             except TimeoutError:
-                await self._send(socket, error_frame("auth_timeout", "authenticate first"))
-                await socket.close(code=4401, message=b"authentication timeout")
+                link.send(error_frame("auth_timeout", "authenticate first"))
+                link.close(4401, b"authentication timeout")
                 return None
             if message.type is not WSMsgType.TEXT:
-                await socket.close(code=4401, message=b"authentication required")
+                link.close(4401, b"authentication required")
                 return None
             try:
                 command = protocol.parse_command(message.data)
             except ProtocolError as exc:
-                await self._send(socket, error_frame(exc.code, exc.message))
+                link.send(error_frame(exc.code, exc.message))
                 continue
             if not isinstance(command, Auth) or not command.token:
-                await self._send(
-                    socket, error_frame("not_authenticated", "send an auth frame with a token")
-                )
+                link.send(error_frame("not_authenticated", "send an auth frame with a token"))
                 continue
-            found = await self._lookup(socket, command.token)
+            found = await self._lookup(link, command.token)
         if found is _UNCHECKED:
-            await socket.close(code=1013, message=b"store unavailable; try again later")
+            link.close(1013, b"store unavailable; try again later")
             return None
         if isinstance(found, Ended):
-            await self._send(socket, _ended_frame("auth_failed", found))
-            await socket.close(code=4401, message=b"authentication failed")
+            link.send(_ended_frame("auth_failed", found))
+            link.close(4401, b"authentication failed")
             return None
         assert isinstance(found, Principal)
         return found
 
-    async def _lookup(
-        self, socket: web.WebSocketResponse, token: str
-    ) -> Principal | Ended | _Unchecked:
+    async def _lookup(self, link: AgentLink, token: str) -> Principal | Ended | _Unchecked:
         try:
             return await self.sessions.lookup(token)
-        except Exception as exc:  # a database outage: whatever the driver raised
+        except StoreUnavailable as exc:
             log.error("cannot check an agent session: %s", exc)
-            await self._send(
-                socket, error_frame("unavailable", "the store is unavailable; connect again later")
-            )
+            link.send(error_frame("unavailable", "the store is unavailable; connect again later"))
             return _UNCHECKED
 
     # -- session revocation -----------------------------------------------------------------
 
-    async def _session_verdict(self, socket: web.WebSocketResponse) -> _Verdict:
-        """Re-check the socket's session before acting on a frame; end the socket if it is
-        gone. A store that cannot answer skips the frame (``unavailable``), never runs it."""
-        principal = self._live.get(socket)
+    async def _session_verdict(self, link: AgentLink, ref: str | None) -> _Verdict:
+        """Re-check the socket's session before acting on a frame (``ref``: its client or
+        conversation id); end the socket if it is gone. A store that cannot answer skips the
+        frame (``unavailable`` with that ``ref``), never runs it."""
+        principal = self._live.get(link)
         if principal is None:  # ended while the frame was on its way
             return _Verdict.ENDED
         try:
             verdict = (await self.sessions.check([principal.token_hash]))[principal.token_hash]
-        except Exception as exc:  # a database outage: whatever the driver raised
+        except StoreUnavailable as exc:
             log.error("cannot check the session of %s: %s", principal.id, exc)
-            await self._send(
-                socket, error_frame("unavailable", "the store is unavailable; nothing was applied")
+            link.send(
+                error_frame("unavailable", "the store is unavailable; nothing was applied", ref)
             )
             return _Verdict.UNCHECKED
         if isinstance(verdict, Ended):
-            self._end(socket, verdict)
+            self._end(link, verdict)
             return _Verdict.ENDED
         return _Verdict.LIVE
 
     async def _sessions_ended(self, token_hashes: Collection[str], reason: Ended) -> None:
         ended = set(token_hashes)
-        for socket, principal in list(self._live.items()):
+        for link, principal in list(self._live.items()):
             if principal.token_hash in ended:
-                self._end(socket, reason)
+                self._end(link, reason)
 
     async def _watch_sessions(self) -> None:
         """Close sockets whose session expired, was logged out elsewhere or no longer matches
@@ -296,10 +335,10 @@ class Console:
                 live = dict(self._live)
                 if live:
                     verdicts = await self.sessions.check({p.token_hash for p in live.values()})
-                    for socket, principal in live.items():
+                    for link, principal in live.items():
                         verdict = verdicts[principal.token_hash]
-                        if isinstance(verdict, Ended) and socket in self._live:
-                            self._end(socket, verdict)
+                        if isinstance(verdict, Ended) and link in self._live:
+                            self._end(link, verdict)
                 if self.clock() - purged_at >= SESSION_PURGE_EVERY:
                     purged_at = self.clock()
                     await self.store.purge_sessions(purged_at)
@@ -308,22 +347,16 @@ class Console:
             except Exception:
                 log.exception("checking agent sessions failed (retrying)")
 
-    def _end(self, socket: web.WebSocketResponse, reason: Ended) -> None:
-        """Stop sending to the socket now; tell the client why and close it (4401) in the
-        background, so a client slow to answer the close holds nobody up."""
-        principal = self._live.pop(socket, None)
+    def _end(self, link: AgentLink, reason: Ended) -> None:
+        """Stop sending to the socket now; tell the client why and close it (4401) from its
+        own writer, so a client slow to answer the close holds nobody up."""
+        principal = self._live.pop(link, None)
         if principal is None:
             return
-        self.connections.remove(principal.id, socket)
+        self.connections.remove(principal.id, link)
         log.info("agent %s: session ended (%s), closing the console", principal.id, reason)
-        task = asyncio.create_task(self._close_ended(socket, reason))
-        self._ending[socket] = task
-        task.add_done_callback(lambda _: self._ending.pop(socket, None))
-
-    async def _close_ended(self, socket: web.WebSocketResponse, reason: Ended) -> None:
-        await self._send(socket, _ended_frame("session_ended", reason))
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await socket.close(code=4401, message=f"session ended: {reason}".encode())
+        link.send(_ended_frame("session_ended", reason))
+        link.close(4401, f"session ended: {reason}".encode())
 
     async def _snapshot(self, agent: str) -> bytes:
         offers = [
@@ -336,17 +369,20 @@ class Console:
         ]
         return frame("snapshot", offers=offers, conversations=conversations)
 
-    @staticmethod
-    async def _send(socket: web.WebSocketResponse, data: bytes) -> None:
-        if not socket.closed:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await socket.send_str(data.decode())
-
-    async def _on_frame(self, agent: str, socket: web.WebSocketResponse, data: str) -> None:
+    async def _on_frame(self, agent: str, link: AgentLink, data: str) -> bool:
+        """Answer one text frame; False when the socket's session turned out to be over."""
         ref: str | None = None
         try:
-            command = protocol.parse_command(data)
+            command: Command | ProtocolError = protocol.parse_command(data)
             ref = getattr(command, "client_id", None) or getattr(command, "conversation_id", None)
+        except ProtocolError as exc:
+            command = exc
+        verdict = await self._session_verdict(link, ref)
+        if verdict is not _Verdict.LIVE:
+            return verdict is _Verdict.UNCHECKED
+        try:
+            if isinstance(command, ProtocolError):
+                raise command
             reply = await self._execute(agent, command)
         except ProtocolError as exc:
             reply = error_frame(exc.code, exc.message, ref)
@@ -360,14 +396,15 @@ class Console:
             reply = error_frame("invalid_state", str(exc), ref)
         except ReplyRefused as exc:
             reply = error_frame(exc.code, exc.message, ref)
-        except StoreError as exc:
-            log.error("store error for %s: %s", agent, exc)
+        except StoreUnavailable as exc:
+            log.error("store unavailable for %s: %s", agent, exc)
             reply = error_frame("unavailable", "the store is unavailable; retry", ref)
         except Exception:
             log.exception("agent frame from %s failed", agent)
             reply = error_frame("internal", "internal error; the frame was not applied", ref)
         if reply is not None:
-            await self._send(socket, reply)
+            link.send(reply)
+        return True
 
     async def _execute(self, agent: str, command: Command) -> bytes | None:
         if isinstance(command, Ping):

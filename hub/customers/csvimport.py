@@ -3,7 +3,8 @@
 Accepts UTF-8 (with or without BOM) and the German Excel export (Windows-1252, ``;`` between
 fields, decimal comma, ``26.11.2026`` dates). Which file it is follows from its header; column
 sets are documented in docs/customers.md. Bad rows are reported with their line number and do
-not stop the good ones.
+not stop the good ones. A negative amount is a return (orders) or a credit note (invoices): it
+is imported as such and noted with its line, so a sign typed by mistake does not pass unseen.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class ParsedFile:
     kind: str
     records: list[Record] = field(default_factory=list)
     errors: list[tuple[int, str]] = field(default_factory=list)  # (line, message)
+    notes: list[tuple[int, str]] = field(default_factory=list)  # imported, but worth a look
 
 
 class CsvError(ValueError):
@@ -164,7 +166,25 @@ def parse(raw: bytes, name: str = "file") -> ParsedFile:
             continue
         seen[record.external_id] = line
         parsed.records.append(record)
+        note = _note(record, values)
+        if note is not None:
+            parsed.notes.append((line, note))
     return parsed
+
+
+def _note(record: Record, values: dict[str, str]) -> str | None:
+    """What an admin should see about a row that was imported as it says (a negative amount)."""
+    if isinstance(record, OrderRecord) and record.amount_cents < 0:
+        return (
+            f"amount {values['amount']} is negative: imported as a return "
+            "(lowers revenue; not counted as an order)"
+        )
+    if isinstance(record, InvoiceRecord) and record.amount_cents < 0:
+        return (
+            f"amount {values['amount']} is negative: imported as a credit note "
+            "(not counted for punctuality or as overdue)"
+        )
+    return None
 
 
 def _kind(header: list[str]) -> str | None:

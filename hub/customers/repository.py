@@ -42,6 +42,7 @@ class ImportReport:
     unchanged: int = 0
     merged: int = 0
     errors: list[tuple[int, str]] = field(default_factory=list)
+    notes: list[tuple[int, str]] = field(default_factory=list)  # imported rows worth a look
     touched: set[str] = field(default_factory=set)  # customers whose values may have changed
 
 
@@ -71,6 +72,8 @@ class Customers:
 
         await self.store.writer.call(run)
         report.errors.sort()
+        rejected = {line for line, _ in report.errors}
+        report.notes = sorted(note for note in parsed.notes if note[0] not in rejected)
         return report
 
     async def _import_customers(
@@ -281,7 +284,7 @@ class Customers:
         the stored figures of the others, and only changed rows are written.
         """
         now = self.store.clock()
-        async with self.store.engine.connect() as connection:
+        async with self.store.read() as connection:
             ids = await self._ids(connection, customer_ids)
             order_rows, invoice_rows = await self._ledger(connection, customer_ids, ids)
             others = [] if customer_ids is None else await self._stored_stats(connection, ids)
@@ -401,7 +404,7 @@ class Customers:
             candidates += [("phone", phone), ("whatsapp", phone), ("fax", phone)]
         except InvalidAddress:
             pass
-        async with self.store.engine.connect() as connection:
+        async with self.store.read() as connection:
             row = (
                 await connection.execute(
                     select(customers.c.id).where(
@@ -426,7 +429,7 @@ class Customers:
     async def open_conversations(self, customer_id: str) -> list[str]:
         """Ids of the customer's conversations that are not closed (who may read the customer
         depends on who works on these)."""
-        async with self.store.engine.connect() as connection:
+        async with self.store.read() as connection:
             rows = await connection.execute(
                 select(conversations.c.id).where(
                     and_(
@@ -439,7 +442,7 @@ class Customers:
 
     async def context(self, customer_id: str, *, history: int = 20) -> dict[str, Any]:
         """Everything an agent (and ``customers show``) sees of a customer."""
-        async with self.store.engine.connect() as connection:
+        async with self.store.read() as connection:
             return await customer_context(
                 connection, customer_id, self.store.clock(), history=history
             )

@@ -4,6 +4,10 @@ ABC analysis ranks customers by revenue in a window (default 365 days): the cust
 up the first 80 % of all revenue are A, the next 15 % B, the rest (and everyone without
 revenue in the window) C. RFM scores recency, frequency and monetary value 1-5 by quintile
 among customers with orders in the window (5 = most recent / most frequent / most revenue).
+
+A negative order is a return: it lowers lifetime value and window revenue, but it is not an
+order (no frequency, no recency, not the last purchase). A negative invoice is a credit note:
+nothing is due on it, so it counts neither for punctuality nor as overdue.
 """
 
 from __future__ import annotations
@@ -98,6 +102,9 @@ def aggregate(
         entry.lifetime_value_cents += order.amount_cents
         if order.ordered_at >= window_start:
             entry.revenue_window_cents += order.amount_cents
+        if order.amount_cents < 0:
+            continue  # a return: revenue only
+        if order.ordered_at >= window_start:
             entry.orders_window += 1
         if order.ordered_at >= year_start:
             entry.orders_12m += 1
@@ -106,8 +113,8 @@ def aggregate(
             entry.last_purchase = order.product
     for invoice in invoices:
         entry = stats.get(invoice.customer_id)
-        if entry is None or invoice.due_at > now:
-            continue  # not due yet: says nothing about punctuality
+        if entry is None or invoice.due_at > now or invoice.amount_cents < 0:
+            continue  # not due yet, or a credit note: says nothing about punctuality
         entry.invoices_due += 1
         if invoice.paid_at is not None and invoice.paid_at <= invoice.due_at:
             entry.invoices_on_time += 1

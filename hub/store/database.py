@@ -5,6 +5,9 @@ go through one :class:`Writer` task. It drains whatever jobs are waiting, runs t
 transaction and commits once, so the fsync cost is shared by the whole batch. Every caller's
 future resolves only after the commit: nothing is acknowledged before it is durable. If a batch
 fails, each job is retried in a transaction of its own so one bad job cannot sink its neighbours.
+Driver errors reach callers as the typed errors of ``hub.store.failures``; the writer remembers
+whether its last commit failed because the database could not write (``failing``), which is what
+``/readyz`` reports.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.expression import Executable
 
-from hub.errors import HubError, StoreError
+from hub.errors import HubError, StoreError, StoreUnavailable
+from hub.store.failures import translate
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +81,8 @@ class Writer:
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.jobs = 0
+        #: why the last commit failed, while the database cannot write (None: it can)
+        self.failing: StoreUnavailable | None = None
 
     def start(self) -> None:
         if self._task is None:
@@ -100,7 +106,7 @@ class Writer:
         dispatch service) still gets its writes applied in the order it decided them.
         """
         if self._task is None:
-            raise StoreError("the store writer is not running")
+            raise StoreUnavailable("the store writer is not running")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Job(handler, item, future))
         return future
@@ -124,6 +130,11 @@ class Writer:
                     break
                 jobs.append(job)
             await self._commit(jobs)
+
+    @property
+    def running(self) -> bool:
+        """Whether the writer task is there to take jobs."""
+        return self._task is not None and not self._task.done()
 
     async def _commit(self, jobs: list[_Job]) -> None:
         try:
@@ -161,6 +172,9 @@ class Writer:
                 start = end
         self.batches += 1
         self.jobs += len(jobs)
+        if self.failing is not None:
+            log.warning("the store takes writes again")
+            self.failing = None
         return results
 
     @staticmethod
@@ -169,15 +183,18 @@ class Writer:
             if not job.future.done():
                 job.future.set_result(result)
 
-    @staticmethod
-    def _fail(job: _Job, exc: BaseException) -> None:
+    def _fail(self, job: _Job, exc: BaseException) -> None:
+        error: BaseException | None = exc if isinstance(exc, HubError) else translate(exc)
+        if error is None:
+            error = StoreError(f"write failed: {exc.__class__.__name__}: {exc}")
+        if error is not exc:
+            error.__cause__ = exc
+        if isinstance(error, StoreUnavailable):
+            if self.failing is None:
+                log.error("the store cannot write: %s", error)
+            self.failing = error
         if not job.future.done():
-            if isinstance(exc, HubError):
-                job.future.set_exception(exc)
-            else:
-                error = StoreError(f"write failed: {exc.__class__.__name__}: {exc}")
-                error.__cause__ = exc
-                job.future.set_exception(error)
+            job.future.set_exception(error)
 
 
 def insert_ignoring_conflicts(connection: AsyncConnection, table: Table) -> Executable:

@@ -17,6 +17,7 @@ from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.errors import StoreError
+from hub.store.audit import event_row
 from hub.store.ingest import ASSIGNED, CLOSED, QUEUED
 from hub.store.schema import conversations, events
 
@@ -86,14 +87,7 @@ async def apply_writes(
 def _event_row(
     now: float, write: DispatchWrite, kind: str, data: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    return {
-        "at": now,
-        "kind": kind,
-        "conversation_id": write.conversation_id,
-        "message_id": None,
-        "agent": write.agent,
-        "data": data,
-    }
+    return event_row(now, kind, conversation_id=write.conversation_id, agent=write.agent, data=data)
 
 
 def _ids(writes: list[DispatchWrite], members: list[int]) -> list[str]:

@@ -23,6 +23,7 @@ from hub.customers.linking import (
 from hub.customers.providers import Lookup, overlay
 from hub.envelope import Envelope, Identity, Outbound, encode_envelope, reply_to
 from hub.ids import new_id
+from hub.store.audit import event_row
 from hub.store.database import insert_ignoring_conflicts
 from hub.store.schema import (
     attachments,
@@ -192,6 +193,7 @@ async def open_threads(
             conversations.c.id,
             conversations.c.inbox,
             conversations.c.thread_key,
+            conversations.c.customer_id,
             conversations.c.status,
             conversations.c.assignee,
             conversations.c.queue,
@@ -209,7 +211,8 @@ async def linked_threads(
     the provider ids they answer, by batch position; the same row object per conversation.
 
     A conversation id is only taken within its inbox; of the referenced messages, In-Reply-To
-    wins, then the newest entry of References that is stored in the same inbox."""
+    wins, then the newest entry of References that is stored in the same inbox. Whether the
+    sender may join the conversation found is decided by the caller (:func:`joins`)."""
     wanted_ids = {e.thread.conversation for e in batch if e.thread.conversation}
     refs = {
         ref for e in batch for ref in (*e.thread.references, *filter(None, [e.thread.in_reply_to]))
@@ -220,6 +223,7 @@ async def linked_threads(
         conversations.c.id,
         conversations.c.inbox,
         conversations.c.thread_key,
+        conversations.c.customer_id,
         conversations.c.status,
         conversations.c.assignee,
         conversations.c.queue,
@@ -260,6 +264,34 @@ async def linked_threads(
                 linked[index] = rows[conversation_id]
                 break
     return linked
+
+
+def joins(thread: dict[str, object], envelope: Envelope, customer: CustomerRef) -> bool:
+    """Whether a message whose references name ``thread`` may join it: only its customer's.
+
+    Knowing a Message-ID (someone was in Cc, or a forwarded mail showed it), or even holding
+    one of our signed ids, proves nothing about who writes: a stranger who could join would see
+    their text shown with the customer's context and receive the agent's answer. So the sender
+    must resolve to the conversation's customer (one of its identities), and a sender whose
+    authentication failed never joins. A delivery report (a bounce) joins the conversation
+    its verified token names: only a mail we sent carries that token."""
+    if envelope.thread.delivery_report:
+        return envelope.thread.conversation == thread["id"]
+    return envelope.sender_verified and thread["customer_id"] == customer.id
+
+
+def claim_note(envelope: Envelope, claimed: str) -> Envelope:
+    """``envelope`` flagged for the agent as claiming to continue conversation ``claimed``."""
+    metadata = dict(envelope.metadata)
+    problems = [str(item) for item in metadata.get("problems") or []][:9]
+    problems.append(
+        f"This message claims to continue conversation {claimed}, but its sender is not that "
+        "conversation's customer (or failed authentication): it was opened as a conversation "
+        "of its own. Check who wrote it before sharing anything."
+    )
+    metadata["claims_conversation"] = claimed
+    metadata["problems"] = problems
+    return msgspec.structs.replace(envelope, metadata=metadata)
 
 
 async def store_batch(
@@ -318,7 +350,7 @@ async def _store_fresh(
     touched: dict[str, float] = {}
     message_rows: list[dict[str, object]] = []
     attachment_rows: list[dict[str, object]] = []
-    event_rows: list[dict[str, object]] = []
+    event_rows: list[dict[str, object]] = []  # all built by event_row: one shape per batch
     replies: list[Outbound] = []
     for position, index in enumerate(fresh):
         envelope = batch[index]
@@ -339,6 +371,22 @@ async def _store_fresh(
         decision = decide(envelope, customer)
         thread_key = envelope.thread.session
         thread = linked.get(position)
+        if thread is not None and not joins(thread, envelope, customer):
+            event_rows.append(
+                event_row(
+                    now,
+                    "thread.refused",
+                    conversation_id=thread["id"],
+                    data={
+                        "inbox": envelope.inbox,
+                        "kind": envelope.sender.kind,
+                        "address": envelope.sender.address,
+                        "customer": customer.id,
+                    },
+                )
+            )
+            envelope = claim_note(envelope, str(thread["id"]))
+            thread = None
         reopened = False
         if thread is not None and thread["status"] == CLOSED:
             if envelope.thread.reopen:
@@ -353,12 +401,12 @@ async def _store_fresh(
                 reopened_rows[str(thread["id"])] = thread
                 if reopened:
                     event_rows.append(
-                        {
-                            "at": now,
-                            "kind": "conversation.reopened",
-                            "conversation_id": thread["id"],
-                            "data": {"queue": decision.queue, "rules": list(decision.rules)},
-                        }
+                        event_row(
+                            now,
+                            "conversation.reopened",
+                            conversation_id=thread["id"],
+                            data={"queue": decision.queue, "rules": list(decision.rules)},
+                        )
                     )
             else:
                 thread = None
@@ -387,12 +435,12 @@ async def _store_fresh(
             if thread_key:
                 threads[(envelope.inbox, thread_key)] = thread
             event_rows.append(
-                {
-                    "at": now,
-                    "kind": "conversation.created",
-                    "conversation_id": thread["id"],
-                    "data": {"queue": decision.queue, "rules": list(decision.rules)},
-                }
+                event_row(
+                    now,
+                    "conversation.created",
+                    conversation_id=thread["id"],
+                    data={"queue": decision.queue, "rules": list(decision.rules)},
+                )
             )
         else:
             touched[str(thread["id"])] = now
@@ -432,13 +480,13 @@ async def _store_fresh(
             for attachment_id, attachment in zip(attachment_ids, envelope.attachments, strict=True)
         )
         event_rows.append(
-            {
-                "at": now,
-                "kind": "message.received",
-                "conversation_id": thread["id"],
-                "message_id": message_id,
-                "data": {"channel": envelope.channel, "inbox": envelope.inbox},
-            }
+            event_row(
+                now,
+                "message.received",
+                conversation_id=thread["id"],
+                message_id=message_id,
+                data={"channel": envelope.channel, "inbox": envelope.inbox},
+            )
         )
         auto_reply = None
         if decision.auto_reply and created and not envelope.auto_submitted:
@@ -453,13 +501,13 @@ async def _store_fresh(
             )
             replies.append(auto_reply)
             event_rows.append(
-                {
-                    "at": now,
-                    "kind": "auto_reply.queued",
-                    "conversation_id": thread["id"],
-                    "message_id": auto_reply.message_id,
-                    "data": {"rules": list(decision.rules)},
-                }
+                event_row(
+                    now,
+                    "auto_reply.queued",
+                    conversation_id=thread["id"],
+                    message_id=auto_reply.message_id,
+                    data={"rules": list(decision.rules)},
+                )
             )
         results[index] = Stored(
             message_id,

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -99,6 +100,16 @@ messages = Table(
     UniqueConstraint("idempotency_key", name="uq_messages_idempotency_key"),
     Index("ix_messages_conversation", "conversation_id", "created_at"),
     Index("ix_messages_provider", "inbox", "provider_id"),
+    # one provider message belongs to one reply: an earlier-attempt lookup can never record
+    # another reply's message as this one's (issue 14)
+    Index(
+        "uq_messages_outbound_provider",
+        "inbox",
+        "provider_id",
+        unique=True,
+        sqlite_where=text("direction = 'outbound' AND provider_id IS NOT NULL"),
+        postgresql_where=text("direction = 'outbound' AND provider_id IS NOT NULL"),
+    ),
 )
 
 attachments = Table(
@@ -138,6 +149,7 @@ outbox = Table(
     Column("payload", Text, nullable=False),  # the Outbound as JSON
     Column("status", String(16), nullable=False),  # pending | sent | failed
     Column("attempts", Integer, nullable=False),
+    Column("first_attempt_at", Double),  # when the first send attempt began (hub clock)
     Column("next_attempt_at", Double, nullable=False),
     Column("last_error", Text),
     Column("created_at", Double, nullable=False),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import secrets
 import time
@@ -11,12 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from sqlalchemy import and_, case, desc, select, text, tuple_, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, case, desc, func, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from connectors.base import HistoryItem
-from hub.customers.context import customer_contexts
+from hub.customers.context import customer_contexts, identity_owner
 from hub.customers.providers import Lookup
 from hub.envelope import (
     Attachment,
@@ -31,9 +31,10 @@ from hub.envelope import (
     problem_notes,
     reply_to,
 )
-from hub.errors import Forbidden, InvalidState, NotFound
+from hub.errors import Forbidden, InvalidState, NotFound, ProviderIdTaken, StoreConflict, StoreError
 from hub.ids import new_id
 from hub.store import migrate
+from hub.store.audit import event_row
 from hub.store.database import Writer, create_engine
 from hub.store.dispatch_writes import (
     ASSIGN,
@@ -44,12 +45,14 @@ from hub.store.dispatch_writes import (
     DispatchWrite,
     apply_writes,
 )
+from hub.store.failures import translate
 from hub.store.ingest import ASSIGNED, QUEUED, Decide, Stored, outbox_row, store_batch
 from hub.store.schema import (
     attachments,
     connector_state,
     conversations,
     events,
+    identities,
     messages,
     opt_outs,
     outbox,
@@ -59,6 +62,8 @@ from hub.store.schema import (
 from rules.decision import Priority
 
 Clock = Callable[[], float]
+PROBE_BYTES = 64 * 1024  # room a readiness test write needs while writes have been failing
+_HUB_STATE = "_hub"  # connector_state rows of the hub itself (no instance may be named so)
 _outbound_decoder = msgspec.json.Decoder(Outbound)
 
 #: how far along a reply is; a provider's late or repeated report never moves it backwards
@@ -96,6 +101,15 @@ class OutboxItem:
     message_id: str
     outbound: Outbound
     attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A send attempt as counted before it starts: its number (1 for the first) and when the
+    reply's first attempt began."""
+
+    number: int
+    first_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,10 +152,62 @@ class Store:
         await self.writer.close()
         await self.engine.dispose()
 
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection for reads. What the driver raises inside leaves as the typed
+        errors of ``hub.store.failures`` (:class:`StoreUnavailable` when the database cannot
+        answer); the hub's own errors pass through."""
+        try:
+            async with self.engine.connect() as connection:
+                yield connection
+        except Exception as exc:
+            error = translate(exc)
+            if error is None:
+                raise
+            raise error from exc
+
     async def ping(self) -> None:
-        """Raise if the database cannot answer a trivial query."""
-        async with self.engine.connect() as connection:
+        """Raise :class:`StoreUnavailable` if the database cannot answer a trivial query."""
+        async with self.read() as connection:
             await connection.execute(text("SELECT 1"))
+
+    async def write_problem(self) -> str | None:
+        """Why the store cannot write now, or None. While the writer's last commit failed for
+        want of the database (disk full, read-only, gone), a test write of
+        :data:`PROBE_BYTES` of fresh space is made first, so readiness comes back once there
+        is room for real work again, not merely for a tiny row."""
+        if not self.writer.running:
+            return "the store writer is not running"
+        if self.writer.failing is None:
+            return None
+
+        async def probe(connection: AsyncConnection) -> None:
+            # the new row is written before the old one is freed: it needs new space
+            key = f"write_probe:{new_id(self.clock())}"
+            await connection.execute(
+                connector_state.insert(),
+                {
+                    "instance": _HUB_STATE,
+                    "key": key,
+                    "value": secrets.token_hex(PROBE_BYTES // 2),  # incompressible
+                    "updated_at": self.clock(),
+                },
+            )
+            await connection.execute(
+                connector_state.delete().where(
+                    and_(
+                        connector_state.c.instance == _HUB_STATE,
+                        connector_state.c.key.like("write_probe:%"),
+                        connector_state.c.key != key,
+                    )
+                )
+            )
+
+        try:
+            await self.writer.call(probe)
+        except StoreError as exc:
+            return str(exc)
+        return None
 
     # -- inbound ---------------------------------------------------------------------------
 
@@ -192,7 +258,7 @@ class Store:
             .order_by(desc(messages.c.created_at), desc(messages.c.id))
             .limit(limit)
         )
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             rows = (await connection.execute(query)).all()
         return [
             HistoryItem(
@@ -213,11 +279,11 @@ class Store:
         return found[conversation_id]
 
     async def conversations(self, conversation_ids: Collection[str]) -> dict[str, dict[str, Any]]:
-        """:meth:`conversation` of many at once with seven statements, whatever their number
+        """:meth:`conversation` of many at once with eight statements, whatever their number
         (the dispatch service loads what its offers and assignments show in batches); ids that
         do not exist are left out."""
         wanted = list(dict.fromkeys(conversation_ids))
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             selected = await connection.execute(
                 select(conversations).where(conversations.c.id.in_(wanted))
             )
@@ -249,14 +315,12 @@ class Store:
             by_conversation: dict[str, list[Any]] = {}
             for message in rows:
                 by_conversation.setdefault(message.conversation_id, []).append(message)
-            recipients: dict[str, Identity] = {}
+            recipients = await _recipients(connection, found, by_conversation)
             last_inbound: dict[str, float] = {}
             for conversation_id, listed in by_conversation.items():
-                last = next((m for m in reversed(listed) if m.direction == "inbound"), None)
+                last = next((m for m in reversed(listed) if _stored_inbound(m)), None)
                 if last is not None:
                     last_inbound[conversation_id] = last.created_at
-                    if last.envelope:
-                        recipients[conversation_id] = decode_envelope(last.envelope).sender
             opted: dict[tuple[str, str, str], dict[str, Any]] = {}
             if recipients:
                 keys = {
@@ -316,7 +380,7 @@ class Store:
 
     async def conversations_with_status(self, status: str) -> list[dict[str, Any]]:
         """Summary rows of conversations in ``status`` (for restoring dispatch at start-up)."""
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             rows = await connection.execute(
                 select(
                     conversations.c.id,
@@ -357,14 +421,14 @@ class Store:
             .where(conversations.c.status == QUEUED)
             .order_by(rank, conversations.c.queued_at, conversations.c.id)
         )
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             result = await connection.stream(query)
             async for page in result.partitions(size):
                 yield [dict(row._mapping) for row in page]
 
     async def queued_on_thread(self, inbox: str, session: str) -> dict[str, Any] | None:
         """The waiting conversation of a thread (a chat visitor), if there is one."""
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             row = (
                 await connection.execute(
                     select(conversations.c.id, conversations.c.queue).where(
@@ -380,7 +444,7 @@ class Store:
 
     async def last_agent(self, customer_id: str, *, besides: str) -> str | None:
         """Who handled the customer's most recent other conversation (for sticky routing)."""
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             row = (
                 await connection.execute(
                     select(conversations.c.assignee)
@@ -538,23 +602,11 @@ class Store:
                 await connection.execute(messages.insert(), row)
                 await _event(connection, now, "note.added", conversation_id, message_id, agent)
                 return Reply({**row, "attachments": []}, duplicate=False)
-            last_inbound = (
-                await connection.execute(
-                    select(messages.c.envelope)
-                    .where(
-                        and_(
-                            messages.c.conversation_id == conversation_id,
-                            messages.c.direction == "inbound",
-                        )
-                    )
-                    .order_by(desc(messages.c.created_at))
-                    .limit(1)
-                )
-            ).first()
-            if last_inbound is None or last_inbound.envelope is None:
+            answered = await _answered(connection, conversation_id, conversation.customer_id)
+            if answered is None:
                 raise InvalidState("this conversation has no inbound message to reply to")
             outbound = reply_to(
-                decode_envelope(last_inbound.envelope),
+                answered,
                 message_id=message_id,
                 conversation_id=conversation_id,
                 idempotency_key=key,
@@ -595,12 +647,12 @@ class Store:
 
         try:
             reply: Reply = await self.writer.call(run)
-        except IntegrityError:  # a concurrent resend won the race: report the stored one
+        except StoreConflict:  # a concurrent resend won the race: report the stored one
             return Reply(await self._message_by_key(key), duplicate=True)
         return reply
 
     async def _message_by_key(self, key: str) -> dict[str, Any]:
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             row = (
                 await connection.execute(
                     select(*_MESSAGE_COLUMNS).where(messages.c.idempotency_key == key)
@@ -610,7 +662,7 @@ class Store:
 
     async def due_outbox(self, limit: int = 100) -> list[OutboxItem]:
         """Pending sends whose next attempt is due, oldest first."""
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             rows = await connection.execute(
                 select(outbox.c.message_id, outbox.c.payload, outbox.c.attempts)
                 .where(and_(outbox.c.status == "pending", outbox.c.next_attempt_at <= self.clock()))
@@ -622,27 +674,41 @@ class Store:
                 for row in rows
             ]
 
-    async def begin_attempt(self, message_id: str) -> int:
-        """Count a send attempt before it starts and return its number (1 for the first).
+    async def begin_attempt(self, message_id: str, after: int | None = None) -> Attempt | None:
+        """Claim and count a send attempt before it starts; its number (1 for the first) and
+        when the reply's first attempt began.
 
         Written before the connector is called, so after a crash mid-send the next attempt knows
-        an earlier one may have reached the provider.
+        an earlier one may have reached the provider, and from when its message can date. With
+        ``after`` (the attempts the caller saw), it is a claim: None when the reply is no longer
+        pending or another attempt was counted since, so a stale read never sends it twice.
         """
 
-        async def run(connection: AsyncConnection) -> int:
-            await connection.execute(
-                update(outbox)
-                .where(outbox.c.message_id == message_id)
-                .values(attempts=outbox.c.attempts + 1)
+        async def run(connection: AsyncConnection) -> Attempt | None:
+            now = self.clock()
+            claim = update(outbox).where(outbox.c.message_id == message_id)
+            if after is not None:
+                claim = claim.where(outbox.c.status == "pending", outbox.c.attempts == after)
+            counted = await connection.execute(
+                claim.values(
+                    attempts=outbox.c.attempts + 1,
+                    first_attempt_at=func.coalesce(outbox.c.first_attempt_at, now),
+                )
             )
+            if after is not None and counted.rowcount != 1:
+                return None
             row = (
                 await connection.execute(
-                    select(outbox.c.attempts).where(outbox.c.message_id == message_id)
+                    select(outbox.c.attempts, outbox.c.first_attempt_at).where(
+                        outbox.c.message_id == message_id
+                    )
                 )
             ).first()
-            return int(row.attempts) if row else 1
+            if row is None:
+                return Attempt(1, now)
+            return Attempt(int(row.attempts), float(row.first_attempt_at))
 
-        result: int = await self.writer.call(run)
+        result: Attempt | None = await self.writer.call(run)
         return result
 
     async def update_delivery(
@@ -708,7 +774,7 @@ class Store:
 
     async def connector_state(self, instance: str, key: str) -> str | None:
         """A value connector ``instance`` saved under ``key``, or None."""
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             row = (
                 await connection.execute(
                     select(connector_state.c.value).where(
@@ -730,6 +796,33 @@ class Store:
             )
 
         await self.writer.call(run)
+
+    async def delete_connector_state(self, instance: str, key: str) -> None:
+        """Forget ``key`` of connector ``instance``."""
+
+        async def run(connection: AsyncConnection) -> None:
+            await connection.execute(
+                connector_state.delete().where(
+                    and_(connector_state.c.instance == instance, connector_state.c.key == key)
+                )
+            )
+
+        await self.writer.call(run)
+
+    async def connector_state_keys(self, instance: str, prefix: str) -> list[str]:
+        """The keys connector ``instance`` saved that start with ``prefix``, sorted."""
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(
+                select(connector_state.c.key)
+                .where(
+                    and_(
+                        connector_state.c.instance == instance,
+                        connector_state.c.key.startswith(prefix, autoescape=True),
+                    )
+                )
+                .order_by(connector_state.c.key)
+            )
+            return [str(row.key) for row in rows]
 
     async def set_opt_out(
         self, inbox: str, identity: Identity, opted_out: bool, keyword: str
@@ -771,7 +864,7 @@ class Store:
 
     async def opted_out(self, inbox: str, identity: Identity) -> str | None:
         """The keyword ``identity`` opted out of ``inbox`` with, or None."""
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             row = (
                 await connection.execute(
                     select(opt_outs.c.keyword).where(
@@ -788,7 +881,10 @@ class Store:
     async def record_delivery(
         self, message_id: str, delivery: Delivery, *, retry_at: float | None = None
     ) -> None:
-        """Record a send's outcome; ``retry_at`` keeps the outbox entry pending for later."""
+        """Record a send's outcome; ``retry_at`` keeps the outbox entry pending for later.
+
+        :class:`ProviderIdTaken` (nothing recorded) if another reply holds the provider id.
+        """
 
         async def run(connection: AsyncConnection) -> None:
             now = self.clock()
@@ -796,6 +892,8 @@ class Store:
             if delivery.error_code:
                 error = f"{delivery.error_code}: {error or ''}".strip()
             pending = retry_at is not None
+            if delivery.provider_id is not None:
+                await _ensure_provider_id_free(connection, message_id, delivery.provider_id)
             await connection.execute(
                 update(outbox)
                 .where(outbox.c.message_id == message_id)
@@ -826,7 +924,12 @@ class Store:
                 data={"status": str(delivery.status), "error": error},
             )
 
-        await self.writer.call(run)
+        try:
+            await self.writer.call(run)
+        except StoreConflict as exc:  # another process recorded it first: the index said so
+            raise ProviderIdTaken(
+                f"provider id {delivery.provider_id} belongs to another reply"
+            ) from exc
 
     # -- rules revisions ---------------------------------------------------------------------
 
@@ -853,7 +956,7 @@ class Store:
         return result
 
     async def rules_revision(self, digest: str) -> dict[str, Any] | None:
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             row = (
                 await connection.execute(
                     select(rule_revisions).where(rule_revisions.c.digest == digest)
@@ -888,7 +991,7 @@ class Store:
     async def attachment(self, attachment_id: str) -> dict[str, Any] | None:
         """An attachment with what deciding who may see it needs: its conversation's id,
         status and assignee. None if there is no such attachment."""
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             row = (
                 await connection.execute(
                     select(
@@ -910,7 +1013,7 @@ class Store:
         """The stored sessions among ``token_hashes`` (expired ones included), by hash."""
         if not token_hashes:
             return {}
-        async with self.engine.connect() as connection:
+        async with self.read() as connection:
             rows = (
                 await connection.execute(
                     select(sessions).where(sessions.c.token_hash.in_(list(token_hashes)))
@@ -968,6 +1071,112 @@ class Store:
 
         count: int = await self.writer.call(run)
         return count
+
+
+def _stored_inbound(message: Any) -> bool:
+    return bool(message.direction == "inbound" and message.envelope)
+
+
+async def _recipients(
+    connection: AsyncConnection,
+    found: dict[str, dict[str, Any]],
+    by_conversation: dict[str, list[Any]],
+) -> dict[str, Identity]:
+    """:func:`_answered`'s sender for many conversations from their loaded messages (ordered
+    by time): the newest inbound message's sender if they are one of the conversation's
+    customer's identities, else the sender of the message that opened it. One statement."""
+    newest: dict[str, Envelope] = {}
+    first: dict[str, Any] = {}
+    for conversation_id, listed in by_conversation.items():
+        inbound = [m for m in listed if _stored_inbound(m)]
+        if inbound:
+            newest[conversation_id] = decode_envelope(inbound[-1].envelope)
+            first[conversation_id] = inbound[0]
+    if not newest:
+        return {}
+    senders = {(e.sender.kind, e.sender.address) for e in newest.values()}
+    owners = {
+        (row.kind, row.address): row.customer_id
+        for row in await connection.execute(
+            select(identities.c.kind, identities.c.address, identities.c.customer_id).where(
+                tuple_(identities.c.kind, identities.c.address).in_(list(senders))
+            )
+        )
+    }
+    recipients: dict[str, Identity] = {}
+    for conversation_id, envelope in newest.items():
+        owner = owners.get((envelope.sender.kind, envelope.sender.address))
+        if owner == found[conversation_id]["customer_id"] or first[conversation_id] is None:
+            recipients[conversation_id] = envelope.sender
+        else:
+            recipients[conversation_id] = decode_envelope(first[conversation_id].envelope).sender
+    return recipients
+
+
+async def _newest_inbound(connection: AsyncConnection, conversation_id: str) -> Any:
+    """The newest inbound message row (``envelope``, ``created_at``) of a conversation."""
+    return await _inbound(connection, conversation_id, newest=True)
+
+
+async def _inbound(connection: AsyncConnection, conversation_id: str, *, newest: bool) -> Any:
+    created = desc(messages.c.created_at) if newest else messages.c.created_at
+    ids = desc(messages.c.id) if newest else messages.c.id
+    return (
+        await connection.execute(
+            select(messages.c.envelope, messages.c.created_at)
+            .where(
+                and_(
+                    messages.c.conversation_id == conversation_id,
+                    messages.c.direction == "inbound",
+                    messages.c.envelope.is_not(None),
+                )
+            )
+            .order_by(created, ids)
+            .limit(1)
+        )
+    ).first()
+
+
+async def _answered(
+    connection: AsyncConnection, conversation_id: str, customer_id: str
+) -> Envelope | None:
+    """The inbound message a reply answers, and so whom it goes to: the conversation's customer.
+
+    That is the newest message whose sender is one of the customer's identities; when the
+    newest came from anyone else (stored before strangers were kept out of threads, or a
+    customer whose record holds no address, such as an unverified sender's), the message that
+    opened the conversation. A reply never goes to whoever wrote last."""
+    last = await _newest_inbound(connection, conversation_id)
+    if last is None:
+        return None
+    newest = decode_envelope(last.envelope)
+    owner = await identity_owner(connection, newest.sender.kind, newest.sender.address)
+    if owner is not None and owner.customer_id == customer_id:
+        return newest
+    first = await _inbound(connection, conversation_id, newest=False)
+    return decode_envelope(first.envelope) if first is not None else newest
+
+
+async def _ensure_provider_id_free(
+    connection: AsyncConnection, message_id: str, provider_id: str
+) -> None:
+    """Raise :class:`ProviderIdTaken` if a reply other than ``message_id`` of the same inbox
+    holds ``provider_id`` (the unique index catches what concurrent processes race past)."""
+    inbox = select(messages.c.inbox).where(messages.c.id == message_id).scalar_subquery()
+    holder = (
+        await connection.execute(
+            select(messages.c.id).where(
+                and_(
+                    messages.c.inbox == inbox,
+                    messages.c.provider_id == provider_id,
+                    messages.c.direction == "outbound",
+                    messages.c.id != message_id,
+                )
+            )
+        )
+    ).first()
+    if holder is not None:
+        raise ProviderIdTaken(f"provider id {provider_id} belongs to reply {holder.id}")
 
 
 def _notes(stored: str | None) -> list[str]:
@@ -1031,12 +1240,7 @@ async def _event(
 ) -> None:
     await connection.execute(
         events.insert(),
-        {
-            "at": at,
-            "kind": kind,
-            "conversation_id": conversation_id,
-            "message_id": message_id,
-            "agent": agent,
-            "data": data,
-        },
+        event_row(
+            at, kind, conversation_id=conversation_id, message_id=message_id, agent=agent, data=data
+        ),
     )

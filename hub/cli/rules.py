@@ -1,18 +1,18 @@
-"""``channelhub rules check`` and ``channelhub rules test``."""
+"""``channelhub rules check`` and ``channelhub rules test``: routing rules from the shell."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from hub.envelope import Envelope
+from hub.cli.config import load_config
+from hub.cli.envelope import read_sample, sample_envelope
 from hub.errors import ConfigError
 from hub.settings import HubSettings
 from rules.compiler import RuleSet
@@ -22,11 +22,7 @@ from rules.loader import read_rules
 
 
 def _settings(args: argparse.Namespace) -> HubSettings | None:
-    if args.config is None:
-        return None
-    from hub.cli import load_config
-
-    return load_config(args.config)
+    return None if args.config is None else load_config(args.config)
 
 
 def _rules_path(args: argparse.Namespace, settings: HubSettings | None) -> str:
@@ -52,48 +48,20 @@ def check(args: argparse.Namespace) -> int:
     return 0
 
 
-def envelope_from_eml(raw: bytes, inbox: str = "email") -> Envelope:
-    """The envelope the email connector would build for ``raw`` (files not stored)."""
-    from connectors.email import parse
-
-    options = parse.Options(inbox=inbox, secret=b"", id_domain="invalid")
-    parsed = parse.parse_mail(raw, options, time.time())
-    return parse.with_attachments(parsed, parse.unstored_attachments(parsed))
-
-
-def facts_from_eml(raw: bytes, inbox: str = "email") -> RuleInput:
-    """What rules see of a raw email: the same parsing path as the email connector."""
+def _sample_facts(args: argparse.Namespace) -> RuleInput:
+    """What rules see of a sample: the connector's own parsing, no customer known."""
     from hub.customers.context import CustomerRef
     from hub.routing import facts_for
 
-    return facts_for(envelope_from_eml(raw, inbox), CustomerRef("", False, None, None))
-
-
-def show_envelope(args: argparse.Namespace) -> int:
-    """``channelhub envelope FILE.eml``: the normalized envelope as JSON."""
-    path = Path(args.file)
-    try:
-        raw = sys.stdin.buffer.read() if args.file == "-" else path.read_bytes()
-    except OSError as exc:
-        raise ConfigError([f"{args.file}: {exc.strerror or exc}"]) from None
-    from connectors.email.parse import BadMail
-
-    try:
-        envelope = envelope_from_eml(raw, args.inbox)
-    except BadMail as exc:
-        raise ConfigError([f"{args.file}: {exc}"]) from None
-    json.dump(msgspec.to_builtins(envelope), sys.stdout, indent=2, ensure_ascii=False)
-    print()
-    return 0
+    name = args.sample or args.eml
+    envelope = sample_envelope(name, read_sample(name), args.type, args.inbox)
+    return facts_for(envelope, CustomerRef("", False, None, None))
 
 
 def test(args: argparse.Namespace) -> int:
     ruleset, settings, _path = _load(args)
-    if args.eml:
-        try:
-            facts = facts_from_eml(Path(args.eml).read_bytes())
-        except OSError as exc:
-            raise ConfigError([f"{args.eml}: {exc.strerror or exc}"]) from None
+    if args.sample or args.eml:
+        facts = _sample_facts(args)
     else:
         source = sys.stdin.buffer.read() if args.message == "-" else Path(args.message).read_bytes()
         try:
@@ -126,7 +94,7 @@ def test(args: argparse.Namespace) -> int:
 
 def add_commands(commands: Any) -> None:
     rules = commands.add_parser("rules", help="routing rules tools (docs/rules.md)")
-    sub = rules.add_subparsers(dest="rules_command", required=True)
+    sub = rules.add_subparsers(dest="rules_command", required=True, metavar="COMMAND")
     checking = sub.add_parser("check", help="validate a rules file; exit 1 with path:line:col")
     checking.add_argument(
         "path", nargs="?", help="rules.yaml (default: from --config, else config/rules.yaml)"
@@ -138,6 +106,9 @@ def add_commands(commands: Any) -> None:
     testing.add_argument("--config", help="hub.yaml: queues, business hours, time zone")
     source = testing.add_mutually_exclusive_group(required=True)
     source.add_argument("--message", help="JSON input file, or - for standard input")
-    source.add_argument("--eml", help="a raw email (.eml) as the message")
+    source.add_argument("--sample", help="a connector sample (see --type) as the message")
+    source.add_argument("--eml", help="a raw email (.eml) as the message (= --sample, email)")
+    testing.add_argument("--type", default="email", help="connector type of --sample")
+    testing.add_argument("--inbox", default="email", help="inbox name of --sample")
     testing.add_argument("--now", help="evaluate at this ISO time (with zone)")
     testing.set_defaults(run=test)

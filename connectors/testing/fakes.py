@@ -1,22 +1,5 @@
-"""Public helpers for testing a connector, the built-in ones and yours alike.
-
-Typical use in a plugin's test suite::
-
-    from connectors.testing import CollectingSink, check_connector_class, connector_context
-
-    def test_conformance():
-        check_connector_class(MyConnector, type_name="mychannel")
-
-    async def test_inbound():
-        sink = CollectingSink()
-        async with connector_context("my-inbox", sink=sink) as ctx, served(connector) as url:
-            await connector.start(ctx)
-            ...  # POST a recorded payload to f"{url}/channels/my-inbox/inbound"
-            assert sink.envelopes[0].text == "hello"
-
-Nothing here imports the hub's runtime; the fakes behave like the hub where it matters: ingest is
-idempotent per key, history is per thread, blobs are content-addressed.
-"""
+"""Fakes that behave like the hub where it matters to a connector: ingest is idempotent per key,
+history is per thread, blobs are content-addressed; and a loopback server for its routes."""
 
 from __future__ import annotations
 
@@ -26,7 +9,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -34,29 +16,32 @@ import aiohttp
 from aiohttp import web
 
 from connectors.base import (
-    ENTRY_POINT_GROUP,
     Accepted,
-    Capabilities,
     Connector,
     ConnectorContext,
-    ConnectorSettings,
     HistoryItem,
     MemoryState,
-    Route,
     StateStore,
 )
 from hub.envelope import Attachment, Delivery, Envelope, Identity, Outbound
 
 
 class CollectingSink:
-    """A :class:`~connectors.base.Sink` and history source that keeps envelopes in memory."""
+    """A :class:`~connectors.base.Sink` and history source that keeps envelopes in memory.
+
+    ``fail_next`` makes the next ``ingest`` raise that error; ``down`` makes every ``ingest``
+    raise it until cleared (a store that is down, for connectors that retry by themselves).
+    """
 
     def __init__(self) -> None:
         self.envelopes: list[Envelope] = []
         self._by_key: dict[str, Accepted] = {}
         self._threads: dict[tuple[str, str], list[HistoryItem]] = {}
         self.fail_next: Exception | None = None
+        self.down: Exception | None = None
         self.duplicates = 0  # redeliveries answered with duplicate=True
+        self.redeliveries: list[tuple[str, str, str]] = []  # (channel, inbox, key) answered by
+        # the connector itself
         self.presence: list[tuple[str, str, bool]] = []
         self.deliveries: list[tuple[str, str, Delivery]] = []
         self.opt_outs: dict[tuple[str, str, str], str] = {}  # (inbox, kind, address) -> keyword
@@ -65,6 +50,8 @@ class CollectingSink:
         if self.fail_next is not None:
             error, self.fail_next = self.fail_next, None
             raise error
+        if self.down is not None:
+            raise self.down
         known = self._by_key.get(envelope.idempotency_key)
         if known is not None:
             self.duplicates += 1
@@ -88,6 +75,9 @@ class CollectingSink:
             )
         )
         return accepted
+
+    async def redelivered(self, channel: str, inbox: str, idempotency_key: str) -> None:
+        self.redeliveries.append((channel, inbox, idempotency_key))
 
     async def customer_presence(self, inbox: str, session: str, present: bool) -> None:
         self.presence.append((inbox, session, present))
@@ -153,17 +143,19 @@ async def connector_context(
     clock: Callable[[], float] = time.time,
     public_url: str = "http://127.0.0.1:8080",
     state: StateStore | None = None,
+    blobs: MemoryBlobs | None = None,
 ) -> AsyncIterator[ConnectorContext]:
     """A :class:`ConnectorContext` like the hub's, with a real shared HTTP session.
 
-    Pass one ``state`` to two contexts to play a restart of a connector that keeps state."""
+    Pass one ``state`` (and one ``blobs``) to two contexts to play a restart of a connector
+    that keeps state."""
     sink = sink or CollectingSink()
     async with aiohttp.ClientSession() as session:
         yield ConnectorContext(
             instance=instance,
             sink=sink,
             history=sink,
-            blobs=MemoryBlobs(),
+            blobs=blobs if blobs is not None else MemoryBlobs(),
             http=session,
             secret=secret,
             clock=clock,
@@ -190,7 +182,8 @@ async def served(connector: Connector, host: str = "127.0.0.1") -> AsyncIterator
     site = web.TCPSite(runner, host, 0)
     await site.start()
     server = site._server
-    assert server is not None
+    if server is None:  # not an assert: python -O must not turn this into an AttributeError
+        raise RuntimeError("the test server did not start")
     port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
     try:
         yield f"http://{host}:{port}"
@@ -206,32 +199,3 @@ def load_payload(anchor: str | Path, name: str) -> Any:
     if path.suffix == ".json":
         return json.loads(data)
     return data
-
-
-def check_connector_class(cls: type[Connector], *, type_name: str | None = None) -> None:
-    """Assert that a connector class follows the plugin contract (see docs/connectors.md).
-
-    With ``type_name``, also check that it is registered under that entry-point name.
-    """
-    assert isinstance(cls, type) and issubclass(cls, Connector), "must subclass Connector"
-    assert isinstance(getattr(cls, "channel", None), str) and cls.channel, "needs a channel name"
-    assert issubclass(cls.settings_model, ConnectorSettings), (
-        "settings_model must derive from ConnectorSettings (unknown keys are errors)"
-    )
-    assert isinstance(cls.capabilities, Capabilities), "capabilities must be a Capabilities"
-    assert not getattr(cls.send, "__isabstractmethod__", False), "send() must be implemented"
-    if type_name is not None:
-        found = [e for e in entry_points(group=ENTRY_POINT_GROUP) if e.name == type_name]
-        assert found, f"no entry point {type_name!r} in group {ENTRY_POINT_GROUP}"
-        assert found[0].load() is cls, f"entry point {type_name!r} loads another class"
-
-
-def check_routes(connector: Connector) -> list[Route]:
-    """Assert that a connector instance's routes are well formed; return them."""
-    routes = list(connector.routes())
-    for route in routes:
-        assert isinstance(route, Route), "routes() must return Route objects"
-        assert route.path.startswith("/"), f"route path {route.path!r} must start with /"
-        assert route.method in {"GET", "POST", "PUT", "DELETE", "PATCH"}, route.method
-        assert route.alias is None or route.alias.startswith("/"), route.alias
-    return routes

@@ -1,4 +1,4 @@
-"""``channelhub customers import|show|recompute``: CRM data from the command line."""
+"""``channelhub customers import|show|merge|unmerge|recompute``: CRM data from the shell."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hub.cli.config import DEFAULT_CONFIG, load_config
 from hub.customers import csvimport
 from hub.errors import ConfigError, InvalidState, NotFound
 
@@ -17,7 +18,6 @@ ORDER = {"customers": 0, "orders": 1, "invoices": 2}
 
 async def _with_customers(args: argparse.Namespace, work: Any) -> int:
     from hub.app import customer_service
-    from hub.cli import load_config
     from hub.store.store import Store
 
     settings = load_config(args.config)
@@ -57,9 +57,12 @@ def import_files(args: argparse.Namespace) -> int:
                 f"{name}: {report.kind}: {report.created} new, {report.updated} updated, "
                 f"{report.unchanged} unchanged, {report.merged} prospects merged, "
                 f"{len(report.errors)} rejected"
+                + (f", {len(report.notes)} noted" if report.notes else "")
             )
             for line, message in report.errors:
                 print(f"{name}:{line}: {message}", file=sys.stderr)
+            for line, message in report.notes:  # imported: not a failure
+                print(f"{name}:{line}: note: {message}", file=sys.stderr)
             failed = failed or bool(report.errors)
             touched |= report.touched
         count = await customers.recompute(touched)
@@ -126,9 +129,10 @@ def recompute(args: argparse.Namespace) -> int:
     return asyncio.run(_with_customers(args, work))
 
 
-def add_commands(commands: Any, default_config: str) -> None:
+def add_commands(commands: Any) -> None:
+    default_config = DEFAULT_CONFIG
     group = commands.add_parser("customers", help="customer data (docs/customers.md)")
-    sub = group.add_subparsers(dest="customers_command", required=True)
+    sub = group.add_subparsers(dest="customers_command", required=True, metavar="COMMAND")
     importing = sub.add_parser(
         "import", help="import customers, orders or invoices from CSV (kind from the header)"
     )

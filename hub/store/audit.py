@@ -1,0 +1,31 @@
+"""Rows of the audit log (the ``events`` table).
+
+Every row is built here with every column present. A multi-row INSERT takes its column list
+from the first row, so rows with different keys in one ``executemany`` either lose a column
+silently (a later row's ``message_id`` dropped when the first row had none) or fail on a missing
+bind parameter (the other way round), which sank whole ingest batches.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def event_row(
+    at: float,
+    kind: str,
+    *,
+    conversation_id: object = None,
+    message_id: object = None,
+    agent: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> dict[str, object]:
+    """One ``events`` row with all of its columns, so rows of one batch share one shape."""
+    return {
+        "at": at,
+        "kind": kind,
+        "conversation_id": conversation_id,
+        "message_id": message_id,
+        "agent": agent,
+        "data": data,
+    }
