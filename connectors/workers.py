@@ -218,7 +218,10 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         call = loop.run_in_executor(self._threads, worker.call, function, args)
         try:
-            ok, value = await asyncio.wait_for(asyncio.shield(call), budget)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that arrives as the job finishes
+            async with asyncio.timeout(budget):
+                ok, value = await asyncio.shield(call)
         except TimeoutError:
             call.add_done_callback(_ignore_outcome)
             await self._replace(worker)

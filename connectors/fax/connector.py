@@ -76,6 +76,7 @@ class FaxConnector(Connector):
     def __init__(self, name: str, settings: FaxSettings) -> None:
         super().__init__(name, settings)
         self._ctx: ConnectorContext | None = None
+        self._stopped = False
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._ocr_problem: str | None = None
         self._inflight: dict[str, asyncio.Future[None]] = {}  # being kept
@@ -103,6 +104,7 @@ class FaxConnector(Connector):
 
     async def start(self, ctx: ConnectorContext) -> None:
         self._ctx = ctx
+        self._stopped = False
         self._pool = self._new_pool()
         self._slots = asyncio.Semaphore(max(1, self.settings.ocr.workers))
         if self.settings.ocr.enabled:
@@ -124,6 +126,7 @@ class FaxConnector(Connector):
         )
 
     async def stop(self) -> None:
+        self._stopped = True
         await self.gateway.stop()
         # faxes being read stay pending in the state and are read again at the next start
         tasks = [task for task in (self._sweeper, *self._pending.values()) if task is not None]
@@ -169,7 +172,10 @@ class FaxConnector(Connector):
         pool = self._pool
         future = loop.run_in_executor(pool, job) if pool is not None else asyncio.to_thread(job)
         try:
-            return await asyncio.wait_for(future, limit)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that arrives as the job finishes, and stop() then waited forever for this task
+            async with asyncio.timeout(limit):
+                return await future
         except TimeoutError:
             if pool is not None and pool is self._pool:
                 self._pool = self._new_pool()
@@ -269,6 +275,8 @@ class FaxConnector(Connector):
                 await ctx.sink.ingest(envelope)
                 break
             except Exception:
+                if self._stopped:  # the pending record is taken up at the next start
+                    return
                 ctx.logger.exception("fax %s not stored yet; trying again in %.0f s", key, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 300.0)

@@ -428,10 +428,13 @@ def _where_tasks_wait() -> str:
     for task in asyncio.all_tasks():
         if task is asyncio.current_task():
             continue
-        frames = task.get_stack()
-        if frames:
-            frame = frames[-1]
-            places.append(
-                f"{frame.f_code.co_qualname} ({frame.f_code.co_filename}:{frame.f_lineno})"
-            )
+        chain: list[str] = []
+        awaited: Any = task.get_coro()
+        while awaited is not None:  # follow the awaits inward, through async generators too
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+            if frame is not None:
+                chain.append(f"{frame.f_code.co_qualname}:{frame.f_lineno}")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+        if chain:
+            places.append(" > ".join(chain))
     return "; ".join(sorted(places)) or "no other task"
