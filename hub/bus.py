@@ -107,38 +107,73 @@ class _MemorySubscription:
         self._bus = bus
         self._topic = topic
         self.queue: asyncio.Queue[BusEvent | None] = asyncio.Queue(maxsize)
+        self.room = asyncio.Event()  # set when the subscriber took something (or closed)
+        self.closed = False
 
     async def __aiter__(self) -> AsyncIterator[BusEvent]:
         while True:
             event = await self.queue.get()
-            if event is None:
+            self.room.set()
+            if event is None or self.closed:
                 return
             yield event
 
     def close(self) -> None:
+        """Stop: iteration ends, what is still queued is dropped, and a publisher waiting for
+        room goes on."""
         self._bus._remove(self._topic, self)
-        with contextlib.suppress(asyncio.QueueFull):
-            self.queue.put_nowait(None)
+        self.closed = True
+        self.room.set()
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.queue.put_nowait(None)
+
+    async def offer(self, event: BusEvent, patience: float) -> bool:
+        """Queue ``event``, waiting up to ``patience`` seconds for room; False if there was none."""
+        deadline = asyncio.get_running_loop().time() + patience
+        while self.queue.full():
+            if self.closed:
+                return True  # nobody will read it: nothing to wait for
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            self.room.clear()
+            with contextlib.suppress(TimeoutError):  # looks again now and then: a reader of
+                # .queue itself (tests) takes without telling
+                await asyncio.wait_for(self.room.wait(), min(remaining, 0.05))
+        if not self.closed:
+            self.queue.put_nowait(event)
+        return True
 
 
 class MemoryBus:
     """In-process bus: each subscriber gets its own bounded queue of every event on its topic.
 
-    A subscriber that falls more than ``maxsize`` events behind is a bug in this process, so the
-    overflow is logged loudly rather than silently blocking the publisher.
+    Backpressure: when a subscriber is ``maxsize`` events behind, ``publish`` waits for room, so
+    the publisher (ingest) slows down to what dispatch keeps up with instead of memory growing.
+    A subscriber that makes no room within ``patience`` seconds is stuck (a bug in this
+    process): the event is dropped for it and logged loudly rather than blocking ingest forever.
     """
 
-    def __init__(self, maxsize: int = 100_000) -> None:
+    def __init__(self, maxsize: int = 10_000, patience: float = 10.0) -> None:
         self._subscribers: dict[str, list[_MemorySubscription]] = {}
         self._maxsize = maxsize
+        self._patience = patience
 
     async def publish(self, topic: str, event: BusEvent) -> None:
-        for subscription in self._subscribers.get(topic, ()):
-            try:
+        for subscription in list(self._subscribers.get(topic, ())):
+            if subscription.queue.full():
+                queued = await subscription.offer(event, self._patience)
+            else:
                 subscription.queue.put_nowait(event)
-            except asyncio.QueueFull:
+                queued = True
+            if not queued:
                 log.error(
-                    "bus subscriber on %r is %d events behind; event dropped", topic, self._maxsize
+                    "bus subscriber on %r is %d events behind and made no room in %.0f s; "
+                    "event dropped",
+                    topic,
+                    self._maxsize,
+                    self._patience,
                 )
 
     def subscribe(self, topic: str) -> _MemorySubscription:

@@ -393,3 +393,58 @@ def test_queue_state_shows_sla_at_risk() -> None:
     assert state["queues"] == [
         {"name": "general", "waiting": 2, "offered": 0, "oldest_wait": 80.0, "sla_at_risk": 1}
     ]
+
+
+def test_overflow_applies_to_work_whose_step_fell_due_while_it_was_offered() -> None:
+    """The deadline heap drops the overflow moment of offered work when it reaches the top;
+    the withdrawal (decline, timeout, away) must schedule it again."""
+    dispatch = DispatchCore(offer_timeout=30, disconnect_grace=60, decline_cooldown=120)
+    dispatch.add_queue("general", overflow=(OverflowStep(20, to="spill"),))
+    dispatch.add_queue("spill")
+    dispatch.add_agent("alice", capacity=1, queues=frozenset({"general"}))
+    dispatch.connect("alice", now=0)
+    assert dispatch.enqueue("c1", "general", "normal", queued_at=0, now=0) == [
+        SendOffer("alice", "c1", 30)
+    ]
+    assert dispatch.next_deadline(25) == 30  # offered work does not overflow
+    dispatch.decline("alice", "c1", now=25)
+    assert dispatch.next_deadline(25) == 20  # due at once
+    assert dispatch.tick(25) == [Moved("c1", "spill", (), "overflow", "normal")]
+    assert dispatch.waiting_in("spill") == 1 and dispatch.waiting_in("general") == 0
+
+
+def test_a_tick_with_much_waiting_work_touches_only_what_is_due() -> None:
+    dispatch = core(alice=1)
+    for index in range(5_000):
+        dispatch.enqueue(f"c{index}", "general", "normal", queued_at=index, now=index)
+    dispatch.connect("alice", now=10_000)  # offered c0 until 10,030
+    assert dispatch.next_deadline(10_000) == 10_030
+    calls = 0
+    live = dispatch.deadlines._live
+
+    def counting(entry: tuple[float, int, int, str, str]) -> bool:
+        nonlocal calls
+        calls += 1
+        return live(entry)
+
+    dispatch.deadlines._live = counting
+    actions = dispatch.tick(10_030)
+    assert actions == [RevokeOffer("alice", "c0", "timeout"), SendOffer("alice", "c1", 10_060)]
+    assert calls < 10  # the old tick walked all 5,000
+
+
+def test_an_agent_who_was_full_takes_new_work_once_there_is_room() -> None:
+    """New work is matched only against available agents with room (kept as load changes):
+    room made by a close or a timeout counts at once."""
+    dispatch = core(alice=1)
+    dispatch.connect("alice", now=0)
+    dispatch.enqueue("c1", "general", "normal", queued_at=0, now=0)
+    dispatch.accept("alice", "c1", now=1)
+    assert dispatch.release("alice", "c1", now=2) == []  # nothing waits
+    assert dispatch.enqueue("c2", "general", "normal", queued_at=3, now=3) == [
+        SendOffer("alice", "c2", 33)
+    ]
+    assert dispatch.tick(now=33) == [RevokeOffer("alice", "c2", "timeout")]
+    assert dispatch.enqueue("c3", "general", "normal", queued_at=34, now=34) == [
+        SendOffer("alice", "c3", 64)
+    ]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -55,6 +58,7 @@ def build(strategy: Strategy) -> DispatchCore:
         ),
         max_waiting=6,
         when_full="spill",
+        sla=30,  # a first-response target: the board counts work at risk
     )
     dispatch.add_queue("spill", strategy=strategy)
     for name, options in AGENTS.items():
@@ -103,11 +107,12 @@ def check(dispatch: DispatchCore, now: float) -> None:
             )
 
 
-@settings(max_examples=500, deadline=None)
-@given(events, st.sampled_from(list(Strategy)))
-def test_invariants_hold_under_any_sequence(
-    steps: list[tuple[str, int, int]], strategy: Strategy
+def play(
+    steps: list[tuple[str, int, int]],
+    strategy: Strategy,
+    after_step: Callable[[DispatchCore, str, float], None],
 ) -> None:
+    """Run a random event sequence; ``after_step`` checks the core after every event."""
     dispatch = build(strategy)
     names = sorted(AGENTS)
     now = 0.0
@@ -158,4 +163,84 @@ def test_invariants_hold_under_any_sequence(
                         )
         except HubError:
             pass  # an event that does not fit the state is refused, which is fine
-        check(dispatch, now)
+        after_step(dispatch, kind, now)
+
+
+@settings(max_examples=500, deadline=None)
+@given(events, st.sampled_from(list(Strategy)))
+def test_invariants_hold_under_any_sequence(
+    steps: list[tuple[str, int, int]], strategy: Strategy
+) -> None:
+    play(steps, strategy, lambda dispatch, _kind, now: check(dispatch, now))
+
+
+def every_deadline(dispatch: DispatchCore, now: float) -> float | None:
+    """The next deadline found the slow way: every pending moment of all state, scanned."""
+    moments: list[float] = []
+    for waiting in dispatch.waiting.values():
+        if waiting.offer is not None:
+            moments.append(waiting.offer[1])
+        moments += waiting.declined_until.values()
+        if waiting.preferred is not None:
+            moments.append(waiting.preferred[1])
+        steps = dispatch.queues[waiting.queue].overflow
+        if waiting.offer is None and waiting.steps_done < len(steps):
+            moments.append(waiting.queued_at + steps[waiting.steps_done].after)
+    moments += dispatch.reply_due.values()
+    for state in dispatch.agents.values():
+        if state.offline_since is not None and state.connections == 0:
+            moments.append(state.offline_since + dispatch.disconnect_grace)
+        if state.wrap_up_until:
+            moments.append(state.wrap_up_until)
+    if dispatch.queue_open is not None and any(dispatch.order.values()):
+        moments.append(now + 60.0)
+    return min(moments, default=None)
+
+
+def every_queue_figure(dispatch: DispatchCore, now: float) -> list[dict[str, Any]]:
+    """The live board's queue figures found the slow way: a walk over all waiting work."""
+    rows = {
+        name: {"name": name, "waiting": 0, "offered": 0, "oldest_wait": 0.0, "sla_at_risk": 0}
+        for name in dispatch.queues
+    }
+    for waiting in dispatch.waiting.values():
+        row = rows[waiting.queue]
+        row["waiting"] += 1
+        row["offered"] += waiting.offer is not None
+        row["oldest_wait"] = max(row["oldest_wait"], round(now - waiting.queued_at, 1))
+        if waiting.sla is not None and now - waiting.queued_at >= 0.8 * waiting.sla:
+            row["sla_at_risk"] += 1
+    return sorted(rows.values(), key=lambda row: str(row["name"]))
+
+
+@settings(max_examples=500, deadline=None)
+@given(events, st.sampled_from(list(Strategy)))
+def test_next_deadline_and_queue_figures_match_a_scan_of_all_state(
+    steps: list[tuple[str, int, int]], strategy: Strategy
+) -> None:
+    """The deadline heap (lazy deletion) answers what a scan of all state would, after any
+    event; a tick leaves nothing due behind (it acted on everything at or before now); the
+    queue figures kept as work moves equal a walk over all waiting work; the pools new work is
+    matched against hold exactly the available agents with room."""
+
+    def same(dispatch: DispatchCore, kind: str, now: float) -> None:
+        expected = every_deadline(dispatch, now)
+        assert dispatch.next_deadline(now) == expected
+        if kind == "tick":
+            assert expected is None or expected > now, "a due moment survived the tick"
+        assert dispatch.queue_state(now)["queues"] == every_queue_figure(dispatch, now)
+        available = {
+            name
+            for name, state in dispatch.agents.items()
+            if state.presence is Presence.AVAILABLE
+            and state.connections
+            and state.load < state.capacity
+        }
+        for queue in ("general", "spill"):  # the agents new work is matched against
+            assert {state.id for state in dispatch._ready_for(queue)} == available
+        for queue in ("general", "spill"):
+            assert dispatch.waiting_in(queue) == sum(
+                1 for waiting in dispatch.waiting.values() if waiting.queue == queue
+            )
+
+    play(steps, strategy, same)

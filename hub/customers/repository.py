@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, or_, select, update
@@ -29,6 +30,7 @@ from hub.store.schema import (
 from hub.store.store import Store
 
 DAY = 86_400.0
+STATS_SLICE = 200  # customer figures written per writer job (a few milliseconds)
 DEFAULT_THRESHOLDS = valuation.Thresholds()
 
 
@@ -307,36 +309,33 @@ class Customers:
         )
         reranked = [e for e in others if (e.abc, e.r, e.f, e.m) != before[e.customer_id]]
 
-        async def write(connection: AsyncConnection) -> None:
-            if customer_ids is None:
-                await connection.execute(delete(customer_stats))
-            elif fresh:
-                await connection.execute(
-                    delete(customer_stats).where(customer_stats.c.customer_id.in_(list(fresh)))
+        # In slices of a few hundred rows, each its own writer job: every chat message and
+        # agent action waits for the same writer, so no write may hold it for long. Readers
+        # may see some customers' new figures next to others' old ones for a moment.
+        rows = await asyncio.to_thread(_stats_rows, list(fresh.values()), now)  # 100k dicts
+        for start in range(0, len(rows), STATS_SLICE):
+            await self.store.writer.call(partial(_replace_stats, rows[start : start + STATS_SLICE]))
+        if customer_ids is None:  # figures of customers that are no longer valued go
+            stale = await self._stale_stats(set(fresh), now)
+            for start in range(0, len(stale), STATS_SLICE):
+                await self.store.writer.call(
+                    partial(_delete_stats, stale[start : start + STATS_SLICE], now)
                 )
-            if fresh:
-                await connection.execute(
-                    customer_stats.insert(), [_stats_row(s, now) for s in fresh.values()]
-                )
-            if reranked:
-                await connection.execute(
-                    update(customer_stats)
-                    .where(customer_stats.c.customer_id == bindparam("cid"))
-                    .values(
-                        abc=bindparam("abc"),
-                        rfm_r=bindparam("r"),
-                        rfm_f=bindparam("f"),
-                        rfm_m=bindparam("m"),
-                        computed_at=now,
-                    ),
-                    [
-                        {"cid": e.customer_id, "abc": e.abc, "r": e.r, "f": e.f, "m": e.m}
-                        for e in reranked
-                    ],
-                )
-
-        await self.store.writer.call(write)
+        ranks = [
+            {"cid": e.customer_id, "abc": e.abc, "r": e.r, "f": e.f, "m": e.m, "now": now}
+            for e in reranked
+        ]
+        for start in range(0, len(ranks), STATS_SLICE):
+            await self.store.writer.call(partial(_rerank, ranks[start : start + STATS_SLICE]))
         return len(fresh)
+
+    async def _stale_stats(self, valued: set[str], now: float) -> list[str]:
+        """Customers with stored figures older than ``now`` who were not valued now."""
+        async with self.store.engine.connect() as connection:
+            rows = await connection.execute(
+                select(customer_stats.c.customer_id).where(customer_stats.c.computed_at < now)
+            )
+            return [row.customer_id for row in rows if row.customer_id not in valued]
 
     async def _ids(
         self, connection: AsyncConnection, customer_ids: Collection[str] | None
@@ -447,6 +446,47 @@ class Customers:
             return await customer_context(
                 connection, customer_id, self.store.clock(), history=history
             )
+
+
+async def _replace_stats(rows: list[dict[str, Any]], connection: AsyncConnection) -> None:
+    await connection.execute(
+        delete(customer_stats).where(
+            customer_stats.c.customer_id.in_([row["customer_id"] for row in rows])
+        )
+    )
+    await connection.execute(customer_stats.insert(), rows)
+
+
+async def _delete_stats(
+    customer_ids: list[str], before: float, connection: AsyncConnection
+) -> None:
+    await connection.execute(
+        delete(customer_stats).where(
+            and_(
+                customer_stats.c.customer_id.in_(customer_ids),
+                customer_stats.c.computed_at < before,  # not what a later run just wrote
+            )
+        )
+    )
+
+
+async def _rerank(ranks: list[dict[str, Any]], connection: AsyncConnection) -> None:
+    await connection.execute(
+        update(customer_stats)
+        .where(customer_stats.c.customer_id == bindparam("cid"))
+        .values(
+            abc=bindparam("abc"),
+            rfm_r=bindparam("r"),
+            rfm_f=bindparam("f"),
+            rfm_m=bindparam("m"),
+            computed_at=bindparam("now"),
+        ),
+        ranks,
+    )
+
+
+def _stats_rows(stats: list[valuation.Stats], now: float) -> list[dict[str, Any]]:
+    return [_stats_row(entry, now) for entry in stats]
 
 
 def _stats_row(stats: valuation.Stats, now: float) -> dict[str, Any]:

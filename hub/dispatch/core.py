@@ -14,10 +14,11 @@ answer an accepted conversation in time, loses it back to the queue with its age
 from __future__ import annotations
 
 import bisect
-import heapq
 from collections.abc import Callable
 from typing import Any
 
+from hub.dispatch.deadlines import Deadlines, Entry
+from hub.dispatch.figures import QueueFigures
 from hub.dispatch.model import (
     _PRIORITIES,
     DEFAULT_RULES,
@@ -36,6 +37,9 @@ from hub.dispatch.model import (
 )
 from hub.errors import Forbidden, InvalidState, NotFound
 from rules.decision import Priority
+
+# what a deadline entry is about (hub.dispatch.deadlines): the first four concern waiting work
+_OFFER, _DECLINED, _PREFERRED, _OVERFLOW, _REPLY, _GRACE, _WRAP = range(7)
 
 __all__ = [
     "Action",
@@ -84,6 +88,16 @@ class DispatchCore:
         # waiting work without an open offer, per queue, in the order it is taken (priority,
         # then age): an agent who frees up walks only the queues they serve, from the head
         self.order: dict[str, list[tuple[int, float, str]]] = {}
+        # every moment tick() has to act at, so neither it nor next_deadline looks at all work
+        self.deadlines = Deadlines(self._live)
+        self.figures = QueueFigures(self.waiting)  # per-queue counts for the board and gauge
+        self._agent_rank: dict[str, int] = {}  # the order agents were added in
+        # available agents with room (connected, presence available, below their budget) by
+        # the queues they serve; those who serve every queue apart: new work looks only at who
+        # could take it
+        self._ready: dict[str, dict[str, AgentState]] = {}
+        self._ready_anywhere: dict[str, AgentState] = {}
+        self._seq = 0
 
     # -- setup -----------------------------------------------------------------------------
 
@@ -99,6 +113,9 @@ class DispatchCore:
         sla: float | None = None,
     ) -> None:
         self.queues[queue] = QueueRules(strategy, skills, overflow, max_waiting, when_full, sla)
+        for waiting in self.waiting.values():  # set-up normally comes first; this is for safety
+            if waiting.queue == queue:
+                self._schedule_overflow(waiting)
 
     def add_agent(
         self,
@@ -118,6 +135,9 @@ class DispatchCore:
             dict(channel_capacity or {}),
             auto_accept,
         )
+        self._agent_rank.setdefault(agent, len(self._agent_rank))
+        for pool in [self._ready_anywhere, *self._ready.values()]:
+            pool.pop(agent, None)  # a new state for this agent: not connected yet
 
     def restore_assigned(
         self, conversation_id: str, agent: str, now: float, channel: str = ""
@@ -127,10 +147,12 @@ class DispatchCore:
         if state is None:
             return [Requeue(agent, conversation_id, "unknown_agent")]
         state.assigned.add(conversation_id)
+        self._ready_changed(state)
         state.channels[conversation_id] = channel
         self.owner[conversation_id] = agent
         if state.connections == 0 and state.offline_since is None:
             state.offline_since = now
+            self.deadlines.push(now + self.disconnect_grace, _GRACE, agent)
         return []
 
     # -- events ----------------------------------------------------------------------------
@@ -171,6 +193,7 @@ class DispatchCore:
         state.connections += 1
         if state.presence is Presence.OFFLINE:
             state.presence = Presence.AVAILABLE
+            self._ready_changed(state)
             state.idle_since = now
         state.offline_since = None
         return self._match_agents([state], now)
@@ -181,7 +204,9 @@ class DispatchCore:
         if state.connections:
             return []
         state.presence = Presence.OFFLINE
+        self._ready_changed(state)
         state.offline_since = now
+        self.deadlines.push(now + self.disconnect_grace, _GRACE, agent)
         actions: list[Action] = []
         withdrawn = sorted(state.offers)
         for conversation_id in withdrawn:
@@ -195,6 +220,7 @@ class DispatchCore:
         if state.presence is not presence and presence is Presence.AVAILABLE:
             state.idle_since = now
         state.presence = presence
+        self._ready_changed(state)
         actions: list[Action] = []
         if presence in (Presence.AWAY, Presence.BUSY):
             withdrawn = sorted(state.offers)
@@ -215,13 +241,18 @@ class DispatchCore:
     def _assign(self, state: AgentState, waiting: Waiting, now: float) -> Assign:
         conversation_id = waiting.conversation_id
         del self.waiting[conversation_id]
+        self.figures.left(waiting)
+        if waiting.offer is not None:
+            self.figures.offer(waiting.queue, -1)
         self._unorder(waiting)
         state.offers.discard(conversation_id)
         state.assigned.add(conversation_id)
+        self._ready_changed(state)
         state.channels[conversation_id] = waiting.channel
         self.owner[conversation_id] = state.id
         if self.reply_timeout is not None:
             self.reply_due[conversation_id] = now + self.reply_timeout
+            self.deadlines.push(now + self.reply_timeout, _REPLY, conversation_id)
         offered_at = waiting.offer[1] - self.offer_timeout if waiting.offer else now
         return Assign(
             state.id,
@@ -252,10 +283,13 @@ class DispatchCore:
         if not state.assigned:
             state.idle_since = now
         state.wrap_up_until = now + self.wrap_up if self.wrap_up else 0.0
+        if state.wrap_up_until:
+            self.deadlines.push(state.wrap_up_until, _WRAP, agent)
         return self._match_agents([state], now)
 
     def _drop(self, state: AgentState, conversation_id: str) -> None:
         state.assigned.discard(conversation_id)
+        self._ready_changed(state)
         state.channels.pop(conversation_id, None)
         self.owner.pop(conversation_id, None)
         self.reply_due.pop(conversation_id, None)
@@ -301,11 +335,24 @@ class DispatchCore:
 
     def tick(self, now: float) -> list[Action]:
         """Expire offers, cooldowns, sticky windows, wrap-ups and grace periods that are due,
-        and match whatever that freed."""
+        and match whatever that freed. Only what is due is looked at (the deadline heap)."""
         actions: list[Action] = []
         conversations: list[str] = []
         freed: list[AgentState] = []
-        for waiting in list(self.waiting.values()):
+        due_waiting: set[str] = set()
+        due_agents: set[str] = set()
+        due_replies: list[str] = []
+        for _, _, kind, key, _ in self.deadlines.due(now):
+            if kind <= _OVERFLOW:
+                due_waiting.add(key)
+            elif kind == _REPLY:
+                due_replies.append(key)
+            else:
+                due_agents.add(key)
+        # in the order the work started waiting, as if walking all of it
+        for waiting in sorted(
+            (self.waiting[c] for c in due_waiting if c in self.waiting), key=lambda w: w.seq
+        ):
             expired = [a for a, until in waiting.declined_until.items() if until <= now]
             for agent in expired:
                 del waiting.declined_until[agent]
@@ -326,7 +373,8 @@ class DispatchCore:
                 changed = changed or bool(moved)
             if changed:
                 conversations.append(waiting.conversation_id)
-        for state in self.agents.values():
+        for agent in sorted(due_agents, key=self._agent_rank.__getitem__):
+            state = self.agents[agent]
             if (
                 state.offline_since is not None
                 and state.connections == 0
@@ -339,8 +387,9 @@ class DispatchCore:
             if state.wrap_up_until and state.wrap_up_until <= now:
                 state.wrap_up_until = 0.0
                 freed.append(state)
-        for conversation_id, due in sorted(self.reply_due.items(), key=lambda item: item[1]):
-            if due <= now:
+        for conversation_id in due_replies:
+            due = self.reply_due.get(conversation_id)
+            if due is not None and due <= now:  # a grace requeue above may have dropped it
                 holder = self._agent(self.owner[conversation_id])
                 self._drop(holder, conversation_id)
                 actions.append(Requeue(holder.id, conversation_id, "no_reply"))
@@ -416,68 +465,71 @@ class DispatchCore:
         waiting.channel = channel
         waiting.required = skills
         waiting.sla = sla if sla is not None else self.queues.get(queue, DEFAULT_RULES).sla
+        self.figures.joined(waiting)
         self._set_skills(waiting)
         if full:
             actions.append(Moved(conversation_id, queue, tuple(sorted(waiting.skills)), "full"))
         if avoid is not None:
             waiting.declined_until[avoid] = now + self.decline_cooldown
+            self.deadlines.push(now + self.decline_cooldown, _DECLINED, conversation_id, avoid)
         if preferred_agent in self.agents and window > 0:
             waiting.preferred = (preferred_agent, now + window)
+            self.deadlines.push(now + window, _PREFERRED, conversation_id)
+        self._schedule_overflow(waiting)
         return actions + self._match_conversations([conversation_id], now)
 
     def next_deadline(self, now: float | None = None) -> float | None:
-        """When :meth:`tick` next has something to do, or None."""
-        deadlines = [w.offer[1] for w in self.waiting.values() if w.offer is not None]
-        deadlines += [
-            s.offline_since + self.disconnect_grace
-            for s in self.agents.values()
-            if s.offline_since is not None and s.assigned
-        ]
-        deadlines += [
-            until
-            for w in self.waiting.values()
-            if w.offer is None
-            for until in w.declined_until.values()
-        ]
-        deadlines += self.reply_due.values()
+        """When :meth:`tick` next has something to do, or None (O(log n) amortized)."""
+        deadline = self.deadlines.first()
         if self.queue_open is not None and now is not None and any(self.order.values()):
-            deadlines.append(now + 60.0)  # look again for queues opening, once a minute
-        for waiting in self.waiting.values():
-            steps = self.queues.get(waiting.queue, DEFAULT_RULES).overflow
-            if waiting.offer is None and waiting.steps_done < len(steps):
-                deadlines.append(waiting.queued_at + steps[waiting.steps_done].after)
-        if now is not None:  # moments that only matter while still ahead
-            deadlines += [s.wrap_up_until for s in self.agents.values() if s.wrap_up_until > now]
-            deadlines += [
-                w.preferred[1]
-                for w in self.waiting.values()
-                if w.preferred is not None and w.preferred[1] > now and w.offer is None
-            ]
-        return min(deadlines) if deadlines else None
+            # look again for queues opening, once a minute
+            deadline = now + 60.0 if deadline is None else min(deadline, now + 60.0)
+        return deadline
+
+    def _live(self, entry: Entry) -> bool:
+        """Whether a deadline entry still stands: the state it was made from says the same."""
+        at, _, kind, key, extra = entry
+        if kind <= _OVERFLOW:
+            waiting = self.waiting.get(key)
+            if waiting is None:
+                return False
+            if kind == _OFFER:
+                return waiting.offer is not None and waiting.offer[1] == at
+            if kind == _DECLINED:
+                return waiting.declined_until.get(extra) == at
+            if kind == _PREFERRED:
+                return waiting.preferred is not None and waiting.preferred[1] == at
+            return self._overflow_at(waiting) == at
+        if kind == _REPLY:
+            return self.reply_due.get(key) == at
+        state = self.agents.get(key)
+        if state is None:
+            return False
+        if kind == _GRACE:
+            return (
+                state.offline_since is not None
+                and state.connections == 0
+                and state.offline_since + self.disconnect_grace == at
+            )
+        return bool(state.wrap_up_until) and state.wrap_up_until == at
+
+    def _overflow_at(self, waiting: Waiting) -> float | None:
+        """When the next overflow step of unoffered work is due (None: no step left)."""
+        if waiting.offer is not None:
+            return None
+        steps = self.queues.get(waiting.queue, DEFAULT_RULES).overflow
+        if waiting.steps_done >= len(steps):
+            return None
+        return waiting.queued_at + steps[waiting.steps_done].after
+
+    def _schedule_overflow(self, waiting: Waiting) -> None:
+        at = self._overflow_at(waiting)
+        if at is not None:
+            self.deadlines.push(at, _OVERFLOW, waiting.conversation_id)
 
     def queue_state(self, now: float) -> dict[str, Any]:
-        """What supervisors see live: waiting work per queue and every agent's state."""
-        queues: dict[str, dict[str, Any]] = {
-            name: {"name": name, "waiting": 0, "offered": 0, "oldest_wait": 0.0, "sla_at_risk": 0}
-            for name in self.queues
-        }
-        for waiting in self.waiting.values():
-            entry = queues.setdefault(
-                waiting.queue,
-                {
-                    "name": waiting.queue,
-                    "waiting": 0,
-                    "offered": 0,
-                    "oldest_wait": 0.0,
-                    "sla_at_risk": 0,
-                },
-            )
-            entry["waiting"] += 1
-            entry["offered"] += waiting.offer is not None
-            entry["oldest_wait"] = max(entry["oldest_wait"], round(now - waiting.queued_at, 1))
-            # at risk: four fifths of the first-response target are gone (or all of it)
-            if waiting.sla is not None and now - waiting.queued_at >= 0.8 * waiting.sla:
-                entry["sla_at_risk"] += 1
+        """What supervisors see live: waiting work per queue and every agent's state (from
+        figures kept as work moves: no walk over all waiting work)."""
         agents = [
             {
                 "id": state.id,
@@ -489,10 +541,10 @@ class DispatchCore:
             }
             for state in sorted(self.agents.values(), key=lambda s: s.id)
         ]
-        return {"queues": sorted(queues.values(), key=lambda q: q["name"]), "agents": agents}
+        return {"queues": self.figures.board(now, list(self.queues)), "agents": agents}
 
     def waiting_in(self, queue: str) -> int:
-        return sum(1 for waiting in self.waiting.values() if waiting.queue == queue)
+        return self.figures.waiting.get(queue, 0)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -516,7 +568,7 @@ class DispatchCore:
             if (step.to is not None and step.to != waiting.queue) or raised > waiting.rank:
                 self._unorder(waiting)  # its place in the order changes
                 if step.to is not None and step.to != waiting.queue:
-                    waiting.queue = step.to
+                    self.figures.moved(waiting, step.to)
                     waiting.steps_done = 0
                 waiting.rank = max(waiting.rank, raised)
                 bisect.insort(self.order.setdefault(waiting.queue, []), waiting.sort_key())
@@ -531,6 +583,8 @@ class DispatchCore:
                     _PRIORITIES[waiting.rank],
                 )
             )
+        if actions:
+            self._schedule_overflow(waiting)
         return actions
 
     def _unorder(self, waiting: Waiting) -> None:
@@ -544,7 +598,10 @@ class DispatchCore:
             rank = Priority(priority).rank
         except ValueError:
             rank = Priority.NORMAL.rank
-        waiting = self.waiting[conversation_id] = Waiting(conversation_id, queue, rank, queued_at)
+        self._seq += 1
+        waiting = self.waiting[conversation_id] = Waiting(
+            conversation_id, queue, rank, queued_at, seq=self._seq
+        )
         bisect.insort(self.order.setdefault(queue, []), waiting.sort_key())
         return waiting
 
@@ -563,11 +620,15 @@ class DispatchCore:
     ) -> list[Action]:
         waiting = self.waiting[conversation_id]
         waiting.offer = None
+        self.figures.offer(waiting.queue, -1)
         bisect.insort(self.order.setdefault(waiting.queue, []), waiting.sort_key())
         state.offers.discard(conversation_id)
+        self._ready_changed(state)
         state.channels.pop(conversation_id, None)
         if cooldown:
             waiting.declined_until[state.id] = now + self.decline_cooldown
+            self.deadlines.push(now + self.decline_cooldown, _DECLINED, conversation_id, state.id)
+        self._schedule_overflow(waiting)  # unoffered again: its overflow steps apply
         return [RevokeOffer(state.id, conversation_id, reason)]
 
     def _free(self, state: AgentState, now: float) -> bool:
@@ -579,60 +640,101 @@ class DispatchCore:
         )
 
     def _match_conversations(self, conversation_ids: list[str], now: float) -> list[Action]:
-        """Find agents for these waiting conversations (highest priority first) among all free
-        agents. Work that was waiting before had no eligible agent, and nothing freed one."""
+        """Find agents for these waiting conversations (highest priority first) among the free
+        agents serving their queue. Work that was waiting before had no eligible agent, and
+        nothing freed one."""
         pending = sorted(
             (self.waiting[c] for c in set(conversation_ids) if c in self.waiting),
             key=Waiting.sort_key,
         )
         if not pending:
             return []
-        candidates = [state for state in self.agents.values() if self._free(state, now)]
         actions: list[Action] = []
         for waiting in pending:
             if waiting.offer is not None:
                 continue
-            eligible = [
-                state
-                for state in candidates
-                if state.load < state.capacity and self._eligible(state, waiting, now)
-            ]
             if waiting.preferred is not None and waiting.preferred[1] > now:
                 # sticky: while the window lasts, only the customer's last agent is asked
-                eligible = [state for state in eligible if state.id == waiting.preferred[0]]
+                state = self.agents[waiting.preferred[0]]
+                eligible = (
+                    [state]
+                    if self._free(state, now) and self._eligible(state, waiting, now)
+                    else []
+                )
+            elif not self.is_open(waiting.queue, now):
+                continue
+            else:
+                # the pool holds only available agents with room who serve the queue; what is
+                # left to check depends on this conversation (an offer given in this loop may
+                # have filled someone: room_for looks at the load)
+                skills, channel, declined = waiting.skills, waiting.channel, waiting.declined_until
+                eligible = [
+                    state
+                    for state in self._ready_for(waiting.queue)
+                    if state.wrap_up_until <= now
+                    and state.room_for(channel)
+                    and (not skills or state.has_skills(skills))
+                    and (not declined or declined.get(state.id, 0.0) <= now)
+                ]
             if eligible:
                 actions.append(self._give(min(eligible, key=self._ranking(waiting)), waiting, now))
         return actions
+
+    def _ready_for(self, queue: str) -> list[AgentState]:
+        """The available agents with room who serve ``queue`` (nobody else can take its work
+        now)."""
+        return [*self._ready.get(queue, {}).values(), *self._ready_anywhere.values()]
+
+    def _ready_changed(self, state: AgentState) -> None:
+        """Keep ``state`` in the pools of its queues exactly while it is available and has
+        room (called after every change of presence or load)."""
+        pools = (
+            [self._ready_anywhere]
+            if not state.queues
+            else [self._ready.setdefault(queue, {}) for queue in state.queues]
+        )
+        ready = (
+            state.presence is Presence.AVAILABLE
+            and state.connections > 0
+            and state.load < state.capacity
+        )
+        for pool in pools:
+            if ready:
+                pool[state.id] = state
+            else:
+                pool.pop(state.id, None)
 
     def _match_agents(self, states: list[AgentState], now: float) -> list[Action]:
         """Give agents who just freed up the most urgent waiting work they can take: they are
         its only new candidates, so each walks its queues' heads until it is full."""
         actions: list[Action] = []
         for state in {state.id: state for state in states}.values():  # once each, in order
-            restart = True
-            while restart and self._free(state, now):
-                restart = False
-                queues = [
-                    queue
-                    for queue in (state.queues or list(self.order))
-                    if self.is_open(queue, now)
-                ]
-                for key in heapq.merge(*(self.order.get(queue, []) for queue in queues)):
-                    if not self._free(state, now):
-                        break
-                    waiting = self.waiting[key[2]]
-                    if waiting.offer is not None or not self._eligible(state, waiting, now):
+            while self._free(state, now):
+                # the most urgent work it can take: the best of each queue's first it can take
+                best: tuple[int, float, str] | None = None
+                for queue in state.queues or list(self.order):
+                    if not self.is_open(queue, now):
                         continue
-                    if (
-                        waiting.preferred is not None
-                        and waiting.preferred[1] > now
-                        and waiting.preferred[0] != state.id
-                    ):
-                        continue
-                    actions.append(self._give(state, waiting, now))
-                    restart = True  # giving took it out of the order list we walk
+                    for key in self.order.get(queue, ()):
+                        if best is not None and key >= best:
+                            break  # nothing more urgent further down this queue
+                        if self._takes(state, self.waiting[key[2]], now):
+                            best = key
+                            break
+                if best is None:
                     break
+                actions.append(self._give(state, self.waiting[best[2]], now))
         return actions
+
+    def _takes(self, state: AgentState, waiting: Waiting, now: float) -> bool:
+        """Whether ``state`` may be offered ``waiting`` now (sticky work only by its agent)."""
+        if waiting.offer is not None or not self._eligible(state, waiting, now):
+            return False
+        return (
+            waiting.preferred is None
+            or waiting.preferred[1] <= now
+            or waiting.preferred[0] == state.id
+        )
 
     def _give(self, state: AgentState, waiting: Waiting, now: float) -> Action:
         """Offer ``waiting`` to ``state`` (or assign it, with auto-accept)."""
@@ -642,8 +744,11 @@ class DispatchCore:
             return self._assign(state, waiting, now)
         expires_at = now + self.offer_timeout
         waiting.offer = (state.id, expires_at)
+        self.figures.offer(waiting.queue, 1)
+        self.deadlines.push(expires_at, _OFFER, waiting.conversation_id)
         self._unorder(waiting)  # only unoffered work stands in the order lists
         state.offers.add(waiting.conversation_id)
+        self._ready_changed(state)
         state.channels[waiting.conversation_id] = waiting.channel
         return SendOffer(state.id, waiting.conversation_id, expires_at)
 

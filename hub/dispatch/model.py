@@ -152,6 +152,7 @@ class Waiting:
     preferred: tuple[str, float] | None = None  # (agent, until): sticky routing
     declined_until: dict[str, float] = field(default_factory=dict)
     offer: tuple[str, float] | None = None  # (agent, expires_at)
+    seq: int = 0  # when it (last) started waiting: ticks act on due work in this order
 
     def sort_key(self) -> tuple[int, float, str]:
         return (-self.rank, self.queued_at, self.conversation_id)

@@ -97,11 +97,19 @@ class Writer:
 
     async def submit(self, handler: BatchHandler, item: Any) -> Any:
         """Queue ``item`` for ``handler`` and wait until it is committed."""
+        return await self.enqueue(handler, item)
+
+    def enqueue(self, handler: BatchHandler, item: Any) -> asyncio.Future[Any]:
+        """Queue ``item`` for ``handler`` at once; the future resolves after the commit.
+
+        Writes are committed in the order of these calls, so a caller that must not wait (the
+        dispatch service) still gets its writes applied in the order it decided them.
+        """
         if self._task is None:
             raise StoreUnavailable("the store writer is not running")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Job(handler, item, future))
-        return await future
+        return future
 
     async def call(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run ``fn`` inside the writer's transaction and return its result after commit."""

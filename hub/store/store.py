@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import secrets
@@ -11,11 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgspec
-from sqlalchemy import and_, desc, func, select, text, update
+from sqlalchemy import and_, case, desc, func, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from connectors.base import HistoryItem
-from hub.customers.context import customer_context, identity_owner
+from hub.customers.context import customer_contexts, identity_owner
 from hub.customers.providers import Lookup
 from hub.envelope import (
     Attachment,
@@ -35,19 +36,30 @@ from hub.ids import new_id
 from hub.store import migrate
 from hub.store.audit import event_row
 from hub.store.database import Writer, create_engine
+from hub.store.dispatch_writes import (
+    ASSIGN,
+    CLOSE,
+    EVENT,
+    MOVE,
+    REQUEUE,
+    DispatchWrite,
+    apply_writes,
+)
 from hub.store.failures import translate
-from hub.store.ingest import ASSIGNED, CLOSED, QUEUED, Decide, Stored, outbox_row, store_batch
+from hub.store.ingest import ASSIGNED, QUEUED, Decide, Stored, outbox_row, store_batch
 from hub.store.schema import (
     attachments,
     connector_state,
     conversations,
     events,
+    identities,
     messages,
     opt_outs,
     outbox,
     rule_revisions,
     sessions,
 )
+from rules.decision import Priority
 
 Clock = Callable[[], float]
 PROBE_BYTES = 64 * 1024  # room a readiness test write needs while writes have been failing
@@ -261,22 +273,35 @@ class Store:
 
     async def conversation(self, conversation_id: str) -> dict[str, Any]:
         """A conversation with its customer, identities and messages (notes included)."""
+        found = await self.conversations([conversation_id])
+        if conversation_id not in found:
+            raise NotFound(f"conversation {conversation_id} does not exist")
+        return found[conversation_id]
+
+    async def conversations(self, conversation_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+        """:meth:`conversation` of many at once with eight statements, whatever their number
+        (the dispatch service loads what its offers and assignments show in batches); ids that
+        do not exist are left out."""
+        wanted = list(dict.fromkeys(conversation_ids))
         async with self.read() as connection:
-            row = (
-                await connection.execute(
-                    select(conversations).where(conversations.c.id == conversation_id)
-                )
-            ).first()
-            if row is None:
-                raise NotFound(f"conversation {conversation_id} does not exist")
-            conversation = dict(row._mapping)
-            customer = await customer_context(
-                connection, conversation["customer_id"], self.clock(), history=10
+            selected = await connection.execute(
+                select(conversations).where(conversations.c.id.in_(wanted))
+            )
+            names = list(selected.keys())  # rows as dicts by zipping: many times faster
+            found = {row.id: dict(zip(names, row, strict=True)) for row in selected}
+            if not found:
+                return {}
+            ids = list(found)
+            contexts = await customer_contexts(
+                connection,
+                {conversation["customer_id"] for conversation in found.values()},
+                self.clock(),
+                history=10,
             )
             rows = (
                 await connection.execute(
                     select(*_MESSAGE_COLUMNS, messages.c.envelope)
-                    .where(messages.c.conversation_id == conversation_id)
+                    .where(messages.c.conversation_id.in_(ids))
                     .order_by(messages.c.created_at, messages.c.id)
                 )
             ).all()
@@ -284,48 +309,74 @@ class Store:
                 await connection.execute(
                     select(attachments)
                     .join(messages, messages.c.id == attachments.c.message_id)
-                    .where(messages.c.conversation_id == conversation_id)
+                    .where(messages.c.conversation_id.in_(ids))
                 )
             ).all()
-            last = await _newest_inbound(connection, conversation_id)
-            answered = await _answered(connection, conversation_id, conversation["customer_id"])
-            recipient = answered.sender if answered is not None else None
-            opt_out = None
-            if recipient is not None:
-                opted = (
-                    await connection.execute(
-                        select(opt_outs.c.keyword, opt_outs.c.at).where(
-                            and_(
-                                opt_outs.c.inbox == conversation["inbox"],
-                                opt_outs.c.kind == recipient.kind,
-                                opt_outs.c.address == recipient.address,
-                            )
+            by_conversation: dict[str, list[Any]] = {}
+            for message in rows:
+                by_conversation.setdefault(message.conversation_id, []).append(message)
+            recipients = await _recipients(connection, found, by_conversation)
+            last_inbound: dict[str, float] = {}
+            for conversation_id, listed in by_conversation.items():
+                last = next((m for m in reversed(listed) if _stored_inbound(m)), None)
+                if last is not None:
+                    last_inbound[conversation_id] = last.created_at
+            opted: dict[tuple[str, str, str], dict[str, Any]] = {}
+            if recipients:
+                keys = {
+                    (found[conversation_id]["inbox"], recipient.kind, recipient.address)
+                    for conversation_id, recipient in recipients.items()
+                }
+                for opt in await connection.execute(
+                    select(
+                        opt_outs.c.inbox,
+                        opt_outs.c.kind,
+                        opt_outs.c.address,
+                        opt_outs.c.keyword,
+                        opt_outs.c.at,
+                    ).where(
+                        tuple_(opt_outs.c.inbox, opt_outs.c.kind, opt_outs.c.address).in_(
+                            list(keys)
                         )
                     )
-                ).first()
-                if opted is not None:
-                    opt_out = {"keyword": opted.keyword, "at": opted.at}
+                ):
+                    opted[(opt.inbox, opt.kind, opt.address)] = {
+                        "keyword": opt.keyword,
+                        "at": opt.at,
+                    }
         by_message: dict[str, list[dict[str, Any]]] = {}
+        listed = [c.name for c in attachments.columns if c.name not in {"message_id", "blob_ref"}]
         for item in files:
             by_message.setdefault(item.message_id, []).append(
-                {k: v for k, v in item._mapping.items() if k not in {"message_id", "blob_ref"}}
+                {name: getattr(item, name) for name in listed}
             )
-        customer["history"] = [
-            past for past in customer["history"] if past["id"] != conversation_id
-        ]
-        conversation["customer"] = customer
-        conversation["recipient"] = recipient
-        conversation["last_inbound_at"] = last.created_at if last else None
-        conversation["opt_out"] = opt_out
-        conversation["messages"] = [
-            {
-                **{k: v for k, v in message._mapping.items() if k != "envelope"},
-                "attachments": by_message.get(message.id, []),
-                "notes": _notes(message.envelope),
+        result: dict[str, dict[str, Any]] = {}
+        for conversation_id, conversation in found.items():
+            context = contexts.get(conversation["customer_id"])
+            if context is None:
+                continue  # cannot happen with the foreign key; as good as not found
+            recipient = recipients.get(conversation_id)
+            conversation["customer"] = {
+                **context,
+                "history": [past for past in context["history"] if past["id"] != conversation_id],
             }
-            for message in rows
-        ]
-        return conversation
+            conversation["recipient"] = recipient
+            conversation["last_inbound_at"] = last_inbound.get(conversation_id)
+            conversation["opt_out"] = (
+                None
+                if recipient is None
+                else opted.get((conversation["inbox"], recipient.kind, recipient.address))
+            )
+            conversation["messages"] = [
+                {
+                    **dict(zip(_MESSAGE_NAMES, message, strict=False)),  # not the envelope (last)
+                    "attachments": by_message.get(message.id, []),
+                    "notes": _notes(message.envelope),
+                }
+                for message in by_conversation.get(conversation_id, [])
+            ]
+            result[conversation_id] = conversation
+        return result
 
     async def conversations_with_status(self, status: str) -> list[dict[str, Any]]:
         """Summary rows of conversations in ``status`` (for restoring dispatch at start-up)."""
@@ -346,6 +397,34 @@ class Store:
                 .order_by(conversations.c.queued_at)
             )
             return [dict(row._mapping) for row in rows]
+
+    async def queued_pages(self, size: int = 1000) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every queued conversation as :meth:`conversations_with_status` rows, in pages of
+        ``size``, most urgent first, then oldest: one query streamed page by page, so a large
+        backlog can be taken in while the hub already works (dispatch start-up)."""
+        rank = case(
+            {str(priority): -priority.rank for priority in Priority},
+            value=conversations.c.priority,
+            else_=-Priority.NORMAL.rank,
+        )
+        query = (
+            select(
+                conversations.c.id,
+                conversations.c.queue,
+                conversations.c.priority,
+                conversations.c.queued_at,
+                conversations.c.created_at,
+                conversations.c.channel,
+                conversations.c.decision,
+                conversations.c.customer_id,
+            )
+            .where(conversations.c.status == QUEUED)
+            .order_by(rank, conversations.c.queued_at, conversations.c.id)
+        )
+        async with self.read() as connection:
+            result = await connection.stream(query)
+            async for page in result.partitions(size):
+                yield [dict(row._mapping) for row in page]
 
     async def queued_on_thread(self, inbox: str, session: str) -> dict[str, Any] | None:
         """The waiting conversation of a thread (a chat visitor), if there is one."""
@@ -383,49 +462,35 @@ class Store:
         return None if row is None else str(row.assignee)
 
     # -- dispatch state --------------------------------------------------------------------
+    #
+    # These return a future instead of being coroutines: the write is queued when the method
+    # is called, so the dispatch service, which does not wait for one write before deciding the
+    # next, still has them committed in the order it decided them. Awaiting the future waits
+    # for the commit. A commit's dispatch writes go in with a few statements (dispatch_writes).
 
-    async def assign(self, conversation_id: str, agent: str) -> None:
-        """Give a queued conversation to ``agent`` (InvalidState if it is not queued any more)."""
+    def assign(self, conversation_id: str, agent: str) -> asyncio.Future[None]:
+        """Give a queued conversation to ``agent`` (InvalidState if it is not queued any more:
+        this conditional update is what keeps a conversation from being assigned twice)."""
+        return _checked(
+            self._dispatch_write(DispatchWrite(ASSIGN, conversation_id, agent)),
+            lambda done: (
+                None if done else InvalidState(f"conversation {conversation_id} is not waiting")
+            ),
+        )
 
-        async def run(connection: AsyncConnection) -> None:
-            now = self.clock()
-            result = await connection.execute(
-                update(conversations)
-                .where(
-                    and_(conversations.c.id == conversation_id, conversations.c.status == QUEUED)
-                )
-                .values(status=ASSIGNED, assignee=agent, updated_at=now)
-            )
-            if result.rowcount != 1:
-                raise InvalidState(f"conversation {conversation_id} is not waiting")
-            await _event(connection, now, "conversation.assigned", conversation_id, agent=agent)
+    def requeue(
+        self, conversation_id: str, *, reason: str, agent: str | None
+    ) -> asyncio.Future[dict[str, Any] | None]:
+        """Put an assigned conversation back in its queue, keeping its age and priority.
 
-        await self.writer.call(run)
+        Resolves to what dispatch needs to queue it again (queue, priority, queued_at, channel,
+        decision), or None if it was closed in the meantime (then nothing changed).
+        """
+        return self._dispatch_write(
+            DispatchWrite(REQUEUE, conversation_id, agent, {"reason": reason})
+        )
 
-    async def requeue(self, conversation_id: str, *, reason: str, agent: str | None) -> None:
-        """Put an assigned conversation back in its queue, keeping its age and priority."""
-
-        async def run(connection: AsyncConnection) -> None:
-            now = self.clock()
-            await connection.execute(
-                update(conversations)
-                .where(
-                    and_(conversations.c.id == conversation_id, conversations.c.status != CLOSED)
-                )
-                .values(status=QUEUED, assignee=None, updated_at=now)
-            )
-            await _event(
-                connection,
-                now,
-                "conversation.requeued",
-                conversation_id,
-                agent=agent,
-                data={"reason": reason},
-            )
-
-        await self.writer.call(run)
-
-    async def move(
+    def move(
         self,
         conversation_id: str,
         *,
@@ -433,71 +498,46 @@ class Store:
         reason: str,
         skills: list[str],
         priority: str | None = None,
-    ) -> None:
+    ) -> asyncio.Future[None]:
         """Record that dispatch moved waiting work to another queue (overflow, full queue)."""
+        data = {"queue": queue, "reason": reason, "skills": skills, "priority": priority}
+        return self._dispatch_write(DispatchWrite(MOVE, conversation_id, None, data))
 
-        async def run(connection: AsyncConnection) -> None:
-            now = self.clock()
-            await connection.execute(
-                update(conversations)
-                .where(
-                    and_(conversations.c.id == conversation_id, conversations.c.status == QUEUED)
-                )
-                .values(queue=queue, updated_at=now, **({"priority": priority} if priority else {}))
-            )
-            await _event(
-                connection,
-                now,
-                "conversation.moved",
-                conversation_id,
-                data={"queue": queue, "reason": reason, "skills": skills, "priority": priority},
-            )
-
-        await self.writer.call(run)
-
-    async def close_conversation(
+    def close_conversation(
         self, conversation_id: str, *, agent: str, disposition: str
-    ) -> None:
-        async def run(connection: AsyncConnection) -> None:
-            now = self.clock()
-            result = await connection.execute(
-                update(conversations)
-                .where(
-                    and_(
-                        conversations.c.id == conversation_id,
-                        conversations.c.status == ASSIGNED,
-                        conversations.c.assignee == agent,
-                    )
-                )
-                .values(status=CLOSED, disposition=disposition, closed_at=now, updated_at=now)
-            )
-            if result.rowcount != 1:
-                raise Forbidden(f"conversation {conversation_id} is not assigned to you")
-            await _event(
-                connection,
-                now,
-                "conversation.closed",
-                conversation_id,
-                agent=agent,
-                data={"disposition": disposition},
-            )
+    ) -> asyncio.Future[None]:
+        """Close a conversation ``agent`` holds (Forbidden if they do not hold it)."""
+        return _checked(
+            self._dispatch_write(
+                DispatchWrite(CLOSE, conversation_id, agent, {"disposition": disposition})
+            ),
+            lambda done: (
+                None
+                if done
+                else Forbidden(f"conversation {conversation_id} is not assigned to you")
+            ),
+        )
 
-        await self.writer.call(run)
-
-    async def audit(
+    def audit(
         self,
         kind: str,
         *,
         conversation_id: str | None = None,
         agent: str | None = None,
         data: dict[str, Any] | None = None,
-    ) -> None:
+    ) -> asyncio.Future[None]:
         """Append an event to the audit log."""
+        return self._dispatch_write(
+            DispatchWrite(EVENT, conversation_id, agent, {"kind": kind, "data": data})
+        )
 
-        async def run(connection: AsyncConnection) -> None:
-            await _event(connection, self.clock(), kind, conversation_id, agent=agent, data=data)
+    def _dispatch_write(self, write: DispatchWrite) -> asyncio.Future[Any]:
+        return self.writer.enqueue(self._dispatch_batch, write)
 
-        await self.writer.call(run)
+    async def _dispatch_batch(
+        self, connection: AsyncConnection, writes: list[DispatchWrite]
+    ) -> list[Any]:
+        return await apply_writes(connection, writes, self.clock())
 
     # -- replies and the outbox --------------------------------------------------------------
 
@@ -1033,6 +1073,46 @@ class Store:
         return count
 
 
+def _stored_inbound(message: Any) -> bool:
+    return bool(message.direction == "inbound" and message.envelope)
+
+
+async def _recipients(
+    connection: AsyncConnection,
+    found: dict[str, dict[str, Any]],
+    by_conversation: dict[str, list[Any]],
+) -> dict[str, Identity]:
+    """:func:`_answered`'s sender for many conversations from their loaded messages (ordered
+    by time): the newest inbound message's sender if they are one of the conversation's
+    customer's identities, else the sender of the message that opened it. One statement."""
+    newest: dict[str, Envelope] = {}
+    first: dict[str, Any] = {}
+    for conversation_id, listed in by_conversation.items():
+        inbound = [m for m in listed if _stored_inbound(m)]
+        if inbound:
+            newest[conversation_id] = decode_envelope(inbound[-1].envelope)
+            first[conversation_id] = inbound[0]
+    if not newest:
+        return {}
+    senders = {(e.sender.kind, e.sender.address) for e in newest.values()}
+    owners = {
+        (row.kind, row.address): row.customer_id
+        for row in await connection.execute(
+            select(identities.c.kind, identities.c.address, identities.c.customer_id).where(
+                tuple_(identities.c.kind, identities.c.address).in_(list(senders))
+            )
+        )
+    }
+    recipients: dict[str, Identity] = {}
+    for conversation_id, envelope in newest.items():
+        owner = owners.get((envelope.sender.kind, envelope.sender.address))
+        if owner == found[conversation_id]["customer_id"] or first[conversation_id] is None:
+            recipients[conversation_id] = envelope.sender
+        else:
+            recipients[conversation_id] = decode_envelope(first[conversation_id].envelope).sender
+    return recipients
+
+
 async def _newest_inbound(connection: AsyncConnection, conversation_id: str) -> Any:
     """The newest inbound message row (``envelope``, ``created_at``) of a conversation."""
     return await _inbound(connection, conversation_id, newest=True)
@@ -1123,6 +1203,30 @@ _MESSAGE_COLUMNS = (
     messages.c.delivery_error,
     messages.c.created_at,
 )
+_MESSAGE_NAMES = tuple(column.name for column in _MESSAGE_COLUMNS)
+
+
+def _checked(
+    future: asyncio.Future[Any], refusal: Callable[[Any], Exception | None]
+) -> asyncio.Future[None]:
+    """A future that fails with ``refusal(result)`` when that is not None (the write found
+    the state changed), and otherwise resolves to None when ``future`` does."""
+    checked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def settle(done: asyncio.Future[Any]) -> None:
+        if checked.done():
+            return
+        if done.cancelled():
+            checked.cancel()
+        elif (error := done.exception()) is not None:
+            checked.set_exception(error)
+        elif (problem := refusal(done.result())) is not None:
+            checked.set_exception(problem)
+        else:
+            checked.set_result(None)
+
+    future.add_done_callback(settle)
+    return checked
 
 
 async def _event(
