@@ -42,7 +42,7 @@ bench: install
 	$(BIN)/python bench/pipeline.py --quick
 	$(BIN)/python bench/rules.py --quick
 	$(BIN)/python bench/context.py --customers 20000 --lookups 2000
-	$(BIN)/python bench/dispatch.py --waiting 2000 --steps 500
+	$(BIN)/python bench/dispatch.py --quick
 	$(BIN)/python bench/email_ingest.py --mails 300
 	$(BIN)/python bench/sms.py --messages 1000
 	$(BIN)/python bench/fax.py --pages 8
