@@ -3,8 +3,10 @@ alone (connectors.testing), including the JSON-body variant of Twilio's signatur
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -221,6 +223,7 @@ async def test_json_webhooks_are_checked_by_body_hash() -> None:
             "auth_token": "json-token",
             "from": "+4930901820",
             "public_url": "https://hub.example.com",
+            "max_body_bytes": 1024 * 1024,
         }
     )
     connector = SmsConnector("sms", settings)
@@ -272,7 +275,41 @@ async def test_json_webhooks_are_checked_by_body_hash() -> None:
             assert response.status == 503
         async with session.post(url + other_path, data=other, headers=other_headers) as response:
             assert response.status == 200
-    assert [e.text for e in sink.envelopes] == ["per JSON", "per JSON"]
+        # signed, but nested 100,000 deep: 400, not 500 (issue 14's hostile pass)
+        deep = "[" * 100_000 + "]" * 100_000
+        deep_path = f"/channels/sms/inbound?bodySHA256={hashlib.sha256(deep.encode()).hexdigest()}"
+        deep_headers = {
+            "Content-Type": "application/json",
+            "X-Twilio-Signature": validator.compute_signature(
+                "https://hub.example.com" + deep_path, {}
+            ),
+        }
+        async with session.post(url + deep_path, data=deep, headers=deep_headers) as response:
+            assert response.status == 400
+        # a large signed body sent in small pieces is read to its end
+        padded = body[:-1] + ', "Padding": "' + "x" * 200_000 + '"}'
+        padded = padded.replace("7" * 32, "9" * 32)
+        padded_path = (
+            f"/channels/sms/inbound?bodySHA256={hashlib.sha256(padded.encode()).hexdigest()}"
+        )
+        padded_headers = {
+            "Content-Type": "application/json",
+            "X-Twilio-Signature": validator.compute_signature(
+                "https://hub.example.com" + padded_path, {}
+            ),
+        }
+
+        async def trickle() -> AsyncIterator[bytes]:
+            data = padded.encode()
+            for start in range(0, len(data), 4096):
+                yield data[start : start + 4096]
+                await asyncio.sleep(0)
+
+        async with session.post(
+            url + padded_path, data=trickle(), headers=padded_headers
+        ) as response:
+            assert response.status == 200, await response.text()
+    assert [e.text for e in sink.envelopes] == ["per JSON", "per JSON", "per JSON"]
     assert sink.envelopes[1].idempotency_key == "twilio:SM" + "8" * 32
 
 
