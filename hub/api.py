@@ -338,9 +338,15 @@ async def upload(request: web.Request, principal: Principal) -> web.StreamRespon
     limit = uploads.MAX_UPLOAD_BYTES
     if (request.content_length or 0) > limit:
         return _error(413, "too_large", f"files are limited to {limit // (1024 * 1024)} MiB")
-    data = await request.content.read(limit + 1)
-    if len(data) > limit:
-        return _error(413, "too_large", f"files are limited to {limit // (1024 * 1024)} MiB")
+    # to its end: one read returns only what has arrived, and a large file would be cut short
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(256 * 1024):
+        size += len(chunk)
+        if size > limit:
+            return _error(413, "too_large", f"files are limited to {limit // (1024 * 1024)} MiB")
+        chunks.append(chunk)
+    data = b"".join(chunks)
     if not data:
         return _error(400, "bad_request", "the file is empty")
     stored = await request.app[BLOBS].put(

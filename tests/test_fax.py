@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import time
+from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -1040,6 +1041,25 @@ async def test_uploads_are_checked(store_url: str, tmp_path: Path) -> None:
             big = b"%PDF-1.4\n" + b"0" * (20 * 1024 * 1024)
             status, body = await _upload(session, hub, alice, big, "big.pdf", "application/pdf")
             assert status == 413
+            # a file that arrives in pieces is stored whole (one read took what had arrived)
+            whole = b"%PDF-1.4\n" + b"1" * (3 * 1024 * 1024)
+
+            async def trickle() -> AsyncIterator[bytes]:
+                for start in range(0, len(whole), 64 * 1024):
+                    yield whole[start : start + 64 * 1024]
+                    await asyncio.sleep(0)
+
+            async with session.post(
+                f"{hub.url}/api/uploads",
+                data=trickle(),
+                headers={
+                    "Authorization": f"Bearer {alice}",
+                    "Content-Type": "application/pdf",
+                    "X-Filename": "whole.pdf",
+                },
+            ) as answer:
+                assert answer.status == 201
+                assert (await answer.json())["size"] == len(whole)
             status, body = await _upload(
                 session, hub, alice, b"<svg onload=alert(1)>", "x.svg", "text/html<script>"
             )
