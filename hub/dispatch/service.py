@@ -557,11 +557,13 @@ class DispatchService:
         previous = self._outgoing.get(agent)
         task = self._track(self._send_in_turn(agent, prepare, previous))
         self._outgoing[agent] = task
-        task.add_done_callback(
-            lambda done: (
-                self._outgoing.pop(agent, None) if self._outgoing.get(agent) is done else None
-            )
-        )
+
+        def sent(done: asyncio.Task[None]) -> None:
+            if self._outgoing.get(agent) is done:
+                del self._outgoing[agent]
+            prepare.close()  # a task cancelled before it ran never awaited it (stop)
+
+        task.add_done_callback(sent)
         return task
 
     async def _send_in_turn(
