@@ -229,6 +229,8 @@ def _lifecycle(
                 max_bytes=settings.server.agent_queue_bytes,
                 send_timeout=settings.server.agent_send_timeout,
             ),
+            dispositions=settings.dispatch.dispositions,
+            wrap_up=settings.dispatch.wrap_up,
         )
         app[UPLOAD_SECRET] = console.upload_secret
         app[CONSOLE] = console

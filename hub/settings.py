@@ -315,6 +315,11 @@ class DispatchSettings(_Model):
     abandon_after: Duration = Field(
         60.0, description="a customer gone this long while waiting counts as abandoned"
     )
+    dispositions: tuple[Annotated[str, Field(pattern=_NAME)], ...] = Field(
+        ("resolved", "no-action", "escalated"),
+        min_length=1,
+        description="what an agent may record when closing (the first is the default)",
+    )
 
 
 class HubSettings(_Model):

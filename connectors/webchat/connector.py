@@ -92,6 +92,7 @@ class WebChatConnector(Connector):
             **{"from": "agent"},
             text=outbound.text,
             at=outbound.created_at,
+            automatic=outbound.author is None,  # the hub's own auto-reply, no agent wrote it
         )
         delivered = 0
         for socket in list(self._sockets.get(outbound.recipient.address, ())):

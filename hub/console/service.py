@@ -96,6 +96,7 @@ class _Verdict(enum.Enum):
 
 
 HARD_FRAME_LIMIT = 1024 * 1024  # beyond this aiohttp closes with 1009; below it we answer
+DEFAULT_DISPOSITIONS = ("resolved", "no-action", "escalated")
 
 
 class Console:
@@ -116,7 +117,11 @@ class Console:
         upload_secret: bytes = b"",
         clock: Callable[[], float] = time.time,
         budget: SendBudget | None = None,
+        dispositions: tuple[str, ...] = DEFAULT_DISPOSITIONS,
+        wrap_up: float = 0.0,
     ) -> None:
+        self.dispositions = dispositions
+        self.wrap_up = wrap_up
         self.budget = budget or SendBudget()
         self.upload_secret = upload_secret or secrets.token_bytes(32)
         self.clock = clock
@@ -250,6 +255,11 @@ class Console:
                     "role": principal.role,
                     "supervisor": may(principal.role, Action.VIEW_QUEUES),
                 },
+                # what the console offers in its menus: close reasons, transfer targets
+                dispositions=list(self.dispositions),
+                queues=list(self.dispatch.queues),
+                agents=[{"id": a.id, "name": a.name} for a in self.agents.values()],
+                wrap_up=self.wrap_up,
             ),
         )
         await self.dispatch.connected(agent)
@@ -359,15 +369,26 @@ class Console:
         link.close(4401, f"session ended: {reason}".encode())
 
     async def _snapshot(self, agent: str) -> bytes:
-        offers = [
-            offer_view(await self.store.conversation(conversation_id), expires_at)
-            for conversation_id, expires_at in self.dispatch.offers_for(agent)
-        ]
+        offers = []
+        for conversation_id, expires_at in self.dispatch.offers_for(agent):
+            conversation = await self.store.conversation(conversation_id)
+            sla = self.dispatch.queue_sla.get(conversation["queue"])
+            offers.append(offer_view(conversation, expires_at, sla))
         conversations = [
-            conversation_view(await self.store.conversation(conversation_id), self.compose.view)
+            self._conversation_view(await self.store.conversation(conversation_id))
             for conversation_id in self.dispatch.assigned_to(agent)
         ]
-        return frame("snapshot", offers=offers, conversations=conversations)
+        return frame(
+            "snapshot",
+            offers=offers,
+            conversations=conversations,
+            presence=str(self.dispatch.presence_of(agent)),
+        )
+
+    def _conversation_view(self, conversation: dict[str, Any]) -> dict[str, Any]:
+        return conversation_view(
+            conversation, self.compose.view, self.dispatch.queue_sla.get(conversation["queue"])
+        )
 
     async def _on_frame(self, agent: str, link: AgentLink, data: str) -> bool:
         """Answer one text frame; False when the socket's session turned out to be over."""
@@ -436,14 +457,18 @@ class Console:
             await self.dispatch.reassign(agent, command.conversation_id, command.agent)
             return frame("reassigned", conversation_id=command.conversation_id, agent=command.agent)
         if isinstance(command, Close):
-            await self.dispatch.close(agent, command.conversation_id, command.disposition)
+            disposition = command.disposition or self.dispositions[0]
+            if disposition not in self.dispositions:
+                raise ProtocolError(
+                    "bad_disposition",
+                    f"disposition must be one of {', '.join(self.dispositions)}",
+                )
+            await self.dispatch.close(agent, command.conversation_id, disposition)
             return None
         if isinstance(command, Open):
             if self.dispatch.owner(command.conversation_id) != agent:
                 raise Forbidden("this conversation is not assigned to you")
-            view = conversation_view(
-                await self.store.conversation(command.conversation_id), self.compose.view
-            )
+            view = self._conversation_view(await self.store.conversation(command.conversation_id))
             return frame("conversation", conversation=view)
         if isinstance(command, Preview):
             if self.dispatch.owner(command.conversation_id) != agent:

@@ -65,6 +65,7 @@ def message_view(message: dict[str, Any]) -> dict[str, Any]:
         "kind": message.get("kind", "message"),
         "direction": message["direction"],
         "author": message.get("author"),
+        "automatic": is_automatic(message["direction"], message.get("kind"), message.get("author")),
         "text": message["text"],
         "subject": message.get("subject"),
         "created_at": message["created_at"],
@@ -75,11 +76,27 @@ def message_view(message: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def is_automatic(direction: str, kind: str | None, author: str | None) -> bool:
+    """A message the hub sent by itself (a rule's auto-reply): outbound, not a note, no agent."""
+    return direction == "outbound" and kind in (None, "message") and author is None
+
+
+def sla_due_at(conversation: dict[str, Any], queue_sla: float | None = None) -> float | None:
+    """When the first answer is due: the rules' SLA, else the queue's, from when it queued."""
+    sla = (conversation.get("decision") or {}).get("sla_seconds")
+    if sla is None:
+        sla = queue_sla
+    queued_at = conversation.get("queued_at") or conversation.get("created_at")
+    return None if sla is None or queued_at is None else float(queued_at) + float(sla)
+
+
 ComposeView = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 def conversation_view(
-    conversation: dict[str, Any], compose: ComposeView | None = None
+    conversation: dict[str, Any],
+    compose: ComposeView | None = None,
+    queue_sla: float | None = None,
 ) -> dict[str, Any]:
     """The agent-facing shape of a conversation with its customer and messages; ``compose``
     adds what the agent may send now (see hub.console.compose)."""
@@ -94,6 +111,7 @@ def conversation_view(
         "assignee": conversation["assignee"],
         "subject": conversation.get("subject"),
         "created_at": conversation["created_at"],
+        "sla_due_at": sla_due_at(conversation, queue_sla),
         "customer": conversation["customer"],
         "instructions": decision.get("instructions", []),
         "tags": decision.get("tags", []),
@@ -130,9 +148,11 @@ def _skills(conversation: dict[str, Any]) -> frozenset[str]:
     return frozenset(decision.get("skills") or ())
 
 
-def offer_view(conversation: dict[str, Any], expires_at: float) -> dict[str, Any]:
+def offer_view(
+    conversation: dict[str, Any], expires_at: float, queue_sla: float | None = None
+) -> dict[str, Any]:
     """The fields of an ``offer`` frame (also the offers in a ``snapshot``)."""
-    view = conversation_view(conversation)
+    view = conversation_view(conversation, queue_sla=queue_sla)
     preview = next(
         (m["text"] for m in reversed(view["messages"]) if m["direction"] == "inbound"), ""
     )
@@ -143,6 +163,7 @@ def offer_view(conversation: dict[str, Any], expires_at: float) -> dict[str, Any
         "inbox": view["inbox"],
         "queue": view["queue"],
         "priority": view["priority"],
+        "sla_due_at": view["sla_due_at"],
         "customer": view["customer"],
         "preview": preview[:280],
         "instructions": view["instructions"],
@@ -468,6 +489,14 @@ class DispatchService:
         waiting = self.core.waiting.get(conversation_id)
         return waiting.queue if waiting is not None else None
 
+    def presence_of(self, agent: str) -> str:
+        """The agent's presence while connected (a new connection makes an offline agent
+        available; another open window keeps what was set there)."""
+        state = self.core.agents.get(agent)
+        if state is None or state.presence is Presence.OFFLINE:
+            return str(Presence.AVAILABLE)
+        return str(state.presence)
+
     def assigned_to(self, agent: str) -> list[str]:
         state = self.core.agents.get(agent)
         return sorted(state.assigned) if state else []
@@ -632,7 +661,12 @@ class DispatchService:
         if self._offered.get(action.conversation_id, (0, None))[0] == serial:
             self._offered[action.conversation_id] = (serial, conversation)  # nothing changed
         await written  # every offer an agent sees is in the audit log
-        return self.frame("offer", **offer_view(conversation, action.expires_at))
+        return self.frame(
+            "offer",
+            **offer_view(
+                conversation, action.expires_at, self.queue_sla.get(conversation["queue"])
+            ),
+        )
 
     async def _assigned(self, action: Assign, written: asyncio.Future[None]) -> bytes | None:
         try:
@@ -657,7 +691,10 @@ class DispatchService:
             self._first_reply[action.conversation_id] = (conversation["queue"], queued_at, sla)
         self.metrics.offers.labels(conversation["queue"], "accepted").inc()
         return self.frame(
-            "conversation", conversation=conversation_view(conversation, self.compose)
+            "conversation",
+            conversation=conversation_view(
+                conversation, self.compose, self.queue_sla.get(conversation["queue"])
+            ),
         )
 
     async def _view(self, conversation_id: str) -> dict[str, Any]:
@@ -801,6 +838,7 @@ class DispatchService:
                 "kind": event.kind,
                 "direction": event.direction,
                 "author": event.author,
+                "automatic": is_automatic(event.direction, event.kind, event.author),
                 "text": event.text,
                 "created_at": event.created_at,
                 "delivery_status": "queued"
