@@ -11,8 +11,9 @@
   var storeKey = "channelhub:token:" + url;
   var socket = null, backoff = 500, seen = {}, pending = {}, order = [];
 
-  // German or English, from the page's language, else the browser's
-  var german = /^de\b/i.test(document.documentElement.lang || navigator.language || "");
+  // German or English: <script … data-lang="de"> decides, else the visitor's browser
+  var chosen = (script && script.dataset.lang) || navigator.language || "";
+  var german = /^de\b/i.test(chosen);
   var words = german
     ? {type: "Nachricht schreiben", send: "Senden", email: "Ihre E-Mail (optional)",
        automatic: "Automatische Antwort"}

@@ -4,6 +4,7 @@ import { send } from "../connection";
 import { useT } from "../context";
 import type { AgentRow } from "../protocol.gen";
 import type { State } from "../state";
+import { store } from "../store";
 
 function Reassign(props: { conversation: string; agents: { id: string; name: string }[]; holder: string }) {
   const t = useT();
@@ -39,7 +40,17 @@ export function Board(props: { state: State }) {
   const name = (row: AgentRow) => colleagues.find((a) => a.id === row.id)?.name ?? row.id;
   return (
     <main id="main" class="pane board">
-      <h2>{t.t("board.heading")}</h2>
+      <header class="board-head">
+        <button
+          type="button"
+          class="back"
+          aria-label={t.t("actions.back")}
+          onClick={() => store.set({ ...store.get(), view: "mine", active: null })}
+        >
+          ←
+        </button>
+        <h2>{t.t("board.heading")}</h2>
+      </header>
       {props.state.notice && (
         <p class="notice" role="status">
           {props.state.notice}

@@ -4,6 +4,7 @@ import { send } from "../connection";
 import { useT } from "../context";
 import type { Translator } from "../i18n";
 import type { AttachmentInfo, Compose, Conversation, Message } from "../protocol.gen";
+import { dispositionLabel } from "../labels";
 import { customerLabel, remember, select, type Entry, type State } from "../state";
 import { store, useNow } from "../store";
 import { CustomerPanel } from "./CustomerPanel";
@@ -132,16 +133,16 @@ function Timeline(props: { entry: Entry }) {
         {conversation.messages.map((message) => (
           <MessageItem message={message} key={message.id} who={author(message, t, state)} />
         ))}
+        {events.map((event, index) => (
+          <li class="event" key={`event-${index}`}>
+            {`${t.time(event.at)} · ${
+              event.kind === "closed"
+                ? t.t("event.closed", { disposition: dispositionLabel(t, event.detail) })
+                : t.t("event.removed", { reason: t.t(`removed.${event.detail}` as "removed.transferred") })
+            }`}
+          </li>
+        ))}
       </ol>
-      {events.map((event, index) => (
-        <p class="event" key={index}>
-          {`${t.time(event.at)} · ${
-            event.kind === "closed"
-              ? t.t("event.closed", { disposition: event.detail })
-              : t.t("event.removed", { reason: event.detail })
-          }`}
-        </p>
-      ))}
     </section>
   );
 }
@@ -159,6 +160,7 @@ function MessageItem(props: { message: Message; who: string }) {
     meta.push(known === key ? message.delivery_status : known);
   }
   if (message.delivery_error) meta.push(message.delivery_error);
+  const failed = message.delivery_status === "failed" || message.delivery_status === "undelivered";
   return (
     <li class={kind} data-id={message.id}>
       {message.subject && <strong class="subject">{message.subject}</strong>}
@@ -169,7 +171,7 @@ function MessageItem(props: { message: Message; who: string }) {
         </span>
       ))}
       <Files files={message.attachments ?? []} />
-      <span class="meta">{meta.join(" · ")}</span>
+      <span class={failed ? "meta failed" : "meta"}>{meta.join(" · ")}</span>
     </li>
   );
 }
@@ -395,7 +397,7 @@ function Actions(props: { conversation: Conversation; state: State; onTransfer: 
         >
           {dispositions.map((d) => (
             <option value={d} key={d}>
-              {d}
+              {dispositionLabel(t, d)}
             </option>
           ))}
         </select>

@@ -1,6 +1,7 @@
 import { useState } from "preact/hooks";
 
 import { useT } from "../context";
+import { statusLabel } from "../labels";
 import type { Conversation, PastConversation } from "../protocol.gen";
 import { select, type State } from "../state";
 import { store } from "../store";
@@ -90,7 +91,7 @@ export function CustomerPanel(props: { conversation: Conversation; state: State 
         {customer.history.map((item) => (
           <li key={item.id}>
             <button type="button" class="link" onClick={() => open(item)}>
-              {[t.date(item.created_at), item.channel, item.status, item.subject]
+              {[t.date(item.created_at), item.channel, statusLabel(t, item.status), item.subject]
                 .filter(Boolean)
                 .join(" · ")}
             </button>

@@ -6,6 +6,7 @@ import { useT } from "../context";
 import type { Conversation, PastConversation } from "../protocol.gen";
 import { SHEET } from "../shortcuts";
 import type { State } from "../state";
+import { statusLabel } from "../labels";
 
 /** A modal <dialog>: focus stays inside, Esc closes it, focus returns where it was. */
 function Modal(props: { id: string; title: string; onClose: () => void; children: ComponentChildren }) {
@@ -125,7 +126,7 @@ export function PastDialog(props: { past: PastConversation; onClose: () => void 
   const { past } = props;
   const rows: [string, string | null][] = [
     [t.t("label.channel"), `${past.channel} (${past.inbox})`],
-    ["Status", past.status],
+    [t.t("label.status"), statusLabel(t, past.status)],
     [t.t("actions.disposition"), past.disposition],
     ["", past.subject],
   ];

@@ -60,7 +60,7 @@ export function Login(props: {
             required
           />
         </label>
-        <button type="submit" id="login-button" disabled={busy}>
+        <button type="submit" id="login-button" class="primary" disabled={busy}>
           {t.t("login.submit")}
         </button>
         <p id="login-error" class="error" role="alert">

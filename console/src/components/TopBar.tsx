@@ -68,7 +68,9 @@ export function TopBar(props: {
       </span>
       {wrapLeft !== null && wrapLeft > 0 && (
         <span id="wrap-up" class="badge wrap" role="timer">
-          {t.t("wrapup.left", { seconds: Math.ceil(wrapLeft) })}
+          {t.t("wrapup.left", {
+            seconds: Math.min(Math.ceil(wrapLeft), Math.ceil(state.hello?.wrap_up ?? wrapLeft)),
+          })}
         </span>
       )}
       <span id="connection" class={`badge ${state.connection}`} aria-live="polite">
