@@ -231,6 +231,7 @@ def _lifecycle(
             ),
             dispositions=settings.dispatch.dispositions,
             wrap_up=settings.dispatch.wrap_up,
+            canned=settings.canned_responses,
         )
         app[UPLOAD_SECRET] = console.upload_secret
         app[CONSOLE] = console

@@ -322,6 +322,14 @@ class DispatchSettings(_Model):
     )
 
 
+class CannedResponse(_Model):
+    """A prepared answer agents insert by typing ``/`` and its name (docs/console.md)."""
+
+    name: str = Field(pattern=_NAME)
+    text: str = Field(min_length=1, max_length=5000)
+    queues: tuple[str, ...] = Field((), description="offered in these queues; empty: everywhere")
+
+
 class HubSettings(_Model):
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
@@ -336,6 +344,7 @@ class HubSettings(_Model):
     business_hours: dict[str, BusinessHoursSettings] = Field(default_factory=dict)
     rules: RulesSettings = RulesSettings()
     customers: CustomerSettings = CustomerSettings()
+    canned_responses: tuple[CannedResponse, ...] = ()
 
     @model_validator(mode="after")
     def _consistent(self) -> HubSettings:
@@ -366,6 +375,15 @@ class HubSettings(_Model):
             unknown = set(agent.queues) - queue_names
             if unknown:
                 raise ValueError(f"agent {agent.id!r} serves unknown queues {sorted(unknown)}")
+        canned = [response.name for response in self.canned_responses]
+        if len(set(canned)) != len(canned):
+            raise ValueError("canned response names must be unique")
+        for response in self.canned_responses:
+            unknown = set(response.queues) - queue_names
+            if unknown:
+                raise ValueError(
+                    f"canned response {response.name!r} names unknown queues {sorted(unknown)}"
+                )
         return self
 
 

@@ -91,6 +91,15 @@ def settings(url: str, tmp_path: Path, wrap_up: str = "20s") -> Any:
         rules={"path": str(rules)},
         queues=[{"name": "general"}, {"name": "premium", "sla": "2h"}, {"name": "billing"}],
         dispatch={"offer_timeout": "60s", "disconnect_grace": "1s", "wrap_up": wrap_up},
+        canned_responses=[
+            {"name": "thanks", "text": "Thank you, {customer.name}. {agent.name}"},
+            {
+                "name": "parcel-late",
+                "text": "Your order of {customer.last_order} ({customer.last_purchase}) is late.",
+                "queues": ["premium"],
+            },
+            {"name": "refund", "text": "Refund", "queues": ["billing"]},
+        ],
         agents=[
             {
                 "id": "alice",
@@ -240,6 +249,25 @@ async def test_offer_card_title_badge_sound_and_desktop_notification(
             await expect(page.locator("#instructions li")).to_have_count(2)
             await expect(page).to_have_title("(1) channelhub")
             await expect(page.locator(".conversation-head .sla")).to_contain_text("Answer within")
+
+            # canned responses: "/" lists the queue's and the global ones, Enter inserts
+            await page.locator("#reply-text").focus()
+            await page.keyboard.type("Hello! /")
+            options = page.locator("#canned-suggestions [role=option]")
+            await expect(options).to_have_count(2)  # not billing's "refund"
+            await page.keyboard.type("par")
+            await expect(options).to_have_count(1)
+            await check_axe(page, "canned responses")
+            await shoot(page, shots_dir(tmp_path), "canned-1366-en")
+            await page.keyboard.press("Enter")
+            await expect(page.locator("#canned-suggestions")).to_have_count(0)
+            await expect(page.locator("#reply-text")).to_have_value(
+                "Hello! Your order of 01/11/2026 (Espressomaschine) is late."
+            )
+            await page.keyboard.press("Enter")  # now it sends
+            await expect(page.locator("#messages li.outbound .text")).to_have_text(
+                "Hello! Your order of 01/11/2026 (Espressomaschine) is late."
+            )
 
 
 async def test_keyboard_only_shift_from_login_to_close(

@@ -207,6 +207,51 @@ async def test_hello_snapshot_offer_and_auto_reply_frames(sqlite_url: str, tmp_p
             assert isinstance(frames.check_server_frame(await socket.recv()), frames.SnapshotFrame)
 
 
+def test_settings_check_canned_responses(tmp_path: Path) -> None:
+    from hub.errors import ConfigError
+
+    url = "sqlite+aiosqlite:///x.db"
+    ok = make_settings(url, tmp_path, canned_responses=[{"name": "hi", "text": "Hello"}])
+    assert ok.canned_responses[0].queues == ()
+    for bad in (
+        [{"name": "hi", "text": "a"}, {"name": "hi", "text": "b"}],  # twice
+        [{"name": "hi", "text": "a", "queues": ["nowhere"]}],
+        [{"name": "Hi There", "text": "a"}],
+        [{"name": "hi", "text": ""}],
+        [{"name": "hi", "text": "x" * 5001}],
+    ):
+        with pytest.raises(ConfigError):
+            make_settings(url, tmp_path, canned_responses=bad)
+
+
+async def test_hello_sends_the_canned_responses_of_the_agents_queues(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    from tests.conftest import _HASH
+
+    settings = make_settings(
+        sqlite_url,
+        tmp_path,
+        agents=[
+            {"id": "alice", "name": "A", "password_hash": _HASH, "queues": ["billing"]},
+            {"id": "bob", "name": "B", "password_hash": _HASH},
+        ],
+        canned_responses=[
+            {"name": "all", "text": "everywhere"},
+            {"name": "gen", "text": "general only", "queues": ["general"]},
+            {"name": "bill", "text": "billing only", "queues": ["billing"]},
+        ],
+    )
+    async with running_hub(settings) as hub:
+        for agent, expected in (("alice", ["all", "bill"]), ("bob", ["all", "gen", "bill"])):
+            token = await login(hub, agent, AGENT_PASSWORD)
+            async with connect(f"{hub.ws_url}/ws/agent") as socket:
+                await socket.send(json.dumps({"type": "auth", "token": token}))
+                hello = frames.check_server_frame(await socket.recv())
+                assert isinstance(hello, frames.HelloFrame)
+                assert [c.name for c in hello.canned] == expected
+
+
 def test_settings_reject_bad_dispositions(tmp_path: Path) -> None:
     from hub.errors import ConfigError
 

@@ -94,6 +94,13 @@ export interface Colleague {
   name: string;
 }
 
+/** A canned response from hub.yaml; ``queues`` empty: for every queue. */
+export interface CannedText {
+  name: string;
+  text: string;
+  queues: string[];
+}
+
 export interface HelloFrame {
   type: "hello";
   protocol: number;
@@ -102,6 +109,7 @@ export interface HelloFrame {
   queues: string[];
   agents: Colleague[];
   wrap_up: number;
+  canned: CannedText[];
 }
 
 export interface Rfm {

@@ -98,6 +98,7 @@ const hello: ServerFrame = {
     { id: "bob", name: "Bob" },
   ],
   wrap_up: 30,
+  canned: [],
 };
 
 function run(frames: ServerFrame[], now = 100, state: State = initialState(0)): State {

@@ -174,6 +174,14 @@ class Colleague(_Object, frozen=True):
     name: str
 
 
+class CannedText(_Object, frozen=True):
+    """A canned response from hub.yaml; ``queues`` empty: for every queue."""
+
+    name: str
+    text: str
+    queues: list[str]
+
+
 class QueueRow(_Object, frozen=True):
     name: str
     waiting: int
@@ -202,6 +210,7 @@ class HelloFrame(_Frame, frozen=True, tag="hello"):
     queues: list[str]
     agents: list[Colleague]
     wrap_up: float
+    canned: list[CannedText]
 
 
 class SnapshotFrame(_Frame, frozen=True, tag="snapshot"):

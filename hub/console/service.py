@@ -60,7 +60,7 @@ from hub.errors import (
 from hub.metrics import Metrics
 from hub.permissions import Action, ensure, may
 from hub.sessions import Ended, Principal, Sessions, request_token
-from hub.settings import AgentSettings
+from hub.settings import AgentSettings, CannedResponse
 from hub.store.store import Store
 from hub.websec import origin_allowed
 
@@ -119,7 +119,9 @@ class Console:
         budget: SendBudget | None = None,
         dispositions: tuple[str, ...] = DEFAULT_DISPOSITIONS,
         wrap_up: float = 0.0,
+        canned: tuple[CannedResponse, ...] = (),
     ) -> None:
+        self.canned = canned
         self.dispositions = dispositions
         self.wrap_up = wrap_up
         self.budget = budget or SendBudget()
@@ -260,12 +262,22 @@ class Console:
                 queues=list(self.dispatch.queues),
                 agents=[{"id": a.id, "name": a.name} for a in self.agents.values()],
                 wrap_up=self.wrap_up,
+                canned=self._canned_for(principal.agent),
             ),
         )
         await self.dispatch.connected(agent)
         link.send(await self._snapshot(agent))
         if may(principal.role, Action.VIEW_QUEUES):
             link.send(self.dispatch.queue_state_frame())
+
+    def _canned_for(self, agent: AgentSettings) -> list[dict[str, Any]]:
+        """The canned responses of the queues the agent serves (all queues: every one)."""
+        serves = set(agent.queues)
+        return [
+            {"name": r.name, "text": r.text, "queues": list(r.queues)}
+            for r in self.canned
+            if not r.queues or not serves or serves & set(r.queues)
+        ]
 
     async def _authenticate(self, request: web.Request, link: AgentLink) -> Principal | None:
         token = request_token(request)

@@ -3,7 +3,8 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { send } from "../connection";
 import { useT } from "../context";
 import type { Translator } from "../i18n";
-import type { AttachmentInfo, Compose, Conversation, Message } from "../protocol.gen";
+import type { AttachmentInfo, CannedText, Compose, Conversation, Message } from "../protocol.gen";
+import { expand, insert, matching, slashToken, variablesFor } from "../canned";
 import { dispositionLabel } from "../labels";
 import { customerLabel, remember, select, type Entry, type State } from "../state";
 import { store, useNow } from "../store";
@@ -215,7 +216,11 @@ function Composer(props: { conversation: Conversation; state: State }) {
   const [via, setVia] = useState("");
   const [status, setStatus] = useState("");
   const files = useRef<HTMLInputElement>(null);
+  const box = useRef<HTMLTextAreaElement>(null);
   const timer = useRef<number | undefined>(undefined);
+  const [suggest, setSuggest] = useState<{ items: CannedText[]; index: number; start: number } | null>(
+    null,
+  );
 
   useEffect(() => {
     setText("");
@@ -239,7 +244,30 @@ function Composer(props: { conversation: Conversation; state: State }) {
       : t.t("compose.segments", { segments: cost.segments ?? 0, encoding: cost.encoding });
   }
 
-  const typed = (value: string) => {
+  const lookUp = (value: string, caret: number) => {
+    const token = slashToken(value, caret);
+    const items = token ? matching(state.hello?.canned ?? [], conversation.queue, token.query) : [];
+    setSuggest(token && items.length ? { items, index: 0, start: token.start } : null);
+  };
+
+  const pick = (chosen: CannedText) => {
+    const node = box.current;
+    if (!node || !suggest) return;
+    const filled = expand(
+      chosen.text,
+      variablesFor(conversation, state.hello?.agent.name ?? "", (at) => t.date(at)),
+    );
+    const next = insert(text, suggest.start, node.selectionStart ?? text.length, filled);
+    setText(next.text);
+    setSuggest(null);
+    requestAnimationFrame(() => {
+      node.focus();
+      node.setSelectionRange(next.caret, next.caret);
+    });
+  };
+
+  const typed = (value: string, caret: number) => {
+    lookUp(value, caret);
     setText(value);
     window.clearTimeout(timer.current);
     timer.current = window.setTimeout(() => {
@@ -252,6 +280,7 @@ function Composer(props: { conversation: Conversation; state: State }) {
     send(frame);
     setText("");
     setStatus("");
+    setSuggest(null);
     // a note is the exception: the next thing typed is a reply again
     setNote(false);
     store.update((s) => ({ ...s, draftCost: null }));
@@ -329,18 +358,63 @@ function Composer(props: { conversation: Conversation; state: State }) {
       </label>
       <textarea
         id="reply-text"
+        ref={box}
         rows={3}
         hidden={templating}
         value={text}
+        aria-controls={suggest ? "canned-suggestions" : undefined}
+        aria-activedescendant={suggest ? `canned-${suggest.items[suggest.index].name}` : undefined}
         placeholder={note ? t.t("compose.notePlaceholder") : t.t("compose.placeholder")}
-        onInput={(event) => typed((event.currentTarget as HTMLTextAreaElement).value)}
+        onInput={(event) => {
+          const node = event.currentTarget as HTMLTextAreaElement;
+          typed(node.value, node.selectionStart ?? node.value.length);
+        }}
         onKeyDown={(event) => {
+          if (suggest) {
+            const count = suggest.items.length;
+            if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+              event.preventDefault();
+              const step = event.key === "ArrowDown" ? 1 : count - 1;
+              setSuggest({ ...suggest, index: (suggest.index + step) % count });
+              return;
+            }
+            if (event.key === "Enter" || event.key === "Tab") {
+              event.preventDefault();
+              pick(suggest.items[suggest.index]);
+              return;
+            }
+            if (event.key === "Escape") {
+              event.stopPropagation();
+              setSuggest(null);
+              return;
+            }
+          }
           if (event.key === "Enter" && !event.shiftKey) {
             event.preventDefault();
             (event.currentTarget.form as HTMLFormElement).requestSubmit();
           }
         }}
+        onBlur={() => setSuggest(null)}
       />
+      {suggest && (
+        <ul id="canned-suggestions" role="listbox" aria-label={t.t("canned.label")}>
+          {suggest.items.map((item, index) => (
+            <li
+              id={`canned-${item.name}`}
+              key={item.name}
+              role="option"
+              aria-selected={index === suggest.index}
+              onMouseDown={(event) => {
+                event.preventDefault(); // keep the focus in the text box
+                pick(item);
+              }}
+            >
+              <strong>{`/${item.name}`}</strong>
+              <span>{item.text.slice(0, 120)}</span>
+            </li>
+          ))}
+        </ul>
+      )}
       <p id="draft-info" aria-live="polite">
         {costText}
       </p>
