@@ -7,7 +7,7 @@ import type { AttachmentInfo, CannedText, Compose, Conversation, Message } from 
 import { expand, insert, matching, slashToken, variablesFor } from "../canned";
 import { dispositionLabel } from "../labels";
 import { customerLabel, remember, select, type Entry, type State } from "../state";
-import { store, useNow } from "../store";
+import { store } from "../store";
 import { CustomerPanel } from "./CustomerPanel";
 import { TransferDialog } from "./Dialogs";
 import { Countdown, PriorityBadge, TierBadge } from "./Sidebar";
@@ -23,7 +23,6 @@ export function ConversationPane(props: {
   onTransfer: (open: boolean) => void;
 }) {
   const t = useT();
-  const now = useNow();
   const { entry, state } = props;
   if (!entry) {
     return (
@@ -56,7 +55,7 @@ export function ConversationPane(props: {
             <PriorityBadge priority={conversation.priority} />
             <span>{`${conversation.channel} (${conversation.inbox})`}</span>
             <span>{`${t.t("label.queue")}: ${conversation.queue}`}</span>
-            {!readOnly && <Countdown at={conversation.sla_due_at} now={now} kind="sla" />}
+            {!readOnly && <Countdown at={conversation.sla_due_at} kind="sla" />}
           </div>
         </header>
         {conversation.instructions.length > 0 && (

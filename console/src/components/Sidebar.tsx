@@ -14,9 +14,11 @@ import {
 } from "../state";
 import { store, useNow } from "../store";
 
-export function Countdown(props: { at: number | null; now: number; kind: "offer" | "sla" }) {
+/** A deadline counting down; only this small node re-renders every second. */
+export function Countdown(props: { at: number | null; kind: "offer" | "sla" }) {
   const t = useT();
-  const left = remaining(props.at, props.now);
+  const now = useNow();
+  const left = remaining(props.at, now);
   if (left === null) return <span class="sla none">{t.t("sla.none")}</span>;
   const late = left <= 0;
   const text =
@@ -49,7 +51,7 @@ export function PriorityBadge(props: { priority: string }) {
   );
 }
 
-function OfferCard(props: { offer: OfferView; now: number }) {
+function OfferCard(props: { offer: OfferView }) {
   const t = useT();
   const { offer } = props;
   const who = customerLabel(offer.customer, t.t("customer.unknown"));
@@ -68,8 +70,8 @@ function OfferCard(props: { offer: OfferView; now: number }) {
       {offer.instructions.length > 0 && <p class="instruction">{offer.instructions[0]}</p>}
       <p class="preview">{offer.preview}</p>
       <div class="offer-times">
-        <Countdown at={offer.sla_due_at} now={props.now} kind="sla" />
-        <Countdown at={offer.expires_at} now={props.now} kind="offer" />
+        <Countdown at={offer.sla_due_at} kind="sla" />
+        <Countdown at={offer.expires_at} kind="offer" />
       </div>
       <div class="offer-actions">
         <button
@@ -130,7 +132,6 @@ function ConversationItem(props: { entry: Entry; active: boolean; t: Translator 
 
 export function Sidebar(props: { state: State }) {
   const t = useT();
-  const now = useNow();
   const { state } = props;
   const views: [View, number | null][] = [
     ["mine", Object.keys(state.open).length],
@@ -148,7 +149,7 @@ export function Sidebar(props: { state: State }) {
         <h2 id="offers-heading">{t.t("offers.heading")}</h2>
         <ul id="offers">
           {state.offers.map((offer) => (
-            <OfferCard offer={offer} now={now} key={offer.conversation_id} />
+            <OfferCard offer={offer} key={offer.conversation_id} />
           ))}
         </ul>
         {!state.offers.length && <p class="empty">{t.t("list.empty.offers")}</p>}

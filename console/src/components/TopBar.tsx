@@ -26,6 +26,18 @@ export function LanguagePicker(props: { lang: Lang; onLang: (lang: Lang) => void
   );
 }
 
+/** The wrap-up countdown after a close (its own node: it re-renders every second). */
+function WrapUp(props: { until: number | null; length: number }) {
+  const t = useT();
+  const left = remaining(props.until, useNow());
+  if (left === null || left <= 0) return null;
+  return (
+    <span id="wrap-up" class="badge wrap" role="timer">
+      {t.t("wrapup.left", { seconds: Math.min(Math.ceil(left), Math.ceil(props.length)) })}
+    </span>
+  );
+}
+
 export function TopBar(props: {
   state: State;
   sound: boolean;
@@ -36,10 +48,8 @@ export function TopBar(props: {
   onLogout: () => void;
 }) {
   const t = useT();
-  const now = useNow();
   const { state } = props;
   const [alerts, setAlerts] = useState(notificationsAllowed());
-  const wrapLeft = remaining(state.wrapUpUntil, now);
   const presences: Presence[] = ["available", "busy", "away"];
   return (
     <header class="topbar">
@@ -66,13 +76,7 @@ export function TopBar(props: {
         </select>
         <span class="since">{t.t("presence.since", { time: t.time(state.presenceSince) })}</span>
       </span>
-      {wrapLeft !== null && wrapLeft > 0 && (
-        <span id="wrap-up" class="badge wrap" role="timer">
-          {t.t("wrapup.left", {
-            seconds: Math.min(Math.ceil(wrapLeft), Math.ceil(state.hello?.wrap_up ?? wrapLeft)),
-          })}
-        </span>
-      )}
+      <WrapUp until={state.wrapUpUntil} length={state.hello?.wrap_up ?? 0} />
       <span id="connection" class={`badge ${state.connection}`} aria-live="polite">
         {t.t(`connection.${state.connection}`)}
       </span>
