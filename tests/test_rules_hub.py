@@ -11,9 +11,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from sqlalchemy import select
 
-from hub.keys import RULES_WATCHER
+from hub.cli import serve
+from hub.keys import PIPELINE, RULES_WATCHER
 from hub.store.schema import conversations, messages, rule_revisions
 from tests.conftest import AGENT_PASSWORD, make_settings
 from tests.helpers import agent_client, chat_client, login, running_hub
@@ -260,6 +262,29 @@ def test_config_check_also_checks_rules(tmp_path: Path, config: str) -> None:
     result = _cli("config", "check", str(tmp_path / "hub.yaml"))
     assert result.returncode == 1
     assert result.stderr.startswith(f"{tmp_path / 'r.yaml'}:1:10: version: Input should be 1")
+
+
+async def test_serve_freezes_what_startup_built_once_the_rules_are_loaded(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``gc.freeze`` belongs to the serving process, after the app started (rules loaded), not
+    to importing or loading the rules."""
+    settings, _ = rules_settings(sqlite_url, tmp_path)
+    app = serve.serving_app(settings)
+    started_when_frozen: list[bool] = []
+
+    class Collector:
+        @staticmethod
+        def freeze() -> None:
+            started_when_frozen.append(PIPELINE in app)
+
+    monkeypatch.setattr(serve, "gc", Collector)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        assert started_when_frozen == [True]
+    finally:
+        await runner.cleanup()
 
 
 async def test_first_response_sla_is_measured(sqlite_url: str, tmp_path: Path) -> None:
