@@ -201,6 +201,7 @@ def _lifecycle(
             metrics,
             default_region=settings.customers.default_region,
             provider=provider,
+            clock=clock,
         )
         customers = customer_service(settings, store)
         app[CUSTOMERS] = customers

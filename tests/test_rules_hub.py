@@ -18,7 +18,7 @@ from hub.cli import serve
 from hub.keys import PIPELINE, RULES_WATCHER
 from hub.store.schema import conversations, messages, rule_revisions
 from tests.conftest import AGENT_PASSWORD, make_settings
-from tests.helpers import agent_client, chat_client, login, running_hub
+from tests.helpers import Clock, agent_client, chat_client, login, running_hub
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -290,7 +290,8 @@ async def test_serve_freezes_what_startup_built_once_the_rules_are_loaded(
 async def test_first_response_sla_is_measured(sqlite_url: str, tmp_path: Path) -> None:
     text = "version: 1\nrules:\n  - name: fast\n    route: {queue: billing, sla: 1s}\n"
     settings, _ = rules_settings(sqlite_url, tmp_path, text)
-    async with running_hub(settings) as hub:
+    clock = Clock()
+    async with running_hub(settings, clock=clock) as hub:
         token = await login(hub, "alice", AGENT_PASSWORD)
         async with agent_client(hub, token) as (agent, _), chat_client(hub) as (c1, _w):
             await c1.send(type="message", client_id="1", text="quick please")
@@ -298,7 +299,7 @@ async def test_first_response_sla_is_measured(sqlite_url: str, tmp_path: Path) -
             conversation_id = (await agent.expect("offer"))["conversation_id"]
             await agent.send(type="accept", conversation_id=conversation_id)
             await agent.expect("conversation")
-            await asyncio.sleep(1.2)  # too slow for the 1 s SLA
+            clock.advance(1.2)  # too slow for the 1 s SLA
             for client_id in ("r1", "r2"):  # only the first reply counts
                 await agent.send(
                     type="reply", conversation_id=conversation_id, client_id=client_id, text="here"
