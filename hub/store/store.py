@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from connectors.base import HistoryItem
 from hub.customers.context import customer_contexts, identity_owner
-from hub.customers.providers import Lookup
 from hub.envelope import (
     Attachment,
     Delivery,
@@ -46,7 +45,7 @@ from hub.store.dispatch_writes import (
     apply_writes,
 )
 from hub.store.failures import translate
-from hub.store.ingest import ASSIGNED, QUEUED, Decide, Stored, outbox_row, store_batch
+from hub.store.ingest import ASSIGNED, QUEUED, outbox_row
 from hub.store.schema import (
     attachments,
     connector_state,
@@ -208,32 +207,6 @@ class Store:
         except StoreError as exc:
             return str(exc)
         return None
-
-    # -- inbound ---------------------------------------------------------------------------
-
-    async def ingest(
-        self, envelope: Envelope, decide: Decide, external: Lookup | None = None
-    ) -> Stored:
-        """Store one inbound envelope (batched with concurrent ones); durable on return.
-
-        ``external`` is what an external CRM said about the sender, laid over the stored facts.
-        """
-        result: Stored = await self.writer.submit(self._ingest_batch, (envelope, decide, external))
-        return result
-
-    async def _ingest_batch(
-        self, connection: AsyncConnection, items: list[tuple[Envelope, Decide, Lookup | None]]
-    ) -> list[Stored]:
-        decide = items[0][1]
-        if any(item[1] is not decide for item in items):
-            raise InvalidState("one batch must share one decide function")
-        return await store_batch(
-            connection,
-            [item[0] for item in items],
-            decide,
-            self.clock(),
-            [item[2] for item in items],
-        )
 
     # -- reads -----------------------------------------------------------------------------
 
