@@ -38,8 +38,8 @@ from hub.dispatch.loader import BatchLoader
 from hub.errors import Forbidden, HubError, InvalidState, NotFound
 from hub.metrics import Metrics
 from hub.settings import HubSettings
-from hub.store.ingest import ASSIGNED, QUEUED
 from hub.store.records import Conversation, ConversationSummary, Message
+from hub.store.schema import ASSIGNED, QUEUED
 from hub.store.store import Store
 
 log = logging.getLogger(__name__)
