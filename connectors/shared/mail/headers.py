@@ -17,7 +17,7 @@ from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 
-from connectors.email import charsets
+from connectors.shared.mail import charsets
 from hub.envelope import Identity
 
 MAX_IDS = 100  # References of a very long thread are cut to the newest this many
