@@ -25,7 +25,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 _ADDRESS = re.compile(
     r'^([^@\s<>()\[\],;:"\\]{1,200}|"[^"\\\r\n]{1,200}")@[^@\s<>()\[\],;:"\\]{1,255}$'
 )
-_FOLD = re.compile(r"\r?\n(?=[ \t])")
+_FOLD = re.compile(r"\r?\n(?=[ \t])")  # unfolding removes the line break, keeps the blank
 _MESSAGE_ID = re.compile(r"<([^<>\s]{1,900})>")
 _STRICT = "strict" in inspect.signature(email.utils.getaddresses).parameters
 AUTOMATED_SENDERS = re.compile(
@@ -94,7 +94,7 @@ def _raw(message: EmailMessage, name: str) -> list[str]:
     values = []
     for key, value in message.raw_items():
         if key.lower() == wanted:
-            values.append(_FOLD.sub(" ", value if isinstance(value, str) else str(value)))
+            values.append(_FOLD.sub("", value if isinstance(value, str) else str(value)))
     return values
 
 
@@ -111,8 +111,8 @@ def _bytes_text(data: bytes, candidates: Sequence[str | None]) -> str:
 
 def decode_words(value: str, fallback: Sequence[str] = ()) -> str:
     """RFC 2047 encoded words decoded (adjacent words joined), with the charset labels and
-    stand-ins mail clients need (:mod:`connectors.email.charsets`: GB2312 text that is really
-    GBK, ISO-8859-1 that is Windows-1252, ``iso-8859-8-i``, ISO-2022-JP with Outlook's
+    stand-ins mail clients need (:mod:`connectors.shared.mail.charsets`: GB2312 text that is
+    really GBK, ISO-8859-1 that is Windows-1252, ``iso-8859-8-i``, ISO-2022-JP with Outlook's
     extensions); raw 8-bit bytes are read as UTF-8, then as ``fallback`` charsets."""
     if any("\udc80" <= char <= "\udcff" for char in value):
         value = _bytes_text(value.encode("ascii", "surrogateescape"), ["utf-8", *fallback])
