@@ -60,6 +60,7 @@ from hub.metrics import Metrics
 from hub.outbox import OutboxWorker
 from hub.pipeline import Decider, PassthroughDecider, Pipeline
 from hub.plugins import ConnectorRegistry
+from hub.privacy import job as retention_job
 from hub.routing import ClosedQueueReplies, RulesDecider
 from hub.sessions import Sessions
 from hub.settings import HubSettings
@@ -121,6 +122,7 @@ def create_app(
     app[CONNECTORS] = connectors
     _add_routes(app, connectors)
     app.cleanup_ctx.append(_lifecycle(clock))
+    retention_job.setup(app)
     app.on_shutdown.append(_shutdown)
     return app
 

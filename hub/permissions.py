@@ -35,6 +35,7 @@ class Action(StrEnum):
     REVOKE_SESSIONS = "sessions.revoke"
     READ_REPORTS = "reports.read"
     EXPORT_CONVERSATIONS = "conversations.export"
+    CUSTOMER_PRIVACY = "customer.privacy"  # GDPR export and erasure, retention runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,7 @@ POLICY = MappingProxyType(
         ),
         Action.READ_REPORTS: Grant(_STAFF),
         Action.EXPORT_CONVERSATIONS: Grant(_STAFF),
+        Action.CUSTOMER_PRIVACY: Grant(_ADMINS),
     }
 )
 
