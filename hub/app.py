@@ -26,7 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
 
 from connectors.base import Connector, ConnectorContext
-from hub import api
+from hub import api, gauges
 from hub.auth import Authenticator
 from hub.bus import create_bus
 from hub.console.compose import ComposeAdvisor
@@ -123,6 +123,7 @@ def create_app(
     _add_routes(app, connectors)
     app.cleanup_ctx.append(_lifecycle(clock))
     retention_job.setup(app)
+    gauges.setup(app)
     app.on_shutdown.append(_shutdown)
     return app
 
