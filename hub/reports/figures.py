@@ -158,9 +158,7 @@ class _Tally:
         self.until = until
         self.rows: dict[tuple[date, str], Row] = {}
 
-    def row(
-        self, at: float, state: _Conversation | None, agent: str | None, *, queue: str = ""
-    ) -> Row | None:
+    def row(self, at: float, state: _Conversation | None, agent: str | None) -> Row | None:
         """The row an event at ``at`` counts in, or None (outside the period, or no agent for
         a per-agent report)."""
         day = self.period.day(at)
@@ -173,7 +171,7 @@ class _Tally:
                 return None
             group = agent
         elif self.by is GroupBy.QUEUE:
-            group = queue or (state.queue if state else "") or "unknown"
+            group = (state.queue if state else "") or "unknown"
         else:
             group = (state.channel if state else "") or "unknown"
         key = (day, group)
