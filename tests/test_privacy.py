@@ -578,7 +578,7 @@ async def test_the_job_runs_at_once_then_every_interval() -> None:
 def test_retention_settings() -> None:
     from hub.errors import ConfigError
     from hub.settings import validate_settings
-    from hub.yamlfile import YamlDocument
+    from rules.yamlfile import YamlDocument
 
     settings = validate_settings(
         YamlDocument("hub.yaml", {"retention": {"conversations": "730d", "attachments": "365d"}})
