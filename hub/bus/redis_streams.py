@@ -31,7 +31,6 @@ from hub.bus.events import BusEvent, encode_event
 from hub.bus.interface import Received
 from hub.bus.streams import (
     BROADCAST,
-    EVENT_FIELD,
     Undecodable,
     as_text,
     dead_letter_fields,
@@ -52,6 +51,19 @@ from hub.settings import BusSettings
 log = logging.getLogger(__name__)
 
 Entries = Sequence[tuple[bytes, dict[bytes, bytes] | None]]
+
+# XADD of many entries in one command: KEYS[i] is the stream of entry i, ARGV[i + 1] its event,
+# ARGV[1] the MAXLEN bound. One command instead of a pipeline of many saves the client most of
+# its per-command work (measured: 20 µs an entry in a pipeline of 64, 4 µs here). Each entry's
+# outcome is its own (pcall): an error for one stream does not fail the others. The field
+# name is streams.EVENT_FIELD.
+_PUBLISH = """
+local ids = {}
+for i = 1, #KEYS do
+  ids[i] = redis.pcall('XADD', KEYS[i], 'MAXLEN', '~', ARGV[1], '*', 'event', ARGV[i + 1])
+end
+return ids
+"""
 
 # Forget consumers idle longer than ARGV[2] ms with nothing pending (every restart of a node
 # leaves its old consumers behind). In a script so that no entry can be delivered to one
@@ -98,11 +110,14 @@ class RedisStreamsBus:
             retry=Retry(NoBackoff(), 1),
         )
         self._forget = self.redis.register_script(_FORGET_CONSUMERS)
+        self._publish = self.redis.register_script(_PUBLISH)
         self._node = f"{socket.gethostname()}-{os.getpid()}"
         self._numbers = itertools.count(1)
         self._open: set[_StreamSubscription] = set()
         self._closing: set[asyncio.Task[None]] = set()
         self._published: dict[str, Any] = {}  # topic: its published counter
+        self._outgoing: list[tuple[str, bytes, asyncio.Future[None]]] = []
+        self._sender: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         return f"RedisStreamsBus({redacted(self.settings.url)!r})"
@@ -118,25 +133,48 @@ class RedisStreamsBus:
         return f"{self._node}-{next(self._numbers)}"
 
     async def publish(self, topic: str, event: BusEvent) -> None:
-        data = encode_event(event)
+        """Returns once Redis has the entry. Publishes made while others are on their way go
+        out together in one command (as the store commits in groups): one round trip for
+        many concurrent ingests instead of one each."""
+        done = asyncio.get_running_loop().create_future()
+        self._outgoing.append((topic, encode_event(event), done))
+        if self._sender is None:
+            self._sender = asyncio.ensure_future(self._send())
+        await done
+
+    async def _send(self) -> None:
         try:
-            await self.redis.xadd(
-                self.key(topic),
-                {EVENT_FIELD: data},
-                maxlen=self.settings.maxlen,
-                approximate=True,
-            )
-        except (RedisError, OSError) as exc:
-            if not is_unavailable(exc):
-                raise
+            while self._outgoing:
+                batch, self._outgoing = self._outgoing, []
+                try:
+                    results = await self._publish(
+                        keys=[self.key(topic) for topic, _data, _done in batch],
+                        args=[self.settings.maxlen, *(data for _topic, data, _done in batch)],
+                    )
+                except (RedisError, OSError) as exc:
+                    results = [exc] * len(batch)
+                for (topic, _data, done), result in zip(batch, results, strict=True):
+                    if not done.done():  # the publisher may have been cancelled
+                        self._settle(topic, done, result)
+        finally:
+            self._sender = None
+
+    def _settle(self, topic: str, done: asyncio.Future[None], result: object) -> None:
+        if not isinstance(result, BaseException):
+            counter = self._published.get(topic)
+            if counter is None:
+                counter = self._published[topic] = self.metrics.bus_published.labels(topic)
+            counter.inc()
+            done.set_result(None)
+        elif is_unavailable(result):
             self.metrics.bus_publish_failed.labels(topic).inc()
-            raise BusUnavailable(
-                f"the bus at {redacted(self.settings.url)} cannot take events now: {exc}"
-            ) from exc
-        counter = self._published.get(topic)
-        if counter is None:
-            counter = self._published[topic] = self.metrics.bus_published.labels(topic)
-        counter.inc()
+            failure = BusUnavailable(
+                f"the bus at {redacted(self.settings.url)} cannot take events now: {result}"
+            )
+            failure.__cause__ = result
+            done.set_exception(failure)
+        else:
+            done.set_exception(result)
 
     def subscribe(self, topic: str, group: str | None = None) -> _StreamSubscription:
         subscription: _StreamSubscription
@@ -159,8 +197,9 @@ class RedisStreamsBus:
         """Close every subscription, write their last acknowledgements (briefly), disconnect."""
         for subscription in list(self._open):
             subscription.close()
-        if self._closing:
-            await asyncio.wait(list(self._closing), timeout=self.settings.timeout)
+        pending = [*self._closing, *([self._sender] if self._sender is not None else [])]
+        if pending:
+            await asyncio.wait(pending, timeout=self.settings.timeout)
         await self.redis.aclose()
 
 
@@ -317,20 +356,14 @@ class WorkSubscription(_StreamSubscription):
     async def _step(self) -> None:
         try:
             await self._ensure_group()
-            await self.flush()
             now = asyncio.get_running_loop().time()
             if now >= self._next_reclaim:
                 self._next_reclaim = now + self._reclaim_every
+                await self.flush()
                 await self._reclaim(now)
                 if self.buffer:
                     return
-            reply = await self.redis.xreadgroup(
-                self.group,
-                self.consumer,
-                {self.key: ">"},
-                count=self.settings.batch,
-                block=self._block_ms,
-            )
+            reply = await self._acknowledge_and_read()
         except ResponseError as exc:
             if not is_missing_group(exc):
                 raise
@@ -346,6 +379,36 @@ class WorkSubscription(_StreamSubscription):
             return
         for _key, entries in reply or ():
             await self._take(entries, {})
+
+    async def _acknowledge_and_read(self) -> Any:
+        """The acknowledgements gathered so far and the next read, in one round trip."""
+        ids, self._acks = self._acks, []
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                if ids:
+                    pipe.xack(self.key, self.group, *ids)
+                pipe.xreadgroup(
+                    self.group,
+                    self.consumer,
+                    {self.key: ">"},
+                    count=self.settings.batch,
+                    block=self._block_ms,
+                )
+                results = await pipe.execute(raise_on_error=False)
+        except BaseException:
+            self._acks = ids + self._acks
+            raise
+        if ids:
+            self._written(ids, results[0])
+        if isinstance(results[-1], Exception):
+            raise results[-1]
+        return results[-1]
+
+    def _written(self, ids: list[str], result: object) -> None:
+        if not isinstance(result, Exception):
+            self._acked.inc(len(ids))
+        elif not is_missing_group(result):  # a lost group took what was pending with it
+            self._acks = ids + self._acks
 
     async def _take(self, entries: Entries, deliveries: dict[bytes, int]) -> None:
         for raw_id, fields in entries:
@@ -467,8 +530,10 @@ class WorkSubscription(_StreamSubscription):
         if not self._acks:
             self._acks_since = asyncio.get_running_loop().time()
         self._acks.append(entry_id)
+        # written with the next read; at once when closed, or when the consumer holds on to
+        # its events (it reads no more) long enough to risk their reclaim
         overdue = asyncio.get_running_loop().time() - self._acks_since > self._reclaim_every / 2
-        if self.closed or overdue or len(self._acks) >= self.settings.batch:
+        if self.closed or overdue or len(self._acks) >= 4 * self.settings.batch:
             try:
                 await self.flush()
             except Exception as exc:  # kept, and written with the next read (or redelivered)
@@ -482,10 +547,10 @@ class WorkSubscription(_StreamSubscription):
         try:
             await self.redis.xack(self.key, self.group, *ids)
         except Exception as exc:
-            if is_missing_group(exc):
-                return  # Redis lost the group, and with it what was pending
-            self._acks = ids + self._acks
-            raise
+            self._written(ids, exc)
+            if not is_missing_group(exc):
+                raise
+            return
         self._acked.inc(len(ids))
 
     def _last_words(self) -> asyncio.Task[None] | None:
