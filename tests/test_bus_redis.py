@@ -213,6 +213,23 @@ async def test_a_key_that_is_not_a_stream_is_survived(
         await collector.stop()
 
 
+async def test_concurrent_publishes_fail_or_succeed_each_on_their_own(
+    make_bus: Callable[..., RedisStreamsBus], raw: Any
+) -> None:
+    """Publishes that go out together in one command: a broken stream fails only its own."""
+    await raw.set("channelhub:messages", "not a stream")
+    bus = make_bus()
+    outcomes = await asyncio.gather(
+        *(bus.publish(OUTBOX, ready(f"m{i}")) for i in range(5)),
+        bus.publish(MESSAGES, ready("broken")),
+        return_exceptions=True,
+    )
+    assert outcomes[:5] == [None] * 5
+    assert "WRONGTYPE" in str(outcomes[5])
+    assert await raw.xlen("channelhub:outbox") == 5
+    assert value(bus, "channelhub_bus_published_total", topic=OUTBOX) == 5
+
+
 async def test_streams_stay_bounded_and_a_lagging_broadcast_reader_learns_it_missed(
     make_bus: Callable[..., RedisStreamsBus], raw: Any
 ) -> None:
