@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import hashlib
 import hmac
 import logging
@@ -202,6 +201,7 @@ def _lifecycle(
             metrics,
             default_region=settings.customers.default_region,
             provider=provider,
+            clock=clock,
         )
         customers = customer_service(settings, store)
         app[CUSTOMERS] = customers
@@ -312,7 +312,6 @@ async def _routing(
     text = await asyncio.to_thread(Path(path).read_text, "utf-8")
     ruleset = await asyncio.to_thread(load_rules, text, path, queues=queues, calendars=calendars)
     await store.record_rules_revision(ruleset.digest, path, text)
-    gc.freeze()  # rules live long: keep them out of every future collection's scan
     log.info("rules loaded from %s: %d rules, sha256 %s", path, len(ruleset.rules), ruleset.digest)
     holder = RulesHolder(ruleset)
     decider = RulesDecider(
