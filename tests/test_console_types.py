@@ -8,6 +8,7 @@ import json
 import re
 import typing
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
@@ -16,6 +17,7 @@ from websockets.asyncio.client import connect
 
 from hub.console import frames, protocol, typegen
 from hub.dispatch.service import is_automatic, message_view, offer_view, sla_due_at
+from hub.store.records import Conversation, Message
 from tests.conftest import AGENT_PASSWORD, make_settings
 from tests.helpers import agent_client, chat_client, login, running_hub
 
@@ -126,28 +128,94 @@ def test_automatic_messages(
     assert is_automatic(direction, kind, author) is automatic
 
 
+def _message(**fields: Any) -> Message:
+    base: dict[str, Any] = {
+        "id": "m",
+        "conversation_id": "x",
+        "kind": "message",
+        "direction": "inbound",
+        "channel": "webchat",
+        "author": None,
+        "text": "hi",
+        "subject": None,
+        "rules": None,
+        "delivery_status": None,
+        "delivery_error": None,
+        "created_at": 5.0,
+    }
+    return Message(**{**base, **fields})
+
+
+def _conversation(**fields: Any) -> Conversation:
+    base: dict[str, Any] = {
+        "id": "x",
+        "customer_id": "c",
+        "channel": "webchat",
+        "inbox": "webchat",
+        "thread_key": None,
+        "status": "queued",
+        "queue": "general",
+        "priority": "normal",
+        "assignee": None,
+        "subject": None,
+        "decision": None,
+        "rules_digest": None,
+        "disposition": None,
+        "created_at": 900.0,
+        "updated_at": 900.0,
+        "queued_at": 1000.0,
+        "closed_at": None,
+        "customer": CUSTOMER,
+        "recipient": None,
+        "last_inbound_at": None,
+        "opt_out": None,
+        "messages": (_message(),),
+    }
+    return Conversation(**{**base, **fields})
+
+
+CUSTOMER: dict[str, Any] = {
+    "id": "c",
+    "kind": "customer",
+    "known": False,
+    "customer_number": None,
+    "name": None,
+    "company": None,
+    "tier": None,
+    "tier_source": None,
+    "crm_fetched_at": None,
+    "lifetime_value": 0,
+    "revenue_window": 0,
+    "orders_12m": 0,
+    "last_order_at": None,
+    "days_since_last_order": None,
+    "last_purchase": None,
+    "payment_punctuality": None,
+    "overdue_invoices": 0,
+    "rfm": None,
+    "open_conversations": 1,
+    "tags": [],
+    "attributes": {},
+    "identities": [],
+    "history": [],
+    "computed_at": None,
+}
+
+
 def test_sla_due_at_prefers_the_rules_then_the_queue() -> None:
-    base = {"queued_at": 1000.0, "created_at": 900.0}
-    assert sla_due_at({**base, "decision": {"sla_seconds": 60}}, 3600) == 1060.0
-    assert sla_due_at({**base, "decision": {}}, 3600) == 4600.0
-    assert sla_due_at({**base, "decision": None}, None) is None
-    assert (
-        sla_due_at({"queued_at": None, "created_at": 900.0, "decision": {"sla_seconds": 10}})
-        == 910.0
-    )
+    assert sla_due_at(_conversation(decision={"sla_seconds": 60}), 3600) == 1060.0
+    assert sla_due_at(_conversation(decision={}), 3600) == 4600.0
+    assert sla_due_at(_conversation(decision=None), None) is None
+    # never queued (assigned directly): counted from its creation
+    assert sla_due_at(_conversation(queued_at=None, decision={"sla_seconds": 10})) == 910.0
 
 
 def test_views_fit_the_models() -> None:
-    message = {
-        "id": "m",
-        "direction": "outbound",
-        "author": None,
-        "text": "auto",
-        "created_at": 1.0,
-    }
-    view = message_view(message)
+    view = message_view(_message(direction="outbound", text="auto"))
     assert view["automatic"] is True
-    msgspec.convert(view, frames.Message)
+    msgspec.convert(msgspec.to_builtins(view), frames.Message)
+    note = message_view(_message(direction="outbound", kind="note", author="alice"))
+    assert note["automatic"] is False
 
 
 async def test_hello_snapshot_offer_and_auto_reply_frames(sqlite_url: str, tmp_path: Path) -> None:
@@ -262,46 +330,6 @@ def test_settings_reject_bad_dispositions(tmp_path: Path) -> None:
 
 
 def test_offer_view_fits_the_model() -> None:
-    customer = {
-        "id": "c",
-        "kind": "customer",
-        "known": False,
-        "customer_number": None,
-        "name": None,
-        "company": None,
-        "tier": None,
-        "tier_source": None,
-        "crm_fetched_at": None,
-        "lifetime_value": 0,
-        "revenue_window": 0,
-        "orders_12m": 0,
-        "last_order_at": None,
-        "days_since_last_order": None,
-        "last_purchase": None,
-        "payment_punctuality": None,
-        "overdue_invoices": 0,
-        "rfm": None,
-        "open_conversations": 1,
-        "tags": [],
-        "attributes": {},
-        "identities": [],
-        "history": [],
-        "computed_at": None,
-    }
-    conversation = {
-        "id": "x",
-        "channel": "webchat",
-        "inbox": "webchat",
-        "status": "queued",
-        "queue": "general",
-        "priority": "normal",
-        "assignee": None,
-        "created_at": 5.0,
-        "queued_at": 5.0,
-        "customer": customer,
-        "decision": None,
-        "messages": [{"id": "m", "direction": "inbound", "text": "hi", "created_at": 5.0}],
-    }
-    view = offer_view(conversation, 35.0, 60.0)
+    view = offer_view(_conversation(queued_at=5.0), 35.0, 60.0)
     assert view["sla_due_at"] == 65.0 and view["preview"] == "hi"
-    msgspec.convert(view, frames.OfferView)
+    msgspec.convert(msgspec.to_builtins(view), frames.OfferView)

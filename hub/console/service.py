@@ -61,6 +61,7 @@ from hub.metrics import Metrics
 from hub.permissions import Action, ensure, may
 from hub.sessions import Ended, Principal, Sessions, request_token
 from hub.settings import AgentSettings, CannedResponse
+from hub.store.records import Conversation
 from hub.store.store import Store
 from hub.websec import origin_allowed
 
@@ -146,7 +147,7 @@ class Console:
         self._subscription: Subscription | None = None
 
     def start(self) -> None:
-        self._subscription = self.bus.subscribe(DELIVERIES)
+        self._subscription = self.bus.subscribe(DELIVERIES)  # broadcast: every node's agents
         self._tasks = [
             asyncio.create_task(self._follow_deliveries(), name="console-deliveries"),
             asyncio.create_task(self._watch_sessions(), name="console-sessions"),
@@ -163,8 +164,10 @@ class Console:
 
     async def _follow_deliveries(self) -> None:
         assert self._subscription is not None
-        async for event in self._subscription:
+        async for received in self._subscription:
+            event = received.event
             if not isinstance(event, DeliveryUpdated):
+                await received.ack()
                 continue
             agent = self.dispatch.owner(event.conversation_id)
             if agent is not None:
@@ -178,6 +181,7 @@ class Console:
                         error=event.error,
                     ),
                 )
+            await received.ack()
 
     # -- the websocket ---------------------------------------------------------------------
 
@@ -384,7 +388,7 @@ class Console:
         offers = []
         for conversation_id, expires_at in self.dispatch.offers_for(agent):
             conversation = await self.store.conversation(conversation_id)
-            sla = self.dispatch.queue_sla.get(conversation["queue"])
+            sla = self.dispatch.queue_sla.get(conversation.queue)
             offers.append(offer_view(conversation, expires_at, sla))
         conversations = [
             self._conversation_view(await self.store.conversation(conversation_id))
@@ -397,9 +401,9 @@ class Console:
             presence=str(self.dispatch.presence_of(agent)),
         )
 
-    def _conversation_view(self, conversation: dict[str, Any]) -> dict[str, Any]:
+    def _conversation_view(self, conversation: Conversation) -> dict[str, Any]:
         return conversation_view(
-            conversation, self.compose.view, self.dispatch.queue_sla.get(conversation["queue"])
+            conversation, self.compose.view, self.dispatch.queue_sla.get(conversation.queue)
         )
 
     async def _on_frame(self, agent: str, link: AgentLink, data: str) -> bool:
@@ -525,7 +529,7 @@ class Console:
                     conversation, command.text, command.template, command.variables
                 )
             if files:
-                self.compose.check_files(via.inbox if via else conversation["inbox"])
+                self.compose.check_files(via.inbox if via else conversation.inbox)
         stored = await self.store.add_reply(
             command.conversation_id,
             agent=agent,
@@ -536,7 +540,7 @@ class Console:
             via=(via.inbox, via.channel, via.recipient) if via is not None else None,
             files=files,
         )
-        message: dict[str, Any] = stored.message
+        message = stored.message
         if not note:
             self.dispatch.replied(agent, command.conversation_id)
         if not stored.duplicate:
@@ -544,18 +548,18 @@ class Console:
                 MESSAGES,
                 MessageStored(
                     conversation_id=command.conversation_id,
-                    message_id=message["id"],
+                    message_id=message.id,
                     direction="outbound",
-                    kind=message["kind"],
+                    kind=message.kind,
                     status="assigned",
                     assignee=agent,
-                    text=message["text"],
+                    text=message.text,
                     author=agent,
-                    created_at=message["created_at"],
+                    created_at=message.created_at,
                 ),
             )
             if not note:
-                await self.bus.publish(OUTBOX, OutboxReady(message_id=message["id"]))
+                await self.bus.publish(OUTBOX, OutboxReady(message_id=message.id))
         return frame(
             "reply_ack",
             client_id=command.client_id,
