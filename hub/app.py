@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import hashlib
 import hmac
 import logging
@@ -26,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
 
 from connectors.base import Connector, ConnectorContext
-from hub import api
+from hub import api, gauges
 from hub.auth import Authenticator
 from hub.bus import create_bus
 from hub.console.compose import ComposeAdvisor
@@ -60,6 +59,7 @@ from hub.metrics import Metrics
 from hub.outbox import OutboxWorker
 from hub.pipeline import Decider, PassthroughDecider, Pipeline
 from hub.plugins import ConnectorRegistry
+from hub.privacy import job as retention_job
 from hub.routing import ClosedQueueReplies, RulesDecider
 from hub.sessions import Sessions
 from hub.settings import HubSettings
@@ -121,6 +121,8 @@ def create_app(
     app[CONNECTORS] = connectors
     _add_routes(app, connectors)
     app.cleanup_ctx.append(_lifecycle(clock))
+    retention_job.setup(app)
+    gauges.setup(app)
     app.on_shutdown.append(_shutdown)
     return app
 
@@ -202,6 +204,7 @@ def _lifecycle(
             metrics,
             default_region=settings.customers.default_region,
             provider=provider,
+            clock=clock,
         )
         customers = customer_service(settings, store)
         app[CUSTOMERS] = customers
@@ -312,7 +315,6 @@ async def _routing(
     text = await asyncio.to_thread(Path(path).read_text, "utf-8")
     ruleset = await asyncio.to_thread(load_rules, text, path, queues=queues, calendars=calendars)
     await store.record_rules_revision(ruleset.digest, path, text)
-    gc.freeze()  # rules live long: keep them out of every future collection's scan
     log.info("rules loaded from %s: %d rules, sha256 %s", path, len(ruleset.rules), ruleset.digest)
     holder = RulesHolder(ruleset)
     decider = RulesDecider(
