@@ -17,11 +17,12 @@ import msgspec
 from sqlalchemy import and_, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.customers.context import CustomerRef, facts_from_row, facts_query, identity_owner
+from hub.customers.context import CustomerRef, facts_from_row, facts_query
 from hub.customers.merge import merge
 from hub.envelope import Envelope, Identity
 from hub.ids import new_id
 from hub.store.database import insert_ignoring_conflicts
+from hub.store.identities import identity_owner
 from hub.store.schema import customers, events, identities
 from rules.context import CustomerFacts
 
