@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
 
 from connectors.base import Connector, ConnectorContext
-from hub import api
+from hub import api, gauges
 from hub.auth import Authenticator
 from hub.bus import create_bus
 from hub.console.compose import ComposeAdvisor
@@ -59,6 +59,7 @@ from hub.metrics import Metrics
 from hub.outbox import OutboxWorker
 from hub.pipeline import Decider, PassthroughDecider, Pipeline
 from hub.plugins import ConnectorRegistry
+from hub.privacy import job as retention_job
 from hub.routing import ClosedQueueReplies, RulesDecider
 from hub.sessions import Sessions
 from hub.settings import HubSettings
@@ -120,6 +121,8 @@ def create_app(
     app[CONNECTORS] = connectors
     _add_routes(app, connectors)
     app.cleanup_ctx.append(_lifecycle(clock))
+    retention_job.setup(app)
+    gauges.setup(app)
     app.on_shutdown.append(_shutdown)
     return app
 
