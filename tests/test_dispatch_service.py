@@ -23,7 +23,9 @@ from hub.dispatch.core import Presence
 from hub.dispatch.service import DispatchService
 from hub.envelope import Direction, Envelope, Identity, ThreadHints
 from hub.errors import InvalidState
+from hub.ingest.stages import Ingest
 from hub.metrics import Metrics
+from hub.store.records import ConversationSummary
 from hub.store.schema import conversations, customer_stats, events
 from hub.store.store import Store
 from rules.decision import Decision, Priority
@@ -64,9 +66,10 @@ async def backlog(store: Store, count: int) -> list[str]:
         index = int(envelope.idempotency_key)
         return Decision(queue="general", priority=PRIORITIES[index % 4])
 
+    ingest = Ingest(store, decide)
     stored = await asyncio.gather(
         *(
-            store.ingest(
+            ingest.ingest(
                 Envelope(
                     channel="webchat",
                     inbox="web",
@@ -77,7 +80,6 @@ async def backlog(store: Store, count: int) -> list[str]:
                     thread=ThreadHints(session=f"v{index}"),
                     text=f"question {index}",
                 ),
-                decide,
             )
             for index in range(count)
         )
@@ -110,7 +112,7 @@ class Gate:
         self.open = asyncio.Event()
         self._read = store.queued_pages
 
-    async def __call__(self, size: int = 1000) -> AsyncIterator[list[dict[str, Any]]]:
+    async def __call__(self, size: int = 1000) -> AsyncIterator[list[ConversationSummary]]:
         async for page in self._read(size):
             if self.pages >= self.opened:
                 await self.open.wait()
@@ -255,7 +257,8 @@ async def test_writes_queued_together_keep_their_order(store: Store) -> None:
     assert results[0] is None and results[2] is None and results[4] is None
     assert isinstance(results[1], InvalidState)
     assert type(results[3]).__name__ == "Forbidden"
-    assert results[5]["queue"] == "general" and results[5]["id"] == first
+    assert isinstance(results[5], ConversationSummary)
+    assert results[5].queue == "general" and results[5].id == first
     assert await store.requeue(second, reason="no_reply", agent="bob") is None  # closed
 
 

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from connectors.email import EmailConnector
+from connectors.shared.mail.settings import ImapSettings
 from hub.envelope import decode_envelope
 from hub.keys import CONNECTORS
 from hub.store.schema import conversations, events, messages
@@ -205,9 +206,10 @@ async def test_a_stranger_quoting_a_customers_ids_gets_a_conversation_of_their_o
                 assert [row.conversation_id for row in refused] == [conversation["id"]]
                 assert refused[0].data["address"] == "attacker@evil.test"
                 own = await hub.store.conversation(stranger.conversation_id)
-                [note] = own["messages"][0]["notes"]
+                [note] = own.messages[0].notes
                 assert f"claims to continue conversation {conversation['id']}" in note
-                assert own["recipient"].address == "attacker@evil.test"
+                assert own.recipient is not None
+                assert own.recipient.address == "attacker@evil.test"
 
                 # the agent answers the customer again: it goes to the customer, not the stranger
                 await reply(agent, conversation["id"], "Tracking number 123")
@@ -425,7 +427,7 @@ async def test_readyz_reports_an_unreachable_mailbox(store_url: str, tmp_path: P
         broken = email.model_copy(
             update={
                 "imap": email.smtp_in
-                and __import__("connectors.email.settings", fromlist=["ImapSettings"]).ImapSettings(
+                and ImapSettings(
                     host="127.0.0.1",
                     port=1,
                     security="none",

@@ -9,7 +9,6 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Collection
-from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -139,7 +138,7 @@ class Console:
         self._subscription: Subscription | None = None
 
     def start(self) -> None:
-        self._subscription = self.bus.subscribe(DELIVERIES)
+        self._subscription = self.bus.subscribe(DELIVERIES)  # broadcast: every node's agents
         self._tasks = [
             asyncio.create_task(self._follow_deliveries(), name="console-deliveries"),
             asyncio.create_task(self._watch_sessions(), name="console-sessions"),
@@ -156,8 +155,10 @@ class Console:
 
     async def _follow_deliveries(self) -> None:
         assert self._subscription is not None
-        async for event in self._subscription:
+        async for received in self._subscription:
+            event = received.event
             if not isinstance(event, DeliveryUpdated):
+                await received.ack()
                 continue
             agent = self.dispatch.owner(event.conversation_id)
             if agent is not None:
@@ -171,6 +172,7 @@ class Console:
                         error=event.error,
                     ),
                 )
+            await received.ack()
 
     # -- the websocket ---------------------------------------------------------------------
 
@@ -488,7 +490,7 @@ class Console:
                     conversation, command.text, command.template, command.variables
                 )
             if files:
-                self.compose.check_files(via.inbox if via else conversation["inbox"])
+                self.compose.check_files(via.inbox if via else conversation.inbox)
         stored = await self.store.add_reply(
             command.conversation_id,
             agent=agent,
@@ -499,7 +501,7 @@ class Console:
             via=(via.inbox, via.channel, via.recipient) if via is not None else None,
             files=files,
         )
-        message: dict[str, Any] = stored.message
+        message = stored.message
         if not note:
             self.dispatch.replied(agent, command.conversation_id)
         if not stored.duplicate:
@@ -507,18 +509,18 @@ class Console:
                 MESSAGES,
                 MessageStored(
                     conversation_id=command.conversation_id,
-                    message_id=message["id"],
+                    message_id=message.id,
                     direction="outbound",
-                    kind=message["kind"],
+                    kind=message.kind,
                     status="assigned",
                     assignee=agent,
-                    text=message["text"],
+                    text=message.text,
                     author=agent,
-                    created_at=message["created_at"],
+                    created_at=message.created_at,
                 ),
             )
             if not note:
-                await self.bus.publish(OUTBOX, OutboxReady(message_id=message["id"]))
+                await self.bus.publish(OUTBOX, OutboxReady(message_id=message.id))
         return frame(
             "reply_ack",
             client_id=command.client_id,

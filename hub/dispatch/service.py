@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import msgspec
 
@@ -38,7 +38,8 @@ from hub.dispatch.loader import BatchLoader
 from hub.errors import Forbidden, HubError, InvalidState, NotFound
 from hub.metrics import Metrics
 from hub.settings import HubSettings
-from hub.store.ingest import ASSIGNED, QUEUED
+from hub.store.records import Conversation, ConversationSummary, Message
+from hub.store.schema import ASSIGNED, QUEUED
 from hub.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -58,47 +59,47 @@ class Notifier(Protocol):
 FrameBuilder = Callable[..., bytes]
 
 
-def message_view(message: dict[str, Any]) -> dict[str, Any]:
-    """The agent-facing shape of a stored message row."""
+def message_view(message: Message) -> dict[str, Any]:
+    """The agent-facing shape of a stored message."""
     return {
-        "id": message["id"],
-        "kind": message.get("kind", "message"),
-        "direction": message["direction"],
-        "author": message.get("author"),
-        "text": message["text"],
-        "subject": message.get("subject"),
-        "created_at": message["created_at"],
-        "delivery_status": message.get("delivery_status"),
-        "delivery_error": message.get("delivery_error"),
-        "attachments": message.get("attachments", []),
-        "notes": message.get("notes", []),
+        "id": message.id,
+        "kind": message.kind,
+        "direction": message.direction,
+        "author": message.author,
+        "text": message.text,
+        "subject": message.subject,
+        "created_at": message.created_at,
+        "delivery_status": message.delivery_status,
+        "delivery_error": message.delivery_error,
+        "attachments": list(message.attachments),
+        "notes": list(message.notes),
     }
 
 
-ComposeView = Callable[[dict[str, Any]], dict[str, Any]]
+ComposeView = Callable[[Conversation], dict[str, Any]]
 
 
 def conversation_view(
-    conversation: dict[str, Any], compose: ComposeView | None = None
+    conversation: Conversation, compose: ComposeView | None = None
 ) -> dict[str, Any]:
     """The agent-facing shape of a conversation with its customer and messages; ``compose``
     adds what the agent may send now (see hub.console.compose)."""
-    decision = conversation.get("decision") or {}
+    decision = conversation.decision or {}
     view = {
-        "id": conversation["id"],
-        "channel": conversation["channel"],
-        "inbox": conversation["inbox"],
-        "status": conversation["status"],
-        "queue": conversation["queue"],
-        "priority": conversation["priority"],
-        "assignee": conversation["assignee"],
-        "subject": conversation.get("subject"),
-        "created_at": conversation["created_at"],
-        "customer": conversation["customer"],
+        "id": conversation.id,
+        "channel": conversation.channel,
+        "inbox": conversation.inbox,
+        "status": conversation.status,
+        "queue": conversation.queue,
+        "priority": conversation.priority,
+        "assignee": conversation.assignee,
+        "subject": conversation.subject,
+        "created_at": conversation.created_at,
+        "customer": conversation.customer,
         "instructions": decision.get("instructions", []),
         "tags": decision.get("tags", []),
         "rules": decision.get("rules", []),
-        "messages": [message_view(m) for m in conversation["messages"]],
+        "messages": [message_view(m) for m in conversation.messages],
     }
     if compose is not None:
         view["compose"] = compose(conversation)
@@ -124,13 +125,13 @@ def _queue_hours(settings: HubSettings) -> Callable[[str, float], bool] | None:
     return queue_open
 
 
-def _skills(conversation: dict[str, Any]) -> frozenset[str]:
+def _skills(conversation: Conversation | ConversationSummary) -> frozenset[str]:
     """The skills the routing decision asked for (kept on the conversation)."""
-    decision = conversation.get("decision") or {}
+    decision = conversation.decision or {}
     return frozenset(decision.get("skills") or ())
 
 
-def offer_view(conversation: dict[str, Any], expires_at: float) -> dict[str, Any]:
+def offer_view(conversation: Conversation, expires_at: float) -> dict[str, Any]:
     """The fields of an ``offer`` frame (also the offers in a ``snapshot``)."""
     view = conversation_view(conversation)
     preview = next(
@@ -231,7 +232,7 @@ class DispatchService:
         self._writes: dict[str, asyncio.Future[Any]] = {}
         # what an open offer showed, (serial, view): the conversation frame on accepting reuses
         # it unless something about the conversation was stored since (then it is dropped)
-        self._offered: dict[str, tuple[int, dict[str, Any] | None]] = {}
+        self._offered: dict[str, tuple[int, Conversation | None]] = {}
         self._serial = 0
         self.abandon_after = settings.dispatch.abandon_after
         #: set once every conversation the store had queued at start is in memory (the hub
@@ -263,13 +264,13 @@ class DispatchService:
         now = self.clock()
         actions: list[Action] = []
         for row in await self.store.conversations_with_status(ASSIGNED):
-            actions += self.core.restore_assigned(
-                row["id"], row["assignee"], now, channel=row["channel"]
-            )
+            assignee = cast(str, row.assignee)  # an assigned conversation has one
+            actions += self.core.restore_assigned(row.id, assignee, now, channel=row.channel)
         self._launch(actions)
-        subscription = self.bus.subscribe(MESSAGES)  # before reading the backlog: no gap
+        # a work group: on several nodes, each event is handled by one dispatcher
+        subscription = self.bus.subscribe(MESSAGES, "dispatch")  # before the backlog: no gap
         self._subscription = subscription
-        self._deliveries = self.bus.subscribe(DELIVERIES)
+        self._deliveries = self.bus.subscribe(DELIVERIES, "dispatch")
         self._tasks = [
             asyncio.create_task(self._follow(subscription), name="dispatch-bus"),
             asyncio.create_task(self._follow(self._deliveries), name="dispatch-deliveries"),
@@ -304,17 +305,17 @@ class DispatchService:
                 actions: list[Action] = []
                 settled = self._settled or set()
                 for row in page:
-                    if row["id"] in settled:
+                    if row.id in settled:
                         continue
                     actions += self.core.enqueue(
-                        row["id"],
-                        row["queue"],
-                        row["priority"],
-                        row["queued_at"] or now,
+                        row.id,
+                        row.queue,
+                        row.priority,
+                        row.queued_at or now,
                         now,
-                        channel=row["channel"],
+                        channel=row.channel,
                         skills=_skills(row),
-                        sla=(row.get("decision") or {}).get("sla_seconds"),
+                        sla=(row.decision or {}).get("sla_seconds"),
                     )
                 self.backlog_size += len(page)
                 self._launch(actions)
@@ -399,15 +400,15 @@ class DispatchService:
         if to_agent == agent:
             raise InvalidState("you hold this conversation already")
         conversation = await self.store.conversation(conversation_id)
-        target_queue = queue or conversation["queue"]
+        target_queue = queue or conversation.queue
         now = self.clock()
         done = self._launch(
             self.core.transfer_to_queue(
                 agent,
                 conversation_id,
                 target_queue,
-                conversation["priority"],
-                conversation["queued_at"] or now,
+                conversation.priority,
+                conversation.queued_at or now,
                 now,
                 skills=_skills(conversation),
                 to_agent=to_agent,
@@ -645,33 +646,33 @@ class DispatchService:
         self.metrics.offer_accept_seconds.observe(action.offer_wait)
         _, shown = self._offered.pop(action.conversation_id, (0, None))
         if shown is not None:  # as offered: nothing about it was stored since
-            conversation = {**shown, "status": ASSIGNED, "assignee": action.agent}
+            conversation = msgspec.structs.replace(shown, status=ASSIGNED, assignee=action.agent)
         else:
             conversation = await self._view(action.conversation_id)
-        self.metrics.queue_wait_seconds.labels(conversation["queue"]).observe(action.queue_wait)
-        if not any(m["direction"] == "outbound" and m["author"] for m in conversation["messages"]):
-            sla = (conversation.get("decision") or {}).get("sla_seconds")
+        self.metrics.queue_wait_seconds.labels(conversation.queue).observe(action.queue_wait)
+        if not any(m.direction == "outbound" and m.author for m in conversation.messages):
+            sla = (conversation.decision or {}).get("sla_seconds")
             if sla is None:
-                sla = self.queue_sla.get(conversation["queue"])
-            queued_at = conversation["queued_at"] or conversation["created_at"]
-            self._first_reply[action.conversation_id] = (conversation["queue"], queued_at, sla)
-        self.metrics.offers.labels(conversation["queue"], "accepted").inc()
+                sla = self.queue_sla.get(conversation.queue)
+            queued_at = conversation.queued_at or conversation.created_at
+            self._first_reply[action.conversation_id] = (conversation.queue, queued_at, sla)
+        self.metrics.offers.labels(conversation.queue, "accepted").inc()
         return self.frame(
             "conversation", conversation=conversation_view(conversation, self.compose)
         )
 
-    async def _view(self, conversation_id: str) -> dict[str, Any]:
+    async def _view(self, conversation_id: str) -> Conversation:
         """The conversation as frames show it, as committed after the writes decided so far."""
         pending = self._writes.get(conversation_id)
         if pending is not None:
             await asyncio.wait([pending])
-        conversation: dict[str, Any] | None = await self._views.get(conversation_id)
+        conversation: Conversation | None = await self._views.get(conversation_id)
         if conversation is None:
             raise NotFound(f"conversation {conversation_id} does not exist")
         return conversation
 
     async def _requeued(
-        self, action: Requeue, found: asyncio.Future[dict[str, Any] | None]
+        self, action: Requeue, found: asyncio.Future[ConversationSummary | None]
     ) -> None:
         """After the requeue is committed: tell the agent, and queue it again in the core."""
         try:
@@ -685,18 +686,18 @@ class DispatchService:
             action.agent,
             self._after(None, "conversation_removed", action.conversation_id, reason=action.reason),
         )
-        self.metrics.requeued.labels(row["queue"], action.reason).inc()
+        self.metrics.requeued.labels(row.queue, action.reason).inc()
         if action.reason in ("transferred", "reassigned"):
             await removed
             return  # the core queued it already, where it was sent
         now = self.clock()
         follow = self.core.requeued(
             action.conversation_id,
-            row["queue"],
-            row["priority"],
-            row["queued_at"] or now,
+            row.queue,
+            row.priority,
+            row.queued_at or now,
             now,
-            channel=row["channel"],
+            channel=row.channel,
             skills=_skills(row),
             avoid=action.agent if action.reason == "no_reply" else None,
         )
@@ -714,7 +715,8 @@ class DispatchService:
     # -- the bus -----------------------------------------------------------------------------
 
     async def _follow(self, subscription: Any) -> None:
-        async for event in subscription:
+        async for received in subscription:
+            event = received.event
             try:
                 if isinstance(event, MessageStored | DeliveryUpdated):
                     self._offered.pop(event.conversation_id, None)  # an offer's view is stale
@@ -722,8 +724,10 @@ class DispatchService:
                     self._on_message(event)
                 elif isinstance(event, CustomerPresence):
                     await self._on_presence(event)
-            except Exception:
+            except Exception:  # not acknowledged: delivered again, dead-lettered if it persists
                 log.exception("dispatch failed to handle %s", event)
+            else:
+                await received.ack()
             if len(self._work) >= MAX_IN_FLIGHT:
                 # backpressure: the bus queue (bounded) fills and ingest waits for room,
                 # instead of this process's memory growing
@@ -745,7 +749,7 @@ class DispatchService:
         loop = asyncio.get_running_loop()
         self._leaving[key] = loop.call_later(
             self.abandon_after,
-            lambda: self._track(self._abandoned(key, conversation["id"], conversation["queue"])),
+            lambda: self._track(self._abandoned(key, conversation.id, conversation.queue)),
         )
 
     async def _abandoned(self, key: tuple[str, str], conversation_id: str, queue: str) -> None:
