@@ -1,4 +1,4 @@
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useRef, useState } from "preact/hooks";
 
 import { expand, insert, matching, slashToken, variablesFor } from "../canned";
 import { send } from "../connection";
@@ -35,13 +35,6 @@ export function Composer(props: { conversation: Conversation; state: State }) {
     null,
   );
 
-  useEffect(() => {
-    setText("");
-    setNote(false);
-    setVia("");
-    setStatus("");
-    setTemplate(compose.templates[0]?.name ?? "");
-  }, [conversation.id]);
 
   const templating = compose.mode === "template" && !note;
   let info = compose.reason ?? "";

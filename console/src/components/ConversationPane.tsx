@@ -66,7 +66,8 @@ export function ConversationPane(props: {
           <p class="read-only">{t.t("compose.readOnly")}</p>
         ) : (
           <>
-            <Composer conversation={conversation} state={state} />
+            {/* keyed: another conversation gets a fresh draft, note box and file choice */}
+            <Composer key={conversation.id} conversation={conversation} state={state} />
             <Actions conversation={conversation} state={state} onTransfer={() => props.onTransfer(true)} />
           </>
         )}
