@@ -31,9 +31,9 @@ from hub.auth import Authenticator
 from hub.bus import create_bus
 from hub.console.compose import ComposeAdvisor
 from hub.console.link import SendBudget
-from hub.console.protocol import frame
 from hub.console.registry import AgentConnections
 from hub.console.service import Console
+from hub.console.views import ConsoleFrames
 from hub.customers.providers import HttpProvider
 from hub.customers.repository import Customers
 from hub.customers.valuation import Thresholds
@@ -207,9 +207,10 @@ def _lifecycle(
         app[CUSTOMERS] = customers
         app[PIPELINE] = pipeline
         connections = AgentConnections()
-        dispatch = DispatchService(settings, store, bus, connections, frame, metrics, clock)
         compose = ComposeAdvisor(app[CONNECTORS], clock)
-        dispatch.compose = compose.view
+        dispatch = DispatchService(
+            settings, store, bus, ConsoleFrames(connections, compose.view), metrics, clock
+        )
         app[DISPATCH] = dispatch
         console = Console(
             store,
