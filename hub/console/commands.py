@@ -8,7 +8,7 @@ read. Each returns the frame to answer with, or None when dispatch's own notice 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from hub import uploads
@@ -63,58 +63,86 @@ class Commands:
         self.agents = agents
         self.upload_secret = upload_secret
         self.clock = clock
+        # one handler per command type: a lookup, not a chain of isinstance checks
+        self._handlers: dict[type[Any], Callable[[str, Any], Awaitable[bytes | None]]] = {
+            Ping: self._ping,
+            Auth: self._auth,
+            SetPresence: self._presence,
+            Accept: self._accept,
+            Decline: self._decline,
+            Reply: self._reply,
+            Note: self._reply,
+            Transfer: self._transfer,
+            Reassign: self._reassign,
+            Close: self._close,
+            Open: self._open,
+            Preview: self._preview,
+        }
 
     async def execute(self, agent: str, command: Command) -> bytes | None:
         """The frame answering ``command`` (None: dispatch's notice answers it)."""
-        if isinstance(command, Ping):
-            return frame("pong", ref=command.ref)
-        if isinstance(command, Auth):
-            raise ProtocolError("invalid_state", "already authenticated")
-        if isinstance(command, SetPresence):
-            await self.dispatch.set_presence(agent, Presence(command.status))
-            return frame("presence", status=command.status)
-        if isinstance(command, Accept):
-            await self.dispatch.accept(agent, command.conversation_id)
-            return None  # the conversation frame follows from dispatch
-        if isinstance(command, Decline):
-            await self.dispatch.decline(agent, command.conversation_id, command.reason)
-            return None
-        if isinstance(command, Reply | Note):
-            return await self._reply(agent, command)
-        if isinstance(command, Transfer):
-            await self.dispatch.transfer(
-                agent,
-                command.conversation_id,
-                command.note,
-                queue=command.queue,
-                to_agent=command.agent,
-            )
-            return None
-        if isinstance(command, Reassign):
-            ensure(self.agents[agent].role, Action.REASSIGN)
-            await self.dispatch.reassign(agent, command.conversation_id, command.agent)
-            return frame("reassigned", conversation_id=command.conversation_id, agent=command.agent)
-        if isinstance(command, Close):
-            await self.dispatch.close(agent, command.conversation_id, command.disposition)
-            return None
-        if isinstance(command, Open):
-            if self.dispatch.owner(command.conversation_id) != agent:
-                raise Forbidden("this conversation is not assigned to you")
-            view = conversation_view(
-                await self.store.conversation(command.conversation_id), self.compose.view
-            )
-            return frame("conversation", conversation=view)
-        if isinstance(command, Preview):
-            if self.dispatch.owner(command.conversation_id) != agent:
-                raise Forbidden("this conversation is not assigned to you")
-            conversation = await self.store.conversation(command.conversation_id)
-            return frame(
-                "preview",
-                conversation_id=command.conversation_id,
-                characters=len(command.text),
-                **self.compose.preview(conversation, command.text),
-            )
-        raise ProtocolError("unknown_type", f"unhandled frame {type(command).__name__}")
+        handler = self._handlers.get(type(command))
+        if handler is None:
+            raise ProtocolError("unknown_type", f"unhandled frame {type(command).__name__}")
+        return await handler(agent, command)
+
+    # -- one handler per command -------------------------------------------------------------
+
+    async def _ping(self, agent: str, command: Ping) -> bytes | None:
+        return frame("pong", ref=command.ref)
+
+    async def _auth(self, agent: str, command: Auth) -> bytes | None:
+        raise ProtocolError("invalid_state", "already authenticated")
+
+    async def _presence(self, agent: str, command: SetPresence) -> bytes | None:
+        await self.dispatch.set_presence(agent, Presence(command.status))
+        return frame("presence", status=command.status)
+
+    async def _accept(self, agent: str, command: Accept) -> bytes | None:
+        await self.dispatch.accept(agent, command.conversation_id)
+        return None  # the conversation frame follows from dispatch
+
+    async def _decline(self, agent: str, command: Decline) -> bytes | None:
+        await self.dispatch.decline(agent, command.conversation_id, command.reason)
+        return None
+
+    async def _transfer(self, agent: str, command: Transfer) -> bytes | None:
+        await self.dispatch.transfer(
+            agent,
+            command.conversation_id,
+            command.note,
+            queue=command.queue,
+            to_agent=command.agent,
+        )
+        return None
+
+    async def _reassign(self, agent: str, command: Reassign) -> bytes | None:
+        ensure(self.agents[agent].role, Action.REASSIGN)
+        await self.dispatch.reassign(agent, command.conversation_id, command.agent)
+        return frame("reassigned", conversation_id=command.conversation_id, agent=command.agent)
+
+    async def _close(self, agent: str, command: Close) -> bytes | None:
+        await self.dispatch.close(agent, command.conversation_id, command.disposition)
+        return None
+
+    async def _open(self, agent: str, command: Open) -> bytes | None:
+        if self.dispatch.owner(command.conversation_id) != agent:
+            raise Forbidden("this conversation is not assigned to you")
+        view = conversation_view(
+            await self.store.conversation(command.conversation_id), self.compose.view
+        )
+        return frame("conversation", conversation=view)
+
+    async def _preview(self, agent: str, command: Preview) -> bytes | None:
+        if self.dispatch.owner(command.conversation_id) != agent:
+            raise Forbidden("this conversation is not assigned to you")
+        conversation = await self.store.conversation(command.conversation_id)
+        return frame(
+            "preview",
+            conversation_id=command.conversation_id,
+            characters=len(command.text),
+            **self.compose.preview(conversation, command.text),
+        )
 
     def _uploads(self, agent: str, tokens: list[str]) -> tuple[Attachment, ...]:
         """The files an agent uploaded for this reply (``POST /api/uploads``)."""
