@@ -161,10 +161,10 @@ class MailboxFollower:
 
     async def _session(self) -> None:
         client = await self._connect()
+        self.problem = None  # logged in: healthy while the first sync runs, not "not connected"
         idle = client.has_capability("IDLE")
         while True:
             await self.sync()
-            self.problem = None
             self.synced.set()
             wait = min(self.settings.idle_renew, self.settings.poll_interval)
             if not idle:
