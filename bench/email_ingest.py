@@ -59,7 +59,7 @@ async def hub_rate(mails: int, concurrency: int, directory: Path) -> float:
     from hub.keys import CONNECTORS
     from hub.plugins import ConnectorRegistry
     from hub.settings import validate_settings
-    from hub.yamlfile import YamlDocument
+    from rules.yamlfile import YamlDocument
 
     data = {
         "server": {"secret_key": "bench-secret-key-0123456789abcdef"},

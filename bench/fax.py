@@ -52,7 +52,7 @@ async def hub_rate(pages: int, directory: Path) -> float:
     from hub.keys import CONNECTORS
     from hub.plugins import ConnectorRegistry
     from hub.settings import validate_settings
-    from hub.yamlfile import YamlDocument
+    from rules.yamlfile import YamlDocument
     from tests.fake_fax import sinch_fax, sinch_webhook
     from tests.fax_samples import g4_pdf, page
 

@@ -1,24 +1,18 @@
-"""The hub's one error hierarchy: callers catch these, users read their messages."""
+"""The hub's one error hierarchy: callers catch these, users read their messages.
+
+``ConfigError`` (an invalid ``hub.yaml`` or ``rules.yaml``, as ``path:line:col`` lines) is the
+rules package's own, re-exported here: the YAML loader that raises it sits in ``rules`` so the
+rules engine imports nothing from the hub. It is therefore not a :class:`HubError`.
+"""
 
 from __future__ import annotations
 
 from connectors.base import Unavailable
+from rules.errors import ConfigError as ConfigError
 
 
 class HubError(Exception):
     """Base of every error the hub raises on purpose."""
-
-
-class ConfigError(HubError):
-    """A configuration file is invalid; the message lists ``path:line:col: reason`` lines."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
-
-    def __reduce__(self) -> tuple[type[ConfigError], tuple[list[str]]]:
-        # keeps the list intact across process boundaries (rules are parsed in a worker)
-        return (ConfigError, (self.problems,))
 
 
 class StoreError(HubError):

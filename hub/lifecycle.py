@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
@@ -158,6 +157,7 @@ async def pipeline(app: web.Application) -> Resource:
         app[METRICS],
         default_region=settings.customers.default_region,
         provider=provider,
+        clock=app[CLOCK],
     )
     app[CUSTOMERS] = customer_service(settings, app[STORE])
     yield
@@ -337,7 +337,6 @@ async def _load_rules(
     text = await asyncio.to_thread(Path(path).read_text, "utf-8")
     ruleset = await asyncio.to_thread(load_rules, text, path, queues=queues, calendars=calendars)
     await store.record_rules_revision(ruleset.digest, path, text)
-    gc.freeze()  # rules live long: keep them out of every future collection's scan
     log.info("rules loaded from %s: %d rules, sha256 %s", path, len(ruleset.rules), ruleset.digest)
     holder = RulesHolder(ruleset)
     decider = RulesDecider(

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Protocol
 
 import msgspec
@@ -107,8 +108,10 @@ class Pipeline:
         *,
         default_region: str = "DE",
         provider: ContextProvider | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        self.clock = clock
         self.bus = bus
         self.decide = decide
         self.metrics = metrics
@@ -214,13 +217,13 @@ class Pipeline:
     async def customer_presence(self, inbox: str, session: str, present: bool) -> None:
         await self.bus.publish(
             MESSAGES,
-            CustomerPresence(inbox=inbox, session=session, present=present, at=time.time()),
+            CustomerPresence(inbox=inbox, session=session, present=present, at=self.clock()),
         )
 
     async def delivery_update(self, inbox: str, provider_id: str, delivery: Delivery) -> bool:
         change = await self.store.update_delivery(inbox, provider_id, delivery)
         if change is None:
-            self.early_reports.park(inbox, provider_id, delivery, time.time())
+            self.early_reports.park(inbox, provider_id, delivery, self.clock())
             return False
         if change.changed:
             await self.bus.publish(
@@ -236,7 +239,7 @@ class Pipeline:
 
     async def apply_early_reports(self, inbox: str, provider_id: str) -> None:
         """Apply reports that came before the outbox recorded ``provider_id``."""
-        for delivery in self.early_reports.take(inbox, provider_id, time.time()):
+        for delivery in self.early_reports.take(inbox, provider_id, self.clock()):
             await self.delivery_update(inbox, provider_id, delivery)
 
     async def opt_out(self, inbox: str, identity: Identity, opted_out: bool, keyword: str) -> None:

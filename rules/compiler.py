@@ -15,25 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rules.decision import Decision
+from rules.errors import Problem, RulesError
 from rules.expr import Compiled, ExpressionError, compile_expression
 from rules.index import RuleIndex, build_index
 from rules.model import RulesFile, RuleSpec
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """A compile problem: ``loc`` in the YAML document, plus a line/col inside an expression."""
-
-    loc: tuple[str | int, ...]
-    message: str
-    line: int = 0
-    col: int = 0
-
-
-class RulesError(Exception):
-    def __init__(self, problems: list[Problem]) -> None:
-        super().__init__("; ".join(problem.message for problem in problems))
-        self.problems = problems
 
 
 @dataclass(slots=True)

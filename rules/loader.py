@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import gc
-
 import msgspec
 from pydantic import ValidationError
 
-from hub.errors import ConfigError
-from hub.yamlfile import YamlDocument, load_yaml
-from rules.compiler import Problem, RulesError, RuleSet, compile_rules
+from rules.compiler import RuleSet, compile_rules
+from rules.errors import ConfigError, Problem, RulesError
 from rules.model import Defaults, RulesFile, RuleSpec
+from rules.yamlfile import YamlDocument, load_yaml
 
 MAX_BYTES = 4 * 1024 * 1024
 
@@ -78,28 +76,20 @@ def rebuild_rules(
 ) -> RuleSet:
     """Compile rules from :func:`check_rules` output, one rule at a time (short GIL holds).
 
-    Rebuilding allocates hundreds of thousands of objects, which would trigger full garbage
-    collections that hold the GIL (and stall the event loop) for tens of milliseconds. So the
-    collector is paused while building, and the result is frozen (``gc.freeze``): long-lived
-    rule objects are never scanned again; they are freed by reference counting once replaced.
+    It allocates hundreds of thousands of long-lived objects: the hot reloader runs it with
+    the garbage collector paused and freezes the result (:mod:`rules.reload`).
     """
-    collecting = gc.isenabled()
-    gc.disable()
+    defaults, templates, *rules = checked
+    spec = RulesFile.model_construct(
+        version=1,
+        defaults=Defaults.model_validate_json(defaults),
+        templates=msgspec.json.decode(templates, type=dict[str, str]),
+        rules=tuple(RuleSpec.model_validate_json(rule) for rule in rules),
+    )
     try:
-        defaults, templates, *rules = checked
-        spec = RulesFile.model_construct(
-            version=1,
-            defaults=Defaults.model_validate_json(defaults),
-            templates=msgspec.json.decode(templates, type=dict[str, str]),
-            rules=tuple(RuleSpec.model_validate_json(rule) for rule in rules),
-        )
         return compile_rules(spec, text=text, queues=queues, calendars=calendars)
     except RulesError as exc:  # checked already: only if the worker disagreed
         raise ConfigError([f"rules: {problem.message}" for problem in exc.problems]) from None
-    finally:
-        gc.freeze()
-        if collecting:
-            gc.enable()
 
 
 def load_rules(

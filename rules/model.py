@@ -7,13 +7,12 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from rules.decision import Priority
+from rules.durations import parse_duration
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
 
 
 def _duration(value: object) -> int:
-    from hub.settings import parse_duration
-
     return int(parse_duration(value))
 
 

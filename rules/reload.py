@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import logging
 import multiprocessing
@@ -18,13 +19,39 @@ from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 
 from connectors.workers import die_with_parent
-from hub.errors import ConfigError
 from rules.compiler import RuleSet
+from rules.errors import ConfigError
 from rules.loader import MAX_BYTES, check_rules, rebuild_rules
 
 log = logging.getLogger(__name__)
 
 Accepted = Callable[[RuleSet, str], Awaitable[None]]
+
+
+def _rebuild_long_lived(
+    checked: list[bytes],
+    text: str,
+    queues: set[str] | None,
+    calendars: set[str] | None,
+) -> RuleSet:
+    """:func:`rebuild_rules` with the garbage collector paused, the result frozen out of later
+    collections.
+
+    Rebuilding allocates hundreds of thousands of objects, which would trigger full garbage
+    collections that hold the GIL (and stall the event loop) for tens of milliseconds. The
+    new rules live until the next reload, so they are frozen (``gc.freeze``) before the
+    collector resumes: no collection ever scans them; reference counting frees them once
+    replaced. Done here, in the reloader only a serving hub runs, not in the loader: the CLI,
+    tests and tools load rules too, and their collector is not ours to change.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return rebuild_rules(checked, text, queues=queues, calendars=calendars)
+    finally:
+        gc.freeze()
+        if collecting:
+            gc.enable()
 
 
 class RulesHolder:
@@ -115,7 +142,7 @@ class RulesWatcher:
                 self.path,
             )
             ruleset = await asyncio.to_thread(
-                rebuild_rules, checked, text, queues=self.queues, calendars=self.calendars
+                _rebuild_long_lived, checked, text, self.queues, self.calendars
             )
         except ConfigError as exc:
             self.last_problems = exc.problems

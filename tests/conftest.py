@@ -13,7 +13,7 @@ import pytest
 from hub.auth import hash_password
 from hub.plugins import ConnectorRegistry
 from hub.settings import HubSettings, validate_settings
-from hub.yamlfile import YamlDocument
+from rules.yamlfile import YamlDocument
 from tests.helpers import IN_CI
 
 PG_ADMIN = os.environ.get("CHANNELHUB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")

@@ -40,7 +40,9 @@ class FakeTwilio:
     created: list[dict[str, str]] = field(default_factory=list)
     resources: list[dict[str, Any]] = field(default_factory=list)
     script: list[tuple[int, int, str]] = field(default_factory=list)  # status, code, message
-    answer_delay: float = 0.0  # answer creates this late (after creating the message)
+    # while set, the answer to a create waits until this event is set (the message exists,
+    # its answer is on its way): a test decides when a held answer arrives, or that it never does
+    hold_answers: asyncio.Event | None = None
     media_hits: int = 0
     # (hub URL, public URL): report "sent" to the hub before answering the create, as a fast
     # provider can
@@ -115,8 +117,8 @@ class FakeTwilio:
                     session, hub_url, public, "/channels/sms/status", report
                 )
                 assert status == 200
-        if self.answer_delay:
-            await asyncio.sleep(self.answer_delay)
+        if self.hold_answers is not None:
+            await self.hold_answers.wait()
         return web.json_response(resource, status=201)
 
     async def list(self, request: web.Request) -> web.Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -21,6 +22,20 @@ from hub.settings import HubSettings
 
 TIMEOUT = 5.0
 IN_CI = os.environ.get("CI") == "true"
+
+
+class Clock:
+    """A hub clock that stands still until the test moves it: time-based behaviour (SLAs,
+    retry backoff, expiry) is tested by moving it, not by sleeping."""
+
+    def __init__(self, now: float | None = None) -> None:
+        self.now = time.time() if now is None else now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 @dataclass

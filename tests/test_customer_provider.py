@@ -24,13 +24,14 @@ class FakeCrm:
         self.mode = "ok"
         self.requests: list[tuple[str, str | None]] = []
         self.customers: dict[str, dict[str, Any]] = {}
+        self.answer = asyncio.Event()  # a "slow" CRM answers once this is set
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         self.requests.append(
             (request.query.get("address", ""), request.headers.get("Authorization"))
         )
         if self.mode == "slow":
-            await asyncio.sleep(0.5)
+            await self.answer.wait()
         if self.mode == "down":
             return web.Response(status=503)
         customer = self.customers.get(request.query.get("address", ""))
@@ -126,8 +127,10 @@ async def test_slow_provider_never_blocks_and_fills_the_cache(crm: tuple[FakeCrm
             url=url, headers={}, fields=FIELDS, session=session, wait=0.05, timeout=2
         )
         ann = Identity(kind="email", address="ann@example.com")
-        assert (await provider.lookup(ann)).stale
-        await asyncio.sleep(0.7)  # the fetch finished in the background
+        assert (await provider.lookup(ann)).stale  # the CRM has not answered within 50 ms
+        [fetch] = provider._inflight.values()
+        fake.answer.set()
+        await fetch  # the fetch goes on in the background after the lookup gave up
         later = await provider.lookup(ann)
         assert later.values == {"tier": "B"} and not later.stale
         assert provider.calls == 1

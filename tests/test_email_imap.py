@@ -246,7 +246,10 @@ async def test_move_to_folder_after_storing(dovecot: Dovecot) -> None:
     sink = CollectingSink()
     async with running(settings(dovecot, move_to="Done"), sink, MemoryState()):
         await wait_for(lambda: len(sink.envelopes) == 1)
-        await asyncio.sleep(0.2)
+        for _ in range(100):  # moved once stored: a real server, polled
+            if len(await flags(dovecot, "Done")) == 1:
+                break
+            await asyncio.sleep(0.05)
     assert await flags(dovecot) == []
     assert len(await flags(dovecot, "Done")) == 1
 

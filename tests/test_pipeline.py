@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import event, func, select, text
 
-from hub.bus import MESSAGES, MemoryBus, MessageStored
-from hub.envelope import Direction, Envelope, Identity, ThreadHints
+from hub.bus import MESSAGES, CustomerPresence, MemoryBus, MessageStored
+from hub.envelope import Delivery, DeliveryStatus, Direction, Envelope, Identity, ThreadHints
 from hub.errors import StoreError
 from hub.metrics import Metrics
 from hub.pipeline import InvalidEnvelope, PassthroughDecider, Pipeline
@@ -39,6 +39,34 @@ async def pipeline(store_url: str) -> AsyncIterator[Pipeline]:
     bus = MemoryBus()
     try:
         yield Pipeline(store, bus, PassthroughDecider("general"), Metrics())
+    finally:
+        await store.close()
+
+
+async def test_the_pipeline_keeps_time_by_its_injected_clock(store_url: str) -> None:
+    """Presence events and the early status reports' time to live read the pipeline's clock,
+    like every other service's (issue 16): a test moves it instead of sleeping."""
+    now = [5_000.0]
+    store = Store(store_url)
+    await store.start()
+    bus = MemoryBus()
+    pipeline = Pipeline(store, bus, PassthroughDecider("general"), Metrics(), clock=lambda: now[0])
+    try:
+        presence = bus.subscribe(MESSAGES)
+        await pipeline.customer_presence("web", "v1", True)
+        came = presence.queue.get_nowait()
+        assert isinstance(came, CustomerPresence) and came.at == 5_000.0
+        ttl = pipeline.early_reports.ttl
+        report = Delivery(status=DeliveryStatus.DELIVERED, provider_id="p-1")
+        # no send has this provider id yet: both reports are parked, at 5,000
+        assert not await pipeline.delivery_update("web", "p-1", report)
+        assert not await pipeline.delivery_update("web", "p-2", report)
+        now[0] += ttl  # still within the time to live: applied (and parked again, still unknown)
+        await pipeline.apply_early_reports("web", "p-1")
+        assert pipeline.early_reports.take("web", "p-1", now[0]) == [report]
+        now[0] += 1  # past it: dropped
+        await pipeline.apply_early_reports("web", "p-2")
+        assert pipeline.early_reports.take("web", "p-2", now[0]) == []
     finally:
         await store.close()
 

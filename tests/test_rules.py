@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import gc
+import os
 import random
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
-from hub.errors import ConfigError
 from rules.context import Context, CustomerFacts, MessageFacts, RuleInput
+from rules.errors import ConfigError
 from rules.evaluate import evaluate, linear_scan
 from rules.expr import ExpressionError, compile_expression
-from rules.loader import load_rules
+from rules.loader import check_rules, load_rules, rebuild_rules
 
 NOW = datetime(2026, 11, 26, 10, 30, tzinfo=UTC)  # a Thursday
 
@@ -277,6 +282,49 @@ def test_yaml_bombs_and_huge_files_are_refused_quickly() -> None:
         load_rules("\n".join(lines), "bomb.yaml")
     with pytest.raises(ConfigError, match="more than the limit"):
         load_rules("version: 1\n#" + "x" * (5 * 1024 * 1024), "big.yaml")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# every module of the rules package, imported in a fresh interpreter: which hub modules came along
+_IMPORT_ALL_RULES = """
+import importlib, pkgutil, sys
+import rules
+for module in pkgutil.iter_modules(rules.__path__):
+    importlib.import_module(f"rules.{module.name}")
+print(sorted(name for name in sys.modules if name == "hub" or name.startswith("hub.")))
+"""
+
+
+def test_the_rules_package_imports_nothing_from_the_hub() -> None:
+    """Issue 16: the engine stands alone (its errors, durations and YAML loader are its own)."""
+    found = subprocess.run(
+        [sys.executable, "-c", _IMPORT_ALL_RULES],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=True,
+    )
+    assert found.stdout.strip() == "[]", found.stdout
+
+
+def test_the_hub_raises_and_catches_the_rules_config_error() -> None:
+    from hub import errors
+
+    assert errors.ConfigError is ConfigError
+
+
+def test_loading_rules_leaves_the_garbage_collector_alone() -> None:
+    """Freezing is the serving hub's choice (``serve`` at startup, the hot reloader for a new
+    revision), not the loader's: the CLI, tests and tools load rules too."""
+    text = "version: 1\nrules:\n  - name: a\n    when: channel == 'sms'\n"
+    frozen = gc.get_freeze_count()
+    load_rules(text, "rules.yaml")
+    rebuild_rules(check_rules(text, "rules.yaml"), text)
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == frozen
 
 
 WORDS = ["storno", "refund", "invoice", "delivery", "broken", "beschwerde", "urgent", "thanks"]

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiohttp import web
 from sqlalchemy import select
 
-from hub.keys import RULES_WATCHER
+from hub.cli import serve
+from hub.keys import PIPELINE, RULES_WATCHER
 from hub.store.schema import conversations, messages, rule_revisions
 from tests.conftest import AGENT_PASSWORD, make_settings
-from tests.helpers import agent_client, chat_client, login, running_hub
+from tests.helpers import Clock, agent_client, chat_client, login, running_hub
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -262,10 +264,34 @@ def test_config_check_also_checks_rules(tmp_path: Path, config: str) -> None:
     assert result.stderr.startswith(f"{tmp_path / 'r.yaml'}:1:10: version: Input should be 1")
 
 
+async def test_serve_freezes_what_startup_built_once_the_rules_are_loaded(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``gc.freeze`` belongs to the serving process, after the app started (rules loaded), not
+    to importing or loading the rules."""
+    settings, _ = rules_settings(sqlite_url, tmp_path)
+    app = serve.serving_app(settings)
+    started_when_frozen: list[bool] = []
+
+    class Collector:
+        @staticmethod
+        def freeze() -> None:
+            started_when_frozen.append(PIPELINE in app)
+
+    monkeypatch.setattr(serve, "gc", Collector)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        assert started_when_frozen == [True]
+    finally:
+        await runner.cleanup()
+
+
 async def test_first_response_sla_is_measured(sqlite_url: str, tmp_path: Path) -> None:
     text = "version: 1\nrules:\n  - name: fast\n    route: {queue: billing, sla: 1s}\n"
     settings, _ = rules_settings(sqlite_url, tmp_path, text)
-    async with running_hub(settings) as hub:
+    clock = Clock()
+    async with running_hub(settings, clock=clock) as hub:
         token = await login(hub, "alice", AGENT_PASSWORD)
         async with agent_client(hub, token) as (agent, _), chat_client(hub) as (c1, _w):
             await c1.send(type="message", client_id="1", text="quick please")
@@ -273,7 +299,7 @@ async def test_first_response_sla_is_measured(sqlite_url: str, tmp_path: Path) -
             conversation_id = (await agent.expect("offer"))["conversation_id"]
             await agent.send(type="accept", conversation_id=conversation_id)
             await agent.expect("conversation")
-            await asyncio.sleep(1.2)  # too slow for the 1 s SLA
+            clock.advance(1.2)  # too slow for the 1 s SLA
             for client_id in ("r1", "r2"):  # only the first reply counts
                 await agent.send(
                     type="reply", conversation_id=conversation_id, client_id=client_id, text="here"

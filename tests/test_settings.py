@@ -8,8 +8,9 @@ import pytest
 
 from hub.errors import ConfigError
 from hub.plugins import ConnectorRegistry
-from hub.settings import load_settings, parse_duration
-from hub.yamlfile import load_yaml
+from hub.settings import load_settings
+from rules.durations import parse_duration
+from rules.yamlfile import load_yaml
 
 REGISTRY = ConnectorRegistry.discover()
 

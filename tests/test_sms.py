@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select, update
 
+from hub.keys import OUTBOX
 from hub.store.schema import messages, opt_outs, outbox
 from hub.store.store import Store
 from tests.conftest import AGENT_PASSWORD, make_settings
@@ -30,7 +31,7 @@ from tests.fake_twilio import (
     inbound_fields,
     post_signed,
 )
-from tests.helpers import agent_client, client_id, login, running_hub
+from tests.helpers import Clock, agent_client, client_id, login, running_hub
 
 pytestmark = pytest.mark.integration
 
@@ -435,7 +436,11 @@ async def test_rate_limit_is_retried_and_bad_request_is_not(store_url: str, tmp_
     async with fake_twilio() as fake:
         fake.script = [(429, 20429, "Too Many Requests")]
         settings = sms_settings(store_url, tmp_path, fake)
-        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+        clock = Clock()
+        async with (
+            running_hub(settings, clock=clock) as hub,
+            aiohttp.ClientSession() as session,
+        ):
             token = await login(hub, "alice", AGENT_PASSWORD)
             async with agent_client(hub, token) as (agent, _):
                 await _inbound(session, hub, inbound_fields())
@@ -445,12 +450,12 @@ async def test_rate_limit_is_retried_and_bad_request_is_not(store_url: str, tmp_
                     type="reply", conversation_id=conversation["id"], client_id=first, text="One"
                 )
                 ack = await agent.expect("reply_ack", client_id=first)
+                # the 429 is recorded with its retry time (2 s of backoff) …
                 await agent.expect("delivery", message_id=ack["message"]["id"], status="queued")
-                # the retry after backoff (2 s) succeeds, once
-                for _ in range(60):
-                    if fake.created:
-                        break
-                    await asyncio.sleep(0.1)
+                assert fake.created == []
+                clock.advance(2)  # … which has now come: the retry succeeds, once
+                row = await _outbox_row(hub, ack["message"]["id"])
+                assert (row.status, row.attempts) == ("sent", 2)
                 assert [m["Body"] for m in fake.created] == ["One"]
 
                 fake.script = [(400, 21211, "The 'To' number +4915112345678 is not valid.")]
@@ -463,7 +468,9 @@ async def test_rate_limit_is_retried_and_bad_request_is_not(store_url: str, tmp_
                     "delivery", message_id=ack["message"]["id"], status="failed"
                 )
                 assert failed["error"] and "21211" in failed["error"]
-                await asyncio.sleep(2.5)
+                # failed for good: nothing is due, however long after the longest backoff
+                clock.advance(600)
+                assert await hub.store.due_outbox() == []
                 assert [m["Body"] for m in fake.created] == ["One"]
                 async with hub.store.engine.connect() as connection:
                     row = (
@@ -479,9 +486,13 @@ async def test_rate_limit_is_retried_and_bad_request_is_not(store_url: str, tmp_
 async def test_a_lost_answer_never_sends_twice(store_url: str, tmp_path: Path) -> None:
     """Twilio created the message but its answer never arrived: the retry finds it."""
     async with fake_twilio() as fake:
-        fake.answer_delay = 3.0  # longer than send_timeout (2 s)
+        lost = fake.hold_answers = asyncio.Event()  # answered only after the send timed out (2 s)
         settings = sms_settings(store_url, tmp_path, fake)
-        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+        clock = Clock()
+        async with (
+            running_hub(settings, clock=clock) as hub,
+            aiohttp.ClientSession() as session,
+        ):
             token = await login(hub, "alice", AGENT_PASSWORD)
             async with agent_client(hub, token) as (agent, _):
                 await _inbound(session, hub, inbound_fields())
@@ -492,32 +503,18 @@ async def test_a_lost_answer_never_sends_twice(store_url: str, tmp_path: Path) -
                 )
                 ack = await agent.expect("reply_ack", client_id=reply)
                 message_id = ack["message"]["id"]
-                for _ in range(50):  # the first create has reached the provider …
-                    if fake.created:
-                        break
-                    await asyncio.sleep(0.05)
-                fake.answer_delay = 0.0  # … and its answer will be lost; the retry's is not
-                async with hub.store.engine.connect() as connection:
-                    for _ in range(100):
-                        row = (
-                            await connection.execute(
-                                select(outbox.c.status, outbox.c.attempts).where(
-                                    outbox.c.message_id == message_id
-                                )
-                            )
-                        ).one()
-                        if row.status == "sent":
-                            break
-                        await asyncio.sleep(0.1)
-                assert tuple(row) == ("sent", 2)
+                try:
+                    # the first create reached the provider, its answer is lost: the attempt
+                    # times out and is recorded with its retry time …
+                    await agent.expect("delivery", message_id=message_id, status="queued")
+                    assert len(fake.created) == 1
+                    fake.hold_answers = None  # … the retry's answer is not lost
+                    clock.advance(2)
+                    row = await _outbox_row(hub, message_id)
+                finally:
+                    lost.set()
+                assert tuple(row) == ("sent", 2, fake.resources[0]["sid"])
                 assert [m["Body"] for m in fake.created] == ["Once"]
-                async with hub.store.engine.connect() as connection:
-                    provider_id = (
-                        await connection.execute(
-                            select(messages.c.provider_id).where(messages.c.id == message_id)
-                        )
-                    ).scalar_one()
-                assert provider_id == fake.resources[0]["sid"]
 
 
 async def test_a_report_faster_than_the_send_is_applied_once_recorded(
@@ -600,30 +597,41 @@ async def test_the_same_text_twice_is_sent_twice(
 
 
 async def test_a_reply_being_sent_at_shutdown_is_finished_and_recorded(
-    store_url: str, tmp_path: Path
+    store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 14, item 3: SIGTERM while Twilio holds a create (the message exists, the answer
     is on its way): the send completes and is recorded as sent before the hub exits."""
     async with fake_twilio() as fake, contextlib.AsyncExitStack() as stack:
-        fake.answer_delay = 1.0  # within send_timeout (2 s)
+        held = fake.hold_answers = asyncio.Event()
         settings = sms_settings(store_url, tmp_path, fake)
         hub = await stack.enter_async_context(running_hub(settings))
         session = await stack.enter_async_context(aiohttp.ClientSession())
         token = await login(hub, "alice", AGENT_PASSWORD)
-        async with agent_client(hub, token) as (agent, _):
-            await _inbound(session, hub, inbound_fields())
-            conversation = await _accept(agent)
-            reply = client_id()
-            await agent.send(
-                type="reply", conversation_id=conversation["id"], client_id=reply, text="Bye"
-            )
-            message_id = (await agent.expect("reply_ack", client_id=reply))["message"]["id"]
-            for _ in range(100):  # the create has reached Twilio; its answer is held
-                if fake.created:
-                    break
-                await asyncio.sleep(0.02)
-            assert fake.created
-            await stack.aclose()  # the hub shuts down as on SIGTERM (runner.cleanup)
+        try:
+            async with agent_client(hub, token) as (agent, _):
+                await _inbound(session, hub, inbound_fields())
+                conversation = await _accept(agent)
+                reply = client_id()
+                await agent.send(
+                    type="reply", conversation_id=conversation["id"], client_id=reply, text="Bye"
+                )
+                message_id = (await agent.expect("reply_ack", client_id=reply))["message"]["id"]
+                for _ in range(250):  # the create has reached Twilio; its answer is held
+                    if fake.created:
+                        break
+                    await asyncio.sleep(0.02)
+                assert fake.created
+                worker = hub.app[OUTBOX]
+                stop = worker.stop
+
+                async def stopping(grace: float = 10.0) -> None:
+                    held.set()  # the answer arrives once the hub has begun to shut down
+                    await stop(grace=grace)
+
+                monkeypatch.setattr(worker, "stop", stopping)
+                await stack.aclose()  # the hub shuts down as on SIGTERM (runner.cleanup)
+        finally:
+            held.set()
         store = Store(store_url)
         try:
             async with store.engine.connect() as connection:

@@ -22,6 +22,13 @@ def stall(seconds: float) -> str:
     return "woke"
 
 
+def stall_started(marker: str, seconds: float) -> str:
+    """:func:`stall`, once it has said it began (the file ``marker`` exists)."""
+    with open(marker, "w"):
+        pass
+    return stall(seconds)
+
+
 def echo(value: bytes) -> int:
     return len(value)
 
@@ -85,15 +92,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # a hub stand-in: starts workers the way the connectors do, prints their pids, then waits
 _POOL_PARENT = """
-import asyncio, os, sys, time
+import asyncio, os, sys, tempfile, time
 from connectors.workers import WorkerPool
-from tests.test_workers import stall
+from tests.test_workers import stall_started
 
 async def main():
     pool = WorkerPool(2)
     await pool.start()
-    busy = asyncio.ensure_future(pool.run(stall, 3600.0, budget=7200))
-    await asyncio.sleep(0.2)
+    started = os.path.join(tempfile.mkdtemp(), "started")
+    busy = asyncio.ensure_future(pool.run(stall_started, started, 3600.0, budget=7200))
+    for _ in range(2000):  # until a worker is inside the job (at most 20 s)
+        if os.path.exists(started):
+            break
+        await asyncio.sleep(0.01)
     print(*pool.pids, flush=True)
     await busy
 

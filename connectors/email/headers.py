@@ -25,7 +25,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
 _ADDRESS = re.compile(
     r'^([^@\s<>()\[\],;:"\\]{1,200}|"[^"\\\r\n]{1,200}")@[^@\s<>()\[\],;:"\\]{1,255}$'
 )
-_FOLD = re.compile(r"\r?\n(?=[ \t])")
+_FOLD = re.compile(r"\r?\n(?=[ \t])")  # unfolding removes the line break, keeps the blank
 _MESSAGE_ID = re.compile(r"<([^<>\s]{1,900})>")
 _STRICT = "strict" in inspect.signature(email.utils.getaddresses).parameters
 AUTOMATED_SENDERS = re.compile(
@@ -94,7 +94,7 @@ def _raw(message: EmailMessage, name: str) -> list[str]:
     values = []
     for key, value in message.raw_items():
         if key.lower() == wanted:
-            values.append(_FOLD.sub(" ", value if isinstance(value, str) else str(value)))
+            values.append(_FOLD.sub("", value if isinstance(value, str) else str(value)))
     return values
 
 

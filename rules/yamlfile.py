@@ -4,6 +4,8 @@ Admins edit YAML by hand, so every error must point at ``path:line:col``. We com
 with PyYAML's C safe loader (no Python object tags are ever constructed), build plain data from it
 ourselves and record the position of every mapping key and sequence item. A node budget stops
 alias bombs ("billion laughs") before they expand; a size cap stops huge files before parsing.
+It reads ``rules.yaml`` here and ``hub.yaml`` in ``hub.settings``: it lives in ``rules`` so that
+the engine needs nothing from the hub.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from hub.errors import ConfigError
+from rules.errors import ConfigError
 
 try:  # the C loader is ~10x faster; fall back where libyaml is missing
     from yaml import CSafeLoader as _SafeLoader
