@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
+import msgspec
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -193,7 +194,7 @@ async def rules_revision(request: web.Request, principal: Principal) -> web.Stre
     revision = await request.app[STORE].rules_revision(request.match_info["digest"])
     if revision is None:
         return _error(404, "not_found", "no rules revision with this SHA-256")
-    return web.json_response(revision)
+    return web.json_response(msgspec.to_builtins(revision))
 
 
 async def _related_customer(request: web.Request, principal: Principal, customer_id: str) -> bool:
@@ -306,15 +307,15 @@ async def attachment(request: web.Request, principal: Principal) -> web.StreamRe
     found = await request.app[STORE].attachment(request.match_info["id"][:64])
     if found is None:
         return _error(404, "not_found", "no such attachment")
-    if needs_relation(principal.role, Action.READ_ATTACHMENT) and found["assignee"] != principal.id:
+    if needs_relation(principal.role, Action.READ_ATTACHMENT) and found.assignee != principal.id:
         return _error(403, "forbidden", "this conversation is not assigned to you")
     try:
-        data = await request.app[BLOBS].get(found["blob_ref"])
+        data = await request.app[BLOBS].get(found.blob_ref)
     except (FileNotFoundError, ValueError):
         return _error(404, "not_found", "the file is gone from the blob store")
-    kind = str(found["content_type"]).lower()
+    kind = found.content_type.lower()
     inline = kind in _INLINE_TYPES
-    filename = "".join(ch for ch in str(found["name"]) if ch.isalnum() or ch in "._- ")[:100]
+    filename = "".join(ch for ch in found.name if ch.isalnum() or ch in "._- ")[:100]
     return web.Response(
         body=data,
         content_type=kind if inline else "application/octet-stream",

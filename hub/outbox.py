@@ -21,7 +21,8 @@ from hub.bus import DELIVERIES, OUTBOX, Bus, DeliveryUpdated, Subscription
 from hub.envelope import Delivery, DeliveryStatus
 from hub.errors import ProviderIdTaken, StoreUnavailable
 from hub.metrics import Metrics
-from hub.store.store import Attempt, OutboxItem, Store
+from hub.store.records import Attempt, OutboxItem
+from hub.store.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,9 @@ from aiohttp import web
 
 from hub.permissions import Role
 from hub.settings import AgentSettings
-from hub.store.store import Store, StoredSession, token_hash
+from hub.store.records import StoredSession
+from hub.store.sessions import token_hash
+from hub.store.store import Store
 
 #: the cookie's name over plain HTTP, and over HTTPS (the prefix makes browsers insist on
 #: Secure, Path=/ and no Domain, so a sibling subdomain cannot plant or read it)

@@ -657,11 +657,13 @@ def test_device_tokens_are_per_agent_and_expire() -> None:
 def test_a_session_counts_only_with_the_credential_it_was_made_with() -> None:
     from hub.sessions import Ended, Principal, credential_fingerprint, judge
     from hub.settings import AgentSettings
-    from hub.store.store import StoredSession
+    from hub.store.records import StoredSession
 
     ann = AgentSettings(id="ann", name="Ann", password_hash="first")  # type: ignore[arg-type]
     agents = {"ann": ann}
-    row = StoredSession("h", "ann", credential_fingerprint(ann), expires_at=100.0)
+    row = StoredSession(
+        token_hash="h", agent="ann", credential=credential_fingerprint(ann), expires_at=100.0
+    )
     assert isinstance(judge(row, agents, 99.0), Principal)
     assert judge(row, agents, 100.0) is Ended.EXPIRED
     assert judge(None, agents, 0.0) is Ended.LOGGED_OUT

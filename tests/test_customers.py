@@ -244,9 +244,10 @@ async def test_import_is_idempotent_and_values_feed_rules(
     )
     accepted = await pipeline.ingest(mail)
     conversation = await store.conversation(accepted.conversation_id)
-    assert conversation["queue"] == "premium"
-    assert conversation["decision"]["instructions"] == ["check invoices"]
-    assert conversation["customer"]["customer_number"] == "K1"
+    assert conversation.queue == "premium"
+    assert conversation.decision is not None
+    assert conversation.decision["instructions"] == ["check invoices"]
+    assert conversation.customer["customer_number"] == "K1"
 
 
 async def test_prospect_is_merged_on_an_exact_identity_match(
@@ -347,7 +348,7 @@ async def test_merge_and_undo(crm: tuple[Store, Customers]) -> None:
     assert {i["address"] for i in merged["identities"]} >= {"anna@example.com", "bert@example.com"}
     assert merged["lifetime_value"] == 950.0  # Bert's order moved along
     assert await service.find("bert@example.com") == anna
-    assert (await store.conversation(first.conversation_id))["customer_id"] == anna
+    assert (await store.conversation(first.conversation_id)).customer_id == anna
     with pytest.raises(InvalidState):
         await service.merge(bert, anna)
     with pytest.raises(InvalidState):
@@ -358,7 +359,7 @@ async def test_merge_and_undo(crm: tuple[Store, Customers]) -> None:
     assert await service.find("bert@example.com") == bert
     assert (await service.context(bert))["lifetime_value"] == 150.0
     assert (await service.context(anna))["lifetime_value"] == 800.0
-    assert (await store.conversation(first.conversation_id))["customer_id"] == bert
+    assert (await store.conversation(first.conversation_id)).customer_id == bert
     with pytest.raises(InvalidState):
         await service.unmerge(merge_id)
     with pytest.raises(NotFound):
@@ -508,11 +509,11 @@ async def test_unverified_sender_and_claimed_contacts(crm: tuple[Store, Customer
         )
 
     forged = await pipeline.ingest(mail("forged", verified=False))
-    customer = (await store.conversation(forged.conversation_id))["customer"]
+    customer = (await store.conversation(forged.conversation_id)).customer
     assert customer["id"] != anna and not customer["known"]
     assert customer["attributes"]["claims"][0]["customer"] == anna
     genuine = await pipeline.ingest(mail("genuine", verified=True))
-    assert (await store.conversation(genuine.conversation_id))["customer"]["id"] == anna
+    assert (await store.conversation(genuine.conversation_id)).customer["id"] == anna
 
     def chat(key: str, visitor: str, *claimed: Identity) -> Envelope:
         return Envelope(
@@ -531,7 +532,7 @@ async def test_unverified_sender_and_claimed_contacts(crm: tuple[Store, Customer
     free = await pipeline.ingest(
         chat("c1", "v1", Identity(kind="email", address="New@Example.COM"))
     )
-    v1 = (await store.conversation(free.conversation_id))["customer"]
+    v1 = (await store.conversation(free.conversation_id)).customer
     assert {"kind": "email", "address": "New@example.com", "display_name": None} in v1["identities"]
     # ... one that belongs to a customer is only a claim, never a link
     taken = await pipeline.ingest(
@@ -542,7 +543,7 @@ async def test_unverified_sender_and_claimed_contacts(crm: tuple[Store, Customer
             Identity(kind="email", address="not an address"),
         )
     )
-    v2 = (await store.conversation(taken.conversation_id))["customer"]
+    v2 = (await store.conversation(taken.conversation_id)).customer
     assert v2["id"] != anna and not v2["known"]
     assert v2["attributes"]["claims"] == [
         {
@@ -554,5 +555,5 @@ async def test_unverified_sender_and_claimed_contacts(crm: tuple[Store, Customer
         }
     ]
     again = await pipeline.ingest(chat("c3", "v2", Identity(kind="phone", address="030 1111111")))
-    v2_again = (await store.conversation(again.conversation_id))["customer"]
+    v2_again = (await store.conversation(again.conversation_id)).customer
     assert len(v2_again["attributes"]["claims"]) == 1

@@ -24,6 +24,7 @@ from hub.dispatch.service import DispatchService
 from hub.envelope import Direction, Envelope, Identity, ThreadHints
 from hub.errors import InvalidState
 from hub.metrics import Metrics
+from hub.store.records import ConversationSummary
 from hub.store.schema import conversations, customer_stats, events
 from hub.store.store import Store
 from rules.decision import Decision, Priority
@@ -110,7 +111,7 @@ class Gate:
         self.open = asyncio.Event()
         self._read = store.queued_pages
 
-    async def __call__(self, size: int = 1000) -> AsyncIterator[list[dict[str, Any]]]:
+    async def __call__(self, size: int = 1000) -> AsyncIterator[list[ConversationSummary]]:
         async for page in self._read(size):
             if self.pages >= self.opened:
                 await self.open.wait()
@@ -255,7 +256,8 @@ async def test_writes_queued_together_keep_their_order(store: Store) -> None:
     assert results[0] is None and results[2] is None and results[4] is None
     assert isinstance(results[1], InvalidState)
     assert type(results[3]).__name__ == "Forbidden"
-    assert results[5]["queue"] == "general" and results[5]["id"] == first
+    assert isinstance(results[5], ConversationSummary)
+    assert results[5].queue == "general" and results[5].id == first
     assert await store.requeue(second, reason="no_reply", agent="bob") is None  # closed
 
 

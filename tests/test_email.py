@@ -205,9 +205,10 @@ async def test_a_stranger_quoting_a_customers_ids_gets_a_conversation_of_their_o
                 assert [row.conversation_id for row in refused] == [conversation["id"]]
                 assert refused[0].data["address"] == "attacker@evil.test"
                 own = await hub.store.conversation(stranger.conversation_id)
-                [note] = own["messages"][0]["notes"]
+                [note] = own.messages[0].notes
                 assert f"claims to continue conversation {conversation['id']}" in note
-                assert own["recipient"].address == "attacker@evil.test"
+                assert own.recipient is not None
+                assert own.recipient.address == "attacker@evil.test"
 
                 # the agent answers the customer again: it goes to the customer, not the stranger
                 await reply(agent, conversation["id"], "Tracking number 123")

@@ -101,13 +101,13 @@ async def test_retryable_failure_is_retried_with_the_same_key(world: Any) -> Non
     worker.start()
     try:
         await _drain(worker)
-        assert await _status(store, reply.message["id"]) == ("pending", 1, "failed")
+        assert await _status(store, reply.message.id) == ("pending", 1, "failed")
         first = deliveries.queue.get_nowait()
         assert first.status == "queued"  # type: ignore[union-attr]
         clock.now += backoff(0)  # the retry is due
         worker._wake.set()
         await _drain(worker)
-        assert await _status(store, reply.message["id"]) == ("sent", 2, "delivered")
+        assert await _status(store, reply.message.id) == ("sent", 2, "delivered")
     finally:
         await worker.stop()
     assert len(connector.sent) == 2
@@ -129,7 +129,7 @@ async def test_permanent_failure_stops(world: Any) -> None:
         await _drain(worker)
     finally:
         await worker.stop()
-    assert await _status(store, reply.message["id"]) == ("failed", 1, "failed")
+    assert await _status(store, reply.message.id) == ("failed", 1, "failed")
     assert len(connector.sent) == 1
 
 
@@ -144,8 +144,8 @@ async def test_pending_reply_is_sent_after_a_restart(world: Any) -> None:
         await _drain(worker)
     finally:
         await worker.stop()
-    assert [o.message_id for o in connector.sent] == [reply.message["id"]]
-    assert await _status(store, reply.message["id"]) == ("sent", 1, "delivered")
+    assert [o.message_id for o in connector.sent] == [reply.message.id]
+    assert await _status(store, reply.message.id) == ("sent", 1, "delivered")
 
 
 def test_backoff_grows_and_is_capped() -> None:
@@ -179,9 +179,9 @@ async def test_another_replys_message_is_never_adopted(world: Any) -> None:
     store, bus, clock, conversation_id = world
     first = await store.add_reply(conversation_id, agent="alice", client_id="a", text="Thanks")
     second = await store.add_reply(conversation_id, agent="alice", client_id="b", text="Thanks")
-    await store.begin_attempt(first.message["id"])
+    await store.begin_attempt(first.message.id)
     await store.record_delivery(
-        first.message["id"], Delivery(status=DeliveryStatus.SENT, provider_id="first-sid")
+        first.message.id, Delivery(status=DeliveryStatus.SENT, provider_id="first-sid")
     )
     connector = AdoptingConnector([SendError("503", code="http_503")], candidate="first-sid")
     worker = OutboxWorker(store, bus, {"web": connector}, Metrics(), clock)
@@ -193,7 +193,7 @@ async def test_another_replys_message_is_never_adopted(world: Any) -> None:
         await _drain(worker)
     finally:
         await worker.stop()
-    assert await _status(store, second.message["id"]) == ("sent", 3, "sent")
+    assert await _status(store, second.message.id) == ("sent", 3, "sent")
     assert [(o.attempt, o.foreign_provider_ids) for o in connector.sent] == [
         (1, ()),
         (2, ()),
@@ -202,8 +202,8 @@ async def test_another_replys_message_is_never_adopted(world: Any) -> None:
     assert {o.first_attempt_at for o in connector.sent} == {1_000.0}
     async with store.engine.connect() as connection:
         ids = dict((await connection.execute(select(messages.c.id, messages.c.provider_id))).all())
-    assert ids[first.message["id"]] == "first-sid"
-    assert ids[second.message["id"]] == "new-1"
+    assert ids[first.message.id] == "first-sid"
+    assert ids[second.message.id] == "new-1"
 
 
 async def test_the_store_binds_a_provider_id_to_one_reply(world: Any) -> None:
@@ -211,14 +211,14 @@ async def test_the_store_binds_a_provider_id_to_one_reply(world: Any) -> None:
     one = await store.add_reply(conversation_id, agent="alice", client_id="a", text="Thanks")
     two = await store.add_reply(conversation_id, agent="alice", client_id="b", text="Thanks")
     sent = Delivery(status=DeliveryStatus.SENT, provider_id="SM1")
-    await store.record_delivery(one.message["id"], sent)
-    await store.record_delivery(one.message["id"], sent)  # the same reply again: fine
+    await store.record_delivery(one.message.id, sent)
+    await store.record_delivery(one.message.id, sent)  # the same reply again: fine
     with pytest.raises(ProviderIdTaken):
-        await store.record_delivery(two.message["id"], sent)
+        await store.record_delivery(two.message.id, sent)
     async with store.engine.begin() as connection:  # the index holds without the check, too
         with pytest.raises(IntegrityError):
             await connection.execute(
-                update(messages).where(messages.c.id == two.message["id"]).values(provider_id="SM1")
+                update(messages).where(messages.c.id == two.message.id).values(provider_id="SM1")
             )
 
 
@@ -242,9 +242,9 @@ async def test_upgrading_unbinds_replies_recorded_under_anothers_provider_id(wor
                 select(messages.c.id, messages.c.provider_id, messages.c.delivery_error)
             )
         }
-    assert rows[one.message["id"]] == ("SM1", None)
-    assert rows[two.message["id"]][0] is None
-    assert "may never have been sent" in str(rows[two.message["id"]][1])
+    assert rows[one.message.id] == ("SM1", None)
+    assert rows[two.message.id][0] is None
+    assert "may never have been sent" in str(rows[two.message.id][1])
 
 
 @pytest.mark.parametrize("first_try", ["sent", "retried"])
@@ -255,12 +255,12 @@ async def test_a_stale_due_list_never_sends_a_reply_twice(world: Any, first_try:
     store, bus, clock, conversation_id = world
     reply = await store.add_reply(conversation_id, agent="alice", client_id="a", text="Thanks")
     stale = await store.due_outbox()
-    assert [item.message_id for item in stale] == [reply.message["id"]]
+    assert [item.message_id for item in stale] == [reply.message.id]
     failures = [SendError("503", code="http_503")] if first_try == "retried" else []
     connector = FlakyConnector(failures)
     worker = OutboxWorker(store, bus, {"web": connector}, Metrics(), clock)
     await worker._deliver(stale[0])
     await worker._deliver(stale[0])  # the list read before the first delivery finished
     assert len(connector.sent) == 1
-    status, attempts, _ = await _status(store, reply.message["id"])
+    status, attempts, _ = await _status(store, reply.message.id)
     assert (status, attempts) == (("sent", 1) if first_try == "sent" else ("pending", 1))

@@ -175,7 +175,7 @@ class Commands:
                     conversation, command.text, command.template, command.variables
                 )
             if files:
-                self.compose.check_files(via.inbox if via else conversation["inbox"])
+                self.compose.check_files(via.inbox if via else conversation.inbox)
         stored = await self.store.add_reply(
             command.conversation_id,
             agent=agent,
@@ -186,7 +186,7 @@ class Commands:
             via=(via.inbox, via.channel, via.recipient) if via is not None else None,
             files=files,
         )
-        message: dict[str, Any] = stored.message
+        message = stored.message
         if not note:
             self.dispatch.replied(agent, command.conversation_id)
         if not stored.duplicate:
@@ -194,18 +194,18 @@ class Commands:
                 MESSAGES,
                 MessageStored(
                     conversation_id=command.conversation_id,
-                    message_id=message["id"],
+                    message_id=message.id,
                     direction="outbound",
-                    kind=message["kind"],
+                    kind=message.kind,
                     status="assigned",
                     assignee=agent,
-                    text=message["text"],
+                    text=message.text,
                     author=agent,
-                    created_at=message["created_at"],
+                    created_at=message.created_at,
                 ),
             )
             if not note:
-                await self.bus.publish(OUTBOX, OutboxReady(message_id=message["id"]))
+                await self.bus.publish(OUTBOX, OutboxReady(message_id=message.id))
         return frame(
             "reply_ack",
             client_id=command.client_id,

@@ -15,6 +15,7 @@ from typing import Any
 
 from connectors.base import ComposeInfo, Connector
 from hub.envelope import Identity, Template
+from hub.store.records import Conversation
 
 
 class ReplyRefused(Exception):
@@ -42,22 +43,22 @@ class ComposeAdvisor:
         self.connectors = connectors
         self.clock = clock
 
-    def info(self, conversation: Mapping[str, Any]) -> ComposeInfo:
-        connector = self.connectors.get(conversation["inbox"])
-        recipient = conversation.get("recipient")
+    def info(self, conversation: Conversation) -> ComposeInfo:
+        connector = self.connectors.get(conversation.inbox)
+        recipient = conversation.recipient
         if connector is None or recipient is None:
             return ComposeInfo()
-        return connector.compose(recipient, conversation.get("last_inbound_at"), self.clock())
+        return connector.compose(recipient, conversation.last_inbound_at, self.clock())
 
-    def alternatives(self, conversation: Mapping[str, Any]) -> list[Via]:
+    def alternatives(self, conversation: Conversation) -> list[Via]:
         """Other inboxes that can reach this conversation's customer, at the addresses the
         customer is known by (a fax customer with an email identity: every email inbox)."""
-        customer = conversation.get("customer") or {}
+        customer = conversation.customer or {}
         identities = customer.get("identities") or []
         out = []
         for name, connector in sorted(self.connectors.items()):
             kinds = connector.capabilities.recipient_kinds
-            if name == conversation.get("inbox") or not kinds:
+            if name == conversation.inbox or not kinds:
                 continue
             for identity in identities:
                 if identity.get("kind") in kinds and identity.get("address"):
@@ -70,7 +71,7 @@ class ComposeAdvisor:
                     )
         return out
 
-    def route(self, conversation: Mapping[str, Any], via: str, to: str | None) -> Via:
+    def route(self, conversation: Conversation, via: str, to: str | None) -> Via:
         """The alternative the agent picked, or :class:`ReplyRefused` if it is not one."""
         for option in self.alternatives(conversation):
             if option.inbox == via and option.recipient.address == (to or ""):
@@ -87,7 +88,7 @@ class ComposeAdvisor:
             channel = connector.channel if connector is not None else inbox
             raise ReplyRefused("bad_attachment", f"{channel} replies cannot carry files")
 
-    def view(self, conversation: Mapping[str, Any]) -> dict[str, Any]:
+    def view(self, conversation: Conversation) -> dict[str, Any]:
         """The ``compose`` field of a conversation in the console."""
         view = asdict(self.info(conversation))
         view["alternatives"] = [
@@ -99,28 +100,28 @@ class ComposeAdvisor:
             }
             for option in self.alternatives(conversation)
         ]
-        opt_out = conversation.get("opt_out")
+        opt_out = conversation.opt_out
         if opt_out is not None:
             view.update(
                 mode="blocked",
-                reason=f"the customer opted out with {opt_out['keyword']!r}; "
+                reason=f"the customer opted out with {opt_out.keyword!r}; "
                 "nothing can be sent until they write START",
             )
         return view
 
-    def preview(self, conversation: Mapping[str, Any], text: str) -> dict[str, Any]:
-        connector = self.connectors.get(conversation["inbox"])
+    def preview(self, conversation: Conversation, text: str) -> dict[str, Any]:
+        connector = self.connectors.get(conversation.inbox)
         return connector.preview(text) if connector is not None else {}
 
     def check(
         self,
-        conversation: Mapping[str, Any],
+        conversation: Conversation,
         text: str,
         template: str | None,
         variables: dict[str, str],
     ) -> tuple[str, Template | None]:
         """The text to store and the template to send, or :class:`ReplyRefused`."""
-        if conversation.get("opt_out") is not None:
+        if conversation.opt_out is not None:
             raise ReplyRefused("opted_out", "the customer opted out of messages from this inbox")
         info = self.info(conversation)
         if template is None:
@@ -129,8 +130,8 @@ class ComposeAdvisor:
                     "template_required", info.reason or "this channel needs a template now"
                 )
             return text, None
-        connector = self.connectors.get(conversation["inbox"])
-        recipient = conversation.get("recipient")
+        connector = self.connectors.get(conversation.inbox)
+        recipient = conversation.recipient
         if connector is None or recipient is None:
             raise ReplyRefused("bad_template", "this conversation's channel has no templates")
         try:

@@ -1,6 +1,6 @@
 """What the agent console shows: stored rows and dispatch's notices as protocol frames.
 
-Pure: dicts and notices in, JSON frames out (docs/agent-protocol.md is the reference). The one
+Pure: records and notices in, JSON frames out (docs/agent-protocol.md is the reference). The one
 impure piece is :class:`ConsoleFrames`, dispatch's audience, which hands each rendered frame to
 the agent's sockets.
 """
@@ -24,56 +24,57 @@ from hub.dispatch.notices import (
     QueueState,
     Removed,
 )
+from hub.store.records import Conversation, Message
 
-ComposeView = Callable[[dict[str, Any]], dict[str, Any]]
+ComposeView = Callable[[Conversation], dict[str, Any]]
 PREVIEW_CHARS = 280
 
 
-def message_view(message: dict[str, Any]) -> dict[str, Any]:
-    """The agent-facing shape of a stored message row."""
+def message_view(message: Message) -> dict[str, Any]:
+    """The agent-facing shape of a stored message."""
     return {
-        "id": message["id"],
-        "kind": message.get("kind", "message"),
-        "direction": message["direction"],
-        "author": message.get("author"),
-        "text": message["text"],
-        "subject": message.get("subject"),
-        "created_at": message["created_at"],
-        "delivery_status": message.get("delivery_status"),
-        "delivery_error": message.get("delivery_error"),
-        "attachments": message.get("attachments", []),
-        "notes": message.get("notes", []),
+        "id": message.id,
+        "kind": message.kind,
+        "direction": message.direction,
+        "author": message.author,
+        "text": message.text,
+        "subject": message.subject,
+        "created_at": message.created_at,
+        "delivery_status": message.delivery_status,
+        "delivery_error": message.delivery_error,
+        "attachments": list(message.attachments),
+        "notes": list(message.notes),
     }
 
 
 def conversation_view(
-    conversation: dict[str, Any], compose: ComposeView | None = None
+    conversation: Conversation, compose: ComposeView | None = None
 ) -> dict[str, Any]:
     """The agent-facing shape of a conversation with its customer and messages; ``compose``
     adds what the agent may send now (see hub.console.compose)."""
-    decision = conversation.get("decision") or {}
+    decision = conversation.decision or {}
     view = {
-        "id": conversation["id"],
-        "channel": conversation["channel"],
-        "inbox": conversation["inbox"],
-        "status": conversation["status"],
-        "queue": conversation["queue"],
-        "priority": conversation["priority"],
-        "assignee": conversation["assignee"],
-        "subject": conversation.get("subject"),
-        "created_at": conversation["created_at"],
-        "customer": conversation["customer"],
+        "id": conversation.id,
+        "channel": conversation.channel,
+        "inbox": conversation.inbox,
+        "status": conversation.status,
+        "queue": conversation.queue,
+        "priority": conversation.priority,
+        "assignee": conversation.assignee,
+        "subject": conversation.subject,
+        "created_at": conversation.created_at,
+        "customer": conversation.customer,
         "instructions": decision.get("instructions", []),
         "tags": decision.get("tags", []),
         "rules": decision.get("rules", []),
-        "messages": [message_view(m) for m in conversation["messages"]],
+        "messages": [message_view(m) for m in conversation.messages],
     }
     if compose is not None:
         view["compose"] = compose(conversation)
     return view
 
 
-def offer_view(conversation: dict[str, Any], expires_at: float) -> dict[str, Any]:
+def offer_view(conversation: Conversation, expires_at: float) -> dict[str, Any]:
     """The fields of an ``offer`` frame (also the offers in a ``snapshot``)."""
     view = conversation_view(conversation)
     preview = next(

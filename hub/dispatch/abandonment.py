@@ -52,7 +52,7 @@ class AbandonmentTimers:
         loop = asyncio.get_running_loop()
         self._leaving[key] = loop.call_later(
             self.after,
-            lambda: self.spawn(self._abandoned(key, conversation["id"], conversation["queue"])),
+            lambda: self.spawn(self._abandoned(key, conversation.id, conversation.queue)),
         )
 
     def cancel(self) -> None:

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+import msgspec
+
 from hub.dispatch.core import (
     Action,
     Assign,
@@ -40,6 +42,7 @@ from hub.dispatch.work import InFlight
 from hub.errors import HubError, NotFound
 from hub.metrics import Metrics
 from hub.store.ingest import ASSIGNED
+from hub.store.records import Conversation, ConversationSummary
 from hub.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -48,9 +51,9 @@ STATE_EVERY = 1.0  # seconds between live queue_state updates, however busy the 
 T = TypeVar("T")
 
 
-def skills_of(conversation: dict[str, Any]) -> frozenset[str]:
+def skills_of(conversation: Conversation | ConversationSummary) -> frozenset[str]:
     """The skills the routing decision asked for (kept on the conversation)."""
-    decision = conversation.get("decision") or {}
+    decision = conversation.decision or {}
     return frozenset(decision.get("skills") or ())
 
 
@@ -90,7 +93,7 @@ class ActionRunner:
         self._writes: dict[str, asyncio.Future[Any]] = {}
         # what an open offer showed, (serial, view): the conversation frame on accepting reuses
         # it unless something about the conversation was stored since (then it is dropped)
-        self._offered: dict[str, tuple[int, dict[str, Any] | None]] = {}
+        self._offered: dict[str, tuple[int, Conversation | None]] = {}
         self._serial = 0
         # one handler per action type: a lookup, not a chain of isinstance checks
         self._handlers: dict[type[Any], Callable[[Any], asyncio.Future[Any]]] = {
@@ -203,14 +206,14 @@ class ActionRunner:
         self.metrics.offer_accept_seconds.observe(action.offer_wait)
         _, shown = self._offered.pop(action.conversation_id, (0, None))
         if shown is not None:  # as offered: nothing about it was stored since
-            conversation = {**shown, "status": ASSIGNED, "assignee": action.agent}
+            conversation = msgspec.structs.replace(shown, status=ASSIGNED, assignee=action.agent)
         else:
             conversation = await self._view(action.conversation_id)
         self.levels.accepted(conversation, action.queue_wait)
         return Assigned(conversation=conversation)
 
     async def _requeued(
-        self, action: Requeue, found: asyncio.Future[dict[str, Any] | None]
+        self, action: Requeue, found: asyncio.Future[ConversationSummary | None]
     ) -> None:
         """After the requeue is committed: tell the agent, and queue it again in the core."""
         try:
@@ -224,29 +227,29 @@ class ActionRunner:
             action.agent,
             self.after(None, Removed(conversation_id=action.conversation_id, reason=action.reason)),
         )
-        self.metrics.requeued.labels(row["queue"], action.reason).inc()
+        self.metrics.requeued.labels(row.queue, action.reason).inc()
         if action.reason in ("transferred", "reassigned"):
             await removed
             return  # the core queued it already, where it was sent
         now = self.clock()
         follow = self.core.requeued(
             action.conversation_id,
-            row["queue"],
-            row["priority"],
-            row["queued_at"] or now,
+            row.queue,
+            row.priority,
+            row.queued_at or now,
             now,
-            channel=row["channel"],
+            channel=row.channel,
             skills=skills_of(row),
             avoid=action.agent if action.reason == "no_reply" else None,
         )
         await settled_all([removed, *self.launch(follow)])
 
-    async def _view(self, conversation_id: str) -> dict[str, Any]:
+    async def _view(self, conversation_id: str) -> Conversation:
         """The conversation as notices show it, as committed after the writes decided so far."""
         pending = self._writes.get(conversation_id)
         if pending is not None:
             await asyncio.wait([pending])
-        conversation: dict[str, Any] | None = await self._views.get(conversation_id)
+        conversation: Conversation | None = await self._views.get(conversation_id)
         if conversation is None:
             raise NotFound(f"conversation {conversation_id} does not exist")
         return conversation

@@ -14,13 +14,14 @@ import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+
+from hub.store.records import ConversationSummary
 
 log = logging.getLogger(__name__)
 
 FREEZE_BACKLOG = 10_000  # a backlog this large is kept out of later garbage collections
 
-Row = dict[str, Any]
+Row = ConversationSummary
 
 
 class Backlog:
@@ -51,7 +52,7 @@ class Backlog:
         try:
             async for page in pages:
                 settled = self._settled or set()
-                take([row for row in page if row["id"] not in settled])
+                take([row for row in page if row.id not in settled])
                 self.size += len(page)
                 await asyncio.sleep(0)  # let the hub answer between pages
         except Exception:

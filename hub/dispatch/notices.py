@@ -12,12 +12,13 @@ from typing import Any, Protocol
 import msgspec
 
 from hub.bus import MessageStored
+from hub.store.records import Conversation
 
 
 class Offered(msgspec.Struct, frozen=True):
     """``offer``: take this conversation before ``expires_at``."""
 
-    conversation: dict[str, Any]  # the stored conversation with customer and messages
+    conversation: Conversation  # with its customer and messages
     expires_at: float
 
 
@@ -31,7 +32,7 @@ class OfferRevoked(msgspec.Struct, frozen=True):
 class Assigned(msgspec.Struct, frozen=True):
     """``conversation``: the agent holds this conversation now."""
 
-    conversation: dict[str, Any]
+    conversation: Conversation
 
 
 class Removed(msgspec.Struct, frozen=True):

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from hub import permissions
 from hub.bus import (
@@ -41,6 +41,7 @@ from hub.errors import Forbidden, InvalidState, NotFound
 from hub.metrics import Metrics
 from hub.settings import HubSettings
 from hub.store.ingest import ASSIGNED, QUEUED
+from hub.store.records import ConversationSummary
 from hub.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -133,9 +134,8 @@ class DispatchService:
         now = self.clock()
         actions: list[Action] = []
         for row in await self.store.conversations_with_status(ASSIGNED):
-            actions += self.core.restore_assigned(
-                row["id"], row["assignee"], now, channel=row["channel"]
-            )
+            assignee = cast(str, row.assignee)  # an assigned conversation has one
+            actions += self.core.restore_assigned(row.id, assignee, now, channel=row.channel)
         self.actions.launch(actions)
         messages = self.bus.subscribe(MESSAGES)  # before reading the backlog: no gap
         deliveries = self.bus.subscribe(DELIVERIES)
@@ -159,20 +159,20 @@ class DispatchService:
                 await task
         await self.actions.close()
 
-    def _take_in(self, rows: list[dict[str, Any]]) -> None:
+    def _take_in(self, rows: list[ConversationSummary]) -> None:
         """Queue one page of the backlog."""
         now = self.clock()
         actions: list[Action] = []
         for row in rows:
             actions += self.core.enqueue(
-                row["id"],
-                row["queue"],
-                row["priority"],
-                row["queued_at"] or now,
+                row.id,
+                row.queue,
+                row.priority,
+                row.queued_at or now,
                 now,
-                channel=row["channel"],
+                channel=row.channel,
                 skills=skills_of(row),
-                sla=(row.get("decision") or {}).get("sla_seconds"),
+                sla=(row.decision or {}).get("sla_seconds"),
             )
         self.actions.launch(actions)
 
@@ -234,15 +234,15 @@ class DispatchService:
         if to_agent == agent:
             raise InvalidState("you hold this conversation already")
         conversation = await self.store.conversation(conversation_id)
-        target_queue = queue or conversation["queue"]
+        target_queue = queue or conversation.queue
         now = self.clock()
         done = self.actions.launch(
             self.core.transfer_to_queue(
                 agent,
                 conversation_id,
                 target_queue,
-                conversation["priority"],
-                conversation["queued_at"] or now,
+                conversation.priority,
+                conversation.queued_at or now,
                 now,
                 skills=skills_of(conversation),
                 to_agent=to_agent,

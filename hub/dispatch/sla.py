@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from hub.metrics import Metrics
+from hub.store.records import Conversation
 
 
 class ServiceLevels:
@@ -29,16 +29,16 @@ class ServiceLevels:
         # accepted conversations not yet answered: (queue, queued at, SLA seconds or None)
         self._first_reply: dict[str, tuple[str, float, float | None]] = {}
 
-    def accepted(self, conversation: dict[str, Any], queue_wait: float) -> None:
-        """An agent holds ``conversation`` (a stored row with its messages) now."""
-        queue = conversation["queue"]
+    def accepted(self, conversation: Conversation, queue_wait: float) -> None:
+        """An agent holds ``conversation`` (with its messages) now."""
+        queue = conversation.queue
         self.metrics.queue_wait_seconds.labels(queue).observe(queue_wait)
-        if not any(m["direction"] == "outbound" and m["author"] for m in conversation["messages"]):
-            sla = (conversation.get("decision") or {}).get("sla_seconds")
+        if not any(m.direction == "outbound" and m.author for m in conversation.messages):
+            sla = (conversation.decision or {}).get("sla_seconds")
             if sla is None:
                 sla = self.queue_sla.get(queue)
-            queued_at = conversation["queued_at"] or conversation["created_at"]
-            self._first_reply[conversation["id"]] = (queue, queued_at, sla)
+            queued_at = conversation.queued_at or conversation.created_at
+            self._first_reply[conversation.id] = (queue, queued_at, sla)
         self.metrics.offers.labels(queue, "accepted").inc()
 
     def replied(self, conversation_id: str) -> None:

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.store.schema import events
+
 
 def event_row(
     at: float,
@@ -29,3 +33,21 @@ def event_row(
         "agent": agent,
         "data": data,
     }
+
+
+async def record_event(
+    connection: AsyncConnection,
+    at: float,
+    kind: str,
+    conversation_id: str | None = None,
+    message_id: str | None = None,
+    agent: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """Append one event inside the caller's transaction."""
+    await connection.execute(
+        events.insert(),
+        event_row(
+            at, kind, conversation_id=conversation_id, message_id=message_id, agent=agent, data=data
+        ),
+    )

@@ -7,14 +7,17 @@ future resolves only after the commit: nothing is acknowledged before it is dura
 fails, each job is retried in a transaction of its own so one bad job cannot sink its neighbours.
 Driver errors reach callers as the typed errors of ``hub.store.failures``; the writer remembers
 whether its last commit failed because the database could not write (``failing``), which is what
-``/readyz`` reports.
+``/readyz`` reports. :class:`Database` bundles the engine, its writer and the clock that the
+store's aggregates (``hub.store.conversations``, ``hub.store.outbox``, …) share.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -25,11 +28,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.sql.expression import Executable
 
 from hub.errors import HubError, StoreError, StoreUnavailable
+from hub.store import migrate
 from hub.store.failures import translate
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Clock = Callable[[], float]
 BatchHandler = Callable[[AsyncConnection, list[Any]], Awaitable[Sequence[Any]]]
 
 
@@ -202,3 +207,48 @@ def insert_ignoring_conflicts(connection: AsyncConnection, table: Table) -> Exec
     if connection.dialect.name == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing()
     return sqlite.insert(table).on_conflict_do_nothing()
+
+
+class Database:
+    """The engine, its one writer and the clock, shared by every aggregate of the store.
+
+    Reads take a pooled connection (:meth:`read`); writes go through :attr:`writer`, so they are
+    group-committed whichever aggregate makes them.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        sqlite_synchronous: str = "full",
+        batch_max: int = 256,
+        clock: Clock = time.time,
+    ) -> None:
+        self.engine: AsyncEngine = create_engine(url, sqlite_synchronous=sqlite_synchronous)
+        self.writer = Writer(self.engine, batch_max=batch_max)
+        self.clock = clock
+
+    async def start(self, *, run_migrations: bool = True) -> None:
+        """Apply pending migrations and start the writer."""
+        if run_migrations:
+            await migrate.upgrade(self.engine)
+        self.writer.start()
+
+    async def close(self) -> None:
+        """Commit what is queued, stop the writer and close the pool."""
+        await self.writer.close()
+        await self.engine.dispose()
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A pooled connection for reads. What the driver raises inside leaves as the typed
+        errors of ``hub.store.failures`` (:class:`StoreUnavailable` when the database cannot
+        answer); the hub's own errors pass through."""
+        try:
+            async with self.engine.connect() as connection:
+                yield connection
+        except Exception as exc:
+            error = translate(exc)
+            if error is None:
+                raise
+            raise error from exc

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.errors import StoreError
 from hub.store.audit import event_row
+from hub.store.conversations import SUMMARY_COLUMNS, summary_of
 from hub.store.ingest import ASSIGNED, CLOSED, QUEUED
 from hub.store.schema import conversations, events
 
@@ -38,23 +39,11 @@ class DispatchWrite:
     data: dict[str, Any] = field(default_factory=dict)
 
 
-#: what a requeue hands back: the conversation as dispatch queues it again
-REQUEUE_COLUMNS = (
-    conversations.c.id,
-    conversations.c.queue,
-    conversations.c.priority,
-    conversations.c.queued_at,
-    conversations.c.created_at,
-    conversations.c.channel,
-    conversations.c.decision,
-)
-
-
 async def apply_writes(
     connection: AsyncConnection, writes: list[DispatchWrite], now: float
 ) -> list[Any]:
     """Apply ``writes`` in one transaction; per write: assign and close give whether they
-    happened, requeue the conversation's row or None (closed meanwhile), the others None.
+    happened, requeue the conversation's summary or None (closed meanwhile), the others None.
     Audit events (one per write that happened) go in with one INSERT, in the writes' order."""
     results: list[Any] = [None] * len(writes)
     rows: list[dict[str, Any] | None] = [None] * len(writes)
@@ -212,7 +201,8 @@ async def _requeue(
     results: list[Any],
     rows: list[dict[str, Any] | None],
 ) -> None:
-    current = await _current(connection, _ids(writes, members), *REQUEUE_COLUMNS[1:])
+    # what a requeue hands back: the conversation as dispatch queues it again
+    current = await _current(connection, _ids(writes, members), *SUMMARY_COLUMNS[1:])
     params = []
     for index in members:
         write = writes[index]
@@ -220,7 +210,7 @@ async def _requeue(
         if row is None or row.status == CLOSED:
             continue  # closed in the meantime: nothing to take back
         params.append({"cid": write.conversation_id, "now": now})
-        results[index] = {column.name: row._mapping[column.name] for column in REQUEUE_COLUMNS}
+        results[index] = summary_of(row)  # nobody holds it now
         rows[index] = _event_row(
             now, write, "conversation.requeued", {"reason": write.data["reason"]}
         )

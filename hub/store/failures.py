@@ -1,9 +1,9 @@
 """What a database driver's exception means for the hub: pure classification, no I/O.
 
 SQLite (through aiosqlite) and PostgreSQL (through asyncpg) fail in their own words; the store
-turns them into one of three typed errors at its boundary (``hub.store.store``,
-``hub.store.database``), so every caller can tell "try again later" from "this is a bug"
-without knowing which database runs underneath.
+turns them into one of three typed errors at its boundary (``hub.store.database``: reads and
+the writer), so every caller can tell "try again later" from "this is a bug" without knowing
+which database runs underneath.
 """
 
 from __future__ import annotations
