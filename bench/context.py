@@ -28,8 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import and_, select, text
 
-from hub.envelope import Identity
-from hub.store.ingest import _load_identities
+from hub.customers.linking import customer_of, owner_rows
 from hub.store.schema import customer_stats, customers, identities
 from hub.store.store import Store
 
@@ -114,8 +113,10 @@ async def measure(url: str, keys: list[int], how: str) -> float:
                         )
                     ).first()
                 else:
-                    wanted = {("email", address): Identity(kind="email", address=address)}
-                    row = (await _load_identities(connection, wanted, NOW)).get(("email", address))
+                    found = (await owner_rows(connection, {("email", address)})).get(
+                        ("email", address)
+                    )
+                    row = customer_of(found, NOW) if found is not None else None
                 assert row is not None
             return len(keys) / (time.perf_counter() - start)
     finally:

@@ -5,7 +5,7 @@ Service figure: the real :class:`DispatchService` on a real :class:`Store` (SQLi
 are in-process notifier sinks (no sockets, no console): every frame an agent receives is
 answered by its own task, an ``offer`` with ``accept``, a ``conversation`` with ``close``, so an
 agent's answers do not wait for each other. W conversations wait at the start (ingested through
-``Store.ingest`` for 2,000 web chat customers, then copied in SQL up to W). Each closed
+``hub.ingest`` for 2,000 web chat customers, then copied in SQL up to W). Each closed
 conversation is queued again the way a customer's new message reopens it (a store write plus a
 ``MessageStored(reopened=True)`` on the bus), so W stays W while the clock runs. Counted:
 assignments whose ``conversation`` frame reached the agent, from the first agent connecting
@@ -50,10 +50,10 @@ from hub.console.views import ConsoleFrames
 from hub.dispatch.core import DispatchCore, SendOffer
 from hub.dispatch.service import DispatchService
 from hub.envelope import Direction, Envelope, Identity, ThreadHints
+from hub.ingest.stages import Ingest
 from hub.metrics import Metrics
 from hub.settings import AgentSettings, DispatchSettings, HubSettings, QueueSettings
-from hub.store.ingest import QUEUED
-from hub.store.schema import conversations
+from hub.store.schema import QUEUED, conversations
 from hub.store.store import Store
 from rules.decision import Decision, Priority
 
@@ -143,8 +143,9 @@ async def build_store(path: Path, waiting: int, queues: int) -> None:
         )
 
     try:
+        ingest = Ingest(store, decide)
         batch = [
-            store.ingest(
+            ingest.ingest(
                 Envelope(
                     channel="webchat",
                     inbox="web",
@@ -155,7 +156,6 @@ async def build_store(path: Path, waiting: int, queues: int) -> None:
                     thread=ThreadHints(session=f"visitor{index}"),
                     text=f"Hello, where is my order {index}? It has not arrived yet.",
                 ),
-                decide,
             )
             for index in range(first)
         ]

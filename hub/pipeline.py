@@ -1,9 +1,9 @@
-"""Inbound path: validate → dedupe → identify → decide → persist and thread → publish.
+"""Inbound path: validate → normalize → CRM lookup → store (``hub.ingest``) → publish.
 
 Connectors call :meth:`Pipeline.ingest` through the :class:`connectors.base.Sink` interface.
-Dedupe, identification, the rules decision and threading run inside the store's batched
-transaction (``hub.store.ingest``); the pipeline publishes on the bus after the commit, so
-dispatch never sees a message that is not durable.
+``hub.ingest`` finds the customer, has the rules decide (outside any transaction), then
+dedupes, threads and persists in the store's batched transaction; the pipeline publishes what
+the plan says on the bus after the commit, so dispatch never sees a message that is not durable.
 """
 
 from __future__ import annotations
@@ -19,22 +19,13 @@ import msgspec
 import nh3
 
 from connectors.base import Accepted, HistoryItem
-from hub.bus import (
-    DELIVERIES,
-    MESSAGES,
-    OUTBOX,
-    AttachmentListed,
-    Bus,
-    CustomerPresence,
-    DeliveryUpdated,
-    MessageStored,
-    OutboxReady,
-)
+from hub.bus import DELIVERIES, MESSAGES, Bus, CustomerPresence, DeliveryUpdated
 from hub.customers.context import CustomerRef
 from hub.customers.identity import InvalidAddress, normalize_identity
 from hub.customers.providers import ContextProvider
-from hub.envelope import Delivery, Direction, Envelope, Identity, problem_notes
+from hub.envelope import Delivery, Direction, Envelope, Identity
 from hub.errors import HubError
+from hub.ingest.stages import Ingest
 from hub.metrics import Metrics
 from hub.store.store import Store
 from rules.decision import Decision, passthrough
@@ -114,6 +105,7 @@ class Pipeline:
         self.clock = clock
         self.bus = bus
         self.decide = decide
+        self.inbound = Ingest(store, decide)
         self.metrics = metrics
         self.default_region = default_region
         self.provider = provider
@@ -133,7 +125,7 @@ class Pipeline:
             )
             envelope = msgspec.structs.replace(envelope, html=clean)
         external = await self.provider.lookup(envelope.sender) if self.provider else None
-        stored = await self.store.ingest(envelope, self.decide, external)
+        stored = await self.inbound.ingest(envelope, external)
         if stored.duplicate:
             self.metrics.messages_duplicate.labels(envelope.channel).inc()
             return Accepted(
@@ -142,56 +134,8 @@ class Pipeline:
                 duplicate=True,
             )
         self.metrics.messages_in.labels(envelope.channel).inc()
-        await self.bus.publish(
-            MESSAGES,
-            MessageStored(
-                conversation_id=stored.conversation_id,
-                message_id=stored.message_id,
-                direction=str(envelope.direction),
-                conversation_created=stored.conversation_created,
-                reopened=stored.reopened,
-                status=stored.status,
-                assignee=stored.assignee,
-                queue=stored.queue,
-                priority=stored.priority,
-                queued_at=stored.queued_at,
-                channel=envelope.channel,
-                text=envelope.text,
-                created_at=envelope.received_at,
-                customer_id=stored.customer_id,
-                skills=stored.skills,
-                preferred_agent=stored.preferred_agent,
-                sla=stored.sla,
-                attachments=tuple(
-                    AttachmentListed(
-                        id=attachment_id,
-                        name=attachment.name,
-                        content_type=attachment.content_type,
-                        size=attachment.size,
-                        sha256=attachment.sha256,
-                    )
-                    for attachment_id, attachment in zip(
-                        stored.attachment_ids, envelope.attachments, strict=True
-                    )
-                ),
-                notes=problem_notes(envelope.metadata),
-            ),
-        )
-        if stored.auto_reply is not None:
-            reply = stored.auto_reply
-            await self.bus.publish(
-                MESSAGES,
-                MessageStored(
-                    conversation_id=reply.conversation_id,
-                    message_id=reply.message_id,
-                    direction="outbound",
-                    status=stored.status,
-                    channel=envelope.channel,
-                    text=reply.text,
-                    created_at=reply.created_at,
-                ),
-            )
-            await self.bus.publish(OUTBOX, OutboxReady(message_id=reply.message_id))
+        for topic, event in stored.publish:
+            await self.bus.publish(topic, event)
         return Accepted(message_id=stored.message_id, conversation_id=stored.conversation_id)
 
     def _normalized(self, envelope: Envelope) -> Envelope:

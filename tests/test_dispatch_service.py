@@ -23,6 +23,7 @@ from hub.dispatch.core import Presence
 from hub.dispatch.service import DispatchService
 from hub.envelope import Direction, Envelope, Identity, ThreadHints
 from hub.errors import InvalidState
+from hub.ingest.stages import Ingest
 from hub.metrics import Metrics
 from hub.store.records import ConversationSummary
 from hub.store.schema import conversations, customer_stats, events
@@ -65,9 +66,10 @@ async def backlog(store: Store, count: int) -> list[str]:
         index = int(envelope.idempotency_key)
         return Decision(queue="general", priority=PRIORITIES[index % 4])
 
+    ingest = Ingest(store, decide)
     stored = await asyncio.gather(
         *(
-            store.ingest(
+            ingest.ingest(
                 Envelope(
                     channel="webchat",
                     inbox="web",
@@ -78,7 +80,6 @@ async def backlog(store: Store, count: int) -> list[str]:
                     thread=ThreadHints(session=f"v{index}"),
                     text=f"question {index}",
                 ),
-                decide,
             )
             for index in range(count)
         )

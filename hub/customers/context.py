@@ -1,7 +1,8 @@
 """A customer as rules and agents see them.
 
-:func:`load_facts` runs in bulk inside the ingest transaction (what rules read);
-:func:`customer_context` is the fuller view for the console and ``customers show``.
+:func:`facts_query` and :func:`facts_from_row` give what rules read (``hub.ingest`` reads
+them before the rules decide, in bulk); :func:`customer_context` is the fuller view for the
+console and ``customers show``.
 """
 
 from __future__ import annotations

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import and_, bindparam, delete, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.customers import valuation
 from hub.customers.context import customer_context, identity_owner
@@ -18,8 +19,8 @@ from hub.customers.csvimport import CustomerRecord, InvoiceRecord, OrderRecord, 
 from hub.customers.identity import InvalidAddress, normalize_email, normalize_phone
 from hub.customers.merge import merge, unmerge
 from hub.ids import new_id
-from hub.store.ingest import CLOSED
 from hub.store.schema import (
+    CLOSED,
     conversations,
     customer_stats,
     customers,
@@ -27,11 +28,34 @@ from hub.store.schema import (
     invoices,
     orders,
 )
-from hub.store.store import Store
 
 DAY = 86_400.0
 STATS_SLICE = 200  # customer figures written per writer job (a few milliseconds)
 DEFAULT_THRESHOLDS = valuation.Thresholds()
+
+
+T = TypeVar("T")
+
+
+class Writes(Protocol):
+    async def call(self, fn: Callable[[AsyncConnection], Awaitable[T]]) -> T: ...
+
+
+class Storage(Protocol):
+    """What customers need of the hub's store (``hub.store.store.Store``): pooled reads, the
+    group-committing writer and the clock. A protocol, so that customers depend on the
+    store's tables only, not on the facade that shows customers to the console."""
+
+    @property
+    def engine(self) -> AsyncEngine: ...
+
+    @property
+    def writer(self) -> Writes: ...
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
+    def read(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
 
 
 @dataclass
@@ -49,7 +73,7 @@ class ImportReport:
 class Customers:
     def __init__(
         self,
-        store: Store,
+        store: Storage,
         *,
         default_region: str = "DE",
         thresholds: valuation.Thresholds = DEFAULT_THRESHOLDS,

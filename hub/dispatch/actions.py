@@ -41,8 +41,8 @@ from hub.dispatch.sla import ServiceLevels
 from hub.dispatch.work import InFlight
 from hub.errors import HubError, NotFound
 from hub.metrics import Metrics
-from hub.store.ingest import ASSIGNED
 from hub.store.records import Conversation, ConversationSummary
+from hub.store.schema import ASSIGNED
 from hub.store.store import Store
 
 log = logging.getLogger(__name__)

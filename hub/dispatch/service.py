@@ -40,8 +40,8 @@ from hub.dispatch.work import InFlight
 from hub.errors import Forbidden, InvalidState, NotFound
 from hub.metrics import Metrics
 from hub.settings import HubSettings
-from hub.store.ingest import ASSIGNED, QUEUED
 from hub.store.records import ConversationSummary
+from hub.store.schema import ASSIGNED, QUEUED
 from hub.store.store import Store
 
 log = logging.getLogger(__name__)

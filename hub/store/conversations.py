@@ -17,7 +17,6 @@ from hub.customers.context import customer_contexts
 from hub.envelope import Envelope, Identity, decode_envelope
 from hub.errors import NotFound
 from hub.store.database import Database
-from hub.store.ingest import QUEUED
 from hub.store.messages import MESSAGE_COLUMNS, message_record, notes_of, stored_inbound
 from hub.store.records import (
     CONVERSATION_COLUMNS,
@@ -26,7 +25,7 @@ from hub.store.records import (
     MessageFile,
     OptOut,
 )
-from hub.store.schema import attachments, conversations, identities, messages, opt_outs
+from hub.store.schema import QUEUED, attachments, conversations, identities, messages, opt_outs
 from rules.decision import Priority
 
 #: what a :class:`ConversationSummary` is made of (``summary_of``)

@@ -19,8 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub.errors import StoreError
 from hub.store.audit import event_row
 from hub.store.conversations import SUMMARY_COLUMNS, summary_of
-from hub.store.ingest import ASSIGNED, CLOSED, QUEUED
-from hub.store.schema import conversations, events
+from hub.store.schema import ASSIGNED, CLOSED, QUEUED, conversations, events
 
 ASSIGN = "assign"
 CLOSE = "close"

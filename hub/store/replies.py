@@ -15,10 +15,10 @@ from hub.errors import Forbidden, InvalidState, NotFound, StoreConflict
 from hub.ids import new_id
 from hub.store.audit import record_event
 from hub.store.database import Clock, Database
-from hub.store.ingest import ASSIGNED, outbox_row
+from hub.store.ingest import outbox_row
 from hub.store.messages import MESSAGE_COLUMNS, answered, message_record
 from hub.store.records import Message, MessageFile, Reply
-from hub.store.schema import attachments, conversations, messages, outbox
+from hub.store.schema import ASSIGNED, attachments, conversations, messages, outbox
 
 #: another channel instance a reply leaves through: (inbox, channel, recipient)
 Via = tuple[str, str, Identity]

@@ -53,6 +53,11 @@ identities = Table(
     UniqueConstraint("kind", "address", name="uq_identities_kind_address"),
 )
 
+#: the ``status`` of a conversation: waiting for an agent, with one, done (reopened by a reply)
+QUEUED = "queued"
+ASSIGNED = "assigned"
+CLOSED = "closed"
+
 conversations = Table(
     "conversations",
     metadata,

@@ -4,26 +4,21 @@ Each aggregate is a small module over its own tables and returns typed records
 (``hub.store.records``): ``conversations``, ``messages``, ``replies``, ``outbox``,
 ``assignments`` (dispatch's writes), ``sessions``, ``revisions``, ``connector_state``,
 ``opt_outs``, ``attachments`` and ``readiness``; inbound envelopes are stored in batches by
-``ingest``. They share one :class:`~hub.store.database.Database`: reads on pooled connections,
-writes through its group-committing writer. :class:`Store` gives their methods the names
-callers use, so the hub holds one object and each method lives with its tables.
+``hub.ingest`` through the same writer. They share one :class:`~hub.store.database.Database`:
+reads on pooled connections, writes through its group-committing writer. :class:`Store` gives
+their methods the names callers use, so the hub holds one object and each method lives with
+its tables.
 """
 
 from __future__ import annotations
 
 import time
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from hub.customers.providers import Lookup
-from hub.envelope import Envelope
-from hub.errors import InvalidState
 from hub.store.assignments import Assignments
 from hub.store.attachments import Attachments
 from hub.store.connector_state import ConnectorStates
 from hub.store.conversations import Conversations
 from hub.store.database import Clock, Database
-from hub.store.ingest import Decide, Stored, store_batch
 from hub.store.messages import Messages
 from hub.store.opt_outs import OptOuts
 from hub.store.outbox import Outbox
@@ -111,29 +106,3 @@ class Store:
     async def close(self) -> None:
         """Commit what is queued, then close the writer and the pool."""
         await self._database.close()
-
-    # -- inbound ---------------------------------------------------------------------------
-
-    async def ingest(
-        self, envelope: Envelope, decide: Decide, external: Lookup | None = None
-    ) -> Stored:
-        """Store one inbound envelope (batched with concurrent ones); durable on return.
-
-        ``external`` is what an external CRM said about the sender, laid over the stored facts.
-        """
-        result: Stored = await self.writer.submit(self._ingest_batch, (envelope, decide, external))
-        return result
-
-    async def _ingest_batch(
-        self, connection: AsyncConnection, items: list[tuple[Envelope, Decide, Lookup | None]]
-    ) -> list[Stored]:
-        decide = items[0][1]
-        if any(item[1] is not decide for item in items):
-            raise InvalidState("one batch must share one decide function")
-        return await store_batch(
-            connection,
-            [item[0] for item in items],
-            decide,
-            self.clock(),
-            [item[2] for item in items],
-        )
