@@ -27,6 +27,8 @@ from hub.keys import (
     UPLOAD_SECRET,
 )
 from hub.permissions import Action, ensure, needs_relation
+from hub.privacy import api as privacy_api
+from hub.reports import api as reports_api
 from hub.sessions import SECURE_SESSION_COOKIE, SESSION_COOKIE, Ended, Principal, request_token
 from hub.settings import AgentSettings
 from hub.websec import client_address, is_secure
@@ -385,3 +387,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/customers/merge", merge_customers)
     app.router.add_post("/api/customers/unmerge", unmerge_customers)
     app.router.add_get("/api/rules/revisions/{digest}", rules_revision)
+    reports_api.add_routes(app)
+    privacy_api.add_routes(app)

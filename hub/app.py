@@ -15,12 +15,13 @@ from collections.abc import Callable
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from hub import api, channels, health, lifecycle
+from hub import api, channels, gauges, health, lifecycle
 from hub.console import pages
 from hub.errors import StoreUnavailable
 from hub.keys import AGENTS, CLOCK, CONNECTORS, CONSOLE, METRICS, SETTINGS
 from hub.metrics import Metrics
 from hub.plugins import ConnectorRegistry
+from hub.privacy import job as retention_job
 from hub.settings import HubSettings
 from hub.websec import origin_guard
 
@@ -53,6 +54,8 @@ def create_app(
     api.add_routes(app)
     channels.mount(app, connectors)
     app.cleanup_ctx.extend(lifecycle.RESOURCES)
+    retention_job.setup(app)  # background jobs on top: they start last and stop first
+    gauges.setup(app)
     app.on_startup.append(lifecycle.announce)  # runs after every cleanup context started
     app.on_shutdown.append(lifecycle.drain)
     return app

@@ -7,6 +7,9 @@ lets sends in progress finish, then connectors stop (no new messages), then the 
 dispatch, then what they all used (CRM client, HTTP session, bus, store), and the separate
 metrics port goes last, so it can be scraped until the end.
 
+Background jobs that other modules add after these (``hub.privacy.job``, ``hub.gauges``) start
+last and stop first.
+
 Before any of that, on SIGTERM, :func:`drain` (an ``on_shutdown`` handler) lets replies being
 sent finish, tells agents to reconnect elsewhere and stops the connectors.
 """

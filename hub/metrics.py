@@ -79,6 +79,29 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        # sampled from the store and the connectors (hub.gauges): every process of a
+        # deployment reports the same outbox figures, so alert rules take max()
+        self.outbox_pending = Gauge(
+            "channelhub_outbox_pending",
+            "Replies waiting in the outbox to be sent (or retried)",
+            registry=self.registry,
+        )
+        self.outbox_oldest_pending_seconds = Gauge(
+            "channelhub_outbox_oldest_pending_seconds",
+            "Age of the oldest reply waiting in the outbox (0 when none waits)",
+            registry=self.registry,
+        )
+        self.outbox_dead_letters = Gauge(
+            "channelhub_outbox_dead_letters",
+            "Replies that failed for good (no more retries) and stay in the outbox",
+            registry=self.registry,
+        )
+        self.connector_up = Gauge(
+            "channelhub_connector_up",
+            "1 while a channel instance can receive, 0 while its health check reports a problem",
+            ["connector", "channel"],
+            registry=self.registry,
+        )
         self.agents_connected = Gauge(
             "channelhub_agents_connected",
             "Agents with at least one console open",

@@ -33,6 +33,9 @@ class Action(StrEnum):
     VIEW_QUEUES = "queues.view"
     REASSIGN = "conversation.reassign"
     REVOKE_SESSIONS = "sessions.revoke"
+    READ_REPORTS = "reports.read"
+    EXPORT_CONVERSATIONS = "conversations.export"
+    CUSTOMER_PRIVACY = "customer.privacy"  # GDPR export and erasure, retention runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,7 @@ class Grant:
 
 
 _STAFF = frozenset({Role.SUPERVISOR, Role.ADMIN})
+_ADMINS = frozenset({Role.ADMIN})
 _EVERYONE = frozenset(Role)
 
 POLICY = MappingProxyType(
@@ -62,8 +66,11 @@ POLICY = MappingProxyType(
         Action.VIEW_QUEUES: Grant(_STAFF),
         Action.REASSIGN: Grant(_STAFF),
         Action.REVOKE_SESSIONS: Grant(
-            frozenset({Role.ADMIN}), frozenset({Role.AGENT, Role.SUPERVISOR}), "their own"
+            _ADMINS, frozenset({Role.AGENT, Role.SUPERVISOR}), "their own"
         ),
+        Action.READ_REPORTS: Grant(_STAFF),
+        Action.EXPORT_CONVERSATIONS: Grant(_STAFF),
+        Action.CUSTOMER_PRIVACY: Grant(_ADMINS),
     }
 )
 

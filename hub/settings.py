@@ -301,6 +301,36 @@ class DispatchSettings(_Model):
     )
 
 
+class RetentionSettings(_Model):
+    """How long personal data is kept (docs/privacy.md); unset keeps it for ever."""
+
+    conversations: Duration | None = Field(
+        None, description="closed conversations, closed longer ago than this, are removed"
+    )
+    attachments: Duration | None = Field(
+        None, description="files of messages older than this are removed (the text stays)"
+    )
+    prospects_without_contact: Duration | None = Field(
+        None, description="prospects (not CRM customers) without contact this long are erased"
+    )
+    audit_events: Duration | None = Field(
+        None, description="audit events older than this are deleted"
+    )
+    every: Duration = Field(24 * 3600.0, ge=60, description="how often the retention job runs")
+
+    @property
+    def configured(self) -> bool:
+        return any(
+            value is not None
+            for value in (
+                self.conversations,
+                self.attachments,
+                self.prospects_without_contact,
+                self.audit_events,
+            )
+        )
+
+
 class HubSettings(_Model):
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
@@ -315,6 +345,7 @@ class HubSettings(_Model):
     business_hours: dict[str, BusinessHoursSettings] = Field(default_factory=dict)
     rules: RulesSettings = RulesSettings()
     customers: CustomerSettings = CustomerSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> HubSettings:

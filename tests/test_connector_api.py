@@ -28,21 +28,119 @@ def test_webchat_is_registered_like_any_plugin() -> None:
     assert ConnectorRegistry.discover().get("webchat") is WebChatConnector
 
 
-def test_connectors_never_import_the_hub_runtime() -> None:
-    """Connectors get everything through ConnectorContext; only the data model is shared."""
+def _imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every import in ``path``; ``from connectors import x`` counts as
+    ``connectors.x``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.extend((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.level:
+                found.append((node.lineno, "." * node.level + node.module))
+            elif node.module in ("connectors", "hub", "rules"):
+                found.extend((node.lineno, f"{node.module}.{a.name}") for a in node.names)
+            else:
+                found.append((node.lineno, node.module))
+    return found
+
+
+def _allowed(package: str, name: str) -> bool:
+    """What a module of ``connectors/<package>`` may import from this project: the plugin API
+    (connectors.base and the data model hub.envelope), the shared helpers, its own package;
+    the testing kit is part of the plugin API too."""
+    top = name.split(".", 1)[0]
+    if top not in ("connectors", "hub", "rules"):
+        return True  # the standard library and third-party packages
+    if name in ("connectors.base", "hub.envelope"):
+        return True
+    if name == "connectors.shared" or name.startswith("connectors.shared."):
+        return True
+    own = f"connectors.{package}"
+    return bool(package) and (name == own or name.startswith(own + "."))
+
+
+def test_connectors_import_only_the_plugin_api_and_shared_helpers() -> None:
+    """A connector imports connectors.base, hub.envelope, connectors.shared.* and its own
+    package: never the hub's runtime, the rules, or a sibling connector (what two connectors
+    need lives in connectors/shared/). The shared helpers import no connector."""
     offenders = []
-    for path in (ROOT / "connectors").rglob("*.py"):
-        tree = ast.parse(path.read_text(), str(path))
-        for node in ast.walk(tree):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            for name in names:
-                if (name == "hub" or name.startswith("hub.")) and name != "hub.envelope":
-                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: {name}")
+    checked = 0
+    for path in sorted((ROOT / "connectors").rglob("*.py")):
+        parts = path.relative_to(ROOT / "connectors").parts
+        package = parts[0] if len(parts) > 1 else ""
+        for line, name in _imports(path):
+            checked += 1
+            if name.startswith("."):
+                offenders.append(f"{path.relative_to(ROOT)}:{line}: relative import {name}")
+            elif not _allowed(package, name):
+                offenders.append(f"{path.relative_to(ROOT)}:{line}: {name}")
+    assert checked > 300
     assert offenders == []
+
+
+def test_every_connector_has_the_same_shape() -> None:
+    """settings.py, parse.py (pure), client.py (the provider's I/O), connector.py, and a docs
+    page, for every built-in connector."""
+    connectors = sorted(
+        path.name
+        for path in (ROOT / "connectors").iterdir()
+        if (path / "__init__.py").exists() and path.name not in ("shared", "testing")
+    )
+    assert connectors == ["email", "fax", "sms", "webchat"]
+    for name in connectors:
+        for module in ("settings.py", "parse.py", "client.py", "connector.py"):
+            assert (ROOT / "connectors" / name / module).exists(), f"connectors/{name}/{module}"
+        assert (ROOT / "docs" / f"{name}.md").exists(), f"docs/{name}.md"
+
+
+PURE = (
+    "connectors/email/compose.py",
+    "connectors/fax/formdata.py",
+    "connectors/shared/basic_auth.py",
+    "connectors/shared/fetch_policy.py",
+    "connectors/shared/mail/charsets.py",
+    "connectors/shared/mail/headers.py",
+    "connectors/shared/mail/message_ids.py",
+    "connectors/shared/mail/mime.py",
+    "connectors/shared/mail/reader.py",
+    "connectors/shared/media_links.py",
+    "connectors/shared/rate_limit.py",
+    "connectors/shared/signed_tokens.py",
+    "connectors/sms/segments.py",
+)
+
+
+@pytest.mark.parametrize(
+    "module",
+    sorted(
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "connectors").rglob("parse*.py")
+        if "testing" not in path.parts
+    )
+    + list(PURE),
+)
+def test_parse_modules_do_no_io(module: str) -> None:
+    """Every connector's parse*.py and the other pure modules await nothing and import no
+    network, process, clock or randomness module."""
+    tree = ast.parse((ROOT / module).read_text())
+    awaits = [
+        node.lineno for node in ast.walk(tree) if isinstance(node, ast.Await | ast.AsyncFunctionDef)
+    ]
+    assert awaits == [], f"{module} awaits at lines {awaits}"
+    forbidden = {
+        "aiohttp",
+        "asyncio",
+        "socket",
+        "subprocess",
+        "time",
+        "random",
+        "os",
+        "aiosmtplib",
+        "aioimaplib",
+    }
+    imported = {name.split(".", 1)[0] for _, name in _imports(ROOT / module)}
+    assert imported & forbidden == set(), f"{module} imports {sorted(imported & forbidden)}"
 
 
 async def test_webchat_through_the_testing_kit() -> None:

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from connectors.email import EmailConnector
+from connectors.shared.mail.settings import ImapSettings
 from hub.envelope import decode_envelope
 from hub.keys import CONNECTORS
 from hub.store.schema import conversations, events, messages
@@ -426,7 +427,7 @@ async def test_readyz_reports_an_unreachable_mailbox(store_url: str, tmp_path: P
         broken = email.model_copy(
             update={
                 "imap": email.smtp_in
-                and __import__("connectors.email.settings", fromlist=["ImapSettings"]).ImapSettings(
+                and ImapSettings(
                     host="127.0.0.1",
                     port=1,
                     security="none",

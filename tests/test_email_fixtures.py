@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.email.parse import Options, ParsedMail, content_key, parse_mail
+from connectors.shared.mail.reader import Options, ParsedMail, content_key, parse_mail
 
 DATA = Path(__file__).resolve().parent / "data" / "email"
 OPTIONS = Options(inbox="support", secret=b"inbox-secret", id_domain="example.com")

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 import yaml
 
-from connectors.email import charsets, message_ids
 from connectors.email.compose import Sender, build_reply, reply_subject
-from connectors.email.mime import html_to_text, html_too_complex
-from connectors.email.parse import BadMail, Options, content_key, parse_mail, raw_key
-from connectors.email.smtp_in import read_data, unstuff
+from connectors.shared.mail import charsets, message_ids
+from connectors.shared.mail.mime import html_to_text, html_too_complex
+from connectors.shared.mail.reader import BadMail, Options, content_key, parse_mail, raw_key
+from connectors.shared.mail.smtp_in import read_data, unstuff
 from hub.envelope import Identity, Outbound, ThreadHints
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "email"

@@ -7,8 +7,8 @@ from email.message import EmailMessage
 
 import pytest
 
-from connectors.email.mime import safe_filename
-from connectors.email.parse import Options, parse_mail
+from connectors.shared.mail.mime import safe_filename
+from connectors.shared.mail.reader import Options, parse_mail
 from hub.uploads import filename
 
 DISGUISES = [

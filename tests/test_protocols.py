@@ -89,11 +89,19 @@ def test_visitor_tokens_verify_and_resist_tampering() -> None:
         parse.issue_token(SECRET, b"short")
 
 
-def test_token_bucket() -> None:
-    bucket = parse.TokenBucket.full(rate=1.0, burst=2, now=0.0)
-    assert [bucket.take(0.0), bucket.take(0.0), bucket.take(0.0)] == [True, True, False]
-    assert bucket.take(0.5) is False
-    assert bucket.take(1.0) is True
+@pytest.mark.parametrize("bad", ["v1.abc.ééé", "v1.ä.AAAAAAAAAAAAAAAAAAAAAAAA", "ü"])
+def test_non_ascii_visitor_tokens_are_unknown_not_a_crash(bad: str) -> None:
+    assert parse.verify_token(SECRET, bad) is None
+
+
+def test_non_ascii_customer_signature_is_invalid_not_a_crash() -> None:
+    key, now = b"shared-with-the-website", 1_800_000_000.0
+    expires = int(now) + 60
+    good = parse.customer_signature(key, "K7", expires)
+    hello = parse.Hello(customer="K7", expires=expires, signature=good)
+    assert parse.vouched_customer(key, hello, now) == "K7"
+    forged = parse.Hello(customer="K7", expires=expires, signature=good[:-1] + "é")
+    assert parse.vouched_customer(key, forged, now) is None
 
 
 @pytest.mark.parametrize(

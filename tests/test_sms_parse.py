@@ -14,8 +14,7 @@ import aiohttp
 import pytest
 from twilio.request_validator import RequestValidator
 
-from connectors import media_links
-from connectors.sms import parse
+from connectors.sms import parse, segments
 from connectors.sms.connector import SmsConnector
 from connectors.sms.settings import SmsSettings
 from connectors.testing import (
@@ -161,58 +160,8 @@ def test_keywords(body: str, opt_out_type: str | None, expected: str | None) -> 
     ],
 )
 def test_segments(text: str, encoding: str, count: int) -> None:
-    result = parse.segments(text)
+    result = segments.segments(text)
     assert (result["encoding"], result["segments"]) == (encoding, count)
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "http://api.twilio.com/x",  # plain http
-        "https://user:pw@api.twilio.com/x",
-        "https://api.twilio.com.evil.example/x",
-        "https://evil.example/api.twilio.com",
-        "https://169.254.169.254/latest/meta-data/",
-        "https://127.0.0.1/x",
-        "https://[::1]/x",
-        "https://[::ffff:10.0.0.1]/x",
-        "file:///etc/passwd",
-        "gopher://api.twilio.com/",
-        "https://api.twilio.com:99999/x",
-        "not a url",
-    ],
-)
-def test_media_refusals(url: str) -> None:
-    allowed = ("api.twilio.com", "*.twiliocdn.com", "127.0.0.1", "::1", "::ffff:10.0.0.1")
-    assert parse.media_refusal(url, allowed, allow_private=False) is not None
-
-
-def test_media_allowed() -> None:
-    allowed = ("api.twilio.com", "*.twiliocdn.com")
-    assert parse.media_refusal("https://api.twilio.com/2010-04-01/x", allowed, False) is None
-    assert parse.media_refusal("https://mms.twiliocdn.com/x", allowed, False) is None
-    assert parse.media_refusal("https://twiliocdn.com/x", allowed, False) is not None
-    assert parse.media_refusal("http://127.0.0.1:8/x", ("127.0.0.1",), True) is None
-    # "*": any host, but private addresses stay refused
-    assert parse.media_refusal("https://bucket.s3.amazonaws.com/f.pdf?sig=1", ("*",), False) is None
-    assert parse.media_refusal("https://10.0.0.5/f.pdf", ("*",), False) is not None
-    assert parse.media_refusal("https://169.254.169.254/latest", ("*",), False) is not None
-
-
-def test_media_links() -> None:
-    secret = b"k" * 32
-    token = media_links.sign(secret, "sha256:" + "a" * 64, "image/png", expires=100)
-    assert media_links.verify(secret, token, now=50).ref == "sha256:" + "a" * 64
-    with pytest.raises(media_links.BadLink, match="expired"):
-        media_links.verify(secret, token, now=101)
-    with pytest.raises(media_links.BadLink, match="signature"):
-        media_links.verify(b"x" * 32, token, now=50)
-    _body, mac = token.split(".")
-    forged = media_links.sign(b"x" * 32, "sha256:" + "b" * 64, "text/html", 100).split(".")[0]
-    with pytest.raises(media_links.BadLink):
-        media_links.verify(secret, f"{forged}.{mac}", now=50)
-    with pytest.raises(media_links.BadLink, match="malformed"):
-        media_links.verify(secret, "../../etc/passwd", now=50)
 
 
 async def test_json_webhooks_are_checked_by_body_hash() -> None:
@@ -313,18 +262,68 @@ async def test_json_webhooks_are_checked_by_body_hash() -> None:
     assert sink.envelopes[1].idempotency_key == "twilio:SM" + "8" * 32
 
 
-def test_base_url_rewrite() -> None:
-    from connectors.sms.client import rewrite
+async def test_api_base_url_is_the_sdk_domain_base() -> None:
+    """api_base_url replaces Twilio's API host through the SDK's own domain base URL; a path
+    (SignalWire's /api/laml) is kept, a trailing slash is not doubled."""
+    from connectors.sms.client import TwilioSender
 
-    url = "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages.json"
-    assert rewrite(url, "https://api.twilio.com") == url
-    assert (
-        rewrite(url, "http://127.0.0.1:9/")
-        == "http://127.0.0.1:9/2010-04-01/Accounts/AC1/Messages.json"
-    )
-    assert (
-        rewrite(url, "https://space.signalwire.com/api/laml")
-        == "https://space.signalwire.com/api/laml/2010-04-01/Accounts/AC1/Messages.json"
-    )
-    other = "https://api.twilio.com.evil.example/x"
-    assert rewrite(other, "http://127.0.0.1:9") == other
+    uri = "/2010-04-01/Accounts/AC1/Messages.json"
+    cases = [
+        ("https://api.twilio.com", "https://api.twilio.com" + uri),
+        ("http://127.0.0.1:9/", "http://127.0.0.1:9" + uri),
+        ("https://space.signalwire.com/api/laml", "https://space.signalwire.com/api/laml" + uri),
+    ]
+    async with aiohttp.ClientSession() as session:
+        for base, expected in cases:
+            sender = TwilioSender("AC1", "token", base_url=base, session=session, timeout=5.0)
+            assert sender.client.api.absolute_url(uri) == expected
+
+
+async def test_replies_reach_a_base_url_with_a_path_through_the_shared_session() -> None:
+    """A compatible provider under a path (SignalWire's /api/laml) gets the SDK's request, with
+    Basic credentials, through the session the connector was given."""
+    from aiohttp import web
+
+    from connectors.shared.basic_auth import basic_authorization
+    from connectors.sms.client import TwilioSender
+
+    seen: list[tuple[str, str | None, dict[str, str]]] = []
+
+    async def create(request: web.Request) -> web.Response:
+        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        seen.append((request.path, request.headers.get("Authorization"), form))
+        return web.json_response(
+            {"sid": "SM" + "1" * 32, "status": "queued", "body": form["Body"], "to": form["To"]},
+            status=201,
+        )
+
+    app = web.Application()
+    app.router.add_post("/api/laml/2010-04-01/Accounts/PJ1/Messages.json", create)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with aiohttp.ClientSession() as session:
+            sender = TwilioSender(
+                "PJ1",
+                "secret-token",
+                base_url=f"http://127.0.0.1:{port}/api/laml/",
+                session=session,
+                timeout=5.0,
+            )
+            delivery = await sender.create(
+                {"to": "+4915112345678", "from_": "+4930901820", "body": "hi"}
+            )
+            assert not session.closed
+    finally:
+        await runner.cleanup()
+    assert (delivery.status, delivery.provider_id) == (DeliveryStatus.QUEUED, "SM" + "1" * 32)
+    assert seen == [
+        (
+            "/api/laml/2010-04-01/Accounts/PJ1/Messages.json",
+            basic_authorization("PJ1", "secret-token"),
+            {"To": "+4915112345678", "From": "+4930901820", "Body": "hi"},
+        )
+    ]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from connectors.workers import JobTimeout, WorkerLost, WorkerPool
+from connectors.shared.workers import JobTimeout, WorkerLost, WorkerPool
 from tests.test_cli import _wait_ready as wait_ready
 from tests.test_cli import free_port
 
@@ -93,7 +93,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # a hub stand-in: starts workers the way the connectors do, prints their pids, then waits
 _POOL_PARENT = """
 import asyncio, os, sys, tempfile, time
-from connectors.workers import WorkerPool
+from connectors.shared.workers import WorkerPool
 from tests.test_workers import stall_started
 
 async def main():
@@ -112,7 +112,7 @@ asyncio.run(main())
 """
 _EXECUTOR_PARENT = """
 import concurrent.futures, multiprocessing, os, time
-from connectors.workers import die_with_parent
+from connectors.shared.workers import die_with_parent
 
 pool = concurrent.futures.ProcessPoolExecutor(
     2, mp_context=multiprocessing.get_context("forkserver"),

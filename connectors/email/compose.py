@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from email.headerregistry import Address
 from email.message import EmailMessage
 
-from connectors.email import message_ids
-from connectors.email.headers import clean
+from connectors.shared.mail import message_ids
+from connectors.shared.mail.headers import clean
 from hub.envelope import Outbound
 
 MAX_REFERENCES = 20  # RFC 5322 allows trimming; keep the first and the newest

@@ -13,7 +13,7 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from connectors.base import ConnectorSettings
-from connectors.email.settings import ImapSettings, SmtpInSettings, SmtpOutSettings
+from connectors.shared.mail.settings import ImapSettings, SmtpInSettings, SmtpOutSettings
 
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
@@ -80,7 +80,7 @@ class TelnyxSettings(_Block):
 
 
 class MailGatewaySettings(_Block):
-    """Fax-to-email in and email-to-fax out, through the email connector's machinery.
+    """Fax-to-email in and email-to-fax out, through the shared mail transport.
 
     ``number_pattern`` is a regular expression with a group named ``number`` searched in the
     Subject, then in the From header (HylaFAX+ ``faxrcvd``: "Facsimile received from

@@ -1,55 +1,50 @@
-"""Twilio's REST API through the official SDK's async client, pointed at any base URL.
+"""Twilio's REST API through the official SDK's async interface, at any base URL.
 
-``edge``/``region`` rewrite host names in a way only Twilio's own hosts survive, so a
-Twilio-compatible provider (SignalWire's compatibility API, Telnyx TeXML) or a test server is
-reached by replacing the SDK's ``https://api.twilio.com`` prefix in :class:`BaseUrlHttpClient`.
+Only the SDK's public extension points are used (twilio-python 9):
+
+* ``Client(http_client=...)`` takes any :class:`twilio.http.AsyncHttpClient`. Ours,
+  :class:`SessionHttpClient`, sends through the hub's shared aiohttp session with the inbox's
+  ``send_timeout`` (the SDK's own client opens a session per client, and passes
+  ``timeout=None`` per request, which turns a session's timeout off).
+* The API domain's ``base_url`` (``client.api.base_url``), the attribute the SDK builds every
+  Messages URL from, and what the SDKs of Twilio-compatible providers (SignalWire's) set: so
+  ``api_base_url`` reaches a compatible provider or a test server, a path included
+  (``https://SPACE.signalwire.com/api/laml``). The SDK's ``edge``/``region`` settings only
+  rewrite Twilio's own host names.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 from twilio.base.exceptions import TwilioRestException
-from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.http import AsyncHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
 from connectors.base import SendError
+from connectors.shared.basic_auth import basic_authorization
 from connectors.sms import parse
-from connectors.sms.media import basic_authorization
 from hub.envelope import Delivery
 
-TWILIO_PREFIX = "https://api.twilio.com"
 #: seconds before a reply's first attempt its message may seem to date from: Twilio's
 #: date_created has whole seconds, and its clock is not ours
 CLOCK_SLACK = 2.0
+_logger = logging.getLogger(__name__)
 
 
-def rewrite(url: str, base_url: str) -> str:
-    """``url`` with Twilio's API host replaced by ``base_url``."""
-    base = base_url.rstrip("/")
-    if base != TWILIO_PREFIX and url.startswith(TWILIO_PREFIX + "/"):
-        return base + url[len(TWILIO_PREFIX) :]
-    return url
+class SessionHttpClient(AsyncHttpClient):  # type: ignore[misc]
+    """The SDK's HTTP interface on an aiohttp session we own the use of, every request
+    bounded by ``timeout`` seconds (the per-request ``timeout`` the SDK passes is ignored)."""
 
-
-class BaseUrlHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
-    """The SDK's async client sending to ``base_url``, every request bounded by ``timeout``.
-
-    ``request`` is replaced rather than extended: the SDK's passes ``timeout=None`` per request,
-    which disables aiohttp's session timeout, and uses aiohttp's deprecated ``auth=``.
-    """
-
-    def __init__(self, base_url: str, timeout: float) -> None:
-        super().__init__(pool_connections=False, timeout=timeout)
-        self.base_url = base_url
-        self.session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=timeout), trust_env=False
-        )
+    def __init__(self, session: aiohttp.ClientSession, timeout: float) -> None:
+        super().__init__(_logger, True, timeout)
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
 
     async def request(
         self,
@@ -59,19 +54,20 @@ class BaseUrlHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
         data: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
         auth: tuple[str, str] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - the SDK's signature; the session's applies
+        timeout: float | None = None,  # noqa: ASYNC109 - the SDK's signature; ours applies
         allow_redirects: bool = False,
     ) -> Response:
         headers = dict(headers or {})
         if auth is not None:
             headers["Authorization"] = basic_authorization(*auth)
-        async with self.session.request(
+        async with self._session.request(
             method.upper(),
-            rewrite(url, self.base_url),
+            url,
             params=params,
             data=data,
             headers=headers,
             allow_redirects=allow_redirects,
+            timeout=self._timeout,
         ) as response:
             return Response(response.status, await response.text(), response.headers)
 
@@ -79,12 +75,19 @@ class BaseUrlHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
 class TwilioSender:
     """Sends one reply, classifying every failure as retryable or not."""
 
-    def __init__(self, account_sid: str, auth_token: str, base_url: str, timeout: float) -> None:
-        self.http = BaseUrlHttpClient(base_url, timeout)
-        self.client = Client(account_sid, auth_token, http_client=self.http)
-
-    async def close(self) -> None:
-        await self.http.close()
+    def __init__(
+        self,
+        account_sid: str,
+        auth_token: str,
+        *,
+        base_url: str,
+        session: aiohttp.ClientSession,
+        timeout: float,
+    ) -> None:
+        self.client = Client(
+            account_sid, auth_token, http_client=SessionHttpClient(session, timeout)
+        )
+        self.client.api.base_url = base_url.rstrip("/")
 
     async def find_earlier(
         self, to: str, body: str, since: float, foreign: Collection[str] = ()
@@ -133,15 +136,4 @@ def _delivery(message: Any) -> Delivery:
 
 
 def _send_error(exc: TwilioRestException) -> SendError:
-    """429 and 5xx are worth another try; other 4xx will fail the same way again."""
-    code = str(exc.code) if exc.code else f"http_{exc.status}"
-    message = parse.reason(str(exc.code) if exc.code else None, exc.msg) or exc.msg
-    retryable = exc.status == 429 or exc.status >= 500
-    return SendError(message or f"HTTP {exc.status}", code=code, retryable=retryable)
-
-
-def template_variables(names: tuple[str, ...], values: dict[str, str]) -> str:
-    """Twilio's ContentVariables: JSON of {"1": …, "2": …} from the agent's named values."""
-    return json.dumps(
-        {str(index): values[name] for index, name in enumerate(names, 1)}, ensure_ascii=False
-    )
+    return parse.send_error(exc.status, exc.code, exc.msg)

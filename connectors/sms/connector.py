@@ -7,18 +7,13 @@ provider from ``GET /channels/NAME/media/{token}`` under short-lived signed link
 
 from __future__ import annotations
 
-import asyncio
 import re
-from collections import OrderedDict
 from collections.abc import Sequence
-from urllib.parse import parse_qsl
 
 import msgspec
 from aiohttp import web
-from multidict import MultiDict
 from twilio.request_validator import RequestValidator
 
-from connectors import media_links
 from connectors.base import (
     Accepted,
     Capabilities,
@@ -29,17 +24,18 @@ from connectors.base import (
     SendError,
     TemplateInfo,
 )
-from connectors.sms import parse
-from connectors.sms.client import TwilioSender, template_variables
-from connectors.sms.media import MediaFailed, MediaFetcher, MediaRefused
+from connectors.shared import media_route
+from connectors.shared.media_fetcher import MediaFailed, MediaFetcher, MediaRefused
+from connectors.shared.single_flight import SingleFlight
+from connectors.shared.webhooks import read_body
+from connectors.sms import parse, segments
+from connectors.sms.client import TwilioSender
 from connectors.sms.settings import SmsSettings
 from hub.envelope import Attachment, Delivery, Identity, Outbound
 
 TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
 WHATSAPP_WINDOW = 24 * 3600.0
-MEDIA_LINK_TTL = 3600.0
 RECENT = 4096  # acknowledged MessageSids remembered, so a replay costs no media download
-FORM = "application/x-www-form-urlencoded"
 
 
 class SmsConnector(Connector):
@@ -62,8 +58,7 @@ class SmsConnector(Connector):
         self._validator = RequestValidator(settings.auth_token.get_secret_value())
         self._sender: TwilioSender | None = None
         self._media: MediaFetcher | None = None
-        self._inflight: dict[str, asyncio.Future[Accepted]] = {}
-        self._recent: OrderedDict[str, Accepted] = OrderedDict()
+        self._flights: SingleFlight[Accepted] = SingleFlight(RECENT)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -73,8 +68,9 @@ class SmsConnector(Connector):
         self._sender = TwilioSender(
             self.settings.account_sid,
             token,
-            self.settings.api_base_url,
-            self.settings.send_timeout,
+            base_url=self.settings.api_base_url,
+            session=ctx.http,
+            timeout=self.settings.send_timeout,
         )
         self._media = MediaFetcher(
             allowed_hosts=self.settings.media_hosts,
@@ -86,9 +82,7 @@ class SmsConnector(Connector):
         await self._media.start()
 
     async def stop(self) -> None:
-        if self._sender is not None:
-            await self._sender.close()
-            self._sender = None
+        self._sender = None  # its session is the hub's
         if self._media is not None:
             await self._media.close()
             self._media = None
@@ -97,7 +91,7 @@ class SmsConnector(Connector):
         return (
             Route("POST", "/inbound", self._inbound),
             Route("POST", "/status", self._status),
-            Route("GET", "/media/{token}", self._serve_media),
+            Route("GET", media_route.PATH, self._serve_media),
         )
 
     # -- webhooks --------------------------------------------------------------------------
@@ -106,108 +100,68 @@ class SmsConnector(Connector):
         assert self._ctx is not None
         return self.settings.public_url or self._ctx.public_url
 
-    async def _verified_fields(self, request: web.Request) -> MultiDict[str]:
+    async def _verified_fields(self, request: web.Request) -> dict[str, list[str]]:
         """The posted fields of a genuine Twilio request, or the HTTP error to answer."""
-        if request.content_length is not None and request.content_length > (
-            self.settings.max_body_bytes
-        ):
-            raise web.HTTPRequestEntityTooLarge(
-                max_size=self.settings.max_body_bytes, actual_size=request.content_length
-            )
+        limit = self.settings.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
         kind = request.content_type
-        if kind not in (FORM, "application/json"):
-            raise web.HTTPUnsupportedMediaType(text=f"expected {FORM}, got {kind or 'nothing'}")
-        # to its end: one read returns only what has arrived, and a body cut short fails
-        # its signature (or its JSON) although the provider sent it whole
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.content.iter_chunked(64 * 1024):
-            size += len(chunk)
-            if size > self.settings.max_body_bytes:
-                raise web.HTTPRequestEntityTooLarge(
-                    max_size=self.settings.max_body_bytes, actual_size=size
-                )
-            chunks.append(chunk)
-        body = b"".join(chunks)
-        signature = request.headers.get("X-Twilio-Signature")
-        if not signature:
-            raise web.HTTPForbidden(text="X-Twilio-Signature is missing")
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            raise web.HTTPBadRequest(text="the body is not UTF-8") from None
-        url = parse.webhook_url(self._public_base(), request.path_qs)
-        if kind == FORM:
-            try:
-                pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=500)
-            except ValueError as exc:
-                raise web.HTTPBadRequest(text=f"bad form body: {exc}") from None
-            fields: MultiDict[str] = MultiDict(pairs)
-            if not self._validator.validate(url, fields, signature):
-                raise web.HTTPForbidden(text="X-Twilio-Signature does not match")
-            return fields
-        # JSON bodies are signed over the URL, whose bodySHA256 parameter hashes the body
-        if "bodySHA256" not in request.query:
-            raise web.HTTPForbidden(text="a JSON webhook must carry bodySHA256")
-        if not self._validator.validate(url, text, signature):
-            raise web.HTTPForbidden(text="X-Twilio-Signature does not match")
-        try:
-            document = msgspec.json.decode(body)
-            if not isinstance(document, dict):
-                raise web.HTTPBadRequest(text="the JSON body must be an object")
-            return MultiDict(
-                (str(key), value if isinstance(value, str) else msgspec.json.encode(value).decode())
-                for key, value in document.items()
+        if kind not in (parse.FORM, parse.JSON):
+            raise web.HTTPUnsupportedMediaType(
+                text=f"expected {parse.FORM}, got {kind or 'nothing'}"
             )
-        except msgspec.DecodeError:
-            raise web.HTTPBadRequest(text="the body is not JSON") from None
-        except RecursionError:  # nesting no webhook has; msgspec gives up on it
-            raise web.HTTPBadRequest(text="the JSON body is nested too deeply") from None
+        body = await read_body(request, limit)
+        try:
+            return parse.verified_fields(
+                kind,
+                body,
+                url=parse.webhook_url(self._public_base(), request.path_qs),
+                signature=request.headers.get("X-Twilio-Signature"),
+                validator=self._validator,
+                body_hash_in_url="bodySHA256" in request.query,
+            )
+        except parse.BadSignature as exc:
+            raise web.HTTPForbidden(text=str(exc)) from None
+        except parse.BadWebhook as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
 
     async def _inbound(self, request: web.Request) -> web.StreamResponse:
-        assert self._ctx is not None
-        grouped = _grouped(await self._verified_fields(request))
-        token = request.headers.get("I-Twilio-Idempotency-Token")
-        if "MessageSid" not in grouped and "SmsMessageSid" not in grouped and token:
-            grouped["MessageSid"] = [re.sub(r"[^A-Za-z0-9_-]", "", token)[:64]]
+        ctx = self._ctx
+        assert ctx is not None
+        fields = await self._verified_fields(request)
         try:
             inbound = parse.parse_inbound(
-                grouped,
+                fields,
                 inbox=self.name,
                 account_sid=self.settings.account_sid,
-                received_at=self._ctx.clock(),
+                received_at=ctx.clock(),
                 max_media=self.settings.max_media_count,
+                idempotency_token=request.headers.get("I-Twilio-Idempotency-Token"),
             )
         except parse.BadWebhook as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
         key = inbound.envelope.idempotency_key
-        if key in self._recent:
-            await self._ctx.sink.redelivered(self.channel, self.name, key)
+        if self._flights.remembered(key):  # acknowledged lately: no media download again
+            await ctx.sink.redelivered(self.channel, self.name, key)
             return _twiml()
-        running = self._inflight.get(key)
-        if running is not None:  # the same message, concurrently: answer when the first is stored
-            try:
-                await asyncio.shield(running)
-            except Exception:
-                raise web.HTTPServiceUnavailable(text="not stored; retry") from None
-            await self._ctx.sink.redelivered(self.channel, self.name, key)
-            return _twiml()
-        future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
         try:
-            accepted = await self._store(inbound)
-        except Exception as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: waiters re-raise it themselves
-            self._ctx.logger.exception("storing %s failed; Twilio will retry", key)
+            # a concurrent copy of the same message is answered when the first is stored
+            _, first = await self._flights.run(key, lambda: self._store_logged(inbound))
+        except Exception:
             raise web.HTTPServiceUnavailable(text="not stored; retry") from None
-        finally:
-            self._inflight.pop(key, None)
-        future.set_result(accepted)
-        self._recent[key] = accepted
-        while len(self._recent) > RECENT:
-            self._recent.popitem(last=False)
+        if not first:
+            await ctx.sink.redelivered(self.channel, self.name, key)
         return _twiml()
+
+    async def _store_logged(self, inbound: parse.Inbound) -> Accepted:
+        try:
+            return await self._store(inbound)
+        except Exception:
+            assert self._ctx is not None
+            self._ctx.logger.exception(
+                "storing %s failed; Twilio will retry", inbound.envelope.idempotency_key
+            )
+            raise
 
     async def _store(self, inbound: parse.Inbound) -> Accepted:
         assert self._ctx is not None and self._media is not None
@@ -253,7 +207,7 @@ class SmsConnector(Connector):
 
     async def _status(self, request: web.Request) -> web.StreamResponse:
         assert self._ctx is not None
-        grouped = _grouped(await self._verified_fields(request))
+        grouped = await self._verified_fields(request)
         if grouped.get("AccountSid", [""])[0] != self.settings.account_sid:
             raise web.HTTPForbidden(text="AccountSid is not this inbox's account")
         try:
@@ -269,18 +223,7 @@ class SmsConnector(Connector):
 
     async def _serve_media(self, request: web.Request) -> web.StreamResponse:
         assert self._ctx is not None
-        try:
-            link = media_links.verify(
-                self._ctx.secret, request.match_info["token"], self._ctx.clock()
-            )
-            data = await self._ctx.blobs.get(link.ref)
-        except (media_links.BadLink, FileNotFoundError, ValueError):
-            raise web.HTTPNotFound() from None
-        return web.Response(
-            body=data,
-            content_type=link.content_type,
-            headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
-        )
+        return await media_route.serve(self._ctx, request)
 
     # -- outbound --------------------------------------------------------------------------
 
@@ -327,16 +270,16 @@ class SmsConnector(Connector):
                     retryable=False,
                 )
             fields["content_sid"] = template.content_sid
-            fields["content_variables"] = template_variables(
+            fields["content_variables"] = parse.template_variables(
                 template.variables, outbound.template.variables
             )
         else:
             fields["body"] = outbound.text
         if outbound.attachments:
-            expires = self._ctx.clock() + MEDIA_LINK_TTL
             fields["media_url"] = [
-                f"{self._public_base().rstrip('/')}/channels/{self.name}/media/"
-                + media_links.sign(self._ctx.secret, item.blob_ref, item.content_type, expires)
+                media_route.url(
+                    self._ctx, self._public_base(), self.name, item.blob_ref, item.content_type
+                )
                 for item in outbound.attachments
             ]
         if self.settings.status_callbacks:
@@ -369,7 +312,7 @@ class SmsConnector(Connector):
         )
 
     def preview(self, text: str) -> dict[str, object]:
-        return parse.segments(text)
+        return segments.segments(text)
 
     def render_template(self, recipient: Identity, name: str, variables: dict[str, str]) -> str:
         if recipient.kind != "whatsapp":
@@ -386,14 +329,6 @@ class SmsConnector(Connector):
         values = {str(index): variables[v] for index, v in enumerate(template.variables, 1)}
         # one pass, so a value that itself contains {{2}} is shown as typed
         return re.sub(r"\{\{(\d+)\}\}", lambda m: values.get(m[1], m[0]), template.body)
-
-
-def _grouped(fields: MultiDict[str]) -> dict[str, list[str]]:
-    """Posted fields as name -> values, the shape the pure parsers take."""
-    grouped: dict[str, list[str]] = {}
-    for key, value in fields.items():
-        grouped.setdefault(key, []).append(value)
-    return grouped
 
 
 def _twiml() -> web.Response:

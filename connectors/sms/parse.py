@@ -1,22 +1,30 @@
-"""Twilio's messaging wire format, pure: webhook fields in, envelope and decisions out.
+"""Twilio's messaging wire format, pure: webhook bodies in, envelope and decisions out.
 
 No I/O here: the connector reads requests, fetches media and calls the API; everything it
-decides (which fields mean what, which keyword opts out, whether a media URL may be fetched,
-what a status or error code means, how many segments a text costs) is decided here and tested
-on recorded payloads.
+decides (whether a webhook is genuinely Twilio's, which fields mean what, which keyword opts
+out, what a status or error code means) is decided here and tested on recorded payloads. Which
+media URLs may be fetched is :mod:`connectors.shared.fetch_policy`; what a text costs in
+segments, :mod:`connectors.sms.segments`.
 """
 
 from __future__ import annotations
 
-import ipaddress
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl
 
+import msgspec
+from multidict import MultiDict
+from twilio.request_validator import RequestValidator
+
+from connectors.base import SendError
 from hub.envelope import Delivery, DeliveryStatus, Direction, Envelope, Identity, ThreadHints
 
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
 WHATSAPP_PREFIX = "whatsapp:"
 MAX_TEXT = 10_000
 
@@ -37,6 +45,68 @@ _CONSUMED = re.compile(
 
 class BadWebhook(ValueError):
     """A webhook whose fields cannot be a message (answered 400 with this reason)."""
+
+
+class BadSignature(ValueError):
+    """A webhook not provably from the provider (answered 403 with this reason)."""
+
+
+def webhook_url(base: str, path_qs: str) -> str:
+    """The URL the provider called: our public base (no trailing slash) plus path and query."""
+    return base.rstrip("/") + path_qs
+
+
+def verified_fields(
+    content_type: str,
+    body: bytes,
+    *,
+    url: str,
+    signature: str | None,
+    validator: RequestValidator,
+    body_hash_in_url: bool,
+) -> dict[str, list[str]]:
+    """The posted fields (name -> values) of a webhook body Twilio signed; :class:`BadSignature`
+    or :class:`BadWebhook`. ``url`` is the URL Twilio called (:func:`webhook_url`);
+    ``body_hash_in_url``, whether its query carries ``bodySHA256``, which is how a JSON body
+    is signed (the signature covers the URL, the URL hashes the body)."""
+    if not signature:
+        raise BadSignature("X-Twilio-Signature is missing")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadWebhook("the body is not UTF-8") from None
+    if content_type == FORM:
+        try:
+            pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=500)
+        except ValueError as exc:
+            raise BadWebhook(f"bad form body: {exc}") from None
+        if not validator.validate(url, MultiDict(pairs), signature):
+            raise BadSignature("X-Twilio-Signature does not match")
+        return _grouped(pairs)
+    if not body_hash_in_url:
+        raise BadSignature("a JSON webhook must carry bodySHA256")
+    if not validator.validate(url, text, signature):
+        raise BadSignature("X-Twilio-Signature does not match")
+    try:
+        document = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        raise BadWebhook("the body is not JSON") from None
+    except RecursionError:  # nesting no webhook has; msgspec gives up on it
+        raise BadWebhook("the JSON body is nested too deeply") from None
+    if not isinstance(document, dict):
+        raise BadWebhook("the JSON body must be an object")
+    return _grouped(
+        (str(key), value if isinstance(value, str) else msgspec.json.encode(value).decode())
+        for key, value in document.items()
+    )
+
+
+def _grouped(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """Posted fields as name -> values, the shape the parsers below take."""
+    grouped: dict[str, list[str]] = {}
+    for key, value in pairs:
+        grouped.setdefault(key, []).append(value)
+    return grouped
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +160,16 @@ def parse_inbound(
     account_sid: str,
     received_at: float,
     max_media: int,
+    idempotency_token: str | None = None,
 ) -> Inbound:
-    """The envelope of a messaging webhook's fields (already signature-checked)."""
+    """The envelope of a messaging webhook's fields (already signature-checked).
+
+    A webhook without a MessageSid (some compatible providers) is keyed by its
+    ``I-Twilio-Idempotency-Token`` header, passed as ``idempotency_token``."""
     sid = _one(fields, "MessageSid") or _one(fields, "SmsMessageSid")
+    absent = "MessageSid" not in fields and "SmsMessageSid" not in fields
+    if absent and idempotency_token:
+        sid = re.sub(r"[^A-Za-z0-9_-]", "", idempotency_token)[:64]
     sender = _one(fields, "From")
     to = _one(fields, "To")
     if not sid or not re.fullmatch(r"[A-Za-z0-9_-]{2,64}", sid):
@@ -225,111 +302,25 @@ def status_report(fields: Mapping[str, list[str]]) -> tuple[str, Delivery]:
     return sid, delivery
 
 
+def send_error(status: int, code: int | str | None, message: str | None) -> SendError:
+    """A failed API call as a :class:`SendError`: 429 and 5xx are worth another try; other
+    4xx will fail the same way again."""
+    reason_code = str(code) if code else None
+    text = reason(reason_code, message) or message
+    return SendError(
+        text or f"HTTP {status}",
+        code=reason_code or f"http_{status}",
+        retryable=status == 429 or status >= 500,
+    )
+
+
+def template_variables(names: tuple[str, ...], values: dict[str, str]) -> str:
+    """Twilio's ContentVariables: JSON of {"1": …, "2": …} from the agent's named values."""
+    return json.dumps(
+        {str(index): values[name] for index, name in enumerate(names, 1)}, ensure_ascii=False
+    )
+
+
 def delivery_status(status: str | None) -> DeliveryStatus:
     """Our state for a status the REST API answered with (unknown ones count as queued)."""
     return _STATUS.get((status or "").lower(), DeliveryStatus.QUEUED)
-
-
-# -- segments ----------------------------------------------------------------------------------
-
-GSM7_BASIC = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
-
-
-def _pack(sizes: list[int], single: int, multi: int) -> int:
-    """Segments for units of ``sizes`` (an escape pair or surrogate pair never splits)."""
-    if sum(sizes) <= single:
-        return 1 if sizes else 0
-    segments, used = 1, 0
-    for size in sizes:
-        if used + size > multi:
-            segments, used = segments + 1, 0
-        used += size
-    return segments
-
-
-def segments(text: str) -> dict[str, Any]:
-    """How an SMS of ``text`` is encoded and how many parts it is billed as.
-
-    GSM-7 fits 160 characters in one part and 153 per part when split (extension characters
-    like € count twice); any other character switches the whole text to UCS-2: 70, then 67 per
-    part, counted in UTF-16 units (an emoji is two).
-    """
-    outside = [char for char in text if char not in GSM7_BASIC and char not in GSM7_EXTENDED]
-    if not outside:
-        sizes = [2 if char in GSM7_EXTENDED else 1 for char in text]
-        return {
-            "encoding": "GSM-7",
-            "segments": _pack(sizes, 160, 153),
-            "units": sum(sizes),
-            "unicode_characters": [],
-        }
-    sizes = [2 if ord(char) > 0xFFFF else 1 for char in text]
-    return {
-        "encoding": "UCS-2",
-        "segments": _pack(sizes, 70, 67),
-        "units": sum(sizes),
-        "unicode_characters": sorted(set(outside))[:10],
-    }
-
-
-# -- media URLs --------------------------------------------------------------------------------
-
-
-def host_allowed(host: str, allowed: tuple[str, ...]) -> bool:
-    host = host.lower().rstrip(".")
-    for pattern in allowed:
-        pattern = pattern.lower().rstrip(".")
-        if pattern == "*":  # any host (private addresses are still refused separately)
-            return True
-        if pattern.startswith("*."):
-            if host.endswith(pattern[1:]) and host != pattern[2:]:
-                return True
-        elif host == pattern:
-            return True
-    return False
-
-
-def address_private(value: str) -> bool:
-    """True for addresses a webhook must never make us call: loopback, private, link-local
-    (cloud metadata at 169.254.169.254), multicast, reserved, unspecified, and IPv6 forms of
-    them (IPv4-mapped included)."""
-    address = ipaddress.ip_address(value.split("%", 1)[0])
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return not address.is_global or address.is_multicast
-
-
-def media_refusal(url: str, allowed: tuple[str, ...], allow_private: bool) -> str | None:
-    """Why ``url`` must not be fetched, or None if it may be (DNS answers are checked again
-    when connecting)."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises on a malformed port
-    except ValueError:
-        return "not a valid URL"
-    schemes = {"https", "http"} if allow_private else {"https"}
-    if parts.scheme.lower() not in schemes:
-        return f"scheme {parts.scheme or '(none)'!r} is not allowed"
-    if parts.username is not None or parts.password is not None:
-        return "credentials in the URL are not allowed"
-    host = parts.hostname or ""
-    if not host:
-        return "no host"
-    if not host_allowed(host, allowed):
-        return f"host {host!r} is not on media_hosts"
-    try:
-        literal = ipaddress.ip_address(host)
-    except ValueError:
-        literal = None
-    if literal is not None and not allow_private and address_private(host):
-        return f"address {host} is private"
-    return None
-
-
-def webhook_url(base: str, path_qs: str) -> str:
-    """The URL the provider called: our public base (no trailing slash) plus path and query."""
-    return base.rstrip("/") + path_qs

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,7 +19,9 @@ from connectors.base import (
     SendError,
     Unavailable,
 )
+from connectors.shared.rate_limit import Buckets
 from connectors.webchat import parse
+from connectors.webchat.client import Windows, receive_hello, send_error, send_frame
 from connectors.webchat.settings import WebChatSettings
 from hub.envelope import Delivery, DeliveryStatus, Identity, Outbound
 
@@ -54,8 +55,8 @@ class WebChatConnector(Connector):
     def __init__(self, name: str, settings: WebChatSettings) -> None:
         super().__init__(name, settings)
         self._ctx: ConnectorContext | None = None
-        self._sockets: dict[str, set[web.WebSocketResponse]] = {}
-        self._buckets: dict[str, parse.TokenBucket] = {}
+        self._windows = Windows()
+        self._buckets = Buckets(settings.rate_per_second, settings.burst)
         self._widget = _static("widget.js")
         self._page = _static("chat.html")
 
@@ -65,9 +66,7 @@ class WebChatConnector(Connector):
         self._ctx = ctx
 
     async def stop(self) -> None:
-        for sockets in list(self._sockets.values()):
-            for socket in list(sockets):
-                await socket.close(code=1001, message=b"server shutting down")
+        await self._windows.close_all(1001, b"server shutting down")
 
     def routes(self) -> Sequence[Route]:
         return (
@@ -93,13 +92,7 @@ class WebChatConnector(Connector):
             text=outbound.text,
             at=outbound.created_at,
         )
-        delivered = 0
-        for socket in list(self._sockets.get(outbound.recipient.address, ())):
-            if socket.closed:
-                continue
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await socket.send_str(text)
-                delivered += 1
+        delivered = await self._windows.push(outbound.recipient.address, text)
         # SENT: stored and shown when the visitor comes back; DELIVERED: on their screen now
         status = DeliveryStatus.DELIVERED if delivered else DeliveryStatus.SENT
         return Delivery(status=status, provider_id=outbound.message_id)
@@ -151,7 +144,9 @@ class WebChatConnector(Connector):
             max_msg_size=HARD_FRAME_LIMIT, heartbeat=30.0, compress=self.settings.compression
         )
         await socket.prepare(request)
-        hello = await self._hello(socket)
+        hello = await receive_hello(
+            socket, max_chars=self.settings.max_message_chars, wait=HELLO_TIMEOUT
+        )
         if hello is None:
             return socket
         visitor = parse.verify_token(ctx.secret, hello.token) if hello.token else None
@@ -167,8 +162,7 @@ class WebChatConnector(Connector):
             token, visitor = parse.issue_token(ctx.secret, os.urandom(16))
         else:
             token = hello.token or ""
-        sockets = self._sockets.setdefault(visitor, set())
-        if len(sockets) >= self.settings.max_sockets_per_visitor:
+        if self._windows.count(visitor) >= self.settings.max_sockets_per_visitor:
             await socket.send_str(
                 parse.encode(
                     "error", code="too_many_windows", message="close another chat window first"
@@ -180,7 +174,7 @@ class WebChatConnector(Connector):
             history = await ctx.history.history(self.name, visitor, self.settings.history_limit)
         except Unavailable as exc:  # no welcome without the history: say so, try again later
             ctx.logger.error("no chat history for a new window: %s", exc)
-            await self._error(socket, "unavailable", "the chat is unavailable; try again shortly")
+            await send_error(socket, "unavailable", "the chat is unavailable; try again shortly")
             await socket.close(code=1013, message=b"store unavailable; try again later")
             return socket
         await socket.send_str(
@@ -193,8 +187,7 @@ class WebChatConnector(Connector):
                 history=[parse.history_entry(item) for item in history],
             )
         )
-        sockets.add(socket)
-        if len(sockets) == 1:
+        if self._windows.add(visitor, socket):
             await self._presence(ctx, visitor, True)
         try:
             secret = self.settings.identity_secret
@@ -204,7 +197,7 @@ class WebChatConnector(Connector):
                     secret.get_secret_value().encode(), hello, ctx.clock()
                 )
                 if vouched is None:
-                    await self._error(
+                    await send_error(
                         socket,
                         "invalid_customer_signature",
                         "the customer signature is invalid or expired; chatting as a guest",
@@ -212,10 +205,8 @@ class WebChatConnector(Connector):
             visiting = Visitor(visitor, hello.name, vouched, parse.claims(hello))
             await self._converse(ctx, socket, visiting)
         finally:
-            sockets.discard(socket)
-            if not sockets:
-                self._sockets.pop(visitor, None)
-                self._buckets.pop(visitor, None)
+            if self._windows.discard(visitor, socket):
+                self._buckets.forget(visitor)
                 await self._presence(ctx, visitor, False)
         return socket
 
@@ -224,29 +215,6 @@ class WebChatConnector(Connector):
             await ctx.sink.customer_presence(self.name, visitor, present)
         except Exception as exc:  # only a signal: never let it break the chat
             ctx.logger.warning("reporting visitor presence failed: %s", exc)
-
-    async def _hello(self, socket: web.WebSocketResponse) -> parse.Hello | None:
-        try:
-            message = await socket.receive(timeout=HELLO_TIMEOUT)
-        except TimeoutError:
-            await socket.close(code=4408, message=b"hello expected")
-            return None
-        if message.type is not WSMsgType.TEXT:
-            await socket.close(code=4400, message=b"hello expected")
-            return None
-        try:
-            command = parse.parse_frame(message.data, max_chars=self.settings.max_message_chars)
-        except parse.ChatProtocolError as exc:
-            await socket.send_str(parse.encode("error", code=exc.code, message=exc.message))
-            await socket.close(code=4400, message=b"hello expected")
-            return None
-        if not isinstance(command, parse.Hello):
-            await socket.send_str(
-                parse.encode("error", code="hello_expected", message="send hello first")
-            )
-            await socket.close(code=4400, message=b"hello expected")
-            return None
-        return command
 
     async def _converse(
         self, ctx: ConnectorContext, socket: web.WebSocketResponse, visitor: Visitor
@@ -260,20 +228,20 @@ class WebChatConnector(Connector):
                 if message.type is WSMsgType.ERROR:
                     break
                 if message.type is not WSMsgType.TEXT:
-                    await self._error(socket, "bad_frame", "frames must be text JSON")
+                    await send_error(socket, "bad_frame", "frames must be text JSON")
                     continue
                 try:
                     command = parse.parse_frame(
                         message.data, max_chars=self.settings.max_message_chars
                     )
                 except parse.ChatProtocolError as exc:
-                    await self._error(socket, exc.code, exc.message, exc.client_id)
+                    await send_error(socket, exc.code, exc.message, exc.client_id)
                     continue
                 if isinstance(command, parse.Ping):
                     await socket.send_str(parse.encode("pong"))
                 elif isinstance(command, parse.Hello):
-                    await self._error(socket, "bad_frame", "already said hello")
-                elif self._allowed(ctx, visitor.id):
+                    await send_error(socket, "bad_frame", "already said hello")
+                elif self._buckets.allow(visitor.id, ctx.clock()):
                     if len(in_flight) >= MAX_IN_FLIGHT:
                         _, pending = await asyncio.wait(
                             in_flight, return_when=asyncio.FIRST_COMPLETED
@@ -283,31 +251,12 @@ class WebChatConnector(Connector):
                     in_flight.add(task)
                     task.add_done_callback(in_flight.discard)
                 else:
-                    await self._error(
+                    await send_error(
                         socket, "rate_limited", "slow down a little", command.client_id
                     )
         finally:
             if in_flight:  # stored messages still get their ack if the socket is open
                 await asyncio.wait(in_flight)
-
-    @staticmethod
-    async def _error(
-        socket: web.WebSocketResponse, code: str, message: str, client_id: str | None = None
-    ) -> None:
-        if not socket.closed:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await socket.send_str(
-                    parse.encode("error", code=code, message=message, client_id=client_id)
-                )
-
-    def _allowed(self, ctx: ConnectorContext, visitor: str) -> bool:
-        now = ctx.clock()
-        bucket = self._buckets.get(visitor)
-        if bucket is None:
-            bucket = self._buckets[visitor] = parse.TokenBucket.full(
-                self.settings.rate_per_second, self.settings.burst, now
-            )
-        return bucket.take(now)
 
     async def _receive(
         self,
@@ -333,18 +282,17 @@ class WebChatConnector(Connector):
                 ctx.logger.error("storing a chat message failed: %s", exc)
             else:
                 ctx.logger.exception("storing a chat message failed")
-            await self._error(
+            await send_error(
                 socket, "unavailable", "not saved; please send it again", say.client_id
             )
             return
-        if not socket.closed:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await socket.send_str(
-                    parse.encode(
-                        "ack",
-                        client_id=say.client_id,
-                        id=accepted.message_id,
-                        duplicate=accepted.duplicate,
-                        at=now,
-                    )
-                )
+        await send_frame(
+            socket,
+            parse.encode(
+                "ack",
+                client_id=say.client_id,
+                id=accepted.message_id,
+                duplicate=accepted.duplicate,
+                at=now,
+            ),
+        )

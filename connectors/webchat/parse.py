@@ -1,4 +1,4 @@
-"""Web chat protocol core: visitor tokens, frames, rate limiting, envelopes. Pure: no I/O.
+"""Web chat protocol core: frames, visitor tokens, signed customers, envelopes. Pure: no I/O.
 
 Customer websocket protocol (documented in docs/webchat.md):
 
@@ -12,14 +12,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from dataclasses import dataclass
 
 import msgspec
 
 from connectors.base import HistoryItem
+from connectors.shared import signed_tokens
 from hub.envelope import Direction, Envelope, Identity, ThreadHints
 
 TOKEN_PREFIX = "v1"  # noqa: S105 - a version tag, not a secret
+TOKEN_MAC_BYTES = 18
 IDENTITY_KIND = "webchat"
 
 
@@ -99,54 +100,32 @@ def vouched_customer(secret: bytes, hello: Hello, now: float) -> str | None:
     if len(hello.customer) > 128 or not now < hello.expires <= now + MAX_VOUCH_SECONDS:
         return None
     expected = customer_signature(secret, hello.customer, hello.expires)
-    return hello.customer if hmac.compare_digest(expected, hello.signature.lower()) else None
-
-
-def _mac(secret: bytes, visitor: str) -> str:
-    digest = hmac.new(secret, f"{TOKEN_PREFIX}.{visitor}".encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest[:18]).decode()
+    # as bytes: compare_digest raises TypeError for a str with non-ASCII characters
+    given = hello.signature.lower().encode()
+    return hello.customer if hmac.compare_digest(expected.encode(), given) else None
 
 
 def issue_token(secret: bytes, random_bytes: bytes) -> tuple[str, str]:
-    """A new visitor: (token to hand to the browser, visitor id). Needs 16+ random bytes."""
+    """A new visitor: (token to hand to the browser, visitor id). Needs 16+ random bytes.
+
+    The token is ``v1.VISITOR.MAC`` (:mod:`connectors.shared.signed_tokens`)."""
     if len(random_bytes) < 16:
         raise ValueError("a visitor id needs at least 128 random bits")
     visitor = base64.urlsafe_b64encode(random_bytes).decode().rstrip("=")
-    return f"{TOKEN_PREFIX}.{visitor}.{_mac(secret, visitor)}", visitor
+    return signed_tokens.sign(secret, f"{TOKEN_PREFIX}.{visitor}", TOKEN_MAC_BYTES), visitor
 
 
 def verify_token(secret: bytes, token: str) -> str | None:
     """The visitor id of a token this instance issued, or None for anything else."""
     if len(token) > 200:
         return None
-    parts = token.split(".")
-    if len(parts) != 3 or parts[0] != TOKEN_PREFIX or not parts[1]:
+    payload = signed_tokens.verify(secret, token, TOKEN_MAC_BYTES)
+    if payload is None:
         return None
-    if not hmac.compare_digest(parts[2], _mac(secret, parts[1])):
+    prefix, _, visitor = payload.partition(".")
+    if prefix != TOKEN_PREFIX or not visitor or "." in visitor:
         return None
-    return parts[1]
-
-
-@dataclass(slots=True)
-class TokenBucket:
-    """Allows ``burst`` messages at once and ``rate`` per second after that."""
-
-    rate: float
-    burst: float
-    tokens: float
-    updated: float
-
-    @classmethod
-    def full(cls, rate: float, burst: int, now: float) -> TokenBucket:
-        return cls(rate, float(burst), float(burst), now)
-
-    def take(self, now: float) -> bool:
-        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
+    return visitor
 
 
 def to_envelope(

@@ -1,4 +1,5 @@
-"""``channelhub customers import|show|merge|unmerge|recompute``: CRM data from the shell."""
+"""``channelhub customers import|show|merge|unmerge|recompute`` (and ``export|erase`` from
+``hub.cli.privacy``): CRM data from the shell."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hub.cli import privacy
 from hub.cli.config import DEFAULT_CONFIG, load_config
 from hub.customers import csvimport
 from hub.errors import ConfigError, InvalidState, NotFound
@@ -155,3 +157,4 @@ def add_commands(commands: Any) -> None:
     again = sub.add_parser("recompute", help="recompute ABC tiers, RFM scores, punctuality")
     again.add_argument("--config", default=default_config)
     again.set_defaults(run=recompute)
+    privacy.add_customer_commands(sub)

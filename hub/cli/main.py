@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from hub import __version__
-from hub.cli import agents, config, customers, envelope, rules, serve
+from hub.cli import agents, config, customers, envelope, privacy, report, rules, serve
 from hub.errors import ConfigError
 
 DESCRIPTION = (
@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     envelope.add_commands(commands)
     customers.add_commands(commands)
     agents.add_commands(commands)
+    report.add_commands(commands)
+    privacy.add_commands(commands)
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(run=_version)
     return parser

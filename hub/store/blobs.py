@@ -61,3 +61,20 @@ class BlobStore:
     async def get(self, ref: str) -> bytes:
         """The bytes of a stored blob (FileNotFoundError if absent)."""
         return await asyncio.to_thread(self._path(ref).read_bytes)
+
+    def path(self, ref: str) -> Path:
+        """Where a blob's file is (ValueError for a malformed reference)."""
+        return self._path(ref)
+
+    async def remove(self, ref: str) -> bool:
+        """Delete a blob's file (erasure, retention); False if it was not there. The caller
+        makes sure no record uses it any more."""
+
+        def unlink() -> bool:
+            try:
+                self._path(ref).unlink()
+            except FileNotFoundError:
+                return False
+            return True
+
+        return await asyncio.to_thread(unlink)

@@ -57,6 +57,8 @@ def create_engine(url: str, *, sqlite_synchronous: str = "full") -> AsyncEngine:
             cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
+            # freed space is zeroed: erased personal data leaves no copy in the file
+            cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
 
         return engine

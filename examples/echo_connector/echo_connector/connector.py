@@ -1,4 +1,5 @@
-"""The Echo connector: the thin I/O shell around :mod:`echo_connector.parse`.
+"""The Echo connector: wires :mod:`echo_connector.parse` (pure) and
+:mod:`echo_connector.client` (the API calls) to the hub.
 
 Inbound: ``POST /channels/NAME/inbound``, answered 200 only after the hub stored the message
 (503 otherwise, so the provider retries); 413, 415, 403 and 400 for oversized, wrongly typed,
@@ -10,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import aiohttp
 from aiohttp import web
 
 from connectors.base import Capabilities, Connector, ConnectorContext, Route, SendError
 from echo_connector import parse
+from echo_connector.client import EchoClient
 from echo_connector.settings import EchoSettings
 from hub.envelope import Delivery, Outbound
 
@@ -34,6 +35,7 @@ class EchoConnector(Connector):
     def __init__(self, name: str, settings: EchoSettings) -> None:
         super().__init__(name, settings)
         self._ctx: ConnectorContext | None = None
+        self._client: EchoClient | None = None
         self._secret = settings.webhook_secret.get_secret_value().encode()
 
     def routes(self) -> Sequence[Route]:
@@ -42,10 +44,12 @@ class EchoConnector(Connector):
     async def start(self, ctx: ConnectorContext) -> None:
         # a real connector checks its credentials here (one cheap API call) and fails fast
         self._ctx = ctx
+        self._client = EchoClient(ctx.http, self.settings)
 
     async def stop(self) -> None:
         # nothing to release: the HTTP session is the hub's; safe to call any number of times
         self._ctx = None
+        self._client = None
 
     # -- inbound -------------------------------------------------------------------------------
 
@@ -84,8 +88,7 @@ class EchoConnector(Connector):
     # -- outbound ------------------------------------------------------------------------------
 
     async def send(self, outbound: Outbound) -> Delivery:
-        ctx = self._ctx
-        if ctx is None:
+        if self._client is None:
             raise SendError("the Echo connector is not started", code="not_started")
         if outbound.recipient.kind != parse.IDENTITY_KIND:
             raise SendError(
@@ -93,20 +96,4 @@ class EchoConnector(Connector):
                 code="unsupported_recipient",
                 retryable=False,
             )
-        url = f"{self.settings.api_url.rstrip('/')}/v1/messages"
-        headers = {
-            "Authorization": f"Bearer {self.settings.api_token.get_secret_value()}",
-            # the same key on every retry of this reply: the provider sends it only once
-            "Idempotency-Key": outbound.idempotency_key,
-        }
-        try:
-            async with ctx.http.post(
-                url,
-                json=parse.to_request(outbound),
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=self.settings.send_timeout),
-            ) as response:
-                status, body = response.status, await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise SendError(f"Echo unreachable: {exc.__class__.__name__}", code="network") from None
-        return parse.delivery(status, body)
+        return await self._client.send(outbound)

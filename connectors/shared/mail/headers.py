@@ -17,7 +17,7 @@ from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.policy import EmailPolicy
 
-from connectors.email import charsets
+from connectors.shared.mail import charsets
 from hub.envelope import Identity
 
 MAX_IDS = 100  # References of a very long thread are cut to the newest this many
@@ -111,8 +111,8 @@ def _bytes_text(data: bytes, candidates: Sequence[str | None]) -> str:
 
 def decode_words(value: str, fallback: Sequence[str] = ()) -> str:
     """RFC 2047 encoded words decoded (adjacent words joined), with the charset labels and
-    stand-ins mail clients need (:mod:`connectors.email.charsets`: GB2312 text that is really
-    GBK, ISO-8859-1 that is Windows-1252, ``iso-8859-8-i``, ISO-2022-JP with Outlook's
+    stand-ins mail clients need (:mod:`connectors.shared.mail.charsets`: GB2312 text that is
+    really GBK, ISO-8859-1 that is Windows-1252, ``iso-8859-8-i``, ISO-2022-JP with Outlook's
     extensions); raw 8-bit bytes are read as UTF-8, then as ``fallback`` charsets."""
     if any("\udc80" <= char <= "\udcff" for char in value):
         value = _bytes_text(value.encode("ascii", "surrogateescape"), ["utf-8", *fallback])

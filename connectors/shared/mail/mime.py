@@ -16,8 +16,8 @@ from email.message import EmailMessage, Message
 
 import nh3
 
-from connectors.email import charsets
-from connectors.email.headers import POLICY
+from connectors.shared.mail import charsets
+from connectors.shared.mail.headers import POLICY
 
 MAX_DEPTH = 30
 MAX_PARTS = 1000

@@ -23,7 +23,7 @@ from typing import Any
 import aioimaplib
 
 from connectors.base import StateStore
-from connectors.email.settings import ImapSettings
+from connectors.shared.mail.settings import ImapSettings
 
 Handle = Callable[[bytes, int | None], Awaitable[None]]
 """Store one mail durably: (raw bytes, or only its header when over the size cap, full size)."""

@@ -9,9 +9,9 @@ import asyncio
 import contextlib
 
 from connectors.base import ConnectorContext
-from connectors.email.imap import Handle, MailboxFollower
-from connectors.email.settings import ImapSettings, SmtpInSettings
-from connectors.email.smtp_in import SmtpReceiver
+from connectors.shared.mail.imap import Handle, MailboxFollower
+from connectors.shared.mail.settings import ImapSettings, SmtpInSettings
+from connectors.shared.mail.smtp_in import SmtpReceiver
 
 
 class MailDoors:

@@ -1,14 +1,14 @@
 """Fetching inbound media without becoming a proxy into the hub's own network.
 
-Every URL (and every redirect) is checked against the host allow-list first; the resolver then
-refuses private and loopback answers, so a hostname that resolves to 169.254.169.254 or
-127.0.0.1 is not reached either (DNS rebinding included, since the check runs when connecting).
-Credentials go only to the host the webhook named. Size and time are capped.
+Every URL (and every redirect) is checked against :mod:`connectors.shared.fetch_policy` first;
+the resolver then refuses private and loopback answers, so a hostname that resolves to
+169.254.169.254 or 127.0.0.1 is not reached either (DNS rebinding included, since the check
+runs when connecting). Credentials go only to the host the webhook named. Size and time are
+capped.
 """
 
 from __future__ import annotations
 
-import base64
 import socket
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -17,13 +17,10 @@ import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
-from connectors.sms.parse import address_private, media_refusal
+from connectors.shared.basic_auth import basic_authorization
+from connectors.shared.fetch_policy import address_private, media_refusal
 
 MAX_REDIRECTS = 3
-
-
-def basic_authorization(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 class MediaRefused(Exception):
@@ -56,6 +53,13 @@ class GuardedResolver(AbstractResolver):
 
 
 class MediaFetcher:
+    """Downloads media a webhook names, under the fetch policy, within a size and a time cap.
+
+    It keeps a session of its own (its resolver refuses private answers, and no proxy from the
+    environment may bypass that): :meth:`start` it, :meth:`close` it. ``auth`` (user,
+    password) goes only to the host the first URL named, never to a host it redirects to.
+    """
+
     def __init__(
         self,
         *,

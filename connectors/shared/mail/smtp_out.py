@@ -12,7 +12,7 @@ from email.message import EmailMessage
 import aiosmtplib
 
 from connectors.base import SendError
-from connectors.email.settings import SmtpOutSettings
+from connectors.shared.mail.settings import SmtpOutSettings
 
 
 class SmtpSender:

@@ -19,7 +19,7 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
 
-from connectors.email.settings import SmtpInSettings
+from connectors.shared.mail.settings import SmtpInSettings
 
 Handle = Callable[[bytes], Awaitable[None]]
 

@@ -1,0 +1,1 @@
+"""Customer data under the GDPR: export, erasure, retention (docs/privacy.md)."""

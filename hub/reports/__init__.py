@@ -1,0 +1,1 @@
+"""Reports and exports for team leads: figures from the audit log, CSV that opens safely."""
