@@ -176,7 +176,11 @@ async def dispatch(app: web.Application) -> Resource:
         app[SETTINGS],
         app[STORE],
         app[BUS],
-        ConsoleFrames(connections, compose.view),
+        ConsoleFrames(
+            connections,
+            compose.view,
+            {queue.name: queue.sla for queue in app[SETTINGS].queues},
+        ),
         app[METRICS],
         app[CLOCK],
     )
@@ -206,6 +210,9 @@ async def console(app: web.Application) -> Resource:
         budget=SendBudget(
             max_bytes=server.agent_queue_bytes, send_timeout=server.agent_send_timeout
         ),
+        dispositions=app[SETTINGS].dispatch.dispositions,
+        wrap_up=app[SETTINGS].dispatch.wrap_up,
+        canned=app[SETTINGS].canned_responses,
     )
     app[UPLOAD_SECRET] = service.upload_secret
     app[CONSOLE] = service

@@ -8,7 +8,7 @@ read. Each returns the frame to answer with, or None when dispatch's own notice 
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from hub import uploads
@@ -38,6 +38,7 @@ from hub.envelope import Attachment
 from hub.errors import Forbidden
 from hub.permissions import Action, ensure
 from hub.settings import AgentSettings
+from hub.store.records import Conversation
 from hub.store.store import Store
 
 
@@ -54,8 +55,14 @@ class Commands:
         *,
         upload_secret: bytes,
         clock: Callable[[], float] = time.time,
+        dispositions: Sequence[str] = ("resolved",),
+        view: Callable[[Conversation], dict[str, Any]] | None = None,
     ) -> None:
-        """``upload_secret`` checks the tokens of files attached to a reply (hub.uploads)."""
+        """``upload_secret`` checks the tokens of files attached to a reply (hub.uploads);
+        ``dispositions`` are the close reasons allowed (the first is the default); ``view``
+        renders a held conversation for its agent."""
+        self.dispositions = tuple(dispositions)
+        self.view = view or (lambda conversation: conversation_view(conversation, compose.view))
         self.store = store
         self.bus = bus
         self.dispatch = dispatch
@@ -122,15 +129,18 @@ class Commands:
         return frame("reassigned", conversation_id=command.conversation_id, agent=command.agent)
 
     async def _close(self, agent: str, command: Close) -> bytes | None:
-        await self.dispatch.close(agent, command.conversation_id, command.disposition)
+        disposition = command.disposition or self.dispositions[0]
+        if disposition not in self.dispositions:
+            raise ProtocolError(
+                "bad_disposition", f"disposition must be one of {', '.join(self.dispositions)}"
+            )
+        await self.dispatch.close(agent, command.conversation_id, disposition)
         return None
 
     async def _open(self, agent: str, command: Open) -> bytes | None:
         if self.dispatch.owner(command.conversation_id) != agent:
             raise Forbidden("this conversation is not assigned to you")
-        view = conversation_view(
-            await self.store.conversation(command.conversation_id), self.compose.view
-        )
+        view = self.view(await self.store.conversation(command.conversation_id))
         return frame("conversation", conversation=view)
 
     async def _preview(self, agent: str, command: Preview) -> bytes | None:

@@ -9,6 +9,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Collection
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
@@ -32,7 +33,8 @@ from hub.errors import (
 from hub.metrics import Metrics
 from hub.permissions import Action, may
 from hub.sessions import Ended, Principal, Sessions, request_token
-from hub.settings import AgentSettings
+from hub.settings import AgentSettings, CannedResponse
+from hub.store.records import Conversation
 from hub.store.store import Store
 from hub.websec import origin_allowed
 
@@ -68,6 +70,7 @@ class _Verdict(enum.Enum):
 
 
 HARD_FRAME_LIMIT = 1024 * 1024  # beyond this aiohttp closes with 1009; below it we answer
+DEFAULT_DISPOSITIONS = ("resolved", "no-action", "escalated")
 
 
 class Console:
@@ -91,7 +94,16 @@ class Console:
         upload_secret: bytes = b"",
         clock: Callable[[], float] = time.time,
         budget: SendBudget | None = None,
+        dispositions: tuple[str, ...] = DEFAULT_DISPOSITIONS,
+        wrap_up: float = 0.0,
+        canned: tuple[CannedResponse, ...] = (),
     ) -> None:
+        """``dispositions`` are the close reasons agents may choose (the first is the default),
+        ``wrap_up`` the seconds after a close before new work, ``canned`` the canned
+        responses (each agent gets those of the queues it serves)."""
+        self.canned = canned
+        self.dispositions = dispositions
+        self.wrap_up = wrap_up
         self.budget = budget or SendBudget()
         self.upload_secret = upload_secret or secrets.token_bytes(32)
         self.clock = clock
@@ -118,6 +130,8 @@ class Console:
             agents,
             upload_secret=self.upload_secret,
             clock=clock,
+            dispositions=dispositions,
+            view=self.conversation_view,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._subscription: Subscription | None = None
@@ -226,12 +240,27 @@ class Console:
                     "role": principal.role,
                     "supervisor": may(principal.role, Action.VIEW_QUEUES),
                 },
+                # what the console offers in its menus: close reasons, transfer targets
+                dispositions=list(self.dispositions),
+                queues=list(self.dispatch.queues),
+                agents=[{"id": a.id, "name": a.name} for a in self.agents.values()],
+                wrap_up=self.wrap_up,
+                canned=self._canned_for(principal.agent),
             ),
         )
         await self.dispatch.connected(agent)
         link.send(await self._snapshot(agent))
         if may(principal.role, Action.VIEW_QUEUES):
             link.send(queue_state_frame(self.dispatch.queue_state()))
+
+    def _canned_for(self, agent: AgentSettings) -> list[dict[str, Any]]:
+        """The canned responses of the queues the agent serves (all queues: every one)."""
+        serves = set(agent.queues)
+        return [
+            {"name": r.name, "text": r.text, "queues": list(r.queues)}
+            for r in self.canned
+            if not r.queues or not serves or serves & set(r.queues)
+        ]
 
     async def _authenticate(self, request: web.Request, link: AgentLink) -> Principal | None:
         token = request_token(request)
@@ -335,15 +364,29 @@ class Console:
         link.close(4401, f"session ended: {reason}".encode())
 
     async def _snapshot(self, agent: str) -> bytes:
-        offers = [
-            offer_view(await self.store.conversation(conversation_id), expires_at)
-            for conversation_id, expires_at in self.dispatch.offers_for(agent)
-        ]
+        offers = []
+        for conversation_id, expires_at in self.dispatch.offers_for(agent):
+            conversation = await self.store.conversation(conversation_id)
+            sla = self.dispatch.queue_sla.get(conversation.queue or "")
+            offers.append(offer_view(conversation, expires_at, sla))
         conversations = [
-            conversation_view(await self.store.conversation(conversation_id), self.compose.view)
+            self.conversation_view(await self.store.conversation(conversation_id))
             for conversation_id in self.dispatch.assigned_to(agent)
         ]
-        return frame("snapshot", offers=offers, conversations=conversations)
+        return frame(
+            "snapshot",
+            offers=offers,
+            conversations=conversations,
+            presence=self.dispatch.presence_of(agent),
+        )
+
+    def conversation_view(self, conversation: Conversation) -> dict[str, Any]:
+        """A held conversation as its agent sees it: with what may be sent and its SLA."""
+        return conversation_view(
+            conversation,
+            self.compose.view,
+            self.dispatch.queue_sla.get(conversation.queue or ""),
+        )
 
     async def _on_frame(self, agent: str, link: AgentLink, data: str) -> bool:
         """Answer one text frame; False when the socket's session turned out to be over."""

@@ -7,7 +7,7 @@ the agent's sockets.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import msgspec
@@ -24,7 +24,7 @@ from hub.dispatch.notices import (
     QueueState,
     Removed,
 )
-from hub.store.records import Conversation, Message
+from hub.store.records import Conversation, ConversationSummary, Message
 
 ComposeView = Callable[[Conversation], dict[str, Any]]
 PREVIEW_CHARS = 280
@@ -37,6 +37,7 @@ def message_view(message: Message) -> dict[str, Any]:
         "kind": message.kind,
         "direction": message.direction,
         "author": message.author,
+        "automatic": is_automatic(message.direction, message.kind, message.author),
         "text": message.text,
         "subject": message.subject,
         "created_at": message.created_at,
@@ -47,8 +48,26 @@ def message_view(message: Message) -> dict[str, Any]:
     }
 
 
+def is_automatic(direction: str, kind: str | None, author: str | None) -> bool:
+    """A message the hub sent by itself (a rule's auto-reply): outbound, not a note, no agent."""
+    return direction == "outbound" and kind in (None, "message") and author is None
+
+
+def sla_due_at(
+    conversation: Conversation | ConversationSummary, queue_sla: float | None = None
+) -> float | None:
+    """When the first answer is due: the rules' SLA, else the queue's, from when it queued."""
+    sla = (conversation.decision or {}).get("sla_seconds")
+    if sla is None:
+        sla = queue_sla
+    queued_at = conversation.queued_at or conversation.created_at
+    return None if sla is None else float(queued_at) + float(sla)
+
+
 def conversation_view(
-    conversation: Conversation, compose: ComposeView | None = None
+    conversation: Conversation,
+    compose: ComposeView | None = None,
+    queue_sla: float | None = None,
 ) -> dict[str, Any]:
     """The agent-facing shape of a conversation with its customer and messages; ``compose``
     adds what the agent may send now (see hub.console.compose)."""
@@ -63,6 +82,7 @@ def conversation_view(
         "assignee": conversation.assignee,
         "subject": conversation.subject,
         "created_at": conversation.created_at,
+        "sla_due_at": sla_due_at(conversation, queue_sla),
         "customer": conversation.customer,
         "instructions": decision.get("instructions", []),
         "tags": decision.get("tags", []),
@@ -74,9 +94,11 @@ def conversation_view(
     return view
 
 
-def offer_view(conversation: Conversation, expires_at: float) -> dict[str, Any]:
+def offer_view(
+    conversation: Conversation, expires_at: float, queue_sla: float | None = None
+) -> dict[str, Any]:
     """The fields of an ``offer`` frame (also the offers in a ``snapshot``)."""
-    view = conversation_view(conversation)
+    view = conversation_view(conversation, queue_sla=queue_sla)
     preview = next(
         (m["text"] for m in reversed(view["messages"]) if m["direction"] == "inbound"), ""
     )
@@ -87,6 +109,7 @@ def offer_view(conversation: Conversation, expires_at: float) -> dict[str, Any]:
         "inbox": view["inbox"],
         "queue": view["queue"],
         "priority": view["priority"],
+        "sla_due_at": view["sla_due_at"],
         "customer": view["customer"],
         "preview": preview[:PREVIEW_CHARS],
         "instructions": view["instructions"],
@@ -100,6 +123,7 @@ def live_message_view(event: MessageStored) -> dict[str, Any]:
         "kind": event.kind,
         "direction": event.direction,
         "author": event.author,
+        "automatic": is_automatic(event.direction, event.kind, event.author),
         "text": event.text,
         "created_at": event.created_at,
         "delivery_status": "queued"
@@ -134,11 +158,18 @@ class Sockets(Protocol):
 
 class ConsoleFrames:
     """Dispatch's audience: renders each notice as its frame and queues it on the agent's
-    sockets. ``compose`` adds to a held conversation what its channel lets the agent send."""
+    sockets. ``compose`` adds to a held conversation what its channel lets the agent send;
+    ``queue_sla`` is each queue's first-response target, for the SLA countdowns."""
 
-    def __init__(self, sockets: Sockets, compose: ComposeView | None = None) -> None:
+    def __init__(
+        self,
+        sockets: Sockets,
+        compose: ComposeView | None = None,
+        queue_sla: Mapping[str, float | None] | None = None,
+    ) -> None:
         self.sockets = sockets
         self.compose = compose
+        self.queue_sla: Mapping[str, float | None] = queue_sla or {}
         # one renderer per notice type: a lookup, not a chain of isinstance checks
         self._renderers: dict[type[Any], Callable[[Any], bytes]] = {
             Offered: self._offered,
@@ -156,17 +187,20 @@ class ConsoleFrames:
     def render(self, notice: Notice) -> bytes:
         return self._renderers[type(notice)](notice)
 
-    @staticmethod
-    def _offered(notice: Offered) -> bytes:
-        return frame("offer", **offer_view(notice.conversation, notice.expires_at))
+    def _offered(self, notice: Offered) -> bytes:
+        conversation = notice.conversation
+        sla = self.queue_sla.get(conversation.queue or "")
+        return frame("offer", **offer_view(conversation, notice.expires_at, sla))
 
     @staticmethod
     def _offer_revoked(notice: OfferRevoked) -> bytes:
         return frame("offer_revoked", conversation_id=notice.conversation_id, reason=notice.reason)
 
     def _assigned(self, notice: Assigned) -> bytes:
+        conversation = notice.conversation
+        sla = self.queue_sla.get(conversation.queue or "")
         return frame(
-            "conversation", conversation=conversation_view(notice.conversation, self.compose)
+            "conversation", conversation=conversation_view(conversation, self.compose, sla)
         )
 
     @staticmethod

@@ -76,9 +76,9 @@ class DispatchService:
         self.work = InFlight(MAX_IN_FLIGHT)
         self.lines = AgentLines(audience, self.work.track)
         self.backlog = Backlog()
-        self.levels = ServiceLevels(
-            metrics, {queue.name: queue.sla for queue in settings.queues}, clock
-        )
+        #: each queue's first-response target (the console's SLA countdowns use it too)
+        self.queue_sla = {queue.name: queue.sla for queue in settings.queues}
+        self.levels = ServiceLevels(metrics, self.queue_sla, clock)
         self.abandonment = AbandonmentTimers(
             store,
             metrics,
@@ -300,6 +300,14 @@ class DispatchService:
         """The queue a conversation waits in (offered or not); None if it does not wait."""
         waiting = self.core.waiting.get(conversation_id)
         return waiting.queue if waiting is not None else None
+
+    def presence_of(self, agent: str) -> str:
+        """The agent's presence while connected (a new connection makes an offline agent
+        available; another open window keeps what was set there)."""
+        state = self.core.agents.get(agent)
+        if state is None or state.presence is Presence.OFFLINE:
+            return str(Presence.AVAILABLE)
+        return str(state.presence)
 
     def assigned_to(self, agent: str) -> list[str]:
         state = self.core.agents.get(agent)
