@@ -47,6 +47,7 @@ bench: install
 	$(BIN)/python bench/sms.py --messages 1000
 	$(BIN)/python bench/fax.py --pages 8
 	$(BIN)/python bench/sockets.py --sockets 500
+	$(BIN)/python bench/bus.py --quick
 
 bench-full: install
 	$(BIN)/python bench/pipeline.py
@@ -57,6 +58,7 @@ bench-full: install
 	$(BIN)/python bench/sms.py
 	$(BIN)/python bench/fax.py
 	$(BIN)/python bench/sockets.py
+	$(BIN)/python bench/bus.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

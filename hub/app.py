@@ -183,7 +183,7 @@ def _lifecycle(
         await store.start()
         app[STORE] = store
         sessions = app[SESSIONS] = Sessions(store, agents, clock=clock)
-        bus = create_bus(settings.bus.url)
+        bus = create_bus(settings.bus, metrics)
         app[BUS] = bus
         decider, watcher = await _routing(settings, store, clock)
         replies = {

@@ -25,6 +25,12 @@ class StoreUnavailable(StoreError, Unavailable):
     ``unavailable`` (websocket frames) or 503 (HTTP)."""
 
 
+class BusUnavailable(HubError):
+    """The bus (Redis) cannot take an event now: unreachable, timing out, loading, read-only or
+    out of memory. The event was not published; the caller refuses what it was acknowledging
+    (503, no ack) so its source retries."""
+
+
 class StoreConflict(StoreError):
     """A uniqueness rule refused a write (a concurrent writer got there first)."""
 

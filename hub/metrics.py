@@ -107,3 +107,84 @@ class Metrics:
             "Agents with at least one console open",
             registry=self.registry,
         )
+        # the Redis Streams bus (memory:// counts nothing: it has no acks, reclaims or streams);
+        # group is "broadcast" for broadcast subscriptions
+        self.bus_published = Counter(
+            "channelhub_bus_published",
+            "Events written to a bus stream",
+            ["topic"],
+            registry=self.registry,
+        )
+        self.bus_publish_failed = Counter(
+            "channelhub_bus_publish_failed",
+            "Publishes refused with BusUnavailable (Redis unreachable or not writable)",
+            ["topic"],
+            registry=self.registry,
+        )
+        self.bus_delivered = Counter(
+            "channelhub_bus_delivered",
+            "Events handed to a subscriber, redeliveries included",
+            ["topic", "group"],
+            registry=self.registry,
+        )
+        self.bus_acked = Counter(
+            "channelhub_bus_acked",
+            "Events acknowledged by their handler",
+            ["topic", "group"],
+            registry=self.registry,
+        )
+        self.bus_reclaimed = Counter(
+            "channelhub_bus_reclaimed",
+            "Unacknowledged events taken over after bus.reclaim_idle (XAUTOCLAIM)",
+            ["topic", "group"],
+            registry=self.registry,
+        )
+        self.bus_dead_lettered = Counter(
+            "channelhub_bus_dead_lettered",
+            "Events moved to the dead-letter stream (max_deliveries or undecodable)",
+            ["topic", "group", "reason"],
+            registry=self.registry,
+        )
+        self.bus_lost = Counter(
+            "channelhub_bus_lost",
+            "Unacknowledged events trimmed off their stream before a retry (raise bus.maxlen)",
+            ["topic", "group"],
+            registry=self.registry,
+        )
+        self.bus_gaps = Counter(
+            "channelhub_bus_gaps",
+            "Broadcast subscribers that found events they will never see (trimmed, Redis reset)",
+            ["topic"],
+            registry=self.registry,
+        )
+        self.bus_undecodable = Counter(
+            "channelhub_bus_undecodable",
+            "Stream entries that are not bus events (dead-lettered by work groups, skipped by "
+            "broadcast subscribers)",
+            ["topic", "group"],
+            registry=self.registry,
+        )
+        self.bus_reconnects = Counter(
+            "channelhub_bus_reconnects",
+            "Subscriptions that lost Redis and got it back",
+            ["topic", "group"],
+            registry=self.registry,
+        )
+        self.bus_stream_length = Gauge(
+            "channelhub_bus_stream_length",
+            "Entries in a bus stream (as of the last reclaim pass)",
+            ["topic"],
+            registry=self.registry,
+        )
+        self.bus_group_pending = Gauge(
+            "channelhub_bus_group_pending",
+            "Events delivered to a work group and not acknowledged yet",
+            ["topic", "group"],
+            registry=self.registry,
+        )
+        self.bus_group_lag = Gauge(
+            "channelhub_bus_group_lag",
+            "Events in the stream a work group has not read yet",
+            ["topic", "group"],
+            registry=self.registry,
+        )

@@ -65,7 +65,7 @@ class OutboxWorker:
         self._stopping = False
 
     def start(self) -> None:
-        self._subscription = self.bus.subscribe(OUTBOX)
+        self._subscription = self.bus.subscribe(OUTBOX, "outbox")  # a hint: one node wakes
         self._loop_task = asyncio.create_task(self._run(), name="outbox")
         self._wake_task = asyncio.create_task(self._follow(), name="outbox-bus")
 
@@ -86,8 +86,9 @@ class OutboxWorker:
 
     async def _follow(self) -> None:
         assert self._subscription is not None
-        async for _event in self._subscription:
-            self._wake.set()
+        async for received in self._subscription:
+            self._wake.set()  # the rows are in the store: the hint is handled once taken
+            await received.ack()
 
     async def _run(self) -> None:
         while True:

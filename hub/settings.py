@@ -113,12 +113,42 @@ class StorageSettings(_Model):
 
 
 class BusSettings(_Model):
+    """``memory://`` (one process) or ``redis://[:password@]host:port/db`` (``rediss://`` for
+    TLS, ``unix:///path?db=N``): Redis Streams shared by every hub process. The other keys
+    apply to Redis only; ``docs/scaling.md`` explains them."""
+
     url: str = "memory://"
+    prefix: str = Field(
+        "channelhub", pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="stream key prefix"
+    )
+    maxlen: int = Field(100_000, ge=100, description="entries kept per stream (approximately)")
+    batch: int = Field(100, ge=1, le=10_000, description="entries read or acknowledged at once")
+    block: Duration = Field(2.0, description="how long a read waits at Redis for new entries")
+    timeout: Duration = Field(
+        5.0, description="connect and command timeout; a publish then raises BusUnavailable"
+    )
+    reclaim_idle: Duration = Field(
+        30.0, description="an event unacknowledged this long goes to another consumer"
+    )
+    max_deliveries: int = Field(
+        5, ge=1, le=1000, description="deliveries before an event goes to the dead-letter stream"
+    )
+    reconnect_initial: Duration = Field(0.1, description="first reconnect delay")
+    reconnect_max: Duration = Field(10.0, description="longest reconnect delay")
+    consumer_expiry: Duration = Field(
+        3600.0, description="forget a group's consumers idle this long with nothing pending"
+    )
 
     @model_validator(mode="after")
-    def _known_scheme(self) -> BusSettings:
-        if not self.url.startswith("memory://"):
-            raise ValueError("only memory:// is available in this version")
+    def _consistent(self) -> BusSettings:
+        if not self.url.startswith(("memory://", "redis://", "rediss://", "unix://")):
+            raise ValueError("bus.url must start with memory://, redis://, rediss:// or unix://")
+        if not 0.001 <= self.block < self.timeout:
+            raise ValueError("bus.block must be at least 1ms and shorter than bus.timeout")
+        if self.reclaim_idle <= 0 or self.reconnect_initial <= 0:
+            raise ValueError("bus.reclaim_idle and bus.reconnect_initial must be above zero")
+        if self.reconnect_max < self.reconnect_initial:
+            raise ValueError("bus.reconnect_max must be at least bus.reconnect_initial")
         return self
 
 

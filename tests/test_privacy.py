@@ -164,7 +164,7 @@ async def plant(store: Store, blobs: BlobStore, service: Customers) -> Planted:
     reply = await store.add_reply(cid, agent="alice", client_id="r1", text=s["reply"])
     await store.add_reply(cid, agent="alice", client_id="n1", text=s["note"], note=True)
     await store.record_delivery(
-        reply.message["id"],
+        reply.message.id,
         Delivery(
             status=DeliveryStatus.FAILED,
             error_code="550",

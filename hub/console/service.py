@@ -138,7 +138,7 @@ class Console:
         self._subscription: Subscription | None = None
 
     def start(self) -> None:
-        self._subscription = self.bus.subscribe(DELIVERIES)
+        self._subscription = self.bus.subscribe(DELIVERIES)  # broadcast: every node's agents
         self._tasks = [
             asyncio.create_task(self._follow_deliveries(), name="console-deliveries"),
             asyncio.create_task(self._watch_sessions(), name="console-sessions"),
@@ -155,8 +155,10 @@ class Console:
 
     async def _follow_deliveries(self) -> None:
         assert self._subscription is not None
-        async for event in self._subscription:
+        async for received in self._subscription:
+            event = received.event
             if not isinstance(event, DeliveryUpdated):
+                await received.ack()
                 continue
             agent = self.dispatch.owner(event.conversation_id)
             if agent is not None:
@@ -170,6 +172,7 @@ class Console:
                         error=event.error,
                     ),
                 )
+            await received.ack()
 
     # -- the websocket ---------------------------------------------------------------------
 

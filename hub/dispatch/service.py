@@ -267,9 +267,10 @@ class DispatchService:
             assignee = cast(str, row.assignee)  # an assigned conversation has one
             actions += self.core.restore_assigned(row.id, assignee, now, channel=row.channel)
         self._launch(actions)
-        subscription = self.bus.subscribe(MESSAGES)  # before reading the backlog: no gap
+        # a work group: on several nodes, each event is handled by one dispatcher
+        subscription = self.bus.subscribe(MESSAGES, "dispatch")  # before the backlog: no gap
         self._subscription = subscription
-        self._deliveries = self.bus.subscribe(DELIVERIES)
+        self._deliveries = self.bus.subscribe(DELIVERIES, "dispatch")
         self._tasks = [
             asyncio.create_task(self._follow(subscription), name="dispatch-bus"),
             asyncio.create_task(self._follow(self._deliveries), name="dispatch-deliveries"),
@@ -714,7 +715,8 @@ class DispatchService:
     # -- the bus -----------------------------------------------------------------------------
 
     async def _follow(self, subscription: Any) -> None:
-        async for event in subscription:
+        async for received in subscription:
+            event = received.event
             try:
                 if isinstance(event, MessageStored | DeliveryUpdated):
                     self._offered.pop(event.conversation_id, None)  # an offer's view is stale
@@ -722,8 +724,10 @@ class DispatchService:
                     self._on_message(event)
                 elif isinstance(event, CustomerPresence):
                     await self._on_presence(event)
-            except Exception:
+            except Exception:  # not acknowledged: delivered again, dead-lettered if it persists
                 log.exception("dispatch failed to handle %s", event)
+            else:
+                await received.ack()
             if len(self._work) >= MAX_IN_FLIGHT:
                 # backpressure: the bus queue (bounded) fills and ingest waits for room,
                 # instead of this process's memory growing
