@@ -16,7 +16,7 @@ from msgspec import inspect
 from websockets.asyncio.client import connect
 
 from hub.console import frames, protocol, typegen
-from hub.dispatch.service import is_automatic, message_view, offer_view, sla_due_at
+from hub.console.views import is_automatic, message_view, offer_view, sla_due_at
 from hub.store.records import Conversation, Message
 from tests.conftest import AGENT_PASSWORD, make_settings
 from tests.helpers import agent_client, chat_client, login, running_hub
