@@ -242,7 +242,7 @@ async def _recipients(
     found: dict[str, dict[str, Any]],
     by_conversation: dict[str, list[Any]],
 ) -> dict[str, Identity]:
-    """:func:`hub.store.messages.answered`'s sender for many conversations from their loaded
+    """:func:`hub.store.replies._answered`'s sender for many conversations from their loaded
     messages (ordered by time): the newest inbound message's sender if they are one of the
     conversation's customer's identities, else the sender of the message that opened it. One
     statement."""
