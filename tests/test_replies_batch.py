@@ -104,3 +104,20 @@ async def test_a_refused_reply_does_not_sink_its_neighbours(world: Any) -> None:
             )
         )
     assert kinds == ["note.added", "reply.queued"]
+
+
+async def test_the_reply_view_agrees_with_the_whole_conversation(world: Any) -> None:
+    """What checking a reply reads (for_reply) is what the whole load says, opt-out too."""
+    store, ids = world
+    whole = await store.conversation(ids[0])
+    assert whole.recipient is not None
+    await store.set_opt_out("web", whole.recipient, True, "STOP")
+    whole = await store.conversation(ids[0])
+    light = await store.conversation_for_reply(ids[0])
+    assert whole.opt_out is not None
+    for name in ("id", "inbox", "channel", "status", "assignee", "recipient", "last_inbound_at"):
+        assert getattr(light, name) == getattr(whole, name), name
+    assert light.opt_out == whole.opt_out
+    assert (await store.conversation_for_reply(ids[1])).opt_out is None
+    with pytest.raises(NotFound):
+        await store.conversation_for_reply("no-such-conversation")
