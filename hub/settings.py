@@ -63,7 +63,11 @@ class ServerSettings(_Model):
     )
     session_ttl: Duration = 12 * 3600
     session_check_interval: Duration = Field(
-        5.0, gt=0, le=300, description="how often open agent sockets re-check their session"
+        5.0,
+        gt=0,
+        le=300,
+        description="how often open agent sockets re-check their session; a session another "
+        "hub process ended is refused within this",
     )
     shutdown_timeout: Duration = 10.0
     agent_queue_bytes: int = Field(

@@ -105,9 +105,12 @@ async def test_logout_closes_the_open_console_and_kills_the_token(
 async def test_a_command_after_the_session_is_gone_is_refused(
     store_url: str, tmp_path: Path
 ) -> None:
-    """Another hub process logged the session out: the next frame is not applied, and the
-    periodic re-check closes a silent console as well."""
-    async with running_hub(make_settings(store_url, tmp_path)) as hub:
+    """Another hub process logged the session out: a frame within session_check_interval of
+    the last confirmation still runs (no store read per frame), the first one after it is not
+    applied, and the periodic re-check closes a silent console as well."""
+    clock = Clock()
+    settings = make_settings(store_url, tmp_path)
+    async with running_hub(settings, clock=clock) as hub:
         token = await login(hub, "alice", AGENT_PASSWORD)
         silent = await login(hub, "alice", AGENT_PASSWORD)
         async with (
@@ -116,10 +119,30 @@ async def test_a_command_after_the_session_is_gone_is_refused(
         ):
             async with hub.store.engine.begin() as connection:
                 await connection.execute(delete(sessions))
+            await console.send(type="presence", status="busy")
+            await console.expect("presence", status="busy")  # inside the bound: cached
+            clock.now += settings.server.session_check_interval
             await console.send(type="presence", status="away")
             await _ended(console, "logged_out")
-            assert not [f for f in console.backlog if f["type"] == "presence"]
+            assert not [f for f in console.backlog if f.get("status") == "away"]
             await _ended(quiet, "logged_out", timeout=15.0)
+
+
+async def test_an_expired_session_refuses_the_next_frame_at_once(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Expiry is judged from the clock on every frame, not only by the periodic re-check."""
+    clock = Clock()
+    settings = make_settings(sqlite_url, tmp_path, server={"session_ttl": "1m"})
+    async with running_hub(settings, clock=clock) as hub:
+        token = await login(hub, "alice", AGENT_PASSWORD)
+        async with agent_client(hub, token) as (console, _):
+            await console.send(type="presence", status="busy")
+            await console.expect("presence", status="busy")
+            clock.now += 60
+            await console.send(type="presence", status="away")
+            await _ended(console, "expired", timeout=2.0)
+            assert not [f for f in console.backlog if f.get("status") == "away"]
 
 
 async def test_a_session_the_store_cannot_confirm_runs_nothing(
@@ -127,9 +150,13 @@ async def test_a_session_the_store_cannot_confirm_runs_nothing(
 ) -> None:
     """With the database gone a frame is answered `unavailable` and not applied; a new socket
     is told so and closed with 1013 (try again later); all works again once it is back."""
-    async with running_hub(make_settings(sqlite_url, tmp_path)) as hub:
+    clock = Clock()
+    settings = make_settings(sqlite_url, tmp_path)
+    async with running_hub(settings, clock=clock) as hub:
         token = await login(hub, "alice", AGENT_PASSWORD)
         async with agent_client(hub, token) as (console, _):
+            # past the last confirmation: the next frame must read the store
+            clock.now += settings.server.session_check_interval
             await hub.store.engine.dispose()
             database = Path(sqlite_url.removeprefix("sqlite+aiosqlite:///"))
             database.rename(database.with_suffix(".gone"))

@@ -172,7 +172,13 @@ class Commands:
         text, template, via = command.text, None, None
         files: tuple[Attachment, ...] = ()
         if isinstance(command, Reply):
-            conversation = await self.store.conversation(command.conversation_id)
+            # only another channel's route needs the customer's identities (the whole load)
+            load = (
+                self.store.conversation
+                if command.via is not None
+                else self.store.conversation_for_reply
+            )
+            conversation = await load(command.conversation_id)
             files = self._uploads(agent, command.attachments)
             if command.via is not None:  # answered on another channel the customer is known on
                 if command.template is not None:

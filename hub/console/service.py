@@ -114,6 +114,9 @@ class Console:
         # every authenticated socket and the session it runs on; a socket whose session ended
         # leaves this map (and the registry) at once, before its close handshake
         self._live: dict[AgentLink, Principal] = {}
+        # when the store last confirmed each socket's session: frames within
+        # session_check_interval of it run without reading the store again
+        self._confirmed: dict[AgentLink, float] = {}
         self.store = store
         self.compose = compose or ComposeAdvisor({})
         self.bus = bus
@@ -194,6 +197,7 @@ class Console:
         agent = principal.id
         link.name = f"{agent}@{request.remote}"
         self._live[link] = principal
+        self._confirmed[link] = self.clock()
         self.connections.add(agent, link)
         self.metrics.agents_connected.set(sum(1 for a in self.agents if self.connections.count(a)))
         try:
@@ -220,6 +224,7 @@ class Console:
                     break
         finally:
             self._live.pop(link, None)
+            self._confirmed.pop(link, None)
             self.connections.remove(agent, link)
             self.metrics.agents_connected.set(
                 sum(1 for a in self.agents if self.connections.count(a))
@@ -305,12 +310,24 @@ class Console:
     # -- session revocation -----------------------------------------------------------------
 
     async def _session_verdict(self, link: AgentLink, ref: str | None) -> _Verdict:
-        """Re-check the socket's session before acting on a frame (``ref``: its client or
-        conversation id); end the socket if it is gone. A store that cannot answer skips the
-        frame (``unavailable`` with that ``ref``), never runs it."""
+        """Whether the socket's session still counts before acting on a frame (``ref``: its
+        client or conversation id); end the socket if it is gone.
+
+        Sessions ended in this process end their sockets at once (``_sessions_ended``) and an
+        expiry is judged here from the clock; what only the store knows (a logout by another
+        hub process) is re-read when the last confirmation is older than
+        ``session_check_interval``, so such a session is refused within that bound without a
+        read per frame. A store that cannot answer skips the frame (``unavailable`` with that
+        ``ref``), never runs it."""
         principal = self._live.get(link)
         if principal is None:  # ended while the frame was on its way
             return _Verdict.ENDED
+        now = self.clock()
+        if principal.expires_at <= now:
+            self._end(link, Ended.EXPIRED)
+            return _Verdict.ENDED
+        if now - self._confirmed.get(link, float("-inf")) < self.session_check_interval:
+            return _Verdict.LIVE
         try:
             verdict = (await self.sessions.check([principal.token_hash]))[principal.token_hash]
         except StoreUnavailable as exc:
@@ -322,6 +339,7 @@ class Console:
         if isinstance(verdict, Ended):
             self._end(link, verdict)
             return _Verdict.ENDED
+        self._confirmed[link] = now
         return _Verdict.LIVE
 
     async def _sessions_ended(self, token_hashes: Collection[str], reason: Ended) -> None:
@@ -339,11 +357,18 @@ class Console:
             try:
                 live = dict(self._live)
                 if live:
+                    checked_at = self.clock()
                     verdicts = await self.sessions.check({p.token_hash for p in live.values()})
                     for link, principal in live.items():
                         verdict = verdicts[principal.token_hash]
-                        if isinstance(verdict, Ended) and link in self._live:
+                        if link not in self._live:
+                            continue
+                        if isinstance(verdict, Ended):
                             self._end(link, verdict)
+                        else:
+                            self._confirmed[link] = max(
+                                self._confirmed.get(link, checked_at), checked_at
+                            )
                 if self.clock() - purged_at >= SESSION_PURGE_EVERY:
                     purged_at = self.clock()
                     await self.store.purge_sessions(purged_at)
@@ -356,6 +381,7 @@ class Console:
         """Stop sending to the socket now; tell the client why and close it (4401) from its
         own writer, so a client slow to answer the close holds nobody up."""
         principal = self._live.pop(link, None)
+        self._confirmed.pop(link, None)
         if principal is None:
             return
         self.connections.remove(principal.id, link)

@@ -38,6 +38,11 @@ Clock = Callable[[], float]
 BatchHandler = Callable[[AsyncConnection, list[Any]], Awaitable[Sequence[Any]]]
 
 
+#: connections each pool keeps (and never exceeds)
+SQLITE_READERS = 15
+POSTGRES_CONNECTIONS = 20
+
+
 def create_engine(url: str, *, sqlite_synchronous: str = "full") -> AsyncEngine:
     """An engine for ``sqlite+aiosqlite://`` or ``postgresql+asyncpg://`` with our pragmas."""
     parsed = make_url(url)
@@ -47,7 +52,12 @@ def create_engine(url: str, *, sqlite_synchronous: str = "full") -> AsyncEngine:
             from pathlib import Path
 
             Path(database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # readers kept open, never overflowing: an overflow connection is a new aiosqlite
+        # thread, a file open and the pragmas, thrown away when it is returned (measured as
+        # churn under load); WAL readers are cheap to keep. Same ceiling as the default (15).
+        engine = create_async_engine(
+            url, connect_args={"timeout": 30}, pool_size=SQLITE_READERS, max_overflow=0
+        )
         synchronous = "FULL" if sqlite_synchronous == "full" else "NORMAL"
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -63,7 +73,11 @@ def create_engine(url: str, *, sqlite_synchronous: str = "full") -> AsyncEngine:
 
         return engine
     if parsed.get_backend_name() == "postgresql":
-        return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        # the same ceiling as before (20), all kept: an overflow connection is a new TCP
+        # connection and authentication, dropped again when returned
+        return create_async_engine(
+            url, pool_size=POSTGRES_CONNECTIONS, max_overflow=0, pool_pre_ping=True
+        )
     raise StoreError(f"unsupported storage URL scheme {parsed.drivername!r}")
 
 

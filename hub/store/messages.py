@@ -1,5 +1,5 @@
-"""Messages of conversations: rows as :class:`Message` records, the thread history a channel
-shows its customer, and the inbound message a reply answers."""
+"""Messages of conversations: rows as :class:`Message` records and the thread history a channel
+shows its customer."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ from typing import Any
 
 import msgspec
 from sqlalchemy import and_, desc, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from connectors.base import HistoryItem
-from hub.envelope import Envelope, decode_envelope, problem_notes
+from hub.envelope import decode_envelope, problem_notes
 from hub.store.database import Database
-from hub.store.identities import identity_owner
 from hub.store.records import Message, MessageFile
 from hub.store.schema import conversations, messages
 
@@ -109,43 +107,3 @@ class Messages:
             )
             for row in reversed(rows)
         ]
-
-
-async def answered(
-    connection: AsyncConnection, conversation_id: str, customer_id: str
-) -> Envelope | None:
-    """The inbound message a reply answers, and so whom it goes to: the conversation's customer.
-
-    That is the newest message whose sender is one of the customer's identities; when the
-    newest came from anyone else (stored before strangers were kept out of threads, or a
-    customer whose record holds no address, such as an unverified sender's), the message that
-    opened the conversation. A reply never goes to whoever wrote last."""
-    last = await _inbound(connection, conversation_id, newest=True)
-    if last is None:
-        return None
-    newest = decode_envelope(last.envelope)
-    owner = await identity_owner(connection, newest.sender.kind, newest.sender.address)
-    if owner is not None and owner.customer_id == customer_id:
-        return newest
-    first = await _inbound(connection, conversation_id, newest=False)
-    return decode_envelope(first.envelope) if first is not None else newest
-
-
-async def _inbound(connection: AsyncConnection, conversation_id: str, *, newest: bool) -> Any:
-    """The newest (or first) inbound message row (``envelope``, ``created_at``)."""
-    created = desc(messages.c.created_at) if newest else messages.c.created_at
-    ids = desc(messages.c.id) if newest else messages.c.id
-    return (
-        await connection.execute(
-            select(messages.c.envelope, messages.c.created_at)
-            .where(
-                and_(
-                    messages.c.conversation_id == conversation_id,
-                    messages.c.direction == "inbound",
-                    messages.c.envelope.is_not(None),
-                )
-            )
-            .order_by(created, ids)
-            .limit(1)
-        )
-    ).first()

@@ -58,6 +58,7 @@ class Store:
 
         conversations = Conversations(database)
         self.conversation = conversations.get
+        self.conversation_for_reply = conversations.for_reply
         self.conversations = conversations.many
         self.conversations_with_status = conversations.with_status
         self.queued_pages = conversations.queued_pages
