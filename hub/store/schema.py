@@ -159,6 +159,9 @@ outbox = Table(
     Column("last_error", Text),
     Column("created_at", Double, nullable=False),
     Column("sent_at", Double),
+    # which hub process has taken the reply to send, until when (a dead one's claim lapses)
+    Column("claimed_by", String(64)),
+    Column("claimed_until", Double),
     Index("ix_outbox_due", "status", "next_attempt_at"),
 )
 

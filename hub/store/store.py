@@ -75,6 +75,8 @@ class Store:
         self.add_reply = Replies(database).add
         outbox = Outbox(database)
         self.due_outbox = outbox.due
+        self.claim_outbox = outbox.claim
+        self.release_outbox_claims = outbox.release_claims
         self.begin_attempt = outbox.begin_attempt
         self.record_delivery = outbox.record_delivery
         self.update_delivery = outbox.update_delivery
