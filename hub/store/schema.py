@@ -165,6 +165,15 @@ outbox = Table(
     Index("ix_outbox_due", "status", "next_attempt_at"),
 )
 
+leases = Table(
+    "leases",
+    metadata,  # one holder at a time per name (dispatch); token grows with every new holder
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(128)),
+    Column("token", BigInteger, nullable=False),
+    Column("expires_at", Double, nullable=False),
+)
+
 opt_outs = Table(
     "opt_outs",
     metadata,  # addresses that asked one inbox to send nothing more (SMS STOP)
