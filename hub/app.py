@@ -36,6 +36,7 @@ from hub.console.service import Console
 from hub.customers.providers import HttpProvider
 from hub.customers.repository import Customers
 from hub.customers.valuation import Thresholds
+from hub.dispatch.leadership import dispatch_leadership, restart_process
 from hub.dispatch.service import DispatchService
 from hub.errors import StoreError, StoreUnavailable
 from hub.keys import (
@@ -56,6 +57,7 @@ from hub.keys import (
     UPLOAD_SECRET,
 )
 from hub.metrics import Metrics
+from hub.node import node_id
 from hub.outbox import OutboxWorker
 from hub.pipeline import Decider, PassthroughDecider, Pipeline
 from hub.plugins import ConnectorRegistry
@@ -241,14 +243,40 @@ def _lifecycle(
         )
         started: list[Connector] = []
         revaluation: asyncio.Task[None] | None = None
+        node = node_id()
         outbox = app[OUTBOX] = OutboxWorker(
-            store, bus, app[CONNECTORS], metrics, clock, on_recorded=pipeline.apply_early_reports
+            store,
+            bus,
+            app[CONNECTORS],
+            metrics,
+            clock,
+            on_recorded=pipeline.apply_early_reports,
+            holder=node,
+            claim_hold=settings.cluster.outbox_claim,
+        )
+        # several processes: dispatch runs in the one holding the lease (docs/scaling.md)
+        cluster = settings.cluster
+        leadership = (
+            dispatch_leadership(
+                store,
+                dispatch,
+                node,
+                ttl=cluster.lease_ttl,
+                margin=cluster.lease_margin,
+                poll=cluster.lease_poll,
+                on_retired=restart_process,
+            )
+            if settings.distributed
+            else None
         )
         metrics_site: web.AppRunner | None = None
         try:
             if settings.server.metrics_port is not None:
                 metrics_site = await _serve_metrics(settings, metrics)
-            await dispatch.start()
+            if leadership is None:
+                await dispatch.start()
+            else:
+                leadership.start()
             console.start()
             for name, connector in app[CONNECTORS].items():
                 await connector.start(
@@ -291,7 +319,10 @@ def _lifecycle(
                 except Exception:
                     log.exception("stopping connector %s failed", connector.name)
             await console.stop()
-            await dispatch.stop()
+            if leadership is None:
+                await dispatch.stop()
+            else:
+                await leadership.stop()  # stops dispatch if it ran here
             if provider is not None:
                 await provider.close()
             await session.close()

@@ -5,13 +5,14 @@ it, the other takes over once it lapses, and a write with a stale fencing token 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hub.bus import MemoryBus
-from hub.dispatch.leadership import Leadership
+from hub.dispatch.leadership import Leadership, dispatch_leadership
 from hub.dispatch.lease import (
     Change,
     Decision,
@@ -23,12 +24,16 @@ from hub.dispatch.lease import (
     released,
     step,
 )
-from hub.errors import LeaseLost, StoreUnavailable
+from hub.errors import ConfigError, LeaseLost, StoreUnavailable
+from hub.keys import DISPATCH as DISPATCH_SERVICE
 from hub.metrics import Metrics
 from hub.pipeline import PassthroughDecider, Pipeline
 from hub.store.leases import DISPATCH
 from hub.store.schema import QUEUED
 from hub.store.store import Store
+from tests.conftest import make_settings
+from tests.helpers import running_hub
+from tests.redis_server import RedisServer, require_redis_server
 from tests.test_pipeline import envelope
 
 TTL = 3.0
@@ -267,3 +272,127 @@ async def test_the_loop_takes_over_within_one_poll_of_the_lapse(two_nodes: Any) 
     finally:
         await b.stop()
     assert taken and TTL <= taken[0] - 1_000.0 <= TTL + b.poll
+
+
+class FakeDispatch:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    async def start(self) -> None:
+        self.log.append("start")
+
+    async def stop(self) -> None:
+        self.log.append("stop")
+
+
+async def test_dispatch_runs_only_in_the_term_and_a_standby_never_writes(two_nodes: Any) -> None:
+    first, second, clock, conversation_id = two_nodes
+    log: list[str] = []
+    retired: list[str] = []
+    owner, standby = (
+        dispatch_leadership(
+            store,
+            FakeDispatch(log if name == "a" else []),
+            name,
+            ttl=TTL,
+            margin=MARGIN,
+            poll=0.25,
+            on_retired=lambda name=name: retired.append(name),  # type: ignore[misc]
+        )
+        for store, name in ((first, "a"), (second, "b"))
+    )
+    owner.monotonic = standby.monotonic = clock
+    # before any term, neither may write dispatch state (token 0 is always refused)
+    with pytest.raises(LeaseLost):
+        await first.assign(conversation_id, "alice")
+    assert await owner.tick() is Change.GAINED
+    assert await standby.tick() is Change.NONE
+    assert log == ["start"]
+    with pytest.raises(LeaseLost):
+        await second.assign(conversation_id, "bob")
+    await first.assign(conversation_id, "alice")
+    # paused past its lease: the standby takes over; the old owner stops, bids no more and
+    # restarts (to come back as a standby with nothing in memory)
+    clock.now += TTL
+    assert await standby.tick() is Change.GAINED
+    assert retired == []
+    assert await owner.tick() is Change.LOST
+    assert log == ["start", "stop"]
+    assert retired == ["a"]
+    clock.now += TTL  # the new owner's lease lapses too: the retired process does not bid
+    assert await owner.tick() is Change.NONE
+    assert owner.token is None
+    # the new owner, paused past its own term, does not carry on with a new token either
+    assert await standby.tick() is Change.LOST
+    assert retired == ["a", "b"]
+    assert standby.token is None
+
+
+def test_distributed_means_redis_and_postgresql(tmp_path: Path) -> None:
+    pg = "postgresql+asyncpg://u@127.0.0.1/db"
+    cases = [
+        ("memory://", pg, False),
+        ("redis://127.0.0.1:6379/0", f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", False),
+        ("redis://127.0.0.1:6379/0", pg, True),
+    ]
+    for bus, storage, distributed in cases:
+        settings = make_settings(storage, tmp_path, bus={"url": bus})
+        assert settings.distributed is distributed
+
+
+@pytest.mark.parametrize(
+    "cluster",
+    [
+        {"lease_ttl": "3s", "lease_margin": "1s"},  # a third of the lease or more
+        {"lease_poll": "0s"},
+        {"lease_ttl": "2s", "lease_poll": "3s"},
+        {"outbox_claim": "0.5s"},
+    ],
+)
+def test_inconsistent_cluster_settings_are_refused(tmp_path: Path, cluster: dict[str, str]) -> None:
+    with pytest.raises(ConfigError):
+        make_settings(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", tmp_path, cluster=cluster)
+
+
+# -- two hubs in the distributed mode (PostgreSQL, a private redis-server) ----------------
+
+
+async def _until(condition: Any, what: str) -> None:
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"never: {what}")
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private redis-server on a free port."""
+    require_redis_server()
+    root = tmp_path / "redis"
+    root.mkdir()
+    server = RedisServer(root)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.integration
+async def test_two_hubs_one_dispatches_and_the_other_takes_over(
+    pg_url: str, redis: RedisServer, tmp_path: Path
+) -> None:
+    cluster = {"lease_ttl": "1.5s", "lease_margin": "0.2s", "lease_poll": "0.1s"}
+    settings = make_settings(pg_url, tmp_path, bus={"url": redis.url}, cluster=cluster)
+    assert settings.distributed
+    async with running_hub(settings) as first:
+        first_dispatch = first.app[DISPATCH_SERVICE]
+        await _until(first_dispatch.backlog_loaded.is_set, "the first hub dispatches")
+        async with running_hub(settings) as second:
+            second_dispatch = second.app[DISPATCH_SERVICE]
+            for _ in range(20):  # the standby keeps polling and stays a standby
+                await asyncio.sleep(0.02)
+                assert not second_dispatch.backlog_loaded.is_set()
+            await first.runner.cleanup()  # a graceful stop gives the lease up
+            await _until(second_dispatch.backlog_loaded.is_set, "the second hub takes over")

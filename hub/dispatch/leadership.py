@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
@@ -58,6 +60,9 @@ class Leadership:
         self.monotonic = monotonic
         self.sleep = sleep
         self.held: Held | None = None
+        #: False: claim no more (a holder that lost its term and cannot start another)
+        self.bidding = True
+        self.stopping = False  # set by stop(): a term ending now is the process shutting down
         self.changes = 0  # terms begun and ended, for /metrics and tests
         self._task: asyncio.Task[None] | None = None
 
@@ -71,6 +76,7 @@ class Leadership:
 
     async def stop(self) -> None:
         """Stop claiming; a holder ends its term and gives the lease up for a fast takeover."""
+        self.stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -79,10 +85,7 @@ class Leadership:
         if self.held is not None:
             self.held = None
             await self._lost()
-            try:
-                await self.store.release_lease(self.name, self.holder)
-            except Exception as exc:  # it lapses by itself
-                log.warning("giving up the %s lease failed: %s", self.name, exc)
+            await self._release()
 
     async def run(self) -> None:
         while True:
@@ -92,6 +95,8 @@ class Leadership:
 
     async def tick(self) -> Change:
         """One claim and what it changed."""
+        if not self.bidding and self.held is None:
+            return Change.NONE
         asked_at = self.monotonic()
         outcome: Decision | None
         try:
@@ -107,10 +112,27 @@ class Leadership:
             await self._lost()
         if result.change in (Change.GAINED, Change.SWITCHED):
             assert result.held is not None
+            if not self.bidding:  # retired by the loss: hand the new term straight back
+                self.held = None
+                await self._release()
+                return Change.LOST
             self.changes += 1
             log.warning("%s lease taken with fencing token %d", self.name, result.held.token)
-            await self.on_gain(result.held.token)
+            try:
+                await self.on_gain(result.held.token)
+            except Exception:  # e.g. the store went away while rebuilding: let another try
+                log.exception("starting under the %s lease failed; giving it up", self.name)
+                self.held = None
+                await self._lost()
+                await self._release()
+                return Change.LOST
         return result.change
+
+    async def _release(self) -> None:
+        try:
+            await self.store.release_lease(self.name, self.holder)
+        except Exception as exc:  # it lapses by itself
+            log.warning("giving up the %s lease failed: %s", self.name, exc)
 
     async def _lost(self) -> None:
         self.changes += 1
@@ -119,3 +141,70 @@ class Leadership:
             await self.on_loss()
         except Exception:
             log.exception("stopping after the %s lease ended failed", self.name)
+
+
+def restart_process() -> None:
+    """Shut this process down gracefully (SIGTERM), for its supervisor to start it again
+    (compose ``restart: unless-stopped``, systemd ``Restart=always``)."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+class Dispatching(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class Fenced(LeaseStore, Protocol):
+    def fence_dispatch(self, token: int) -> None: ...
+
+
+def dispatch_leadership(
+    store: Fenced,
+    dispatch: Dispatching,
+    holder: str,
+    *,
+    ttl: float,
+    margin: float,
+    poll: float,
+    on_retired: Callable[[], None],
+) -> Leadership:
+    """Run ``dispatch`` only while this process holds the dispatch lease.
+
+    Until then the store's dispatch writes carry token 0, which the store always refuses, so
+    a standby's console can never change who holds what. A term's writes carry its token. A
+    process whose term ends (paused or cut off from PostgreSQL past its lease) stops
+    dispatching, bids no more and calls ``on_retired`` (the app: :func:`restart_process`):
+    dispatch state is rebuilt by starting afresh, the way a standby starts, while another
+    process takes dispatch over.
+    """
+    store.fence_dispatch(0)
+    running = False
+
+    async def gained(token: int) -> None:
+        nonlocal running
+        store.fence_dispatch(token)
+        await dispatch.start()  # rebuilds from the store: assignments, then the backlog
+        running = True
+
+    async def lost() -> None:
+        nonlocal running
+        leadership.bidding = False
+        if running:
+            running = False
+            await dispatch.stop()
+        if not leadership.stopping:
+            log.error("this process's dispatch term ended; it restarts to become a standby")
+            on_retired()
+
+    leadership = Leadership(
+        store,
+        "dispatch",
+        holder,
+        ttl=ttl,
+        margin=margin,
+        poll=poll,
+        on_gain=gained,
+        on_loss=lost,
+    )
+    return leadership

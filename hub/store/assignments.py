@@ -40,9 +40,9 @@ class Assignments:
         self._token: int | None = None
 
     def fence(self, token: int) -> None:
-        """Carry ``token`` (the dispatch lease's, from this process's term) on every write
-        from now on. Never unset: after the term ends, writes still carry the old token and
-        are refused, which is the point."""
+        """Carry ``token`` (the dispatch lease's, from this process's term; 0 on a standby,
+        always refused) on every write from now on. Never unset: after the term ends, writes
+        still carry the old token and are refused, which is the point."""
         self._token = token
 
     def assign(self, conversation_id: str, agent: str) -> asyncio.Future[None]:

@@ -10,7 +10,8 @@ different conversations commute, so they are grouped by kind.
 With several hub processes, a write carries the fencing token of the dispatch lease its
 process held when it decided it (``hub.dispatch.lease``); a commit whose writes carry a token
 that is not the lease's current one is refused with :class:`LeaseLost` (the writer then retries
-each write alone, so only the stale ones fail). Writes without a token (one process) are not
+each write alone, so only the stale ones fail). Token 0 is refused always: a standby carries
+it, so nothing it does can write dispatch state. Writes without a token (one process) are not
 checked.
 """
 
@@ -56,7 +57,7 @@ async def apply_writes(
     tokens = {write.token for write in writes if write.token is not None}
     if tokens:
         current = await fencing_token(connection)
-        stale = tokens - {current}
+        stale = tokens - {current or None}  # 0 (never held; a standby's token) never writes
         if stale:
             raise LeaseLost(
                 f"dispatch write with fencing token {min(stale)} refused: the lease's is "
