@@ -32,17 +32,6 @@ class CustomerRef:
     facts: CustomerFacts | None = None
 
 
-async def identity_owner(connection: AsyncConnection, kind: str, address: str) -> Any:
-    """The customer an identity belongs to (``customer_id``, ``kind``, ``external_id``) or None."""
-    return (
-        await connection.execute(
-            select(identities.c.customer_id, customers.c.kind, customers.c.external_id)
-            .join(customers, customers.c.id == identities.c.customer_id)
-            .where(and_(identities.c.kind == kind, identities.c.address == address))
-        )
-    ).first()
-
-
 def open_conversations_column() -> Any:
     """A correlated count of the customer's conversations that are not closed."""
     return (

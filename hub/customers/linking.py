@@ -14,14 +14,15 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Literal
 
 import msgspec
-from sqlalchemy import RowMapping, and_, delete, select, update
+from sqlalchemy import and_, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.customers.context import CustomerRef, facts_from_row, facts_query, identity_owner
+from hub.customers.context import CustomerRef, facts_from_row, facts_query
 from hub.customers.merge import merge
 from hub.envelope import Envelope, Identity
 from hub.ids import new_id
 from hub.store.database import insert_ignoring_conflicts
+from hub.store.identities import identity_owner
 from hub.store.schema import customers, events, identities
 from rules.context import CustomerFacts
 
@@ -111,13 +112,13 @@ _OWNERS = _owners_query(select(customers))
 
 async def owner_rows(
     connection: AsyncConnection, wanted: Collection[Key], *, facts: bool = True
-) -> dict[Key, RowMapping]:
+) -> dict[Key, dict[str, Any]]:
     """The customers that own the wanted addresses, with everything rules see of them (or,
-    without ``facts``, only their own row: no figures, no open conversations counted): one
-    statement, using the (kind, address) index."""
+    without ``facts``, only their own row: no figures, no open conversations counted), as
+    dicts by address: one statement, using the (kind, address) index."""
     if not wanted:
         return {}
-    rows = await connection.execute(
+    result = await connection.execute(
         (_OWNERS_WITH_FACTS if facts else _OWNERS).where(
             and_(
                 identities.c.kind.in_({kind for kind, _ in wanted}),
@@ -125,9 +126,12 @@ async def owner_rows(
             )
         )
     )
-    return {
-        key: row._mapping for row in rows if (key := (row.identity_kind, row.address)) in wanted
-    }
+    names = list(result.keys())  # rows as dicts by zipping: many times faster than _mapping
+    found = {}
+    for row in result:
+        if (key := (row.identity_kind, row.address)) in wanted:
+            found[key] = dict(zip(names, row, strict=True))
+    return found
 
 
 def customer_of(row: Mapping[Any, Any], now: float) -> CustomerRef:

@@ -14,11 +14,12 @@ from sqlalchemy import and_, bindparam, delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.customers import valuation
-from hub.customers.context import customer_context, identity_owner
+from hub.customers.context import customer_context
 from hub.customers.csvimport import CustomerRecord, InvoiceRecord, OrderRecord, ParsedFile
 from hub.customers.identity import InvalidAddress, normalize_email, normalize_phone
 from hub.customers.merge import merge, unmerge
 from hub.ids import new_id
+from hub.store.identities import identity_owner
 from hub.store.schema import (
     CLOSED,
     conversations,

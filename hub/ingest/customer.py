@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import RowMapping, and_
+from sqlalchemy import and_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.customers.context import CustomerRef, facts_query
@@ -76,16 +76,19 @@ def _movable(owner: Mapping[Any, Any] | None) -> bool:
     return owner is None or owner["kind"] == "prospect"
 
 
-async def _vouched(connection: AsyncConnection, numbers: Collection[str]) -> dict[str, RowMapping]:
+async def _vouched(
+    connection: AsyncConnection, numbers: Collection[str]
+) -> dict[str, dict[str, Any]]:
     """Customers by customer number, with what rules see of them."""
     if not numbers:
         return {}
-    rows = await connection.execute(
+    result = await connection.execute(
         facts_query().where(
             and_(customers.c.external_id.in_(numbers), customers.c.kind == "customer")
         )
     )
-    return {row.external_id: row._mapping for row in rows}
+    names = list(result.keys())
+    return {row.external_id: dict(zip(names, row, strict=True)) for row in result}
 
 
 def foreseen(

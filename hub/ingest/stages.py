@@ -48,7 +48,7 @@ class Stored:
 
 
 _Job = tuple[Arrival, Decision]
-_Waiting = tuple[Arrival, "asyncio.Future[asyncio.Future[Stored]]"]
+_Waiting = tuple[Arrival, "asyncio.Future[Stored]"]
 
 
 class Ingest:
@@ -70,13 +70,11 @@ class Ingest:
         ``external`` is what an external CRM said about the sender, laid over the stored facts.
         """
         arrival = Arrival(envelope, external, new_id(self.store.clock()))
-        queued: asyncio.Future[asyncio.Future[Stored]]
-        queued = asyncio.get_running_loop().create_future()
-        self._waiting.append((arrival, queued))
+        stored: asyncio.Future[Stored] = asyncio.get_running_loop().create_future()
+        self._waiting.append((arrival, stored))
         if self._reader is None:
             self._reader = asyncio.create_task(self._read_all(), name="ingest-foresee")
-        written = await queued
-        return await written
+        return await stored
 
     async def _read_all(self) -> None:
         """Stages 1 and 2 for whatever waits, batch after batch, until nothing does."""
@@ -85,8 +83,8 @@ class Ingest:
                 batch, self._waiting = self._waiting, []
                 await self._foresee(batch)
         except BaseException:  # cancelled: so is everything still waiting
-            for _, queued in self._waiting:
-                queued.cancel()
+            for _, stored in self._waiting:
+                stored.cancel()
             self._waiting = []
             raise
         finally:
@@ -100,24 +98,26 @@ class Ingest:
                 arrivals = [arrival for arrival, _ in batch]
                 customers = await foresee(connection, arrivals, self.store.clock())
         except BaseException as exc:
-            for _, queued in batch:
-                if queued.done():
+            for _, stored in batch:
+                if stored.done():
                     continue
                 if isinstance(exc, Exception):
-                    queued.set_exception(exc)
+                    stored.set_exception(exc)
                 else:
-                    queued.cancel()
+                    stored.cancel()
             if not isinstance(exc, Exception):
                 raise
             return
-        for (arrival, queued), customer in zip(batch, customers, strict=True):
-            if queued.done():  # its caller stopped waiting: not acknowledged, so not stored
+        for (arrival, stored), customer in zip(batch, customers, strict=True):
+            if stored.done():  # its caller stopped waiting: not acknowledged, so not stored
                 continue
             try:
                 decision = self.decide(arrival.envelope, customer)
-                queued.set_result(self.store.writer.enqueue(self._write, (arrival, decision)))
+                written = self.store.writer.enqueue(self._write, (arrival, decision))
             except Exception as exc:
-                queued.set_exception(exc)
+                stored.set_exception(exc)
+            else:
+                written.add_done_callback(partial(_relay, stored))
 
     async def _write(self, connection: AsyncConnection, jobs: list[_Job]) -> list[Stored]:
         """Stage 3 for a batch of jobs, in one transaction."""
@@ -159,3 +159,19 @@ class Ingest:
                 )
                 results[index] = Stored(message_id, conversation_id, duplicate=True)
         return [results[index] for index in range(len(jobs))]
+
+
+def _relay(stored: asyncio.Future[Stored], written: asyncio.Future[Stored]) -> None:
+    """Hand the writer's outcome to the caller (who may have stopped waiting: the write is
+    committed all the same, as any write the writer took)."""
+    if written.cancelled():
+        if not stored.done():
+            stored.cancel()
+        return
+    error = written.exception()  # retrieved even when nobody waits any more
+    if stored.done():
+        return
+    if error is not None:
+        stored.set_exception(error)
+    else:
+        stored.set_result(written.result())

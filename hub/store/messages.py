@@ -10,9 +10,9 @@ from sqlalchemy import and_, desc, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from connectors.base import HistoryItem
-from hub.customers.context import identity_owner
 from hub.envelope import Envelope, decode_envelope, problem_notes
 from hub.store.database import Database
+from hub.store.identities import identity_owner
 from hub.store.records import Message, MessageFile
 from hub.store.schema import conversations, messages
 
