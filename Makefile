@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CONFIG ?= config/hub.yaml
 
-.PHONY: install run test lint format bench bench-full clean
+.PHONY: install console run test lint format bench bench-full clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,30 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The agent console is TypeScript in console/, built into hub/console/static/ (committed, so a
+# pip install serves it without node). With npm on the machine, `make` installs the pinned
+# toolchain when console/package-lock.json changes and rebuilds when a source changed.
+NPM := $(shell command -v npm 2>/dev/null)
+CONSOLE_SOURCES := $(shell find console/src console/index.html console/build.mjs -type f 2>/dev/null)
+NODE_STAMP := console/node_modules/.installed-stamp
+CONSOLE_STAMP := console/node_modules/.built-stamp
+
+$(NODE_STAMP): console/package-lock.json
+	cd console && npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+$(CONSOLE_STAMP): $(NODE_STAMP) $(CONSOLE_SOURCES)
+	cd console && node build.mjs
+	touch $(CONSOLE_STAMP)
+
+ifeq ($(NPM),)
+console:
+	@echo "channelhub: npm not found; serving the console as built in hub/console/static"
+else
+console: $(CONSOLE_STAMP)
+endif
+
+install: $(STAMP) console
 
 DEMO := config/demo/customers.csv config/demo/orders.csv config/demo/invoices.csv
 
@@ -31,6 +54,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(if $(NPM),cd console && npx --no-install tsc --noEmit -p .)
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -46,7 +46,7 @@ import msgspec
 from sqlalchemy import text, update
 
 from hub.bus import MESSAGES, MemoryBus, MessageStored
-from hub.console.protocol import frame
+from hub.console.views import ConsoleFrames
 from hub.dispatch.core import DispatchCore, SendOffer
 from hub.dispatch.service import DispatchService
 from hub.envelope import Direction, Envelope, Identity, ThreadHints
@@ -365,7 +365,9 @@ async def service_rate(
         await store.start(run_migrations=False)
         bus = MemoryBus()
         sink = Agents()
-        service = DispatchService(settings_for(agents, queues), store, bus, sink, frame, Metrics())
+        service = DispatchService(
+            settings_for(agents, queues), store, bus, ConsoleFrames(sink), Metrics()
+        )
         sink.service = service
         sink.on_closed = reopen = Reopener(store, bus)
         await within("start", service.start())
@@ -398,7 +400,7 @@ async def startup(template: Path, queues: int) -> tuple[float, float, float]:
         store = Store(f"sqlite+aiosqlite:///{path}")
         await store.start(run_migrations=False)
         service = DispatchService(
-            settings_for(1, queues), store, MemoryBus(), sink, frame, Metrics()
+            settings_for(1, queues), store, MemoryBus(), ConsoleFrames(sink), Metrics()
         )
         sink.service = service
         await within("start", service.start())

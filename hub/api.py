@@ -13,7 +13,7 @@ from hub import __version__, uploads
 from hub.auth import DEVICE_COOKIE, DEVICE_TTL, SECURE_DEVICE_COOKIE, retry_after_header
 from hub.errors import AuthError, InvalidState, NotFound, TooManyAttempts
 from hub.guards import error as _error
-from hub.guards import requires
+from hub.guards import read_json, requires
 from hub.keys import (
     AUTH,
     BLOBS,
@@ -40,22 +40,6 @@ class LoginRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=1024)
-
-
-async def read_json(request: web.Request) -> Any:
-    """The request's JSON body; 415 for another content type, 400 for malformed JSON."""
-    if request.content_type != "application/json":
-        raise web.HTTPUnsupportedMediaType(
-            text='{"error": "unsupported_media_type", "message": "send application/json"}',
-            content_type="application/json",
-        )
-    try:
-        return await request.json()
-    except ValueError:
-        raise web.HTTPBadRequest(
-            text='{"error": "bad_json", "message": "the body is not valid JSON"}',
-            content_type="application/json",
-        ) from None
 
 
 def _agent_view(agent: AgentSettings) -> dict[str, str]:

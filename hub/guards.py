@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from functools import wraps
+from typing import Any
 
 from aiohttp import web
 
@@ -54,3 +55,19 @@ def requires(action: Action | None) -> Callable[[PrincipalHandler], Handler]:
         return checked
 
     return decorate
+
+
+async def read_json(request: web.Request) -> Any:
+    """The request's JSON body; 415 for another content type, 400 for malformed JSON."""
+    if request.content_type != "application/json":
+        raise web.HTTPUnsupportedMediaType(
+            text='{"error": "unsupported_media_type", "message": "send application/json"}',
+            content_type="application/json",
+        )
+    try:
+        return await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(
+            text='{"error": "bad_json", "message": "the body is not valid JSON"}',
+            content_type="application/json",
+        ) from None

@@ -355,6 +355,19 @@ class DispatchSettings(_Model):
     abandon_after: Duration = Field(
         60.0, description="a customer gone this long while waiting counts as abandoned"
     )
+    dispositions: tuple[Annotated[str, Field(pattern=_NAME)], ...] = Field(
+        ("resolved", "no-action", "escalated"),
+        min_length=1,
+        description="what an agent may record when closing (the first is the default)",
+    )
+
+
+class CannedResponse(_Model):
+    """A prepared answer agents insert by typing ``/`` and its name (docs/console.md)."""
+
+    name: str = Field(pattern=_NAME)
+    text: str = Field(min_length=1, max_length=5000)
+    queues: tuple[str, ...] = Field((), description="offered in these queues; empty: everywhere")
 
 
 class RetentionSettings(_Model):
@@ -403,6 +416,7 @@ class HubSettings(_Model):
     rules: RulesSettings = RulesSettings()
     customers: CustomerSettings = CustomerSettings()
     retention: RetentionSettings = RetentionSettings()
+    canned_responses: tuple[CannedResponse, ...] = ()
 
     @property
     def distributed(self) -> bool:
@@ -440,6 +454,15 @@ class HubSettings(_Model):
             unknown = set(agent.queues) - queue_names
             if unknown:
                 raise ValueError(f"agent {agent.id!r} serves unknown queues {sorted(unknown)}")
+        canned = [response.name for response in self.canned_responses]
+        if len(set(canned)) != len(canned):
+            raise ValueError("canned response names must be unique")
+        for response in self.canned_responses:
+            unknown = set(response.queues) - queue_names
+            if unknown:
+                raise ValueError(
+                    f"canned response {response.name!r} names unknown queues {sorted(unknown)}"
+                )
         return self
 
 

@@ -17,6 +17,7 @@ from aiohttp import web
 from websockets.asyncio.client import ClientConnection, connect
 
 from hub.app import create_app
+from hub.console.frames import check_server_frame
 from hub.keys import STORE
 from hub.settings import HubSettings
 
@@ -70,9 +71,12 @@ async def running_hub(
 class Frames:
     """A websocket with helpers to wait for a frame of a given type."""
 
-    def __init__(self, socket: ClientConnection) -> None:
+    def __init__(
+        self, socket: ClientConnection, check: Callable[[str | bytes], object] | None = None
+    ) -> None:
         self.socket = socket
         self.backlog: list[dict[str, Any]] = []
+        self.check = check  # validates every frame received (the agent protocol's models)
 
     async def send(self, **frame: Any) -> None:
         await self.socket.send(json.dumps(frame))
@@ -110,6 +114,8 @@ class Frames:
                 raw = await asyncio.wait_for(self.socket.recv(), remaining)
             except TimeoutError:
                 continue
+            if self.check is not None:
+                self.check(raw)
             frame = json.loads(raw)
             if fits(frame):
                 return frame
@@ -166,7 +172,7 @@ async def agent_client(
     async with connect(
         f"{hub.ws_url}/ws/agent", additional_headers=headers, max_size=2**22
     ) as socket:
-        frames = Frames(socket)
+        frames = Frames(socket, check=check_server_frame)
         await frames.send(type="auth", token=token)
         await frames.expect("hello")
         snapshot = await frames.expect("snapshot")

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from hub.bus import MESSAGES, MemoryBus, MessageStored
-from hub.console.protocol import frame
+from hub.console.views import ConsoleFrames
 from hub.customers import csvimport
 from hub.customers.repository import Customers
 from hub.dispatch import service as dispatch_service
@@ -100,7 +100,7 @@ async def store(store_url: str) -> AsyncIterator[Store]:
 def service_on(store: Store, tmp_path: Path, agents: Agents, **overrides: Any) -> DispatchService:
     url = store.engine.url.render_as_string(hide_password=False)
     settings = make_settings(url, tmp_path, **overrides)
-    return DispatchService(settings, store, MemoryBus(), agents, frame, Metrics())
+    return DispatchService(settings, store, MemoryBus(), ConsoleFrames(agents), Metrics())
 
 
 class Gate:
@@ -395,7 +395,7 @@ async def test_dispatch_falling_behind_slows_ingest_down(
     agents = SlowAgents()
     settings = make_settings(store.engine.url.render_as_string(hide_password=False), tmp_path)
     bus = MemoryBus(maxsize=2, patience=60)
-    service = DispatchService(settings, store, bus, agents, frame, Metrics())
+    service = DispatchService(settings, store, bus, ConsoleFrames(agents), Metrics())
     await service.start()
     try:
         await service.backlog_loaded.wait()
@@ -416,7 +416,7 @@ async def test_dispatch_falling_behind_slows_ingest_down(
         for _ in range(50):
             await asyncio.sleep(0)
         assert not publishing.done()  # 3 frames in flight, 2 events queued: ingest waits
-        assert len(service._work) <= 3
+        assert len(service.work) <= 3
         agents.flowing.set()
         await asyncio.wait_for(publishing, 10)
         shown = await agents.wait_for("alice", "message", 8)

@@ -91,6 +91,7 @@ class WebChatConnector(Connector):
             **{"from": "agent"},
             text=outbound.text,
             at=outbound.created_at,
+            automatic=outbound.author is None,  # the hub's own auto-reply, no agent wrote it
         )
         delivered = await self._windows.push(outbound.recipient.address, text)
         # SENT: stored and shown when the visitor comes back; DELIVERED: on their screen now

@@ -4,7 +4,8 @@ Customer websocket protocol (documented in docs/webchat.md):
 
 client → server: ``hello {token?, name?}``, ``message {client_id, text}``, ``ping``
 server → client: ``welcome {token, visitor, title, welcome, history}``, ``ack {client_id, id,
-duplicate}``, ``message {id, from, text, at}``, ``error {code, message, client_id?}``, ``pong``
+duplicate}``, ``message {id, from, text, at, automatic}``, ``error {code, message,
+client_id?}``, ``pong``
 """
 
 from __future__ import annotations
@@ -170,6 +171,7 @@ def history_entry(item: HistoryItem) -> dict[str, object]:
         "from": "you" if item.direction == "inbound" else "agent",
         "text": item.text,
         "at": item.created_at,
+        "automatic": item.direction == "outbound" and item.author is None,
     }
 
 

@@ -19,7 +19,7 @@ ORDER = {"customers": 0, "orders": 1, "invoices": 2}
 
 
 async def _with_customers(args: argparse.Namespace, work: Any) -> int:
-    from hub.app import customer_service
+    from hub.customers.configured import customer_service
     from hub.store.store import Store
 
     settings = load_config(args.config)

@@ -43,7 +43,7 @@ async def _with_store(settings: HubSettings, work: Callable[[Any, Any], Awaitabl
 
 
 async def _find(settings: HubSettings, store: Any, key: str) -> str | None:
-    from hub.app import customer_service
+    from hub.customers.configured import customer_service
 
     found: str | None = await customer_service(settings, store).find(key)
     if found is None:

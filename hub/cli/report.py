@@ -147,7 +147,7 @@ def conversations(args: argparse.Namespace) -> int:
     missing: list[str] = []
 
     async def produce(out: IO[bytes]) -> None:
-        from hub.app import customer_service
+        from hub.customers.configured import customer_service
 
         async with _store(settings) as store:
             customer_id = None

@@ -65,7 +65,7 @@ class Reassign(msgspec.Struct, frozen=True, tag="reassign", forbid_unknown_field
 
 class Close(msgspec.Struct, frozen=True, tag="close", forbid_unknown_fields=True):
     conversation_id: str
-    disposition: str = "resolved"
+    disposition: str | None = None  # one of dispatch.dispositions; None: the first of them
 
 
 class Open(msgspec.Struct, frozen=True, tag="open", forbid_unknown_fields=True):

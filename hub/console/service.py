@@ -9,45 +9,19 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Collection
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from hub import uploads
-from hub.bus import (
-    DELIVERIES,
-    MESSAGES,
-    OUTBOX,
-    Bus,
-    DeliveryUpdated,
-    MessageStored,
-    OutboxReady,
-    Subscription,
-)
+from hub.bus import DELIVERIES, Bus, DeliveryUpdated, Subscription
 from hub.console import protocol
+from hub.console.commands import Commands
 from hub.console.compose import ComposeAdvisor, ReplyRefused
 from hub.console.link import AgentLink, Dropped, SendBudget
-from hub.console.protocol import (
-    Accept,
-    Auth,
-    Close,
-    Command,
-    Decline,
-    Note,
-    Open,
-    Ping,
-    Preview,
-    ProtocolError,
-    Reassign,
-    Reply,
-    SetPresence,
-    Transfer,
-    error_frame,
-    frame,
-)
+from hub.console.protocol import Auth, Command, ProtocolError, error_frame, frame
 from hub.console.registry import AgentConnections
-from hub.dispatch.core import Presence
-from hub.dispatch.service import DispatchService, conversation_view, message_view, offer_view
-from hub.envelope import Attachment
+from hub.console.views import conversation_view, delivery_frame, offer_view, queue_state_frame
+from hub.dispatch.service import DispatchService
 from hub.errors import (
     Forbidden,
     HubError,
@@ -57,9 +31,10 @@ from hub.errors import (
     StoreUnavailable,
 )
 from hub.metrics import Metrics
-from hub.permissions import Action, ensure, may
+from hub.permissions import Action, may
 from hub.sessions import Ended, Principal, Sessions, request_token
-from hub.settings import AgentSettings
+from hub.settings import AgentSettings, CannedResponse
+from hub.store.records import Conversation
 from hub.store.store import Store
 from hub.websec import origin_allowed
 
@@ -95,9 +70,13 @@ class _Verdict(enum.Enum):
 
 
 HARD_FRAME_LIMIT = 1024 * 1024  # beyond this aiohttp closes with 1009; below it we answer
+DEFAULT_DISPOSITIONS = ("resolved", "no-action", "escalated")
 
 
 class Console:
+    """Serves agents' websockets: sign-in, the snapshot, their commands (``Commands``), and
+    delivery reports; dispatch's notices reach the same sockets through ``connections``."""
+
     def __init__(
         self,
         store: Store,
@@ -115,7 +94,16 @@ class Console:
         upload_secret: bytes = b"",
         clock: Callable[[], float] = time.time,
         budget: SendBudget | None = None,
+        dispositions: tuple[str, ...] = DEFAULT_DISPOSITIONS,
+        wrap_up: float = 0.0,
+        canned: tuple[CannedResponse, ...] = (),
     ) -> None:
+        """``dispositions`` are the close reasons agents may choose (the first is the default),
+        ``wrap_up`` the seconds after a close before new work, ``canned`` the canned
+        responses (each agent gets those of the queues it serves)."""
+        self.canned = canned
+        self.dispositions = dispositions
+        self.wrap_up = wrap_up
         self.budget = budget or SendBudget()
         self.upload_secret = upload_secret or secrets.token_bytes(32)
         self.clock = clock
@@ -134,6 +122,17 @@ class Console:
         self.agents = agents
         self.metrics = metrics
         self.allowed_origins = allowed_origins
+        self.commands = Commands(
+            store,
+            bus,
+            dispatch,
+            self.compose,
+            agents,
+            upload_secret=self.upload_secret,
+            clock=clock,
+            dispositions=dispositions,
+            view=self.conversation_view,
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._subscription: Subscription | None = None
 
@@ -157,21 +156,10 @@ class Console:
         assert self._subscription is not None
         async for received in self._subscription:
             event = received.event
-            if not isinstance(event, DeliveryUpdated):
-                await received.ack()
-                continue
-            agent = self.dispatch.owner(event.conversation_id)
-            if agent is not None:
-                await self.connections.send(
-                    agent,
-                    frame(
-                        "delivery",
-                        conversation_id=event.conversation_id,
-                        message_id=event.message_id,
-                        status=event.status,
-                        error=event.error,
-                    ),
-                )
+            if isinstance(event, DeliveryUpdated):
+                agent = self.dispatch.owner(event.conversation_id)
+                if agent is not None:
+                    await self.connections.send(agent, delivery_frame(event))
             await received.ack()
 
     # -- the websocket ---------------------------------------------------------------------
@@ -252,12 +240,27 @@ class Console:
                     "role": principal.role,
                     "supervisor": may(principal.role, Action.VIEW_QUEUES),
                 },
+                # what the console offers in its menus: close reasons, transfer targets
+                dispositions=list(self.dispositions),
+                queues=list(self.dispatch.queues),
+                agents=[{"id": a.id, "name": a.name} for a in self.agents.values()],
+                wrap_up=self.wrap_up,
+                canned=self._canned_for(principal.agent),
             ),
         )
         await self.dispatch.connected(agent)
         link.send(await self._snapshot(agent))
         if may(principal.role, Action.VIEW_QUEUES):
-            link.send(self.dispatch.queue_state_frame())
+            link.send(queue_state_frame(self.dispatch.queue_state()))
+
+    def _canned_for(self, agent: AgentSettings) -> list[dict[str, Any]]:
+        """The canned responses of the queues the agent serves (all queues: every one)."""
+        serves = set(agent.queues)
+        return [
+            {"name": r.name, "text": r.text, "queues": list(r.queues)}
+            for r in self.canned
+            if not r.queues or not serves or serves & set(r.queues)
+        ]
 
     async def _authenticate(self, request: web.Request, link: AgentLink) -> Principal | None:
         token = request_token(request)
@@ -361,15 +364,29 @@ class Console:
         link.close(4401, f"session ended: {reason}".encode())
 
     async def _snapshot(self, agent: str) -> bytes:
-        offers = [
-            offer_view(await self.store.conversation(conversation_id), expires_at)
-            for conversation_id, expires_at in self.dispatch.offers_for(agent)
-        ]
+        offers = []
+        for conversation_id, expires_at in self.dispatch.offers_for(agent):
+            conversation = await self.store.conversation(conversation_id)
+            sla = self.dispatch.queue_sla.get(conversation.queue or "")
+            offers.append(offer_view(conversation, expires_at, sla))
         conversations = [
-            conversation_view(await self.store.conversation(conversation_id), self.compose.view)
+            self.conversation_view(await self.store.conversation(conversation_id))
             for conversation_id in self.dispatch.assigned_to(agent)
         ]
-        return frame("snapshot", offers=offers, conversations=conversations)
+        return frame(
+            "snapshot",
+            offers=offers,
+            conversations=conversations,
+            presence=self.dispatch.presence_of(agent),
+        )
+
+    def conversation_view(self, conversation: Conversation) -> dict[str, Any]:
+        """A held conversation as its agent sees it: with what may be sent and its SLA."""
+        return conversation_view(
+            conversation,
+            self.compose.view,
+            self.dispatch.queue_sla.get(conversation.queue or ""),
+        )
 
     async def _on_frame(self, agent: str, link: AgentLink, data: str) -> bool:
         """Answer one text frame; False when the socket's session turned out to be over."""
@@ -385,7 +402,7 @@ class Console:
         try:
             if isinstance(command, ProtocolError):
                 raise command
-            reply = await self._execute(agent, command)
+            reply = await self.commands.execute(agent, command)
         except ProtocolError as exc:
             reply = error_frame(exc.code, exc.message, ref)
         except NotFound as exc:
@@ -407,124 +424,3 @@ class Console:
         if reply is not None:
             link.send(reply)
         return True
-
-    async def _execute(self, agent: str, command: Command) -> bytes | None:
-        if isinstance(command, Ping):
-            return frame("pong", ref=command.ref)
-        if isinstance(command, Auth):
-            raise ProtocolError("invalid_state", "already authenticated")
-        if isinstance(command, SetPresence):
-            await self.dispatch.set_presence(agent, Presence(command.status))
-            return frame("presence", status=command.status)
-        if isinstance(command, Accept):
-            await self.dispatch.accept(agent, command.conversation_id)
-            return None  # the conversation frame follows from dispatch
-        if isinstance(command, Decline):
-            await self.dispatch.decline(agent, command.conversation_id, command.reason)
-            return None
-        if isinstance(command, Reply | Note):
-            return await self._reply(agent, command)
-        if isinstance(command, Transfer):
-            await self.dispatch.transfer(
-                agent,
-                command.conversation_id,
-                command.note,
-                queue=command.queue,
-                to_agent=command.agent,
-            )
-            return None
-        if isinstance(command, Reassign):
-            ensure(self.agents[agent].role, Action.REASSIGN)
-            await self.dispatch.reassign(agent, command.conversation_id, command.agent)
-            return frame("reassigned", conversation_id=command.conversation_id, agent=command.agent)
-        if isinstance(command, Close):
-            await self.dispatch.close(agent, command.conversation_id, command.disposition)
-            return None
-        if isinstance(command, Open):
-            if self.dispatch.owner(command.conversation_id) != agent:
-                raise Forbidden("this conversation is not assigned to you")
-            view = conversation_view(
-                await self.store.conversation(command.conversation_id), self.compose.view
-            )
-            return frame("conversation", conversation=view)
-        if isinstance(command, Preview):
-            if self.dispatch.owner(command.conversation_id) != agent:
-                raise Forbidden("this conversation is not assigned to you")
-            conversation = await self.store.conversation(command.conversation_id)
-            return frame(
-                "preview",
-                conversation_id=command.conversation_id,
-                characters=len(command.text),
-                **self.compose.preview(conversation, command.text),
-            )
-        raise ProtocolError("unknown_type", f"unhandled frame {type(command).__name__}")
-
-    def _uploads(self, agent: str, tokens: list[str]) -> tuple[Attachment, ...]:
-        """The files an agent uploaded for this reply (``POST /api/uploads``)."""
-        if len(tokens) > uploads.MAX_PER_REPLY:
-            raise ReplyRefused("bad_attachment", f"at most {uploads.MAX_PER_REPLY} files per reply")
-        try:
-            return tuple(
-                uploads.verify(self.upload_secret, token, agent, self.clock()) for token in tokens
-            )
-        except uploads.BadUpload as exc:
-            raise ReplyRefused("bad_attachment", str(exc)) from None
-
-    async def _reply(self, agent: str, command: Reply | Note) -> bytes:
-        note = isinstance(command, Note)
-        if self.dispatch.owner(command.conversation_id) != agent:
-            raise Forbidden("this conversation is not assigned to you")
-        text, template, via = command.text, None, None
-        files: tuple[Attachment, ...] = ()
-        if isinstance(command, Reply):
-            conversation = await self.store.conversation(command.conversation_id)
-            files = self._uploads(agent, command.attachments)
-            if command.via is not None:  # answered on another channel the customer is known on
-                if command.template is not None:
-                    raise ReplyRefused(
-                        "bad_via", "templates are sent on the conversation's channel"
-                    )
-                via = self.compose.route(conversation, command.via, command.to)
-            else:
-                text, template = self.compose.check(
-                    conversation, command.text, command.template, command.variables
-                )
-            if files:
-                self.compose.check_files(via.inbox if via else conversation.inbox)
-        stored = await self.store.add_reply(
-            command.conversation_id,
-            agent=agent,
-            client_id=command.client_id,
-            text=text,
-            note=note,
-            template=template,
-            via=(via.inbox, via.channel, via.recipient) if via is not None else None,
-            files=files,
-        )
-        message = stored.message
-        if not note:
-            self.dispatch.replied(agent, command.conversation_id)
-        if not stored.duplicate:
-            await self.bus.publish(
-                MESSAGES,
-                MessageStored(
-                    conversation_id=command.conversation_id,
-                    message_id=message.id,
-                    direction="outbound",
-                    kind=message.kind,
-                    status="assigned",
-                    assignee=agent,
-                    text=message.text,
-                    author=agent,
-                    created_at=message.created_at,
-                ),
-            )
-            if not note:
-                await self.bus.publish(OUTBOX, OutboxReady(message_id=message.id))
-        return frame(
-            "reply_ack",
-            client_id=command.client_id,
-            conversation_id=command.conversation_id,
-            duplicate=stored.duplicate,
-            message=message_view(message),
-        )

@@ -538,6 +538,7 @@ class DispatchCore:
                 "offers": len(state.offers),
                 "capacity": state.capacity,
                 "wrap_up": state.wrap_up_until > now,
+                "assigned": sorted(state.assigned),
             }
             for state in sorted(self.agents.values(), key=lambda s: s.id)
         ]

@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hub.errors import InvalidState, NotFound
-from hub.guards import error, requires
+from hub.guards import error, read_json, requires
 from hub.keys import BLOBS, CUSTOMERS, SETTINGS, STORE
 from hub.permissions import Action
 from hub.privacy import erase, export, retention
@@ -60,7 +60,6 @@ class EraseRequest(BaseModel):
 @requires(Action.CUSTOMER_PRIVACY)
 async def erase_customer(request: web.Request, principal: Principal) -> web.StreamResponse:
     """Erase a person for good; ``confirm`` must repeat the customer's id."""
-    from hub.api import read_json
 
     try:
         body = EraseRequest.model_validate(await read_json(request))

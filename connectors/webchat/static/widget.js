@@ -11,7 +11,17 @@
   var storeKey = "channelhub:token:" + url;
   var socket = null, backoff = 500, seen = {}, pending = {}, order = [];
 
+  // German or English: <script … data-lang="de"> decides, else the visitor's browser
+  var chosen = (script && script.dataset.lang) || navigator.language || "";
+  var german = /^de\b/i.test(chosen);
+  var words = german
+    ? {type: "Nachricht schreiben", send: "Senden", email: "Ihre E-Mail (optional)",
+       automatic: "Automatische Antwort"}
+    : {type: "Type a message", send: "Send", email: "Your email (optional)",
+       automatic: "Automatic reply"};
+
   var css = "#channelhub-chat{position:fixed;right:16px;bottom:16px;width:320px;max-height:480px;" +
+    "max-width:calc(100vw - 32px);box-sizing:border-box;" +
     "display:flex;flex-direction:column;font:14px system-ui,sans-serif;background:#fff;" +
     "border:1px solid #ccc;border-radius:8px;box-shadow:0 4px 16px rgba(0,0,0,.15);z-index:99999}" +
     "#channelhub-chat header{background:#1f4e79;color:#fff;padding:8px 12px;border-radius:8px 8px 0 0}" +
@@ -20,12 +30,17 @@
     "white-space:pre-wrap;word-wrap:break-word}" +
     "#channelhub-chat .chh-you{background:#e3effa;margin-left:auto}" +
     "#channelhub-chat .chh-agent{background:#f1f1f1}" +
+    "#channelhub-chat .chh-automatic{background:#fff;border:1px dashed #888}" +
+    "#channelhub-chat .chh-label{display:block;font-size:11px;color:#555}" +
     "#channelhub-chat .chh-system{color:#666;font-size:12px;text-align:center}" +
     "#channelhub-chat .chh-pending{opacity:.6}" +
     "#channelhub-chat form{display:flex;border-top:1px solid #ddd}" +
-    "#channelhub-chat textarea{flex:1;border:0;padding:8px;resize:none;font:inherit}" +
+    "#channelhub-chat textarea{flex:1;min-width:0;border:0;padding:8px;resize:none;font:inherit}" +
     "#channelhub-chat .chh-contact{border:0;border-top:1px solid #ddd;padding:6px 8px;font:inherit}" +
-    "#channelhub-chat button{border:0;background:#1f4e79;color:#fff;padding:0 14px}";
+    "#channelhub-chat button{border:0;background:#1f4e79;color:#fff;padding:0 14px}" +
+    // phones: the whole width, above the keyboard
+    "@media (max-width:480px){#channelhub-chat{left:8px;right:8px;bottom:8px;width:auto;" +
+    "max-width:none;max-height:70vh}}";
 
   function el(tag, cls, text) {
     var node = document.createElement(tag);
@@ -44,7 +59,8 @@
   if (data.askContact !== undefined) {  // <script … data-ask-contact>: an optional email field
     contact = el("input", "chh-contact");
     contact.type = "email";
-    contact.placeholder = "Your email (optional)";
+    contact.placeholder = words.email;
+    contact.setAttribute("aria-label", words.email);
     contact.value = localStorage.getItem(contactKey) || "";
     contact.addEventListener("change", function () {
       localStorage.setItem(contactKey, contact.value.trim());
@@ -52,17 +68,20 @@
     });
   }
   var form = el("form");
-  var input = el("textarea", "chh-input"); input.rows = 2; input.placeholder = "Type a message";
-  var send = el("button", "chh-send", "Send"); send.type = "submit";
+  var input = el("textarea", "chh-input"); input.rows = 2; input.placeholder = words.type;
+  input.setAttribute("aria-label", words.type);
+  var send = el("button", "chh-send", words.send); send.type = "submit";
   form.appendChild(input); form.appendChild(send);
   box.appendChild(header); box.appendChild(log);
   if (contact) box.appendChild(contact);
   box.appendChild(form);
   document.body.appendChild(box);
 
-  function show(from, text, id) {
+  function show(from, text, id, automatic) {
     if (id && seen[id]) return seen[id];
-    var node = el("div", "chh-msg chh-" + from, text);
+    var node = el("div", "chh-msg chh-" + from + (automatic ? " chh-automatic" : ""));
+    if (automatic) node.appendChild(el("span", "chh-label", words.automatic));
+    node.appendChild(document.createTextNode(text));
     if (id) { seen[id] = node; node.dataset.id = id; }
     log.appendChild(node);
     log.scrollTop = log.scrollHeight;
@@ -103,7 +122,7 @@
         localStorage.setItem(storeKey, frame.token);
         header.textContent = frame.title;
         if (!log.childElementCount) system(frame.welcome);
-        frame.history.forEach(function (m) { show(m.from, m.text, m.id); });
+        frame.history.forEach(function (m) { show(m.from, m.text, m.id, m.automatic); });
         order.forEach(transmit);
       } else if (frame.type === "ack") {
         var entry = pending[frame.client_id];
@@ -115,7 +134,7 @@
           order = order.filter(function (c) { return c !== frame.client_id; });
         }
       } else if (frame.type === "message") {
-        show(frame.from, frame.text, frame.id);
+        show(frame.from, frame.text, frame.id, frame.automatic);
       } else if (frame.type === "error") {
         if ((frame.code === "rate_limited" || frame.code === "unavailable") && pending[frame.client_id]) {
           setTimeout(function () { transmit(frame.client_id); }, 1500);

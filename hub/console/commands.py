@@ -1,0 +1,225 @@
+"""What an authenticated agent's frames do, once the socket's session is checked.
+
+Accepting, declining, transferring and closing go to dispatch; replies and notes are stored
+(with the outbox row, in one transaction) and announced on the bus; ``open`` and ``preview``
+read. Each returns the frame to answer with, or None when dispatch's own notice is the answer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from hub import uploads
+from hub.bus import MESSAGES, OUTBOX, Bus, MessageStored, OutboxReady
+from hub.console.compose import ComposeAdvisor, ReplyRefused
+from hub.console.protocol import (
+    Accept,
+    Auth,
+    Close,
+    Command,
+    Decline,
+    Note,
+    Open,
+    Ping,
+    Preview,
+    ProtocolError,
+    Reassign,
+    Reply,
+    SetPresence,
+    Transfer,
+    frame,
+)
+from hub.console.views import conversation_view, message_view
+from hub.dispatch.core import Presence
+from hub.dispatch.service import DispatchService
+from hub.envelope import Attachment
+from hub.errors import Forbidden
+from hub.permissions import Action, ensure
+from hub.settings import AgentSettings
+from hub.store.records import Conversation
+from hub.store.store import Store
+
+
+class Commands:
+    """Carries out agents' commands (``hub.console.protocol``) for the console."""
+
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        dispatch: DispatchService,
+        compose: ComposeAdvisor,
+        agents: dict[str, AgentSettings],
+        *,
+        upload_secret: bytes,
+        clock: Callable[[], float] = time.time,
+        dispositions: Sequence[str] = ("resolved",),
+        view: Callable[[Conversation], dict[str, Any]] | None = None,
+    ) -> None:
+        """``upload_secret`` checks the tokens of files attached to a reply (hub.uploads);
+        ``dispositions`` are the close reasons allowed (the first is the default); ``view``
+        renders a held conversation for its agent."""
+        self.dispositions = tuple(dispositions)
+        self.view = view or (lambda conversation: conversation_view(conversation, compose.view))
+        self.store = store
+        self.bus = bus
+        self.dispatch = dispatch
+        self.compose = compose
+        self.agents = agents
+        self.upload_secret = upload_secret
+        self.clock = clock
+        # one handler per command type: a lookup, not a chain of isinstance checks
+        self._handlers: dict[type[Any], Callable[[str, Any], Awaitable[bytes | None]]] = {
+            Ping: self._ping,
+            Auth: self._auth,
+            SetPresence: self._presence,
+            Accept: self._accept,
+            Decline: self._decline,
+            Reply: self._reply,
+            Note: self._reply,
+            Transfer: self._transfer,
+            Reassign: self._reassign,
+            Close: self._close,
+            Open: self._open,
+            Preview: self._preview,
+        }
+
+    async def execute(self, agent: str, command: Command) -> bytes | None:
+        """The frame answering ``command`` (None: dispatch's notice answers it)."""
+        handler = self._handlers.get(type(command))
+        if handler is None:
+            raise ProtocolError("unknown_type", f"unhandled frame {type(command).__name__}")
+        return await handler(agent, command)
+
+    # -- one handler per command -------------------------------------------------------------
+
+    async def _ping(self, agent: str, command: Ping) -> bytes | None:
+        return frame("pong", ref=command.ref)
+
+    async def _auth(self, agent: str, command: Auth) -> bytes | None:
+        raise ProtocolError("invalid_state", "already authenticated")
+
+    async def _presence(self, agent: str, command: SetPresence) -> bytes | None:
+        await self.dispatch.set_presence(agent, Presence(command.status))
+        return frame("presence", status=command.status)
+
+    async def _accept(self, agent: str, command: Accept) -> bytes | None:
+        await self.dispatch.accept(agent, command.conversation_id)
+        return None  # the conversation frame follows from dispatch
+
+    async def _decline(self, agent: str, command: Decline) -> bytes | None:
+        await self.dispatch.decline(agent, command.conversation_id, command.reason)
+        return None
+
+    async def _transfer(self, agent: str, command: Transfer) -> bytes | None:
+        await self.dispatch.transfer(
+            agent,
+            command.conversation_id,
+            command.note,
+            queue=command.queue,
+            to_agent=command.agent,
+        )
+        return None
+
+    async def _reassign(self, agent: str, command: Reassign) -> bytes | None:
+        ensure(self.agents[agent].role, Action.REASSIGN)
+        await self.dispatch.reassign(agent, command.conversation_id, command.agent)
+        return frame("reassigned", conversation_id=command.conversation_id, agent=command.agent)
+
+    async def _close(self, agent: str, command: Close) -> bytes | None:
+        disposition = command.disposition or self.dispositions[0]
+        if disposition not in self.dispositions:
+            raise ProtocolError(
+                "bad_disposition", f"disposition must be one of {', '.join(self.dispositions)}"
+            )
+        await self.dispatch.close(agent, command.conversation_id, disposition)
+        return None
+
+    async def _open(self, agent: str, command: Open) -> bytes | None:
+        if self.dispatch.owner(command.conversation_id) != agent:
+            raise Forbidden("this conversation is not assigned to you")
+        view = self.view(await self.store.conversation(command.conversation_id))
+        return frame("conversation", conversation=view)
+
+    async def _preview(self, agent: str, command: Preview) -> bytes | None:
+        if self.dispatch.owner(command.conversation_id) != agent:
+            raise Forbidden("this conversation is not assigned to you")
+        conversation = await self.store.conversation(command.conversation_id)
+        return frame(
+            "preview",
+            conversation_id=command.conversation_id,
+            characters=len(command.text),
+            **self.compose.preview(conversation, command.text),
+        )
+
+    def _uploads(self, agent: str, tokens: list[str]) -> tuple[Attachment, ...]:
+        """The files an agent uploaded for this reply (``POST /api/uploads``)."""
+        if len(tokens) > uploads.MAX_PER_REPLY:
+            raise ReplyRefused("bad_attachment", f"at most {uploads.MAX_PER_REPLY} files per reply")
+        try:
+            return tuple(
+                uploads.verify(self.upload_secret, token, agent, self.clock()) for token in tokens
+            )
+        except uploads.BadUpload as exc:
+            raise ReplyRefused("bad_attachment", str(exc)) from None
+
+    async def _reply(self, agent: str, command: Reply | Note) -> bytes:
+        note = isinstance(command, Note)
+        if self.dispatch.owner(command.conversation_id) != agent:
+            raise Forbidden("this conversation is not assigned to you")
+        text, template, via = command.text, None, None
+        files: tuple[Attachment, ...] = ()
+        if isinstance(command, Reply):
+            conversation = await self.store.conversation(command.conversation_id)
+            files = self._uploads(agent, command.attachments)
+            if command.via is not None:  # answered on another channel the customer is known on
+                if command.template is not None:
+                    raise ReplyRefused(
+                        "bad_via", "templates are sent on the conversation's channel"
+                    )
+                via = self.compose.route(conversation, command.via, command.to)
+            else:
+                text, template = self.compose.check(
+                    conversation, command.text, command.template, command.variables
+                )
+            if files:
+                self.compose.check_files(via.inbox if via else conversation.inbox)
+        stored = await self.store.add_reply(
+            command.conversation_id,
+            agent=agent,
+            client_id=command.client_id,
+            text=text,
+            note=note,
+            template=template,
+            via=(via.inbox, via.channel, via.recipient) if via is not None else None,
+            files=files,
+        )
+        message = stored.message
+        if not note:
+            self.dispatch.replied(agent, command.conversation_id)
+        if not stored.duplicate:
+            await self.bus.publish(
+                MESSAGES,
+                MessageStored(
+                    conversation_id=command.conversation_id,
+                    message_id=message.id,
+                    direction="outbound",
+                    kind=message.kind,
+                    status="assigned",
+                    assignee=agent,
+                    text=message.text,
+                    author=agent,
+                    created_at=message.created_at,
+                ),
+            )
+            if not note:
+                await self.bus.publish(OUTBOX, OutboxReady(message_id=message.id))
+        return frame(
+            "reply_ack",
+            client_id=command.client_id,
+            conversation_id=command.conversation_id,
+            duplicate=stored.duplicate,
+            message=message_view(message),
+        )

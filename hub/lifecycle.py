@@ -1,0 +1,404 @@
+"""What the hub starts and stops: one aiohttp cleanup context per resource, in start order.
+
+aiohttp enters the contexts of :data:`RESOURCES` in order; cleaning the runner up (as
+``web.run_app`` does, also after a failed start) leaves the entered ones in reverse. The order
+is chosen for shutdown: customer revaluation and the rules watcher stop first, then the outbox
+lets sends in progress finish, then connectors stop (no new messages), then the console and
+dispatch, then what they all used (CRM client, HTTP session, bus, store), and the separate
+metrics port goes last, so it can be scraped until the end.
+
+Background jobs that other modules add after these (``hub.privacy.job``, ``hub.gauges``) start
+last and stop first.
+
+Before any of that, on SIGTERM, :func:`drain` (an ``on_shutdown`` handler) lets replies being
+sent finish, tells agents to reconnect elsewhere and stops the connectors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from connectors.base import Connector, ConnectorContext
+from hub.auth import Authenticator
+from hub.bus import create_bus
+from hub.channels import ConnectorState, public_url
+from hub.console.compose import ComposeAdvisor
+from hub.console.link import SendBudget
+from hub.console.registry import AgentConnections
+from hub.console.service import Console
+from hub.console.views import ConsoleFrames
+from hub.customers.configured import context_provider, customer_service
+from hub.customers.repository import Customers
+from hub.dispatch.leadership import dispatch_leadership, restart_process
+from hub.dispatch.service import DispatchService
+from hub.health import serve_metrics
+from hub.keys import (
+    AGENTS,
+    AUTH,
+    BLOBS,
+    BUS,
+    CLOCK,
+    COMPOSE,
+    CONNECTIONS,
+    CONNECTORS,
+    CONSOLE,
+    CUSTOMERS,
+    DECIDER,
+    DISPATCH,
+    HTTP,
+    KEYS,
+    METRICS,
+    NODE,
+    OUTBOX,
+    PIPELINE,
+    RULES_WATCHER,
+    SESSIONS,
+    SETTINGS,
+    STORE,
+    UPLOAD_SECRET,
+)
+from hub.node import node_id
+from hub.outbox import OutboxWorker
+from hub.pipeline import Decider, PassthroughDecider, Pipeline
+from hub.routing import ClosedQueueReplies, RulesDecider
+from hub.secrets import Keys
+from hub.sessions import Sessions
+from hub.settings import HubSettings
+from hub.store.blobs import BlobStore
+from hub.store.store import Store
+from rules.compiler import RuleSet
+from rules.loader import load_rules
+from rules.reload import RulesHolder, RulesWatcher
+
+log = logging.getLogger(__name__)
+
+Resource = AsyncIterator[None]
+MIN_REVALUE_EVERY = 60.0  # seconds; a shorter customers.recompute_every is raised to this
+
+
+async def metrics_port(app: web.Application) -> Resource:
+    """``/metrics`` on a port of its own (``server.metrics_port``), if configured."""
+    settings = app[SETTINGS]
+    runner = None
+    if settings.server.metrics_port is not None:
+        runner = await serve_metrics(settings, app[METRICS])
+    yield
+    if runner is not None:
+        await runner.cleanup()
+
+
+async def secret_keys(app: web.Application) -> Resource:
+    """The secret key (read, or generated once) and what signs agents' login devices."""
+    agents = app[AGENTS]
+    app[KEYS] = loaded = Keys.load(app[SETTINGS])
+    app[AUTH] = Authenticator(agents, device_secret=loaded.login_devices, clock=app[CLOCK])
+    yield
+
+
+async def store(app: web.Application) -> Resource:
+    """The database (migrated on start), agent sessions in it, and the blob store."""
+    settings, agents, clock = app[SETTINGS], app[AGENTS], app[CLOCK]
+    opened = Store(
+        settings.storage.url,
+        sqlite_synchronous=settings.storage.sqlite_synchronous,
+        batch_max=settings.storage.batch_max,
+        clock=clock,
+    )
+    await opened.start()
+    app[STORE] = opened
+    app[SESSIONS] = Sessions(opened, agents, clock=clock)
+    app[BLOBS] = BlobStore(settings.storage.blobs)
+    yield
+    await opened.close()
+
+
+async def bus(app: web.Application) -> Resource:
+    app[BUS] = created = create_bus(app[SETTINGS].bus, app[METRICS])
+    yield
+    await created.close()
+
+
+async def routing(app: web.Application) -> Resource:
+    """The rules (loaded now, recorded as a revision) or pass-through, and closed queues'
+    automatic replies; the rules watcher is made here and started last."""
+    settings = app[SETTINGS]
+    decider, watcher = await _load_rules(settings, app[STORE], app[CLOCK])
+    replies = {
+        queue.name: (settings.business_hours[queue.business_hours], queue.closed_reply)
+        for queue in settings.queues
+        if queue.business_hours and queue.closed_reply
+    }
+    if replies:
+        decider = ClosedQueueReplies(
+            decider, replies=replies, timezone=settings.timezone, clock=app[CLOCK]
+        )
+    app[DECIDER] = decider
+    if watcher is not None:
+        app[RULES_WATCHER] = watcher
+    yield
+
+
+async def http_session(app: web.Application) -> Resource:
+    """The one HTTP client session (CRM, connectors' provider APIs)."""
+    app[HTTP] = session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    yield
+    await session.close()
+
+
+async def pipeline(app: web.Application) -> Resource:
+    """The connectors' sink, with the external CRM it asks (closed on the way out)."""
+    settings = app[SETTINGS]
+    provider = context_provider(settings, app[HTTP])
+    app[PIPELINE] = Pipeline(
+        app[STORE],
+        app[BUS],
+        app[DECIDER],
+        app[METRICS],
+        default_region=settings.customers.default_region,
+        provider=provider,
+        clock=app[CLOCK],
+    )
+    app[CUSTOMERS] = customer_service(settings, app[STORE])
+    yield
+    if provider is not None:
+        await provider.close()
+
+
+async def dispatch(app: web.Application) -> Resource:
+    """Dispatch, telling agents through their sockets (with what each channel lets them send)."""
+    app[CONNECTIONS] = connections = AgentConnections()
+    app[COMPOSE] = compose = ComposeAdvisor(app[CONNECTORS], app[CLOCK])
+    service = DispatchService(
+        app[SETTINGS],
+        app[STORE],
+        app[BUS],
+        ConsoleFrames(
+            connections,
+            compose.view,
+            {queue.name: queue.sla for queue in app[SETTINGS].queues},
+        ),
+        app[METRICS],
+        app[CLOCK],
+    )
+    # this process's name in outbox claims and the dispatch lease
+    app[NODE] = node = node_id()
+    settings = app[SETTINGS]
+    leadership = None
+    if settings.distributed:  # dispatch runs in the one process holding the lease
+        cluster = settings.cluster
+        leadership = dispatch_leadership(
+            app[STORE],
+            service,
+            node,
+            ttl=cluster.lease_ttl,
+            margin=cluster.lease_margin,
+            poll=cluster.lease_poll,
+            on_retired=restart_process,
+        )
+        leadership.start()
+    else:
+        await service.start()
+    app[DISPATCH] = service
+    yield
+    if leadership is None:
+        await service.stop()
+    else:
+        await leadership.stop()  # stops dispatch if it ran here, gives the lease up
+
+
+async def console(app: web.Application) -> Resource:
+    """The agent websocket service (``/ws/agent``)."""
+    server = app[SETTINGS].server
+    service = Console(
+        app[STORE],
+        app[BUS],
+        app[DISPATCH],
+        app[CONNECTIONS],
+        app[AGENTS],
+        app[METRICS],
+        server.allowed_origins,
+        app[COMPOSE],
+        sessions=app[SESSIONS],
+        session_check_interval=server.session_check_interval,
+        compress=server.websocket_compression,
+        upload_secret=app[KEYS].uploads,
+        clock=app[CLOCK],
+        budget=SendBudget(
+            max_bytes=server.agent_queue_bytes, send_timeout=server.agent_send_timeout
+        ),
+        dispositions=app[SETTINGS].dispatch.dispositions,
+        wrap_up=app[SETTINGS].dispatch.wrap_up,
+        canned=app[SETTINGS].canned_responses,
+    )
+    app[UPLOAD_SECRET] = service.upload_secret
+    app[CONSOLE] = service
+    service.start()
+    yield
+    await service.stop()
+
+
+async def connectors(app: web.Application) -> Resource:
+    """Every channel instance, started in configuration order and stopped in reverse (one
+    that fails to stop is logged; the others still stop)."""
+    started = []
+    try:
+        for name, connector in app[CONNECTORS].items():
+            await connector.start(_lend(app, name))
+            started.append(connector)
+    except BaseException:
+        await _stop_all(reversed(started))
+        raise
+    yield
+    await _stop_all(reversed(started))
+
+
+async def outbox(app: web.Application) -> Resource:
+    """Sending replies; on the way out, sends in progress finish before connectors stop
+    (normally done already, by :func:`drain`)."""
+    worker = OutboxWorker(
+        app[STORE],
+        app[BUS],
+        app[CONNECTORS],
+        app[METRICS],
+        app[CLOCK],
+        on_recorded=app[PIPELINE].apply_early_reports,
+        holder=app[NODE],
+        claim_hold=app[SETTINGS].cluster.outbox_claim,
+    )
+    app[OUTBOX] = worker
+    worker.start()
+    yield
+    await worker.stop(grace=app[SETTINGS].server.shutdown_timeout)
+
+
+async def rules_watcher(app: web.Application) -> Resource:
+    """Reloads the rules file when it changes (``rules.watch``)."""
+    watcher = app.get(RULES_WATCHER)
+    if watcher is None:
+        yield
+        return
+    watcher.start()
+    yield
+    await watcher.stop()
+
+
+async def revaluation(app: web.Application) -> Resource:
+    """Recency changes with time alone: customer values are recomputed on a schedule."""
+    every = max(MIN_REVALUE_EVERY, app[SETTINGS].customers.recompute_every)
+    task = asyncio.create_task(_revalue(app[CUSTOMERS], every), name="customer-values")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+RESOURCES: tuple[Callable[[web.Application], Resource], ...] = (
+    metrics_port,
+    secret_keys,
+    store,
+    bus,
+    routing,
+    http_session,
+    pipeline,
+    dispatch,
+    console,
+    connectors,
+    outbox,
+    rules_watcher,
+    revaluation,
+)
+
+
+async def announce(app: web.Application) -> None:
+    """``on_startup``, after every resource started."""
+    log.info("hub ready with channels %s", ", ".join(app[CONNECTORS].keys()) or "(none)")
+
+
+async def drain(app: web.Application) -> None:
+    """On SIGTERM, in this order: let replies being sent finish and be recorded (up to
+    ``server.shutdown_timeout``; the connectors still run), tell agents to reconnect elsewhere,
+    then stop the connectors (chat sockets close there)."""
+    if OUTBOX in app:
+        await app[OUTBOX].stop(grace=app[SETTINGS].server.shutdown_timeout)
+    if CONSOLE in app:
+        await app[CONSOLE].connections.close_all(1001, b"server shutting down")
+    await _stop_all(app[CONNECTORS].values())
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _lend(app: web.Application, instance: str) -> ConnectorContext:
+    """What the hub lends the channel instance ``instance`` while it runs."""
+    sink = app[PIPELINE]
+    return ConnectorContext(
+        instance=instance,
+        sink=sink,
+        history=sink,
+        blobs=app[BLOBS],
+        http=app[HTTP],
+        secret=app[KEYS].connector(instance),
+        clock=app[CLOCK],
+        logger=logging.getLogger(f"connectors.{instance}"),
+        public_url=public_url(app[SETTINGS]),
+        state=ConnectorState(app[STORE], instance),
+    )
+
+
+async def _stop_all(connectors: Iterable[Connector]) -> None:
+    for connector in connectors:
+        try:
+            await connector.stop()
+        except Exception:
+            log.exception("stopping connector %s failed", connector.name)
+
+
+async def _load_rules(
+    settings: HubSettings, store: Store, clock: Callable[[], float]
+) -> tuple[Decider, RulesWatcher | None]:
+    """The rules hook: the configured rules file (watched for changes) or pass-through."""
+    path = settings.rules.path
+    if path is None:
+        return PassthroughDecider(settings.default_queue), None
+    queues = {queue.name for queue in settings.queues}
+    calendars = set(settings.business_hours)
+    text = await asyncio.to_thread(Path(path).read_text, "utf-8")
+    ruleset = await asyncio.to_thread(load_rules, text, path, queues=queues, calendars=calendars)
+    await store.record_rules_revision(ruleset.digest, path, text)
+    log.info("rules loaded from %s: %d rules, sha256 %s", path, len(ruleset.rules), ruleset.digest)
+    holder = RulesHolder(ruleset)
+    decider = RulesDecider(
+        holder, timezone=settings.timezone, calendars=settings.business_hours, clock=clock
+    )
+
+    async def accepted(new: RuleSet, new_text: str) -> None:
+        await store.record_rules_revision(new.digest, path, new_text)
+
+    watcher = None
+    if settings.rules.watch:
+        watcher = RulesWatcher(
+            path,
+            holder,
+            queues=queues,
+            calendars=calendars,
+            interval=settings.rules.poll_interval,
+            on_accept=accepted,
+        )
+    return decider, watcher
+
+
+async def _revalue(customers: Customers, every: float) -> None:
+    while True:
+        try:
+            count = await customers.recompute()
+            log.info("customer values recomputed for %d customers", count)
+        except Exception:
+            log.exception("recomputing customer values failed; trying again later")
+        await asyncio.sleep(every)
