@@ -40,6 +40,11 @@ class ProviderIdTaken(StoreError):
     to one reply only, so the send that reported it did not send this reply."""
 
 
+class LeaseLost(StoreError):
+    """A dispatch write carried a fencing token that is not the lease's any more: another
+    process took dispatch over, and this one must not assign (docs/scaling.md)."""
+
+
 class NotFound(HubError):
     """A referenced record (conversation, message, agent) does not exist."""
 

@@ -51,3 +51,4 @@ RULES_WATCHER = web.AppKey("rules_watcher", RulesWatcher)
 BLOBS = web.AppKey("blobs", BlobStore)
 UPLOAD_SECRET = web.AppKey("upload_secret", bytes)
 OUTBOX = web.AppKey("outbox", OutboxWorker)
+NODE = web.AppKey("node", str)  # this process's name in outbox claims and the dispatch lease

@@ -36,6 +36,7 @@ from hub.console.service import Console
 from hub.console.views import ConsoleFrames
 from hub.customers.configured import context_provider, customer_service
 from hub.customers.repository import Customers
+from hub.dispatch.leadership import dispatch_leadership, restart_process
 from hub.dispatch.service import DispatchService
 from hub.health import serve_metrics
 from hub.keys import (
@@ -54,6 +55,7 @@ from hub.keys import (
     HTTP,
     KEYS,
     METRICS,
+    NODE,
     OUTBOX,
     PIPELINE,
     RULES_WATCHER,
@@ -62,6 +64,7 @@ from hub.keys import (
     STORE,
     UPLOAD_SECRET,
 )
+from hub.node import node_id
 from hub.outbox import OutboxWorker
 from hub.pipeline import Decider, PassthroughDecider, Pipeline
 from hub.routing import ClosedQueueReplies, RulesDecider
@@ -184,10 +187,30 @@ async def dispatch(app: web.Application) -> Resource:
         app[METRICS],
         app[CLOCK],
     )
-    await service.start()
+    # this process's name in outbox claims and the dispatch lease
+    app[NODE] = node = node_id()
+    settings = app[SETTINGS]
+    leadership = None
+    if settings.distributed:  # dispatch runs in the one process holding the lease
+        cluster = settings.cluster
+        leadership = dispatch_leadership(
+            app[STORE],
+            service,
+            node,
+            ttl=cluster.lease_ttl,
+            margin=cluster.lease_margin,
+            poll=cluster.lease_poll,
+            on_retired=restart_process,
+        )
+        leadership.start()
+    else:
+        await service.start()
     app[DISPATCH] = service
     yield
-    await service.stop()
+    if leadership is None:
+        await service.stop()
+    else:
+        await leadership.stop()  # stops dispatch if it ran here, gives the lease up
 
 
 async def console(app: web.Application) -> Resource:
@@ -246,6 +269,8 @@ async def outbox(app: web.Application) -> Resource:
         app[METRICS],
         app[CLOCK],
         on_recorded=app[PIPELINE].apply_early_reports,
+        holder=app[NODE],
+        claim_hold=app[SETTINGS].cluster.outbox_claim,
     )
     app[OUTBOX] = worker
     worker.start()

@@ -4,6 +4,10 @@ A reply is written to the outbox in the same transaction as the message, so a cr
 "agent clicked send" and "provider accepted it" loses nothing: the entry is still pending at the
 next start and is sent again under the same idempotency key, which connectors pass to providers
 that deduplicate (and the web chat client deduplicates by message id).
+
+Several hub processes share the outbox by claiming due replies for ``claim_hold`` seconds (see
+``hub.store.outbox``): each reply is sent by the process that claimed it, and a dead process's
+claims lapse and are taken over, the retry looking for the earlier attempt's message first.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from hub.bus import DELIVERIES, OUTBOX, Bus, DeliveryUpdated, Subscription
 from hub.envelope import Delivery, DeliveryStatus
 from hub.errors import ProviderIdTaken, StoreUnavailable
 from hub.metrics import Metrics
+from hub.node import node_id
 from hub.store.records import Attempt, OutboxItem
 from hub.store.store import Store
 
@@ -30,6 +35,7 @@ MAX_ATTEMPTS = 8
 POLL_SECONDS = 1.0
 CONCURRENCY = 16
 MAX_FOREIGN = 5  # other replies' messages one send may find before it waits for a retry
+CLAIM_HOLD = 120.0  # seconds a claimed reply is ours: longer than any send may take
 
 
 def backoff(attempts: int) -> float:
@@ -46,10 +52,17 @@ class OutboxWorker:
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
         on_recorded: Callable[[str, str], Awaitable[None]] | None = None,
+        *,
+        holder: str | None = None,
+        claim_hold: float = CLAIM_HOLD,
     ) -> None:
         """``on_recorded(inbox, provider_id)`` runs after a send's provider id is stored (the
-        pipeline applies status reports that arrived before it)."""
+        pipeline applies status reports that arrived before it). ``holder`` names this process
+        in outbox claims (default: :func:`hub.node.node_id`); ``claim_hold`` must exceed the
+        longest send, or a slow send's reply could be taken over while it is still going."""
         self.store = store
+        self.holder = holder or node_id()
+        self.claim_hold = claim_hold
         self.on_recorded = on_recorded
         self.bus = bus
         self.connectors = connectors
@@ -83,6 +96,9 @@ class OutboxWorker:
                     await task
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=grace)
+        if not self._tasks:  # nothing of ours is being sent: what we claimed is anyone's now
+            with contextlib.suppress(Exception):
+                await self.store.release_outbox_claims(self.holder)
 
     async def _follow(self) -> None:
         assert self._subscription is not None
@@ -90,11 +106,21 @@ class OutboxWorker:
             self._wake.set()  # the rows are in the store: the hint is handled once taken
             await received.ack()
 
+    async def _release_predecessors(self) -> None:
+        """One process on SQLite: claims in the file are a dead predecessor's, free them now."""
+        if self.store.engine.dialect.name != "sqlite":
+            return  # other live processes hold claims there: they lapse by themselves
+        try:
+            await self.store.release_outbox_claims()
+        except Exception as exc:  # they lapse anyway
+            log.warning("releasing earlier outbox claims failed: %s", exc)
+
     async def _run(self) -> None:
+        await self._release_predecessors()
         while True:
             self._wake.clear()
             try:
-                due = await self.store.due_outbox()
+                due = await self.store.claim_outbox(self.holder, self.claim_hold)
             except StoreUnavailable as exc:
                 log.warning("reading the outbox failed (retrying): %s", exc)
                 due = []
@@ -119,7 +145,9 @@ class OutboxWorker:
                 if self._stopping:  # not begun: it stays pending for the next start
                     return
                 # a claim: the due list may be older than a delivery that just finished
-                attempt = await self.store.begin_attempt(item.message_id, after=item.attempts)
+                attempt = await self.store.begin_attempt(
+                    item.message_id, after=item.attempts, holder=self.holder, hold=self.claim_hold
+                )
                 if attempt is None:  # sent or retried since it was read: not ours to send
                     return
                 connector = self.connectors.get(outbound.inbox)
@@ -212,7 +240,12 @@ class OutboxWorker:
                 log.warning("reply %s: %s; sending it again", item.message_id, exc)
                 foreign += (delivery.provider_id,)
                 if len(foreign) <= MAX_FOREIGN and attempt.number < MAX_ATTEMPTS:
-                    again = await self.store.begin_attempt(item.message_id, after=attempt.number)
+                    again = await self.store.begin_attempt(
+                        item.message_id,
+                        after=attempt.number,
+                        holder=self.holder,
+                        hold=self.claim_hold,
+                    )
                     if again is None:  # another worker has taken it over
                         return None
                     attempt = again

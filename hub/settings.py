@@ -156,6 +156,32 @@ class BusSettings(_Model):
         return self
 
 
+class ClusterSettings(_Model):
+    """Several hub processes (``bus: redis://…`` and ``storage: postgresql+asyncpg://…``):
+    the dispatch lease and outbox claims (docs/scaling.md)."""
+
+    lease_ttl: Duration = Field(
+        5.0, description="how long the dispatch lease lasts unless renewed (every third of it)"
+    )
+    lease_margin: Duration = Field(
+        1.0, description="a holder stops this long before its lease ends (covers clock skew)"
+    )
+    lease_poll: Duration = Field(0.5, description="how often a standby looks at the lease")
+    outbox_claim: Duration = Field(
+        120.0, description="a claimed reply is the claiming process's this long (> any send)"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClusterSettings:
+        if not 0 <= self.lease_margin < self.lease_ttl / 3:
+            raise ValueError("cluster.lease_margin must be below a third of cluster.lease_ttl")
+        if not 0 < self.lease_poll <= self.lease_ttl:
+            raise ValueError("cluster.lease_poll must be above zero and at most lease_ttl")
+        if self.outbox_claim < 1:
+            raise ValueError("cluster.outbox_claim must be at least 1s")
+        return self
+
+
 class LoggingSettings(_Model):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["text", "json"] = "text"
@@ -382,6 +408,7 @@ class HubSettings(_Model):
     server: ServerSettings = ServerSettings()
     storage: StorageSettings = StorageSettings()
     bus: BusSettings = BusSettings()
+    cluster: ClusterSettings = ClusterSettings()
     logging: LoggingSettings = LoggingSettings()
     channels: tuple[ChannelInstance, ...] = ()
     queues: tuple[QueueSettings, ...] = (QueueSettings(name="general"),)
@@ -394,6 +421,13 @@ class HubSettings(_Model):
     customers: CustomerSettings = CustomerSettings()
     retention: RetentionSettings = RetentionSettings()
     canned_responses: tuple[CannedResponse, ...] = ()
+
+    @property
+    def distributed(self) -> bool:
+        """Several hub processes may run: the bus is Redis and the store PostgreSQL."""
+        return not self.bus.url.startswith("memory://") and self.storage.url.startswith(
+            "postgresql"
+        )
 
     @model_validator(mode="after")
     def _consistent(self) -> HubSettings:

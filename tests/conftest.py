@@ -93,3 +93,18 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
         yield url
     finally:
         await drop()
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database, for what only PostgreSQL does (several hub processes)."""
+    created = await _pg_database()
+    if created is None:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN} (CI=true requires it)")
+        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN}")
+    url, drop = created
+    try:
+        yield url
+    finally:
+        await drop()

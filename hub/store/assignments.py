@@ -5,12 +5,15 @@ These return a future instead of being coroutines: the write is queued when the 
 called, so the dispatch service, which does not wait for one write before deciding the next,
 still has them committed in the order it decided them. Awaiting the future waits for the
 commit. A commit's dispatch writes go in with a few statements (``hub.store.dispatch_writes``).
+With several hub processes, :meth:`Assignments.fence` makes every later write carry the
+dispatch lease's token, which the store checks.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -34,6 +37,13 @@ class Assignments:
 
     def __init__(self, database: Database) -> None:
         self._db = database
+        self._token: int | None = None
+
+    def fence(self, token: int) -> None:
+        """Carry ``token`` (the dispatch lease's, from this process's term; 0 on a standby,
+        always refused) on every write from now on. Never unset: after the term ends, writes
+        still carry the old token and are refused, which is the point."""
+        self._token = token
 
     def assign(self, conversation_id: str, agent: str) -> asyncio.Future[None]:
         """Give a queued conversation to ``agent`` (InvalidState if it is not queued any more:
@@ -93,6 +103,8 @@ class Assignments:
         )
 
     def _write(self, write: DispatchWrite) -> asyncio.Future[Any]:
+        if self._token is not None:
+            write = replace(write, token=self._token)
         return self._db.writer.enqueue(self._batch, write)
 
     async def _batch(self, connection: AsyncConnection, writes: list[DispatchWrite]) -> list[Any]:

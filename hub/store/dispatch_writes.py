@@ -6,6 +6,13 @@ thousands of callbacks queued; so the same kind of change to many conversations 
 conditional UPDATE run for many parameter sets, and what each write found (done, or the state
 had changed) is told per write. Writes to the same conversation keep their order; writes to
 different conversations commute, so they are grouped by kind.
+
+With several hub processes, a write carries the fencing token of the dispatch lease its
+process held when it decided it (``hub.dispatch.lease``); a commit whose writes carry a token
+that is not the lease's current one is refused with :class:`LeaseLost` (the writer then retries
+each write alone, so only the stale ones fail). Token 0 is refused always: a standby carries
+it, so nothing it does can write dispatch state. Writes without a token (one process) are not
+checked.
 """
 
 from __future__ import annotations
@@ -16,9 +23,10 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.errors import StoreError
+from hub.errors import LeaseLost, StoreError
 from hub.store.audit import event_row
 from hub.store.conversations import SUMMARY_COLUMNS, summary_of
+from hub.store.leases import fencing_token
 from hub.store.schema import ASSIGNED, CLOSED, QUEUED, conversations, events
 
 ASSIGN = "assign"
@@ -36,6 +44,7 @@ class DispatchWrite:
     conversation_id: str | None
     agent: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    token: int | None = None  # the dispatch lease's fencing token (None: one process)
 
 
 async def apply_writes(
@@ -43,7 +52,17 @@ async def apply_writes(
 ) -> list[Any]:
     """Apply ``writes`` in one transaction; per write: assign and close give whether they
     happened, requeue the conversation's summary or None (closed meanwhile), the others None.
-    Audit events (one per write that happened) go in with one INSERT, in the writes' order."""
+    Audit events (one per write that happened) go in with one INSERT, in the writes' order.
+    :class:`LeaseLost` if a write's fencing token is not the lease's (nothing is applied)."""
+    tokens = {write.token for write in writes if write.token is not None}
+    if tokens:
+        current = await fencing_token(connection)
+        stale = tokens - {current or None}  # 0 (never held; a standby's token) never writes
+        if stale:
+            raise LeaseLost(
+                f"dispatch write with fencing token {min(stale)} refused: the lease's is "
+                f"{current}; another hub process dispatches now"
+            )
     results: list[Any] = [None] * len(writes)
     rows: list[dict[str, Any] | None] = [None] * len(writes)
     groups: dict[str, list[int]] = {}

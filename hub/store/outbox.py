@@ -1,12 +1,19 @@
 """The outbox: replies waiting to be sent, each attempt counted before it starts, and what
-providers report about them afterwards."""
+providers report about them afterwards.
+
+Several hub processes may share one outbox: each *claims* due replies for a while
+(:meth:`Outbox.claim`, ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two processes
+never take the same rows; SQLite has one writer and runs the same statements), and a claim
+that lapses (its process died) lets another process take the reply over. The attempt counter
+(:meth:`Outbox.begin_attempt` with ``after``) stays what guarantees one attempt at a time.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import msgspec
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.envelope import Delivery, DeliveryStatus, Outbound
@@ -63,7 +70,69 @@ class Outbox:
                 for row in rows
             ]
 
-    async def begin_attempt(self, message_id: str, after: int | None = None) -> Attempt | None:
+    async def claim(self, holder: str, hold: float, limit: int = 100) -> list[OutboxItem]:
+        """Take up to ``limit`` due replies nobody holds for ``hold`` seconds, oldest first.
+
+        Rows another process holds (locked now, or claimed and not lapsed) are skipped, so
+        processes claiming at once get disjoint rows; a lapsed claim is taken over.
+        """
+
+        async def run(connection: AsyncConnection) -> list[OutboxItem]:
+            now = self._db.clock()
+            rows = (
+                await connection.execute(
+                    select(outbox.c.message_id, outbox.c.payload, outbox.c.attempts)
+                    .where(
+                        outbox.c.status == "pending",
+                        outbox.c.next_attempt_at <= now,
+                        or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until <= now),
+                    )
+                    .order_by(outbox.c.next_attempt_at)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)  # SQLite: nothing (one writer)
+                )
+            ).all()
+            if rows:
+                await connection.execute(
+                    update(outbox)
+                    .where(outbox.c.message_id.in_([row.message_id for row in rows]))
+                    .values(claimed_by=holder, claimed_until=now + hold)
+                )
+            return [
+                OutboxItem(
+                    message_id=row.message_id,
+                    outbound=_outbound_decoder.decode(row.payload),
+                    attempts=row.attempts,
+                )
+                for row in rows
+            ]
+
+        claimed: list[OutboxItem] = await self._db.writer.call(run)
+        return claimed
+
+    async def release_claims(self, holder: str | None = None) -> int:
+        """Drop the claims of ``holder`` (None: everyone's); how many there were. A stopping
+        process hands back what it did not begin; one process on SQLite drops its dead
+        predecessor's claims at start, so nothing waits for them to lapse."""
+
+        async def run(connection: AsyncConnection) -> int:
+            statement = update(outbox).where(outbox.c.claimed_until.is_not(None))
+            if holder is not None:
+                statement = statement.where(outbox.c.claimed_by == holder)
+            result = await connection.execute(statement.values(claimed_by=None, claimed_until=None))
+            return int(result.rowcount)
+
+        released: int = await self._db.writer.call(run)
+        return released
+
+    async def begin_attempt(
+        self,
+        message_id: str,
+        after: int | None = None,
+        *,
+        holder: str | None = None,
+        hold: float = 0.0,
+    ) -> Attempt | None:
         """Claim and count a send attempt before it starts; its number (1 for the first) and
         when the reply's first attempt began.
 
@@ -71,6 +140,7 @@ class Outbox:
         an earlier one may have reached the provider, and from when its message can date. With
         ``after`` (the attempts the caller saw), it is a claim: None when the reply is no longer
         pending or another attempt was counted since, so a stale read never sends it twice.
+        With ``holder``, the reply is claimed for ``hold`` seconds from now (the send's time).
         """
 
         async def run(connection: AsyncConnection) -> Attempt | None:
@@ -78,12 +148,13 @@ class Outbox:
             claim = update(outbox).where(outbox.c.message_id == message_id)
             if after is not None:
                 claim = claim.where(outbox.c.status == "pending", outbox.c.attempts == after)
-            counted = await connection.execute(
-                claim.values(
-                    attempts=outbox.c.attempts + 1,
-                    first_attempt_at=func.coalesce(outbox.c.first_attempt_at, now),
-                )
-            )
+            values: dict[str, Any] = {
+                "attempts": outbox.c.attempts + 1,
+                "first_attempt_at": func.coalesce(outbox.c.first_attempt_at, now),
+            }
+            if holder is not None:
+                values.update(claimed_by=holder, claimed_until=now + hold)
+            counted = await connection.execute(claim.values(values))
             if after is not None and counted.rowcount != 1:
                 return None
             row = (
@@ -124,6 +195,8 @@ class Outbox:
                     next_attempt_at=retry_at if pending else now,
                     last_error=error,
                     sent_at=None if pending else now,
+                    claimed_by=None,  # a retry is anyone's when it is due
+                    claimed_until=None,
                 )
             )
             await connection.execute(

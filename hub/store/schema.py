@@ -159,7 +159,19 @@ outbox = Table(
     Column("last_error", Text),
     Column("created_at", Double, nullable=False),
     Column("sent_at", Double),
+    # which hub process has taken the reply to send, until when (a dead one's claim lapses)
+    Column("claimed_by", String(64)),
+    Column("claimed_until", Double),
     Index("ix_outbox_due", "status", "next_attempt_at"),
+)
+
+leases = Table(
+    "leases",
+    metadata,  # one holder at a time per name (dispatch); token grows with every new holder
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(128)),
+    Column("token", BigInteger, nullable=False),
+    Column("expires_at", Double, nullable=False),
 )
 
 opt_outs = Table(

@@ -3,8 +3,9 @@
 Each aggregate is a small module over its own tables and returns typed records
 (``hub.store.records``): ``conversations``, ``messages``, ``replies``, ``outbox``,
 ``assignments`` (dispatch's writes), ``sessions``, ``revisions``, ``connector_state``,
-``opt_outs``, ``attachments`` and ``readiness``; inbound envelopes are stored in batches by
-``hub.ingest`` through the same writer. They share one :class:`~hub.store.database.Database`:
+``opt_outs``, ``attachments``, ``leases`` (one holder at a time, own transactions) and
+``readiness``; inbound envelopes are stored in batches by ``hub.ingest`` through the same
+writer. They share one :class:`~hub.store.database.Database`:
 reads on pooled connections, writes through its group-committing writer. :class:`Store` gives
 their methods the names callers use, so the hub holds one object and each method lives with
 its tables.
@@ -19,6 +20,7 @@ from hub.store.attachments import Attachments
 from hub.store.connector_state import ConnectorStates
 from hub.store.conversations import Conversations
 from hub.store.database import Clock, Database
+from hub.store.leases import Leases
 from hub.store.messages import Messages
 from hub.store.opt_outs import OptOuts
 from hub.store.outbox import Outbox
@@ -72,10 +74,16 @@ class Store:
         self.move = assignments.move
         self.close_conversation = assignments.close
         self.audit = assignments.audit
+        self.fence_dispatch = assignments.fence
+        leases = Leases(database)
+        self.claim_lease = leases.claim
+        self.release_lease = leases.release
 
         self.add_reply = Replies(database).add
         outbox = Outbox(database)
         self.due_outbox = outbox.due
+        self.claim_outbox = outbox.claim
+        self.release_outbox_claims = outbox.release_claims
         self.begin_attempt = outbox.begin_attempt
         self.record_delivery = outbox.record_delivery
         self.update_delivery = outbox.update_delivery
