@@ -64,7 +64,7 @@ format: install
 # runs them at the sizes bench/RESULTS.md quotes.
 bench: install
 	$(BIN)/python bench/pipeline.py --quick
-	$(BIN)/python bench/rules.py --quick
+	$(BIN)/python bench/rules_engine.py --quick
 	$(BIN)/python bench/context.py --customers 20000 --lookups 2000
 	$(BIN)/python bench/dispatch.py --quick
 	$(BIN)/python bench/email_ingest.py --mails 300
@@ -75,7 +75,7 @@ bench: install
 
 bench-full: install
 	$(BIN)/python bench/pipeline.py
-	$(BIN)/python bench/rules.py
+	$(BIN)/python bench/rules_engine.py
 	$(BIN)/python bench/context.py
 	$(BIN)/python bench/dispatch.py
 	$(BIN)/python bench/email_ingest.py

@@ -14,7 +14,7 @@ drawn from the head of the same distribution, so common words recur in many rule
 messages. Also measured: compiling the 10,000-rule file and the longest event-loop stall while
 the hot reloader swaps it in.
 
-Usage: python bench/rules.py [--quick] [--profile] [--messages N] [--rounds N] [--seed N]
+Usage: python bench/rules_engine.py [--quick] [--profile] [--messages N] [--rounds N] [--seed N]
 (``--quick``, for ``make bench``: 2,000 messages, one round, no hot-reload figure.)
 """
 
@@ -340,7 +340,7 @@ def main() -> None:
     zipf = Zipf(VOCABULARY, ZIPF_S, rng)
     items = workload(count, rng, zipf, words)
     print(
-        f"# bench/rules.py{' --quick' if args.quick else ''}  {time.strftime('%Y-%m-%d')}  "
+        f"# bench/rules_engine.py{' --quick' if args.quick else ''}  {time.strftime('%Y-%m-%d')}  "
         f"{platform.node()}  {os.cpu_count()} cpus  python {platform.python_version()}  "
         f"{count} messages x {rounds} rounds (median round); Zipf s={ZIPF_S}"
     )
