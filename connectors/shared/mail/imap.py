@@ -18,7 +18,7 @@ import re
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import aioimaplib
 
@@ -34,6 +34,17 @@ _SIZE = re.compile(rb"\bRFC822\.SIZE (\d+)")
 _CODE = re.compile(rb"\[(UIDVALIDITY|UIDNEXT) (\d+)\]")
 RESYNC_MARGIN = 2 * 86400.0
 _MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+
+T = TypeVar("T")
+
+
+async def _within(awaitable: Awaitable[T], seconds: float) -> T:
+    """``asyncio.wait_for`` without its Python 3.11 flaw: a cancellation that arrives as the
+    awaited thing finishes is swallowed there, and ``stop()`` then waited forever for a follower
+    that went on reconnecting. ``asyncio.timeout`` never swallows the caller's cancellation."""
+    async with asyncio.timeout(seconds):
+        return await awaitable
 
 
 class ImapError(Exception):
@@ -154,7 +165,7 @@ class MailboxFollower:
             if client.has_pending_idle():
                 client.idle_done()
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(client.logout(), 2)
+            await _within(client.logout(), 2)
         with contextlib.suppress(Exception):
             if client.protocol.transport is not None:
                 client.protocol.transport.close()
@@ -181,11 +192,11 @@ class MailboxFollower:
             if self._lost.is_set():
                 raise ImapError("connection lost")
             client.idle_done()
-            await asyncio.wait_for(idle_task, self.settings.timeout)
+            await _within(idle_task, self.settings.timeout)
 
     async def _sleep_or_lost(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._lost.wait(), seconds)
+            await _within(self._lost.wait(), seconds)
         if self._lost.is_set():
             raise ImapError("connection lost")
 
@@ -225,7 +236,7 @@ class MailboxFollower:
         protocol = client.protocol
         if "STARTTLS" not in protocol.capabilities:
             raise ImapError("the server does not offer STARTTLS")
-        response = await asyncio.wait_for(
+        response = await _within(
             protocol.execute(aioimaplib.Command("STARTTLS", protocol.new_tag())),
             self.settings.timeout,
         )
@@ -239,7 +250,7 @@ class MailboxFollower:
             server_hostname=self.settings.host,
         )
         protocol.transport = transport
-        await asyncio.wait_for(protocol.capability(), self.settings.timeout)  # RFC 3501 6.2.1
+        await _within(protocol.capability(), self.settings.timeout)  # RFC 3501 6.2.1
 
     # -- syncing -------------------------------------------------------------------------------
 
