@@ -9,6 +9,16 @@ from __future__ import annotations
 
 import msgspec
 
+from hub.bus.node_events import (
+    AgentCall,
+    AgentFrames,
+    CallAnswer,
+    NodeBeat,
+    Reannounce,
+    RulesChanged,
+    VisitorFrame,
+)
+
 
 class AttachmentListed(msgspec.Struct, frozen=True, kw_only=True):
     """A stored attachment as the console lists it (no blob reference: the console fetches
@@ -72,7 +82,19 @@ class CustomerPresence(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     at: float
 
 
-BusEvent = MessageStored | DeliveryUpdated | OutboxReady | CustomerPresence
+BusEvent = (
+    MessageStored
+    | DeliveryUpdated
+    | OutboxReady
+    | CustomerPresence
+    | AgentCall
+    | CallAnswer
+    | AgentFrames
+    | NodeBeat
+    | Reannounce
+    | RulesChanged
+    | VisitorFrame
+)
 
 MESSAGES = "messages"
 DELIVERIES = "deliveries"
