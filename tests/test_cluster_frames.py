@@ -21,8 +21,11 @@ import pytest
 import yaml
 
 from hub.cli.config import load_config
+from hub.cluster.desk import OwnerDesk
 from hub.cluster.presence import Change, LocalPresence, PresenceTable
-from hub.keys import DISPATCH, RELAY, ROLE
+from hub.cluster.role import Role
+from hub.keys import DISPATCH, RELAY, ROLE, RULES_HOLDER, TERM
+from hub.lifecycle import _revalue
 from tests.conftest import _HASH, AGENT_PASSWORD, make_settings
 from tests.dovecot import free_port
 from tests.helpers import RunningHub, agent_client, chat_client, client_id, login, running_hub
@@ -275,3 +278,102 @@ async def test_a_killed_nodes_agents_lose_their_offers_to_the_others(
             if node.poll() is None:
                 node.kill()
                 node.wait(10)
+
+
+@pytest.mark.integration
+async def test_a_new_owner_learns_every_nodes_agents_and_offers_to_them(
+    pg_url: str, redis: RedisServer, tmp_path: Path
+) -> None:
+    settings = make_settings(pg_url, tmp_path, bus={"url": redis.url}, cluster=CLUSTER)
+    async with running_hub(settings) as first:
+        await _until(lambda: _owner(first), "the first hub dispatches")
+        async with running_hub(settings) as second, running_hub(settings) as third:
+            alice = await login(second, "alice", AGENT_PASSWORD)
+            bob = await login(third, "bob", AGENT_PASSWORD)
+            async with (
+                agent_client(second, alice) as (on_second, _),
+                agent_client(third, bob) as (on_third, _),
+            ):
+                await first.runner.cleanup()  # a graceful stop gives the lease up
+                await _until(lambda: _owner(second) or _owner(third), "a standby takes over")
+                owner = second if _owner(second) else third
+                desk = owner.app[TERM].desk
+                assert isinstance(desk, OwnerDesk)
+                await _until(
+                    lambda: desk.table.holders("alice") and desk.table.holders("bob"),
+                    "the new owner knows both agents",
+                )
+                readiness = await _readyz(owner)
+                assert readiness["role"] == "dispatch owner"
+                assert isinstance(readiness["bus_lag"], dict)  # per topic/group, once measured
+                assert (await _readyz(third if owner is second else second))["role"] == "standby"
+                async with chat_client(owner) as (customer, _):
+                    await customer.send(type="message", client_id="m1", text="After the takeover")
+                    await customer.expect("ack", client_id="m1")
+                    offered = await _first_offer(on_second, on_third)
+                    assert offered["preview"] == "After the takeover"
+
+
+async def _readyz(hub: RunningHub) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as session, session.get(f"{hub.url}/readyz") as answer:
+        assert answer.status == 200
+        return dict(await answer.json())
+
+
+async def _first_offer(*agents: Any) -> dict[str, Any]:
+    waits = [asyncio.create_task(agent.expect("offer", timeout=10)) for agent in agents]
+    done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    return dict(next(iter(done)).result())
+
+
+RULES = "version: 1\ndefaults: {queue: general}\nrules:\n  - name: r\n    route: {queue: %s}\n"
+
+
+@pytest.mark.integration
+async def test_a_rules_revision_accepted_on_one_node_routes_on_every_node(
+    pg_url: str, redis: RedisServer, tmp_path: Path
+) -> None:
+    watched, other = tmp_path / "watched.yaml", tmp_path / "other.yaml"
+    watched.write_text(RULES % "general")
+    other.write_text(RULES % "general")  # another machine's copy, not edited
+    common = {"bus": {"url": redis.url}, "cluster": CLUSTER}
+    first = make_settings(
+        pg_url, tmp_path, rules={"path": str(watched), "poll_interval": "100ms"}, **common
+    )
+    second = make_settings(pg_url, tmp_path, rules={"path": str(other), "watch": False}, **common)
+    async with running_hub(first) as one, running_hub(second) as two:
+        before = two.app[RULES_HOLDER].current.digest
+        assert (await _readyz(two))["rules"] == before
+        watched.write_text(RULES % "billing")
+        await _until(lambda: one.app[RULES_HOLDER].current.digest != before, "node one reloads")
+        digest = one.app[RULES_HOLDER].current.digest
+        await _until(lambda: two.app[RULES_HOLDER].current.digest == digest, "node two follows")
+        assert (await _readyz(two))["rules"] == digest
+
+
+class _Lease:
+    def __init__(self, token: int | None) -> None:
+        self.token = token
+
+
+class _Customers:
+    def __init__(self) -> None:
+        self.recomputed = 0
+
+    async def recompute(self) -> int:
+        self.recomputed += 1
+        return 0
+
+
+@pytest.mark.parametrize(("token", "runs"), [(None, False), (7, True)])
+async def test_scheduled_jobs_run_on_the_dispatch_owner_only(token: int | None, runs: bool) -> None:
+    role = Role(_Lease(token))
+    assert role.name == ("dispatch owner" if runs else "standby")
+    customers = _Customers()
+    task = asyncio.create_task(_revalue(customers, 0.01, role))  # type: ignore[arg-type]
+    await asyncio.sleep(0.1)
+    task.cancel()
+    assert (customers.recomputed > 0) is runs
+    assert Role().owner and Role().name == "single"
