@@ -309,6 +309,7 @@ async def cluster(app: web.Application) -> Resource:
         app[DISPATCH],
         console,
         app[METRICS],
+        agents=[agent.id for agent in settings.agents],
         node_timeout=settings.cluster.node_timeout,
         clock=app[CLOCK],
     )

@@ -7,6 +7,7 @@ agents' offers to the others."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -20,11 +21,12 @@ import aiohttp
 import pytest
 import yaml
 
+from hub.bus.node_events import CALLS, AgentCall, CallAnswer, node_topic
 from hub.cli.config import load_config
 from hub.cluster.desk import OwnerDesk
 from hub.cluster.presence import Change, LocalPresence, PresenceTable
 from hub.cluster.role import Role
-from hub.keys import DISPATCH, RELAY, ROLE, RULES_HOLDER, TERM
+from hub.keys import BUS, DISPATCH, RELAY, ROLE, RULES_HOLDER, TERM
 from hub.lifecycle import _revalue
 from tests.conftest import _HASH, AGENT_PASSWORD, make_settings
 from tests.dovecot import free_port
@@ -377,3 +379,40 @@ async def test_scheduled_jobs_run_on_the_dispatch_owner_only(token: int | None, 
     task.cancel()
     assert (customers.recomputed > 0) is runs
     assert Role().owner and Role().name == "single"
+
+
+@pytest.mark.integration
+async def test_calls_the_owner_cannot_act_on_are_refused_or_dropped(
+    pg_url: str, redis: RedisServer, tmp_path: Path
+) -> None:
+    settings = make_settings(pg_url, tmp_path, bus={"url": redis.url}, cluster=CLUSTER)
+    async with running_hub(settings) as owner:
+        await _until(lambda: _owner(owner), "the hub dispatches")
+        bus = owner.app[BUS]
+        answers = bus.subscribe(node_topic("probe"))
+        await answers.ready()
+        later = time.time() + 30
+        calls = [
+            AgentCall(call_id="1", node="probe", agent="mallory", op="attach", deadline=later),
+            AgentCall(call_id="2", node="probe", agent="alice", op="explode", deadline=later),
+            AgentCall(call_id="3", node="probe", agent="alice", op="attach", deadline=1.0),
+            AgentCall(
+                call_id="4", node="probe", agent="alice", op="command", text="{", deadline=later
+            ),
+        ]
+        for call in calls:
+            await bus.publish(CALLS, call)
+        got: dict[str, CallAnswer] = {}
+        async with asyncio.timeout(10):
+            async for received in answers:
+                if isinstance(received.event, CallAnswer):
+                    got[received.event.call_id] = received.event
+                if "4" in got:
+                    break
+        answers.close()
+        assert got["1"].failed and got["2"].failed
+        assert "3" not in got  # its caller gave up long ago: not acted on
+        assert not got["4"].failed and json.loads(got["4"].frames[0])["code"] == "bad_frame"
+        dispatch = owner.app[DISPATCH]
+        assert "mallory" not in dispatch.core.agents
+        assert dispatch.core.agents["alice"].connections == 0  # the stale attach did nothing

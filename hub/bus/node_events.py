@@ -44,10 +44,12 @@ class AgentCall(msgspec.Struct, frozen=True, kw_only=True, tag=True):
 
 
 class CallAnswer(msgspec.Struct, frozen=True, kw_only=True, tag=True):
-    """The owner's answer to one :class:`AgentCall`: frames for the socket that asked."""
+    """The owner's answer to one :class:`AgentCall`: frames for the socket that asked, or
+    ``failed`` (the owner could not act: the caller answers ``unavailable``)."""
 
     call_id: str
     frames: tuple[str, ...] = ()
+    failed: bool = False
 
 
 class AgentFrames(msgspec.Struct, frozen=True, kw_only=True, tag=True):

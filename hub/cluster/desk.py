@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from functools import partial
 from typing import Protocol
 
@@ -35,6 +35,8 @@ from hub.errors import HubError
 from hub.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+OPS = frozenset({"attach", "detach", "command"})
 
 
 class Presence(Protocol):
@@ -62,6 +64,7 @@ class OwnerDesk:
         console: Answers,
         metrics: Metrics,
         *,
+        agents: Collection[str],
         node_timeout: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -70,6 +73,7 @@ class OwnerDesk:
         self.node = relay.node
         self.dispatch = dispatch
         self.console = console
+        self.agents = frozenset(agents)  # configured agents: calls for anyone else are refused
         self.metrics = metrics
         self.node_timeout = node_timeout
         self.clock = clock
@@ -132,6 +136,18 @@ class OwnerDesk:
     # -- calls in ----------------------------------------------------------------------------
 
     async def handle(self, call: AgentCall) -> CallAnswer:
+        """Carry a call out; a call the owner cannot act on (an agent not configured here,
+        an unknown op, the store failing) is answered ``failed``, never left unanswered."""
+        if call.agent not in self.agents or call.op not in OPS:
+            log.warning("refusing %s for %r from %s", call.op, call.agent, call.node)
+            return CallAnswer(call_id=call.call_id, failed=True)
+        try:
+            return await self._handle(call)
+        except HubError as exc:
+            log.error("%s for %s failed: %s", call.op, call.agent, exc)
+            return CallAnswer(call_id=call.call_id, failed=True)
+
+    async def _handle(self, call: AgentCall) -> CallAnswer:
         if call.op in ("attach", "detach"):
             async with self._lock:
                 now = self.clock()

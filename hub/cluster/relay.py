@@ -151,8 +151,14 @@ class Relay:
         desk = self.desk
         if desk is not None:  # this node dispatches: no round trip
             answer = await desk.handle(call)
-            return [frame.encode() for frame in answer.frames]
-        waiting = asyncio.get_running_loop().create_future()
+        else:
+            answer = await self._remote(call)
+        if answer.failed:
+            raise DispatchUnavailable(f"the dispatch owner could not act ({op})")
+        return [frame.encode() for frame in answer.frames]
+
+    async def _remote(self, call: AgentCall) -> CallAnswer:
+        waiting: asyncio.Future[CallAnswer] = asyncio.get_running_loop().create_future()
         self._pending[call.call_id] = waiting
         try:
             await self.bus.publish(CALLS, call)
@@ -161,10 +167,10 @@ class Relay:
                 answer = await waiting
         except (TimeoutError, BusUnavailable) as exc:
             self.metrics.cluster_calls_failed.inc()
-            raise DispatchUnavailable(f"the dispatch owner did not answer ({op})") from exc
+            raise DispatchUnavailable(f"the dispatch owner did not answer ({call.op})") from exc
         finally:
             self._pending.pop(call.call_id, None)
-        return [frame.encode() for frame in answer.frames]
+        return answer
 
     # -- web chat visitors on other nodes ----------------------------------------------------
 
