@@ -124,10 +124,27 @@ class Relay:
         return await self._call(agent, "attach", present=present, version=version)
 
     async def detach(self, agent: str) -> None:
-        """A socket closed. Not waited for long: the next beat says it too."""
+        """A socket closed. Not waited for at another node's owner (a node stopping does not
+        wait for a dead owner): the owner ignores a lost detach's answer, and the next beat
+        says it too."""
         present, version = self.presence.closed(agent)
         with contextlib.suppress(HubError):
-            await self._call(agent, "detach", present=present, version=version)
+            if self.desk is not None:
+                await self._call(agent, "detach", present=present, version=version)
+                return
+            await self.bus.publish(
+                CALLS,
+                AgentCall(
+                    call_id=f"{self.node}/{next(self._ids)}",
+                    node=self.node,
+                    agent=agent,
+                    op="detach",
+                    present=present,
+                    version=version,
+                    deadline=self.clock() + self.call_timeout,
+                ),
+            )
+            self.metrics.cluster_messages.labels("call", "sent").inc()
 
     async def command(self, agent: str, text: str) -> list[bytes]:
         """Run a client frame at the owner; the frames answering it."""
