@@ -111,7 +111,7 @@ async def verified_request(
         return verified_fields(
             kind,
             body,
-            url=webhook_url(public_base, request.path_qs),
+            url=webhook_url(public_base, request.raw_path),  # as sent: Twilio signed these bytes
             signature=request.headers.get("X-Twilio-Signature"),
             validator=validator,
             body_hash_in_url="bodySHA256" in request.query,

@@ -77,6 +77,12 @@ export interface PreviewCommand {
   text: string;
 }
 
+/** Call the customer of a held phone conversation and put them through to this agent. */
+export interface CallBackCommand {
+  type: "call_back";
+  conversation_id: string;
+}
+
 export interface PingCommand {
   type: "ping";
   ref?: string | null;
@@ -220,6 +226,15 @@ export interface Compose {
   alternatives: Alternative[];
 }
 
+export interface CallItem {
+  call_sid: string;
+  state: string;
+  at: number;
+  agent: string | null;
+  duration: number | null;
+  detail: string | null;
+}
+
 export interface Conversation {
   id: string;
   channel: string;
@@ -237,6 +252,7 @@ export interface Conversation {
   rules: string[];
   messages: Message[];
   compose?: Compose | null;
+  calls?: CallItem[];
 }
 
 export interface SnapshotFrame {
@@ -291,6 +307,12 @@ export interface DeliveryFrame {
   message_id: string;
   status: string;
   error: string | null;
+}
+
+export interface CallFrame {
+  type: "call";
+  conversation_id: string;
+  call: CallItem;
 }
 
 export interface ConversationClosedFrame {
@@ -373,6 +395,7 @@ export type ServerFrame =
   | MessageFrame
   | ReplyAckFrame
   | DeliveryFrame
+  | CallFrame
   | ConversationClosedFrame
   | ConversationRemovedFrame
   | ReassignedFrame
@@ -394,4 +417,5 @@ export type ClientFrame =
   | CloseCommand
   | OpenCommand
   | PreviewCommand
+  | CallBackCommand
   | PingCommand;

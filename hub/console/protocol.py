@@ -79,6 +79,12 @@ class Preview(msgspec.Struct, frozen=True, tag="preview", forbid_unknown_fields=
     text: str
 
 
+class CallBack(msgspec.Struct, frozen=True, tag="call_back", forbid_unknown_fields=True):
+    """Call the customer of a held phone conversation and put them through to this agent."""
+
+    conversation_id: str
+
+
 class Ping(msgspec.Struct, frozen=True, tag="ping", forbid_unknown_fields=True):
     ref: str | None = None
 
@@ -95,6 +101,7 @@ Command = (
     | Close
     | Open
     | Preview
+    | CallBack
     | Ping
 )
 
