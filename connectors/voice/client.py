@@ -1,7 +1,8 @@
 """Twilio's Voice REST API (Calls) through the SDK's async client, at any ``api_base_url``.
 
-Redirecting a live call is retried on 429, 5xx and network errors (a few times, briefly: a
-caller is waiting); any other 4xx is final and comes back as a :class:`CallError` whose
+Redirecting or hanging up a live call is retried on 429, 5xx and network errors (a few times,
+briefly: a caller is waiting; doing it twice changes nothing), placing one never is (a phone
+would ring twice); any other 4xx is final and comes back as a :class:`CallError` whose
 message the agent sees (the caller hung up, a number the provider refuses).
 """
 
@@ -60,8 +61,8 @@ class VoiceClient:
         )
         self._sleep = sleep
 
-    async def _retried(self, attempt: Callable[[], Awaitable[T]]) -> T:
-        for delay in (*RETRY_DELAYS, None):
+    async def _retried(self, attempt: Callable[[], Awaitable[T]], retry: bool = True) -> T:
+        for delay in (*(RETRY_DELAYS if retry else ()), None):
             try:
                 return await attempt()
             except TwilioRestException as exc:
@@ -91,7 +92,9 @@ class VoiceClient:
             "status_callback_event": ["initiated", "ringing", "answered", "completed"],
             "status_callback_method": "POST",
         }
-        call = await self._retried(lambda: self.client.calls.create_async(**fields))
+        # never retried here: the provider may have placed the call before its answer was lost,
+        # and a phone ringing twice is worse than an error the agent sees
+        call = await self._retried(lambda: self.client.calls.create_async(**fields), retry=False)
         return str(call.sid)
 
     async def hang_up(self, call_sid: str) -> None:

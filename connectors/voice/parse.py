@@ -12,6 +12,7 @@ a second call from the same number is a conversation of its own.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -118,9 +119,13 @@ def incoming_call(
         raise BadWebhook(f"Direction {direction[:20]!r} is not an inbound call")
     to = one(fields, "To") or ""
     metadata: dict[str, Any] = {"call": {"sid": sid, "kind": "incoming", "language": language}}
-    for name, values in list(fields.items())[: _MAX_METADATA_FIELDS + len(_CONSUMED)]:
-        if name not in _CONSUMED and len(name) <= 64:
-            metadata[name] = values[0][:_MAX_METADATA_VALUE]
+    kept = (
+        (name, values[0][:_MAX_METADATA_VALUE])
+        for name, values in fields.items()
+        if name not in _CONSUMED and len(name) <= 64
+    )
+    for name, value in itertools.islice(kept, _MAX_METADATA_FIELDS):  # a flood is cut here
+        metadata[name] = value
     kind = "phone" if caller.startswith("+") else "sip"
     display = one(fields, "CallerName")
     envelope = Envelope(
