@@ -352,6 +352,11 @@ class Connector(abc.ABC):
         request, a missed call, click to call); :class:`CallError` saying why not."""
         raise CallError(f"channel {self.channel!r} has no calls", code="not_a_call")
 
+    async def hold_call(self, conversation_id: str, session: str, agent: str, on: bool) -> None:
+        """Put the caller of a connected call on hold (``on``) or take them off it;
+        :class:`CallError` saying why not."""
+        raise CallError(f"channel {self.channel!r} has no calls", code="not_a_call")
+
     def preview(self, text: str) -> dict[str, Any]:
         """Facts about ``text`` the agent should see before sending (SMS segments); none here."""
         return {}

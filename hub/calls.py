@@ -85,6 +85,13 @@ class Calls:
             conversation.id, conversation.thread_key, conversation.recipient, self.device(agent)
         )
 
+    async def hold(self, agent: str, conversation: Conversation, on: bool) -> None:
+        """Hold or resume the caller of ``conversation``, which ``agent`` holds."""
+        connector = self.connector_for(conversation)
+        if connector is None or conversation.thread_key is None:
+            raise CallError("this conversation is not a call", code="not_a_call")
+        await connector.hold_call(conversation.id, conversation.thread_key, agent, on)
+
     def spawn_connect(self, agent: str, conversation: Conversation) -> None:
         task = asyncio.create_task(self.connect(agent, conversation), name="call-connect")
         self._tasks.add(task)

@@ -44,6 +44,7 @@ class FakeVoice:
     conferences: dict[str, list[str]] = field(default_factory=dict)  # name -> CallSids
     script: list[tuple[int, int, str]] = field(default_factory=list)  # status, code, message
     recording_hits: int = 0
+    holds: list[tuple[str, str, str]] = field(default_factory=list)  # conference, call, Hold
 
     def _joined(self, call_sid: str, twiml: str) -> None:
         root = ET.fromstring(twiml)
@@ -134,6 +135,22 @@ class FakeVoice:
         ]
         return web.json_response(_page("participants", found, request.path))
 
+    async def participant(self, request: web.Request) -> web.Response:
+        """``POST …/Conferences/{sid}/Participants/{CallSid}.json``: Hold=true|false."""
+        if not self.twilio._auth_ok(request):
+            return FakeTwilio._error(401, 20003, "Authenticate")
+        form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
+        call = request.match_info["call"]
+        self.holds.append((request.match_info["conference"], call, form.get("Hold", "")))
+        return web.json_response(
+            {
+                "call_sid": call,
+                "conference_sid": request.match_info["conference"],
+                "hold": form.get("Hold") == "true",
+                "account_sid": ACCOUNT_SID,
+            }
+        )
+
     async def recording(self, request: web.Request) -> web.Response:
         self.recording_hits += 1
         if not self.twilio._auth_ok(request):
@@ -169,5 +186,8 @@ def add_voice_routes(app: web.Application, fake: FakeTwilio) -> FakeVoice:
     app.router.add_post(BASE + "/Calls/{call}.json", voice.update)
     app.router.add_get(BASE + "/Conferences.json", voice.conferences_list)
     app.router.add_get(BASE + "/Conferences/{conference}/Participants.json", voice.participants)
+    app.router.add_post(
+        BASE + "/Conferences/{conference}/Participants/{call}.json", voice.participant
+    )
     app.router.add_get(BASE + "/Recordings/{recording}.wav", voice.recording)
     return voice

@@ -119,6 +119,14 @@ async def test_call_offered_accepted_bridged_and_timed(store_url: str, tmp_path:
                 frame = await agent.expect("call", conversation_id=conversation_id)
                 assert frame["call"]["state"] == "answered"
                 assert frame["call"]["agent"] == "alice"
+                for hold, state in ((True, "held"), (False, "resumed")):
+                    await agent.send(type="call_hold", conversation_id=conversation_id, hold=hold)
+                    frame = await agent.expect("call", conversation_id=conversation_id)
+                    assert (frame["call"]["state"], frame["call"]["agent"]) == (state, "alice")
+                assert [(call, on) for _, call, on in voice.holds] == [
+                    (sid, "true"),
+                    (sid, "false"),
+                ]
                 ended = {**call_fields(sid), "CallStatus": "completed", "CallDuration": "42"}
                 status, _ = await post(session, hub, "/status", ended)
                 assert status == 204
@@ -129,7 +137,12 @@ async def test_call_offered_accepted_bridged_and_timed(store_url: str, tmp_path:
 
                 await agent.send(type="open", conversation_id=conversation_id)
                 shown = (await agent.expect("conversation"))["conversation"]
-                assert [c["state"] for c in shown["calls"]] == ["answered", "ended"]
+                assert [c["state"] for c in shown["calls"]] == [
+                    "answered",
+                    "held",
+                    "resumed",
+                    "ended",
+                ]
 
 
 async def test_voicemail_after_max_wait_and_a_call_back(sqlite_url: str, tmp_path: Path) -> None:
@@ -343,9 +356,18 @@ async def test_hostile_webhooks_store_nothing(sqlite_url: str, tmp_path: Path) -
         assert (status, text) == (403, "AccountSid is not this inbox's account")
         assert await _count(hub, messages) == 0
 
+        # the same call's webhook five times at once: one conversation, five equal answers
+        same = call_sid()
+        answers = await asyncio.gather(
+            *(post(session, hub, "/voice", call_fields(same)) for _ in range(5))
+        )
+        assert {status for status, _ in answers} == {200}
+        assert len({text for _, text in answers}) == 1
+        assert await _count(hub, conversations) == 1
+        assert await _count(hub, messages) == 1
+
         # a recording URL off the provider is never fetched: the voicemail says why
-        sid = call_sid()
-        await _incoming(session, hub, sid)
+        sid = same
         for rec, url in (
             ("RE" + "c" * 32, "https://169.254.169.254/latest/meta-data/rec"),
             ("RE" + "d" * 32, "https://evil.example.com/rec"),

@@ -138,3 +138,19 @@ class CallBridge:
                 detail=f"to {to.address}",
             ),
         )
+
+    async def hold(self, conversation_id: str, session: str, agent: str, on: bool) -> None:
+        """Hold or resume the caller in the conversation's conference."""
+        caller_sid = parse.call_sid_of(session)
+        if caller_sid is None:
+            raise CallError("this conversation is not a call", code="not_a_call")
+        await self.client.hold(conversation_id, caller_sid, on, self.settings.hold_music_url)
+        await self._event(
+            session,
+            CallEvent(
+                call_sid=caller_sid,
+                state="held" if on else "resumed",
+                at=self.ctx.clock(),
+                agent=agent,
+            ),
+        )

@@ -106,3 +106,19 @@ class VoiceClient:
         except CallError as exc:
             if exc.code not in {"21220", "20404"}:
                 raise
+
+    async def hold(self, conference: str, call_sid: str, on: bool, music: str | None) -> None:
+        """Hold (``on``) or resume the participant ``call_sid`` of the conference named
+        ``conference``; CallError when no such conference is in progress."""
+        found = await self._retried(
+            lambda: self.client.conferences.list_async(
+                friendly_name=conference, status="in-progress", limit=1
+            )
+        )
+        if not found:
+            raise CallError("the call is not connected (no conference in progress)", code="no_call")
+        fields: dict[str, Any] = {"hold": on}
+        if on and music:
+            fields["hold_url"] = music
+        participant = self.client.conferences(found[0].sid).participants(call_sid)
+        await self._retried(lambda: participant.update_async(**fields))

@@ -438,6 +438,11 @@ class VoiceConnector(Connector):
             raise CallError("the voice connector is not started", code="not_started")
         await self._bridge.call_back(conversation_id, session, to, device)
 
+    async def hold_call(self, conversation_id: str, session: str, agent: str, on: bool) -> None:
+        if self._bridge is None:
+            raise CallError("the voice connector is not started", code="not_started")
+        await self._bridge.hold(conversation_id, session, agent, on)
+
     async def send(self, outbound: Outbound) -> Delivery:
         """A text reply on a call's conversation is read to the customer in a call from the
         caller ID (a phone number has no inbox; offer the SMS channel for text)."""

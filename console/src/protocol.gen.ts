@@ -83,6 +83,13 @@ export interface CallBackCommand {
   conversation_id: string;
 }
 
+/** Put the caller of a held, connected phone conversation on hold (or take them off). */
+export interface CallHoldCommand {
+  type: "call_hold";
+  conversation_id: string;
+  hold?: boolean;
+}
+
 export interface PingCommand {
   type: "ping";
   ref?: string | null;
@@ -418,4 +425,5 @@ export type ClientFrame =
   | OpenCommand
   | PreviewCommand
   | CallBackCommand
+  | CallHoldCommand
   | PingCommand;

@@ -17,6 +17,8 @@ const words = {
     "call.back": "Call back",
     "call.calling": "Calling…",
     "call.recordings": "Recordings",
+    "call.hold": "Hold",
+    "call.resume": "Resume",
     "state.ringing": "ringing",
     "state.queued": "waiting in line",
     "state.offered": "offered",
@@ -42,6 +44,8 @@ const words = {
     "call.back": "Zurückrufen",
     "call.calling": "Ruft an…",
     "call.recordings": "Aufnahmen",
+    "call.hold": "Halten",
+    "call.resume": "Fortsetzen",
     "state.ringing": "klingelt",
     "state.queued": "in der Warteschlange",
     "state.offered": "angeboten",
@@ -104,6 +108,23 @@ export function recordings(conversation: Conversation): Message[] {
 /** Whether the agent may call the customer back from this conversation. */
 export function canCallBack(conversation: Conversation): boolean {
   return isCall(conversation) && conversation.status !== "closed";
+}
+
+const LIVE = new Set(["answered", "held", "resumed", "transferred"]);
+const OVER = new Set(["ended", "abandoned", "voicemail", "failed"]);
+
+/** Whether an agent is on the call now: answered (or held since) and not ended. */
+export function connected(conversation: Conversation): boolean {
+  const calls = conversation.calls ?? [];
+  const last = [...calls].reverse().find((c) => LIVE.has(c.state) || OVER.has(c.state));
+  return last !== undefined && LIVE.has(last.state);
+}
+
+/** Whether the caller is on hold now (the last hold event says so). */
+export function onHold(conversation: Conversation): boolean {
+  const calls = conversation.calls ?? [];
+  const last = [...calls].reverse().find((c) => c.state === "held" || c.state === "resumed");
+  return last?.state === "held";
 }
 
 /** Apply a `call` frame: the event joins the held conversation's calls (once). */

@@ -4,7 +4,7 @@ import { test } from "node:test";
 
 import type { CallItem, Conversation, OfferView, ServerFrame } from "../src/protocol.gen";
 import { initialState, reduce, type State } from "../src/state";
-import { canCallBack, clock, describe, recordings, ringing } from "../src/voice";
+import { canCallBack, clock, connected, describe, onHold, recordings, ringing } from "../src/voice";
 
 const call = (state: string, extra: Partial<CallItem> = {}): CallItem => ({
   call_sid: "CA1",
@@ -83,4 +83,16 @@ test("the screen pop rings for voice offers only; recordings and call back", () 
   );
   assert.equal(canCallBack(conversation()), true);
   assert.equal(canCallBack(conversation({ channel: "sms" })), false);
+});
+
+test("hold is offered while an agent is on the call", () => {
+  assert.equal(connected(conversation()), false);
+  const answered = conversation({ calls: [call("ringing"), call("answered", { agent: "alice" })] });
+  assert.equal(connected(answered), true);
+  assert.equal(onHold(answered), false);
+  const held = conversation({ calls: [...(answered.calls ?? []), call("held")] });
+  assert.equal(onHold(held), true);
+  assert.equal(connected(held), true);
+  const over = conversation({ calls: [...(held.calls ?? []), call("ended", { duration: 3 })] });
+  assert.equal(connected(over), false);
 });

@@ -19,6 +19,7 @@ from hub.console.protocol import (
     Accept,
     Auth,
     CallBack,
+    CallHold,
     Close,
     Command,
     Decline,
@@ -92,6 +93,7 @@ class Commands:
             Open: self._open,
             Preview: self._preview,
             CallBack: self._call_back,
+            CallHold: self._call_hold,
         }
 
     async def execute(self, agent: str, command: Command) -> bytes | None:
@@ -173,6 +175,18 @@ class Commands:
         except CallError as exc:
             raise ProtocolError("call_failed", str(exc)) from None
         return None  # the call's progress follows as `call` frames
+
+    async def _call_hold(self, agent: str, command: CallHold) -> bytes | None:
+        if self.dispatch.owner(command.conversation_id) != agent:
+            raise Forbidden("this conversation is not assigned to you")
+        if self.calls is None:
+            raise ProtocolError("call_failed", "this hub places no calls")
+        conversation = await self.store.conversation(command.conversation_id)
+        try:
+            await self.calls.hold(agent, conversation, command.hold)
+        except CallError as exc:
+            raise ProtocolError("call_failed", str(exc)) from None
+        return None  # a `call` frame (held / resumed) follows
 
     def _uploads(self, agent: str, tokens: list[str]) -> tuple[Attachment, ...]:
         """The files an agent uploaded for this reply (``POST /api/uploads``)."""

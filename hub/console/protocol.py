@@ -85,6 +85,13 @@ class CallBack(msgspec.Struct, frozen=True, tag="call_back", forbid_unknown_fiel
     conversation_id: str
 
 
+class CallHold(msgspec.Struct, frozen=True, tag="call_hold", forbid_unknown_fields=True):
+    """Put the caller of a held, connected phone conversation on hold (or take them off)."""
+
+    conversation_id: str
+    hold: bool = True
+
+
 class Ping(msgspec.Struct, frozen=True, tag="ping", forbid_unknown_fields=True):
     ref: str | None = None
 
@@ -102,6 +109,7 @@ Command = (
     | Open
     | Preview
     | CallBack
+    | CallHold
     | Ping
 )
 

@@ -8,7 +8,7 @@ import { send } from "../connection";
 import { useT } from "../context";
 import type { Conversation, OfferView } from "../protocol.gen";
 import { customerLabel, type State } from "../state";
-import { canCallBack, describe, recordings, ringing, voiceWord } from "../voice";
+import { canCallBack, connected, describe, onHold, recordings, ringing, voiceWord } from "../voice";
 
 export function ScreenPop(props: { state: State }) {
   const t = useT();
@@ -102,6 +102,17 @@ export function CallPanel(props: { conversation: Conversation; state: State; rea
               )),
           )}
         </div>
+      )}
+      {!props.readOnly && connected(conversation) && (
+        <button
+          type="button"
+          id="call-hold"
+          onClick={() =>
+            send({ type: "call_hold", conversation_id: conversation.id, hold: !onHold(conversation) })
+          }
+        >
+          {voiceWord(t.lang, onHold(conversation) ? "call.resume" : "call.hold")}
+        </button>
       )}
       {!props.readOnly && canCallBack(conversation) && (
         <button
