@@ -17,9 +17,10 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 
-from tests.fake_twilio import ACCOUNT_SID, FakeTwilio
+from tests.fake_twilio import ACCOUNT_SID, FakeTwilio, post_signed
 
 BASE = "/2010-04-01/Accounts/{sid}"
 
@@ -45,11 +46,19 @@ class FakeVoice:
     script: list[tuple[int, int, str]] = field(default_factory=list)  # status, code, message
     recording_hits: int = 0
     holds: list[tuple[str, str, str]] = field(default_factory=list)  # conference, call, Hold
+    # (hub URL, public URL): post conference events (participant-hold) to the hub, as Twilio
+    # posts them to the conference's statusCallback
+    hub: tuple[str, str] | None = None
+    callbacks: dict[str, str] = field(default_factory=dict)  # conference name -> statusCallback
+    sequence: int = 0
+    reported: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # path, fields
 
     def _joined(self, call_sid: str, twiml: str) -> None:
         root = ET.fromstring(twiml)
         for conference in root.iter("Conference"):
             self.conferences.setdefault(conference.text or "", []).append(call_sid)
+            if conference.get("statusCallback"):
+                self.callbacks[conference.text or ""] = conference.get("statusCallback") or ""
 
     def _resource(self, sid: str, form: dict[str, str], status: str) -> dict[str, Any]:
         return {
@@ -142,6 +151,12 @@ class FakeVoice:
         form = {k: v for k, v in (await request.post()).items() if isinstance(v, str)}
         call = request.match_info["call"]
         self.holds.append((request.match_info["conference"], call, form.get("Hold", "")))
+        name = next(
+            (n for n in self.conferences if _conference_sid(n) == request.match_info["conference"]),
+            "",
+        )
+        if self.hub is not None and name in self.callbacks:
+            await self._report(name, call, form.get("Hold") == "true")
         return web.json_response(
             {
                 "call_sid": call,
@@ -150,6 +165,28 @@ class FakeVoice:
                 "account_sid": ACCOUNT_SID,
             }
         )
+
+    async def _report(self, name: str, call: str, held: bool) -> None:
+        """Post a conference event to the hub, signed as Twilio signs it."""
+        assert self.hub is not None
+        hub_url, public = self.hub
+        self.sequence += 1
+        event = {
+            "AccountSid": ACCOUNT_SID,
+            "ConferenceSid": _conference_sid(name),
+            "FriendlyName": name,
+            "CallSid": call,
+            "Hold": "true" if held else "false",
+            "Muted": "false",
+            "SequenceNumber": str(self.sequence),
+            "StatusCallbackEvent": "participant-hold" if held else "participant-unhold",
+            "Timestamp": "Mon, 07 Dec 2026 21:00:00 +0000",
+        }
+        path = self.callbacks[name].removeprefix(public.rstrip("/"))
+        async with aiohttp.ClientSession() as session:
+            status, text = await post_signed(session, hub_url, public, path, event)
+        assert status == 204, text
+        self.reported.append((path, event))
 
     async def recording(self, request: web.Request) -> web.Response:
         self.recording_hits += 1

@@ -24,6 +24,7 @@ from tests.voice_helpers import (
     ALICE_PHONE,
     BOB_SIP,
     CALLER,
+    PUBLIC,
     call_fields,
     call_sid,
     local,
@@ -119,14 +120,19 @@ async def test_call_offered_accepted_bridged_and_timed(store_url: str, tmp_path:
                 frame = await agent.expect("call", conversation_id=conversation_id)
                 assert frame["call"]["state"] == "answered"
                 assert frame["call"]["agent"] == "alice"
-                for hold, state in ((True, "held"), (False, "resumed")):
+                voice.hub = (hub.url, PUBLIC)  # Twilio reports holds as conference events
+                for hold, state in ((True, "held"), (False, "resumed"), (True, "held")):
                     await agent.send(type="call_hold", conversation_id=conversation_id, hold=hold)
                     frame = await agent.expect("call", conversation_id=conversation_id)
-                    assert (frame["call"]["state"], frame["call"]["agent"]) == (state, "alice")
+                    assert frame["call"]["state"] == state
                 assert [(call, on) for _, call, on in voice.holds] == [
                     (sid, "true"),
                     (sid, "false"),
+                    (sid, "true"),
                 ]
+                path, event = voice.reported[-1]  # the same event again: recorded once
+                status, _ = await post(session, hub, path.removeprefix("/channels/voice"), event)
+                assert status == 204
                 ended = {**call_fields(sid), "CallStatus": "completed", "CallDuration": "42"}
                 status, _ = await post(session, hub, "/status", ended)
                 assert status == 204
@@ -134,6 +140,7 @@ async def test_call_offered_accepted_bridged_and_timed(store_url: str, tmp_path:
                 assert (frame["call"]["state"], frame["call"]["duration"]) == ("ended", 42)
                 await agent.nothing("call", within=0.3)
                 assert await _count(hub, events, events.c.kind == "call.answered") == 1
+                assert await _count(hub, events, events.c.kind == "call.held") == 2
 
                 await agent.send(type="open", conversation_id=conversation_id)
                 shown = (await agent.expect("conversation"))["conversation"]
@@ -141,6 +148,7 @@ async def test_call_offered_accepted_bridged_and_timed(store_url: str, tmp_path:
                     "answered",
                     "held",
                     "resumed",
+                    "held",
                     "ended",
                 ]
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from connectors.base import AgentDevice, CallError, ConnectorContext
+from connectors.base import AgentDevice, CallError, ConnectorContext, SendError
 from connectors.voice import parse, twiml
 from connectors.voice.client import VoiceClient
 from connectors.voice.settings import VoiceSettings
-from hub.envelope import CallEvent, Identity
+from hub.envelope import CallEvent, Delivery, DeliveryStatus, Identity, Outbound
 
 UrlOf = Callable[..., str]
 
@@ -44,7 +44,7 @@ class CallBridge:
         """The TwiML of a leg joining the conversation's conference (``caller``: the
         customer's number, for the recording's message; None for an agent's leg)."""
         recording = (
-            self.url("/recording", c=caller, k="call")
+            self.url("/recording", c=caller, k="call", s=session)
             if caller is not None and self.settings.record_calls
             else None
         )
@@ -100,7 +100,7 @@ class CallBridge:
                     ),
                 )
                 raise
-        await self._dial_agent(conversation_id, session, device)
+        leg = await self._dial_agent(conversation_id, session, device)
         if previous is not None and previous[0] != device.agent:
             await self.client.hang_up(previous[1])
             await self._event(
@@ -111,6 +111,7 @@ class CallBridge:
                     at=self.ctx.clock(),
                     agent=device.agent,
                     detail=f"from {previous[0]}",
+                    key=f"transfer:{leg}",
                 ),
             )
 
@@ -139,18 +140,30 @@ class CallBridge:
             ),
         )
 
-    async def hold(self, conversation_id: str, session: str, agent: str, on: bool) -> None:
-        """Hold or resume the caller in the conversation's conference."""
+    async def hold(self, conversation_id: str, session: str, on: bool) -> None:
+        """Hold or resume the caller in the conversation's conference; the provider's
+        conference event (participant-hold/-unhold) puts it in the timeline."""
         caller_sid = parse.call_sid_of(session)
         if caller_sid is None:
             raise CallError("this conversation is not a call", code="not_a_call")
         await self.client.hold(conversation_id, caller_sid, on, self.settings.hold_music_url)
-        await self._event(
-            session,
-            CallEvent(
-                call_sid=caller_sid,
-                state="held" if on else "resumed",
-                at=self.ctx.clock(),
-                agent=agent,
-            ),
-        )
+
+    async def speak(self, outbound: Outbound) -> Delivery:
+        """Call the recipient and read them the reply's text (:class:`SendError` on failure)."""
+        if outbound.recipient.kind != "phone":
+            raise SendError(
+                f"a call cannot reach a {outbound.recipient.kind} address",
+                code="unsupported_recipient",
+                retryable=False,
+            )
+        try:
+            sid = await self.client.dial(
+                outbound.recipient.address,
+                self.settings.from_,
+                twiml.spoken(outbound.text, self.settings.language),
+                self.url("/status", s=f"reply:{outbound.message_id}"),
+                self.settings.agent_ring_timeout,
+            )
+        except CallError as exc:
+            raise SendError(str(exc), code=exc.code, retryable=exc.retryable) from None
+        return Delivery(status=DeliveryStatus.QUEUED, provider_id=sid)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlencode
 
-import msgspec
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
@@ -25,18 +24,17 @@ from connectors.base import (
     Route,
     SendError,
 )
-from connectors.shared.media_fetcher import MediaFailed, MediaFetcher, MediaRefused
+from connectors.shared.media_fetcher import MediaFetcher
 from connectors.shared.single_flight import SingleFlight
 from connectors.shared.twilio_webhooks import BadWebhook, verified_request
 from connectors.voice import parse, twiml
 from connectors.voice.bridge import CallBridge
 from connectors.voice.client import VoiceClient
+from connectors.voice.recordings import Recordings
 from connectors.voice.settings import AfterWait, VoiceSettings
 from hub.envelope import (
-    Attachment,
     CallEvent,
     Delivery,
-    DeliveryStatus,
     Envelope,
     Identity,
     Outbound,
@@ -61,6 +59,7 @@ class VoiceConnector(Connector):
         self._client: VoiceClient | None = None
         self._media: MediaFetcher | None = None
         self._bridge: CallBridge | None = None
+        self._recordings: Recordings | None = None
         self._flights: SingleFlight[Accepted] = SingleFlight(RECENT)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -92,9 +91,12 @@ class VoiceConnector(Connector):
         )
         await self._media.start()
         self._bridge = CallBridge(self.name, self.settings, ctx, self._client, self._url)
+        self._recordings = Recordings(
+            self.name, ctx, self._media, self._store, self._event, self._seen
+        )
 
     async def stop(self) -> None:
-        self._client = self._bridge = None  # the session is the hub's
+        self._client = self._bridge = self._recordings = None  # the session is the hub's
         if self._media is not None:
             await self._media.close()
             self._media = None
@@ -181,17 +183,8 @@ class VoiceConnector(Connector):
             )
         except BadWebhook as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
-        key = call.envelope.idempotency_key
-        if self._flights.remembered(key):
-            await ctx.sink.redelivered(self.channel, self.name, key)
-        else:
-            try:
-                _, first = await self._flights.run(key, lambda: ctx.sink.ingest(call.envelope))
-            except Exception:
-                ctx.logger.exception("storing call %s failed", call.call_sid)
-                raise web.HTTPServiceUnavailable(text="not stored; retry") from None
-            if not first:
-                await ctx.sink.redelivered(self.channel, self.name, key)
+        if not await self._seen(call.envelope.idempotency_key):
+            await self._store(call.envelope)  # 503 when it cannot be: Twilio's fallback plays
         hours = self.settings.business_hours
         open_now = hours is None or ctx.business_hours(hours, ctx.clock())
         return _twiml(
@@ -283,6 +276,14 @@ class VoiceConnector(Connector):
         await self._fields(request)
         return _twiml(twiml.hang_up())
 
+    async def _seen(self, key: str) -> bool:
+        """Whether ``key`` was stored lately (then counted as a redelivery)."""
+        if not self._flights.remembered(key):
+            return False
+        assert self._ctx is not None
+        await self._ctx.sink.redelivered(self.channel, self.name, key)
+        return True
+
     async def _store(self, envelope: Envelope) -> Accepted:
         """Store a message of the call once (a concurrent copy waits for the first); 503 when
         the store cannot take it, so the provider retries."""
@@ -299,94 +300,24 @@ class VoiceConnector(Connector):
             await ctx.sink.redelivered(self.channel, self.name, envelope.idempotency_key)
         return accepted
 
-    # -- what a call leaves behind -------------------------------------------------------
+    # -- what a call leaves behind (connectors.voice.recordings) ---------------------------
 
     async def _recording(self, request: web.Request) -> web.StreamResponse:
-        """A finished recording (a voicemail, or an answered call when ``record_calls``):
-        fetched under the fetch policy with the account's credentials and stored as the
-        attachment of a message in the call's conversation."""
-        ctx, media = self._ctx, self._media
-        assert ctx is not None and media is not None
+        assert self._recordings is not None
         fields = await self._fields(request)
         try:
-            found = parse.recording(fields)
+            await self._recordings.recording(fields, request.query)
         except BadWebhook as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
-        if found is None:
-            return web.Response(status=204)
-        kind = "voicemail" if request.query.get("k") == "voicemail" else "call recording"
-        caller = request.query.get("c", "")[:64] or (found.caller or "")
-        key = f"twilio-recording:{found.sid}"
-        if self._flights.remembered(key):
-            await ctx.sink.redelivered(self.channel, self.name, key)
-            return web.Response(status=204)
-        attachments: tuple[Attachment, ...] = ()
-        metadata: dict[str, object] = {
-            "call": {"sid": found.call_sid, "kind": kind, "recording": found.sid},
-            "recording": {"sid": found.sid, "duration": found.duration},
-        }
-        try:
-            data, content_type = await media.fetch(parse.recording_media_url(found.url))
-        except (MediaRefused, MediaFailed) as exc:
-            refused = isinstance(exc, MediaRefused)
-            ctx.logger.warning("recording %s not fetched: %s", found.sid, exc)
-            metadata["problems"] = [f"the recording could not be fetched: {exc}"]
-            metadata["media_problems"] = [
-                {"url": found.url[:500], "refused" if refused else "error": str(exc)}
-            ]
-        else:
-            extension = "mp3" if "mpeg" in content_type else "wav"
-            attachments = (
-                await ctx.blobs.put(
-                    data,
-                    name=f"{kind.replace(' ', '-')}-{found.sid}.{extension}",
-                    content_type=content_type if content_type.startswith("audio/") else "audio/wav",
-                ),
-            )
-        envelope = parse.follow_up(
-            sid=found.call_sid,
-            caller=caller,
-            inbox=self.name,
-            key=key,
-            text=f"{kind.capitalize()}, {found.duration} s",
-            received_at=ctx.clock(),
-            metadata=metadata,
-        )
-        await self._store(msgspec.structs.replace(envelope, attachments=attachments))
-        await self._event(
-            parse.session_of(found.call_sid),
-            CallEvent(
-                call_sid=found.call_sid,
-                state="recording",
-                at=ctx.clock(),
-                duration=found.duration,
-                detail=kind,
-            ),
-        )
         return web.Response(status=204)
 
     async def _transcription(self, request: web.Request) -> web.StreamResponse:
-        """The provider's transcript of a voicemail: a message rules and agents can read."""
-        ctx = self._ctx
-        assert ctx is not None
+        assert self._recordings is not None
         fields = await self._fields(request)
         try:
-            found = parse.transcription(fields)
+            await self._recordings.transcription(fields, request.query)
         except BadWebhook as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
-        if found is None:
-            return web.Response(status=204)
-        sid, transcription_sid, text = found
-        envelope = parse.follow_up(
-            sid=sid,
-            caller=request.query.get("c", "")[:64] or (parse.one(fields, "From") or ""),
-            inbox=self.name,
-            key=f"twilio-transcription:{transcription_sid}",
-            text=f"Voicemail transcript: {text}",
-            received_at=ctx.clock(),
-            metadata={"call": {"sid": sid, "kind": "transcript"}, "transcript": text},
-        )
-        await self._store(envelope)
         return web.Response(status=204)
 
     # -- call progress ---------------------------------------------------------------------
@@ -418,53 +349,40 @@ class VoiceConnector(Connector):
             sid = parse.call_sid(fields) if "CallSid" in fields else None
         except BadWebhook as exc:
             raise web.HTTPBadRequest(text=str(exc)) from None
-        state = parse.CONFERENCE_EVENTS.get(parse.one(fields, "StatusCallbackEvent") or "")
+        kind = parse.one(fields, "StatusCallbackEvent") or ""
+        state = parse.CONFERENCE_EVENTS.get(kind)
         session = request.query.get("s", "")[:200]
+        sequence = (parse.one(fields, "SequenceNumber") or "")[:20]
         if state is not None and sid is not None and session:
-            await self._event(session, CallEvent(call_sid=sid, state=state, at=ctx.clock()))
+            key = f"{sid}:{kind}:{sequence}" if sequence else None
+            event = CallEvent(call_sid=sid, state=state, at=ctx.clock(), key=key)
+            await self._event(session, event)
         return web.Response(status=204)
 
     # -- the hub's requests ----------------------------------------------------------------
 
-    async def connect_agent(self, conversation_id: str, session: str, device: AgentDevice) -> None:
+    def _bridged(self) -> CallBridge:
         if self._bridge is None:
             raise CallError("the voice connector is not started", code="not_started")
-        await self._bridge.connect_agent(conversation_id, session, device)
+        return self._bridge
+
+    async def connect_agent(self, conversation_id: str, session: str, device: AgentDevice) -> None:
+        await self._bridged().connect_agent(conversation_id, session, device)
 
     async def call_back(
         self, conversation_id: str, session: str, to: Identity, device: AgentDevice
     ) -> None:
-        if self._bridge is None:
-            raise CallError("the voice connector is not started", code="not_started")
-        await self._bridge.call_back(conversation_id, session, to, device)
+        await self._bridged().call_back(conversation_id, session, to, device)
 
     async def hold_call(self, conversation_id: str, session: str, agent: str, on: bool) -> None:
-        if self._bridge is None:
-            raise CallError("the voice connector is not started", code="not_started")
-        await self._bridge.hold(conversation_id, session, agent, on)
+        await self._bridged().hold(conversation_id, session, on)
 
     async def send(self, outbound: Outbound) -> Delivery:
         """A text reply on a call's conversation is read to the customer in a call from the
         caller ID (a phone number has no inbox; offer the SMS channel for text)."""
-        if self._client is None:
+        if self._bridge is None:
             raise SendError("the voice connector is not started", code="not_started")
-        if outbound.recipient.kind != "phone":
-            raise SendError(
-                f"a call cannot reach a {outbound.recipient.kind} address",
-                code="unsupported_recipient",
-                retryable=False,
-            )
-        try:
-            sid = await self._client.dial(
-                outbound.recipient.address,
-                self.settings.from_,
-                twiml.spoken(outbound.text, self.settings.language),
-                self._url("/status", s=f"reply:{outbound.message_id}"),
-                self.settings.agent_ring_timeout,
-            )
-        except CallError as exc:
-            raise SendError(str(exc), code=exc.code, retryable=exc.retryable) from None
-        return Delivery(status=DeliveryStatus.QUEUED, provider_id=sid)
+        return await self._bridge.speak(outbound)
 
 
 def _twiml(document: str) -> web.Response:

@@ -151,7 +151,9 @@ def delivery_frame(event: DeliveryUpdated) -> bytes:
 
 def call_item(event: CallEvent) -> dict[str, Any]:
     """A phone call's timeline event as the console shows it (``calls``, ``call``)."""
-    return msgspec.structs.asdict(event)
+    shown = msgspec.structs.asdict(event)
+    del shown["key"]  # the provider's report id: for deduplication only
+    return shown
 
 
 def call_frame(event: CallUpdated) -> bytes:

@@ -2,7 +2,8 @@
 
 Each :class:`~hub.envelope.CallEvent` is an ``events`` row of kind ``call.<state>`` on the
 conversation whose thread key the connector names, so reports read calls like every other
-event. A provider repeats status callbacks; the same (call, state, agent) is stored once.
+event. A provider repeats status callbacks; the same report (its ``key``, else the same call, state
+and agent) is stored once.
 """
 
 from __future__ import annotations
@@ -62,7 +63,11 @@ class CallEvents:
             )
             for row in same:
                 data = row.data or {}
-                if data.get("call_sid") == event.call_sid and row.agent == event.agent:
+                if event.key is not None:
+                    seen = data.get("key") == event.key
+                else:
+                    seen = data.get("call_sid") == event.call_sid and row.agent == event.agent
+                if seen:
                     return CallRecorded(conversation_id=conversation_id, new=False)
             await record_event(
                 connection,
@@ -74,6 +79,7 @@ class CallEvents:
                     "call_sid": event.call_sid,
                     "duration": event.duration,
                     "detail": event.detail,
+                    "key": event.key,
                 },
             )
             return CallRecorded(conversation_id=conversation_id, new=True)
