@@ -403,3 +403,56 @@ async def test_hostile_webhooks_store_nothing(sqlite_url: str, tmp_path: Path) -
             ).all()
         assert len(rows) == 3
         assert all("not on media_hosts" in str(row.envelope) for row in rows[1:])
+
+
+async def test_declined_call_goes_to_the_next_agent(sqlite_url: str, tmp_path: Path) -> None:
+    async with fake_twilio() as fake:
+        voice = fake.voice
+        async with (
+            running_hub(voice_settings(sqlite_url, tmp_path, fake)) as hub,
+            aiohttp.ClientSession() as session,
+        ):
+            alice_token = await login(hub, "alice", AGENT_PASSWORD)
+            bob_token = await login(hub, "bob", AGENT_PASSWORD)
+            async with agent_client(hub, alice_token) as (alice, _):
+                await _incoming(session, hub, call_sid())
+                offer = await alice.expect("offer")
+                async with agent_client(hub, bob_token) as (bob, _):
+                    await alice.send(
+                        type="decline", conversation_id=offer["conversation_id"], reason="busy"
+                    )
+                    await bob.expect("offer", conversation_id=offer["conversation_id"])
+                    await bob.send(type="accept", conversation_id=offer["conversation_id"])
+                    await bob.expect("conversation")
+                    await _until(lambda: len(voice.placed) == 1, "bob's phone is called")
+                    assert voice.placed[0]["To"] == BOB_SIP
+
+
+async def test_outside_business_hours_straight_to_voicemail(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    async with fake_twilio() as fake:
+        settings = voice_settings(
+            sqlite_url,
+            tmp_path,
+            fake,
+            hub={"business_hours": {"never": {"weekly": {}}}},
+            business_hours="never",
+        )
+        async with (
+            running_hub(settings) as hub,
+            aiohttp.ClientSession() as session,
+        ):
+            answer = await _incoming(session, hub, call_sid())
+            assert answer.find("Enqueue") is None
+            assert [say.text for say in answer.iter("Say")][1] == "We are closed right now."
+            assert answer.find("Record") is not None
+            assert await _count(hub, conversations) == 1  # the call is work all the same
+
+
+async def test_an_unknown_calendar_stops_the_start(sqlite_url: str, tmp_path: Path) -> None:
+    async with fake_twilio() as fake:
+        settings = voice_settings(sqlite_url, tmp_path, fake, business_hours="nope")
+        with pytest.raises(ValueError, match="business_hours 'nope' is not a calendar"):
+            async with running_hub(settings):
+                pass

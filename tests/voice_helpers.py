@@ -50,8 +50,11 @@ def voice_settings(
     root: Path,
     fake: FakeTwilio,
     agents: list[dict[str, Any]] | None = None,
+    hub: dict[str, Any] | None = None,
     **extra: Any,
 ) -> Any:
+    """Hub settings with one voice instance named ``voice`` (``extra``: its settings;
+    ``hub``: top-level keys of hub.yaml)."""
     settings: dict[str, Any] = {
         "account_sid": ACCOUNT_SID,
         "auth_token": AUTH_TOKEN,
@@ -80,6 +83,7 @@ def voice_settings(
             {"id": "alice", "name": "Alice", "password_hash": _HASH, "phone": ALICE_PHONE},
             {"id": "bob", "name": "Bob", "password_hash": _HASH, "phone": BOB_SIP},
         ],
+        **(hub or {}),
     )
 
 
