@@ -197,8 +197,6 @@ class CallEvent(msgspec.Struct, frozen=True, kw_only=True):
 #: what a :class:`CallEvent` may say, in the order a call usually goes through them
 CALL_STATES = (
     "ringing",
-    "queued",
-    "offered",
     "answered",
     "held",
     "resumed",
