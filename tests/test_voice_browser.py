@@ -40,18 +40,10 @@ async def test_screen_pop_call_panel_and_call_back(
             aiohttp.ClientSession() as session,
             console(browser, hub, "alice") as page,
         ):
-            await log_in(page, hub, "alice")
+            # a caller leaves a voicemail before anyone is there; then Alice logs in
             sid = call_sid()
             status, text = await post(session, hub, "/voice", call_fields(sid))
             assert status == 200, text
-            pop = page.locator("#screen-pop")
-            await expect(pop).to_be_visible()
-            await expect(pop).to_contain_text("Incoming call")
-            await expect(pop).to_contain_text(CALLER)
-            await check_axe(page, "screen pop")
-            await shoot(page, shots_dir(tmp_path), "voice-screen-pop")
-
-            # the caller leaves a voicemail before anyone answers
             enqueue = twiml(text).find("Enqueue")
             assert enqueue is not None
             status, text = await post(
@@ -77,6 +69,14 @@ async def test_screen_pop_call_panel_and_call_back(
             )
             assert status == 204
             voice.ended.add(sid)
+
+            await log_in(page, hub, "alice")
+            pop = page.locator("#screen-pop")
+            await expect(pop).to_be_visible()
+            await expect(pop).to_contain_text("Incoming call")
+            await expect(pop).to_contain_text(CALLER)
+            await check_axe(page, "screen pop")
+            await shoot(page, shots_dir(tmp_path), "voice-screen-pop")
 
             await pop.locator("button.accept").click()
             await expect(pop).to_be_hidden()
