@@ -28,6 +28,8 @@ from aiohttp import web
 from connectors.base import Connector, ConnectorContext
 from hub.auth import Authenticator
 from hub.bus import create_bus
+from hub.calendar import calendar_open
+from hub.calls import CallingAudience, Calls
 from hub.channels import ConnectorState, public_url
 from hub.cluster.desk import OwnerDesk, OwnerRoute
 from hub.cluster.peers import LonePeers, NodePeers
@@ -50,6 +52,7 @@ from hub.keys import (
     AUTH,
     BLOBS,
     BUS,
+    CALLS,
     CLOCK,
     COMPOSE,
     CONNECTIONS,
@@ -209,14 +212,20 @@ async def dispatch(app: web.Application) -> Resource:
             rules=lambda: holder.current.digest if (holder := app.get(RULES_HOLDER)) else "",
             clock=app[CLOCK],
         )
+    sockets = connections if relay is None else OwnerRoute(relay)
+    agents = app[AGENTS]
+    app[CALLS] = calls = Calls(app[CONNECTORS], agents, sockets.send)
     service = DispatchService(
         app[SETTINGS],
         app[STORE],
         app[BUS],
-        ConsoleFrames(
-            connections if relay is None else OwnerRoute(relay),
-            compose.view,
-            {queue.name: queue.sla for queue in app[SETTINGS].queues},
+        CallingAudience(  # a taken call is put through to the agent's phone
+            ConsoleFrames(
+                sockets,
+                compose.view,
+                {queue.name: queue.sla for queue in app[SETTINGS].queues},
+            ),
+            calls,
         ),
         app[METRICS],
         app[CLOCK],
@@ -246,6 +255,7 @@ async def dispatch(app: web.Application) -> Resource:
         await service.stop()
     else:
         await leadership.stop()  # stops dispatch if it ran here, gives the lease up
+    await calls.stop()
 
 
 async def console(app: web.Application) -> Resource:
@@ -271,6 +281,7 @@ async def console(app: web.Application) -> Resource:
         dispositions=app[SETTINGS].dispatch.dispositions,
         wrap_up=app[SETTINGS].dispatch.wrap_up,
         canned=app[SETTINGS].canned_responses,
+        calls=app[CALLS],
     )
     app[UPLOAD_SECRET] = service.upload_secret
     app[CONSOLE] = service
@@ -428,6 +439,7 @@ def _lend(app: web.Application, instance: str) -> ConnectorContext:
         logger=logging.getLogger(f"connectors.{instance}"),
         public_url=public_url(app[SETTINGS]),
         state=ConnectorState(app[STORE], instance),
+        business_hours=calendar_open(app[SETTINGS]),
         peers=LonePeers() if (relay := app.get(RELAY)) is None else NodePeers(relay, instance),
     )
 

@@ -18,6 +18,7 @@ from hub.bus.node_events import (
     RulesChanged,
     VisitorFrame,
 )
+from hub.envelope import CallEvent
 
 
 class AttachmentListed(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,6 +68,14 @@ class DeliveryUpdated(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     error: str | None = None
 
 
+class CallUpdated(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A new event in a phone call's timeline (the console shows it to the agent holding
+    the conversation)."""
+
+    conversation_id: str
+    event: CallEvent
+
+
 class OutboxReady(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """Something was put into the outbox: senders should look now instead of at their next poll."""
 
@@ -87,6 +96,7 @@ BusEvent = (
     | DeliveryUpdated
     | OutboxReady
     | CustomerPresence
+    | CallUpdated
     | AgentCall
     | CallAnswer
     | AgentFrames

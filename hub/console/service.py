@@ -9,11 +9,11 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Collection
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import WSMsgType, web
 
-from hub.bus import DELIVERIES, Bus, DeliveryUpdated, Subscription
+from hub.bus import DELIVERIES, Bus, CallUpdated, DeliveryUpdated, Subscription
 from hub.console import protocol
 from hub.console.commands import Commands
 from hub.console.compose import ComposeAdvisor, ReplyRefused
@@ -22,6 +22,7 @@ from hub.console.protocol import Auth, Command, Ping, ProtocolError, error_frame
 from hub.console.registry import AgentConnections
 from hub.console.views import (
     Sockets,
+    call_frame,
     conversation_view,
     delivery_frame,
     offer_view,
@@ -43,6 +44,9 @@ from hub.sessions import Ended, Principal, Sessions, request_token
 from hub.settings import AgentSettings, CannedResponse
 from hub.store.records import Conversation
 from hub.store.store import Store
+
+if TYPE_CHECKING:
+    from hub.calls import Calls
 from hub.websec import origin_allowed
 
 log = logging.getLogger(__name__)
@@ -114,6 +118,7 @@ class Console:
         dispositions: tuple[str, ...] = DEFAULT_DISPOSITIONS,
         wrap_up: float = 0.0,
         canned: tuple[CannedResponse, ...] = (),
+        calls: Calls | None = None,
     ) -> None:
         """``dispositions`` are the close reasons agents may choose (the first is the default),
         ``wrap_up`` the seconds after a close before new work, ``canned`` the canned
@@ -152,6 +157,7 @@ class Console:
             clock=clock,
             dispositions=dispositions,
             view=self.conversation_view,
+            calls=calls,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._subscription: Subscription | None = None
@@ -184,6 +190,10 @@ class Console:
                 agent = self.dispatch.owner(event.conversation_id)
                 if agent is not None:
                     await self.route.send(agent, delivery_frame(event))
+            elif isinstance(event, CallUpdated):
+                agent = self.dispatch.owner(event.conversation_id)
+                if agent is not None:
+                    await self.route.send(agent, call_frame(event))
             await received.ack()
 
     # -- the websocket ---------------------------------------------------------------------
