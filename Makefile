@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CONFIG ?= config/hub.yaml
 
-.PHONY: install console run test lint format bench bench-full clean
+.PHONY: install console run cluster test lint format bench bench-full clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ run: install
 	@echo "channelhub: log in at http://127.0.0.1:8080/console/ as demo / demo"
 	@echo "channelhub: write as a customer at http://127.0.0.1:8080/chat/"
 	$(BIN)/channelhub serve --config $(CONFIG)
+
+# Three hub nodes on this machine's PostgreSQL and Redis behind HAProxy on 127.0.0.1:8080
+# (docs/scaling.md); Ctrl-C stops them. CLUSTER_ARGS=--fresh starts from an empty database.
+cluster: install
+	$(BIN)/python deploy/cluster.py $(CLUSTER_ARGS)
 
 test: install
 	$(BIN)/python -m pytest
