@@ -77,6 +77,7 @@ bench: install
 	$(BIN)/python bench/fax.py --pages 8
 	$(BIN)/python bench/sockets.py --sockets 500
 	$(BIN)/python bench/bus.py --quick
+	$(BIN)/python bench/cluster.py --quick
 
 bench-full: install
 	$(BIN)/python bench/pipeline.py
@@ -88,6 +89,7 @@ bench-full: install
 	$(BIN)/python bench/fax.py
 	$(BIN)/python bench/sockets.py
 	$(BIN)/python bench/bus.py
+	$(BIN)/python bench/cluster.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
