@@ -69,6 +69,7 @@ PASSWORD = "correct horse battery"
 AGENTS = 8
 LOG_LEVEL = ["warning"]
 STATUSES: Counter[int] = Counter()  # webhook answers other than 200 (0: no answer)
+BODIES: dict[int, str] = {}  # the first body of each such answer
 
 
 def free_port() -> int:
@@ -271,6 +272,10 @@ class Agents:
                     async for raw in ws:
                         frame = json.loads(raw)
                         offers = frame.get("offers", []) if frame["type"] == "snapshot" else []
+                        for held in frame.get("conversations", []):  # held before a failover
+                            await ws.send(
+                                json.dumps({"type": "close", "conversation_id": held["id"]})
+                            )
                         if frame["type"] == "offer":
                             offers = [frame]
                         for offer in offers:
@@ -317,8 +322,9 @@ async def webhook(session: aiohttp.ClientSession, url: str, number: int) -> None
             async with session.post(
                 f"{url}/channels/sms/inbound", data=urlencode(fields), headers=headers
             ) as response:
-                await response.read()
+                body = await response.text()
                 status = response.status
+                BODIES.setdefault(status, body[:160])
         if status == 200:
             return
         STATUSES[status] += 1
@@ -449,7 +455,12 @@ async def failover(
                 for task in pending:
                     task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
+                await asyncio.sleep(5)  # the agents take what is left
                 await agents.stop()
+            connection = await asyncpg.connect(storage)
+            rows = await connection.fetch("SELECT status, count(*) FROM conversations GROUP BY 1")
+            await connection.close()
+            print(f"  conversations at the end: {dict((r[0], r[1]) for r in rows)}")
         finally:
             stop(balancer)
             for node in nodes:
@@ -479,7 +490,7 @@ async def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--window", type=int, default=32)
     parser.add_argument("--failovers", type=int, default=5)
-    parser.add_argument("--failover-rate", type=float, default=20.0)
+    parser.add_argument("--failover-rate", type=float, default=5.0)
     parser.add_argument("--lease-ttl", type=float, default=5.0, help="cluster.lease_ttl, s")
     parser.add_argument("--failover-only", action="store_true")
     parser.add_argument("--keep", help="keep the nodes' logs (level info) in this directory")
@@ -508,6 +519,8 @@ async def main() -> None:
     )
     if STATUSES:
         print(f"webhooks answered other than 200 (sent again): {dict(STATUSES)}")
+        for status in STATUSES:
+            print(f"  {status}: {BODIES.get(status, '(no answer)')!r}")
 
 
 if __name__ == "__main__":
