@@ -425,7 +425,21 @@ async def failover(
                     task.add_done_callback(pending.discard)
                     await asyncio.sleep(1 / rate)
 
+            restarts: list[int] = []
+
+            async def supervise() -> None:
+                """Start again a node that exits by itself (an owner that stalled past its
+                term shuts down for its supervisor to restart it), as systemd would."""
+                while True:
+                    await asyncio.sleep(0.5)
+                    for node in nodes:
+                        exited = node.process is not None and node.process.poll() is not None
+                        if exited and node.port not in dead:
+                            restarts.append(node.port)
+                            node.start()
+
             traffic = asyncio.create_task(customers())
+            supervisor = asyncio.create_task(supervise())
             try:
                 for _ in range(repeats):
                     await asyncio.sleep(2.0)  # work flows
@@ -450,6 +464,7 @@ async def failover(
                     await victim.ready(session)
                     dead.clear()
             finally:
+                supervisor.cancel()
                 stopping.set()
                 await traffic
                 for task in pending:
@@ -461,6 +476,8 @@ async def failover(
             rows = await connection.fetch("SELECT status, count(*) FROM conversations GROUP BY 1")
             await connection.close()
             print(f"  conversations at the end: {dict((r[0], r[1]) for r in rows)}")
+            if restarts:
+                print(f"  nodes that ended their term by themselves (restarted): {len(restarts)}")
         finally:
             stop(balancer)
             for node in nodes:

@@ -103,6 +103,7 @@ class HubNode:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    killed: bool = False  # by the test: not started again by the supervisor
 
     @property
     def url(self) -> str:
@@ -136,6 +137,7 @@ class HubNode:
 
     def kill(self) -> None:
         """SIGKILL: a crash, the process gets no chance to flush, hand back or give up."""
+        self.killed = True
         if self.alive:
             assert self.process is not None
             os.kill(self.process.pid, signal.SIGKILL)
@@ -269,8 +271,18 @@ class Cluster:
 
     async def restart(self, node: HubNode) -> None:
         node.kill()
+        node.killed = False
         node.start()
         await node.ready(self.session)
+
+    async def supervise(self) -> None:
+        """Start again a node that exits by itself, as systemd or Docker would: an owner that
+        stalled past its term (a loaded machine) shuts down to come back as a standby."""
+        while True:
+            await asyncio.sleep(0.5)
+            for node in self.nodes:
+                if node.process is not None and not node.alive and not node.killed:
+                    node.start()
 
     def logs(self) -> str:
         return "".join(f"\n--- {node.name} ---\n{node.log()[-4000:]}" for node in self.nodes)
@@ -307,8 +319,15 @@ async def running_cluster(
         for node in nodes[1:]:
             await node.ready(session)
         balancer.start()
-        yield Cluster(nodes, balancer, database, redis, session)
+        cluster = Cluster(nodes, balancer, database, redis, session)
+        supervisor = asyncio.create_task(cluster.supervise())
+        try:
+            yield cluster
+        finally:
+            supervisor.cancel()
     finally:
+        for node in nodes:
+            node.killed = True  # nothing starts them again now
         balancer.stop()
         for node in nodes:
             node.stop()
