@@ -513,7 +513,7 @@ async def main() -> None:
     parser.add_argument("--keep", help="keep the nodes' logs (level info) in this directory")
     args = parser.parse_args()
     if args.quick:
-        args.messages, args.failovers = 400, 3
+        args.messages, args.failovers = 200, 3
     print(
         f"# bench/cluster.py  {time.strftime('%Y-%m-%d')}  {platform.node()}  "
         f"{os.cpu_count()} cpus  load {os.getloadavg()[0]:.1f}  messages {args.messages}  "
