@@ -186,7 +186,10 @@ def main() -> int:
     }
     command = [str(channelhub), "serve", "--config", args.config]
     if args.demo_data:  # also applies the migrations, before any node starts
-        demo = [str(ROOT / "config" / "demo" / f) for f in ("customers.csv", "orders.csv")]
+        demo = [
+            str(ROOT / "config" / "demo" / f)
+            for f in ("customers.csv", "orders.csv", "invoices.csv")
+        ]
         subprocess.run(
             [str(channelhub), "customers", "import", *demo, "--config", args.config],
             cwd=ROOT,
