@@ -7,9 +7,8 @@ killed by SIGKILL mid-way; the whole history is then checked (``tests/history.py
 - no reply sent to the provider twice; every acknowledged reply sent;
 - and work keeps flowing: every acknowledged message is answered and closed in the end.
 
-Customers always go through the balancer. Agents do too where the scenario is about them;
-elsewhere they connect to the dispatch owner (and after a kill to the next one), because until
-agent frames cross nodes (issue 17, h17-frames) only agents connected to the owner get offers.
+Customers and agents both go through the balancer (round robin, no sticky sessions): agents'
+sockets land on any node and their commands and frames cross nodes to and from the owner.
 ``pytest -m cluster`` runs this suite alone.
 """
 
@@ -41,8 +40,6 @@ PUBLIC = "https://hub.example.com"  # what Twilio signs over; the balancer is be
 MESSAGES = 40
 PER_SECOND = 10.0
 SETTLE = 60.0  # seconds for the cluster to finish the work after the fault
-# agent frames reach only the dispatch owner's sockets until h17-frames is on main
-AGENTS_ON_ANY_NODE = False
 
 Fault = Callable[[Cluster, FakeTwilio, History], Awaitable[None]]
 
@@ -55,27 +52,22 @@ async def _stored(cluster: Cluster) -> Counter[str]:
     return Counter({str(row["provider_id"]): int(row["n"]) for row in rows})
 
 
-async def _run(
-    tmp_path: Path, fault: Fault, *, agents_via_balancer: bool
-) -> tuple[History, Cluster, list[AgentWorker]]:
+async def _run(tmp_path: Path, fault: Fault) -> tuple[History, Cluster, list[AgentWorker]]:
+    """Agents connect through the balancer (round robin, no sticky sessions), as in production."""
     history = History()
     async with (
         fake_twilio() as fake,
         running_cluster(tmp_path, [sms_channel(fake.url, PUBLIC)]) as cluster,
     ):
 
-        async def owner_url() -> str:
-            return (await cluster.wait_owner()).ws_url
-
         async def balancer_url() -> str:
             return cluster.ws_url
 
-        target = balancer_url if agents_via_balancer else owner_url
         workers = [
             AgentWorker(
                 agent,
                 await login(cluster.session, cluster.url, agent, AGENT_PASSWORD),
-                target,
+                balancer_url,
                 history,
             )
             for agent in AGENTS
@@ -172,7 +164,7 @@ async def test_kill_9_of_the_dispatch_owner_mid_traffic(tmp_path: Path) -> None:
         successor = await cluster.wait_owner(other_than=owner)
         history.note(time.time(), f"{successor.name} owns dispatch")
 
-    history, _, workers = await _run(tmp_path, fault, agents_via_balancer=AGENTS_ON_ANY_NODE)
+    history, _, workers = await _run(tmp_path, fault)
     assert sum(worker.connects for worker in workers) > len(workers)  # they did reconnect
     assert len(history.acked_replies()) >= MESSAGES
 
@@ -196,17 +188,10 @@ async def test_kill_9_of_a_node_mid_send(tmp_path: Path) -> None:
         hold, fake.hold_answers = fake.hold_answers, None
         hold.set()
 
-    history, _, _ = await _run(tmp_path, fault, agents_via_balancer=AGENTS_ON_ANY_NODE)
+    history, _, _ = await _run(tmp_path, fault)
     assert any("claimed" in what for _, what in history.log)
 
 
-@pytest.mark.xfail(
-    not AGENTS_ON_ANY_NODE,
-    reason="agents connected to a node that does not dispatch get no offers until agent "
-    "frames cross nodes (issue 17, h17-frames, not on main yet)",
-    raises=AssertionError,
-    strict=False,
-)
 async def test_kill_9_of_a_node_holding_agents_sockets(tmp_path: Path) -> None:
     """Agents connect through the balancer (round robin: spread over the nodes); a node that
     is not the dispatch owner dies with agents' sockets on it. They reconnect through the
@@ -221,7 +206,7 @@ async def test_kill_9_of_a_node_holding_agents_sockets(tmp_path: Path) -> None:
         assert held[victim.name] > 0, f"no agent socket on a standby: {held}"
         _killed(history, victim, f"holds {held[victim.name]} agents' sockets")
 
-    _, _, workers = await _run(tmp_path, fault, agents_via_balancer=True)
+    _, _, workers = await _run(tmp_path, fault)
     assert sum(worker.connects for worker in workers) > len(workers)
     # wherever its socket is, every agent gets work
     assert all(worker.offers for worker in workers), {w.agent: w.offers for w in workers}
