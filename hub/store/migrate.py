@@ -6,10 +6,14 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+# Any fixed 64-bit key: hub processes starting together on a fresh PostgreSQL database wait for
+# each other here instead of racing to create the same tables.
+MIGRATION_LOCK = 0x6368_6875_625F_6D67  # "chhub_mg"
 
 
 def _config(connection: Connection) -> Config:
@@ -20,8 +24,16 @@ def _config(connection: Connection) -> Config:
 
 
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    """Bring the schema to ``revision``; a no-op when it is there already."""
+    """Bring the schema to ``revision``; a no-op when it is there already.
+
+    On PostgreSQL the migration runs under a transaction-scoped advisory lock, so several
+    processes started at once (a cluster, compose) migrate one after the other: the first
+    applies the migrations, the others find the schema at ``revision`` and do nothing."""
     async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            await connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+            )
         await connection.run_sync(lambda sync: command.upgrade(_config(sync), revision))
 
 
