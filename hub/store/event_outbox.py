@@ -52,6 +52,7 @@ def event_rows(
             "topic": pending.topic,
             "event": encode_event(pending.event).decode(),
             "created_at": now,
+            "conversation_id": getattr(pending.event, "conversation_id", None),
             "claimed_by": holder,
             "claimed_until": now + hold,
         }
@@ -125,6 +126,12 @@ class EventOutbox:
         self._published.extend(ids)
         if self._flush is None:
             self._flush = asyncio.get_running_loop().call_later(FLUSH_AFTER, self._flush_now)
+
+    def flush(self) -> None:
+        """Queue the pending deletes now (the store is closing: the writer commits them)."""
+        if self._flush is not None:
+            self._flush.cancel()
+        self._flush_now()
 
     def _flush_now(self) -> None:
         self._flush = None

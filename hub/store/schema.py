@@ -172,6 +172,7 @@ event_outbox = Table(
     Column("topic", String(64), nullable=False),
     Column("event", Text, nullable=False),  # the event as the bus carries it (JSON)
     Column("created_at", Double, nullable=False),
+    Column("conversation_id", ID, index=True),  # whose text it may carry (erasure deletes it)
     # the process that publishes it right after the commit, until when; then any relay may
     Column("claimed_by", String(64)),
     Column("claimed_until", Double),

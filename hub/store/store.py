@@ -88,7 +88,7 @@ class Store:
         self.begin_attempt = outbox.begin_attempt
         self.record_delivery = outbox.record_delivery
         self.update_delivery = outbox.update_delivery
-        events = EventOutbox(database)
+        self._events = events = EventOutbox(database)
         self.add_events = events.add
         self.claim_events = events.claim
         self.events_done = events.done
@@ -122,4 +122,5 @@ class Store:
 
     async def close(self) -> None:
         """Commit what is queued, then close the writer and the pool."""
+        self._events.flush()  # published events' rows go, or they are published again
         await self._database.close()

@@ -28,12 +28,15 @@ def upgrade() -> None:
         sa.Column("topic", sa.String(64), nullable=False),
         sa.Column("event", sa.Text, nullable=False),
         sa.Column("created_at", sa.Double, nullable=False),
+        sa.Column("conversation_id", sa.String(32)),
         sa.Column("claimed_by", sa.String(64)),
         sa.Column("claimed_until", sa.Double),
     )
     op.create_index("ix_event_outbox_created", "event_outbox", ["created_at"])
+    op.create_index("ix_event_outbox_conversation_id", "event_outbox", ["conversation_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_event_outbox_conversation_id", table_name="event_outbox")
     op.drop_index("ix_event_outbox_created", table_name="event_outbox")
     op.drop_table("event_outbox")
