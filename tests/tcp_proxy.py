@@ -17,6 +17,8 @@ class TcpProxy:
         self.target = (target_host, target_port)
         self.port = 0
         self.cut_off = False
+        self._flowing = asyncio.Event()  # cleared: bytes are held, connections hang
+        self._flowing.set()
         self.accepted = 0  # connections taken through, for tests that want to see traffic
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -40,11 +42,19 @@ class TcpProxy:
 
     def restore(self) -> None:
         self.cut_off = False
+        self._flowing.set()
+
+    def hang(self) -> None:
+        """Hold every byte from now on, in both directions and on new connections, until
+        :meth:`restore`: the server looks alive and never answers (a partition without
+        resets), so a client waits for its own timeout."""
+        self._flowing.clear()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.cut_off:
             _reset(writer)
             return
+        await self._flowing.wait()
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -53,16 +63,22 @@ class TcpProxy:
         self.accepted += 1
         self._writers.update((writer, upstream_writer))
         try:
-            await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+            await asyncio.gather(
+                _pipe(reader, upstream_writer, self._flowing),
+                _pipe(upstream_reader, writer, self._flowing),
+            )
         finally:
             for each in (writer, upstream_writer):
                 self._writers.discard(each)
                 _reset(each)
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: asyncio.Event
+) -> None:
     try:
         while data := await reader.read(65536):
+            await flowing.wait()
             writer.write(data)
             await writer.drain()
     except (ConnectionError, OSError):

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import aiohttp
 import aiosmtplib
 import pytest
+import redis.asyncio
 from sqlalchemy import select
 from websockets.asyncio.client import connect
 
@@ -33,7 +36,7 @@ from hub.relay import EventRelay
 from hub.store.schema import event_outbox, messages, outbox
 from hub.store.store import Store
 from tests.conftest import _HASH, AGENT_PASSWORD, make_settings
-from tests.dovecot import running_dovecot
+from tests.dovecot import free_port, running_dovecot
 from tests.fake_twilio import AUTH_TOKEN, fake_twilio, inbound_fields, signature
 from tests.helpers import Frames, RunningHub, agent_client, login, running_hub
 from tests.redis_server import RedisServer, require_redis_server
@@ -460,3 +463,121 @@ async def test_mail_is_refused_or_left_unseen_while_postgresql_is_cut(
                     hub.store, select(messages.c.subject).where(messages.c.inbox == "support")
                 )
                 assert sorted(row.subject for row in rows) == ["Order 1", "Order 2"]
+
+
+# -- kill -9 between commit and publish -------------------------------------------------------
+
+
+def _serve_config(directory: Path, port: int, pg_url: str, redis_url: str) -> Path:
+    """hub.yaml for a ``channelhub serve`` subprocess: the same database, its bus through
+    ``redis_url``, publishes waiting up to 30 s (so the test can kill it while one waits)."""
+    config = directory / "hub.yaml"
+    config.write_text(
+        f"""server: {{port: {port}, secret_key: test-secret-key-0123456789abcdef}}
+storage: {{url: "{pg_url}", blobs: "{directory}/blobs"}}
+bus: {{url: "{redis_url}", timeout: 30s, block: 500ms, relay_after: 1s}}
+cluster: {{lease_ttl: 3s, lease_margin: 0.5s, lease_poll: 0.2s}}
+channels:
+  - {{name: webchat, type: webchat, settings: {{rate_per_second: 50, burst: 50}}}}
+queues: [{{name: general}}, {{name: billing}}]
+agents:
+  - {{id: alice, name: Alice, password_hash: '{_HASH}', max_conversations: 50}}
+  - {{id: bob, name: Bob, password_hash: '{_HASH}', max_conversations: 1}}
+"""
+    )
+    return config
+
+
+async def test_a_process_killed_between_commit_and_publish_loses_nothing(
+    pg_url: str, durable_redis: RedisServer, tmp_path: Path
+) -> None:
+    """A second hub process (``channelhub serve``) stores a chat message and is ``kill -9``ed
+    while its publish waits for Redis (a proxy holds every byte): the visitor got no ack, the
+    message is in the store with its event row, and the other process's relay publishes it
+    once the dead process's claim lapses, so alice is offered it; the widget's retry through
+    the other process is a duplicate of the same message."""
+    root = tmp_path / "other"
+    root.mkdir()
+    port = free_port()
+    async with running_hub(_distributed(pg_url, durable_redis.url, tmp_path)) as hub:
+        token = await login(hub, "alice", AGENT_PASSWORD)
+        async with agent_client(hub, token) as (agent, _):
+            proxy = TcpProxy("127.0.0.1", durable_redis.port)
+            await proxy.start()
+            config = _serve_config(root, port, pg_url, f"redis://127.0.0.1:{proxy.port}/0")
+            with open(root / "hub.log", "wb") as log:
+                other = subprocess.Popen(
+                    [sys.executable, "-m", "hub.cli", "serve", "--config", str(config)],
+                    cwd=root,
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                )
+            try:
+                await _until_up(f"http://127.0.0.1:{port}/healthz", other)
+                async with connect(f"ws://127.0.0.1:{port}/ws/chat") as socket:
+                    visitor = Frames(socket)
+                    await visitor.send(type="hello", name="Vera")
+                    welcome = await visitor.expect("welcome", timeout=15)
+                    await _until_published(durable_redis)  # the visitor's presence went out
+                    proxy.hang()  # Redis looks alive and never answers
+                    await visitor.send(type="message", client_id="c1", text="hello?")
+                    stored = await _until_stored(hub.store, "c1")
+                    rows = await _rows(hub.store, select(event_outbox.c.claimed_by))
+                    assert rows and all(f":{other.pid}:" in row.claimed_by for row in rows)
+                    other.kill()  # SIGKILL: between its commit and its publish
+                    other.wait(10)
+                    assert not [f for f in visitor.backlog if f.get("type") == "ack"]
+                offer = await agent.expect("offer", timeout=20)
+                assert offer["conversation_id"] == stored.conversation_id
+                async with connect(f"{hub.ws_url}/ws/chat") as socket:  # the widget again
+                    visitor = Frames(socket)
+                    await visitor.send(type="hello", token=welcome["token"])
+                    await visitor.expect("welcome", timeout=15)
+                    await visitor.send(type="message", client_id="c1", text="hello?")
+                    ack = await _answer(visitor, "c1")
+                assert (ack["type"], ack["duplicate"], ack["id"]) == ("ack", True, stored.id)
+                await _until_empty(hub.store)
+            finally:
+                if other.poll() is None:
+                    other.kill()
+                    other.wait(10)
+                await proxy.stop()
+
+
+async def _until_published(server: RedisServer) -> None:
+    client = redis.asyncio.Redis.from_url(server.url)
+    try:
+        for _ in range(400):
+            if await client.xlen("channelhub:messages"):
+                return
+            await asyncio.sleep(0.05)
+    finally:
+        await client.aclose()
+    raise AssertionError("nothing was published")
+
+
+async def _until_up(url: str, process: subprocess.Popen[bytes]) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(600):
+            assert process.poll() is None, "the hub subprocess exited"
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"{url} never answered")
+
+
+async def _until_stored(store: Store, cid: str) -> Any:
+    for _ in range(400):
+        rows = await _rows(
+            store,
+            select(messages.c.id, messages.c.conversation_id).where(
+                messages.c.idempotency_key.like(f"%:{cid}")
+            ),
+        )
+        if rows:
+            [row] = rows
+            return row
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{cid} was never stored")
