@@ -21,7 +21,7 @@ import logging
 import random
 from collections.abc import Sequence
 
-from hub.bus import Bus, BusEvent, Subscription
+from hub.bus import OUTBOX, Bus, BusEvent, OutboxReady, Subscription
 from hub.errors import BusUnavailable
 from hub.ids import new_id
 from hub.metrics import Metrics
@@ -62,10 +62,18 @@ class EventRelay:
         self.backoff_max = backoff_max
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # the bus refused the last publish: commits are acknowledged without waiting for it
+        # (a partitioned Redis would hold each for bus.timeout) until the relay gets through
+        self.bus_down = False
 
     async def publish(self, events: Sequence[PendingEvent]) -> bool:
         """Publish committed rows in order and delete them; False if the bus refused, when the
         rest are released for the relay. Never raises for the bus: the rows are durable."""
+        if self.bus_down:  # the relay publishes them (ours: it takes them without waiting)
+            for pending in events:
+                self.metrics.event_outbox_deferred.labels(pending.topic).inc()
+            self._wake.set()
+            return False
         published: list[str] = []
         try:
             for pending in events:
@@ -76,6 +84,7 @@ class EventRelay:
             for pending in rest:
                 self.metrics.event_outbox_deferred.labels(pending.topic).inc()
             log.warning("%d events wait for the bus in the event outbox: %s", len(rest), exc)
+            self.bus_down = True
             self.store.events_done(published)
             with contextlib.suppress(Exception):  # else their claim lapses after hold
                 await self.store.release_events([pending.id for pending in rest])
@@ -153,8 +162,10 @@ class EventRelay:
     async def relay_once(self) -> int:
         """Claim the rows nobody holds and publish them; how many were published. Raises
         :class:`BusUnavailable` (the rest released) when the bus refuses."""
-        claimed = await self.store.claim_events(self.holder, self.hold, BATCH)
+        down = self.bus_down
+        claimed = await self.store.claim_events(self.holder, self.hold, BATCH, own=down)
         if not claimed:
+            self.bus_down = down and await self._bus_still_down()
             return 0
         published: list[str] = []
         try:
@@ -163,14 +174,25 @@ class EventRelay:
                 published.append(pending.id)
                 self.metrics.event_outbox_relayed.labels(pending.topic).inc()
         except BusUnavailable:
+            self.bus_down = True
             self.store.events_done(published)
             done = set(published)
             with contextlib.suppress(Exception):
                 await self.store.release_events([p.id for p in claimed if p.id not in done])
             raise
         self.store.events_done(published)
+        self.bus_down = False
         log.info("the event relay published %d events", len(published))
         return len(published)
+
+    async def _bus_still_down(self) -> bool:
+        """Nothing to relay while the bus was down: whether it still is (asked with a wake-up
+        hint on the outbox topic, which its handler takes as harmless)."""
+        try:
+            await self.bus.publish(OUTBOX, OutboxReady(message_id=""))
+        except BusUnavailable:
+            return True
+        return False
 
 
 class DeferringBus:

@@ -12,6 +12,7 @@ times; every bus handler is idempotent (docs/scaling.md).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from hub.bus.events import BusEvent, decode_event, encode_event
 from hub.store.database import Database
 from hub.store.schema import event_outbox
+
+log = logging.getLogger(__name__)
 
 #: seconds published rows wait for a transaction to take their delete along
 FLUSH_AFTER = 0.5
@@ -84,21 +87,24 @@ class EventOutbox:
 
         await self._db.writer.call(run)
 
-    async def claim(self, holder: str, hold: float, limit: int = 100) -> list[PendingEvent]:
-        """Take up to ``limit`` rows nobody holds for ``hold`` seconds, in commit order; rows
-        another process is claiming right now are skipped, not waited for."""
+    async def claim(
+        self, holder: str, hold: float, limit: int = 100, *, own: bool = False
+    ) -> list[PendingEvent]:
+        """Take up to ``limit`` rows nobody holds for ``hold`` seconds, in commit order (with
+        ``own``, also rows ``holder`` holds already); rows another process is claiming right
+        now are skipped, not waited for."""
 
         async def run(connection: AsyncConnection) -> list[PendingEvent]:
             now = self._db.clock()
+            free = or_(
+                event_outbox.c.claimed_until.is_(None),
+                event_outbox.c.claimed_until <= now,
+                *([event_outbox.c.claimed_by == holder] if own else []),
+            )
             rows = (
                 await connection.execute(
                     select(event_outbox.c.id, event_outbox.c.topic, event_outbox.c.event)
-                    .where(
-                        or_(
-                            event_outbox.c.claimed_until.is_(None),
-                            event_outbox.c.claimed_until <= now,
-                        )
-                    )
+                    .where(free)
                     .order_by(event_outbox.c.id)
                     .limit(limit)
                     .with_for_update(skip_locked=True)  # SQLite: nothing (one writer)
@@ -110,9 +116,7 @@ class EventOutbox:
                     .where(event_outbox.c.id.in_([row.id for row in rows]))
                     .values(claimed_by=holder, claimed_until=now + hold)
                 )
-            return [
-                PendingEvent(row.id, row.topic, decode_event(row.event.encode())) for row in rows
-            ]
+            return [event for event in map(_decoded, rows) if event is not None]
 
         claimed: list[PendingEvent] = await self._db.writer.call(run)
         return claimed
@@ -174,6 +178,18 @@ class EventOutbox:
                 )
             ).one()
         return Backlog(int(row[0]), row[1])
+
+
+def _decoded(row: Any) -> PendingEvent | None:
+    """The row's event; None for one this version cannot read (a newer process wrote it during
+    a rolling upgrade): it stays claimed for a while and a newer relay publishes it."""
+    try:
+        return PendingEvent(row.id, row.topic, decode_event(row.event.encode()))
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        log.warning(
+            "event %s is not one this version knows (%s); left to newer relays", row.id, exc
+        )
+        return None
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
