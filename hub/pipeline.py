@@ -167,9 +167,16 @@ class Pipeline:
         self.metrics.messages_duplicate.labels(channel).inc()
 
     async def customer_presence(self, inbox: str, session: str, present: bool) -> None:
-        await self.bus.publish(
-            MESSAGES,
-            CustomerPresence(inbox=inbox, session=session, present=present, at=self.clock()),
+        # through the event outbox while Redis is down: abandonment learns it late, with its time
+        await self.relay.publish_or_defer(
+            [
+                (
+                    MESSAGES,
+                    CustomerPresence(
+                        inbox=inbox, session=session, present=present, at=self.clock()
+                    ),
+                )
+            ]
         )
 
     async def delivery_update(self, inbox: str, provider_id: str, delivery: Delivery) -> bool:

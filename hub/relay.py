@@ -95,9 +95,12 @@ class EventRelay:
 
     async def publish_or_defer(self, publications: Sequence[tuple[str, BusEvent]]) -> None:
         """Publish events of a change committed without event rows; if the bus refuses, write
-        the rest to the event outbox for the relay. Raises only if the store refuses too."""
+        the rest to the event outbox for the relay (all of them at once while the bus is known
+        to be down). Raises only if the store refuses too."""
         for index, (topic, event) in enumerate(publications):
             try:
+                if self.bus_down:
+                    raise BusUnavailable("the bus refused the last publish")
                 await self.bus.publish(topic, event)
             except BusUnavailable as exc:
                 rest = publications[index:]
