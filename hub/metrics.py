@@ -26,6 +26,12 @@ class Metrics:
             ["channel", "status"],
             registry=self.registry,
         )
+        self.call_events = Counter(
+            "channelhub_call_events",
+            "Phone call timeline events recorded (ringing, answered, abandoned, ...)",
+            ["state"],
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "channelhub_queue_depth",
             "Conversations waiting for an agent",
