@@ -1,5 +1,6 @@
-"""Gauges that are sampled rather than counted: the outbox's backlog and dead letters (from the
-store, so they survive restarts and agree between processes) and each channel instance's health.
+"""Gauges that are sampled rather than counted: the outbox's backlog and dead letters and the
+event outbox's backlog (from the store, so they survive restarts and agree between processes),
+and each channel instance's health.
 The alert rules in ``deploy/prometheus/alerts.yaml`` are built on them (docs/operations.md).
 """
 
@@ -69,6 +70,11 @@ async def sample(
     metrics.outbox_pending.set(figures.pending)
     metrics.outbox_oldest_pending_seconds.set(figures.oldest_pending_seconds)
     metrics.outbox_dead_letters.set(figures.dead_letters)
+    backlog = await store.event_backlog()
+    metrics.event_outbox_pending.set(backlog.pending)
+    metrics.event_outbox_oldest_seconds.set(
+        max(0.0, now - backlog.oldest) if backlog.oldest is not None else 0.0
+    )
 
 
 def setup(app: web.Application, interval: float = INTERVAL) -> None:

@@ -80,6 +80,7 @@ from hub.keys import (
 from hub.node import node_id
 from hub.outbox import OutboxWorker
 from hub.pipeline import Decider, PassthroughDecider, Pipeline
+from hub.relay import DeferringBus, EventRelay
 from hub.routing import ClosedQueueReplies, RulesDecider
 from hub.secrets import Keys
 from hub.sessions import Sessions
@@ -177,6 +178,19 @@ async def pipeline(app: web.Application) -> Resource:
     """The connectors' sink, with the external CRM it asks (closed on the way out)."""
     settings = app[SETTINGS]
     provider = context_provider(settings, app[HTTP])
+    # this process's name in event and outbox claims and the dispatch lease
+    app[NODE] = node_id()
+    bus_settings = settings.bus
+    relay = EventRelay(
+        app[STORE],
+        app[BUS],
+        app[METRICS],
+        holder=app[NODE],
+        hold=bus_settings.relay_after,
+        poll=bus_settings.relay_poll,
+        backoff_initial=bus_settings.reconnect_initial,
+        backoff_max=bus_settings.reconnect_max,
+    )
     app[PIPELINE] = Pipeline(
         app[STORE],
         app[BUS],
@@ -185,6 +199,7 @@ async def pipeline(app: web.Application) -> Resource:
         default_region=settings.customers.default_region,
         provider=provider,
         clock=app[CLOCK],
+        relay=relay,
     )
     app[CUSTOMERS] = customer_service(settings, app[STORE])
     yield
@@ -196,8 +211,7 @@ async def dispatch(app: web.Application) -> Resource:
     """Dispatch, telling agents through their sockets (with what each channel lets them send)."""
     app[CONNECTIONS] = connections = AgentConnections()
     app[COMPOSE] = compose = ComposeAdvisor(app[CONNECTORS], app[CLOCK])
-    # this process's name in outbox claims and the dispatch lease
-    app[NODE] = node = node_id()
+    node = app[NODE]  # named with the pipeline, which claims events under it
     settings = app[SETTINGS]
     relay = None
     if settings.distributed:  # agents' sockets on any node; their frames routed by the owner
@@ -263,7 +277,7 @@ async def console(app: web.Application) -> Resource:
     server = app[SETTINGS].server
     service = Console(
         app[STORE],
-        app[BUS],
+        DeferringBus(app[BUS], app[PIPELINE].relay),  # a reply's frame waits out a Redis outage
         app[DISPATCH],
         app[CONNECTIONS],
         app[AGENTS],
@@ -352,7 +366,7 @@ async def outbox(app: web.Application) -> Resource:
     (normally done already, by :func:`drain`)."""
     worker = OutboxWorker(
         app[STORE],
-        app[BUS],
+        DeferringBus(app[BUS], app[PIPELINE].relay),  # a recorded send's status is never lost
         app[CONNECTORS],
         app[METRICS],
         app[CLOCK],
@@ -364,6 +378,15 @@ async def outbox(app: web.Application) -> Resource:
     worker.start()
     yield
     await worker.stop(grace=app[SETTINGS].server.shutdown_timeout)
+
+
+async def relay(app: web.Application) -> Resource:
+    """Publishes committed events the bus refused, or a dead process left unpublished
+    (started once dispatch and the consoles follow the bus)."""
+    relay = app[PIPELINE].relay
+    relay.start()
+    yield
+    await relay.stop()
 
 
 async def rules_watcher(app: web.Application) -> Resource:
@@ -401,6 +424,7 @@ RESOURCES: tuple[Callable[[web.Application], Resource], ...] = (
     cluster,
     connectors,
     outbox,
+    relay,
     rules_watcher,
     revaluation,
 )

@@ -227,3 +227,25 @@ class Metrics:
             "Nodes the dispatch owner took for dead (silent for cluster.node_timeout)",
             registry=self.registry,
         )
+        self.event_outbox_pending = Gauge(
+            "channelhub_event_outbox_pending",
+            "Bus events committed and not yet published (the event outbox)",
+            registry=self.registry,
+        )
+        self.event_outbox_oldest_seconds = Gauge(
+            "channelhub_event_outbox_oldest_seconds",
+            "Age of the oldest unpublished event in the event outbox (relay lag)",
+            registry=self.registry,
+        )
+        self.event_outbox_deferred = Counter(
+            "channelhub_event_outbox_deferred",
+            "Events whose publish right after the commit failed, left to the relay",
+            ["topic"],
+            registry=self.registry,
+        )
+        self.event_outbox_relayed = Counter(
+            "channelhub_event_outbox_relayed",
+            "Events published by a relay (their first publish failed or its process died)",
+            ["topic"],
+            registry=self.registry,
+        )

@@ -2,8 +2,11 @@
 
 Connectors call :meth:`Pipeline.ingest` through the :class:`connectors.base.Sink` interface.
 ``hub.ingest`` finds the customer, has the rules decide (outside any transaction), then
-dedupes, threads and persists in the store's batched transaction; the pipeline publishes what
-the plan says on the bus after the commit, so dispatch never sees a message that is not durable.
+dedupes, threads and persists in the store's batched transaction, with the events the plan
+publishes as event-outbox rows; the pipeline publishes them on the bus after the commit (so
+dispatch never sees a message that is not durable), and if the bus refuses, the relay
+(``hub.relay``) publishes them once it is back: a message is acknowledged once it is stored,
+whether or not Redis is up.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from hub.envelope import CallEvent, Delivery, Direction, Envelope, Identity
 from hub.errors import HubError
 from hub.ingest.stages import Ingest
 from hub.metrics import Metrics
+from hub.node import node_id
+from hub.relay import EventRelay
 from hub.store.store import Store
 from rules.decision import Decision, passthrough
 
@@ -100,12 +105,16 @@ class Pipeline:
         default_region: str = "DE",
         provider: ContextProvider | None = None,
         clock: Callable[[], float] = time.time,
+        relay: EventRelay | None = None,
     ) -> None:
+        """``relay`` publishes the committed events (default: one for this process, whose
+        loop the caller starts if it wants events the bus refused published later)."""
         self.store = store
         self.clock = clock
         self.bus = bus
         self.decide = decide
-        self.inbound = Ingest(store, decide)
+        self.relay = relay or EventRelay(store, bus, metrics, holder=node_id())
+        self.inbound = Ingest(store, decide, holder=self.relay.holder, hold=self.relay.hold)
         self.metrics = metrics
         self.default_region = default_region
         self.provider = provider
@@ -134,8 +143,7 @@ class Pipeline:
                 duplicate=True,
             )
         self.metrics.messages_in.labels(envelope.channel).inc()
-        for topic, event in stored.publish:
-            await self.bus.publish(topic, event)
+        await self.relay.publish(stored.publish)  # or, if the bus refuses, the relay later
         return Accepted(message_id=stored.message_id, conversation_id=stored.conversation_id)
 
     def _normalized(self, envelope: Envelope) -> Envelope:
@@ -159,9 +167,16 @@ class Pipeline:
         self.metrics.messages_duplicate.labels(channel).inc()
 
     async def customer_presence(self, inbox: str, session: str, present: bool) -> None:
-        await self.bus.publish(
-            MESSAGES,
-            CustomerPresence(inbox=inbox, session=session, present=present, at=self.clock()),
+        # through the event outbox while Redis is down: abandonment learns it late, with its time
+        await self.relay.publish_or_defer(
+            [
+                (
+                    MESSAGES,
+                    CustomerPresence(
+                        inbox=inbox, session=session, present=present, at=self.clock()
+                    ),
+                )
+            ]
         )
 
     async def delivery_update(self, inbox: str, provider_id: str, delivery: Delivery) -> bool:
@@ -169,15 +184,19 @@ class Pipeline:
         if change is None:
             self.early_reports.park(inbox, provider_id, delivery, self.clock())
             return False
-        if change.changed:
-            await self.bus.publish(
-                DELIVERIES,
-                DeliveryUpdated(
-                    conversation_id=change.conversation_id,
-                    message_id=change.message_id,
-                    status=change.status,
-                    error=change.error,
-                ),
+        if change.changed:  # recorded: a provider's retry would change nothing, so never lose it
+            await self.relay.publish_or_defer(
+                [
+                    (
+                        DELIVERIES,
+                        DeliveryUpdated(
+                            conversation_id=change.conversation_id,
+                            message_id=change.message_id,
+                            status=change.status,
+                            error=change.error,
+                        ),
+                    )
+                ]
             )
         return True
 
@@ -192,8 +211,9 @@ class Pipeline:
             return False
         if recorded.new:
             self.metrics.call_events.labels(event.state).inc()
-            await self.bus.publish(
-                DELIVERIES, CallUpdated(conversation_id=recorded.conversation_id, event=event)
+            # recorded: the provider's retry would be no news, so the event must not be lost
+            await self.relay.publish_or_defer(
+                [(DELIVERIES, CallUpdated(conversation_id=recorded.conversation_id, event=event))]
             )
         return True
 

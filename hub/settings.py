@@ -142,6 +142,14 @@ class BusSettings(_Model):
     consumer_expiry: Duration = Field(
         3600.0, description="forget a group's consumers idle this long with nothing pending"
     )
+    relay_after: Duration = Field(
+        5.0,
+        description="an event committed and not published this long after (its process died) "
+        "is published by any process's relay",
+    )
+    relay_poll: Duration = Field(
+        1.0, description="how often the relay looks for events nobody published"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> BusSettings:
@@ -151,6 +159,8 @@ class BusSettings(_Model):
             raise ValueError("bus.block must be at least 1ms and shorter than bus.timeout")
         if self.reclaim_idle <= 0 or self.reconnect_initial <= 0:
             raise ValueError("bus.reclaim_idle and bus.reconnect_initial must be above zero")
+        if self.relay_after <= 0 or self.relay_poll <= 0:
+            raise ValueError("bus.relay_after and bus.relay_poll must be above zero")
         if self.reconnect_max < self.reconnect_initial:
             raise ValueError("bus.reconnect_max must be at least bus.reconnect_initial")
         return self

@@ -98,7 +98,7 @@ async def test_arrivals_during_a_read_come_after_it(store: Store) -> None:
     second = asyncio.create_task(ingest.ingest(envelope("second")))
     one, two = await asyncio.gather(first, second)
     assert one.conversation_id == two.conversation_id
-    created = [event.conversation_created for _, event in one.publish + two.publish]  # type: ignore[union-attr]
+    created = [p.event.conversation_created for p in one.publish + two.publish]  # type: ignore[union-attr]
     assert created == [True, False]
 
 

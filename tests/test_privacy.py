@@ -10,7 +10,7 @@ import subprocess
 import sys
 import uuid
 import zipfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +21,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from hub.auth import hash_password
-from hub.bus import MemoryBus
+from hub.bus import MESSAGES, MemoryBus, MessageStored
 from hub.customers import csvimport
 from hub.customers.repository import Customers
 from hub.envelope import Delivery, DeliveryStatus, Direction, Envelope, Identity, ThreadHints
@@ -34,6 +34,7 @@ from hub.privacy.job import run_every
 from hub.privacy.scrub import anonymous, without_claims
 from hub.settings import RetentionSettings
 from hub.store.blobs import BlobStore
+from hub.store.event_outbox import PendingEvent
 from hub.store.schema import customers, events
 from hub.store.store import Store
 from tests.conftest import AGENT_PASSWORD, make_settings
@@ -220,6 +221,11 @@ async def world(
         await store.close()
 
 
+def _text(rows: Sequence[Any]) -> str:
+    """Rows as text in full (a Row's repr cuts long values short: a secret would hide)."""
+    return repr([tuple(row) for row in rows])
+
+
 async def _all_rows(store: Store) -> dict[str, str]:
     """Every table's rows as text (also tables the schema module does not know of)."""
     async with store.engine.connect() as connection:
@@ -230,7 +236,7 @@ async def _all_rows(store: Store) -> dict[str, str]:
                 )
             ).scalars()
             return {
-                name: repr((await connection.execute(text(f'SELECT * FROM "{name}"'))).all())
+                name: _text((await connection.execute(text(f'SELECT * FROM "{name}"'))).all())
                 for name in list(names)
             }
         names = (
@@ -239,7 +245,7 @@ async def _all_rows(store: Store) -> dict[str, str]:
             )
         ).scalars()
         return {
-            name: repr((await connection.execute(text(f'SELECT t::text FROM "{name}" t'))).all())
+            name: _text((await connection.execute(text(f'SELECT t::text FROM "{name}" t'))).all())
             for name in list(names)
         }
 
@@ -305,7 +311,16 @@ async def test_erase_leaves_no_trace_and_others_untouched(
     store, blobs, service = world
     planted = await plant(store, blobs, service)
     secrets = list(planted.secrets.values())
+    # an event a Redis outage kept unpublished carries the message's text
+    unpublished = MessageStored(
+        conversation_id=planted.conversations[1],
+        message_id="m",
+        direction="inbound",
+        text=planted.secrets["text"],
+    )
+    await store.add_events([PendingEvent("01unpublished", MESSAGES, unpublished)], "dead", 60.0)
     before = await _all_rows(store)
+    assert planted.secrets["text"] in before["event_outbox"]
     for secret in (planted.secrets["email"], planted.secrets["text"], planted.secrets["name"]):
         assert any(secret in rows for rows in before.values())
     with pytest.raises(InvalidState, match="open conversations"):

@@ -18,7 +18,7 @@ from connectors.fax.client import Hooks, get_json
 from connectors.fax.parse import OutgoingFax
 from connectors.fax.settings import SinchSettings
 from connectors.shared.basic_auth import basic_authorization
-from connectors.shared.webhooks import json_object, read_body
+from connectors.shared.webhooks import json_object, read_body, retry_later
 from hub.envelope import Delivery
 
 
@@ -117,9 +117,9 @@ class SinchGateway:
                 await self._hooks.report(str(fax["id"]), parse_sinch.completion(fax))
         except web.HTTPException:
             raise
-        except Exception:
+        except Exception as exc:
             self._hooks.ctx.logger.exception("fax %s not stored; Sinch will retry", fax["id"])
-            raise web.HTTPServiceUnavailable(text="not stored; retry") from None
+            raise retry_later("not stored", exc) from None
         return web.json_response({"status": "ok"})
 
     async def _download(self, fax_id: str) -> tuple[bytes | None, str | None]:

@@ -23,7 +23,7 @@ from connectors.fax.client import Hooks, get_json
 from connectors.fax.parse import IncomingFax, OutgoingFax
 from connectors.fax.settings import TelnyxSettings
 from connectors.shared.media_fetcher import MediaFailed, MediaFetcher, MediaRefused
-from connectors.shared.webhooks import decode_json, json_object, read_body
+from connectors.shared.webhooks import decode_json, json_object, read_body, retry_later
 from hub.envelope import Delivery
 
 SIGNATURE = "telnyx-signature-ed25519"
@@ -102,11 +102,11 @@ class TelnyxGateway:
                 report = parse_telnyx.status_report(kind, payload)
                 if report is not None:
                     await self._hooks.report(*report)
-        except Exception:
+        except Exception as exc:
             # not stored: let Telnyx's retry (a new signature) through
             self._replays.forget(request.headers[SIGNATURE])
             self._hooks.ctx.logger.exception("fax event %s not handled; Telnyx will retry", kind)
-            raise web.HTTPServiceUnavailable(text="not stored; retry") from None
+            raise retry_later("not stored", exc) from None
         return web.json_response({"status": "ok"})
 
     async def _with_document(self, fax: IncomingFax, payload: dict[str, Any]) -> IncomingFax:

@@ -13,6 +13,8 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from connectors.base import Unavailable
+
 
 async def read_body(request: web.Request, limit: int) -> bytes:
     """The whole request body; 413 at once when its Content-Length, or as soon as what has
@@ -47,3 +49,19 @@ def json_object(body: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return document if isinstance(document, dict) else {}
+
+
+#: seconds a provider is asked to wait before retrying a webhook the hub could not take
+RETRY_AFTER = 10
+
+
+def retry_later(what: str, error: BaseException | None = None) -> web.HTTPServiceUnavailable:
+    """The 503 for a webhook whose message the hub did not take (``what``: "not stored"), with
+    the reason and ``Retry-After``, so the provider retries it. The reason says whether the
+    hub's storage is down (:class:`connectors.base.Unavailable`) without its internals."""
+    reason = (
+        "the hub's storage is unavailable" if isinstance(error, Unavailable) else "internal error"
+    )
+    return web.HTTPServiceUnavailable(
+        text=f"{what}: {reason}; retry later", headers={"Retry-After": str(RETRY_AFTER)}
+    )

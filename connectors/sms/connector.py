@@ -28,6 +28,7 @@ from connectors.shared import media_route
 from connectors.shared.media_fetcher import MediaFailed, MediaFetcher, MediaRefused
 from connectors.shared.single_flight import SingleFlight
 from connectors.shared.twilio_webhooks import verified_request
+from connectors.shared.webhooks import retry_later
 from connectors.sms import parse, segments
 from connectors.sms.client import TwilioSender
 from connectors.sms.settings import SmsSettings
@@ -131,8 +132,8 @@ class SmsConnector(Connector):
         try:
             # a concurrent copy of the same message is answered when the first is stored
             _, first = await self._flights.run(key, lambda: self._store_logged(inbound))
-        except Exception:
-            raise web.HTTPServiceUnavailable(text="not stored; retry") from None
+        except Exception as exc:
+            raise retry_later("not stored", exc) from None
         if not first:
             await ctx.sink.redelivered(self.channel, self.name, key)
         return _twiml()
@@ -200,9 +201,9 @@ class SmsConnector(Connector):
             raise web.HTTPBadRequest(text=str(exc)) from None
         try:
             await self._ctx.sink.delivery_update(self.name, sid, delivery)
-        except Exception:
+        except Exception as exc:
             self._ctx.logger.exception("recording the status of %s failed", sid)
-            raise web.HTTPServiceUnavailable(text="not recorded; retry") from None
+            raise retry_later("not recorded", exc) from None
         return _twiml()
 
     async def _serve_media(self, request: web.Request) -> web.StreamResponse:

@@ -27,6 +27,7 @@ from connectors.base import (
 from connectors.shared.media_fetcher import MediaFetcher
 from connectors.shared.single_flight import SingleFlight
 from connectors.shared.twilio_webhooks import BadWebhook, verified_request
+from connectors.shared.webhooks import retry_later
 from connectors.voice import parse, twiml
 from connectors.voice.bridge import CallBridge
 from connectors.voice.client import VoiceClient
@@ -160,9 +161,9 @@ class VoiceConnector(Connector):
         assert self._ctx is not None
         try:
             await self._ctx.sink.call_event(self.name, session, event)
-        except Exception:
+        except Exception as exc:
             self._ctx.logger.exception("recording %s of %s failed", event.state, event.call_sid)
-            raise web.HTTPServiceUnavailable(text="not recorded; retry") from None
+            raise retry_later("not recorded", exc) from None
 
     # -- the call ----------------------------------------------------------------------------
 
@@ -293,9 +294,9 @@ class VoiceConnector(Connector):
             accepted, first = await self._flights.run(
                 envelope.idempotency_key, lambda: ctx.sink.ingest(envelope)
             )
-        except Exception:
+        except Exception as exc:
             ctx.logger.exception("storing %s failed", envelope.idempotency_key)
-            raise web.HTTPServiceUnavailable(text="not stored; retry") from None
+            raise retry_later("not stored", exc) from None
         if not first:
             await ctx.sink.redelivered(self.channel, self.name, envelope.idempotency_key)
         return accepted

@@ -39,15 +39,17 @@ from hub.dispatch.notices import (
 from hub.dispatch.outgoing import AgentLines
 from hub.dispatch.sla import ServiceLevels
 from hub.dispatch.work import InFlight
-from hub.errors import HubError, NotFound
+from hub.errors import HubError, NotFound, StoreUnavailable
 from hub.metrics import Metrics
 from hub.store.records import Conversation, ConversationSummary
-from hub.store.schema import ASSIGNED
+from hub.store.schema import ASSIGNED, QUEUED
 from hub.store.store import Store
 
 log = logging.getLogger(__name__)
 
 STATE_EVERY = 1.0  # seconds between live queue_state updates, however busy the queues are
+RETRY_INITIAL = 0.2  # seconds before looking again at a conversation the store could not assign
+RETRY_MAX = 5.0
 T = TypeVar("T")
 
 
@@ -202,15 +204,50 @@ class ActionRunner:
             # the store had it settled otherwise (another process, a close): undo, tell nobody
             self.core.forget(action.agent, action.conversation_id)
             log.warning("dispatch could not assign %s: %s", action.conversation_id, exc)
+            if isinstance(exc, StoreUnavailable):  # nothing settled: it waits on, offer it again
+                self.work.track(self._wait_again(action.conversation_id))
             return None
         self.metrics.offer_accept_seconds.observe(action.offer_wait)
         _, shown = self._offered.pop(action.conversation_id, (0, None))
         if shown is not None:  # as offered: nothing about it was stored since
             conversation = msgspec.structs.replace(shown, status=ASSIGNED, assignee=action.agent)
         else:
-            conversation = await self._view(action.conversation_id)
+            conversation = await self._view_when_back(action.conversation_id)
         self.levels.accepted(conversation, action.queue_wait)
         return Assigned(conversation=conversation)
+
+    async def _wait_again(self, conversation_id: str) -> None:
+        """An assignment the database could not take (it was down): once it answers again,
+        the conversation waits for an agent again if it still does; without this it would sit
+        queued in the store and unknown to dispatch until the next start."""
+        delay = RETRY_INITIAL
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                conversation = await self.store.conversation(conversation_id)
+            except StoreUnavailable:
+                delay = min(RETRY_MAX, delay * 2)
+                continue
+            except HubError:  # gone (erased): nothing waits
+                return
+            break
+        if (
+            conversation.status != QUEUED
+            or conversation_id in self.core.owner
+            or conversation_id in self.core.waiting
+        ):
+            return  # settled meanwhile, or queued again by its own event
+        now = self.clock()
+        follow = self.core.requeued(
+            conversation_id,
+            conversation.queue,
+            conversation.priority,
+            conversation.queued_at or now,
+            now,
+            channel=conversation.channel,
+            skills=skills_of(conversation),
+        )
+        await settled_all(self.launch(follow))
 
     async def _requeued(
         self, action: Requeue, found: asyncio.Future[ConversationSummary | None]
@@ -243,6 +280,17 @@ class ActionRunner:
             avoid=action.agent if action.reason == "no_reply" else None,
         )
         await settled_all([removed, *self.launch(follow)])
+
+    async def _view_when_back(self, conversation_id: str) -> Conversation:
+        """:meth:`_view` of a conversation the agent now holds, waiting out a database outage:
+        the agent must be shown it (dropped, they would hold a conversation they never saw)."""
+        delay = RETRY_INITIAL
+        while True:
+            try:
+                return await self._view(conversation_id)
+            except StoreUnavailable:
+                await asyncio.sleep(delay)
+                delay = min(RETRY_MAX, delay * 2)
 
     async def _view(self, conversation_id: str) -> Conversation:
         """The conversation as notices show it, as committed after the writes decided so far."""

@@ -9,7 +9,9 @@
    conversations the batch may join, :func:`~hub.ingest.plan.plan_batch`, write the rows.
 
 Nothing is acknowledged before the transaction commits, and a redelivered envelope (its key is
-stored, or it came twice in one batch) writes nothing.
+stored, or it came twice in one batch) writes nothing. The bus events a plan publishes are
+written in the same transaction (``hub.store.event_outbox``), claimed by this process for
+``hold`` seconds: it publishes them after the commit, and a relay does if it cannot.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from hub.customers.providers import Lookup
 from hub.envelope import Envelope
 from hub.ids import new_id
 from hub.ingest.customer import Arrival, foresee, link
-from hub.ingest.plan import Publication, plan_batch
+from hub.ingest.plan import plan_batch
 from hub.ingest.rows import batch_rows
+from hub.store.event_outbox import PendingEvent, event_rows, write_events
 from hub.store.ingest import find_duplicates, linked_threads, open_threads, write_rows
 from hub.store.store import Store
 from rules.decision import Decision
@@ -39,12 +42,13 @@ Decide = Callable[[Envelope, CustomerRef], Decision]
 @dataclass(frozen=True, slots=True)
 class Stored:
     """What became of one envelope: where it is, and what to publish now that it is durable
-    (nothing for a duplicate, which names the message stored first)."""
+    (nothing for a duplicate, which names the message stored first), as the event outbox rows
+    committed with it."""
 
     message_id: str
     conversation_id: str
     duplicate: bool
-    publish: tuple[Publication, ...] = ()
+    publish: tuple[PendingEvent, ...] = ()
 
 
 _Job = tuple[Arrival, Decision]
@@ -58,9 +62,15 @@ class Ingest:
     read runs wait for the next one, together, and reach the writer in the order they came.
     """
 
-    def __init__(self, store: Store, decide: Decide) -> None:
+    def __init__(
+        self, store: Store, decide: Decide, *, holder: str = "", hold: float = 5.0
+    ) -> None:
+        """``holder`` names this process on the event rows it commits, which are its own to
+        publish for ``hold`` seconds (then any relay's)."""
         self.store = store
         self.decide = decide
+        self.holder = holder
+        self.hold = hold
         self._waiting: list[_Waiting] = []  # arrivals for the next read
         self._reader: asyncio.Task[None] | None = None
 
@@ -122,6 +132,7 @@ class Ingest:
     async def _write(self, connection: AsyncConnection, jobs: list[_Job]) -> list[Stored]:
         """Stage 3 for a batch of jobs, in one transaction."""
         now = self.store.clock()
+        await self.store.delete_published_events(connection)  # earlier batches' events
         envelopes = [arrival.envelope for arrival, _ in jobs]
         stored = await find_duplicates(connection, envelopes)
         first: dict[str, int] = {}
@@ -146,10 +157,16 @@ class Ingest:
                 new_id=partial(new_id, now),
             )
             await write_rows(connection, batch_rows(plans, now))
+            base = new_id(now)  # then a counter: the rows' ids keep the batch's order
+            pending: list[PendingEvent] = []
             for index, planned in zip(fresh, plans, strict=True):
-                results[index] = Stored(
-                    planned.message_id, planned.conversation.id, False, planned.publish
+                events = tuple(
+                    PendingEvent(f"{base}{len(pending) + number:05d}", topic, event)
+                    for number, (topic, event) in enumerate(planned.publish)
                 )
+                pending.extend(events)
+                results[index] = Stored(planned.message_id, planned.conversation.id, False, events)
+            await write_events(connection, event_rows(pending, now, self.holder, self.hold))
         for index, envelope in enumerate(envelopes):
             if index not in results:
                 key = envelope.idempotency_key

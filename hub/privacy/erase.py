@@ -1,10 +1,11 @@
 """Erasing a person (DSGVO Art. 17): their records go, the audit log keeps anonymous facts.
 
 One writer transaction removes the customer record and the records merged into it, their
-identities, conversations, messages, attachments, outbox entries, orders, invoices, figures
-and opt-outs, strips claims on them from other records, and reduces every audit event about them
-to :func:`hub.privacy.scrub.anonymous`; it records ``customer.erased`` with who did it. Files no
-other record uses are then deleted from the blob store. On SQLite every connection runs with
+identities, conversations, messages, attachments, outbox entries, unpublished bus events,
+orders, invoices, figures and opt-outs, strips claims on them from other records, and reduces
+every audit event about them to :func:`hub.privacy.scrub.anonymous`; it records
+``customer.erased`` with who did it. Files no other record uses are then deleted from the
+blob store. On SQLite every connection runs with
 ``secure_delete`` (freed space is zeroed) and the write-ahead log is truncated afterwards, so
 the database file holds no copy (``vacuum`` also rebuilds a file written before that pragma).
 Nothing here can be undone.
@@ -36,6 +37,7 @@ from hub.store.schema import (
     conversations,
     customer_stats,
     customers,
+    event_outbox,
     events,
     identities,
     invoices,
@@ -136,6 +138,10 @@ async def erase_in(
     report.attachments, refs = await remove_messages(connection, person.messages)
     report.messages = len(person.messages)
     for part in chunks(person.conversations):
+        # unpublished bus events carry the messages' text too (a Redis outage keeps them)
+        await connection.execute(
+            delete(event_outbox).where(event_outbox.c.conversation_id.in_(part))
+        )
         await connection.execute(delete(conversations).where(conversations.c.id.in_(part)))
     report.conversations = len(person.conversations)
     ids = person.ids

@@ -165,6 +165,20 @@ outbox = Table(
     Index("ix_outbox_due", "status", "next_attempt_at"),
 )
 
+event_outbox = Table(
+    "event_outbox",
+    metadata,  # bus events committed with what they announce, deleted once published
+    Column("id", ID, primary_key=True),  # time-ordered: the order they were committed in
+    Column("topic", String(64), nullable=False),
+    Column("event", Text, nullable=False),  # the event as the bus carries it (JSON)
+    Column("created_at", Double, nullable=False),
+    Column("conversation_id", ID, index=True),  # whose text it may carry (erasure deletes it)
+    # the process that publishes it right after the commit, until when; then any relay may
+    Column("claimed_by", String(64)),
+    Column("claimed_until", Double),
+    Index("ix_event_outbox_created", "created_at"),
+)
+
 leases = Table(
     "leases",
     metadata,  # one holder at a time per name (dispatch); token grows with every new holder

@@ -2,10 +2,10 @@
 
 Each aggregate is a small module over its own tables and returns typed records
 (``hub.store.records``): ``conversations``, ``messages``, ``replies``, ``outbox``,
-``assignments`` (dispatch's writes), ``sessions``, ``revisions``, ``connector_state``,
-``opt_outs``, ``attachments``, ``leases`` (one holder at a time, own transactions) and
-``readiness``; inbound envelopes are stored in batches by ``hub.ingest`` through the same
-writer. They share one :class:`~hub.store.database.Database`:
+``assignments`` (dispatch's writes), ``events`` (the event outbox), ``sessions``,
+``revisions``, ``connector_state``, ``opt_outs``, ``attachments``, ``leases`` (one holder
+at a time, own transactions) and ``readiness``; inbound envelopes are stored in batches by
+``hub.ingest`` through the same writer. They share one :class:`~hub.store.database.Database`:
 reads on pooled connections, writes through its group-committing writer. :class:`Store` gives
 their methods the names callers use, so the hub holds one object and each method lives with
 its tables.
@@ -21,6 +21,7 @@ from hub.store.calls import CallEvents
 from hub.store.connector_state import ConnectorStates
 from hub.store.conversations import Conversations
 from hub.store.database import Clock, Database
+from hub.store.event_outbox import EventOutbox
 from hub.store.leases import Leases
 from hub.store.messages import Messages
 from hub.store.opt_outs import OptOuts
@@ -88,6 +89,13 @@ class Store:
         self.begin_attempt = outbox.begin_attempt
         self.record_delivery = outbox.record_delivery
         self.update_delivery = outbox.update_delivery
+        self._events = events = EventOutbox(database)
+        self.add_events = events.add
+        self.claim_events = events.claim
+        self.events_done = events.done
+        self.delete_published_events = events.delete_published
+        self.release_events = events.release
+        self.event_backlog = events.backlog
         opt_outs = OptOuts(database)
         self.set_opt_out = opt_outs.set
         self.opted_out = opt_outs.keyword
@@ -116,4 +124,5 @@ class Store:
 
     async def close(self) -> None:
         """Commit what is queued, then close the writer and the pool."""
+        self._events.flush()  # published events' rows go, or they are published again
         await self._database.close()
