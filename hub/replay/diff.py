@@ -1,0 +1,435 @@
+"""Replaying stored messages through two rule sets: what a rules change would do to real traffic.
+
+Pure: :class:`Replay` takes :class:`Replayable` messages (what the rules saw of each, read by
+``hub.replay.load``) and, at the end, hands out a typed :class:`Summary`. Each message is
+evaluated by both rule sets on one shared context (the words of a text are split once for
+both), and only *which rules fired* on each side is tallied: a decision is a function of the
+rules that fired, so everything else (queue moves, priority and SLA changes, rules newly firing
+or stopping, instructions, auto-replies) is worked out once per distinct pair at the end, and
+traces only for the few examples shown.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime
+from functools import partial
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import msgspec
+
+from rules.compiler import RuleSet
+from rules.context import Context, CustomerFacts, OpenAt
+from rules.decision import Decision
+from rules.evaluate import decide, evaluate
+
+EXCERPT = 160
+
+
+class Replayable(msgspec.Struct, frozen=True, array_like=True):
+    """One stored inbound message as the rules saw it when it arrived."""
+
+    message_id: str
+    conversation_id: str
+    channel: str
+    inbox: str
+    subject: str
+    text: str
+    sender: str
+    to: list[str]
+    language: str
+    attachments: list[str]
+    received_at: float
+    is_reply: bool
+    auto_submitted: bool
+    customer: CustomerFacts
+    moment: float  # when the rules decided: ``now.*`` and business hours replay at it
+    created: bool  # it started a conversation: an auto-reply would have gone out
+    recorded: Decision | None  # the decision stored with it; None: stored before recording
+    has_context: bool  # False: only the envelope is known (customer facts empty)
+
+
+class Example(msgspec.Struct, frozen=True, kw_only=True):
+    """A message shown for a change, with both decisions and the rules that mattered."""
+
+    message_id: str
+    conversation_id: str
+    channel: str
+    inbox: str
+    received_at: float
+    subject: str
+    excerpt: str
+    has_context: bool
+    recorded: Decision | None
+    old: Decision
+    new: Decision
+    # the trace entries of rules that matched or failed on either side (docs/rules.md)
+    old_trace: list[dict[str, Any]]
+    new_trace: list[dict[str, Any]]
+
+
+class Move(msgspec.Struct, frozen=True, kw_only=True):
+    old_queue: str
+    new_queue: str
+    messages: int
+    examples: list[str] = []  # message ids (Summary.examples); only for changed queues
+
+
+class Change(msgspec.Struct, frozen=True, kw_only=True):
+    """A field's old and new value (priority names, SLA seconds or None) and how often."""
+
+    old: str | int | None
+    new: str | int | None
+    messages: int
+    examples: list[str] = []
+
+
+class Counted(msgspec.Struct, frozen=True, kw_only=True):
+    """A rule, an instruction or an auto-reply text, and on how many messages it changed."""
+
+    name: str
+    messages: int
+    examples: list[str] = []
+
+
+class AutoReplies(msgspec.Struct, frozen=True, kw_only=True):
+    """Auto-replies that would have been sent (new conversations, never to automated mail)."""
+
+    old: int  # sent under the current rules
+    new: int  # sent under the proposed rules
+    gained: list[Counted] = []  # by text: sent under the proposed rules only
+    lost: list[Counted] = []  # by text: sent under the current rules only
+    changed: int = 0  # sent under both, with another text
+
+
+class RuleErrors(msgspec.Struct, frozen=True, kw_only=True):
+    side: str  # "old" or "new"
+    rule: str
+    messages: int
+    error: str  # the first one seen
+
+
+class Summary(msgspec.Struct, frozen=True, kw_only=True):
+    """What replaying the messages of a period through the proposed rules changes."""
+
+    against: str  # sha256 of the rules compared with (the running or a stored revision)
+    proposed: str  # sha256 of the proposed rules
+    messages: int
+    without_context: int  # stored before recording: replayed with the envelope only
+    changed: int  # messages whose decision differs in any way
+    queues: list[Move]  # every (old queue -> new queue), most messages first
+    priorities: list[Change]
+    slas: list[Change]
+    newly_firing: list[Counted]  # rules firing on messages they did not fire on before
+    stopped_firing: list[Counted]  # rules no longer firing on messages they fired on
+    never_firing: list[str]  # enabled rules of the proposed file firing on no message
+    instructions_added: list[Counted]
+    instructions_lost: list[Counted]
+    auto_replies: AutoReplies
+    errors: list[RuleErrors]
+    recorded_revisions: dict[str, int]  # revision that routed the messages -> messages
+    examples: dict[str, Example]  # by message id
+
+
+class _Pair:
+    """Messages on which the two rule sets fired the same rules (so decided the same)."""
+
+    __slots__ = ("count", "new", "old", "samples")
+
+    def __init__(self, old: Decision, new: Decision) -> None:
+        self.old = old
+        self.new = new
+        self.count = 0
+        self.samples: list[tuple[int, Replayable]] = []  # (position in the replay, message)
+
+
+_Key = tuple[tuple[str, ...], tuple[str, ...], bool]
+
+
+def context_of(item: Replayable, zone: ZoneInfo, open_at: OpenAt) -> Context:
+    """The rules' view of a replayed message, at the moment it was decided."""
+    return Context.of(
+        channel=item.channel,
+        inbox=item.inbox,
+        subject=item.subject,
+        text=item.text,
+        sender=item.sender,
+        to=item.to,
+        language=item.language,
+        attachments=item.attachments,
+        received_at=item.received_at,
+        is_reply=item.is_reply,
+        auto_submitted=item.auto_submitted,
+        customer=item.customer,
+        clock=partial(datetime.fromtimestamp, item.moment, zone),
+        business_hours=open_at,
+    )
+
+
+class Replay:
+    """Feed it messages (:meth:`add`), then ask for the :meth:`summary`."""
+
+    def __init__(
+        self,
+        old: RuleSet,
+        new: RuleSet,
+        *,
+        zone: ZoneInfo,
+        open_at: OpenAt,
+        examples: int = 3,
+    ) -> None:
+        self.old = old
+        self.new = new
+        self.zone = zone
+        self.open_at = open_at
+        self.examples = examples
+        self.pairs: dict[_Key, _Pair] = {}
+        self.messages = 0
+        self.without_context = 0
+        self.revisions: Counter[str] = Counter()
+        self.errors: dict[tuple[str, str], list[Any]] = {}
+
+    def add(self, items: Iterable[Replayable]) -> None:
+        """Replay ``items`` through both rule sets."""
+        old, new, zone, open_at = self.old, self.new, self.zone, self.open_at
+        same = old.digest == new.digest
+        pairs = self.pairs
+        wanted = self.examples
+        errors: list[tuple[str, str]] = []
+        for item in items:
+            context = context_of(item, zone, open_at)
+            before = decide(old, context, errors)
+            if errors:
+                self._errors("old", errors)
+            after = before if same else decide(new, context, errors)
+            if errors:
+                self._errors("new", errors)
+            key = (before.rules, after.rules, item.created and not item.auto_submitted)
+            pair = pairs.get(key)
+            if pair is None:
+                pair = pairs[key] = _Pair(before, after)
+            pair.count += 1
+            if len(pair.samples) < wanted:
+                pair.samples.append((self.messages, item))
+            if item.has_context:
+                recorded = item.recorded
+                if recorded is not None and recorded.revision:
+                    self.revisions[recorded.revision] += 1
+            else:
+                self.without_context += 1
+            self.messages += 1
+
+    def _errors(self, side: str, errors: list[tuple[str, str]]) -> None:
+        for rule, error in errors:
+            entry = self.errors.get((side, rule))
+            if entry is None:
+                self.errors[(side, rule)] = [1, error]
+            else:
+                entry[0] += 1
+        errors.clear()
+
+    def summary(self) -> Summary:
+        """What the messages added so far change (see :class:`Summary`)."""
+        queues: Counter[tuple[str, str]] = Counter()
+        priorities: Counter[tuple[str, str]] = Counter()
+        slas: Counter[tuple[int | None, int | None]] = Counter()
+        newly: Counter[str] = Counter()
+        stopped: Counter[str] = Counter()
+        fired_new: Counter[str] = Counter()
+        added: Counter[str] = Counter()
+        lost: Counter[str] = Counter()
+        gained_replies: Counter[str] = Counter()
+        lost_replies: Counter[str] = Counter()
+        shown = _Shown(self.examples)
+        changed = replies_old = replies_new = replies_changed = 0
+        for (_, _, sends), pair in sorted(self.pairs.items(), key=lambda kv: -kv[1].count):
+            old, new, count, samples = pair.old, pair.new, pair.count, pair.samples
+            queues[(old.queue, new.queue)] += count
+            if old.queue != new.queue:
+                shown.add(("queue", old.queue, new.queue), samples)
+            if old.priority != new.priority:
+                priorities[(str(old.priority), str(new.priority))] += count
+                shown.add(("priority", str(old.priority), str(new.priority)), samples)
+            if old.sla_seconds != new.sla_seconds:
+                slas[(old.sla_seconds, new.sla_seconds)] += count
+                shown.add(("sla", old.sla_seconds, new.sla_seconds), samples)
+            for rule in new.rules:
+                fired_new[rule] += count
+            for rule in _missing(new.rules, old.rules):
+                newly[rule] += count
+                shown.add(("newly", rule), samples)
+            for rule in _missing(old.rules, new.rules):
+                stopped[rule] += count
+                shown.add(("stopped", rule), samples)
+            for line in _missing(new.instructions, old.instructions):
+                added[line] += count
+                shown.add(("added", line), samples)
+            for line in _missing(old.instructions, new.instructions):
+                lost[line] += count
+                shown.add(("lost", line), samples)
+            before = old.auto_reply if sends else None
+            after = new.auto_reply if sends else None
+            replies_old += count if before else 0
+            replies_new += count if after else 0
+            if after and not before:
+                gained_replies[after] += count
+                shown.add(("reply+", after), samples)
+            elif before and not after:
+                lost_replies[before] += count
+                shown.add(("reply-", before), samples)
+            elif before and after and before != after:
+                replies_changed += count
+            if _differs(old, new, sends):
+                changed += count
+        enabled = {self.new.rules[position].name for position in self.new.enabled}
+        return Summary(
+            against=self.old.digest,
+            proposed=self.new.digest,
+            messages=self.messages,
+            without_context=self.without_context,
+            changed=changed,
+            queues=[
+                Move(
+                    old_queue=old,
+                    new_queue=new,
+                    messages=count,
+                    examples=shown.ids(("queue", old, new)),
+                )
+                for (old, new), count in _ranked(queues)
+            ],
+            priorities=[
+                Change(old=o, new=n, messages=c, examples=shown.ids(("priority", o, n)))
+                for (o, n), c in _ranked(priorities)
+            ],
+            slas=[
+                Change(old=o, new=n, messages=c, examples=shown.ids(("sla", o, n)))
+                for (o, n), c in _ranked(slas)
+            ],
+            newly_firing=_counted(newly, shown, "newly"),
+            stopped_firing=_counted(stopped, shown, "stopped"),
+            never_firing=[
+                rule.name
+                for rule in self.new.rules
+                if rule.name in enabled and not fired_new[rule.name]
+            ],
+            instructions_added=_counted(added, shown, "added"),
+            instructions_lost=_counted(lost, shown, "lost"),
+            auto_replies=AutoReplies(
+                old=replies_old,
+                new=replies_new,
+                gained=_counted(gained_replies, shown, "reply+"),
+                lost=_counted(lost_replies, shown, "reply-"),
+                changed=replies_changed,
+            ),
+            errors=[
+                RuleErrors(side=side, rule=rule, messages=entry[0], error=entry[1])
+                for (side, rule), entry in sorted(self.errors.items())
+            ],
+            recorded_revisions=dict(self.revisions.most_common()),
+            examples={item.message_id: self.example(item) for item in shown.items()},
+        )
+
+    def example(self, item: Replayable) -> Example:
+        """``item`` with both decisions and the trace entries that matter."""
+        before = evaluate(self.old, context_of(item, self.zone, self.open_at), explain=True)
+        after = evaluate(self.new, context_of(item, self.zone, self.open_at), explain=True)
+        relevant = _relevant(before.trace) | _relevant(after.trace)
+        excerpt = " ".join(item.text.split())
+        return Example(
+            message_id=item.message_id,
+            conversation_id=item.conversation_id,
+            channel=item.channel,
+            inbox=item.inbox,
+            received_at=item.received_at,
+            subject=item.subject,
+            excerpt=excerpt[:EXCERPT] + ("…" if len(excerpt) > EXCERPT else ""),
+            has_context=item.has_context,
+            recorded=item.recorded,
+            old=before.decision,
+            new=after.decision,
+            old_trace=[entry for entry in before.trace or () if entry["rule"] in relevant],
+            new_trace=[entry for entry in after.trace or () if entry["rule"] in relevant],
+        )
+
+
+class _Shown:
+    """The first ``limit`` messages (in replay order) of each change, as its examples."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.by_change: dict[tuple[Any, ...], list[tuple[int, Replayable]]] = {}
+
+    def add(self, change: tuple[Any, ...], samples: list[tuple[int, Replayable]]) -> None:
+        chosen = self.by_change.setdefault(change, [])
+        chosen += samples
+        if len(chosen) > self.limit:
+            chosen.sort(key=lambda sample: sample[0])
+            del chosen[self.limit :]
+
+    def chosen(self, change: tuple[Any, ...]) -> list[Replayable]:
+        return [item for _, item in sorted(self.by_change.get(change, ()), key=lambda s: s[0])]
+
+    def ids(self, change: tuple[Any, ...]) -> list[str]:
+        return [item.message_id for item in self.chosen(change)]
+
+    def items(self) -> list[Replayable]:
+        unique: dict[str, tuple[int, Replayable]] = {}
+        for chosen in self.by_change.values():
+            for position, item in chosen:
+                unique.setdefault(item.message_id, (position, item))
+        return [item for _, item in sorted(unique.values(), key=lambda s: s[0])]
+
+
+def _missing(these: tuple[str, ...], those: tuple[str, ...]) -> list[str]:
+    """The entries of ``these`` that ``those`` lacks, once each, in order."""
+    if these == those:
+        return []
+    lacking = set(those)
+    return list(dict.fromkeys(entry for entry in these if entry not in lacking))
+
+
+def _differs(old: Decision, new: Decision, sends: bool) -> bool:
+    """Whether the message would be handled differently (rules of one name may differ too)."""
+    return (
+        old.queue != new.queue
+        or old.priority != new.priority
+        or old.sla_seconds != new.sla_seconds
+        or old.skills != new.skills
+        or old.agent != new.agent
+        or old.instructions != new.instructions
+        or old.tags != new.tags
+        or (sends and old.auto_reply != new.auto_reply)
+    )
+
+
+def _ranked(counter: Counter[Any]) -> list[tuple[Any, int]]:
+    """Most messages first; ties in a stable order of the keys' text."""
+    return sorted(counter.items(), key=lambda kv: (-kv[1], repr(kv[0])))
+
+
+def _counted(counter: Counter[str], shown: _Shown, kind: str) -> list[Counted]:
+    return [
+        Counted(name=name, messages=count, examples=shown.ids((kind, name)))
+        for name, count in _ranked(counter)
+    ]
+
+
+def _relevant(trace: list[dict[str, Any]] | None) -> set[str]:
+    return {entry["rule"] for entry in trace or () if entry["result"] in {"matched", "error"}}
+
+
+def replay(
+    items: Iterable[Replayable],
+    old: RuleSet,
+    new: RuleSet,
+    *,
+    zone: ZoneInfo,
+    open_at: OpenAt,
+    examples: int = 3,
+) -> Summary:
+    """The summary of replaying ``items`` through ``old`` and ``new`` (all at once)."""
+    run = Replay(old, new, zone=zone, open_at=open_at, examples=examples)
+    run.add(items)
+    return run.summary()
