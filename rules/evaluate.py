@@ -146,6 +146,19 @@ def _build(ruleset: RuleSet, order: list[int], matched: set[int]) -> Decision:
     )
 
 
+def decision_for(
+    ruleset: RuleSet, fired: tuple[str, ...], positions: dict[str, int] | None = None
+) -> Decision:
+    """The decision of ``ruleset`` when exactly the rules named ``fired`` match (a decision is
+    a function of the rules that fired): a recorded evaluation, rebuilt without evaluating.
+    ``positions`` (name -> position in the file) saves building it on every call. KeyError for
+    a name the rule set does not have."""
+    if positions is None:
+        positions = {name: position for position, name in enumerate(ruleset.names)}
+    order = sorted(positions[name] for name in fired)
+    return _merge(ruleset, order, set(order))
+
+
 def _explain(ruleset: RuleSet, context: Any) -> Outcome:
     """The decision plus a trace entry for every rule, in file order."""
     outcome = _decide(ruleset, context, ruleset.enabled)

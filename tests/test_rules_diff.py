@@ -28,7 +28,7 @@ from hub.metrics import Metrics
 from hub.pipeline import Pipeline
 from hub.replay import service
 from hub.replay.api import problem
-from hub.replay.diff import Replayable, Summary, replay
+from hub.replay.diff import Replayable, Summary, context_of, replay
 from hub.replay.load import Period, Reader
 from hub.replay.record import RoutingRecord, decode, encode, record_of
 from hub.replay.text import render
@@ -37,6 +37,7 @@ from hub.store.schema import routing_records
 from hub.store.store import Store
 from rules.context import CustomerFacts
 from rules.decision import Decision, Priority
+from rules.evaluate import evaluate
 from rules.loader import load_rules
 from rules.reload import RulesHolder
 from tests.conftest import AGENT_PASSWORD, make_settings
@@ -186,6 +187,32 @@ def test_the_same_rules_change_nothing_and_examples_can_be_off() -> None:
     assert summary.never_firing == []  # every rule of OLD fired on something
     quiet = _diff(examples=0)
     assert quiet.examples == {} and quiet.changed == 8
+
+
+def test_recorded_decisions_stand_in_for_the_same_revision() -> None:
+    """A message recorded under the revision compared with is not evaluated by it again: its
+    recorded rules give the decision, and the summary is the one evaluating gives."""
+    old = load_rules(OLD, "old.yaml")
+    new = load_rules(NEW, "new.yaml")
+    recorded = [
+        msgspec.structs.replace(
+            item,
+            recorded=evaluate(old, context_of(item, ZoneInfo("UTC"), _open)).decision,
+        )
+        for item in HISTORY
+    ]
+    fast = replay(recorded, old, new, zone=ZoneInfo("UTC"), open_at=_open)
+    slow = _diff()
+    for name in Summary.__struct_fields__:
+        if name not in {"recorded_revisions", "examples"}:
+            assert getattr(fast, name) == getattr(slow, name), name
+    assert fast.recorded_revisions == {old.digest: 8}  # m3 has no context
+    # a recorded decision of another revision is not trusted: evaluated again
+    stale = [
+        msgspec.structs.replace(item, recorded=Decision(queue="elsewhere", revision="0" * 64))
+        for item in HISTORY
+    ]
+    assert replay(stale, old, new, zone=ZoneInfo("UTC"), open_at=_open).queues == slow.queues
 
 
 def test_a_failing_rule_is_counted_not_fatal() -> None:
