@@ -9,7 +9,8 @@ priority, rewrites some instructions, drops some rules and adds an after-hours a
 Timed in alternating rounds (median of ``--rounds``), in one process, on the same messages:
 
 - **engine**: what the hub does per inbound message, ``RulesDecider(envelope, customer)``
-  (context from the envelope and facts, the current rules, the decision): decisions/s;
+  (context from the envelope and facts, the current rules, the decision): decisions/s; the
+  same with the proposed rules for reference (the baseline of the aim is the current rules);
 - **replay**: ``hub.replay.diff.Replay.add`` over the stored messages as read back (context from
   the record, the proposed rules, the tally), then its summary: messages/s. The messages were
   routed by the current rules, so their recorded rules give the current side's decision (as in
@@ -88,10 +89,16 @@ def proposed(text: str) -> str:
     return "\n".join(out) + "\n"
 
 
-async def store_history(
-    url: str, items: list[Any], decider: RulesDecider, rng: random.Random
-) -> None:
-    """The messages as ingest stores them, with what the rules saw (bulk inserts)."""
+async def store_history(url: str, items: list[Any], ruleset: RuleSet, rng: random.Random) -> None:
+    """The messages as ingest stores them, with what the rules saw and decided when each
+    arrived (bulk inserts)."""
+    moment = [NOW]
+    decider = RulesDecider(
+        RulesHolder(ruleset),
+        timezone="Europe/Berlin",
+        calendars=CALENDARS,
+        clock=lambda: moment[0],
+    )
     store = Store(url, clock=lambda: NOW)
     await store.start()
     try:
@@ -115,7 +122,7 @@ async def store_history(
             batch_r.clear()
 
         for number, (envelope, customer) in enumerate(items):
-            at = NOW - WEEK * number / len(items) * 0.99
+            at = moment[0] = NOW - WEEK * (len(items) - number) / len(items) * 0.99
             decision = decider(envelope, customer)
             message_id = f"m{number:09d}"
             conversation_id = f"c{number:09d}"
@@ -203,8 +210,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite+aiosqlite:///{folder}/bench.db"
         start = time.perf_counter()
-        asyncio.run(store_history(url, items, decider, rng))
+        asyncio.run(store_history(url, items, current, rng))
         print(f"stored in {time.perf_counter() - start:.1f} s", flush=True)
+        proposed_decider = RulesDecider(
+            RulesHolder(proposal), timezone="Europe/Berlin", calendars=CALENDARS, clock=lambda: NOW
+        )
+        for envelope, customer in items[:1_000]:
+            proposed_decider(envelope, customer)
+        proposed_rates: list[float] = []
         engine_rates: list[float] = []
         replay_rates: list[float] = []
         both_rates: list[float] = []
@@ -218,6 +231,11 @@ def main() -> None:
             for envelope, customer in items:
                 decider(envelope, customer)
             engine_rates.append(count / (time.process_time() - start))
+
+            start = time.process_time()
+            for envelope, customer in items:
+                proposed_decider(envelope, customer)
+            proposed_rates.append(count / (time.process_time() - start))
 
             start = time.perf_counter()
             stored = asyncio.run(read_back(url))
@@ -263,6 +281,10 @@ def main() -> None:
     )
     print(f"{'figure (CPU time; read: wall clock)':44} {'msg/s':>10} {'vs engine':>10}")
     print(f"{'engine: RulesDecider(envelope, customer)':44} {engine:>10,.0f} {1:>10.2f}")
+    on_proposed = statistics.median(proposed_rates)
+    print(
+        f"{'engine with the proposed rules':44} {on_proposed:>10,.0f} {on_proposed / engine:>10.2f}"
+    )
     print(
         f"{'replay: recorded + proposed, tally, summary':44} {replayed:>10,.0f} "
         f"{replayed / engine:>10.2f}"

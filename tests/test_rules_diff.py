@@ -37,7 +37,7 @@ from hub.store.schema import routing_records
 from hub.store.store import Store
 from rules.context import CustomerFacts
 from rules.decision import Decision, Priority
-from rules.evaluate import evaluate
+from rules.evaluate import evaluate, matched_trace
 from rules.loader import load_rules
 from rules.reload import RulesHolder
 from tests.conftest import AGENT_PASSWORD, make_settings
@@ -178,6 +178,17 @@ def test_fixture_history_replays_to_exact_counts() -> None:
     assert summary.examples["m3"].has_context is False
 
 
+def test_examples_are_capped_with_queue_moves_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hub.replay import diff
+
+    monkeypatch.setattr(diff, "MAX_EXAMPLES", 2)
+    summary = _diff()
+    assert list(summary.examples) == ["m1", "m2"]
+    assert summary.queues[1].examples == ["m1", "m2"]
+    assert summary.auto_replies.gained[0].examples == []  # m8: past the cap
+    assert summary.instructions_added[0].examples == ["m1", "m2"]  # already shown
+
+
 def test_the_same_rules_change_nothing_and_examples_can_be_off() -> None:
     old = load_rules(OLD, "old.yaml")
     summary = replay(HISTORY, old, old, zone=ZoneInfo("UTC"), open_at=_open)
@@ -207,12 +218,32 @@ def test_recorded_decisions_stand_in_for_the_same_revision() -> None:
         if name not in {"recorded_revisions", "examples"}:
             assert getattr(fast, name) == getattr(slow, name), name
     assert fast.recorded_revisions == {old.digest: 8}  # m3 has no context
+    # a closed queue's reply laid over a recorded decision is hub.yaml's, not the rules'
+    closed = [
+        msgspec.structs.replace(
+            item,
+            recorded=msgspec.structs.replace(item.recorded, auto_reply="We are closed today."),
+        )
+        for item in recorded
+        if item.recorded is not None
+    ]
+    assert replay(closed, old, new, zone=ZoneInfo("UTC"), open_at=_open).auto_replies.lost == []
     # a recorded decision of another revision is not trusted: evaluated again
     stale = [
         msgspec.structs.replace(item, recorded=Decision(queue="elsewhere", revision="0" * 64))
         for item in HISTORY
     ]
     assert replay(stale, old, new, zone=ZoneInfo("UTC"), open_at=_open).queues == slow.queues
+
+
+def test_example_traces_are_what_explaining_gives() -> None:
+    """Examples show the matched rules' trace entries without evaluating every rule again."""
+    for text in (OLD, NEW):
+        ruleset = load_rules(text, "rules.yaml")
+        for item in HISTORY:
+            outcome = evaluate(ruleset, context_of(item, ZoneInfo("UTC"), _open), explain=True)
+            matched = [entry for entry in outcome.trace or () if entry["result"] == "matched"]
+            assert matched_trace(ruleset, outcome.decision.rules) == matched
 
 
 def test_a_failing_rule_is_counted_not_fatal() -> None:
@@ -274,6 +305,13 @@ def test_record_round_trip_is_compact() -> None:
     )
     with pytest.raises(msgspec.DecodeError):
         decode(b"\x01\x02")
+    # CRM attributes MessagePack cannot hold never keep a message from being stored
+    odd = CustomerFacts(attributes={"since": datetime(2020, 1, 1).date(), "big": 2**70})
+    kept = decode(encode(record_of(envelope, odd, decision, decided_at=AT_10, created=False)))
+    assert kept.customer.attributes == {"unrecorded": True}
+    dated = CustomerFacts(attributes={"since": datetime(2020, 1, 1).date(), "n": 1})
+    kept = decode(encode(record_of(envelope, dated, decision, decided_at=AT_10, created=False)))
+    assert kept.customer.attributes == {"since": "2020-01-01", "n": 1}
 
 
 # -- on a store ------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ traces only for the few examples shown.
 Two shortcuts keep a replay near the engine's own speed, neither changing a result:
 
 - A message recorded under the revision compared with is not evaluated by it again: its
-  recorded rules give its decision (:func:`rules.evaluate.decision_for`). (Rules only: a
-  queue's ``closed_reply`` laid over the recorded decision is hub.yaml's, not the rules'.)
+  recorded decision is that revision's decision (a queue's ``closed_reply`` laid over it, which
+  is hub.yaml's and not the rules', is taken off again).
 - Rules read the time to the minute (``now.minute`` is the finest field, calendars open and
   close on whole minutes), so messages of one minute share one clock reading and one
   business-hours answer per calendar.
@@ -32,9 +32,10 @@ import msgspec
 from rules.compiler import RuleSet
 from rules.context import Context, CustomerFacts, OpenAt
 from rules.decision import Decision
-from rules.evaluate import decide, decision_for, evaluate
+from rules.evaluate import decide, matched_trace
 
 EXCERPT = 160
+MAX_EXAMPLES = 60  # example messages in one summary, whatever the number of changes
 
 
 class Replayable(msgspec.Struct, frozen=True, array_like=True):
@@ -74,7 +75,7 @@ class Example(msgspec.Struct, frozen=True, kw_only=True):
     recorded: Decision | None
     old: Decision
     new: Decision
-    # the trace entries of rules that matched or failed on either side (docs/rules.md)
+    # the trace entries of the rules that matched or failed on each side (docs/rules.md)
     old_trace: list[dict[str, Any]]
     new_trace: list[dict[str, Any]]
 
@@ -239,8 +240,8 @@ class Replay:
         self.without_context = 0
         self.revisions: Counter[str] = Counter()
         self.errors: dict[tuple[str, str], list[Any]] = {}
-        self.recorded: dict[tuple[str, ...], Decision] = {}  # old's decision by rules fired
-        self.positions = {name: position for position, name in enumerate(old.names)}
+        # the auto-reply each rule of ``old`` sends: the rules' own part of a recorded decision
+        self.replies = {rule.name: rule.auto_reply_text for rule in old.rules}
         self.minute = _Minute(0, zone, open_at)
 
     def add(self, items: Iterable[Replayable]) -> None:
@@ -249,7 +250,6 @@ class Replay:
         same = old.digest == new.digest
         pairs = self.pairs
         wanted = self.examples
-        known = self.recorded
         errors: list[tuple[str, str]] = []
         minute = self.minute
         for item in items:
@@ -259,12 +259,9 @@ class Replay:
             context = _replay_context(item, minute)
             recorded = item.recorded
             if recorded is not None and recorded.revision == old.digest:
-                found = known.get(recorded.rules)
-                if found is None:
-                    found = known[recorded.rules] = decision_for(
-                        old, recorded.rules, self.positions
-                    )
-                before = found
+                before = recorded
+                if recorded.auto_reply is not None:
+                    before = self._rules_only(recorded)
             else:
                 before = decide(old, context, errors)
                 if errors:
@@ -286,6 +283,14 @@ class Replay:
             else:
                 self.without_context += 1
             self.messages += 1
+
+    def _rules_only(self, recorded: Decision) -> Decision:
+        """``recorded`` without an auto-reply the rules did not choose (a closed queue's)."""
+        replies = self.replies
+        chosen = next(filter(None, (replies.get(name) for name in recorded.rules)), None)
+        if chosen == recorded.auto_reply:
+            return recorded
+        return msgspec.structs.replace(recorded, auto_reply=chosen)
 
     def _errors(self, side: str, errors: list[tuple[str, str]]) -> None:
         for rule, error in errors:
@@ -398,10 +403,16 @@ class Replay:
         )
 
     def example(self, item: Replayable) -> Example:
-        """``item`` with both decisions and the trace entries that matter."""
-        before = evaluate(self.old, context_of(item, self.zone, self.open_at), explain=True)
-        after = evaluate(self.new, context_of(item, self.zone, self.open_at), explain=True)
-        relevant = _relevant(before.trace) | _relevant(after.trace)
+        """``item`` with both decisions and the trace entries of the rules that mattered."""
+        context = context_of(item, self.zone, self.open_at)
+        traces = []
+        for ruleset in (self.old, self.new):
+            errors: list[tuple[str, str]] = []
+            decision = decide(ruleset, context, errors)
+            trace = matched_trace(ruleset, decision.rules)
+            trace += [{"rule": rule, "result": "error", "error": error} for rule, error in errors]
+            traces.append((decision, trace))
+        (before, old_trace), (after, new_trace) = traces
         excerpt = " ".join(item.text.split())
         return Example(
             message_id=item.message_id,
@@ -412,20 +423,23 @@ class Replay:
             subject=item.subject,
             excerpt=excerpt[:EXCERPT] + ("…" if len(excerpt) > EXCERPT else ""),
             has_context=item.has_context,
-            recorded=item.recorded,
-            old=before.decision,
-            new=after.decision,
-            old_trace=[entry for entry in before.trace or () if entry["rule"] in relevant],
-            new_trace=[entry for entry in after.trace or () if entry["rule"] in relevant],
+            recorded=_plain(item.recorded),
+            old=before,
+            new=after,
+            old_trace=old_trace,
+            new_trace=new_trace,
         )
 
 
 class _Shown:
-    """The first ``limit`` messages (in replay order) of each change, as its examples."""
+    """The first ``limit`` messages (in replay order) of each change, as its examples; at most
+    :data:`MAX_EXAMPLES` messages in all, given to the changes in the order the summary lists
+    them (queues first, the biggest first)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.by_change: dict[tuple[Any, ...], list[tuple[int, Replayable]]] = {}
+        self.shown: dict[str, tuple[int, Replayable]] = {}
 
     def add(self, change: tuple[Any, ...], samples: list[tuple[int, Replayable]]) -> None:
         chosen = self.by_change.setdefault(change, [])
@@ -434,18 +448,27 @@ class _Shown:
             chosen.sort(key=lambda sample: sample[0])
             del chosen[self.limit :]
 
-    def chosen(self, change: tuple[Any, ...]) -> list[Replayable]:
-        return [item for _, item in sorted(self.by_change.get(change, ()), key=lambda s: s[0])]
-
     def ids(self, change: tuple[Any, ...]) -> list[str]:
-        return [item.message_id for item in self.chosen(change)]
+        """The examples of ``change``, as far as the budget of examples goes."""
+        found = []
+        for position, item in sorted(self.by_change.get(change, ()), key=lambda s: s[0]):
+            if item.message_id not in self.shown:
+                if len(self.shown) >= MAX_EXAMPLES:
+                    continue
+                self.shown[item.message_id] = (position, item)
+            found.append(item.message_id)
+        return found
 
     def items(self) -> list[Replayable]:
-        unique: dict[str, tuple[int, Replayable]] = {}
-        for chosen in self.by_change.values():
-            for position, item in chosen:
-                unique.setdefault(item.message_id, (position, item))
-        return [item for _, item in sorted(unique.values(), key=lambda s: s[0])]
+        """Every message an :meth:`ids` answer named, in replay order."""
+        return [item for _, item in sorted(self.shown.values(), key=lambda s: s[0])]
+
+
+def _plain(decision: Decision | None) -> Decision | None:
+    """A decoded (positional) decision as a plain one, which encodes with field names."""
+    if decision is None or type(decision) is Decision:
+        return decision
+    return Decision(**{name: getattr(decision, name) for name in Decision.__struct_fields__})
 
 
 def _missing(these: tuple[str, ...], those: tuple[str, ...]) -> list[str]:
@@ -480,10 +503,6 @@ def _counted(counter: Counter[str], shown: _Shown, kind: str) -> list[Counted]:
         Counted(name=name, messages=count, examples=shown.ids((kind, name)))
         for name, count in _ranked(counter)
     ]
-
-
-def _relevant(trace: list[dict[str, Any]] | None) -> set[str]:
-    return {entry["rule"] for entry in trace or () if entry["result"] in {"matched", "error"}}
 
 
 def replay(

@@ -56,7 +56,8 @@ class RoutingRecord(msgspec.Struct, frozen=True, array_like=True):
     decision: SeenDecision
 
 
-_encoder = msgspec.msgpack.Encoder()
+# attributes come from CRM data: a value MessagePack has no type for is kept as its text
+_encoder = msgspec.msgpack.Encoder(enc_hook=str)
 _decoder = msgspec.msgpack.Decoder(RoutingRecord)
 
 
@@ -101,7 +102,13 @@ def record_of(
 
 
 def encode(record: RoutingRecord) -> bytes:
-    return _encoder.encode(record)
+    """The stored form. Never fails for the data ingest has (a record must not keep a message
+    from being stored): attributes that cannot be encoded even as text are left out."""
+    try:
+        return _encoder.encode(record)
+    except (OverflowError, TypeError, ValueError, msgspec.EncodeError):
+        customer = msgspec.structs.replace(record.customer, attributes={"unrecorded": True})
+        return _encoder.encode(msgspec.structs.replace(record, customer=customer))
 
 
 def decode(data: bytes) -> RoutingRecord:
