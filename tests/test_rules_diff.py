@@ -30,7 +30,7 @@ from hub.replay import service
 from hub.replay.api import problem
 from hub.replay.diff import Replayable, Summary, context_of, replay
 from hub.replay.load import Period, Reader
-from hub.replay.record import RoutingRecord, decode, encode, record_of
+from hub.replay.record import RoutingRecord, decode, encode, encoded, record_of
 from hub.replay.text import render
 from hub.routing import RulesDecider
 from hub.store.schema import routing_records
@@ -291,6 +291,7 @@ def test_record_round_trip_is_compact() -> None:
     decision = Decision(queue="premium", priority=Priority.HIGH, rules=("vip",), revision="ab" * 32)
     record = record_of(envelope, facts, decision, decided_at=AT_10 + 1, created=True)
     data = encode(record)
+    assert encoded(envelope, facts, decision, decided_at=AT_10 + 1, created=True) == data
     assert b"a long text" not in data  # the text is the message row's
     assert len(data) < 250
     back = decode(data)
@@ -309,6 +310,8 @@ def test_record_round_trip_is_compact() -> None:
     odd = CustomerFacts(attributes={"since": datetime(2020, 1, 1).date(), "big": 2**70})
     kept = decode(encode(record_of(envelope, odd, decision, decided_at=AT_10, created=False)))
     assert kept.customer.attributes == {"unrecorded": True}
+    fast = encoded(envelope, odd, decision, decided_at=AT_10, created=False)
+    assert decode(fast).customer.attributes == {"unrecorded": True}
     dated = CustomerFacts(attributes={"since": datetime(2020, 1, 1).date(), "n": 1})
     kept = decode(encode(record_of(envelope, dated, decision, decided_at=AT_10, created=False)))
     assert kept.customer.attributes == {"since": "2020-01-01", "n": 1}

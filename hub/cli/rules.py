@@ -135,7 +135,7 @@ async def _diff(settings: HubSettings, proposed: RuleSet, wanted: Any, args: Any
         else:
             current = await service.stored_revision(store, args.against)
         return await service.run_diff(
-            store, settings, current, proposed, wanted, examples=args.examples
+            store, settings, current, proposed, wanted, examples=max(0, min(args.examples, 10))
         )
     finally:
         await store.close()
@@ -178,5 +178,7 @@ def add_commands(commands: Any) -> None:
         help="only this channel type or instance (repeatable)",
     )
     diffing.add_argument("--format", choices=("text", "json"), default="text")
-    diffing.add_argument("--examples", type=int, default=3, help="example messages per change (3)")
+    diffing.add_argument(
+        "--examples", type=int, default=3, help="example messages per change (0-10, default 3)"
+    )
     diffing.set_defaults(run=diff)

@@ -11,7 +11,7 @@ import msgspec
 
 from hub.envelope import Outbound, encode_envelope
 from hub.ingest.plan import Action, IngestPlan
-from hub.replay.record import encode, record_of
+from hub.replay.record import encoded
 from hub.store.audit import event_row
 from hub.store.ingest import IngestRows, outbound_row, outbox_row
 
@@ -110,7 +110,7 @@ def routing_record_row(planned: IngestPlan) -> dict[str, object]:
     """The ``routing_records`` row of the inbound message: what the rules saw and decided."""
     seen = planned.seen
     assert seen is not None
-    record = record_of(
+    data = encoded(
         planned.envelope,
         seen.customer,
         planned.decision,
@@ -121,7 +121,7 @@ def routing_record_row(planned: IngestPlan) -> dict[str, object]:
         "message_id": planned.message_id,
         "customer_id": planned.customer_id,
         "decided_at": seen.decided_at,
-        "data": encode(record),
+        "data": data,
     }
 
 

@@ -101,6 +101,40 @@ def record_of(
     )
 
 
+def encoded(
+    envelope: Envelope,
+    customer: CustomerFacts,
+    decision: Decision,
+    *,
+    decided_at: float,
+    created: bool,
+) -> bytes:
+    """``encode(record_of(...))`` without building the record: ingest's per-message path
+    (a third of the time; the same bytes, tests/test_rules_diff.py)."""
+    thread = envelope.thread
+    astuple = msgspec.structs.astuple
+    try:
+        return _encoder.encode(
+            (
+                VERSION,
+                decided_at,
+                envelope.sender.address,
+                [recipient.address for recipient in envelope.recipients],
+                envelope.language or "",
+                [attachment.name for attachment in envelope.attachments],
+                envelope.received_at,
+                bool(thread.in_reply_to or thread.references),
+                envelope.auto_submitted,
+                created,
+                astuple(customer),
+                astuple(decision),
+            )
+        )
+    except (OverflowError, TypeError, ValueError, msgspec.EncodeError):
+        record = record_of(envelope, customer, decision, decided_at=decided_at, created=created)
+        return encode(record)
+
+
 def encode(record: RoutingRecord) -> bytes:
     """The stored form. Never fails for the data ingest has (a record must not keep a message
     from being stored): attributes that cannot be encoded even as text are left out."""
