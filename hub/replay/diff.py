@@ -38,8 +38,9 @@ EXCERPT = 160
 MAX_EXAMPLES = 60  # example messages in one summary, whatever the number of changes
 
 
-class Replayable(msgspec.Struct, frozen=True, array_like=True):
-    """One stored inbound message as the rules saw it when it arrived."""
+class Replayable(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """One stored inbound message as the rules saw it when it arrived (never in a reference
+    cycle: untracked by the garbage collector, see ``hub.replay.record``)."""
 
     message_id: str
     conversation_id: str

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
-from sqlalchemy import and_, case, or_, select, tuple_
+from sqlalchemy import and_, case, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.envelope import decode_envelope
@@ -46,7 +46,7 @@ class Reader:
     page: int = PAGE
     _seen_conversations: set[str] = field(default_factory=set)
 
-    def query(self, after: tuple[float, str] | None) -> Any:
+    def query(self) -> Any:
         period = self.period
         wanted = [
             messages.c.direction == "inbound",
@@ -57,8 +57,6 @@ class Reader:
         if period.channels:
             names = list(period.channels)
             wanted.append(or_(messages.c.channel.in_(names), messages.c.inbox.in_(names)))
-        if after is not None:
-            wanted.append(tuple_(messages.c.created_at, messages.c.id) > tuple_(*after))
         return (
             select(
                 messages.c.id,
@@ -79,32 +77,29 @@ class Reader:
             )
             .where(and_(*wanted))
             .order_by(messages.c.created_at, messages.c.id)
-            .limit(self.page)
         )
 
     async def pages(self, store: Store) -> AsyncIterator[list[Replayable]]:
-        """Every message of the period, a page per read (each read a short one)."""
-        after: tuple[float, str] | None = None
-        while True:
-            async with store.read() as connection:
-                rows = (await connection.execute(self.query(after))).all()
-            if not rows:
-                return
-            yield [self.replayable(row) for row in rows]
-            if len(rows) < self.page:
-                return
-            after = (rows[-1].created_at, rows[-1].id)
+        """Every message of the period, a page at a time, from one query whose rows are
+        fetched as they are needed (one sort of the period's messages, not one per page)."""
+        async with store.read() as connection:
+            async for page in self._stream(connection):
+                yield page
 
     async def read_all(self, connection: AsyncConnection) -> list[Replayable]:
         """Every message of the period over one connection (tests, benchmarks)."""
         found: list[Replayable] = []
-        after: tuple[float, str] | None = None
-        while True:
-            rows = (await connection.execute(self.query(after))).all()
-            found += [self.replayable(row) for row in rows]
-            if len(rows) < self.page:
-                return found
-            after = (rows[-1].created_at, rows[-1].id)
+        async for page in self._stream(connection):
+            found += page
+        return found
+
+    async def _stream(self, connection: AsyncConnection) -> AsyncIterator[list[Replayable]]:
+        result = await connection.stream(self.query())
+        try:
+            async for rows in result.partitions(self.page):
+                yield [self.replayable(row) for row in rows]
+        finally:
+            await result.close()
 
     def replayable(self, row: Any) -> Replayable:
         if row.data is not None:
