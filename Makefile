@@ -70,6 +70,7 @@ format: install
 bench: install
 	$(BIN)/python bench/pipeline.py --quick
 	$(BIN)/python bench/rules_engine.py --quick
+	$(BIN)/python bench/rules_diff.py --quick
 	$(BIN)/python bench/context.py --customers 20000 --lookups 2000
 	$(BIN)/python bench/dispatch.py --quick
 	$(BIN)/python bench/email_ingest.py --mails 300
@@ -84,6 +85,7 @@ bench: install
 bench-full: install
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/rules_engine.py
+	$(BIN)/python bench/rules_diff.py
 	$(BIN)/python bench/context.py
 	$(BIN)/python bench/dispatch.py
 	$(BIN)/python bench/email_ingest.py

@@ -1,5 +1,6 @@
 // Builds the console into hub/console/static/ (or --outdir DIR): one ES module bundle
-// (console.js), one stylesheet (console.css) and the page (index.html). The output is
+// (console.js), one stylesheet (console.css) and the page (index.html); likewise the admins'
+// rules replay page (rules-diff.js, rules-diff.css, rules-diff.html). The output is
 // deterministic, so the committed files change only when the sources do.
 // `node build.mjs --tests` bundles test/*.test.ts into .test-build/ for `node --test`.
 import { build } from "esbuild";
@@ -40,7 +41,10 @@ if (args.includes("--tests")) {
   await mkdir(out, { recursive: true });
   await build({
     ...common,
-    entryPoints: { console: join(here, "src", "main.tsx") },
+    entryPoints: {
+      console: join(here, "src", "main.tsx"),
+      "rules-diff": join(here, "src", "rulesdiff", "main.tsx"),
+    },
     outdir: out,
     format: "esm",
     minify: true,
@@ -49,4 +53,5 @@ if (args.includes("--tests")) {
     charset: "utf8",
   });
   await copyFile(join(here, "index.html"), join(out, "index.html"));
+  await copyFile(join(here, "src", "rulesdiff", "index.html"), join(out, "rules-diff.html"));
 }

@@ -36,6 +36,7 @@ class Action(StrEnum):
     READ_REPORTS = "reports.read"
     EXPORT_CONVERSATIONS = "conversations.export"
     CUSTOMER_PRIVACY = "customer.privacy"  # GDPR export and erasure, retention runs
+    DIFF_RULES = "rules.diff"  # replay stored traffic through a proposed rules file
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,7 @@ POLICY = MappingProxyType(
         Action.READ_REPORTS: Grant(_STAFF),
         Action.EXPORT_CONVERSATIONS: Grant(_STAFF),
         Action.CUSTOMER_PRIVACY: Grant(_ADMINS),
+        Action.DIFF_RULES: Grant(_ADMINS),
     }
 )
 

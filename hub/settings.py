@@ -415,6 +415,11 @@ class RetentionSettings(_Model):
     audit_events: Duration | None = Field(
         None, description="audit events older than this are deleted"
     )
+    routing_records: Duration | None = Field(
+        None,
+        description="what the rules saw of messages older than this is deleted (rules diff "
+        "replays only the envelope of such messages)",
+    )
     every: Duration = Field(24 * 3600.0, ge=60, description="how often the retention job runs")
 
     @property
@@ -426,6 +431,7 @@ class RetentionSettings(_Model):
                 self.attachments,
                 self.prospects_without_contact,
                 self.audit_events,
+                self.routing_records,
             )
         )
 

@@ -169,34 +169,47 @@ def _explain(ruleset: RuleSet, context: Any) -> Outcome:
         if not matched:
             trace.append({"rule": spec.name, "result": "not matched", "when": spec.when})
             continue
-        entry: dict[str, Any] = {"rule": spec.name, "result": "matched", "set": {}, "ignored": {}}
-        if spec.route is not None:
-            for name in ROUTE_FIELDS:
-                value = getattr(spec.route, name)
-                if value is None:
-                    continue
-                if name in set_by:
-                    entry["ignored"][name] = f"already set by {set_by[name]}"
-                    continue
-                set_by[name] = spec.name
-                entry["set"][name] = (
-                    list(value)
-                    if isinstance(value, tuple)
-                    else str(value)
-                    if name == "priority"
-                    else value
-                )
-        if spec.instructions:
-            entry["instructions"] = list(spec.instructions)
-        if spec.tags:
-            entry["tags"] = list(spec.tags)
-        if spec.auto_reply:
-            entry["auto_reply"] = spec.auto_reply
-        trace.append(entry)
+        trace.append(_matched(spec, set_by))
         if spec.stop:
             stopped_by = spec.name
     outcome.trace = trace
     return outcome
+
+
+def _matched(spec: Any, set_by: dict[str, str]) -> dict[str, Any]:
+    """The trace entry of a matching rule; ``set_by`` holds who set each route field before."""
+    entry: dict[str, Any] = {"rule": spec.name, "result": "matched", "set": {}, "ignored": {}}
+    if spec.route is not None:
+        for name in ROUTE_FIELDS:
+            value = getattr(spec.route, name)
+            if value is None:
+                continue
+            if name in set_by:
+                entry["ignored"][name] = f"already set by {set_by[name]}"
+                continue
+            set_by[name] = spec.name
+            entry["set"][name] = (
+                list(value)
+                if isinstance(value, tuple)
+                else str(value)
+                if name == "priority"
+                else value
+            )
+    if spec.instructions:
+        entry["instructions"] = list(spec.instructions)
+    if spec.tags:
+        entry["tags"] = list(spec.tags)
+    if spec.auto_reply:
+        entry["auto_reply"] = spec.auto_reply
+    return entry
+
+
+def matched_trace(ruleset: RuleSet, fired: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The entries ``evaluate(..., explain=True)`` gives the rules named ``fired`` (the rules
+    of a decision), without evaluating anything: what each set, could not set, added."""
+    by_name = {rule.name: rule for rule in ruleset.rules}
+    set_by: dict[str, str] = {}
+    return [_matched(by_name[name].spec, set_by) for name in fired]
 
 
 def _decide(ruleset: RuleSet, context: Any, order: list[int]) -> Outcome:

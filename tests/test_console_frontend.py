@@ -46,7 +46,14 @@ def test_committed_build_matches_the_sources(tmp_path: Path) -> None:
     node = _node()
     result = _run(node, "build.mjs", "--outdir", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    for name in ("index.html", "console.js", "console.css"):
+    for name in (
+        "index.html",
+        "console.js",
+        "console.css",
+        "rules-diff.html",
+        "rules-diff.js",
+        "rules-diff.css",
+    ):
         assert (tmp_path / name).read_bytes() == (STATIC / name).read_bytes(), (
             f"hub/console/static/{name} is stale: run `make console` (or cd console && "
             "node build.mjs) and commit it"

@@ -301,6 +301,13 @@ async def test_export_holds_every_planted_item(
         "consent.opt_out",
         "customer.exported",
     } <= kinds
+    # what the rules saw of their messages, as it was (issue 20: rules diff replays it)
+    seen = data["routing_records"]
+    assert len(seen) == 2  # the prospect's SMS and the mail (replies are no inbound messages)
+    mail_seen = next(r for r in seen if r["message_id"] == mail["id"])
+    assert mail_seen["customer"]["name"] == s["name"] and mail_seen["sender"] == s["email"]
+    assert mail_seen["decision"]["queue"] == "general" and mail_seen["created"] is True
+    assert mail_seen["decided_at"] == "2026-11-26T12:00:00+00:00"
     # nothing of the other customer
     assert planted.other_secret not in json.dumps(data)
 
@@ -331,6 +338,9 @@ async def test_erase_leaves_no_trace_and_others_untouched(
     assert (report.messages, report.attachments, report.orders, report.invoices) == (4, 2, 1, 1)
     assert (report.opt_outs, report.claims_removed, report.blobs_removed) == (1, 1, 1)
     after = await _all_rows(store)
+    async with store.read() as connection:
+        kept = (await connection.execute(text("SELECT customer_id FROM routing_records"))).all()
+    assert kept == [(planted.other_id,)]  # what the rules saw of the other customer only
     for table, rows in after.items():
         for secret in secrets:
             assert secret not in rows, (table, secret)
@@ -567,6 +577,65 @@ async def test_retention_removes_exactly_what_is_due(
         ).scalar_one()
     assert remaining == total - old + 1
     assert applied[-1]["audit_events"] == old
+
+
+async def test_retention_cuts_routing_records_by_their_age(store_url: str, tmp_path: Path) -> None:
+    """What the rules saw goes after ``routing_records``; the messages stay (rules diff then
+    replays their envelope only), and a removed conversation takes its records along."""
+    clock = [NOW - 40 * DAY]
+    store = Store(store_url, clock=lambda: clock[0])
+    await store.start()
+    blobs = BlobStore(tmp_path / "blobs")
+    try:
+        pipeline = Pipeline(store, MemoryBus(), PassthroughDecider("general"), Metrics())
+        stored = []
+        for label in ("old", "young"):
+            stored.append(
+                await pipeline.ingest(
+                    Envelope(
+                        channel="webchat",
+                        inbox="webchat",
+                        direction=Direction.INBOUND,
+                        idempotency_key=label,
+                        received_at=clock[0],
+                        sender=Identity(kind="webchat", address=f"visitor-{label}"),
+                        thread=ThreadHints(session=f"visitor-{label}"),
+                        text=label,
+                    )
+                )
+            )
+            clock[0] = NOW - 10 * DAY
+        policy = RetentionSettings(routing_records="30d")
+        preview = await retention.preview(store, policy, NOW)
+        assert preview.routing_records == 1
+        report = await retention.apply_retention(store, blobs, policy, NOW)
+        assert (report.routing_records, report.messages, report.conversations) == (1, 0, 0)
+        async with store.read() as connection:
+            left = set(
+                (await connection.execute(text("SELECT message_id FROM routing_records")))
+                .scalars()
+                .all()
+            )
+            messages_left = (
+                await connection.execute(text("SELECT count(*) FROM messages"))
+            ).scalar_one()
+        assert left == {stored[1].message_id} and messages_left == 2
+        assert (await retention.apply_retention(store, blobs, policy, NOW)).routing_records == 0
+        # a conversation removed by the policy takes its record along
+        young = stored[1].conversation_id
+        await store.assign(young, "alice")
+        await store.close_conversation(young, agent="alice", disposition="done")
+        gone = await retention.apply_retention(
+            store, blobs, RetentionSettings(conversations="1d"), NOW + 30 * DAY
+        )
+        assert gone.conversations == 1
+        async with store.read() as connection:
+            count = (
+                await connection.execute(text("SELECT count(*) FROM routing_records"))
+            ).scalar_one()
+        assert count == 0
+    finally:
+        await store.close()
 
 
 async def test_the_job_runs_at_once_then_every_interval() -> None:

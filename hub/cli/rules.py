@@ -1,4 +1,4 @@
-"""``channelhub rules check`` and ``channelhub rules test``: routing rules from the shell."""
+"""``channelhub rules check``, ``rules test`` and ``rules diff``: routing rules from the shell."""
 
 from __future__ import annotations
 
@@ -92,6 +92,55 @@ def test(args: argparse.Namespace) -> int:
     return 0
 
 
+def diff(args: argparse.Namespace) -> int:
+    """Replay the period's stored messages through the running rules and a proposed file."""
+    import asyncio
+    import time
+
+    from hub.cli.config import DEFAULT_CONFIG
+
+    settings = load_config(args.config or DEFAULT_CONFIG)
+    try:
+        text = Path(args.path).read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"{args.path}:1:1: cannot read file: {exc.strerror}"]) from None
+    from hub.replay import service
+
+    proposed = service.proposed_rules(text, str(args.path), settings)
+    wanted = service.period(settings, time.time(), args.since, args.channel)
+    summary = asyncio.run(_diff(settings, proposed, wanted, args))
+    if args.format == "json":
+        sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(summary)) + b"\n")
+    else:
+        from hub.replay.text import render
+
+        print(render(summary))
+    return 0
+
+
+async def _diff(settings: HubSettings, proposed: RuleSet, wanted: Any, args: Any) -> Any:
+    from hub.replay import service
+    from hub.store.store import Store
+
+    store = Store(
+        settings.storage.url,
+        sqlite_synchronous=settings.storage.sqlite_synchronous,
+        batch_max=settings.storage.batch_max,
+    )
+    await store.start()
+    try:
+        if args.against.upper() == service.CURRENT:
+            path = settings.rules.path
+            current = read_rules(path) if path else service.no_rules(settings)
+        else:
+            current = await service.stored_revision(store, args.against)
+        return await service.run_diff(
+            store, settings, current, proposed, wanted, examples=max(0, min(args.examples, 10))
+        )
+    finally:
+        await store.close()
+
+
 def add_commands(commands: Any) -> None:
     rules = commands.add_parser("rules", help="routing rules tools (docs/rules.md)")
     sub = rules.add_subparsers(dest="rules_command", required=True, metavar="COMMAND")
@@ -112,3 +161,24 @@ def add_commands(commands: Any) -> None:
     testing.add_argument("--inbox", default="email", help="inbox name of --sample")
     testing.add_argument("--now", help="evaluate at this ISO time (with zone)")
     testing.set_defaults(run=test)
+    diffing = sub.add_parser(
+        "diff", help="replay stored messages through a proposed rules file and show what changes"
+    )
+    diffing.add_argument("path", help="the proposed rules.yaml")
+    diffing.add_argument("--config", help="hub.yaml (default: config/hub.yaml)")
+    diffing.add_argument(
+        "--against",
+        default="CURRENT",
+        help="CURRENT (the file hub.yaml names) or a stored revision's SHA-256 (6+ hex digits)",
+    )
+    diffing.add_argument("--since", default="7d", help="messages received this long ago (7d)")
+    diffing.add_argument(
+        "--channel",
+        action="append",
+        help="only this channel type or instance (repeatable)",
+    )
+    diffing.add_argument("--format", choices=("text", "json"), default="text")
+    diffing.add_argument(
+        "--examples", type=int, default=3, help="example messages per change (0-10, default 3)"
+    )
+    diffing.set_defaults(run=diff)

@@ -1,4 +1,4 @@
-"""The console's page and its two files, served from memory with a strict content policy.
+"""The console's pages and their files, served from memory with a strict content policy.
 
 The files are read once when the app is built (they ship with the package), so serving them
 touches no disk and no path from a request ever reaches the file system.
@@ -21,6 +21,10 @@ FILES = {
     "/console/": ("index.html", "text/html"),
     "/console/console.js": ("console.js", "application/javascript"),
     "/console/console.css": ("console.css", "text/css"),
+    # the admins' rules replay page (hub.replay.api)
+    "/console/rules-diff": ("rules-diff.html", "text/html"),
+    "/console/rules-diff.js": ("rules-diff.js", "application/javascript"),
+    "/console/rules-diff.css": ("rules-diff.css", "text/css"),
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -11,7 +11,8 @@ it is a delivery report carrying the conversation's own token; anyone else's mes
 for the agent and starts a conversation of its own. A closed conversation is reopened (queued
 again as the rules decide) when the channel says a reply does that, and left alone otherwise.
 Without a link, a message joins the open conversation of its session, or starts one. The rules'
-auto-reply goes out once per new conversation, never to automated mail.
+auto-reply goes out once per new conversation, never to automated mail. What the rules saw
+(:class:`Seen`) rides along, so the rows record it next to the message for replays.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import msgspec
 from hub.bus import MESSAGES, OUTBOX, AttachmentListed, MessageStored, OutboxReady
 from hub.envelope import Envelope, Outbound, problem_notes, reply_to
 from hub.store.ingest import CLOSED, QUEUED, ConversationState
+from rules.context import CustomerFacts
 from rules.decision import Decision
 
 NewId = Callable[[], str]
@@ -56,6 +58,14 @@ class Existing(msgspec.Struct, frozen=True, kw_only=True):
     session: ConversationState | None = None  # the open conversation of its (inbox, session)
 
 
+class Seen(msgspec.Struct, frozen=True):
+    """What the rules saw of the customer and when they decided: recorded with the message
+    (``hub.replay.record``) so ``rules diff`` replays it as it was."""
+
+    customer: CustomerFacts
+    decided_at: float
+
+
 class IngestPlan(msgspec.Struct, frozen=True, kw_only=True):
     """Everything storing one message writes and publishes."""
 
@@ -69,6 +79,7 @@ class IngestPlan(msgspec.Struct, frozen=True, kw_only=True):
     auto_reply: Outbound | None = None
     audit: tuple[Audit, ...] = ()
     publish: tuple[Publication, ...] = ()
+    seen: Seen | None = None  # None: nothing to record (a caller without rules' context)
 
 
 def joins(conversation: ConversationState, envelope: Envelope, customer_id: str) -> bool:
@@ -108,6 +119,7 @@ def plan(
     *,
     now: float,
     new_id: NewId,
+    seen: Seen | None = None,
 ) -> IngestPlan:
     """Where ``envelope`` lands and what storing it writes and publishes (ids are taken from
     ``new_id`` in this order: conversation, message, attachments, auto-reply)."""
@@ -153,6 +165,7 @@ def plan(
         attachment_ids=attachment_ids,
         auto_reply=auto_reply,
         audit=tuple(audit),
+        seen=seen,
     )
     return msgspec.structs.replace(planned, publish=publications(planned, envelope))
 
@@ -277,12 +290,14 @@ def plan_batch(
     *,
     now: float,
     new_id: NewId,
+    seen: Sequence[Seen | None] = (),
 ) -> list[IngestPlan]:
     """:func:`plan` for each (envelope, customer id, decision) of a batch, in order, each seeing
     what the ones before it did: a conversation one of them started or reopened.
 
     ``linked`` is what :func:`~hub.store.ingest.linked_threads` found by batch position,
-    ``sessions`` the open conversations by (inbox, session) as stored before the batch."""
+    ``sessions`` the open conversations by (inbox, session) as stored before the batch,
+    ``seen`` what the rules saw for each item (by position; missing: nothing recorded)."""
     current: dict[str, ConversationState] = {}
     open_sessions = dict(sessions)
     plans = []
@@ -294,7 +309,15 @@ def plan_batch(
             linked=current.get(link.id, link) if link else None,
             session=current.get(session.id, session) if session else None,
         )
-        planned = plan(envelope, existing, customer_id, decision, now=now, new_id=new_id)
+        planned = plan(
+            envelope,
+            existing,
+            customer_id,
+            decision,
+            now=now,
+            new_id=new_id,
+            seen=seen[position] if position < len(seen) else None,
+        )
         current[planned.conversation.id] = planned.conversation
         if planned.action is Action.CREATE and key:
             open_sessions[(envelope.inbox, key)] = planned.conversation

@@ -11,6 +11,7 @@ import msgspec
 
 from hub.envelope import Outbound, encode_envelope
 from hub.ingest.plan import Action, IngestPlan
+from hub.replay.record import encoded
 from hub.store.audit import event_row
 from hub.store.ingest import IngestRows, outbound_row, outbox_row
 
@@ -30,6 +31,8 @@ def batch_rows(plans: Sequence[IngestPlan], now: float) -> IngestRows:
             rows.touched[conversation_id] = now
         rows.messages.append(message_row(planned, now))
         rows.attachments.extend(attachment_rows(planned))
+        if planned.seen is not None:
+            rows.routing_records.append(routing_record_row(planned))
         rows.events.extend(
             event_row(
                 now,
@@ -100,6 +103,25 @@ def message_row(planned: IngestPlan, now: float) -> dict[str, object]:
         "delivery_status": None,
         "delivery_error": None,
         "created_at": envelope.received_at or now,
+    }
+
+
+def routing_record_row(planned: IngestPlan) -> dict[str, object]:
+    """The ``routing_records`` row of the inbound message: what the rules saw and decided."""
+    seen = planned.seen
+    assert seen is not None
+    data = encoded(
+        planned.envelope,
+        seen.customer,
+        planned.decision,
+        decided_at=seen.decided_at,
+        created=planned.action is Action.CREATE,
+    )
+    return {
+        "message_id": planned.message_id,
+        "customer_id": planned.customer_id,
+        "decided_at": seen.decided_at,
+        "data": data,
     }
 
 

@@ -6,7 +6,8 @@
    transaction: however many rules there are, no database lock waits on them.
 3. **Write** (one transaction of the store's group-committing writer, shared with whatever else
    is queued): dedupe by idempotency key, make each sender the customer foreseen, read the
-   conversations the batch may join, :func:`~hub.ingest.plan.plan_batch`, write the rows.
+   conversations the batch may join, :func:`~hub.ingest.plan.plan_batch`, write the rows, among
+   them what the rules saw and decided (``routing_records``, for ``rules diff``).
 
 Nothing is acknowledged before the transaction commits, and a redelivered envelope (its key is
 stored, or it came twice in one batch) writes nothing. The bus events a plan publishes are
@@ -28,8 +29,9 @@ from hub.customers.providers import Lookup
 from hub.envelope import Envelope
 from hub.ids import new_id
 from hub.ingest.customer import Arrival, foresee, link
-from hub.ingest.plan import plan_batch
+from hub.ingest.plan import Seen, plan_batch
 from hub.ingest.rows import batch_rows
+from hub.replay.record import seen_customer
 from hub.store.event_outbox import PendingEvent, event_rows, write_events
 from hub.store.ingest import find_duplicates, linked_threads, open_threads, write_rows
 from hub.store.store import Store
@@ -51,7 +53,7 @@ class Stored:
     publish: tuple[PendingEvent, ...] = ()
 
 
-_Job = tuple[Arrival, Decision]
+_Job = tuple[Arrival, Decision, Seen]
 _Waiting = tuple[Arrival, "asyncio.Future[Stored]"]
 
 
@@ -122,8 +124,10 @@ class Ingest:
             if stored.done():  # its caller stopped waiting: not acknowledged, so not stored
                 continue
             try:
+                decided_at = self.store.clock()
                 decision = self.decide(arrival.envelope, customer)
-                written = self.store.writer.enqueue(self._write, (arrival, decision))
+                seen = Seen(seen_customer(customer), decided_at)
+                written = self.store.writer.enqueue(self._write, (arrival, decision, seen))
             except Exception as exc:
                 stored.set_exception(exc)
             else:
@@ -133,7 +137,7 @@ class Ingest:
         """Stage 3 for a batch of jobs, in one transaction."""
         now = self.store.clock()
         await self.store.delete_published_events(connection)  # earlier batches' events
-        envelopes = [arrival.envelope for arrival, _ in jobs]
+        envelopes = [arrival.envelope for arrival, _, _ in jobs]
         stored = await find_duplicates(connection, envelopes)
         first: dict[str, int] = {}
         for index, envelope in enumerate(envelopes):
@@ -155,6 +159,7 @@ class Ingest:
                 await open_threads(connection, chosen),
                 now=now,
                 new_id=partial(new_id, now),
+                seen=[jobs[index][2] for index in fresh],
             )
             await write_rows(connection, batch_rows(plans, now))
             base = new_id(now)  # then a counter: the rows' ids keep the batch's order

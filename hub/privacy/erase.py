@@ -2,10 +2,10 @@
 
 One writer transaction removes the customer record and the records merged into it, their
 identities, conversations, messages, attachments, outbox entries, unpublished bus events,
-orders, invoices, figures and opt-outs, strips claims on them from other records, and reduces
-every audit event about them to :func:`hub.privacy.scrub.anonymous`; it records
-``customer.erased`` with who did it. Files no other record uses are then deleted from the
-blob store. On SQLite every connection runs with
+routing records (what the rules saw), orders, invoices, figures and opt-outs, strips claims on
+them from other records, and reduces every audit event about them to
+:func:`hub.privacy.scrub.anonymous`; it records ``customer.erased`` with who did it. Files no
+other record uses are then deleted from the blob store. On SQLite every connection runs with
 ``secure_delete`` (freed space is zeroed) and the write-ahead log is truncated afterwards, so
 the database file holds no copy (``vacuum`` also rebuilds a file written before that pragma).
 Nothing here can be undone.
@@ -45,6 +45,7 @@ from hub.store.schema import (
     opt_outs,
     orders,
     outbox,
+    routing_records,
 )
 from hub.store.store import Store
 
@@ -64,6 +65,7 @@ class Erasure:
     orders: int = 0
     invoices: int = 0
     opt_outs: int = 0
+    routing_records: int = 0  # beyond those of their messages (counted with the messages)
     events_anonymised: int = 0
     claims_removed: int = 0
     blobs_removed: int = 0
@@ -75,8 +77,8 @@ class Erasure:
 async def remove_messages(
     connection: AsyncConnection, message_ids: Sequence[str]
 ) -> tuple[int, set[str]]:
-    """Delete messages with their outbox entries and attachments; the number of attachments
-    and the blob references they used."""
+    """Delete messages with their outbox entries, attachments and routing records; the number
+    of attachments and the blob references they used."""
     removed = 0
     refs: set[str] = set()
     for part in chunks(message_ids):
@@ -90,6 +92,9 @@ async def remove_messages(
             .all()
         )
         await connection.execute(delete(outbox).where(outbox.c.message_id.in_(part)))
+        await connection.execute(
+            delete(routing_records).where(routing_records.c.message_id.in_(part))
+        )
         result = await connection.execute(
             delete(attachments).where(attachments.c.message_id.in_(part))
         )
@@ -149,6 +154,11 @@ async def erase_in(
         result = await connection.execute(delete(table).where(table.c.customer_id.in_(ids)))
         setattr(report, name, int(result.rowcount or 0))
     await connection.execute(delete(customer_stats).where(customer_stats.c.customer_id.in_(ids)))
+    # what the rules saw of them in messages stored in other people's conversations too
+    result = await connection.execute(
+        delete(routing_records).where(routing_records.c.customer_id.in_(ids))
+    )
+    report.routing_records = int(result.rowcount or 0)
     if person.addresses:
         result = await connection.execute(
             delete(opt_outs).where(

@@ -25,6 +25,7 @@ from hub.privacy.person import (
     events_about,
     find_person,
 )
+from hub.replay.record import decode, readable
 from hub.store.blobs import BlobStore
 from hub.store.schema import (
     conversations,
@@ -35,6 +36,7 @@ from hub.store.schema import (
     messages,
     opt_outs,
     orders,
+    routing_records,
 )
 from hub.store.store import Store
 
@@ -55,6 +57,31 @@ def _readable(row: dict[str, Any]) -> dict[str, Any]:
 
 def _rows(result: Any) -> list[dict[str, Any]]:
     return [_readable(dict(row._mapping)) for row in result]
+
+
+async def _routing_records(connection: AsyncConnection, person: Person) -> list[dict[str, Any]]:
+    """What the rules saw of the person's messages (and of their messages in others'
+    conversations), decoded, oldest first."""
+    rows: dict[str, Any] = {}
+    for part in chunks(person.messages):
+        for row in await connection.execute(
+            select(routing_records).where(routing_records.c.message_id.in_(part))
+        ):
+            rows[row.message_id] = row
+    for row in await connection.execute(
+        select(routing_records).where(routing_records.c.customer_id.in_(person.ids))
+    ):
+        rows[row.message_id] = row
+    found = []
+    for row in sorted(rows.values(), key=lambda row: (row.decided_at, row.message_id)):
+        try:
+            seen: dict[str, Any] = readable(decode(row.data))
+        except msgspec.DecodeError:
+            seen = {"undecodable": row.data.hex()}
+        found.append(
+            _readable({"message_id": row.message_id, "customer_id": row.customer_id, **seen})
+        )
+    return found
 
 
 def file_name(attachment: dict[str, Any]) -> str:
@@ -160,6 +187,7 @@ async def dossier(connection: AsyncConnection, person: Person, now: float) -> di
         ),
         "opt_outs": opted,
         "conversations": conversation_rows,
+        "routing_records": await _routing_records(connection, person),
         "audit": audit,
         "claimed_by": claims,
     }

@@ -4,8 +4,10 @@ Each run removes, in writer jobs of :data:`BATCH` records so live traffic never 
 closed conversations closed before ``conversations`` ago (messages, files, outbox entries; their
 audit events keep anonymous facts), files of messages older than ``attachments``, prospects
 (people the hub met, not CRM customers) without contact for ``prospects_without_contact``
-(erased like ``customers erase``), and audit events older than ``audit_events``. It reports what
-it removed (the log, a ``retention.applied`` audit event, the caller).
+(erased like ``customers erase``), audit events older than ``audit_events``, and what the rules
+saw of messages decided before ``routing_records`` (the routing records ``rules diff`` replays;
+those of removed messages go with them). It reports what it removed (the log, a
+``retention.applied`` audit event, the caller).
 """
 
 from __future__ import annotations
@@ -31,7 +33,14 @@ from hub.privacy.person import chunks
 from hub.settings import RetentionSettings
 from hub.store.audit import event_row
 from hub.store.blobs import BlobStore
-from hub.store.schema import attachments, conversations, customers, events, messages
+from hub.store.schema import (
+    attachments,
+    conversations,
+    customers,
+    events,
+    messages,
+    routing_records,
+)
 from hub.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -47,6 +56,7 @@ class Cutoffs:
     attachments: float | None
     prospects: float | None
     audit_events: float | None
+    routing_records: float | None = None
 
 
 def cutoffs(policy: RetentionSettings, now: float) -> Cutoffs:
@@ -58,6 +68,7 @@ def cutoffs(policy: RetentionSettings, now: float) -> Cutoffs:
         before(policy.attachments),
         before(policy.prospects_without_contact),
         before(policy.audit_events),
+        before(policy.routing_records),
     )
 
 
@@ -70,6 +81,7 @@ class RetentionReport:
     attachments: int = 0
     prospects: int = 0
     audit_events: int = 0
+    routing_records: int = 0  # by their own age (those of removed messages go uncounted)
     events_anonymised: int = 0
     blobs_removed: int = 0
     dry_run: bool = False
@@ -134,6 +146,13 @@ async def preview(store: Store, policy: RetentionSettings, now: float) -> Retent
         if due.audit_events is not None:
             report.audit_events = await _count(
                 connection, select(events.c.seq).where(events.c.at < due.audit_events)
+            )
+        if due.routing_records is not None:
+            report.routing_records = await _count(
+                connection,
+                select(routing_records.c.message_id).where(
+                    routing_records.c.decided_at < due.routing_records
+                ),
             )
     return report
 
@@ -275,6 +294,29 @@ async def apply_retention(
             return {"audit_events": len(seqs)}, set()
 
         await _until_done(store, events_job, report, refs)
+
+    if due.routing_records is not None:
+        cutoff = due.routing_records
+
+        async def records_job(connection: AsyncConnection) -> Found:
+            ids = list(
+                (
+                    await connection.execute(
+                        select(routing_records.c.message_id)
+                        .where(routing_records.c.decided_at < cutoff)
+                        .limit(BATCH * 10)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            if ids:
+                await connection.execute(
+                    delete(routing_records).where(routing_records.c.message_id.in_(ids))
+                )
+            return {"routing_records": len(ids)}, set()
+
+        await _until_done(store, records_job, report, refs)
 
     report.blobs_removed = await drop_unused_blobs(store, blobs, refs)
     counts = report.counts()

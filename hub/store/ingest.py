@@ -27,6 +27,7 @@ from hub.store.schema import (
     events,
     messages,
     outbox,
+    routing_records,
 )
 
 __all__ = [
@@ -88,6 +89,7 @@ class IngestRows:
     reopened: list[dict[str, object]] = field(default_factory=list)
     touched: dict[str, float] = field(default_factory=dict)  # conversation id -> updated_at
     events: list[dict[str, object]] = field(default_factory=list)  # all built by event_row
+    routing_records: list[dict[str, object]] = field(default_factory=list)  # hub.replay.record
 
 
 def outbox_row(outbound: Outbound, now: float) -> dict[str, object]:
@@ -213,6 +215,8 @@ async def write_rows(connection: AsyncConnection, rows: IngestRows) -> None:
         await connection.execute(outbox.insert(), rows.outbox)
     if rows.attachments:
         await connection.execute(attachments.insert(), rows.attachments)
+    if rows.routing_records:
+        await connection.execute(routing_records.insert(), rows.routing_records)
     if rows.reopened:
         await connection.execute(
             update(conversations)

@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -216,6 +217,17 @@ sessions = Table(
     Column("expires_at", Double, nullable=False, index=True),
     # fingerprint of the password hash the session was made with (hub.sessions)
     Column("credential", String(64), nullable=False),
+)
+
+routing_records = Table(
+    "routing_records",
+    metadata,
+    # what the rules saw of an inbound message and what they decided (hub.replay.record):
+    # replayed by ``channelhub rules diff``; personal data, so exported, erased and expired
+    Column("message_id", ID, ForeignKey("messages.id"), primary_key=True),
+    Column("customer_id", ID, nullable=False, index=True),  # the message's customer
+    Column("decided_at", Double, nullable=False, index=True),
+    Column("data", LargeBinary, nullable=False),  # positional MessagePack
 )
 
 rule_revisions = Table(
