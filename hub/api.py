@@ -29,6 +29,7 @@ from hub.keys import (
 from hub.permissions import Action, ensure, needs_relation
 from hub.privacy import api as privacy_api
 from hub.reports import api as reports_api
+from hub.search import api as search_api
 from hub.sessions import SECURE_SESSION_COOKIE, SESSION_COOKIE, Ended, Principal, request_token
 from hub.settings import AgentSettings
 from hub.websec import client_address, is_secure
@@ -373,3 +374,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/rules/revisions/{digest}", rules_revision)
     reports_api.add_routes(app)
     privacy_api.add_routes(app)
+    search_api.add_routes(app)

@@ -36,6 +36,7 @@ class Action(StrEnum):
     READ_REPORTS = "reports.read"
     EXPORT_CONVERSATIONS = "conversations.export"
     CUSTOMER_PRIVACY = "customer.privacy"  # GDPR export and erasure, retention runs
+    SEARCH = "conversations.search"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,11 @@ POLICY = MappingProxyType(
         Action.READ_REPORTS: Grant(_STAFF),
         Action.EXPORT_CONVERSATIONS: Grant(_STAFF),
         Action.CUSTOMER_PRIVACY: Grant(_ADMINS),
+        Action.SEARCH: Grant(
+            _STAFF,
+            frozenset({Role.AGENT}),
+            "conversations in a queue they serve or assigned to them",
+        ),
     }
 )
 
