@@ -36,7 +36,7 @@ class Action(StrEnum):
     READ_REPORTS = "reports.read"
     EXPORT_CONVERSATIONS = "conversations.export"
     CUSTOMER_PRIVACY = "customer.privacy"  # GDPR export and erasure, retention runs
-    SEARCH = "conversations.search"
+    READ_CONVERSATIONS = "conversations.read"  # search, open read-only
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +72,7 @@ POLICY = MappingProxyType(
         Action.READ_REPORTS: Grant(_STAFF),
         Action.EXPORT_CONVERSATIONS: Grant(_STAFF),
         Action.CUSTOMER_PRIVACY: Grant(_ADMINS),
-        Action.SEARCH: Grant(
+        Action.READ_CONVERSATIONS: Grant(
             _STAFF,
             frozenset({Role.AGENT}),
             "conversations in a queue they serve or assigned to them",

@@ -220,6 +220,14 @@ export interface Compose {
   alternatives: Alternative[];
 }
 
+/** An audit event of the conversation (``open`` only; kinds in hub.console.timeline). */
+export interface TimelineEvent {
+  at: number;
+  kind: string;
+  agent: string | null;
+  data: Record<string, unknown>;
+}
+
 export interface Conversation {
   id: string;
   channel: string;
@@ -237,6 +245,8 @@ export interface Conversation {
   rules: string[];
   messages: Message[];
   compose?: Compose | null;
+  events?: TimelineEvent[];
+  read_only?: boolean;
 }
 
 export interface SnapshotFrame {

@@ -130,6 +130,15 @@ class Compose(_Object, frozen=True):
     alternatives: list[Alternative]
 
 
+class TimelineEvent(_Object, frozen=True):
+    """An audit event of the conversation (``open`` only; kinds in hub.console.timeline)."""
+
+    at: float
+    kind: str
+    agent: str | None
+    data: dict[str, Any]
+
+
 class Conversation(_Object, frozen=True):
     id: str
     channel: str
@@ -147,6 +156,8 @@ class Conversation(_Object, frozen=True):
     rules: list[str]
     messages: list[Message]
     compose: Compose | None = None
+    events: list[TimelineEvent] = msgspec.field(default_factory=list)
+    read_only: bool = False
 
 
 class OfferView(_Object, frozen=True):

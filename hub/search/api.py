@@ -1,7 +1,7 @@
 """``GET /api/search?q=…&cursor=…&limit=…`` (docs/api.md, "Search").
 
 Everyone with a session may search; what they find is narrowed to what they may see
-(``conversations.search`` in hub.permissions). A query that cannot be searched answers 400
+(``conversations.read``, ``hub.search.scope``). A query that cannot be searched answers 400
 with what to change.
 """
 
@@ -11,22 +11,14 @@ from aiohttp import web
 
 from hub.guards import error, requires
 from hub.keys import SETTINGS, STORE
-from hub.permissions import Action, needs_relation
+from hub.permissions import Action
 from hub.search import sql
 from hub.search.query import BadQuery, parse
+from hub.search.scope import scope_of
 from hub.sessions import Principal
 
 
-def scope_of(principal: Principal, all_queues: list[str]) -> sql.Scope:
-    """Staff find everything; an agent the conversations of the queues they serve (all of
-    them when their ``queues`` is empty) and those assigned to them."""
-    if not needs_relation(principal.role, Action.SEARCH):
-        return sql.Scope(everything=True)
-    served = frozenset(principal.agent.queues or all_queues)
-    return sql.Scope(everything=False, agent=principal.id, queues=served)
-
-
-@requires(Action.SEARCH)
+@requires(Action.READ_CONVERSATIONS)
 async def search(request: web.Request, principal: Principal) -> web.StreamResponse:
     params = request.query
     try:
@@ -34,7 +26,12 @@ async def search(request: web.Request, principal: Principal) -> web.StreamRespon
     except BadQuery as exc:
         return error(400, "bad_query", str(exc))
     settings = request.app[SETTINGS]
-    scope = scope_of(principal, [queue.name for queue in settings.queues])
+    scope = scope_of(
+        principal.role,
+        principal.id,
+        principal.agent.queues,
+        [queue.name for queue in settings.queues],
+    )
     async with request.app[STORE].read() as connection:
         page = await sql.search(connection, query, scope)
     return web.json_response(

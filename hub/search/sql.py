@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ColumnElement, Select
 
 from hub.search.query import Cursor, SearchQuery, encode_cursor, snippet
+from hub.search.scope import Scope
 from hub.store.schema import conversations, customers, identities, messages
 
 # the indexed expressions of migration 0012 (an expression index serves only its expression)
@@ -29,16 +30,6 @@ CUSTOMER_DOCUMENT = (
     "|| coalesce(customers.company, '') || ' ' || coalesce(customers.external_id, ''), "
     "'[^[:alnum:]]+', ' ', 'g'))"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Scope:
-    """What the caller may find: everything (supervisors, admins), or an agent's
-    conversations: those in the queues they serve and those assigned to them."""
-
-    everything: bool
-    agent: str = ""
-    queues: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
