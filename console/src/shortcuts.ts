@@ -16,6 +16,7 @@ export type Command =
   | "view-offers"
   | "view-closed"
   | "view-board"
+  | "view-search"
   | "escape";
 
 const KEYS: Record<string, Command> = {
@@ -33,6 +34,7 @@ const KEYS: Record<string, Command> = {
   "2": "view-offers",
   "3": "view-closed",
   "4": "view-board",
+  "5": "view-search",
   Escape: "escape",
 };
 
@@ -68,6 +70,6 @@ export const SHEET: readonly (readonly [string, Key])[] = [
   ["t", "shortcut.transfer"],
   ["c", "shortcut.close"],
   ["/", "shortcut.filter"],
-  ["1 2 3 4", "shortcut.views"],
+  ["1 2 3 4 5", "shortcut.views"],
   ["Esc", "shortcut.escape"],
 ];

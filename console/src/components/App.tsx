@@ -21,6 +21,7 @@ const VIEWS: Record<string, View> = {
   "view-offers": "offers",
   "view-closed": "closed",
   "view-board": "board",
+  "view-search": "search",
 };
 
 function inField(target: EventTarget | null): boolean {
@@ -116,6 +117,7 @@ export function App() {
         const view = VIEWS[command];
         if (view && (view !== "board" || current.hello?.agent.supervisor)) {
           store.set({ ...current, view });
+          if (view === "search") requestAnimationFrame(() => document.getElementById("search")?.focus());
         }
       }
     }

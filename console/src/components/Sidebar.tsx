@@ -13,6 +13,7 @@ import {
   type View,
 } from "../state";
 import { store, useNow } from "../store";
+import { SearchView } from "./SearchView";
 
 /** A deadline counting down; only this small node re-renders every second. */
 export function Countdown(props: { at: number | null; kind: "offer" | "sla" }) {
@@ -139,6 +140,7 @@ export function Sidebar(props: { state: State }) {
     ["closed", state.closed.length],
   ];
   if (state.hello?.agent.supervisor) views.push(["board", null]);
+  views.push(["search", null]);
   const entries = listed(state);
   const setFilter = (change: Partial<State["filter"]>) =>
     store.update((s) => ({ ...s, filter: { ...s.filter, ...change } }));
@@ -168,6 +170,7 @@ export function Sidebar(props: { state: State }) {
           </button>
         ))}
       </div>
+      {state.view === "search" && <SearchView state={state} />}
       {showList && (
         <>
           <div class="filters">

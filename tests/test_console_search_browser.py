@@ -1,0 +1,74 @@
+"""Search in the console (headless Chromium): the hub's full-text search from the Search
+view, a result opening the conversation read-only with its audit events in the timeline, a
+query the hub refuses showing its reason; axe-core and no sideways scrolling at 1366 and
+360 px, in English and German."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import running_hub
+from tests.test_console_browser import (  # noqa: F401  (browser: a fixture)
+    PHONE,
+    WIDE,
+    browser,
+    check_axe,
+    console,
+    email,
+    load_customers,
+    log_in,
+    no_sideways_scroll,
+    settings,
+    shoot,
+    shots_dir,
+)
+
+pytestmark = pytest.mark.integration
+
+
+async def test_search_opens_a_conversation_read_only(
+    browser: Any,  # noqa: F811
+    sqlite_url: str,
+    tmp_path: Path,
+) -> None:
+    from playwright.async_api import expect
+
+    directory = shots_dir(tmp_path)
+    async with running_hub(settings(sqlite_url, tmp_path)) as hub:
+        await load_customers(hub)
+        await email(hub, "anna@example.com", "Die Rechnung R-2211 ist doppelt.", "<s1@example.com>")
+        for label, viewport in (("1366", WIDE), ("360", PHONE)):
+            for lang, locale in (("en", "en-GB"), ("de", "de-DE")):
+                name = f"{label}-{lang}"
+                async with console(browser, hub, "alice", viewport=viewport, locale=locale) as page:
+                    await log_in(page, hub, "alice")
+                    await page.keyboard.press("5")  # the Search view, focus in the box
+                    await expect(page.locator("#search")).to_be_focused()
+                    await page.keyboard.type('"*')  # no words: the hub says why
+                    await page.keyboard.press("Enter")
+                    await expect(page.locator(".search-status")).to_contain_text(
+                        "no letters or digits"
+                    )
+                    await page.fill("#search", "rech R-2211")
+                    await page.keyboard.press("Enter")
+                    hits = page.locator("#search-results li")
+                    await expect(hits).to_have_count(1)
+                    await expect(hits.first).to_contain_text("Anna Top")
+                    await expect(hits.first).to_contain_text("R-2211")
+                    await shoot(page, directory, f"search-{name}")
+                    await check_axe(page, f"search {name}")
+                    await no_sideways_scroll(page, f"search {name}")
+                    await hits.first.locator("button").click()
+                    # offered to alice, not held: read-only, with the rule decision shown
+                    await expect(page.locator(".read-only")).to_be_visible()
+                    await expect(page.locator("#reply-text")).to_have_count(0)
+                    routed = page.locator('#messages li.audit[data-kind="conversation.created"]')
+                    await expect(routed).to_contain_text("premium")
+                    await expect(routed).to_contain_text("vip-desk")
+                    await expect(page.locator("#messages li.inbound")).to_contain_text("R-2211")
+                    await shoot(page, directory, f"search-open-{name}")
+                    await check_axe(page, f"search open {name}")
+                    await no_sideways_scroll(page, f"search open {name}")
