@@ -72,6 +72,7 @@ bench: install
 	$(BIN)/python bench/fax.py --pages 8
 	$(BIN)/python bench/sockets.py --sockets 500
 	$(BIN)/python bench/bus.py --quick
+	$(BIN)/python bench/console.py --conversations 20000 --messages 5
 
 bench-full: install
 	$(BIN)/python bench/pipeline.py
@@ -83,6 +84,7 @@ bench-full: install
 	$(BIN)/python bench/fax.py
 	$(BIN)/python bench/sockets.py
 	$(BIN)/python bench/bus.py
+	$(BIN)/python bench/console.py --conversations 200000 --messages 5
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

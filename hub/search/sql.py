@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, literal, or_, select, text, true, tuple_, union_all
+from sqlalchemy import bindparam, literal, or_, select, text, tuple_, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ColumnElement, Select
 
@@ -85,18 +85,38 @@ def _scoped(scope: Scope) -> ColumnElement[bool] | None:
     )
 
 
-def statement(dialect: str, query: SearchQuery, scope: Scope) -> Select[Any]:
-    hits = union_all(message_hits(dialect), _customer_hits(dialect)).subquery("hits")
-    order = (hits.c.at.desc(), hits.c.match.desc(), hits.c.key.desc())
+def _page_of(branch: Select[Any], match: str, query: SearchQuery, scope: Scope) -> Any:
+    """One kind of hit, already cut to the page: scoped, after the cursor, newest first,
+    ``limit + 1`` of them, so the outer sort and joins see at most two pages' rows."""
+    columns = branch.selected_columns
     conditions: list[ColumnElement[bool]] = []
     limit = _scoped(scope)
     if limit is not None:
+        if match == "message":  # the customer branch reads conversations already
+            branch = branch.join_from(
+                messages, conversations, conversations.c.id == messages.c.conversation_id
+            )
         conditions.append(limit)
     if query.after is not None:
         after = query.after
         conditions.append(
-            tuple_(hits.c.at, hits.c.match, hits.c.key) < tuple_(after.at, after.match, after.key)
+            tuple_(columns.at, literal(match), columns.key)
+            < tuple_(literal(after.at), literal(after.match), literal(after.key))
         )
+    cut = (
+        branch.where(*conditions)
+        .order_by(columns.at.desc(), columns.key.desc())
+        .limit(query.limit + 1)
+    )
+    return select(cut.subquery(f"{match}_page"))
+
+
+def statement(dialect: str, query: SearchQuery, scope: Scope) -> Select[Any]:
+    hits = union_all(
+        _page_of(message_hits(dialect), "message", query, scope),
+        _page_of(_customer_hits(dialect), "customer", query, scope),
+    ).subquery("hits")
+    order = (hits.c.at.desc(), hits.c.match.desc(), hits.c.key.desc())
     return (
         select(
             hits.c.at,
@@ -116,7 +136,6 @@ def statement(dialect: str, query: SearchQuery, scope: Scope) -> Select[Any]:
         .select_from(hits)
         .join(conversations, conversations.c.id == hits.c.conversation_id)
         .join(customers, customers.c.id == conversations.c.customer_id)
-        .where(and_(true(), *conditions))
         .order_by(*order)
         .limit(query.limit + 1)
     )
