@@ -72,3 +72,50 @@ async def test_search_opens_a_conversation_read_only(
                     await shoot(page, directory, f"search-open-{name}")
                     await check_axe(page, f"search open {name}")
                     await no_sideways_scroll(page, f"search open {name}")
+
+
+async def test_claim_confirmation_and_customer_notes(
+    browser: Any,  # noqa: F811
+    sqlite_url: str,
+    tmp_path: Path,
+) -> None:
+    import time
+
+    from playwright.async_api import expect
+
+    from hub.envelope import Direction, Envelope, Identity
+    from hub.keys import PIPELINE
+
+    directory = shots_dir(tmp_path)
+    async with running_hub(settings(sqlite_url, tmp_path)) as hub:
+        await load_customers(hub)
+        async with console(browser, hub, "bob") as page:
+            await log_in(page, hub, "bob")
+            await hub.app[PIPELINE].ingest(  # from Anna's address, without proof
+                Envelope(
+                    channel="email",
+                    inbox="support",
+                    direction=Direction.INBOUND,
+                    idempotency_key="<forged@example.com>",
+                    received_at=time.time(),
+                    sender_verified=False,
+                    sender=Identity(kind="email", address="anna@example.com"),
+                    text="Neue Bankverbindung",
+                )
+            )
+            await page.locator("#offers li.offer button.accept").click()
+            claim = page.locator("#claims li")
+            await expect(claim).to_contain_text("anna@example.com")
+            await expect(claim).to_contain_text("not verified")
+            await check_axe(page, "claim open")
+            await claim.get_by_role("button", name="Confirm").click()
+            await expect(claim).to_contain_text("confirmed by bob")
+            await expect(claim.get_by_role("button")).to_have_count(0)
+            audit = page.locator('#messages li.audit[data-kind="identity.claim_confirmed"]')
+            await expect(audit).to_contain_text("You confirmed: anna@example.com")
+            await page.fill("#customer-note-text", "Ruft <b>oft</b> an")
+            await page.get_by_role("button", name="Save note").click()
+            await expect(page.locator("#customer-notes li")).to_contain_text("Ruft <b>oft</b> an")
+            await expect(page.locator("#customer-note-text")).to_have_value("")
+            await shoot(page, directory, "claim-notes-1366-en")
+            await check_axe(page, "claim judged, note kept")

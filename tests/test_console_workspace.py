@@ -120,3 +120,122 @@ async def test_the_timeline_shows_a_transfer_with_its_note(sqlite_url: str, tmp_
             assert transfer["data"]["queue"] == "billing"
             assert transfer["data"]["note"] == "Bitte prüfen"
             assert seen["read_only"] is True
+
+
+async def _forged_mail(hub: Any, key: str) -> None:
+    """Mail claiming to be from a known customer without proof (SPF/DKIM failed): a new
+    prospect whose customer object lists the address as an unverified claim."""
+    import time
+
+    from hub.customers import csvimport
+    from hub.envelope import Direction, Envelope, Identity
+    from hub.keys import CUSTOMERS, PIPELINE
+    from tests.test_customers import CUSTOMERS_CSV
+
+    await hub.app[CUSTOMERS].import_file(csvimport.parse(CUSTOMERS_CSV.encode(), "c.csv"))
+    await hub.app[PIPELINE].ingest(
+        Envelope(
+            channel="email",
+            inbox="support",
+            direction=Direction.INBOUND,
+            idempotency_key=key,
+            received_at=time.time(),
+            sender_verified=False,
+            sender=Identity(kind="email", address="anna@example.com"),
+            text="Bitte an neue IBAN zahlen",
+        )
+    )
+
+
+async def test_claims_are_confirmed_or_rejected_and_notes_kept(
+    store_url: str, tmp_path: Path
+) -> None:
+    from hub.privacy.erase import erase_customer
+    from hub.store.blobs import BlobStore
+    from hub.store.schema import customer_notes
+
+    async with running_hub(_settings(store_url, tmp_path)) as hub:
+        alice = await login(hub, "alice", AGENT_PASSWORD)
+        async with agent_client(hub, alice) as (agent, _):
+            await _forged_mail(hub, "<forged@example.com>")
+            cid = (await agent.expect("offer"))["conversation_id"]
+            await agent.send(type="accept", conversation_id=cid)
+            held = (await agent.expect("conversation"))["conversation"]
+            (claim,) = held["customer"]["attributes"]["claims"]
+            assert claim["verified"] is False and claim["address"] == "anna@example.com"
+
+            # hostile or wrong claims: refused, nothing recorded
+            await agent.send(
+                type="claim",
+                conversation_id=cid,
+                kind="email",
+                address="x@example.com",
+                verdict="confirmed",
+            )
+            await agent.expect("error", code="not_found")
+            await agent.send(
+                type="claim",
+                conversation_id=cid,
+                kind="email",
+                address="a" * 600,
+                verdict="rejected",
+            )
+            await agent.expect("error", code="bad_frame")
+            await agent.send(
+                type="claim",
+                conversation_id=cid,
+                kind="email",
+                address="anna@example.com",
+                verdict="maybe",
+            )
+            await agent.expect("error", code="bad_frame")
+
+            await agent.send(
+                type="claim",
+                conversation_id=cid,
+                kind="email",
+                address="anna@example.com",
+                verdict="rejected",
+            )
+            judged = (await agent.expect("conversation"))["conversation"]
+            (claim,) = judged["customer"]["attributes"]["claims"]
+            assert claim["rejected"] is True and claim["verified"] is False
+            assert claim["checked_by"] == "alice"
+            verdict = judged["events"][-1]
+            assert verdict["kind"] == "identity.claim_rejected" and verdict["agent"] == "alice"
+            assert verdict["data"]["address"] == "anna@example.com"
+
+            await agent.send(type="customer_note", conversation_id=cid, text="Ruft oft an")
+            noted = (await agent.expect("conversation"))["conversation"]
+            assert [(n["author"], n["text"]) for n in noted["customer_notes"]] == [
+                ("alice", "Ruft oft an")
+            ]
+            await agent.send(type="customer_note", conversation_id=cid, text="x" * 5001)
+            await agent.expect("error", code="too_long")
+            await agent.send(type="customer_note", conversation_id=cid, text="  ")
+            await agent.expect("error", code="bad_frame")
+
+            sue = await login(hub, "sue", AGENT_PASSWORD)  # may read, does not hold
+            async with agent_client(hub, sue) as (other, _):
+                await other.send(type="customer_note", conversation_id=cid, text="hi")
+                await other.expect("error", code="not_assigned")
+                await other.send(
+                    type="claim",
+                    conversation_id=cid,
+                    kind="email",
+                    address="anna@example.com",
+                    verdict="confirmed",
+                )
+                await other.expect("error", code="not_assigned")
+                await other.send(type="open", conversation_id=cid)
+                seen = (await other.expect("conversation"))["conversation"]
+                assert [n["text"] for n in seen["customer_notes"]] == ["Ruft oft an"]
+
+        # erasing the person takes their notes with them
+        customer_id = judged["customer"]["id"]
+        await erase_customer(
+            hub.store, BlobStore(tmp_path / "blobs"), customer_id, actor="dpo", close_open=True
+        )
+        async with hub.store.read() as connection:
+            left = (await connection.execute(select(customer_notes))).all()
+        assert left == []

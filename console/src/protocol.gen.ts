@@ -82,6 +82,22 @@ export interface PingCommand {
   ref?: string | null;
 }
 
+/** Keep a note on the held conversation's customer. */
+export interface CustomerNoteCommand {
+  type: "customer_note";
+  conversation_id: string;
+  text: string;
+}
+
+/** Confirm or reject an address the customer claimed (``customer.attributes.claims``). */
+export interface ClaimCommand {
+  type: "claim";
+  conversation_id: string;
+  kind: string;
+  address: string;
+  verdict: "confirmed" | "rejected";
+}
+
 export interface HelloAgent {
   id: string;
   name: string;
@@ -228,6 +244,14 @@ export interface TimelineEvent {
   data: Record<string, unknown>;
 }
 
+/** A note agents keep on the customer (``open`` only; newest first, at most 50). */
+export interface CustomerNoteView {
+  id: string;
+  author: string;
+  text: string;
+  created_at: number;
+}
+
 export interface Conversation {
   id: string;
   channel: string;
@@ -246,6 +270,7 @@ export interface Conversation {
   messages: Message[];
   compose?: Compose | null;
   events?: TimelineEvent[];
+  customer_notes?: CustomerNoteView[];
   read_only?: boolean;
 }
 
@@ -404,4 +429,6 @@ export type ClientFrame =
   | CloseCommand
   | OpenCommand
   | PreviewCommand
-  | PingCommand;
+  | PingCommand
+  | CustomerNoteCommand
+  | ClaimCommand;

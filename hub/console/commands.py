@@ -18,8 +18,10 @@ from hub.console.compose import ComposeAdvisor, ReplyRefused
 from hub.console.protocol import (
     Accept,
     Auth,
+    Claim,
     Close,
     Command,
+    CustomerNote,
     Decline,
     Note,
     Open,
@@ -87,6 +89,8 @@ class Commands:
             Close: self._close,
             Open: self._open,
             Preview: self._preview,
+            CustomerNote: self._customer_note,
+            Claim: self._claim,
         }
 
     async def execute(self, agent: str, command: Command) -> bytes | None:
@@ -159,6 +163,7 @@ class Commands:
             rows = await conversation_events(connection, cid, timeline.SHOWN, timeline.LIMIT)
         view = self.view(conversation) if held else conversation_view(conversation)
         view["events"] = timeline.timeline_events(rows)
+        view["customer_notes"] = await self.store.customer_notes(conversation.customer_id)
         if not held:
             view["read_only"] = True
             # like a customer read through the API: who looked at what, before it leaves
@@ -166,6 +171,27 @@ class Commands:
                 "conversation.viewed", conversation_id=cid, agent=agent, data={"read_only": True}
             )
         return frame("conversation", conversation=view)
+
+    async def _customer_note(self, agent: str, command: CustomerNote) -> bytes | None:
+        """Keep a note on the customer; answered with the conversation as ``open`` shows it."""
+        if self.dispatch.owner(command.conversation_id) != agent:
+            raise Forbidden("this conversation is not assigned to you")
+        await self.store.add_customer_note(command.conversation_id, agent, command.text)
+        return await self._open(agent, Open(conversation_id=command.conversation_id))
+
+    async def _claim(self, agent: str, command: Claim) -> bytes | None:
+        """Record the agent's verdict on a claimed address (no merge: a supervisor merges);
+        answered with the conversation as ``open`` shows it."""
+        if self.dispatch.owner(command.conversation_id) != agent:
+            raise Forbidden("this conversation is not assigned to you")
+        await self.store.judge_claim(
+            command.conversation_id,
+            agent,
+            command.kind,
+            command.address,
+            confirmed=command.verdict == "confirmed",
+        )
+        return await self._open(agent, Open(conversation_id=command.conversation_id))
 
     async def _preview(self, agent: str, command: Preview) -> bytes | None:
         if self.dispatch.owner(command.conversation_id) != agent:

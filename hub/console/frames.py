@@ -139,6 +139,15 @@ class TimelineEvent(_Object, frozen=True):
     data: dict[str, Any]
 
 
+class CustomerNoteView(_Object, frozen=True):
+    """A note agents keep on the customer (``open`` only; newest first, at most 50)."""
+
+    id: str
+    author: str
+    text: str
+    created_at: float
+
+
 class Conversation(_Object, frozen=True):
     id: str
     channel: str
@@ -157,6 +166,7 @@ class Conversation(_Object, frozen=True):
     messages: list[Message]
     compose: Compose | None = None
     events: list[TimelineEvent] = msgspec.field(default_factory=list)
+    customer_notes: list[CustomerNoteView] = msgspec.field(default_factory=list)
     read_only: bool = False
 
 

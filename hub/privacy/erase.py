@@ -34,6 +34,7 @@ from hub.store.blobs import BlobStore
 from hub.store.schema import (
     attachments,
     conversations,
+    customer_notes,
     customer_stats,
     customers,
     events,
@@ -143,6 +144,7 @@ async def erase_in(
         result = await connection.execute(delete(table).where(table.c.customer_id.in_(ids)))
         setattr(report, name, int(result.rowcount or 0))
     await connection.execute(delete(customer_stats).where(customer_stats.c.customer_id.in_(ids)))
+    await connection.execute(delete(customer_notes).where(customer_notes.c.customer_id.in_(ids)))
     if person.addresses:
         result = await connection.execute(
             delete(opt_outs).where(

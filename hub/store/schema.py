@@ -224,6 +224,16 @@ orders = Table(
     Column("product", Text),
 )
 
+customer_notes = Table(
+    "customer_notes",
+    metadata,  # what agents keep on a customer (shown with every conversation of theirs)
+    Column("id", ID, primary_key=True),
+    Column("customer_id", ID, ForeignKey("customers.id"), nullable=False, index=True),
+    Column("author", String(64), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+)
+
 invoices = Table(
     "invoices",
     metadata,

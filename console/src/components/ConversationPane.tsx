@@ -80,7 +80,7 @@ export function ConversationPane(props: {
           </>
         )}
       </article>
-      <CustomerPanel conversation={conversation} state={state} />
+      <CustomerPanel conversation={conversation} state={state} held={!readOnly} />
       {props.transferOpen && !readOnly && (
         <TransferDialog
           conversation={conversation}

@@ -13,7 +13,8 @@ first, so both databases cut text into the same words (PostgreSQL's parser alone
 ``R-2211`` as ``r`` and ``-2211`` and an address as one word); neither folds diacritics, for
 the same reason (``Müller`` finds ``Müller`` and ``müller``, not ``Muller``).
 
-Also an index on identity addresses, for finding a customer by an exact address.
+Also an index on identity addresses, for finding a customer by an exact address, and
+``customer_notes``: what agents keep on a customer (the console's customer panel).
 
 Revision ID: 0012
 Revises: 0009
@@ -21,6 +22,7 @@ Revises: 0009
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
@@ -90,9 +92,19 @@ def upgrade() -> None:
         op.execute(f"CREATE INDEX ix_messages_search ON messages USING gin ({MESSAGE_DOCUMENT})")
         op.execute(f"CREATE INDEX ix_customers_search ON customers USING gin ({CUSTOMER_DOCUMENT})")
     op.create_index("ix_identities_address", "identities", ["address"])
+    op.create_table(
+        "customer_notes",
+        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column("customer_id", sa.String(32), sa.ForeignKey("customers.id"), nullable=False),
+        sa.Column("author", sa.String(64), nullable=False),
+        sa.Column("text", sa.Text, nullable=False),
+        sa.Column("created_at", sa.Double, nullable=False),
+    )
+    op.create_index("ix_customer_notes_customer_id", "customer_notes", ["customer_id"])
 
 
 def downgrade() -> None:
+    op.drop_table("customer_notes")
     op.drop_index("ix_identities_address", table_name="identities")
     if op.get_bind().dialect.name == "sqlite":
         for statement in _SQLITE_DOWN:
