@@ -279,11 +279,15 @@ def main() -> None:
                 ],
                 workdir,
                 f"{base}/readyz",
+                workdir / "hub.log",
             )
             try:
                 token = login(base, "sue")
                 queries = [WORDS[0], RARE[17], f"{WORDS[1]} {WORDS[5]}", "K00001"]
                 results = asyncio.run(measure(base, token, ids, args.rounds, queries, url))
+            except BaseException:
+                print((workdir / "hub.log").read_text()[-4000:], file=sys.stderr)  # the hub's say
+                raise
             finally:
                 stop(hub)
         finally:

@@ -14,6 +14,7 @@ from hub.auth import DEVICE_COOKIE, DEVICE_TTL, SECURE_DEVICE_COOKIE, retry_afte
 from hub.errors import AuthError, InvalidState, NotFound, TooManyAttempts
 from hub.guards import error as _error
 from hub.guards import read_json, requires
+from hub.inbox import api as inbox_api
 from hub.keys import (
     AUTH,
     BLOBS,
@@ -375,3 +376,4 @@ def add_routes(app: web.Application) -> None:
     reports_api.add_routes(app)
     privacy_api.add_routes(app)
     search_api.add_routes(app)
+    inbox_api.add_routes(app)

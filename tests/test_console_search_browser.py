@@ -119,3 +119,38 @@ async def test_claim_confirmation_and_customer_notes(
             await expect(page.locator("#customer-note-text")).to_have_value("")
             await shoot(page, directory, "claim-notes-1366-en")
             await check_axe(page, "claim judged, note kept")
+
+
+async def test_inbox_views_with_filters(
+    browser: Any,  # noqa: F811
+    sqlite_url: str,
+    tmp_path: Path,
+) -> None:
+    from playwright.async_api import expect
+
+    directory = shots_dir(tmp_path)
+    async with running_hub(settings(sqlite_url, tmp_path)) as hub:
+        await load_customers(hub)
+        await email(hub, "anna@example.com", "Wo bleibt die Gutschrift?", "<i1@example.com>")
+        for label, viewport in (("1366", WIDE), ("360", PHONE)):
+            async with console(browser, hub, "alice", viewport=viewport) as page:
+                await log_in(page, hub, "alice")
+                await page.keyboard.press("6")
+                rows = page.locator("#inbox-list li")
+                await expect(rows).to_have_count(1)  # waiting in a queue alice serves
+                await expect(rows.first).to_contain_text("Anna Top")
+                await expect(rows.first).to_contain_text("vip")
+                await page.select_option("select[aria-label='Tier']", "C")
+                await expect(page.locator(".inbox .empty")).to_be_visible()
+                await page.select_option("select[aria-label='Tier']", "A")
+                await expect(rows).to_have_count(1)
+                await page.click("#inbox-closed")
+                await expect(page.locator(".inbox .empty")).to_be_visible()
+                await page.click("#inbox-all")
+                await expect(rows).to_have_count(1)
+                await shoot(page, directory, f"inbox-{label}-en")
+                await check_axe(page, f"inbox {label}")
+                await no_sideways_scroll(page, f"inbox {label}")
+                await rows.first.locator("button").click()
+                await expect(page.locator(".read-only")).to_be_visible()
+                await expect(page.locator("#messages li.inbound")).to_contain_text("Gutschrift")

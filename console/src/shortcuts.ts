@@ -17,6 +17,7 @@ export type Command =
   | "view-closed"
   | "view-board"
   | "view-search"
+  | "view-inbox"
   | "escape";
 
 const KEYS: Record<string, Command> = {
@@ -35,6 +36,7 @@ const KEYS: Record<string, Command> = {
   "3": "view-closed",
   "4": "view-board",
   "5": "view-search",
+  "6": "view-inbox",
   Escape: "escape",
 };
 
@@ -70,6 +72,6 @@ export const SHEET: readonly (readonly [string, Key])[] = [
   ["t", "shortcut.transfer"],
   ["c", "shortcut.close"],
   ["/", "shortcut.filter"],
-  ["1 2 3 4 5", "shortcut.views"],
+  ["1 2 3 4 5 6", "shortcut.views"],
   ["Esc", "shortcut.escape"],
 ];

@@ -14,9 +14,10 @@ import type {
   QueueStateFrame,
   ServerFrame,
 } from "./protocol.gen";
+import { emptyInbox, type InboxState } from "./inbox";
 import { emptySearch, type SearchState } from "./search";
 
-export type View = "mine" | "offers" | "closed" | "board" | "search";
+export type View = "mine" | "offers" | "closed" | "board" | "search" | "inbox";
 export type Presence = "available" | "busy" | "away";
 export type Connection = "connecting" | "online" | "offline";
 
@@ -51,6 +52,7 @@ export interface State {
   closed: Entry[]; // closed or handed on in this session, newest first
   viewing: Entry | null; // a conversation opened read-only (a search hit, a supervisor's look)
   search: SearchState;
+  inbox: InboxState;
   active: string | null;
   view: View;
   filter: Filter;
@@ -76,6 +78,7 @@ export function initialState(now: number): State {
     closed: [],
     viewing: null,
     search: emptySearch,
+    inbox: emptyInbox,
     active: null,
     view: "mine",
     filter: { text: "", channel: "", queue: "" },
@@ -187,7 +190,10 @@ export function reduce(state: State, frame: ServerFrame, now: number): State {
         // a newly held one shows in Mine; a refresh of a held one (``open``) leaves the view
         view:
           !state.open[conversation.id] &&
-          (state.view === "board" || state.view === "closed" || state.view === "search")
+          (state.view === "board" ||
+            state.view === "closed" ||
+            state.view === "search" ||
+            state.view === "inbox")
             ? "mine"
             : state.view,
       };
@@ -274,8 +280,8 @@ export function select(state: State, id: string | null): State {
   const held = state.open[id];
   const open = held && held.unread ? { ...state.open, [id]: { ...held, unread: 0 } } : state.open;
   const view: View = state.open[id]
-    ? state.view === "search"
-      ? "search"
+    ? state.view === "search" || state.view === "inbox"
+      ? state.view
       : "mine"
     : state.closed.some((e) => e.conversation.id === id)
       ? "closed"

@@ -106,3 +106,27 @@ test("the timeline interleaves messages and audit events by time", () => {
   assert.equal(auditLine(unknown, t, name), "something.new");
   assert.equal(auditLine(items[2].kind === "audit" ? items[2].event : unknown, translator("de"), name), "Von Alice weitergeleitet an billing · „bitte prüfen“");
 });
+
+import { emptyInbox, loaded, loading, refused, requestOf, type InboxRow } from "../src/inbox";
+
+const row = (id: string): InboxRow => ({
+  id, channel: "email", inbox: "support", status: "queued", queue: "general", priority: "normal", assignee: null,
+  subject: null, created_at: 1, updated_at: 2, tags: [], customer: { id: "k", name: "Anna", customer_number: null, tier: "A" },
+});
+
+test("inbox pages: filters in the request, late pages of another request dropped", () => {
+  const filter = { channel: "", queue: "billing", tag: "vip", tier: "" };
+  assert.equal(requestOf("unassigned", filter), "view=unassigned&queue=billing&tag=vip");
+  assert.equal(requestOf("all", emptyInbox.filter, "c1"), "view=all&cursor=c1");
+  let inbox = loading(emptyInbox, "unassigned", filter, false);
+  const asked = inbox.asked;
+  inbox = loaded(inbox, asked, [row("a"), row("b")], "n", false);
+  inbox = loading(inbox, "unassigned", filter, true);
+  assert.equal(inbox.rows.length, 2);
+  inbox = loaded(inbox, asked, [row("b"), row("c")], null, true);
+  assert.deepEqual(inbox.rows.map((r) => r.id), ["a", "b", "c"]);
+  const other = loading(inbox, "closed", filter, false);
+  assert.deepEqual(other.rows, []);
+  assert.equal(loaded(other, asked, [row("x")], null, false), other);
+  assert.equal(refused(other, other.asked, "view must be one of").error, "view must be one of");
+});

@@ -80,6 +80,7 @@ conversations = Table(
     Column("closed_at", Double),
     Index("ix_conversations_thread", "inbox", "thread_key", "status"),
     Index("ix_conversations_status", "status"),
+    Index("ix_conversations_status_updated", "status", "updated_at"),  # inbox views
 )
 
 messages = Table(

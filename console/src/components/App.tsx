@@ -22,6 +22,7 @@ const VIEWS: Record<string, View> = {
   "view-closed": "closed",
   "view-board": "board",
   "view-search": "search",
+  "view-inbox": "inbox",
 };
 
 function inField(target: EventTarget | null): boolean {

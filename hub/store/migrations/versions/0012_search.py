@@ -14,7 +14,8 @@ first, so both databases cut text into the same words (PostgreSQL's parser alone
 the same reason (``Müller`` finds ``Müller`` and ``müller``, not ``Muller``).
 
 Also an index on identity addresses, for finding a customer by an exact address, and
-``customer_notes``: what agents keep on a customer (the console's customer panel).
+``customer_notes``: what agents keep on a customer (the console's customer panel), and an
+index for the inbox views (``GET /api/conversations``: by state, newest change first).
 
 Revision ID: 0012
 Revises: 0009
@@ -92,6 +93,7 @@ def upgrade() -> None:
         op.execute(f"CREATE INDEX ix_messages_search ON messages USING gin ({MESSAGE_DOCUMENT})")
         op.execute(f"CREATE INDEX ix_customers_search ON customers USING gin ({CUSTOMER_DOCUMENT})")
     op.create_index("ix_identities_address", "identities", ["address"])
+    op.create_index("ix_conversations_status_updated", "conversations", ["status", "updated_at"])
     op.create_table(
         "customer_notes",
         sa.Column("id", sa.String(32), primary_key=True),
@@ -105,6 +107,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("customer_notes")
+    op.drop_index("ix_conversations_status_updated", table_name="conversations")
     op.drop_index("ix_identities_address", table_name="identities")
     if op.get_bind().dialect.name == "sqlite":
         for statement in _SQLITE_DOWN:
