@@ -154,3 +154,31 @@ async def test_inbox_views_with_filters(
                 await rows.first.locator("button").click()
                 await expect(page.locator(".read-only")).to_be_visible()
                 await expect(page.locator("#messages li.inbound")).to_contain_text("Gutschrift")
+
+
+async def test_board_shows_the_days_figures(
+    browser: Any,  # noqa: F811
+    sqlite_url: str,
+    tmp_path: Path,
+) -> None:
+    from playwright.async_api import expect
+
+    directory = shots_dir(tmp_path)
+    async with running_hub(settings(sqlite_url, tmp_path, wrap_up="0s")) as hub:
+        await load_customers(hub)
+        async with console(browser, hub, "alice") as page:
+            await log_in(page, hub, "alice")
+            await email(hub, "anna@example.com", "Frage zur Rechnung", "<d1@example.com>")
+            await page.locator("#offers li.offer button.accept").click()
+            await page.fill("#reply-text", "Erledigt.")
+            await page.keyboard.press("Enter")
+            await expect(page.locator("#messages li.outbound")).to_have_count(1)
+            await page.click("#close-conversation")
+            await expect(page.locator(".read-only")).to_be_visible()
+            await page.click("#view-board")
+            premium = page.locator("#day-queues tr[data-row='premium']")
+            await expect(premium.locator("td").first).to_have_text("1")  # conversations
+            alice = page.locator("#day-agents tr[data-row='alice']")
+            await expect(alice.locator("td").nth(6)).to_have_text("1")  # closed
+            await shoot(page, directory, "board-day-1366-en")
+            await check_axe(page, "board with the day's figures")
