@@ -186,7 +186,8 @@ export function reduce(state: State, frame: ServerFrame, now: number): State {
         open: { ...state.open, [conversation.id]: entry(conversation, state.open[conversation.id]) },
         closed: state.closed.filter((e) => e.conversation.id !== conversation.id),
         viewing: state.viewing?.conversation.id === conversation.id ? null : state.viewing,
-        active: conversation.id,
+        // a refresh (``open``'s answer) must not pull the agent back from where they went
+        active: state.open[conversation.id] ? state.active : conversation.id,
         // a newly held one shows in Mine; a refresh of a held one (``open``) leaves the view
         view:
           !state.open[conversation.id] &&

@@ -130,3 +130,11 @@ test("inbox pages: filters in the request, late pages of another request dropped
   assert.equal(loaded(other, asked, [row("x")], null, false), other);
   assert.equal(refused(other, other.asked, "view must be one of").error, "view must be one of");
 });
+
+test("open's answer for a held conversation does not move the selection", () => {
+  let state = reduce(initialState(0), { type: "conversation", conversation: conversation("c1") }, 1);
+  state = reduce(state, { type: "conversation", conversation: conversation("c2") }, 2);
+  assert.equal(state.active, "c2");
+  state = reduce(state, { type: "conversation", conversation: conversation("c1", { events: [] }) }, 3);
+  assert.equal(state.active, "c2");
+});
