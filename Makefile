@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 CONFIG ?= config/hub.yaml
 
-.PHONY: install console run test lint format bench bench-full clean
+.PHONY: install console run cluster test lint format bench bench-full clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ run: install
 	@echo "channelhub: write as a customer at http://127.0.0.1:8080/chat/"
 	$(BIN)/channelhub serve --config $(CONFIG)
 
+# Three hub nodes on this machine's PostgreSQL and Redis behind HAProxy on 127.0.0.1:8080
+# (docs/scaling.md); Ctrl-C stops them. CLUSTER_ARGS=--fresh starts from an empty database.
+cluster: install
+	$(BIN)/python deploy/cluster.py $(CLUSTER_ARGS)
+
 test: install
 	$(BIN)/python -m pytest
 
@@ -69,10 +74,13 @@ bench: install
 	$(BIN)/python bench/dispatch.py --quick
 	$(BIN)/python bench/email_ingest.py --mails 300
 	$(BIN)/python bench/sms.py --messages 1000
+	$(BIN)/python bench/voice.py --calls 500
 	$(BIN)/python bench/fax.py --pages 8
 	$(BIN)/python bench/sockets.py --sockets 500
 	$(BIN)/python bench/bus.py --quick
 	$(BIN)/python bench/console.py --conversations 20000 --messages 5
+	$(BIN)/python bench/cross_node.py --samples 20
+	$(BIN)/python bench/cluster.py --quick
 
 bench-full: install
 	$(BIN)/python bench/pipeline.py
@@ -81,10 +89,13 @@ bench-full: install
 	$(BIN)/python bench/dispatch.py
 	$(BIN)/python bench/email_ingest.py
 	$(BIN)/python bench/sms.py
+	$(BIN)/python bench/voice.py
 	$(BIN)/python bench/fax.py
 	$(BIN)/python bench/sockets.py
 	$(BIN)/python bench/bus.py
 	$(BIN)/python bench/console.py --conversations 200000 --messages 5
+	$(BIN)/python bench/cross_node.py
+	$(BIN)/python bench/cluster.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

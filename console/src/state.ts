@@ -16,6 +16,7 @@ import type {
 } from "./protocol.gen";
 import { emptyInbox, type InboxState } from "./inbox";
 import { emptySearch, type SearchState } from "./search";
+import { withCall } from "./voice";
 
 export type View = "mine" | "offers" | "closed" | "board" | "search" | "inbox";
 export type Presence = "available" | "busy" | "away";
@@ -255,6 +256,8 @@ export function reduce(state: State, frame: ServerFrame, now: number): State {
       if (frame.ref && frame.code !== "unavailable") delete pending[frame.ref];
       return { ...state, pending, error: frame.message };
     }
+    case "call":
+      return withCall(state, frame);
     case "pong":
       return state;
   }

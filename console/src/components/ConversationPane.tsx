@@ -10,6 +10,7 @@ import { CustomerPanel } from "./CustomerPanel";
 import { TransferDialog } from "./Dialogs";
 import { Countdown, PriorityBadge, TierBadge } from "./Sidebar";
 import { Timeline } from "./Timeline";
+import { CallPanel } from "./Voice";
 
 export function ConversationPane(props: {
   state: State;
@@ -69,6 +70,7 @@ export function ConversationPane(props: {
           </section>
         )}
         <Routing conversation={conversation} />
+        <CallPanel conversation={conversation} state={state} readOnly={readOnly} />
         <Timeline entry={entry} />
         {readOnly ? (
           <p class="read-only">{t.t(conversation.read_only ? "compose.viewOnly" : "compose.readOnly")}</p>
