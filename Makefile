@@ -79,6 +79,7 @@ bench: install
 	$(BIN)/python bench/fax.py --pages 8
 	$(BIN)/python bench/sockets.py --sockets 500
 	$(BIN)/python bench/bus.py --quick
+	$(BIN)/python bench/console.py --conversations 20000 --messages 5
 	$(BIN)/python bench/cross_node.py --samples 20
 	$(BIN)/python bench/cluster.py --quick
 
@@ -94,6 +95,7 @@ bench-full: install
 	$(BIN)/python bench/fax.py
 	$(BIN)/python bench/sockets.py
 	$(BIN)/python bench/bus.py
+	$(BIN)/python bench/console.py --conversations 200000 --messages 5
 	$(BIN)/python bench/cross_node.py
 	$(BIN)/python bench/cluster.py
 

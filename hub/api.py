@@ -14,6 +14,7 @@ from hub.auth import DEVICE_COOKIE, DEVICE_TTL, SECURE_DEVICE_COOKIE, retry_afte
 from hub.errors import AuthError, InvalidState, NotFound, TooManyAttempts
 from hub.guards import error as _error
 from hub.guards import read_json, requires
+from hub.inbox import api as inbox_api
 from hub.keys import (
     AUTH,
     BLOBS,
@@ -31,6 +32,7 @@ from hub.permissions import Action, ensure, needs_relation
 from hub.privacy import api as privacy_api
 from hub.replay import api as replay_api
 from hub.reports import api as reports_api
+from hub.search import api as search_api
 from hub.sessions import SECURE_SESSION_COOKIE, SESSION_COOKIE, Ended, Principal, request_token
 from hub.settings import AgentSettings
 from hub.store.schema import QUEUED
@@ -392,3 +394,5 @@ def add_routes(app: web.Application) -> None:
     reports_api.add_routes(app)
     privacy_api.add_routes(app)
     replay_api.add_routes(app)
+    search_api.add_routes(app)
+    inbox_api.add_routes(app)

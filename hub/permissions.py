@@ -37,6 +37,7 @@ class Action(StrEnum):
     EXPORT_CONVERSATIONS = "conversations.export"
     CUSTOMER_PRIVACY = "customer.privacy"  # GDPR export and erasure, retention runs
     DIFF_RULES = "rules.diff"  # replay stored traffic through a proposed rules file
+    READ_CONVERSATIONS = "conversations.read"  # search, open read-only
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,11 @@ POLICY = MappingProxyType(
         Action.EXPORT_CONVERSATIONS: Grant(_STAFF),
         Action.CUSTOMER_PRIVACY: Grant(_ADMINS),
         Action.DIFF_RULES: Grant(_ADMINS),
+        Action.READ_CONVERSATIONS: Grant(
+            _STAFF,
+            frozenset({Role.AGENT}),
+            "conversations in a queue they serve or assigned to them",
+        ),
     }
 )
 

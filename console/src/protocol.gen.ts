@@ -95,6 +95,22 @@ export interface PingCommand {
   ref?: string | null;
 }
 
+/** Keep a note on the held conversation's customer. */
+export interface CustomerNoteCommand {
+  type: "customer_note";
+  conversation_id: string;
+  text: string;
+}
+
+/** Confirm or reject an address the customer claimed (``customer.attributes.claims``). */
+export interface ClaimCommand {
+  type: "claim";
+  conversation_id: string;
+  kind: string;
+  address: string;
+  verdict: "confirmed" | "rejected";
+}
+
 export interface HelloAgent {
   id: string;
   name: string;
@@ -233,6 +249,22 @@ export interface Compose {
   alternatives: Alternative[];
 }
 
+/** An audit event of the conversation (``open`` only; kinds in hub.console.timeline). */
+export interface TimelineEvent {
+  at: number;
+  kind: string;
+  agent: string | null;
+  data: Record<string, unknown>;
+}
+
+/** A note agents keep on the customer (``open`` only; newest first, at most 50). */
+export interface CustomerNoteView {
+  id: string;
+  author: string;
+  text: string;
+  created_at: number;
+}
+
 export interface CallItem {
   call_sid: string;
   state: string;
@@ -259,6 +291,9 @@ export interface Conversation {
   rules: string[];
   messages: Message[];
   compose?: Compose | null;
+  events?: TimelineEvent[];
+  customer_notes?: CustomerNoteView[];
+  read_only?: boolean;
   calls?: CallItem[];
 }
 
@@ -426,4 +461,6 @@ export type ClientFrame =
   | PreviewCommand
   | CallBackCommand
   | CallHoldCommand
-  | PingCommand;
+  | PingCommand
+  | CustomerNoteCommand
+  | ClaimCommand;

@@ -16,6 +16,8 @@ export type Command =
   | "view-offers"
   | "view-closed"
   | "view-board"
+  | "view-search"
+  | "view-inbox"
   | "escape";
 
 const KEYS: Record<string, Command> = {
@@ -33,6 +35,8 @@ const KEYS: Record<string, Command> = {
   "2": "view-offers",
   "3": "view-closed",
   "4": "view-board",
+  "5": "view-search",
+  "6": "view-inbox",
   Escape: "escape",
 };
 
@@ -68,6 +72,6 @@ export const SHEET: readonly (readonly [string, Key])[] = [
   ["t", "shortcut.transfer"],
   ["c", "shortcut.close"],
   ["/", "shortcut.filter"],
-  ["1 2 3 4", "shortcut.views"],
+  ["1 2 3 4 5 6", "shortcut.views"],
   ["Esc", "shortcut.escape"],
 ];

@@ -14,9 +14,11 @@ import type {
   QueueStateFrame,
   ServerFrame,
 } from "./protocol.gen";
+import { emptyInbox, type InboxState } from "./inbox";
+import { emptySearch, type SearchState } from "./search";
 import { withCall } from "./voice";
 
-export type View = "mine" | "offers" | "closed" | "board";
+export type View = "mine" | "offers" | "closed" | "board" | "search" | "inbox";
 export type Presence = "available" | "busy" | "away";
 export type Connection = "connecting" | "online" | "offline";
 
@@ -49,6 +51,9 @@ export interface State {
   offerSeenAt: Record<string, number>;
   open: Record<string, Entry>; // the conversations this agent holds
   closed: Entry[]; // closed or handed on in this session, newest first
+  viewing: Entry | null; // a conversation opened read-only (a search hit, a supervisor's look)
+  search: SearchState;
+  inbox: InboxState;
   active: string | null;
   view: View;
   filter: Filter;
@@ -72,6 +77,9 @@ export function initialState(now: number): State {
     offerSeenAt: {},
     open: {},
     closed: [],
+    viewing: null,
+    search: emptySearch,
+    inbox: emptyInbox,
     active: null,
     view: "mine",
     filter: { text: "", channel: "", queue: "" },
@@ -85,8 +93,10 @@ export function initialState(now: number): State {
 }
 
 function entry(conversation: Conversation, previous?: Entry): Entry {
+  // the timeline's audit events come with ``open`` only: a later frame keeps the known ones
+  const events = conversation.events ?? previous?.conversation.events;
   return {
-    conversation,
+    conversation: events ? { ...conversation, events } : conversation,
     unread: previous?.unread ?? 0,
     events: previous?.events ?? [],
     closedAt: null,
@@ -166,13 +176,28 @@ export function reduce(state: State, frame: ServerFrame, now: number): State {
       };
     case "conversation": {
       const conversation = frame.conversation;
+      if (conversation.read_only) {
+        // someone else's (or nobody's): shown read-only, never counted as held
+        const viewing: Entry = { conversation, unread: 0, events: [], closedAt: now };
+        return { ...state, viewing, active: conversation.id, draftCost: null };
+      }
       return {
         ...state,
         offers: state.offers.filter((o) => o.conversation_id !== conversation.id),
         open: { ...state.open, [conversation.id]: entry(conversation, state.open[conversation.id]) },
         closed: state.closed.filter((e) => e.conversation.id !== conversation.id),
-        active: conversation.id,
-        view: state.view === "board" || state.view === "closed" ? "mine" : state.view,
+        viewing: state.viewing?.conversation.id === conversation.id ? null : state.viewing,
+        // a refresh (``open``'s answer) must not pull the agent back from where they went
+        active: state.open[conversation.id] ? state.active : conversation.id,
+        // a newly held one shows in Mine; a refresh of a held one (``open``) leaves the view
+        view:
+          !state.open[conversation.id] &&
+          (state.view === "board" ||
+            state.view === "closed" ||
+            state.view === "search" ||
+            state.view === "inbox")
+            ? "mine"
+            : state.view,
       };
     }
     case "message":
@@ -258,9 +283,13 @@ export function select(state: State, id: string | null): State {
   if (id === null) return { ...state, active: null, draftCost: null };
   const held = state.open[id];
   const open = held && held.unread ? { ...state.open, [id]: { ...held, unread: 0 } } : state.open;
-  const view: View = state.open[id] ? "mine" : state.closed.some((e) => e.conversation.id === id)
-    ? "closed"
-    : state.view;
+  const view: View = state.open[id]
+    ? state.view === "search" || state.view === "inbox"
+      ? state.view
+      : "mine"
+    : state.closed.some((e) => e.conversation.id === id)
+      ? "closed"
+      : state.view;
   return { ...state, open, active: id, draftCost: null, view };
 }
 
@@ -321,6 +350,7 @@ export function activeEntry(state: State): Entry | null {
   return (
     state.open[state.active] ??
     state.closed.find((e) => e.conversation.id === state.active) ??
+    (state.viewing?.conversation.id === state.active ? state.viewing : null) ??
     null
   );
 }

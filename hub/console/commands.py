@@ -14,14 +14,17 @@ from typing import TYPE_CHECKING, Any
 from connectors.base import CallError
 from hub import uploads
 from hub.bus import MESSAGES, OUTBOX, Bus, MessageStored, OutboxReady
+from hub.console import timeline
 from hub.console.compose import ComposeAdvisor, ReplyRefused
 from hub.console.protocol import (
     Accept,
     Auth,
     CallBack,
     CallHold,
+    Claim,
     Close,
     Command,
+    CustomerNote,
     Decline,
     Note,
     Open,
@@ -38,9 +41,11 @@ from hub.console.views import conversation_view, message_view
 from hub.dispatch.core import Presence
 from hub.dispatch.service import DispatchService
 from hub.envelope import Attachment
-from hub.errors import Forbidden
+from hub.errors import Forbidden, NotFound
 from hub.permissions import Action, ensure
+from hub.search.scope import scope_of
 from hub.settings import AgentSettings
+from hub.store.audit import conversation_events
 from hub.store.records import Conversation
 from hub.store.store import Store
 
@@ -92,6 +97,8 @@ class Commands:
             Close: self._close,
             Open: self._open,
             Preview: self._preview,
+            CustomerNote: self._customer_note,
+            Claim: self._claim,
             CallBack: self._call_back,
             CallHold: self._call_hold,
         }
@@ -148,10 +155,53 @@ class Commands:
         return None
 
     async def _open(self, agent: str, command: Open) -> bytes | None:
+        """The agent's own conversation, or read-only one they may read (``conversations.read``:
+        supervisors any, agents those of the queues they serve); both with the timeline's
+        events. Any other id, existing or not, answers ``not_assigned``."""
+        cid = command.conversation_id
+        held = self.dispatch.owner(cid) == agent
+        try:
+            conversation = await self.store.conversation(cid)
+        except NotFound:
+            raise Forbidden("this conversation is not assigned to you") from None
+        if not held:
+            settings = self.agents[agent]
+            scope = scope_of(settings.role, agent, settings.queues, self.dispatch.queues)
+            if not scope.covers(conversation.queue, conversation.assignee):
+                raise Forbidden("this conversation is not assigned to you")
+        async with self.store.read() as connection:
+            rows = await conversation_events(connection, cid, timeline.SHOWN, timeline.LIMIT)
+        view = self.view(conversation) if held else conversation_view(conversation)
+        view["events"] = timeline.timeline_events(rows)
+        view["customer_notes"] = await self.store.customer_notes(conversation.customer_id)
+        if not held:
+            view["read_only"] = True
+            # like a customer read through the API: who looked at what, before it leaves
+            await self.store.audit(
+                "conversation.viewed", conversation_id=cid, agent=agent, data={"read_only": True}
+            )
+        return frame("conversation", conversation=view)
+
+    async def _customer_note(self, agent: str, command: CustomerNote) -> bytes | None:
+        """Keep a note on the customer; answered with the conversation as ``open`` shows it."""
         if self.dispatch.owner(command.conversation_id) != agent:
             raise Forbidden("this conversation is not assigned to you")
-        view = self.view(await self.store.conversation(command.conversation_id))
-        return frame("conversation", conversation=view)
+        await self.store.add_customer_note(command.conversation_id, agent, command.text)
+        return await self._open(agent, Open(conversation_id=command.conversation_id))
+
+    async def _claim(self, agent: str, command: Claim) -> bytes | None:
+        """Record the agent's verdict on a claimed address (no merge: a supervisor merges);
+        answered with the conversation as ``open`` shows it."""
+        if self.dispatch.owner(command.conversation_id) != agent:
+            raise Forbidden("this conversation is not assigned to you")
+        await self.store.judge_claim(
+            command.conversation_id,
+            agent,
+            command.kind,
+            command.address,
+            confirmed=command.verdict == "confirmed",
+        )
+        return await self._open(agent, Open(conversation_id=command.conversation_id))
 
     async def _preview(self, agent: str, command: Preview) -> bytes | None:
         if self.dispatch.owner(command.conversation_id) != agent:

@@ -139,6 +139,24 @@ class Compose(_Object, frozen=True):
     alternatives: list[Alternative]
 
 
+class TimelineEvent(_Object, frozen=True):
+    """An audit event of the conversation (``open`` only; kinds in hub.console.timeline)."""
+
+    at: float
+    kind: str
+    agent: str | None
+    data: dict[str, Any]
+
+
+class CustomerNoteView(_Object, frozen=True):
+    """A note agents keep on the customer (``open`` only; newest first, at most 50)."""
+
+    id: str
+    author: str
+    text: str
+    created_at: float
+
+
 class Conversation(_Object, frozen=True):
     id: str
     channel: str
@@ -156,6 +174,9 @@ class Conversation(_Object, frozen=True):
     rules: list[str]
     messages: list[Message]
     compose: Compose | None = None
+    events: list[TimelineEvent] = msgspec.field(default_factory=list)
+    customer_notes: list[CustomerNoteView] = msgspec.field(default_factory=list)
+    read_only: bool = False
     calls: list[CallItem] = msgspec.field(default_factory=list)
 
 

@@ -13,6 +13,7 @@ import msgspec
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 64 * 1024
 MAX_TEXT_CHARS = 20_000
+MAX_NOTE_CHARS = 5_000  # a customer note: shown with every conversation of theirs
 
 Id = msgspec.Meta(min_length=1, max_length=128)
 
@@ -63,6 +64,22 @@ class Reassign(msgspec.Struct, frozen=True, tag="reassign", forbid_unknown_field
     agent: str
 
 
+class CustomerNote(msgspec.Struct, frozen=True, tag="customer_note", forbid_unknown_fields=True):
+    """Keep a note on the held conversation's customer."""
+
+    conversation_id: str
+    text: str
+
+
+class Claim(msgspec.Struct, frozen=True, tag="claim", forbid_unknown_fields=True):
+    """Confirm or reject an address the customer claimed (``customer.attributes.claims``)."""
+
+    conversation_id: str
+    kind: str
+    address: str
+    verdict: Literal["confirmed", "rejected"]
+
+
 class Close(msgspec.Struct, frozen=True, tag="close", forbid_unknown_fields=True):
     conversation_id: str
     disposition: str | None = None  # one of dispatch.dispositions; None: the first of them
@@ -111,6 +128,8 @@ Command = (
     | CallBack
     | CallHold
     | Ping
+    | CustomerNote
+    | Claim
 )
 
 _decoder = msgspec.json.Decoder(Command)
@@ -146,6 +165,14 @@ def parse_command(data: str | bytes) -> Command:
         value = getattr(command, field, None)
         if value is not None and not 0 < len(value) <= 128:
             raise ProtocolError("bad_frame", f"{field} must be 1 to 128 characters")
+    if isinstance(command, Claim) and not (
+        0 < len(command.kind) <= 32 and 0 < len(command.address) <= 512
+    ):
+        raise ProtocolError("bad_frame", "claim needs a kind (1-32) and an address (1-512)")
+    if isinstance(command, CustomerNote) and len(command.text) > MAX_NOTE_CHARS:
+        raise ProtocolError(
+            "too_long", f"customer notes are limited to {MAX_NOTE_CHARS} characters"
+        )
     if isinstance(command, Transfer) and (command.queue is None) == (command.agent is None):
         raise ProtocolError("bad_frame", "transfer needs either queue or agent")
     if isinstance(command, Reply) and command.template is not None:

@@ -35,6 +35,7 @@ from hub.store.blobs import BlobStore
 from hub.store.schema import (
     attachments,
     conversations,
+    customer_notes,
     customer_stats,
     customers,
     event_outbox,
@@ -159,6 +160,7 @@ async def erase_in(
         delete(routing_records).where(routing_records.c.customer_id.in_(ids))
     )
     report.routing_records = int(result.rowcount or 0)
+    await connection.execute(delete(customer_notes).where(customer_notes.c.customer_id.in_(ids)))
     if person.addresses:
         result = await connection.execute(
             delete(opt_outs).where(
@@ -240,7 +242,9 @@ async def drop_unused_blobs(store: Store, blobs: BlobStore, refs: Collection[str
 async def compact(store: Store, *, vacuum: bool = False) -> None:
     """After removing personal data from SQLite: move every page into the database file and
     empty the write-ahead log (old page versions live there until a checkpoint); ``vacuum``
-    also rebuilds the file, for databases written before ``secure_delete`` was on. On
+    also rebuilds the file, for databases written before ``secure_delete`` was on. The
+    full-text indexes (migration 0012) are merged, which drops the erased words their segments
+    still held, or rebuilt after a ``VACUUM`` (it may renumber the rowids they point at). On
     PostgreSQL nothing (old row versions wait for autovacuum; see docs/privacy.md)."""
     if store.engine.dialect.name != "sqlite":
         return
@@ -248,6 +252,12 @@ async def compact(store: Store, *, vacuum: bool = False) -> None:
         autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
         if vacuum:
             await autocommit.execute(text("VACUUM"))
+        command = "rebuild" if vacuum else "optimize"
+        for index in ("messages_fts", "customers_fts"):  # FTS5 commands take the index's name
+            await autocommit.execute(
+                text(f"INSERT INTO {index}({index}) VALUES (:command)"),  # noqa: S608
+                {"command": command},
+            )
         await autocommit.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
 
 

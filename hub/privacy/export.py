@@ -29,6 +29,7 @@ from hub.replay.record import decode, readable
 from hub.store.blobs import BlobStore
 from hub.store.schema import (
     conversations,
+    customer_notes,
     customer_stats,
     customers,
     identities,
@@ -183,6 +184,13 @@ async def dossier(connection: AsyncConnection, person: Person, now: float) -> di
         "invoices": _rows(
             await connection.execute(
                 select(invoices).where(invoices.c.customer_id.in_(ids)).order_by(invoices.c.due_at)
+            )
+        ),
+        "notes": _rows(
+            await connection.execute(
+                select(customer_notes)
+                .where(customer_notes.c.customer_id.in_(ids))
+                .order_by(customer_notes.c.created_at)
             )
         ),
         "opt_outs": opted,

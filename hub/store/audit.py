@@ -8,8 +8,10 @@ bind parameter (the other way round), which sank whole ingest batches.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.store.schema import events
@@ -51,3 +53,19 @@ async def record_event(
             at, kind, conversation_id=conversation_id, message_id=message_id, agent=agent, data=data
         ),
     )
+
+
+async def conversation_events(
+    connection: AsyncConnection, conversation_id: str, kinds: Collection[str], limit: int
+) -> list[Any]:
+    """The audit events of one conversation of the given kinds, oldest first (at most
+    ``limit``, the newest ones)."""
+    newest = (
+        select(events.c.seq, events.c.at, events.c.kind, events.c.agent, events.c.data)
+        .where(events.c.conversation_id == conversation_id, events.c.kind.in_(sorted(kinds)))
+        .order_by(events.c.seq.desc())
+        .limit(limit)
+    )
+    rows = list(await connection.execute(newest))
+    rows.reverse()
+    return rows

@@ -81,6 +81,7 @@ conversations = Table(
     Column("closed_at", Double),
     Index("ix_conversations_thread", "inbox", "thread_key", "status"),
     Index("ix_conversations_status", "status"),
+    Index("ix_conversations_status_updated", "status", "updated_at"),  # inbox views
 )
 
 messages = Table(
@@ -248,6 +249,16 @@ orders = Table(
     Column("ordered_at", Double, nullable=False),
     Column("amount_cents", BigInteger, nullable=False),
     Column("product", Text),
+)
+
+customer_notes = Table(
+    "customer_notes",
+    metadata,  # what agents keep on a customer (shown with every conversation of theirs)
+    Column("id", ID, primary_key=True),
+    Column("customer_id", ID, ForeignKey("customers.id"), nullable=False, index=True),
+    Column("author", String(64), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
 )
 
 invoices = Table(

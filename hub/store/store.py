@@ -20,6 +20,7 @@ from hub.store.attachments import Attachments
 from hub.store.calls import CallEvents
 from hub.store.connector_state import ConnectorStates
 from hub.store.conversations import Conversations
+from hub.store.customer_notes import CustomerNotes
 from hub.store.database import Clock, Database
 from hub.store.event_outbox import EventOutbox
 from hub.store.leases import Leases
@@ -80,6 +81,11 @@ class Store:
         leases = Leases(database)
         self.claim_lease = leases.claim
         self.release_lease = leases.release
+
+        notes = CustomerNotes(database)
+        self.customer_notes = notes.of
+        self.add_customer_note = notes.add
+        self.judge_claim = notes.judge_claim
 
         self.add_reply = Replies(database).add
         outbox = Outbox(database)

@@ -22,6 +22,8 @@ const VIEWS: Record<string, View> = {
   "view-offers": "offers",
   "view-closed": "closed",
   "view-board": "board",
+  "view-search": "search",
+  "view-inbox": "inbox",
 };
 
 function inField(target: EventTarget | null): boolean {
@@ -117,6 +119,7 @@ export function App() {
         const view = VIEWS[command];
         if (view && (view !== "board" || current.hello?.agent.supervisor)) {
           store.set({ ...current, view });
+          if (view === "search") requestAnimationFrame(() => document.getElementById("search")?.focus());
         }
       }
     }

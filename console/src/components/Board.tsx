@@ -5,6 +5,7 @@ import { useT } from "../context";
 import type { AgentRow } from "../protocol.gen";
 import type { State } from "../state";
 import { store } from "../store";
+import { DayFigures } from "./DayFigures";
 
 function Reassign(props: { conversation: string; agents: { id: string; name: string }[]; holder: string }) {
   const t = useT();
@@ -124,6 +125,7 @@ export function Board(props: { state: State }) {
           </div>
         </>
       )}
+      <DayFigures />
     </main>
   );
 }

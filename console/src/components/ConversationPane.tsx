@@ -1,3 +1,6 @@
+import { useEffect } from "preact/hooks";
+
+import { send } from "../connection";
 import { useT } from "../context";
 import type { Conversation } from "../protocol.gen";
 import { customerLabel, select, type Entry, type State } from "../state";
@@ -17,6 +20,11 @@ export function ConversationPane(props: {
 }) {
   const t = useT();
   const { entry, state } = props;
+  const wanted = entry && entry.closedAt === null && !entry.conversation.events ? entry.conversation.id : null;
+  useEffect(() => {
+    // a held conversation's audit events come with ``open``: ask once when it is first shown
+    if (wanted) send({ type: "open", conversation_id: wanted });
+  }, [wanted]);
   if (!entry) {
     return (
       <main id="main" class="pane empty-pane">
@@ -65,7 +73,7 @@ export function ConversationPane(props: {
         <CallPanel conversation={conversation} state={state} readOnly={readOnly} />
         <Timeline entry={entry} />
         {readOnly ? (
-          <p class="read-only">{t.t("compose.readOnly")}</p>
+          <p class="read-only">{t.t(conversation.read_only ? "compose.viewOnly" : "compose.readOnly")}</p>
         ) : (
           <>
             {/* keyed: another conversation gets a fresh draft, note box and file choice */}
@@ -74,7 +82,7 @@ export function ConversationPane(props: {
           </>
         )}
       </article>
-      <CustomerPanel conversation={conversation} state={state} />
+      <CustomerPanel conversation={conversation} state={state} held={!readOnly} />
       {props.transferOpen && !readOnly && (
         <TransferDialog
           conversation={conversation}

@@ -5,6 +5,7 @@ import { statusLabel } from "../labels";
 import type { Conversation, PastConversation } from "../protocol.gen";
 import { select, type State } from "../state";
 import { store } from "../store";
+import { Claims, CustomerNotes } from "./CustomerWork";
 import { PastDialog } from "./Dialogs";
 
 interface Row {
@@ -12,7 +13,7 @@ interface Row {
   value: string | number | null | undefined;
 }
 
-export function CustomerPanel(props: { conversation: Conversation; state: State }) {
+export function CustomerPanel(props: { conversation: Conversation; state: State; held: boolean }) {
   const t = useT();
   const [past, setPast] = useState<PastConversation | null>(null);
   const customer = props.conversation.customer;
@@ -52,20 +53,6 @@ export function CustomerPanel(props: { conversation: Conversation; state: State 
     rows.push({ label: t.t("customer.overdue"), value: customer.overdue_invoices });
   }
   rows.push({ label: t.t("customer.open"), value: customer.open_conversations });
-  const claims = (customer.attributes.claims ?? []) as {
-    kind: string;
-    address: string;
-    customer_number?: string;
-  }[];
-  for (const claim of Array.isArray(claims) ? claims : []) {
-    rows.push({
-      label: t.t("customer.claim"),
-      value: t.t("customer.claimValue", {
-        kind: claim.kind,
-        address: claim.customer_number ? `${claim.address} (${claim.customer_number})` : claim.address,
-      }),
-    });
-  }
   if (customer.tags.length) rows.push({ label: t.t("customer.tags"), value: customer.tags.join(", ") });
 
   const open = (item: PastConversation) => {
@@ -86,6 +73,8 @@ export function CustomerPanel(props: { conversation: Conversation; state: State 
             <dd key={`d${index}`}>{String(row.value)}</dd>,
           ])}
       </dl>
+      <Claims conversation={props.conversation} held={props.held} />
+      <CustomerNotes conversation={props.conversation} held={props.held} />
       <h4>{t.t("customer.history")}</h4>
       <ul id="history">
         {customer.history.map((item) => (

@@ -13,6 +13,8 @@ import {
   type View,
 } from "../state";
 import { store, useNow } from "../store";
+import { InboxView } from "./InboxView";
+import { SearchView } from "./SearchView";
 
 /** A deadline counting down; only this small node re-renders every second. */
 export function Countdown(props: { at: number | null; kind: "offer" | "sla" }) {
@@ -139,6 +141,7 @@ export function Sidebar(props: { state: State }) {
     ["closed", state.closed.length],
   ];
   if (state.hello?.agent.supervisor) views.push(["board", null]);
+  views.push(["inbox", null], ["search", null]);
   const entries = listed(state);
   const setFilter = (change: Partial<State["filter"]>) =>
     store.update((s) => ({ ...s, filter: { ...s.filter, ...change } }));
@@ -168,6 +171,8 @@ export function Sidebar(props: { state: State }) {
           </button>
         ))}
       </div>
+      {state.view === "search" && <SearchView state={state} />}
+      {state.view === "inbox" && <InboxView state={state} />}
       {showList && (
         <>
           <div class="filters">

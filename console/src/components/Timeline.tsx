@@ -6,6 +6,7 @@ import { dispositionLabel } from "../labels";
 import type { AttachmentInfo, Message } from "../protocol.gen";
 import type { Entry, State } from "../state";
 import { store } from "../store";
+import { auditLine, merged } from "../timeline";
 
 function author(message: Message, t: Translator, state: State): string {
   if (message.direction === "inbound") return t.t("timeline.customer");
@@ -23,7 +24,12 @@ export function Timeline(props: { entry: Entry }) {
   useEffect(() => {
     const node = list.current;
     if (node) node.scrollTop = node.scrollHeight;
-  }, [conversation.id, conversation.messages.length, events.length]);
+  }, [conversation.id, conversation.messages.length, events.length, conversation.events?.length]);
+  const name = (id: string | null) => {
+    if (id === null) return "";
+    if (id === state.hello?.agent.id) return t.t("timeline.you");
+    return state.hello?.agents.find((a) => a.id === id)?.name ?? id;
+  };
   return (
     <section class="timeline" aria-label={t.t("timeline.heading")}>
       <p class="event">
@@ -33,9 +39,15 @@ export function Timeline(props: { entry: Entry }) {
         })}`}
       </p>
       <ol id="messages" ref={list} tabIndex={0} aria-label={t.t("timeline.heading")}>
-        {conversation.messages.map((message) => (
-          <MessageItem message={message} key={message.id} who={author(message, t, state)} />
-        ))}
+        {merged(conversation.messages, conversation.events).map((item, index) =>
+          item.kind === "message" ? (
+            <MessageItem message={item.message} key={item.message.id} who={author(item.message, t, state)} />
+          ) : (
+            <li class="event audit" key={`audit-${index}`} data-kind={item.event.kind}>
+              {`${t.time(item.at)} · ${auditLine(item.event, t, name)}`}
+            </li>
+          ),
+        )}
         {events.map((event, index) => (
           <li class="event" key={`event-${index}`}>
             {`${t.time(event.at)} · ${

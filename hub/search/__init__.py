@@ -1,0 +1,1 @@
+"""Full-text search of messages, subjects and customers (issue 18)."""
