@@ -434,30 +434,27 @@ class _Holders:
 
 
 async def _provider_id_holders(connection: AsyncConnection, outcomes: list[_Outcome]) -> _Holders:
-    """One read for the provider-id check of a batch: the replies' inboxes and the outbound
-    messages holding any of their provider ids (the unique index catches what concurrent
-    processes race past)."""
+    """Two indexed reads for the provider-id check of a batch: the replies' inboxes, then the
+    outbound messages of those inboxes holding any of their provider ids (the unique index
+    catches what concurrent processes race past)."""
     with_id = [outcome for outcome in outcomes if outcome.delivery.provider_id is not None]
     if not with_id:
         return _Holders({}, {})
     ids = list({outcome.message_id for outcome in with_id})
     provider_ids = list({outcome.delivery.provider_id for outcome in with_id})
     rows = await connection.execute(
+        select(messages.c.id, messages.c.inbox).where(messages.c.id.in_(ids))
+    )
+    holders = _Holders({row.id: row.inbox for row in rows}, {})
+    if not holders.inboxes:
+        return holders
+    rows = await connection.execute(
         select(messages.c.id, messages.c.inbox, messages.c.provider_id).where(
-            or_(
-                messages.c.id.in_(ids),
-                and_(
-                    messages.c.provider_id.in_(provider_ids),
-                    messages.c.direction == "outbound",
-                ),
-            )
+            messages.c.inbox.in_(set(holders.inboxes.values())),
+            messages.c.provider_id.in_(provider_ids),
+            messages.c.direction == "outbound",
         )
     )
-    holders = _Holders({}, {})
-    wanted = set(ids)
     for row in rows:
-        if row.id in wanted:
-            holders.inboxes[row.id] = row.inbox
-        if row.provider_id is not None:
-            holders.by_key.setdefault((row.inbox, row.provider_id), row.id)
+        holders.by_key.setdefault((row.inbox, row.provider_id), row.id)
     return holders
