@@ -66,7 +66,7 @@ def create_engine(
         options: dict[str, Any] = {}
         if sqlite_calls == "inline":
             args, kwargs = SQLiteDialect_aiosqlite().create_connect_args(parsed)
-            options["async_creator"] = inline_creator(args, {**kwargs, "timeout": 30})
+            options["async_creator"] = inline_creator(args, kwargs, busy_timeout=30.0)
         engine = create_async_engine(
             url,
             connect_args={"timeout": 30},
@@ -82,7 +82,8 @@ def create_engine(
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            if sqlite_calls != "inline":  # inline: no wait on the loop (see sqlite_inline)
+                cursor.execute("PRAGMA busy_timeout=30000")
             # freed space is zeroed: erased personal data leaves no copy in the file
             cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()

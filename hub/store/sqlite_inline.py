@@ -7,33 +7,29 @@ put, the thread switch, the loop's self-pipe), more than the statements themselv
 shim gives the dialect the same interface but runs the ``sqlite3`` calls in the loop's own
 thread, except the two that can wait:
 
-- the first write of a transaction, which takes SQLite's write lock and may wait up to
-  ``busy_timeout`` for another *process* to release it (the hub's own writes are serialized
-  by the store's writer, so inside one hub it never waits), and
-- ``commit``, which fsyncs (and may checkpoint the WAL).
+- ``commit``, which fsyncs (and may checkpoint the WAL), and
+- a statement SQLite answers with "busy": the connection's own busy timeout is 0, so a write
+  that finds another *process* holding the write lock (the hub's own writes are serialized
+  by the store's writer, so inside one hub it never does) fails at once and is run again in
+  a worker thread that waits up to the configured timeout.
 
-Those two run in a worker thread, so a batch of writes costs two hops instead of four per
-statement. Reads run inline: in WAL mode a reader never waits for a writer. A long read (an
-export, a report) holds the loop for its duration, as it held the GIL before.
+So a batch of writes costs one hop (its commit) instead of four per statement. Reads run
+inline: in WAL mode a reader does not wait for a writer. A long read (an export, a report)
+holds the loop for its duration, as it held the GIL before.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-#: statements for which sqlite3 opens a transaction (and SQLite takes the write lock)
-_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+_SQLITE_BUSY = 5  # the primary result code of "database is locked"
 
 
-def _opens_transaction(connection: sqlite3.Connection, operation: str) -> bool:
-    """Whether running ``operation`` now may wait for SQLite's write lock."""
-    if connection.in_transaction:
-        return False
-    head = operation.lstrip()[:7].upper()
-    return head.startswith(_WRITES) or head.startswith("BEGIN")
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorcode", 0) & 0xFF == _SQLITE_BUSY
 
 
 class InlineCursor:
@@ -53,19 +49,24 @@ class InlineCursor:
         self, operation: str, parameters: Sequence[Any] | None = None
     ) -> InlineCursor:
         arguments = () if parameters is None else parameters
-        if _opens_transaction(self._owner._conn, operation):
-            await asyncio.to_thread(self._cursor.execute, operation, arguments)
-        else:
+        try:
             self._cursor.execute(operation, arguments)
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc):
+                raise
+            await self._owner._waiting(self._cursor.execute, operation, arguments)
         return self
 
     async def executemany(
         self, operation: str, seq_of_parameters: Iterable[Sequence[Any]]
     ) -> InlineCursor:
-        if _opens_transaction(self._owner._conn, operation):
-            await asyncio.to_thread(self._cursor.executemany, operation, seq_of_parameters)
-        else:
-            self._cursor.executemany(operation, seq_of_parameters)
+        rows = list(seq_of_parameters)  # a retry needs them again
+        try:
+            self._cursor.executemany(operation, rows)
+        except sqlite3.OperationalError as exc:
+            if not _busy(exc):
+                raise
+            await self._owner._waiting(self._cursor.executemany, operation, rows)
         return self
 
     async def fetchone(self) -> Any:
@@ -134,8 +135,9 @@ class _Immediate:
 class InlineConnection:
     """An aiosqlite-like connection over a ``sqlite3`` connection; see the module docstring."""
 
-    def __init__(self, connection: sqlite3.Connection) -> None:
+    def __init__(self, connection: sqlite3.Connection, busy_timeout: float) -> None:
         self._conn = connection
+        self._busy_timeout_ms = int(busy_timeout * 1000)
         self._connection: sqlite3.Connection | None = connection  # the dialect checks it
         self._tx = _Immediate()
 
@@ -143,6 +145,18 @@ class InlineConnection:
         if self._connection is None:
             raise ValueError("no active connection")
         return InlineCursor(self)
+
+    async def _waiting(self, call: Callable[..., Any], *args: Any) -> None:
+        """Run ``call`` again in a worker thread, where SQLite may wait for its lock."""
+
+        def wait_and_call() -> None:
+            self._conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+            try:
+                call(*args)
+            finally:
+                self._conn.execute("PRAGMA busy_timeout=0")
+
+        await asyncio.to_thread(wait_and_call)
 
     @property
     def isolation_level(self) -> str | None:
@@ -170,12 +184,16 @@ class InlineConnection:
         self._conn.create_function(*args, **kw)
 
 
-def inline_creator(args: Sequence[Any], kwargs: dict[str, Any]) -> Callable[[], Any]:
+def inline_creator(
+    args: Sequence[Any], kwargs: Mapping[str, Any], *, busy_timeout: float
+) -> Callable[[], Any]:
     """An ``async_creator`` for ``create_async_engine``: ``sqlite3.connect(*args, **kwargs)``
-    (what the dialect would pass to aiosqlite) wrapped for the dialect."""
+    (what the dialect would pass to aiosqlite) wrapped for the dialect. The connection itself
+    never waits for a lock (busy timeout 0: the engine must not set another); a statement
+    that finds one held waits up to ``busy_timeout`` seconds in a worker thread."""
 
     async def connect() -> InlineConnection:
-        connection = sqlite3.connect(*args, **{**kwargs, "check_same_thread": False})
-        return InlineConnection(connection)
+        options = {**kwargs, "check_same_thread": False, "timeout": 0.0}
+        return InlineConnection(sqlite3.connect(*args, **options), busy_timeout)
 
     return connect
