@@ -339,3 +339,25 @@ async def test_outcomes_recorded_together_keep_a_provider_id_to_one_reply(world:
         ).scalar_one()
     assert (row.next_attempt_at, row.last_error) == (5_000.0, "http_503: busy")
     assert events_of_two == 0
+
+
+async def test_a_provider_id_given_up_in_a_batch_is_free_for_the_next_outcome(world: Any) -> None:
+    """As if recorded one after another: a reply that moves from SM1 to SM2 frees SM1 for a
+    later outcome of the same commit."""
+    store, _bus, _clock, conversation_id = world
+    one = await store.add_reply(conversation_id, agent="alice", client_id="a", text="Thanks")
+    two = await store.add_reply(conversation_id, agent="alice", client_id="b", text="Thanks")
+    await store.record_delivery(
+        one.message.id, Delivery(status=DeliveryStatus.SENT, provider_id="SM1")
+    )
+    await asyncio.gather(
+        store.record_delivery(
+            one.message.id, Delivery(status=DeliveryStatus.SENT, provider_id="SM2")
+        ),
+        store.record_delivery(
+            two.message.id, Delivery(status=DeliveryStatus.SENT, provider_id="SM1")
+        ),
+    )
+    async with store.engine.connect() as connection:
+        ids = dict((await connection.execute(select(messages.c.id, messages.c.provider_id))).all())
+    assert (ids[one.message.id], ids[two.message.id]) == ("SM2", "SM1")

@@ -286,8 +286,7 @@ class Outbox:
                         ProviderIdTaken(f"provider id {provider_id} belongs to reply {holder}")
                     )
                     continue
-                if inbox is not None:
-                    holders.by_key[(inbox, provider_id)] = message_id
+            holders.take(message_id, provider_id)  # what it held before is free again
             error = _error_text(delivery)
             pending = retry_at is not None
             outbox_rows.append(
@@ -431,6 +430,14 @@ class _Holders:
 
     inboxes: dict[str, str]
     by_key: dict[tuple[str | None, str], str]
+
+    def take(self, message_id: str, provider_id: str | None) -> None:
+        """``message_id`` holds ``provider_id`` (None: nothing) from now on in this batch."""
+        for key in [key for key, holder in self.by_key.items() if holder == message_id]:
+            del self.by_key[key]
+        inbox = self.inboxes.get(message_id)
+        if provider_id is not None and inbox is not None:
+            self.by_key[(inbox, provider_id)] = message_id
 
 
 async def _provider_id_holders(connection: AsyncConnection, outcomes: list[_Outcome]) -> _Holders:
