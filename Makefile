@@ -69,9 +69,11 @@ bench: install
 	$(BIN)/python bench/dispatch.py --quick
 	$(BIN)/python bench/email_ingest.py --mails 300
 	$(BIN)/python bench/sms.py --messages 1000
+	$(BIN)/python bench/voice.py --calls 500
 	$(BIN)/python bench/fax.py --pages 8
 	$(BIN)/python bench/sockets.py --sockets 500
 	$(BIN)/python bench/bus.py --quick
+	$(BIN)/python bench/cross_node.py --samples 20
 
 bench-full: install
 	$(BIN)/python bench/pipeline.py
@@ -80,9 +82,11 @@ bench-full: install
 	$(BIN)/python bench/dispatch.py
 	$(BIN)/python bench/email_ingest.py
 	$(BIN)/python bench/sms.py
+	$(BIN)/python bench/voice.py
 	$(BIN)/python bench/fax.py
 	$(BIN)/python bench/sockets.py
 	$(BIN)/python bench/bus.py
+	$(BIN)/python bench/cross_node.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

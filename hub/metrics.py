@@ -26,6 +26,12 @@ class Metrics:
             ["channel", "status"],
             registry=self.registry,
         )
+        self.call_events = Counter(
+            "channelhub_call_events",
+            "Phone call timeline events recorded (ringing, answered, abandoned, ...)",
+            ["state"],
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "channelhub_queue_depth",
             "Conversations waiting for an agent",
@@ -186,5 +192,38 @@ class Metrics:
             "channelhub_bus_group_lag",
             "Events in the stream a work group has not read yet",
             ["topic", "group"],
+            registry=self.registry,
+        )
+        # several hub processes (hub.cluster, hub.dispatch.leadership)
+        self.lease_changes = Counter(
+            "channelhub_lease_changes",
+            "Dispatch terms this process began or ended",
+            ["change"],
+            registry=self.registry,
+        )
+        self.cluster_messages = Counter(
+            "channelhub_cluster_messages",
+            "Agent calls, answers, frames and visitor frames between nodes",
+            ["kind", "direction"],
+            registry=self.registry,
+        )
+        self.cluster_calls_failed = Counter(
+            "channelhub_cluster_calls_failed",
+            "Agent calls the dispatch owner did not answer in time (the agent saw unavailable)",
+            registry=self.registry,
+        )
+        self.cluster_resyncs = Counter(
+            "channelhub_cluster_resyncs",
+            "Times this node lost frames for its agents and made their consoles resync",
+            registry=self.registry,
+        )
+        self.cluster_nodes = Gauge(
+            "channelhub_cluster_nodes",
+            "Nodes the dispatch owner hears from (0 on a standby)",
+            registry=self.registry,
+        )
+        self.cluster_nodes_expired = Counter(
+            "channelhub_cluster_nodes_expired",
+            "Nodes the dispatch owner took for dead (silent for cluster.node_timeout)",
             registry=self.registry,
         )
