@@ -122,6 +122,7 @@ async def store(app: web.Application) -> Resource:
     opened = Store(
         settings.storage.url,
         sqlite_synchronous=settings.storage.sqlite_synchronous,
+        sqlite_calls=settings.storage.sqlite_calls,
         batch_max=settings.storage.batch_max,
         clock=clock,
     )

@@ -113,6 +113,7 @@ class StorageSettings(_Model):
     url: str = "sqlite+aiosqlite:///data/channelhub.db"
     blobs: str = "data/blobs"
     sqlite_synchronous: Literal["full", "normal"] = "full"
+    sqlite_calls: Literal["inline", "thread"] = "inline"
     batch_max: int = Field(256, ge=1, le=10_000)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from connectors.base import Connector, SendError
@@ -20,7 +20,7 @@ from hub.metrics import Metrics
 from hub.outbox import OutboxWorker, backoff
 from hub.pipeline import PassthroughDecider, Pipeline
 from hub.store import migrate
-from hub.store.schema import messages, outbox
+from hub.store.schema import events, messages, outbox
 from hub.store.store import Store
 from tests.test_pipeline import envelope
 
@@ -264,3 +264,100 @@ async def test_a_stale_due_list_never_sends_a_reply_twice(world: Any, first_try:
     assert len(connector.sent) == 1
     status, attempts, _ = await _status(store, reply.message.id)
     assert (status, attempts) == (("sent", 1) if first_try == "sent" else ("pending", 1))
+
+
+async def test_attempts_begun_together_share_a_commit_and_claim_once(world: Any) -> None:
+    """Attempts queued at once are counted in one writer batch (one read, one write); a claim
+    on a row as it was read still succeeds only once, in the order the claims were made."""
+    store, _bus, clock, conversation_id = world
+    one = await store.add_reply(conversation_id, agent="alice", client_id="a", text="One")
+    two = await store.add_reply(conversation_id, agent="alice", client_id="b", text="Two")
+    batches = store.writer.batches
+    results = await asyncio.gather(
+        store.begin_attempt(one.message.id, after=0, holder="n1", hold=60.0),
+        store.begin_attempt(one.message.id, after=0, holder="n2", hold=60.0),  # stale: refused
+        store.begin_attempt(two.message.id, after=0, holder="n1", hold=60.0),
+        store.begin_attempt(two.message.id),  # unconditional: counted after the claim
+        store.begin_attempt("no-such-reply", after=0),
+        store.begin_attempt("no-such-reply"),
+    )
+    assert store.writer.batches == batches + 1
+    numbers = [None if attempt is None else attempt.number for attempt in results]
+    assert numbers == [1, None, 1, 2, None, 1]
+    assert {attempt.first_at for attempt in results if attempt is not None} == {clock.now}
+    async with store.engine.connect() as connection:
+        rows = {
+            row.message_id: (row.attempts, row.claimed_by, row.claimed_until)
+            for row in await connection.execute(
+                select(
+                    outbox.c.message_id,
+                    outbox.c.attempts,
+                    outbox.c.claimed_by,
+                    outbox.c.claimed_until,
+                )
+            )
+        }
+    assert rows[one.message.id] == (1, "n1", clock.now + 60.0)
+    assert rows[two.message.id] == (2, "n1", clock.now + 60.0)
+
+
+async def test_outcomes_recorded_together_keep_a_provider_id_to_one_reply(world: Any) -> None:
+    """Outcomes queued at once are recorded in one batch; of two replies reporting the same
+    provider id in it, the first keeps it and the second is refused, nothing of it written."""
+    store, _bus, _clock, conversation_id = world
+    one = await store.add_reply(conversation_id, agent="alice", client_id="a", text="Thanks")
+    two = await store.add_reply(conversation_id, agent="alice", client_id="b", text="Thanks")
+    three = await store.add_reply(conversation_id, agent="alice", client_id="c", text="Bye")
+    sent = Delivery(status=DeliveryStatus.SENT, provider_id="SM1")
+    failed = Delivery(status=DeliveryStatus.FAILED, error_code="http_503", error_message="busy")
+    results = await asyncio.gather(
+        store.record_delivery(one.message.id, sent),
+        store.record_delivery(two.message.id, sent),
+        store.record_delivery(three.message.id, failed, retry_at=5_000.0),
+        return_exceptions=True,
+    )
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], ProviderIdTaken)
+    assert await _status(store, one.message.id) == ("sent", 0, "sent")
+    assert await _status(store, two.message.id) == ("pending", 0, "queued")
+    assert await _status(store, three.message.id) == ("pending", 0, "failed")
+    async with store.engine.connect() as connection:
+        row = (
+            await connection.execute(
+                select(outbox.c.next_attempt_at, outbox.c.last_error).where(
+                    outbox.c.message_id == three.message.id
+                )
+            )
+        ).one()
+        events_of_two = (
+            await connection.execute(
+                select(func.count())
+                .select_from(events)
+                .where(events.c.message_id == two.message.id)
+                .where(events.c.kind == "delivery.updated")
+            )
+        ).scalar_one()
+    assert (row.next_attempt_at, row.last_error) == (5_000.0, "http_503: busy")
+    assert events_of_two == 0
+
+
+async def test_a_provider_id_given_up_in_a_batch_is_free_for_the_next_outcome(world: Any) -> None:
+    """As if recorded one after another: a reply that moves from SM1 to SM2 frees SM1 for a
+    later outcome of the same commit."""
+    store, _bus, _clock, conversation_id = world
+    one = await store.add_reply(conversation_id, agent="alice", client_id="a", text="Thanks")
+    two = await store.add_reply(conversation_id, agent="alice", client_id="b", text="Thanks")
+    await store.record_delivery(
+        one.message.id, Delivery(status=DeliveryStatus.SENT, provider_id="SM1")
+    )
+    await asyncio.gather(
+        store.record_delivery(
+            one.message.id, Delivery(status=DeliveryStatus.SENT, provider_id="SM2")
+        ),
+        store.record_delivery(
+            two.message.id, Delivery(status=DeliveryStatus.SENT, provider_id="SM1")
+        ),
+    )
+    async with store.engine.connect() as connection:
+        ids = dict((await connection.execute(select(messages.c.id, messages.c.provider_id))).all())
+    assert (ids[one.message.id], ids[two.message.id]) == ("SM2", "SM1")

@@ -26,6 +26,7 @@ async def _with_customers(args: argparse.Namespace, work: Any) -> int:
     store = Store(
         settings.storage.url,
         sqlite_synchronous=settings.storage.sqlite_synchronous,
+        sqlite_calls=settings.storage.sqlite_calls,
         batch_max=settings.storage.batch_max,
     )
     await store.start()

@@ -33,6 +33,7 @@ async def _with_store(settings: HubSettings, work: Callable[[Any, Any], Awaitabl
     store = Store(
         settings.storage.url,
         sqlite_synchronous=settings.storage.sqlite_synchronous,
+        sqlite_calls=settings.storage.sqlite_calls,
         batch_max=settings.storage.batch_max,
     )
     await store.start()

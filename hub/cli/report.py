@@ -27,6 +27,7 @@ async def _store(settings: HubSettings) -> AsyncIterator[Any]:
     store = Store(
         settings.storage.url,
         sqlite_synchronous=settings.storage.sqlite_synchronous,
+        sqlite_calls=settings.storage.sqlite_calls,
         batch_max=settings.storage.batch_max,
     )
     await store.start()

@@ -13,14 +13,8 @@ answer an accepted conversation in time, loses it back to the queue with its age
 
 from __future__ import annotations
 
-import bisect
-from collections.abc import Callable
-from typing import Any
-
-from hub.dispatch.deadlines import Deadlines, Entry
-from hub.dispatch.figures import QueueFigures
+from hub.dispatch.expiry import Expiry
 from hub.dispatch.model import (
-    _PRIORITIES,
     DEFAULT_RULES,
     Action,
     AgentState,
@@ -35,11 +29,8 @@ from hub.dispatch.model import (
     Strategy,
     Waiting,
 )
-from hub.errors import Forbidden, InvalidState, NotFound
-from rules.decision import Priority
-
-# what a deadline entry is about (hub.dispatch.deadlines): the first four concern waiting work
-_OFFER, _DECLINED, _PREFERRED, _OVERFLOW, _REPLY, _GRACE, _WRAP = range(7)
+from hub.dispatch.state import DECLINED, GRACE, PREFERRED, WRAP
+from hub.errors import InvalidState
 
 __all__ = [
     "Action",
@@ -58,48 +49,10 @@ __all__ = [
 ]
 
 
-class DispatchCore:
-    def __init__(
-        self,
-        *,
-        offer_timeout: float,
-        disconnect_grace: float,
-        decline_cooldown: float,
-        sticky_wait: float = 0.0,
-        reply_timeout: float | None = None,
-        wrap_up: float = 0.0,
-        queue_open: Callable[[str, float], bool] | None = None,
-    ) -> None:
-        self.offer_timeout = offer_timeout
-        self.disconnect_grace = disconnect_grace
-        self.decline_cooldown = decline_cooldown
-        self.sticky_wait = sticky_wait
-        self.reply_timeout = reply_timeout
-        self.wrap_up = wrap_up
-        # business hours per queue (injected: the core has no calendar or clock of its own);
-        # work in a closed queue stays queued and is offered when it opens
-        self.queue_open = queue_open
-        self.closed: set[str] = set()
-        self.agents: dict[str, AgentState] = {}
-        self.waiting: dict[str, Waiting] = {}
-        self.owner: dict[str, str] = {}  # conversation id -> agent id
-        self.queues: dict[str, QueueRules] = {}
-        self.reply_due: dict[str, float] = {}  # accepted, no agent reply yet: deadline
-        # waiting work without an open offer, per queue, in the order it is taken (priority,
-        # then age): an agent who frees up walks only the queues they serve, from the head
-        self.order: dict[str, list[tuple[int, float, str]]] = {}
-        # every moment tick() has to act at, so neither it nor next_deadline looks at all work
-        self.deadlines = Deadlines(self._live)
-        self.figures = QueueFigures(self.waiting)  # per-queue counts for the board and gauge
-        self._agent_rank: dict[str, int] = {}  # the order agents were added in
-        # available agents with room (connected, presence available, below their budget) by
-        # the queues they serve; those who serve every queue apart: new work looks only at who
-        # could take it
-        self._ready: dict[str, dict[str, AgentState]] = {}
-        self._ready_anywhere: dict[str, AgentState] = {}
-        self._seq = 0
-
-    # -- setup -----------------------------------------------------------------------------
+class DispatchCore(Expiry):
+    """The events the shell reports (set-up, connections, presence, offers answered, work
+    released or transferred); matching, expiry and state live in the base classes
+    (``hub.dispatch.matching``, ``hub.dispatch.expiry``, ``hub.dispatch.state``)."""
 
     def add_queue(
         self,
@@ -152,10 +105,8 @@ class DispatchCore:
         self.owner[conversation_id] = agent
         if state.connections == 0 and state.offline_since is None:
             state.offline_since = now
-            self.deadlines.push(now + self.disconnect_grace, _GRACE, agent)
+            self.deadlines.push(now + self.disconnect_grace, GRACE, agent)
         return []
-
-    # -- events ----------------------------------------------------------------------------
 
     def enqueue(
         self,
@@ -206,7 +157,7 @@ class DispatchCore:
         state.presence = Presence.OFFLINE
         self._ready_changed(state)
         state.offline_since = now
-        self.deadlines.push(now + self.disconnect_grace, _GRACE, agent)
+        self.deadlines.push(now + self.disconnect_grace, GRACE, agent)
         actions: list[Action] = []
         withdrawn = sorted(state.offers)
         for conversation_id in withdrawn:
@@ -238,29 +189,6 @@ class DispatchCore:
         state = self._agent(agent)
         return [self._assign(state, waiting, now)]
 
-    def _assign(self, state: AgentState, waiting: Waiting, now: float) -> Assign:
-        conversation_id = waiting.conversation_id
-        del self.waiting[conversation_id]
-        self.figures.left(waiting)
-        if waiting.offer is not None:
-            self.figures.offer(waiting.queue, -1)
-        self._unorder(waiting)
-        state.offers.discard(conversation_id)
-        state.assigned.add(conversation_id)
-        self._ready_changed(state)
-        state.channels[conversation_id] = waiting.channel
-        self.owner[conversation_id] = state.id
-        if self.reply_timeout is not None:
-            self.reply_due[conversation_id] = now + self.reply_timeout
-            self.deadlines.push(now + self.reply_timeout, _REPLY, conversation_id)
-        offered_at = waiting.offer[1] - self.offer_timeout if waiting.offer else now
-        return Assign(
-            state.id,
-            conversation_id,
-            queue_wait=max(0.0, now - waiting.queued_at),
-            offer_wait=max(0.0, now - offered_at),
-        )
-
     def replied(self, agent: str, conversation_id: str) -> None:
         """The agent answered: the conversation no longer risks a no-reply requeue."""
         if self.owner.get(conversation_id) == agent:
@@ -284,15 +212,8 @@ class DispatchCore:
             state.idle_since = now
         state.wrap_up_until = now + self.wrap_up if self.wrap_up else 0.0
         if state.wrap_up_until:
-            self.deadlines.push(state.wrap_up_until, _WRAP, agent)
+            self.deadlines.push(state.wrap_up_until, WRAP, agent)
         return self._match_agents([state], now)
-
-    def _drop(self, state: AgentState, conversation_id: str) -> None:
-        state.assigned.discard(conversation_id)
-        self._ready_changed(state)
-        state.channels.pop(conversation_id, None)
-        self.owner.pop(conversation_id, None)
-        self.reply_due.pop(conversation_id, None)
 
     def forget(self, agent: str, conversation_id: str) -> None:
         """Undo an acceptance the shell could not persist (the store has the truth)."""
@@ -332,77 +253,6 @@ class DispatchCore:
             preferred_agent=to_agent,
         )
         return actions + self._match_agents([state], now)
-
-    def tick(self, now: float) -> list[Action]:
-        """Expire offers, cooldowns, sticky windows, wrap-ups and grace periods that are due,
-        and match whatever that freed. Only what is due is looked at (the deadline heap)."""
-        actions: list[Action] = []
-        conversations: list[str] = []
-        freed: list[AgentState] = []
-        due_waiting: set[str] = set()
-        due_agents: set[str] = set()
-        due_replies: list[str] = []
-        for _, _, kind, key, _ in self.deadlines.due(now):
-            if kind <= _OVERFLOW:
-                due_waiting.add(key)
-            elif kind == _REPLY:
-                due_replies.append(key)
-            else:
-                due_agents.add(key)
-        # in the order the work started waiting, as if walking all of it
-        for waiting in sorted(
-            (self.waiting[c] for c in due_waiting if c in self.waiting), key=lambda w: w.seq
-        ):
-            expired = [a for a, until in waiting.declined_until.items() if until <= now]
-            for agent in expired:
-                del waiting.declined_until[agent]
-            changed = bool(expired)
-            if waiting.offer is not None and waiting.offer[1] <= now:
-                state = self._agent(waiting.offer[0])
-                actions += self._withdraw(
-                    state, waiting.conversation_id, "timeout", now, cooldown=True
-                )
-                freed.append(state)
-                changed = True
-            if waiting.preferred is not None and waiting.preferred[1] <= now:
-                waiting.preferred = None
-                changed = True
-            if waiting.offer is None:
-                moved = self._overflow(waiting, now)
-                actions += moved
-                changed = changed or bool(moved)
-            if changed:
-                conversations.append(waiting.conversation_id)
-        for agent in sorted(due_agents, key=self._agent_rank.__getitem__):
-            state = self.agents[agent]
-            if (
-                state.offline_since is not None
-                and state.connections == 0
-                and state.offline_since + self.disconnect_grace <= now
-            ):
-                state.offline_since = None
-                for conversation_id in sorted(state.assigned):
-                    self._drop(state, conversation_id)
-                    actions.append(Requeue(state.id, conversation_id, "disconnected"))
-            if state.wrap_up_until and state.wrap_up_until <= now:
-                state.wrap_up_until = 0.0
-                freed.append(state)
-        for conversation_id in due_replies:
-            due = self.reply_due.get(conversation_id)
-            if due is not None and due <= now:  # a grace requeue above may have dropped it
-                holder = self._agent(self.owner[conversation_id])
-                self._drop(holder, conversation_id)
-                actions.append(Requeue(holder.id, conversation_id, "no_reply"))
-                freed.append(holder)
-        if self.queue_open is not None:
-            for queue in list(self.order):
-                if not self.is_open(queue, now):
-                    self.closed.add(queue)
-                elif queue in self.closed:  # it just opened: its waiting work may go now
-                    self.closed.discard(queue)
-                    conversations += [key[2] for key in self.order[queue]]
-        actions += self._match_conversations(conversations, now)
-        return actions + self._match_agents(freed, now)
 
     def requeued(
         self,
@@ -471,306 +321,9 @@ class DispatchCore:
             actions.append(Moved(conversation_id, queue, tuple(sorted(waiting.skills)), "full"))
         if avoid is not None:
             waiting.declined_until[avoid] = now + self.decline_cooldown
-            self.deadlines.push(now + self.decline_cooldown, _DECLINED, conversation_id, avoid)
+            self.deadlines.push(now + self.decline_cooldown, DECLINED, conversation_id, avoid)
         if preferred_agent in self.agents and window > 0:
             waiting.preferred = (preferred_agent, now + window)
-            self.deadlines.push(now + window, _PREFERRED, conversation_id)
+            self.deadlines.push(now + window, PREFERRED, conversation_id)
         self._schedule_overflow(waiting)
         return actions + self._match_conversations([conversation_id], now)
-
-    def next_deadline(self, now: float | None = None) -> float | None:
-        """When :meth:`tick` next has something to do, or None (O(log n) amortized)."""
-        deadline = self.deadlines.first()
-        if self.queue_open is not None and now is not None and any(self.order.values()):
-            # look again for queues opening, once a minute
-            deadline = now + 60.0 if deadline is None else min(deadline, now + 60.0)
-        return deadline
-
-    def _live(self, entry: Entry) -> bool:
-        """Whether a deadline entry still stands: the state it was made from says the same."""
-        at, _, kind, key, extra = entry
-        if kind <= _OVERFLOW:
-            waiting = self.waiting.get(key)
-            if waiting is None:
-                return False
-            if kind == _OFFER:
-                return waiting.offer is not None and waiting.offer[1] == at
-            if kind == _DECLINED:
-                return waiting.declined_until.get(extra) == at
-            if kind == _PREFERRED:
-                return waiting.preferred is not None and waiting.preferred[1] == at
-            return self._overflow_at(waiting) == at
-        if kind == _REPLY:
-            return self.reply_due.get(key) == at
-        state = self.agents.get(key)
-        if state is None:
-            return False
-        if kind == _GRACE:
-            return (
-                state.offline_since is not None
-                and state.connections == 0
-                and state.offline_since + self.disconnect_grace == at
-            )
-        return bool(state.wrap_up_until) and state.wrap_up_until == at
-
-    def _overflow_at(self, waiting: Waiting) -> float | None:
-        """When the next overflow step of unoffered work is due (None: no step left)."""
-        if waiting.offer is not None:
-            return None
-        steps = self.queues.get(waiting.queue, DEFAULT_RULES).overflow
-        if waiting.steps_done >= len(steps):
-            return None
-        return waiting.queued_at + steps[waiting.steps_done].after
-
-    def _schedule_overflow(self, waiting: Waiting) -> None:
-        at = self._overflow_at(waiting)
-        if at is not None:
-            self.deadlines.push(at, _OVERFLOW, waiting.conversation_id)
-
-    def queue_state(self, now: float) -> dict[str, Any]:
-        """What supervisors see live: waiting work per queue and every agent's state (from
-        figures kept as work moves: no walk over all waiting work)."""
-        agents = [
-            {
-                "id": state.id,
-                "presence": str(state.presence),
-                "conversations": len(state.assigned),
-                "offers": len(state.offers),
-                "capacity": state.capacity,
-                "wrap_up": state.wrap_up_until > now,
-                "assigned": sorted(state.assigned),
-            }
-            for state in sorted(self.agents.values(), key=lambda s: s.id)
-        ]
-        return {"queues": self.figures.board(now, list(self.queues)), "agents": agents}
-
-    def waiting_in(self, queue: str) -> int:
-        return self.figures.waiting.get(queue, 0)
-
-    # -- internals -------------------------------------------------------------------------
-
-    def _set_skills(self, waiting: Waiting) -> None:
-        queue_skills = self.queues.get(waiting.queue, DEFAULT_RULES).skills
-        waiting.skills = (waiting.required | queue_skills) - waiting.dropped
-
-    def _overflow(self, waiting: Waiting, now: float) -> list[Action]:
-        """Apply the overflow steps of its queue that are due (moving on to another queue may
-        make that queue's own steps due too; a cycle stops after a few hops)."""
-        actions: list[Action] = []
-        for _ in range(8):
-            steps = self.queues.get(waiting.queue, DEFAULT_RULES).overflow
-            if waiting.steps_done >= len(steps):
-                break
-            step = steps[waiting.steps_done]
-            if waiting.queued_at + step.after > now:
-                break
-            waiting.steps_done += 1
-            raised = Priority(step.priority).rank if step.priority else waiting.rank
-            if (step.to is not None and step.to != waiting.queue) or raised > waiting.rank:
-                self._unorder(waiting)  # its place in the order changes
-                if step.to is not None and step.to != waiting.queue:
-                    self.figures.moved(waiting, step.to)
-                    waiting.steps_done = 0
-                waiting.rank = max(waiting.rank, raised)
-                bisect.insort(self.order.setdefault(waiting.queue, []), waiting.sort_key())
-            waiting.dropped |= step.drop_skills
-            self._set_skills(waiting)
-            actions.append(
-                Moved(
-                    waiting.conversation_id,
-                    waiting.queue,
-                    tuple(sorted(waiting.skills)),
-                    "overflow",
-                    _PRIORITIES[waiting.rank],
-                )
-            )
-        if actions:
-            self._schedule_overflow(waiting)
-        return actions
-
-    def _unorder(self, waiting: Waiting) -> None:
-        keys = self.order.get(waiting.queue, [])
-        position = bisect.bisect_left(keys, waiting.sort_key())
-        if position < len(keys) and keys[position] == waiting.sort_key():
-            del keys[position]
-
-    def _wait(self, conversation_id: str, queue: str, priority: str, queued_at: float) -> Waiting:
-        try:
-            rank = Priority(priority).rank
-        except ValueError:
-            rank = Priority.NORMAL.rank
-        self._seq += 1
-        waiting = self.waiting[conversation_id] = Waiting(
-            conversation_id, queue, rank, queued_at, seq=self._seq
-        )
-        bisect.insort(self.order.setdefault(queue, []), waiting.sort_key())
-        return waiting
-
-    def _agent(self, agent: str) -> AgentState:
-        state = self.agents.get(agent)
-        if state is None:
-            raise NotFound(f"unknown agent {agent!r}")
-        return state
-
-    def _check_owner(self, agent: str, conversation_id: str) -> None:
-        if self.owner.get(conversation_id) != agent:
-            raise Forbidden("this conversation is not assigned to you")
-
-    def _withdraw(
-        self, state: AgentState, conversation_id: str, reason: str, now: float, *, cooldown: bool
-    ) -> list[Action]:
-        waiting = self.waiting[conversation_id]
-        waiting.offer = None
-        self.figures.offer(waiting.queue, -1)
-        bisect.insort(self.order.setdefault(waiting.queue, []), waiting.sort_key())
-        state.offers.discard(conversation_id)
-        self._ready_changed(state)
-        state.channels.pop(conversation_id, None)
-        if cooldown:
-            waiting.declined_until[state.id] = now + self.decline_cooldown
-            self.deadlines.push(now + self.decline_cooldown, _DECLINED, conversation_id, state.id)
-        self._schedule_overflow(waiting)  # unoffered again: its overflow steps apply
-        return [RevokeOffer(state.id, conversation_id, reason)]
-
-    def _free(self, state: AgentState, now: float) -> bool:
-        return (
-            state.presence is Presence.AVAILABLE
-            and bool(state.connections)
-            and state.load < state.capacity
-            and state.wrap_up_until <= now
-        )
-
-    def _match_conversations(self, conversation_ids: list[str], now: float) -> list[Action]:
-        """Find agents for these waiting conversations (highest priority first) among the free
-        agents serving their queue. Work that was waiting before had no eligible agent, and
-        nothing freed one."""
-        pending = sorted(
-            (self.waiting[c] for c in set(conversation_ids) if c in self.waiting),
-            key=Waiting.sort_key,
-        )
-        if not pending:
-            return []
-        actions: list[Action] = []
-        for waiting in pending:
-            if waiting.offer is not None:
-                continue
-            if waiting.preferred is not None and waiting.preferred[1] > now:
-                # sticky: while the window lasts, only the customer's last agent is asked
-                state = self.agents[waiting.preferred[0]]
-                eligible = (
-                    [state]
-                    if self._free(state, now) and self._eligible(state, waiting, now)
-                    else []
-                )
-            elif not self.is_open(waiting.queue, now):
-                continue
-            else:
-                # the pool holds only available agents with room who serve the queue; what is
-                # left to check depends on this conversation (an offer given in this loop may
-                # have filled someone: room_for looks at the load)
-                skills, channel, declined = waiting.skills, waiting.channel, waiting.declined_until
-                eligible = [
-                    state
-                    for state in self._ready_for(waiting.queue)
-                    if state.wrap_up_until <= now
-                    and state.room_for(channel)
-                    and (not skills or state.has_skills(skills))
-                    and (not declined or declined.get(state.id, 0.0) <= now)
-                ]
-            if eligible:
-                actions.append(self._give(min(eligible, key=self._ranking(waiting)), waiting, now))
-        return actions
-
-    def _ready_for(self, queue: str) -> list[AgentState]:
-        """The available agents with room who serve ``queue`` (nobody else can take its work
-        now)."""
-        return [*self._ready.get(queue, {}).values(), *self._ready_anywhere.values()]
-
-    def _ready_changed(self, state: AgentState) -> None:
-        """Keep ``state`` in the pools of its queues exactly while it is available and has
-        room (called after every change of presence or load)."""
-        pools = (
-            [self._ready_anywhere]
-            if not state.queues
-            else [self._ready.setdefault(queue, {}) for queue in state.queues]
-        )
-        ready = (
-            state.presence is Presence.AVAILABLE
-            and state.connections > 0
-            and state.load < state.capacity
-        )
-        for pool in pools:
-            if ready:
-                pool[state.id] = state
-            else:
-                pool.pop(state.id, None)
-
-    def _match_agents(self, states: list[AgentState], now: float) -> list[Action]:
-        """Give agents who just freed up the most urgent waiting work they can take: they are
-        its only new candidates, so each walks its queues' heads until it is full."""
-        actions: list[Action] = []
-        for state in {state.id: state for state in states}.values():  # once each, in order
-            while self._free(state, now):
-                # the most urgent work it can take: the best of each queue's first it can take
-                best: tuple[int, float, str] | None = None
-                for queue in state.queues or list(self.order):
-                    if not self.is_open(queue, now):
-                        continue
-                    for key in self.order.get(queue, ()):
-                        if best is not None and key >= best:
-                            break  # nothing more urgent further down this queue
-                        if self._takes(state, self.waiting[key[2]], now):
-                            best = key
-                            break
-                if best is None:
-                    break
-                actions.append(self._give(state, self.waiting[best[2]], now))
-        return actions
-
-    def _takes(self, state: AgentState, waiting: Waiting, now: float) -> bool:
-        """Whether ``state`` may be offered ``waiting`` now (sticky work only by its agent)."""
-        if waiting.offer is not None or not self._eligible(state, waiting, now):
-            return False
-        return (
-            waiting.preferred is None
-            or waiting.preferred[1] <= now
-            or waiting.preferred[0] == state.id
-        )
-
-    def _give(self, state: AgentState, waiting: Waiting, now: float) -> Action:
-        """Offer ``waiting`` to ``state`` (or assign it, with auto-accept)."""
-        state.offered_count += 1
-        state.idle_since = now
-        if waiting.channel in state.auto_accept:
-            return self._assign(state, waiting, now)
-        expires_at = now + self.offer_timeout
-        waiting.offer = (state.id, expires_at)
-        self.figures.offer(waiting.queue, 1)
-        self.deadlines.push(expires_at, _OFFER, waiting.conversation_id)
-        self._unorder(waiting)  # only unoffered work stands in the order lists
-        state.offers.add(waiting.conversation_id)
-        self._ready_changed(state)
-        state.channels[waiting.conversation_id] = waiting.channel
-        return SendOffer(state.id, waiting.conversation_id, expires_at)
-
-    def is_open(self, queue: str, now: float) -> bool:
-        return self.queue_open is None or self.queue_open(queue, now)
-
-    def _eligible(self, state: AgentState, waiting: Waiting, now: float) -> bool:
-        return (
-            state.serves(waiting.queue)
-            and self.is_open(waiting.queue, now)
-            and state.room_for(waiting.channel)
-            and state.has_skills(waiting.skills)
-            and waiting.declined_until.get(state.id, 0.0) <= now
-        )
-
-    def _ranking(self, waiting: Waiting) -> Callable[[AgentState], tuple[Any, ...]]:
-        strategy = self.queues.get(waiting.queue, DEFAULT_RULES).strategy
-        if strategy is Strategy.LEAST_OCCUPIED:
-            return lambda s: (s.load / s.capacity, s.idle_since, s.id)
-        if strategy is Strategy.ROUND_ROBIN:
-            return lambda s: (s.offered_count, s.id)
-        if strategy is Strategy.SKILL_LEVEL:
-            return lambda s: (-s.skill_level(waiting.skills), s.idle_since, s.id)
-        return lambda s: (s.idle_since, s.id)

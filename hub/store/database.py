@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Table, event
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql.expression import Executable
@@ -30,6 +31,7 @@ from sqlalchemy.sql.expression import Executable
 from hub.errors import HubError, StoreError, StoreUnavailable
 from hub.store import migrate
 from hub.store.failures import translate
+from hub.store.sqlite_inline import inline_creator
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +45,14 @@ SQLITE_READERS = 15
 POSTGRES_CONNECTIONS = 20
 
 
-def create_engine(url: str, *, sqlite_synchronous: str = "full") -> AsyncEngine:
-    """An engine for ``sqlite+aiosqlite://`` or ``postgresql+asyncpg://`` with our pragmas."""
+def create_engine(
+    url: str, *, sqlite_synchronous: str = "full", sqlite_calls: str = "inline"
+) -> AsyncEngine:
+    """An engine for ``sqlite+aiosqlite://`` or ``postgresql+asyncpg://`` with our pragmas.
+
+    ``sqlite_calls``: ``inline`` runs SQLite's calls in the event loop's thread, only lock
+    waits and commits in a worker thread (``hub.store.sqlite_inline``); ``thread`` is
+    aiosqlite's thread per connection with a hop per call."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
@@ -55,8 +63,16 @@ def create_engine(url: str, *, sqlite_synchronous: str = "full") -> AsyncEngine:
         # readers kept open, never overflowing: an overflow connection is a new aiosqlite
         # thread, a file open and the pragmas, thrown away when it is returned (measured as
         # churn under load); WAL readers are cheap to keep. Same ceiling as the default (15).
+        options: dict[str, Any] = {}
+        if sqlite_calls == "inline":
+            args, kwargs = SQLiteDialect_aiosqlite().create_connect_args(parsed)
+            options["async_creator"] = inline_creator(args, kwargs, busy_timeout=30.0)
         engine = create_async_engine(
-            url, connect_args={"timeout": 30}, pool_size=SQLITE_READERS, max_overflow=0
+            url,
+            connect_args={"timeout": 30},
+            pool_size=SQLITE_READERS,
+            max_overflow=0,
+            **options,
         )
         synchronous = "FULL" if sqlite_synchronous == "full" else "NORMAL"
 
@@ -66,7 +82,8 @@ def create_engine(url: str, *, sqlite_synchronous: str = "full") -> AsyncEngine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
+            if sqlite_calls != "inline":  # inline: no wait on the loop (see sqlite_inline)
+                cursor.execute("PRAGMA busy_timeout=30000")
             # freed space is zeroed: erased personal data leaves no copy in the file
             cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
@@ -237,10 +254,13 @@ class Database:
         url: str,
         *,
         sqlite_synchronous: str = "full",
+        sqlite_calls: str = "inline",
         batch_max: int = 256,
         clock: Clock = time.time,
     ) -> None:
-        self.engine: AsyncEngine = create_engine(url, sqlite_synchronous=sqlite_synchronous)
+        self.engine: AsyncEngine = create_engine(
+            url, sqlite_synchronous=sqlite_synchronous, sqlite_calls=sqlite_calls
+        )
         self.writer = Writer(self.engine, batch_max=batch_max)
         self.clock = clock
 

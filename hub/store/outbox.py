@@ -10,18 +10,19 @@ that lapses (its process died) lets another process take the reply over. The att
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import msgspec
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.envelope import Delivery, DeliveryStatus, Outbound
 from hub.errors import ProviderIdTaken, StoreConflict
-from hub.store.audit import record_event
+from hub.store.audit import event_row, record_event
 from hub.store.database import Database
 from hub.store.records import Attempt, DeliveryChange, OutboxItem
-from hub.store.schema import messages, outbox
+from hub.store.schema import events, messages, outbox
 
 _outbound_decoder = msgspec.json.Decoder(Outbound)
 
@@ -34,6 +35,35 @@ _DELIVERY_RANK = {
     DeliveryStatus.UNDELIVERED: 4,
     DeliveryStatus.FAILED: 4,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class _AttemptRequest:
+    """A send attempt to count: ``after`` the attempts its caller saw (None: unconditional)."""
+
+    message_id: str
+    after: int | None
+    holder: str | None
+    hold: float
+
+
+@dataclass(slots=True)
+class _AttemptState:
+    """An outbox row's claim columns while a batch of attempts is counted."""
+
+    status: str
+    attempts: int
+    first_attempt_at: float | None
+    claimed_by: str | None
+    claimed_until: float | None
+
+
+class _Outcome(NamedTuple):
+    """A send's outcome to record; ``retry_at`` keeps the reply pending."""
+
+    message_id: str
+    delivery: Delivery
+    retry_at: float | None
 
 
 def _error_text(delivery: Delivery) -> str | None:
@@ -141,35 +171,77 @@ class Outbox:
         ``after`` (the attempts the caller saw), it is a claim: None when the reply is no longer
         pending or another attempt was counted since, so a stale read never sends it twice.
         With ``holder``, the reply is claimed for ``hold`` seconds from now (the send's time).
+        Attempts begun together share one read and one write (:meth:`_begin_batch`).
         """
-
-        async def run(connection: AsyncConnection) -> Attempt | None:
-            now = self._db.clock()
-            claim = update(outbox).where(outbox.c.message_id == message_id)
-            if after is not None:
-                claim = claim.where(outbox.c.status == "pending", outbox.c.attempts == after)
-            values: dict[str, Any] = {
-                "attempts": outbox.c.attempts + 1,
-                "first_attempt_at": func.coalesce(outbox.c.first_attempt_at, now),
-            }
-            if holder is not None:
-                values.update(claimed_by=holder, claimed_until=now + hold)
-            counted = await connection.execute(claim.values(values))
-            if after is not None and counted.rowcount != 1:
-                return None
-            row = (
-                await connection.execute(
-                    select(outbox.c.attempts, outbox.c.first_attempt_at).where(
-                        outbox.c.message_id == message_id
-                    )
-                )
-            ).first()
-            if row is None:
-                return Attempt(number=1, first_at=now)
-            return Attempt(number=int(row.attempts), first_at=float(row.first_attempt_at))
-
-        result: Attempt | None = await self._db.writer.call(run)
+        request = _AttemptRequest(message_id, after, holder, hold)
+        result: Attempt | None = await self._db.writer.submit(self._begin_batch, request)
         return result
+
+    async def _begin_batch(
+        self, connection: AsyncConnection, requests: list[_AttemptRequest]
+    ) -> list[Attempt | None]:
+        """Count the attempts of one commit: their rows read (and locked on PostgreSQL, so
+        another process's claim on them waits for this commit and then sees the new count),
+        each checked in order against what the caller saw, then written with one statement."""
+        now = self._db.clock()
+        ids = list(dict.fromkeys(request.message_id for request in requests))
+        rows = await connection.execute(
+            select(
+                outbox.c.message_id,
+                outbox.c.status,
+                outbox.c.attempts,
+                outbox.c.first_attempt_at,
+                outbox.c.claimed_by,
+                outbox.c.claimed_until,
+            )
+            .where(outbox.c.message_id.in_(ids))
+            .with_for_update()  # SQLite: nothing (one writer)
+        )
+        state = {row.message_id: _AttemptState(*row[1:]) for row in rows}
+        counted: dict[str, _AttemptState] = {}
+        results: list[Attempt | None] = []
+        for request in requests:
+            current = state.get(request.message_id)
+            if current is None:  # no outbox row: nothing to claim, nothing to count
+                results.append(
+                    None if request.after is not None else Attempt(number=1, first_at=now)
+                )
+                continue
+            if request.after is not None and (
+                current.status != "pending" or current.attempts != request.after
+            ):
+                results.append(None)  # sent or counted since the caller's read
+                continue
+            current.attempts += 1
+            if current.first_attempt_at is None:
+                current.first_attempt_at = now
+            if request.holder is not None:
+                current.claimed_by = request.holder
+                current.claimed_until = now + request.hold
+            counted[request.message_id] = current
+            results.append(Attempt(number=current.attempts, first_at=current.first_attempt_at))
+        if counted:
+            await connection.execute(
+                update(outbox)
+                .where(outbox.c.message_id == bindparam("b_id"))
+                .values(
+                    attempts=bindparam("b_attempts"),
+                    first_attempt_at=bindparam("b_first"),
+                    claimed_by=bindparam("b_by"),
+                    claimed_until=bindparam("b_until"),
+                ),
+                [
+                    {
+                        "b_id": message_id,
+                        "b_attempts": current.attempts,
+                        "b_first": current.first_attempt_at,
+                        "b_by": current.claimed_by,
+                        "b_until": current.claimed_until,
+                    }
+                    for message_id, current in counted.items()
+                ],
+            )
+        return results
 
     async def record_delivery(
         self, message_id: str, delivery: Delivery, *, retry_at: float | None = None
@@ -177,46 +249,100 @@ class Outbox:
         """Record a send's outcome; ``retry_at`` keeps the outbox entry pending for later.
 
         :class:`ProviderIdTaken` (nothing recorded) if another reply holds the provider id.
+        Outcomes recorded together share one read and one statement per table
+        (:meth:`_record_batch`).
         """
-
-        async def run(connection: AsyncConnection) -> None:
-            now = self._db.clock()
-            error = _error_text(delivery)
-            pending = retry_at is not None
-            if delivery.provider_id is not None:
-                await _ensure_provider_id_free(connection, message_id, delivery.provider_id)
-            await connection.execute(
-                update(outbox)
-                .where(outbox.c.message_id == message_id)
-                .values(
-                    status="pending"
-                    if pending
-                    else ("failed" if delivery.status in {"failed", "undelivered"} else "sent"),
-                    next_attempt_at=retry_at if pending else now,
-                    last_error=error,
-                    sent_at=None if pending else now,
-                    claimed_by=None,  # a retry is anyone's when it is due
-                    claimed_until=None,
-                )
-            )
-            await connection.execute(
-                update(messages)
-                .where(messages.c.id == message_id)
-                .values(
-                    delivery_status=str(delivery.status),
-                    delivery_error=error,
-                    provider_id=delivery.provider_id,
-                )
-            )
-            data = {"status": str(delivery.status), "error": error}
-            await record_event(connection, now, "delivery.updated", None, message_id, data=data)
-
+        outcome = _Outcome(message_id, delivery, retry_at)
         try:
-            await self._db.writer.call(run)
+            refused: ProviderIdTaken | None = await self._db.writer.submit(
+                self._record_batch, outcome
+            )
         except StoreConflict as exc:  # another process recorded it first: the index said so
             raise ProviderIdTaken(
                 f"provider id {delivery.provider_id} belongs to another reply"
             ) from exc
+        if refused is not None:
+            raise refused
+
+    async def _record_batch(
+        self, connection: AsyncConnection, outcomes: list[_Outcome]
+    ) -> list[ProviderIdTaken | None]:
+        """Record the outcomes of one commit; an outcome whose provider id another reply of
+        the same inbox holds (stored, or earlier in this batch) is refused, the others kept."""
+        now = self._db.clock()
+        holders = await _provider_id_holders(connection, outcomes)
+        results: list[ProviderIdTaken | None] = []
+        outbox_rows: list[dict[str, Any]] = []
+        message_rows: list[dict[str, Any]] = []
+        event_rows: list[dict[str, object]] = []
+        for outcome in outcomes:
+            message_id, delivery, retry_at = outcome
+            provider_id = delivery.provider_id
+            if provider_id is not None:
+                inbox = holders.inboxes.get(message_id)
+                holder = holders.by_key.get((inbox, provider_id))
+                if holder is not None and holder != message_id:
+                    results.append(
+                        ProviderIdTaken(f"provider id {provider_id} belongs to reply {holder}")
+                    )
+                    continue
+            holders.take(message_id, provider_id)  # what it held before is free again
+            error = _error_text(delivery)
+            pending = retry_at is not None
+            outbox_rows.append(
+                {
+                    "b_id": message_id,
+                    "b_status": "pending"
+                    if pending
+                    else ("failed" if delivery.status in {"failed", "undelivered"} else "sent"),
+                    "b_next": retry_at if pending else now,
+                    "b_error": error,
+                    "b_sent": None if pending else now,
+                }
+            )
+            message_rows.append(
+                {
+                    "b_id": message_id,
+                    "b_status": str(delivery.status),
+                    "b_error": error,
+                    "b_provider": provider_id,
+                }
+            )
+            event_rows.append(
+                event_row(
+                    now,
+                    "delivery.updated",
+                    message_id=message_id,
+                    data={"status": str(delivery.status), "error": error},
+                )
+            )
+            results.append(None)
+        if outbox_rows:
+            await connection.execute(
+                update(outbox)
+                .where(outbox.c.message_id == bindparam("b_id"))
+                .values(
+                    status=bindparam("b_status"),
+                    next_attempt_at=bindparam("b_next"),
+                    last_error=bindparam("b_error"),
+                    sent_at=bindparam("b_sent"),
+                    claimed_by=None,  # a retry is anyone's when it is due
+                    claimed_until=None,
+                ),
+                outbox_rows,
+            )
+            await connection.execute(
+                update(messages)
+                .where(messages.c.id == bindparam("b_id"))
+                .values(
+                    delivery_status=bindparam("b_status"),
+                    delivery_error=bindparam("b_error"),
+                    provider_id=bindparam("b_provider"),
+                ),
+                message_rows,
+            )
+            await connection.execute(events.insert(), event_rows)
+        return results
 
     async def update_delivery(
         self, inbox: str, provider_id: str, delivery: Delivery
@@ -297,23 +423,45 @@ async def _apply_report(
     )
 
 
-async def _ensure_provider_id_free(
-    connection: AsyncConnection, message_id: str, provider_id: str
-) -> None:
-    """Raise :class:`ProviderIdTaken` if a reply other than ``message_id`` of the same inbox
-    holds ``provider_id`` (the unique index catches what concurrent processes race past)."""
-    inbox = select(messages.c.inbox).where(messages.c.id == message_id).scalar_subquery()
-    holder = (
-        await connection.execute(
-            select(messages.c.id).where(
-                and_(
-                    messages.c.inbox == inbox,
-                    messages.c.provider_id == provider_id,
-                    messages.c.direction == "outbound",
-                    messages.c.id != message_id,
-                )
-            )
+@dataclass(slots=True)
+class _Holders:
+    """The inbox of each reply of a batch that has a provider id, and which outbound message
+    of an inbox holds a provider id now."""
+
+    inboxes: dict[str, str]
+    by_key: dict[tuple[str | None, str], str]
+
+    def take(self, message_id: str, provider_id: str | None) -> None:
+        """``message_id`` holds ``provider_id`` (None: nothing) from now on in this batch."""
+        for key in [key for key, holder in self.by_key.items() if holder == message_id]:
+            del self.by_key[key]
+        inbox = self.inboxes.get(message_id)
+        if provider_id is not None and inbox is not None:
+            self.by_key[(inbox, provider_id)] = message_id
+
+
+async def _provider_id_holders(connection: AsyncConnection, outcomes: list[_Outcome]) -> _Holders:
+    """Two indexed reads for the provider-id check of a batch: the replies' inboxes, then the
+    outbound messages of those inboxes holding any of their provider ids (the unique index
+    catches what concurrent processes race past)."""
+    with_id = [outcome for outcome in outcomes if outcome.delivery.provider_id is not None]
+    if not with_id:
+        return _Holders({}, {})
+    ids = list({outcome.message_id for outcome in with_id})
+    provider_ids = list({outcome.delivery.provider_id for outcome in with_id})
+    rows = await connection.execute(
+        select(messages.c.id, messages.c.inbox).where(messages.c.id.in_(ids))
+    )
+    holders = _Holders({row.id: row.inbox for row in rows}, {})
+    if not holders.inboxes:
+        return holders
+    rows = await connection.execute(
+        select(messages.c.id, messages.c.inbox, messages.c.provider_id).where(
+            messages.c.inbox.in_(set(holders.inboxes.values())),
+            messages.c.provider_id.in_(provider_ids),
+            messages.c.direction == "outbound",
         )
-    ).first()
-    if holder is not None:
-        raise ProviderIdTaken(f"provider id {provider_id} belongs to reply {holder.id}")
+    )
+    for row in rows:
+        holders.by_key.setdefault((row.inbox, row.provider_id), row.id)
+    return holders

@@ -46,11 +46,16 @@ class Store:
         url: str,
         *,
         sqlite_synchronous: str = "full",
+        sqlite_calls: str = "inline",
         batch_max: int = 256,
         clock: Clock = time.time,
     ) -> None:
         database = Database(
-            url, sqlite_synchronous=sqlite_synchronous, batch_max=batch_max, clock=clock
+            url,
+            sqlite_synchronous=sqlite_synchronous,
+            sqlite_calls=sqlite_calls,
+            batch_max=batch_max,
+            clock=clock,
         )
         self._database = database
         self.engine = database.engine
