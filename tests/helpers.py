@@ -18,11 +18,18 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from hub.app import create_app
 from hub.console.frames import check_server_frame
+from hub.customers.context import customer_contexts
 from hub.keys import STORE
 from hub.settings import HubSettings
+from hub.store.store import Store
 
 TIMEOUT = 5.0
 IN_CI = os.environ.get("CI") == "true"
+
+
+def hub_store(url: str, **options: Any) -> Store:
+    """A store opened as the hub opens it: a conversation shows its customer's context."""
+    return Store(url, customer_contexts=customer_contexts, **options)
 
 
 class Clock:

@@ -32,6 +32,7 @@ from hub.store.schema import conversations, customer_stats, customers, identitie
 from hub.store.store import Store
 from rules.loader import load_rules
 from rules.reload import RulesHolder
+from tests.helpers import hub_store
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC).timestamp()
@@ -176,7 +177,7 @@ INVOICES_CSV = (
 
 @pytest.fixture
 async def crm(store_url: str) -> AsyncIterator[tuple[Store, Customers]]:
-    store = Store(store_url, clock=lambda: NOW)
+    store = hub_store(store_url, clock=lambda: NOW)
     await store.start()
     try:
         yield store, Customers(store)

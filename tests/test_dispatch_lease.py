@@ -13,7 +13,9 @@ import pytest
 
 from hub.bus import MemoryBus
 from hub.dispatch.leadership import Leadership, dispatch_leadership
-from hub.dispatch.lease import (
+from hub.errors import ConfigError, LeaseLost, StoreUnavailable
+from hub.keys import DISPATCH as DISPATCH_SERVICE
+from hub.lease import (
     Change,
     Decision,
     Held,
@@ -24,15 +26,13 @@ from hub.dispatch.lease import (
     released,
     step,
 )
-from hub.errors import ConfigError, LeaseLost, StoreUnavailable
-from hub.keys import DISPATCH as DISPATCH_SERVICE
 from hub.metrics import Metrics
 from hub.pipeline import PassthroughDecider, Pipeline
 from hub.store.leases import DISPATCH
 from hub.store.schema import QUEUED
 from hub.store.store import Store
 from tests.conftest import make_settings
-from tests.helpers import running_hub
+from tests.helpers import hub_store, running_hub
 from tests.redis_server import RedisServer, require_redis_server
 from tests.test_pipeline import envelope
 
@@ -145,7 +145,7 @@ class Clock:
 @pytest.fixture
 async def two_nodes(pg_url: str) -> AsyncIterator[tuple[Store, Store, Clock, str]]:
     clock = Clock()
-    first, second = Store(pg_url, clock=clock), Store(pg_url, clock=clock)
+    first, second = hub_store(pg_url, clock=clock), hub_store(pg_url, clock=clock)
     await first.start()
     await second.start()
     pipeline = Pipeline(first, MemoryBus(), PassthroughDecider("general"), Metrics())

@@ -469,7 +469,7 @@ def test_reply_headers_threading_and_no_injection() -> None:
 def test_envelope_cli_prints_what_rules_see(tmp_path: Path, capsys: Any) -> None:
     import json
 
-    from hub.cli import main
+    from hub.cli.main import main
 
     path = tmp_path / "mail.eml"
     path.write_bytes(raw("From: Ann <ann@example.org>\nSubject: Refund please", "Money back"))

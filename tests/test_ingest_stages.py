@@ -16,6 +16,7 @@ from hub.ingest.stages import Ingest
 from hub.store.schema import conversations, messages
 from hub.store.store import Store
 from rules.decision import Decision
+from tests.helpers import hub_store
 
 GENERAL = Decision(queue="general")
 
@@ -35,7 +36,7 @@ def envelope(key: str, sender: str = "v1") -> Envelope:
 
 @pytest.fixture
 async def store(sqlite_url: str) -> AsyncIterator[Store]:
-    store = Store(sqlite_url)
+    store = hub_store(sqlite_url)
     await store.start()
     try:
         yield store

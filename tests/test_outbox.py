@@ -22,6 +22,7 @@ from hub.pipeline import PassthroughDecider, Pipeline
 from hub.store import migrate
 from hub.store.schema import messages, outbox
 from hub.store.store import Store
+from tests.helpers import hub_store
 from tests.test_pipeline import envelope
 
 
@@ -58,7 +59,7 @@ class Clock:
 @pytest.fixture
 async def world(store_url: str) -> AsyncIterator[tuple[Store, MemoryBus, Clock, str]]:
     clock = Clock()
-    store = Store(store_url, clock=clock)
+    store = hub_store(store_url, clock=clock)
     await store.start()
     bus = MemoryBus()
     pipeline = Pipeline(store, bus, PassthroughDecider("general"), Metrics())

@@ -21,6 +21,7 @@ from hub.pipeline import PassthroughDecider, Pipeline
 from hub.store.records import OutboxItem
 from hub.store.schema import outbox
 from hub.store.store import Store
+from tests.helpers import hub_store
 from tests.test_pipeline import envelope
 
 
@@ -77,7 +78,7 @@ class ProviderConnector(Connector):
 async def nodes(pg_url: str) -> AsyncIterator[tuple[Store, Store, Clock, list[str]]]:
     """Two stores on one database, and the ids of 200 pending replies."""
     clock = Clock()
-    first, second = Store(pg_url, clock=clock), Store(pg_url, clock=clock)
+    first, second = hub_store(pg_url, clock=clock), hub_store(pg_url, clock=clock)
     await first.start()
     await second.start()
     pipeline = Pipeline(first, MemoryBus(), PassthroughDecider("general"), Metrics())
@@ -210,7 +211,7 @@ async def test_a_dead_nodes_claims_are_taken_over_after_they_lapse(nodes: Any) -
 async def test_one_process_on_sqlite_frees_a_dead_predecessors_claims(sqlite_url: str) -> None:
     """The embedded mode stays as it was: after a crash, the next start sends at once."""
     clock = Clock()
-    store = Store(sqlite_url, clock=clock)
+    store = hub_store(sqlite_url, clock=clock)
     await store.start()
     try:
         pipeline = Pipeline(store, MemoryBus(), PassthroughDecider("general"), Metrics())

@@ -16,6 +16,7 @@ from hub.pipeline import InvalidEnvelope, PassthroughDecider, Pipeline
 from hub.store.schema import conversations, customers, identities, messages
 from hub.store.schema import events as audit
 from hub.store.store import Store
+from tests.helpers import hub_store
 
 
 def envelope(key: str, sender: str = "v1", text_: str = "hi", **extra: object) -> Envelope:
@@ -34,7 +35,7 @@ def envelope(key: str, sender: str = "v1", text_: str = "hi", **extra: object) -
 
 @pytest.fixture
 async def pipeline(store_url: str) -> AsyncIterator[Pipeline]:
-    store = Store(store_url)
+    store = hub_store(store_url)
     await store.start()
     bus = MemoryBus()
     try:
@@ -47,7 +48,7 @@ async def test_the_pipeline_keeps_time_by_its_injected_clock(store_url: str) -> 
     """Presence events and the early status reports' time to live read the pipeline's clock,
     like every other service's (issue 16): a test moves it instead of sleeping."""
     now = [5_000.0]
-    store = Store(store_url)
+    store = hub_store(store_url)
     await store.start()
     bus = MemoryBus()
     pipeline = Pipeline(store, bus, PassthroughDecider("general"), Metrics(), clock=lambda: now[0])

@@ -37,7 +37,7 @@ from hub.store.blobs import BlobStore
 from hub.store.schema import customers, events
 from hub.store.store import Store
 from tests.conftest import AGENT_PASSWORD, make_settings
-from tests.helpers import login, running_hub
+from tests.helpers import hub_store, login, running_hub
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC).timestamp()
@@ -212,7 +212,7 @@ async def plant(store: Store, blobs: BlobStore, service: Customers) -> Planted:
 async def world(
     store_url: str, tmp_path: Path
 ) -> AsyncIterator[tuple[Store, BlobStore, Customers]]:
-    store = Store(store_url, clock=lambda: NOW)
+    store = hub_store(store_url, clock=lambda: NOW)
     await store.start()
     try:
         yield store, BlobStore(tmp_path / "blobs"), Customers(store)
@@ -708,7 +708,7 @@ def test_customers_export_and_erase_cli(tmp_path: Path) -> None:
     config.write_text(f"storage: {{url: '{url}', blobs: '{tmp_path}/blobs'}}\n")
 
     async def setup() -> Planted:
-        store = Store(url, clock=lambda: NOW)
+        store = hub_store(url, clock=lambda: NOW)
         await store.start()
         try:
             return await plant(store, BlobStore(tmp_path / "blobs"), Customers(store))
@@ -760,7 +760,7 @@ async def test_sqlite_free_pages(tmp_path: Path, vacuum: bool) -> None:
     from sqlalchemy import event
 
     url = f"sqlite+aiosqlite:///{tmp_path}/hub.db"
-    store = Store(url, clock=lambda: NOW)
+    store = hub_store(url, clock=lambda: NOW)
 
     @event.listens_for(store.engine.sync_engine, "connect")
     def _off(dbapi_connection: Any, _record: Any) -> None:
@@ -780,7 +780,7 @@ async def test_sqlite_free_pages(tmp_path: Path, vacuum: bool) -> None:
         assert bool(left) is not vacuum, left
     finally:
         await store.close()
-    plain = Store(url)
+    plain = hub_store(url)
     try:
         async with plain.engine.connect() as connection:
             assert (await connection.execute(text("PRAGMA secure_delete"))).scalar_one() == 1

@@ -17,12 +17,13 @@ from hub.metrics import Metrics
 from hub.pipeline import PassthroughDecider, Pipeline
 from hub.store.schema import events, messages, outbox
 from hub.store.store import Store
+from tests.helpers import hub_store
 from tests.test_pipeline import envelope
 
 
 @pytest.fixture
 async def world(store_url: str) -> AsyncIterator[tuple[Store, list[str]]]:
-    store = Store(store_url, clock=lambda: 1_000.0)
+    store = hub_store(store_url, clock=lambda: 1_000.0)
     await store.start()
     pipeline = Pipeline(store, MemoryBus(), PassthroughDecider("general"), Metrics())
     ids = []

@@ -23,7 +23,7 @@ from hub.reports.params import BadParameter, export_request, report_request
 from hub.store.schema import conversations, customers, events, messages
 from hub.store.store import Store
 from tests.conftest import AGENT_PASSWORD, make_settings
-from tests.helpers import login, running_hub
+from tests.helpers import hub_store, login, running_hub
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 11, 26, tzinfo=UTC).timestamp()
@@ -588,7 +588,7 @@ def test_report_cli(tmp_path: Path) -> None:
     )
 
     async def plant() -> None:
-        store = Store(url)
+        store = hub_store(url)
         await store.start()
         try:
             await _plant(store)

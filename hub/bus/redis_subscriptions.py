@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from redis.exceptions import RedisError, ResponseError
 
@@ -31,13 +32,33 @@ from hub.bus.streams import (
     reconnect_delay,
 )
 from hub.errors import BusUnavailable
-
-if TYPE_CHECKING:
-    from hub.bus.redis_streams import RedisStreamsBus
+from hub.metrics import Metrics
+from hub.settings import BusSettings
 
 log = logging.getLogger(__name__)
 
 Entries = Sequence[tuple[bytes, dict[bytes, bytes] | None]]
+
+
+class StreamsBus(Protocol):
+    """What a subscription uses of its bus (:class:`hub.bus.redis_streams.RedisStreamsBus`,
+    which imports this module: named here so the two modules do not import each other)."""
+
+    redis: Any
+    settings: BusSettings
+    metrics: Metrics
+    rng: random.Random
+    forget_consumers: Any  # the registered Lua script
+
+    def key(self, topic: str) -> str: ...
+
+    def dead_key(self, topic: str) -> str: ...
+
+    def consumer_name(self) -> str: ...
+
+    def retire(
+        self, subscription: StreamSubscription, last_words: asyncio.Task[None] | None
+    ) -> None: ...
 
 
 class StreamSubscription:
@@ -45,7 +66,7 @@ class StreamSubscription:
 
     group_label = BROADCAST
 
-    def __init__(self, bus: RedisStreamsBus, topic: str) -> None:
+    def __init__(self, bus: StreamsBus, topic: str) -> None:
         self.bus = bus
         self.redis: Any = bus.redis
         self.settings = bus.settings
@@ -144,7 +165,7 @@ class StreamSubscription:
 class WorkSubscription(StreamSubscription):
     """One consumer of the group ``group``: each entry goes to one consumer of the group."""
 
-    def __init__(self, bus: RedisStreamsBus, topic: str, group: str) -> None:
+    def __init__(self, bus: StreamsBus, topic: str, group: str) -> None:
         self.group = self.group_label = group
         super().__init__(bus, topic)
         self.consumer = bus.consumer_name()
@@ -411,7 +432,7 @@ class WorkSubscription(StreamSubscription):
 class BroadcastSubscription(StreamSubscription):
     """Every entry of the stream from the moment of subscribing, read with XREAD."""
 
-    def __init__(self, bus: RedisStreamsBus, topic: str) -> None:
+    def __init__(self, bus: StreamsBus, topic: str) -> None:
         super().__init__(bus, topic)
         self._last: str | None = None  # the id read last; None until positioned
         # how many entries the stream had ever held up to and including _last (XINFO's
