@@ -211,7 +211,15 @@ def _generate(index: RuleIndex) -> None:
         namespace[f"L{number}"] = thresholds
         lines.append(f"    found.update(L{number}.satisfied(c))")
     lines.append("    return found")
-    used = set(re.findall(r"\bf(\d+)\b", "\n".join(lines)))
+    reads = _reads(index, namespace, set(re.findall(r"\bf(\d+)\b", "\n".join(lines))))
+    index.source = "\n".join(reads + lines) + "\n"
+    exec(compile(index.source, "<rules index>", "exec"), namespace)  # noqa: S102 - our own code
+    index.candidates = namespace["candidates"]  # type: ignore[method-assign]
+
+
+def _reads(index: RuleIndex, namespace: dict[str, Any], used: set[str]) -> list[str]:
+    """The generated function's start: each field read once, and the values of it that some
+    rule's table holds (``f<n>``) where a lookup needs them."""
     reads = ["def candidates(c):", "    found = set(ALWAYS)"]
     for number, entry in enumerate(index.fields):
         namespace[f"V{number}"] = entry.values
@@ -228,9 +236,7 @@ def _generate(index: RuleIndex) -> None:
             reads.append(
                 f"    f{number} = V{number}.intersection(c.tokens(x{number})) if x{number} else ()"
             )
-    index.source = "\n".join(reads + lines) + "\n"
-    exec(compile(index.source, "<rules index>", "exec"), namespace)  # noqa: S102 - our own code
-    index.candidates = namespace["candidates"]  # type: ignore[method-assign]
+    return reads
 
 
 def _combinations(table: str, positions: tuple[int, ...], *, indent: str) -> list[str]:
