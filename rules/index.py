@@ -1,6 +1,6 @@
 """The candidate index: the rules that can match a message, found without trying the others.
 
-At compile time each enabled rule gets *keys* from its hints (rules.expr): the conjuncts of its
+At compile time each enabled rule gets *keys* from its hints (rules.hints): the conjuncts of its
 top-level ``and`` that name an exact value, a list member, a keyword or a regular expression of
 a field, at most one per field and kind. Rules with the same kinds of key form a group and are
 filed in its table under every combination of their values: ``inbox == "shop-1" and
@@ -29,7 +29,10 @@ from typing import Any
 
 import re2  # type: ignore[import-untyped]
 
-from rules.expr import NAMES, Compiled, IndexHint, Regex, compile_regex
+from rules.expr import Compiled
+from rules.hints import IndexHint
+from rules.matching import Regex, compile_regex
+from rules.vocabulary import NAMES
 
 log = logging.getLogger(__name__)
 
