@@ -5,6 +5,7 @@ See :class:`ConnectorConformance`, docs/connectors.md and ``examples/echo_connec
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Sequence
@@ -26,7 +27,7 @@ from hub.envelope import Delivery, Identity, Outbound
 T = TypeVar("T")
 
 
-class ConnectorConformance:
+class ConnectorConformance(abc.ABC):
     """Checks a connector's behaviour against the plugin contract; subclass it in your tests.
 
     pytest collects every subclass (whatever its name) and runs each ``test_*`` method; this base
@@ -61,6 +62,18 @@ class ConnectorConformance:
         super().__init_subclass__(**kwargs)
         if "__test__" not in cls.__dict__:
             cls.__test__ = True
+        # pytest passes over an abstract class without a word: a test class that lacks a hook
+        # would run no check at all, so it is refused when it is defined
+        missing = sorted(
+            name
+            for name in ConnectorConformance.__abstractmethods__
+            if getattr(getattr(cls, name, None), "__isabstractmethod__", False)
+        )
+        if missing and cls.__test__:
+            raise TypeError(
+                f"{cls.__name__} must define {', '.join(missing)} (or set __test__ = False on "
+                "an intermediate base class of yours)"
+            )
 
     # -- hooks a subclass provides ---------------------------------------------------------------
 
@@ -70,15 +83,15 @@ class ConnectorConformance:
         check; :meth:`settings` is called inside it. Nothing by default."""
         yield
 
+    @abc.abstractmethod
     def settings(self) -> ConnectorSettings:
         """Settings for one instance, pointing at the fakes started in :meth:`environment`."""
-        raise NotImplementedError(f"{type(self).__name__} must define settings()")
 
     def make_connector(self) -> Connector:
         """A fresh, unstarted instance; by default ``connector_class(instance, settings())``."""
         return self.connector_class(self.instance, self.settings())
 
-    async def started(self, harness: Harness) -> None:
+    async def started(self, harness: Harness) -> None:  # noqa: B027 - optional: nothing by default
         """Called once an instance is started and served, before the check uses it: tell a
         fake provider where the instance really listens. Nothing by default."""
 
@@ -86,21 +99,21 @@ class ConnectorConformance:
         """The context's clock; real time by default."""
         return time.time()
 
+    @abc.abstractmethod
     async def deliver(self, harness: Harness, key: str) -> bool:
         """Make the provider (or customer) send inbound sample ``key`` to the started instance,
         as it would on the wire, and return whether it was acknowledged (HTTP 2xx, SMTP 250, an
         ack frame). The same ``key`` again is a redelivery of the same message; another key is
         another message."""
-        raise NotImplementedError(f"{type(self).__name__} must define deliver()")
 
+    @abc.abstractmethod
     def hostile(self) -> Sequence[Hostile]:
         """Requests the connector must refuse without storing anything: a bad signature, an
         oversized body, a wrong content type, whatever your transport can be sent."""
-        raise NotImplementedError(f"{type(self).__name__} must define hostile()")
 
+    @abc.abstractmethod
     def recipient(self) -> Identity:
         """An address the connector can send a reply to."""
-        raise NotImplementedError(f"{type(self).__name__} must define recipient()")
 
     def outbound(self, key: str) -> Outbound:
         """The reply :meth:`test_send_raises_on_provider_failure` sends; override for channels
@@ -116,11 +129,11 @@ class ConnectorConformance:
             created_at=self.clock(),
         )
 
+    @abc.abstractmethod
     async def fail_next_send(self, harness: Harness, outbound: Outbound) -> Outbound:
         """Arrange that the provider fails the next send (script the fake API to answer 500,
         stop it) and return the reply to send, usually ``outbound`` itself. A channel without a
         provider returns a reply it cannot deliver."""
-        raise NotImplementedError(f"{type(self).__name__} must define fail_next_send()")
 
     # -- the checks ------------------------------------------------------------------------------
 

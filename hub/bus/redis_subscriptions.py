@@ -8,6 +8,7 @@ with backoff and jitter.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 import random
@@ -61,7 +62,7 @@ class StreamsBus(Protocol):
     ) -> None: ...
 
 
-class StreamSubscription:
+class StreamSubscription(abc.ABC):
     """What both kinds share: the buffer of entries read, iteration, reconnecting."""
 
     group_label = BROADCAST
@@ -104,8 +105,10 @@ class StreamSubscription:
             finally:
                 self._filling = None
 
+    @abc.abstractmethod
     async def ready(self) -> None:
-        raise NotImplementedError
+        """Return once the subscription reads from where it should (its group exists, its
+        start id is known)."""
 
     def close(self) -> None:
         if self.closed:
@@ -133,8 +136,9 @@ class StreamSubscription:
                     self._reconnects.inc()
                     self._failures = 0
 
+    @abc.abstractmethod
     async def _step(self) -> None:
-        raise NotImplementedError
+        """One read into the buffer; raises what Redis raised."""
 
     async def _failed(self, exc: Exception) -> None:
         if self._failures == 0:
