@@ -30,7 +30,7 @@ from hub.bus import (
 )
 from hub.dispatch.abandonment import AbandonmentTimers
 from hub.dispatch.actions import ActionRunner, settled_all, skills_of
-from hub.dispatch.backlog import Backlog
+from hub.dispatch.backlog import DEFAULT_URGENCY, URGENCY, Backlog
 from hub.dispatch.config import configured_core
 from hub.dispatch.core import Action, Presence
 from hub.dispatch.notices import Audience, Closed, MessageAdded, Notice, QueueState
@@ -43,13 +43,11 @@ from hub.settings import HubSettings
 from hub.store.records import ConversationSummary
 from hub.store.schema import ASSIGNED, QUEUED
 from hub.store.store import Store
-from rules.decision import Priority
 
 log = logging.getLogger(__name__)
 
 TIMER_COALESCE = 0.02  # seconds; deadlines are whole seconds apart, this loses nothing
 BACKLOG_PAGE = 1000  # queued conversations read at start-up per page
-URGENCY = {str(priority): priority.rank for priority in Priority}  # the backlog's order
 GC_YOUNG = 50_000  # allocations between young-generation collections (Python's default: 700)
 MAX_IN_FLIGHT = 20_000  # actions being carried out before the bus follower waits
 
@@ -144,7 +142,7 @@ class DispatchService:
         messages = self.bus.subscribe(MESSAGES, "dispatch")
         deliveries = self.bus.subscribe(DELIVERIES, "dispatch")
         self._subscriptions = [messages, deliveries]
-        pages = self.store.queued_pages(BACKLOG_PAGE, URGENCY, default=Priority.NORMAL.rank)
+        pages = self.store.queued_pages(BACKLOG_PAGE, URGENCY, default=DEFAULT_URGENCY)
         self._tasks = [
             asyncio.create_task(self._follow(messages), name="dispatch-bus"),
             asyncio.create_task(self._follow(deliveries), name="dispatch-deliveries"),
