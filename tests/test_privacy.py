@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
-import sys
 import uuid
 import zipfile
 from collections.abc import AsyncIterator
@@ -37,7 +35,7 @@ from hub.store.blobs import BlobStore
 from hub.store.schema import customers, events
 from hub.store.store import Store
 from tests.conftest import AGENT_PASSWORD, make_settings
-from tests.helpers import hub_store, login, running_hub
+from tests.helpers import channelhub, hub_store, login, running_hub
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC).timestamp()
@@ -716,18 +714,9 @@ def test_customers_export_and_erase_cli(tmp_path: Path) -> None:
             await store.close()
 
     planted = asyncio.run(setup())
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "hub.cli", *args, "--config", str(config)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=env,
-            cwd=tmp_path,
-            stdin=subprocess.DEVNULL,
-        )
+        return channelhub(*args, "--config", str(config), cwd=tmp_path)
 
     email = planted.secrets["email"]
     out = tmp_path / "person.zip"

@@ -17,8 +17,7 @@ from hub.metrics import Metrics
 from hub.pipeline import PassthroughDecider, Pipeline
 from hub.store.schema import events, messages, outbox
 from hub.store.store import Store
-from tests.helpers import hub_store
-from tests.test_pipeline import envelope
+from tests.helpers import chat_envelope, hub_store
 
 
 @pytest.fixture
@@ -28,7 +27,7 @@ async def world(store_url: str) -> AsyncIterator[tuple[Store, list[str]]]:
     pipeline = Pipeline(store, MemoryBus(), PassthroughDecider("general"), Metrics())
     ids = []
     for index in range(3):
-        accepted = await pipeline.ingest(envelope(f"in-{index}", sender=f"visitor-{index}"))
+        accepted = await pipeline.ingest(chat_envelope(f"in-{index}", sender=f"visitor-{index}"))
         await store.assign(accepted.conversation_id, "alice")
         ids.append(accepted.conversation_id)
     try:
