@@ -293,9 +293,9 @@ async def test_customer_revaluation_writes_in_slices(
     """A full recompute (run at start-up) writes 200 customers per writer job, so
     chat acknowledgements and dispatch writes wait for one slice at most; customers no longer
     valued lose their figures."""
-    from hub.customers import repository
+    from hub.customers import recompute
 
-    monkeypatch.setattr(repository, "STATS_SLICE", 3)
+    monkeypatch.setattr(recompute, "STATS_SLICE", 3)
     lines = "".join(f"K{i},Customer {i},,c{i}@example.com,,,\n" for i in range(10))
     customers = Customers(store)
     await customers.import_file(
