@@ -69,6 +69,7 @@ bench: install
 	$(BIN)/python bench/dispatch.py --quick
 	$(BIN)/python bench/email_ingest.py --mails 300
 	$(BIN)/python bench/sms.py --messages 1000
+	$(BIN)/python bench/voice.py --calls 500
 	$(BIN)/python bench/fax.py --pages 8
 	$(BIN)/python bench/sockets.py --sockets 500
 	$(BIN)/python bench/bus.py --quick
@@ -80,6 +81,7 @@ bench-full: install
 	$(BIN)/python bench/dispatch.py
 	$(BIN)/python bench/email_ingest.py
 	$(BIN)/python bench/sms.py
+	$(BIN)/python bench/voice.py
 	$(BIN)/python bench/fax.py
 	$(BIN)/python bench/sockets.py
 	$(BIN)/python bench/bus.py

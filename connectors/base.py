@@ -19,7 +19,7 @@ import msgspec
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
-from hub.envelope import Attachment, Delivery, Envelope, Identity, Outbound
+from hub.envelope import Attachment, CallEvent, Delivery, Envelope, Identity, Outbound
 
 ENTRY_POINT_GROUP = "channelhub.connectors"
 
@@ -45,6 +45,8 @@ class Capabilities:
     live: bool = False
     reply_window: float | None = None
     max_text_length: int | None = None
+    #: live phone calls: the hub calls :meth:`Connector.connect_agent` when an agent takes one
+    calls: bool = False
     #: identity kinds this channel can start a message to (an agent answering a fax customer by
     #: email picks one of the customer's ``email`` identities); empty: replies only
     recipient_kinds: tuple[str, ...] = ()
@@ -57,6 +59,26 @@ class SendError(Exception):
         super().__init__(message)
         self.code = code
         self.retryable = retryable
+
+
+class CallError(Exception):
+    """A call could not be connected, placed or changed; the message is for the agent.
+
+    ``retryable`` is False when trying again will fail the same way (the caller hung up, the
+    agent's number is invalid)."""
+
+    def __init__(self, message: str, *, code: str = "call_failed", retryable: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+
+
+@dataclass(frozen=True, slots=True)
+class AgentDevice:
+    """Where an agent takes calls: a phone number (E.164) or a SIP address (``sip:…``)."""
+
+    agent: str
+    address: str
 
 
 class Unavailable(Exception):
@@ -114,6 +136,12 @@ class Sink(Protocol):
         ``provider_id`` is the id :meth:`Connector.send` returned. Updates never move a message
         backwards (a late "sent" after "delivered" is ignored). False if no such reply is known.
         """
+        ...
+
+    async def call_event(self, inbox: str, session: str, event: CallEvent) -> bool:
+        """Something happened to the call of the conversation with thread key ``session``
+        (ringing, answered, ended, …): recorded in its timeline once per (call, state, agent)
+        and shown to the agent who holds it. False when no conversation has that key."""
         ...
 
     async def opt_out(self, inbox: str, identity: Identity, opted_out: bool, keyword: str) -> None:
@@ -238,6 +266,9 @@ class ConnectorContext:
     logger: logging.Logger
     public_url: str
     state: StateStore = field(default_factory=MemoryState)
+    #: whether hub.yaml's business-hours calendar ``name`` is open at a moment (KeyError: no
+    #: such calendar); always open when the hub lends none
+    business_hours: Callable[[str, float], bool] = field(default=lambda name, moment: True)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -307,6 +338,24 @@ class Connector(abc.ABC):
     ) -> ComposeInfo:
         """What may be sent to ``recipient`` now; free text by default."""
         return ComposeInfo()
+
+    async def connect_agent(self, conversation_id: str, session: str, device: AgentDevice) -> None:
+        """Bring the call of a conversation (thread key ``session``) to the agent who just
+        took it, at ``device``; for channels with ``capabilities.calls``. Raise
+        :class:`CallError` saying why not (the caller hung up: call back instead)."""
+        raise CallError(f"channel {self.channel!r} has no calls", code="not_a_call")
+
+    async def call_back(
+        self, conversation_id: str, session: str, to: Identity, device: AgentDevice
+    ) -> None:
+        """Call the customer at ``to`` and the agent at ``device`` and bridge them (a callback
+        request, a missed call, click to call); :class:`CallError` saying why not."""
+        raise CallError(f"channel {self.channel!r} has no calls", code="not_a_call")
+
+    async def hold_call(self, conversation_id: str, session: str, agent: str, on: bool) -> None:
+        """Put the caller of a connected call on hold (``on``) or take them off it;
+        :class:`CallError` saying why not."""
+        raise CallError(f"channel {self.channel!r} has no calls", code="not_a_call")
 
     def preview(self, text: str) -> dict[str, Any]:
         """Facts about ``text`` the agent should see before sending (SMS segments); none here."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from hub.settings import WEEKDAYS, BusinessHoursSettings
+from hub.settings import WEEKDAYS, BusinessHoursSettings, HubSettings
 
 
 def _minutes(text: str) -> int:
@@ -25,3 +26,15 @@ def is_open(calendar: BusinessHoursSettings, moment: datetime, default_zone: str
         if _minutes(start) <= minute < _minutes(end):
             return True
     return False
+
+
+def calendar_open(settings: HubSettings) -> Callable[[str, float], bool]:
+    """Whether hub.yaml's calendar ``name`` is open at a moment (seconds since the epoch);
+    KeyError for a name hub.yaml does not define. Lent to connectors (a phone number's
+    greeting and what a caller gets after hours)."""
+
+    def open_at(name: str, moment: float) -> bool:
+        calendar = settings.business_hours[name]
+        return is_open(calendar, datetime.fromtimestamp(moment, UTC), settings.timezone)
+
+    return open_at

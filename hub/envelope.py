@@ -173,6 +173,44 @@ class Delivery(msgspec.Struct, frozen=True, kw_only=True):
     error_message: str | None = None
 
 
+class CallEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """Something that happened to a phone call, for its conversation's timeline.
+
+    ``state`` is one of :data:`CALL_STATES`; ``call_sid`` the provider's id of the call leg it
+    is about (the caller's, or an agent's); ``agent`` who answered, held or was transferred
+    to; ``duration`` seconds, with ``ended``; ``detail`` words for the agent (why it failed,
+    the recording's attachment name). ``key`` is the provider's identity of the report when
+    it has one (a conference event's sequence number): an event with a key is recorded once per
+    key, one without once per (call_sid, state, agent), so a provider's repeated callback
+    changes nothing.
+    """
+
+    call_sid: str
+    state: str
+    at: float
+    agent: str | None = None
+    duration: int | None = None
+    detail: str | None = None
+    key: str | None = None
+
+
+#: what a :class:`CallEvent` may say, in the order a call usually goes through them
+CALL_STATES = (
+    "ringing",
+    "answered",
+    "held",
+    "resumed",
+    "transferred",
+    "voicemail",
+    "callback_requested",
+    "callback_dialed",
+    "recording",
+    "abandoned",
+    "ended",
+    "failed",
+)
+
+
 def reply_to(
     source: Envelope,
     *,

@@ -14,6 +14,7 @@ from aiohttp import web
 from connectors.base import Connector
 from hub.auth import Authenticator
 from hub.bus import Bus
+from hub.calls import Calls
 from hub.console.compose import ComposeAdvisor
 from hub.console.registry import AgentConnections
 from hub.console.service import Console
@@ -42,6 +43,7 @@ DECIDER: web.AppKey[Decider] = web.AppKey("decider")
 PIPELINE = web.AppKey("pipeline", Pipeline)
 CONNECTIONS = web.AppKey("connections", AgentConnections)
 COMPOSE = web.AppKey("compose", ComposeAdvisor)
+CALLS = web.AppKey("calls", Calls)
 DISPATCH = web.AppKey("dispatch", DispatchService)
 CONSOLE = web.AppKey("console", Console)
 AUTH = web.AppKey("auth", Authenticator)

@@ -29,6 +29,8 @@ from connectors.base import Connector, ConnectorContext
 from connectors.shared.workers import die_with_parent
 from hub.auth import Authenticator
 from hub.bus import create_bus
+from hub.calendar import calendar_open
+from hub.calls import CallingAudience, Calls
 from hub.channels import ConnectorState, public_url
 from hub.console.compose import ComposeAdvisor
 from hub.console.link import SendBudget
@@ -46,6 +48,7 @@ from hub.keys import (
     AUTH,
     BLOBS,
     BUS,
+    CALLS,
     CLOCK,
     COMPOSE,
     CONNECTIONS,
@@ -178,14 +181,19 @@ async def dispatch(app: web.Application) -> Resource:
     """Dispatch, telling agents through their sockets (with what each channel lets them send)."""
     app[CONNECTIONS] = connections = AgentConnections()
     app[COMPOSE] = compose = ComposeAdvisor(app[CONNECTORS], app[CLOCK])
+    agents = app[AGENTS]
+    app[CALLS] = calls = Calls(app[CONNECTORS], agents, connections.send)
     service = DispatchService(
         app[SETTINGS],
         app[STORE],
         app[BUS],
-        ConsoleFrames(
-            connections,
-            compose.view,
-            {queue.name: queue.sla for queue in app[SETTINGS].queues},
+        CallingAudience(  # a taken call is put through to the agent's phone
+            ConsoleFrames(
+                connections,
+                compose.view,
+                {queue.name: queue.sla for queue in app[SETTINGS].queues},
+            ),
+            calls,
         ),
         app[METRICS],
         app[CLOCK],
@@ -214,6 +222,7 @@ async def dispatch(app: web.Application) -> Resource:
         await service.stop()
     else:
         await leadership.stop()  # stops dispatch if it ran here, gives the lease up
+    await calls.stop()
 
 
 async def console(app: web.Application) -> Resource:
@@ -239,6 +248,7 @@ async def console(app: web.Application) -> Resource:
         dispositions=app[SETTINGS].dispatch.dispositions,
         wrap_up=app[SETTINGS].dispatch.wrap_up,
         canned=app[SETTINGS].canned_responses,
+        calls=app[CALLS],
     )
     app[UPLOAD_SECRET] = service.upload_secret
     app[CONSOLE] = service
@@ -352,6 +362,7 @@ def _lend(app: web.Application, instance: str) -> ConnectorContext:
         logger=logging.getLogger(f"connectors.{instance}"),
         public_url=public_url(app[SETTINGS]),
         state=ConnectorState(app[STORE], instance),
+        business_hours=calendar_open(app[SETTINGS]),
     )
 
 

@@ -49,6 +49,11 @@ class Metrics:
         self.messages_out = self._counter(
             "messages_out", "Outbound messages handed to a channel", ("channel", "status")
         )
+        self.call_events = self._counter(
+            "call_events",
+            "Phone call timeline events recorded (ringing, answered, abandoned, ...)",
+            ("state",),
+        )
 
     def _dispatch(self) -> None:
         """Queues, offers and service levels (hub.dispatch)."""

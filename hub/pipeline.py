@@ -19,11 +19,11 @@ import msgspec
 import nh3
 
 from connectors.base import Accepted, HistoryItem
-from hub.bus import DELIVERIES, MESSAGES, Bus, CustomerPresence, DeliveryUpdated
+from hub.bus import DELIVERIES, MESSAGES, Bus, CallUpdated, CustomerPresence, DeliveryUpdated
 from hub.customers.context import CustomerRef
 from hub.customers.identity import InvalidAddress, normalize_identity
 from hub.customers.providers import ContextProvider
-from hub.envelope import Delivery, Direction, Envelope, Identity
+from hub.envelope import CallEvent, Delivery, Direction, Envelope, Identity
 from hub.errors import HubError
 from hub.ingest.stages import Ingest
 from hub.metrics import Metrics
@@ -185,6 +185,17 @@ class Pipeline:
         """Apply reports that came before the outbox recorded ``provider_id``."""
         for delivery in self.early_reports.take(inbox, provider_id, self.clock()):
             await self.delivery_update(inbox, provider_id, delivery)
+
+    async def call_event(self, inbox: str, session: str, event: CallEvent) -> bool:
+        recorded = await self.store.record_call_event(inbox, session, event)
+        if recorded is None:
+            return False
+        if recorded.new:
+            self.metrics.call_events.labels(event.state).inc()
+            await self.bus.publish(
+                DELIVERIES, CallUpdated(conversation_id=recorded.conversation_id, event=event)
+            )
+        return True
 
     async def opt_out(self, inbox: str, identity: Identity, opted_out: bool, keyword: str) -> None:
         with contextlib.suppress(InvalidAddress):

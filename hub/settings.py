@@ -243,6 +243,11 @@ class AgentSettings(_Model):
     )
     auto_accept: tuple[str, ...] = Field((), description="channels taken without an offer")
     role: Role = Field(Role.AGENT, description="what the agent may read and do (docs/api.md)")
+    phone: str | None = Field(
+        None,
+        pattern=r"^(\+[1-9][0-9]{4,14}|sips?:[^\s@]{1,64}@[^\s]{1,200})$",
+        description="where calls are put through: a number (E.164) or a SIP address",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -49,6 +49,7 @@ class FakeTwilio:
     report_first: tuple[str, str] | None = None
     cdn_hits: int = 0
     cdn_saw_credentials: bool = False
+    voice: Any = None  # tests.fake_twilio_voice.FakeVoice: the Voice API's calls
 
     def _auth_ok(self, request: web.Request) -> bool:
         expected = "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()
@@ -169,6 +170,9 @@ async def fake_twilio() -> AsyncIterator[FakeTwilio]:
     app.router.add_get(messages, fake.list)
     app.router.add_get("/2010-04-01/Accounts/{sid}/Messages/{msid}/Media/{media}", fake.media)
     app.router.add_get("/cdn/{name}", fake.cdn)
+    from tests.fake_twilio_voice import add_voice_routes  # it imports this module
+
+    fake.voice = add_voice_routes(app, fake)
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

@@ -87,7 +87,7 @@ def test_every_connector_has_the_same_shape() -> None:
         for path in (ROOT / "connectors").iterdir()
         if (path / "__init__.py").exists() and path.name not in ("shared", "testing")
     )
-    assert connectors == ["email", "fax", "sms", "webchat"]
+    assert connectors == ["email", "fax", "sms", "voice", "webchat"]
     for name in connectors:
         for module in ("settings.py", "parse.py", "client.py", "connector.py"):
             assert (ROOT / "connectors" / name / module).exists(), f"connectors/{name}/{module}"
@@ -110,6 +110,7 @@ PURE = (
     "connectors/shared/rate_limit.py",
     "connectors/shared/signed_tokens.py",
     "connectors/sms/segments.py",
+    "connectors/voice/twiml.py",
 )
 
 

@@ -1,75 +1,23 @@
-"""Twilio's REST API through the official SDK's async interface, at any base URL.
-
-Only the SDK's public extension points are used (twilio-python 9):
-
-* ``Client(http_client=...)`` takes any :class:`twilio.http.AsyncHttpClient`. Ours,
-  :class:`SessionHttpClient`, sends through the hub's shared aiohttp session with the inbox's
-  ``send_timeout`` (the SDK's own client opens a session per client, and passes
-  ``timeout=None`` per request, which turns a session's timeout off).
-* The API domain's ``base_url`` (``client.api.base_url``), the attribute the SDK builds every
-  Messages URL from, and what the SDKs of Twilio-compatible providers (SignalWire's) set: so
-  ``api_base_url`` reaches a compatible provider or a test server, a path included
-  (``https://SPACE.signalwire.com/api/laml``). The SDK's ``edge``/``region`` settings only
-  rewrite Twilio's own host names.
-"""
+"""Sending SMS and WhatsApp through Twilio's Messages API (the SDK client of
+:mod:`connectors.shared.twilio_rest`, at any ``api_base_url``)."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 from twilio.base.exceptions import TwilioRestException
-from twilio.http import AsyncHttpClient
-from twilio.http.response import Response
-from twilio.rest import Client
 
 from connectors.base import SendError
-from connectors.shared.basic_auth import basic_authorization
+from connectors.shared.twilio_rest import rest_client
 from connectors.sms import parse
 from hub.envelope import Delivery
 
 #: seconds before a reply's first attempt its message may seem to date from: Twilio's
 #: date_created has whole seconds, and its clock is not ours
 CLOCK_SLACK = 2.0
-_logger = logging.getLogger(__name__)
-
-
-class SessionHttpClient(AsyncHttpClient):  # type: ignore[misc]
-    """The SDK's HTTP interface on an aiohttp session we own the use of, every request
-    bounded by ``timeout`` seconds (the per-request ``timeout`` the SDK passes is ignored)."""
-
-    def __init__(self, session: aiohttp.ClientSession, timeout: float) -> None:
-        super().__init__(_logger, True, timeout)
-        self._session = session
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
-
-    async def request(
-        self,
-        method: str,
-        url: str,
-        params: dict[str, Any] | None = None,
-        data: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-        auth: tuple[str, str] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - the SDK's signature; ours applies
-        allow_redirects: bool = False,
-    ) -> Response:
-        headers = dict(headers or {})
-        if auth is not None:
-            headers["Authorization"] = basic_authorization(*auth)
-        async with self._session.request(
-            method.upper(),
-            url,
-            params=params,
-            data=data,
-            headers=headers,
-            allow_redirects=allow_redirects,
-            timeout=self._timeout,
-        ) as response:
-            return Response(response.status, await response.text(), response.headers)
 
 
 class TwilioSender:
@@ -84,10 +32,9 @@ class TwilioSender:
         session: aiohttp.ClientSession,
         timeout: float,
     ) -> None:
-        self.client = Client(
-            account_sid, auth_token, http_client=SessionHttpClient(session, timeout)
+        self.client = rest_client(
+            account_sid, auth_token, base_url=base_url, session=session, timeout=timeout
         )
-        self.client.api.base_url = base_url.rstrip("/")
 
     async def find_earlier(
         self, to: str, body: str, since: float, foreign: Collection[str] = ()

@@ -27,7 +27,7 @@ from connectors.base import (
 from connectors.shared import media_route
 from connectors.shared.media_fetcher import MediaFailed, MediaFetcher, MediaRefused
 from connectors.shared.single_flight import SingleFlight
-from connectors.shared.webhooks import read_body
+from connectors.shared.twilio_webhooks import verified_request
 from connectors.sms import parse, segments
 from connectors.sms.client import TwilioSender
 from connectors.sms.settings import SmsSettings
@@ -102,28 +102,12 @@ class SmsConnector(Connector):
 
     async def _verified_fields(self, request: web.Request) -> dict[str, list[str]]:
         """The posted fields of a genuine Twilio request, or the HTTP error to answer."""
-        limit = self.settings.max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
-            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-        kind = request.content_type
-        if kind not in (parse.FORM, parse.JSON):
-            raise web.HTTPUnsupportedMediaType(
-                text=f"expected {parse.FORM}, got {kind or 'nothing'}"
-            )
-        body = await read_body(request, limit)
-        try:
-            return parse.verified_fields(
-                kind,
-                body,
-                url=parse.webhook_url(self._public_base(), request.path_qs),
-                signature=request.headers.get("X-Twilio-Signature"),
-                validator=self._validator,
-                body_hash_in_url="bodySHA256" in request.query,
-            )
-        except parse.BadSignature as exc:
-            raise web.HTTPForbidden(text=str(exc)) from None
-        except parse.BadWebhook as exc:
-            raise web.HTTPBadRequest(text=str(exc)) from None
+        return await verified_request(
+            request,
+            validator=self._validator,
+            public_base=self._public_base(),
+            max_body_bytes=self.settings.max_body_bytes,
+        )
 
     async def _inbound(self, request: web.Request) -> web.StreamResponse:
         ctx = self._ctx

@@ -2,7 +2,8 @@
 
 No I/O here: the connector reads requests, fetches media and calls the API; everything it
 decides (whether a webhook is genuinely Twilio's, which fields mean what, which keyword opts
-out, what a status or error code means) is decided here and tested on recorded payloads. Which
+out, what a status or error code means) is decided here and tested on recorded payloads.
+Whether a webhook is Twilio's is :mod:`connectors.shared.twilio_webhooks` (shared with voice). Which
 media URLs may be fetched is :mod:`connectors.shared.fetch_policy`; what a text costs in
 segments, :mod:`connectors.sms.segments`.
 """
@@ -11,20 +12,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
-
-import msgspec
-from multidict import MultiDict
-from twilio.request_validator import RequestValidator
 
 from connectors.base import SendError
+from connectors.shared.twilio_webhooks import BadSignature as BadSignature
+from connectors.shared.twilio_webhooks import BadWebhook as BadWebhook
 from hub.envelope import Delivery, DeliveryStatus, Direction, Envelope, Identity, ThreadHints
 
-FORM = "application/x-www-form-urlencoded"
-JSON = "application/json"
 WHATSAPP_PREFIX = "whatsapp:"
 MAX_TEXT = 10_000
 
@@ -41,72 +37,6 @@ _CONSUMED = re.compile(
     r"MediaUrl\d+|MediaContentType\d+|ProfileName|Latitude|Longitude|Address|Label|"
     r"ButtonText|ButtonPayload|SmsStatus)$"
 )
-
-
-class BadWebhook(ValueError):
-    """A webhook whose fields cannot be a message (answered 400 with this reason)."""
-
-
-class BadSignature(ValueError):
-    """A webhook not provably from the provider (answered 403 with this reason)."""
-
-
-def webhook_url(base: str, path_qs: str) -> str:
-    """The URL the provider called: our public base (no trailing slash) plus path and query."""
-    return base.rstrip("/") + path_qs
-
-
-def verified_fields(
-    content_type: str,
-    body: bytes,
-    *,
-    url: str,
-    signature: str | None,
-    validator: RequestValidator,
-    body_hash_in_url: bool,
-) -> dict[str, list[str]]:
-    """The posted fields (name -> values) of a webhook body Twilio signed; :class:`BadSignature`
-    or :class:`BadWebhook`. ``url`` is the URL Twilio called (:func:`webhook_url`);
-    ``body_hash_in_url``, whether its query carries ``bodySHA256``, which is how a JSON body
-    is signed (the signature covers the URL, the URL hashes the body)."""
-    if not signature:
-        raise BadSignature("X-Twilio-Signature is missing")
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError:
-        raise BadWebhook("the body is not UTF-8") from None
-    if content_type == FORM:
-        try:
-            pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=500)
-        except ValueError as exc:
-            raise BadWebhook(f"bad form body: {exc}") from None
-        if not validator.validate(url, MultiDict(pairs), signature):
-            raise BadSignature("X-Twilio-Signature does not match")
-        return _grouped(pairs)
-    if not body_hash_in_url:
-        raise BadSignature("a JSON webhook must carry bodySHA256")
-    if not validator.validate(url, text, signature):
-        raise BadSignature("X-Twilio-Signature does not match")
-    try:
-        document = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        raise BadWebhook("the body is not JSON") from None
-    except RecursionError:  # nesting no webhook has; msgspec gives up on it
-        raise BadWebhook("the JSON body is nested too deeply") from None
-    if not isinstance(document, dict):
-        raise BadWebhook("the JSON body must be an object")
-    return _grouped(
-        (str(key), value if isinstance(value, str) else msgspec.json.encode(value).decode())
-        for key, value in document.items()
-    )
-
-
-def _grouped(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
-    """Posted fields as name -> values, the shape the parsers below take."""
-    grouped: dict[str, list[str]] = {}
-    for key, value in pairs:
-        grouped.setdefault(key, []).append(value)
-    return grouped
 
 
 @dataclass(frozen=True, slots=True)

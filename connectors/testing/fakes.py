@@ -23,7 +23,7 @@ from connectors.base import (
     MemoryState,
     StateStore,
 )
-from hub.envelope import Attachment, Delivery, Envelope, Identity, Outbound
+from hub.envelope import Attachment, CallEvent, Delivery, Envelope, Identity, Outbound
 
 
 class CollectingSink:
@@ -45,6 +45,7 @@ class CollectingSink:
         self.presence: list[tuple[str, str, bool]] = []
         self.deliveries: list[tuple[str, str, Delivery]] = []
         self.opt_outs: dict[tuple[str, str, str], str] = {}  # (inbox, kind, address) -> keyword
+        self.calls: list[tuple[str, str, CallEvent]] = []  # (inbox, session, event), once each
 
     async def ingest(self, envelope: Envelope) -> Accepted:
         if self.fail_next is not None:
@@ -84,6 +85,14 @@ class CollectingSink:
 
     async def delivery_update(self, inbox: str, provider_id: str, delivery: Delivery) -> bool:
         self.deliveries.append((inbox, provider_id, delivery))
+        return True
+
+    async def call_event(self, inbox: str, session: str, event: CallEvent) -> bool:
+        if (inbox, session) not in self._threads:
+            return False
+        seen = {(i, s, e.call_sid, e.state, e.agent) for i, s, e in self.calls}
+        if (inbox, session, event.call_sid, event.state, event.agent) not in seen:
+            self.calls.append((inbox, session, event))
         return True
 
     async def opt_out(self, inbox: str, identity: Identity, opted_out: bool, keyword: str) -> None:

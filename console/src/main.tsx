@@ -3,6 +3,7 @@
 // markup from strings (tests/test_console_frontend.py greps the sources), so a customer's
 // "<img onerror=…>" stays text.
 import "./styles.css";
+import "./voice.css";
 
 import { render } from "preact";
 

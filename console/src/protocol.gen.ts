@@ -77,6 +77,19 @@ export interface PreviewCommand {
   text: string;
 }
 
+/** Call the customer of a held phone conversation and put them through to this agent. */
+export interface CallBackCommand {
+  type: "call_back";
+  conversation_id: string;
+}
+
+/** Put the caller of a held, connected phone conversation on hold (or take them off). */
+export interface CallHoldCommand {
+  type: "call_hold";
+  conversation_id: string;
+  hold?: boolean;
+}
+
 export interface PingCommand {
   type: "ping";
   ref?: string | null;
@@ -220,6 +233,15 @@ export interface Compose {
   alternatives: Alternative[];
 }
 
+export interface CallItem {
+  call_sid: string;
+  state: string;
+  at: number;
+  agent: string | null;
+  duration: number | null;
+  detail: string | null;
+}
+
 export interface Conversation {
   id: string;
   channel: string;
@@ -237,6 +259,7 @@ export interface Conversation {
   rules: string[];
   messages: Message[];
   compose?: Compose | null;
+  calls?: CallItem[];
 }
 
 export interface SnapshotFrame {
@@ -291,6 +314,12 @@ export interface DeliveryFrame {
   message_id: string;
   status: string;
   error: string | null;
+}
+
+export interface CallFrame {
+  type: "call";
+  conversation_id: string;
+  call: CallItem;
 }
 
 export interface ConversationClosedFrame {
@@ -373,6 +402,7 @@ export type ServerFrame =
   | MessageFrame
   | ReplyAckFrame
   | DeliveryFrame
+  | CallFrame
   | ConversationClosedFrame
   | ConversationRemovedFrame
   | ReassignedFrame
@@ -394,4 +424,6 @@ export type ClientFrame =
   | CloseCommand
   | OpenCommand
   | PreviewCommand
+  | CallBackCommand
+  | CallHoldCommand
   | PingCommand;

@@ -14,6 +14,7 @@ import type {
   QueueStateFrame,
   ServerFrame,
 } from "./protocol.gen";
+import { withCall } from "./voice";
 
 export type View = "mine" | "offers" | "closed" | "board";
 export type Presence = "available" | "busy" | "away";
@@ -230,6 +231,8 @@ export function reduce(state: State, frame: ServerFrame, now: number): State {
       if (frame.ref && frame.code !== "unavailable") delete pending[frame.ref];
       return { ...state, pending, error: frame.message };
     }
+    case "call":
+      return withCall(state, frame);
     case "pong":
       return state;
   }

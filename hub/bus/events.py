@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import msgspec
 
+from hub.envelope import CallEvent
+
 
 class AttachmentListed(msgspec.Struct, frozen=True, kw_only=True):
     """A stored attachment as the console lists it (no blob reference: the console fetches
@@ -57,6 +59,14 @@ class DeliveryUpdated(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     error: str | None = None
 
 
+class CallUpdated(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    """A new event in a phone call's timeline (the console shows it to the agent holding
+    the conversation)."""
+
+    conversation_id: str
+    event: CallEvent
+
+
 class OutboxReady(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     """Something was put into the outbox: senders should look now instead of at their next poll."""
 
@@ -72,7 +82,7 @@ class CustomerPresence(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     at: float
 
 
-BusEvent = MessageStored | DeliveryUpdated | OutboxReady | CustomerPresence
+BusEvent = MessageStored | DeliveryUpdated | OutboxReady | CustomerPresence | CallUpdated
 
 MESSAGES = "messages"
 DELIVERIES = "deliveries"

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
+from connectors.base import CallError
 from hub import uploads
 from hub.bus import MESSAGES, OUTBOX, Bus, MessageStored, OutboxReady
 from hub.console.compose import ComposeAdvisor, ReplyRefused
 from hub.console.protocol import (
     Accept,
     Auth,
+    CallBack,
+    CallHold,
     Close,
     Command,
     Decline,
@@ -42,6 +45,15 @@ from hub.store.records import Conversation
 from hub.store.store import Store
 
 
+class CallControl(Protocol):
+    """What agents' commands ask of the hub's calls: ``hub.calls.Calls``, which builds on the
+    console's frames and so is named here by what it does, not imported."""
+
+    async def call_back(self, agent: str, conversation: Conversation) -> None: ...
+
+    async def hold(self, agent: str, conversation: Conversation, on: bool) -> None: ...
+
+
 class Commands:
     """Carries out agents' commands (``hub.console.protocol``) for the console."""
 
@@ -57,6 +69,7 @@ class Commands:
         clock: Callable[[], float] = time.time,
         dispositions: Sequence[str] = ("resolved",),
         view: Callable[[Conversation], dict[str, Any]] | None = None,
+        calls: CallControl | None = None,
     ) -> None:
         """``upload_secret`` checks the tokens of files attached to a reply (hub.uploads);
         ``dispositions`` are the close reasons allowed (the first is the default); ``view``
@@ -70,6 +83,7 @@ class Commands:
         self.agents = agents
         self.upload_secret = upload_secret
         self.clock = clock
+        self.calls = calls
         # one handler per command type: a lookup, not a chain of isinstance checks
         self._handlers: dict[type[Any], Callable[[str, Any], Awaitable[bytes | None]]] = {
             Ping: self._ping,
@@ -84,6 +98,8 @@ class Commands:
             Close: self._close,
             Open: self._open,
             Preview: self._preview,
+            CallBack: self._call_back,
+            CallHold: self._call_hold,
         }
 
     async def execute(self, agent: str, command: Command) -> bytes | None:
@@ -153,6 +169,30 @@ class Commands:
             characters=len(command.text),
             **self.compose.preview(conversation, command.text),
         )
+
+    async def _call_back(self, agent: str, command: CallBack) -> bytes | None:
+        if self.dispatch.owner(command.conversation_id) != agent:
+            raise Forbidden("this conversation is not assigned to you")
+        if self.calls is None:
+            raise ProtocolError("call_failed", "this hub places no calls")
+        conversation = await self.store.conversation(command.conversation_id)
+        try:
+            await self.calls.call_back(agent, conversation)
+        except CallError as exc:
+            raise ProtocolError("call_failed", str(exc)) from None
+        return None  # the call's progress follows as `call` frames
+
+    async def _call_hold(self, agent: str, command: CallHold) -> bytes | None:
+        if self.dispatch.owner(command.conversation_id) != agent:
+            raise Forbidden("this conversation is not assigned to you")
+        if self.calls is None:
+            raise ProtocolError("call_failed", "this hub places no calls")
+        conversation = await self.store.conversation(command.conversation_id)
+        try:
+            await self.calls.hold(agent, conversation, command.hold)
+        except CallError as exc:
+            raise ProtocolError("call_failed", str(exc)) from None
+        return None  # a `call` frame (held / resumed) follows
 
     def _uploads(self, agent: str, tokens: list[str]) -> tuple[Attachment, ...]:
         """The files an agent uploaded for this reply (``POST /api/uploads``)."""

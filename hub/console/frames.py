@@ -109,6 +109,15 @@ class Message(_Object, frozen=True):
     notes: list[str] = msgspec.field(default_factory=list)
 
 
+class CallItem(_Object, frozen=True):
+    call_sid: str
+    state: str
+    at: float
+    agent: str | None
+    duration: int | None
+    detail: str | None
+
+
 class TemplateInfo(_Object, frozen=True):
     name: str
     body: str
@@ -147,6 +156,7 @@ class Conversation(_Object, frozen=True):
     rules: list[str]
     messages: list[Message]
     compose: Compose | None = None
+    calls: list[CallItem] = msgspec.field(default_factory=list)
 
 
 class OfferView(_Object, frozen=True):
@@ -251,6 +261,11 @@ class DeliveryFrame(_Frame, frozen=True, tag="delivery"):
     error: str | None
 
 
+class CallFrame(_Frame, frozen=True, tag="call"):
+    conversation_id: str
+    call: CallItem
+
+
 class ConversationClosedFrame(_Frame, frozen=True, tag="conversation_closed"):
     conversation_id: str
     disposition: str
@@ -306,6 +321,7 @@ ServerFrame = (
     | MessageFrame
     | ReplyAckFrame
     | DeliveryFrame
+    | CallFrame
     | ConversationClosedFrame
     | ConversationRemovedFrame
     | ReassignedFrame

@@ -79,6 +79,19 @@ class Preview(msgspec.Struct, frozen=True, tag="preview", forbid_unknown_fields=
     text: str
 
 
+class CallBack(msgspec.Struct, frozen=True, tag="call_back", forbid_unknown_fields=True):
+    """Call the customer of a held phone conversation and put them through to this agent."""
+
+    conversation_id: str
+
+
+class CallHold(msgspec.Struct, frozen=True, tag="call_hold", forbid_unknown_fields=True):
+    """Put the caller of a held, connected phone conversation on hold (or take them off)."""
+
+    conversation_id: str
+    hold: bool = True
+
+
 class Ping(msgspec.Struct, frozen=True, tag="ping", forbid_unknown_fields=True):
     ref: str | None = None
 
@@ -95,6 +108,8 @@ Command = (
     | Close
     | Open
     | Preview
+    | CallBack
+    | CallHold
     | Ping
 )
 

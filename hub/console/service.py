@@ -13,14 +13,20 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from hub.bus import DELIVERIES, Bus, DeliveryUpdated, Subscription
+from hub.bus import DELIVERIES, Bus, CallUpdated, DeliveryUpdated, Subscription
 from hub.console import protocol
-from hub.console.commands import Commands
+from hub.console.commands import CallControl, Commands
 from hub.console.compose import ComposeAdvisor, ReplyRefused
 from hub.console.link import AgentLink, Dropped, SendBudget
 from hub.console.protocol import Auth, Command, ProtocolError, error_frame, frame
 from hub.console.registry import AgentConnections
-from hub.console.views import conversation_view, delivery_frame, offer_view, queue_state_frame
+from hub.console.views import (
+    call_frame,
+    conversation_view,
+    delivery_frame,
+    offer_view,
+    queue_state_frame,
+)
 from hub.dispatch.service import DispatchService
 from hub.errors import (
     Forbidden,
@@ -97,6 +103,7 @@ class Console:
         dispositions: tuple[str, ...] = DEFAULT_DISPOSITIONS,
         wrap_up: float = 0.0,
         canned: tuple[CannedResponse, ...] = (),
+        calls: CallControl | None = None,
     ) -> None:
         """``dispositions`` are the close reasons agents may choose (the first is the default),
         ``wrap_up`` the seconds after a close before new work, ``canned`` the canned
@@ -135,6 +142,7 @@ class Console:
             clock=clock,
             dispositions=dispositions,
             view=self.conversation_view,
+            calls=calls,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._subscription: Subscription | None = None
@@ -163,6 +171,10 @@ class Console:
                 agent = self.dispatch.owner(event.conversation_id)
                 if agent is not None:
                     await self.connections.send(agent, delivery_frame(event))
+            elif isinstance(event, CallUpdated):
+                agent = self.dispatch.owner(event.conversation_id)
+                if agent is not None:
+                    await self.connections.send(agent, call_frame(event))
             await received.ack()
 
     # -- the websocket ---------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from hub.bus import DeliveryUpdated, MessageStored
+from hub.bus import CallUpdated, DeliveryUpdated, MessageStored
 from hub.console.protocol import frame
 from hub.dispatch.notices import (
     Assigned,
@@ -24,6 +24,7 @@ from hub.dispatch.notices import (
     QueueState,
     Removed,
 )
+from hub.envelope import CallEvent
 from hub.store.records import Conversation, ConversationSummary, Message
 
 ComposeView = Callable[[Conversation], dict[str, Any]]
@@ -89,6 +90,8 @@ def conversation_view(
         "rules": decision.get("rules", []),
         "messages": [message_view(m) for m in conversation.messages],
     }
+    if conversation.calls:
+        view["calls"] = [call_item(event) for event in conversation.calls]
     if compose is not None:
         view["compose"] = compose(conversation)
     return view
@@ -144,6 +147,18 @@ def delivery_frame(event: DeliveryUpdated) -> bytes:
         status=event.status,
         error=event.error,
     )
+
+
+def call_item(event: CallEvent) -> dict[str, Any]:
+    """A phone call's timeline event as the console shows it (``calls``, ``call``)."""
+    shown = msgspec.structs.asdict(event)
+    del shown["key"]  # the provider's report id: for deduplication only
+    return shown
+
+
+def call_frame(event: CallUpdated) -> bytes:
+    """``call``: something happened to the call of a conversation the agent holds."""
+    return frame("call", conversation_id=event.conversation_id, call=call_item(event.event))
 
 
 def queue_state_frame(state: QueueState) -> bytes:

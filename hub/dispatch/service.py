@@ -23,6 +23,7 @@ from hub.bus import (
     DELIVERIES,
     MESSAGES,
     Bus,
+    CallUpdated,
     CustomerPresence,
     DeliveryUpdated,
     MessageStored,
@@ -327,7 +328,7 @@ class DispatchService:
         async for received in subscription:
             event = received.event
             try:
-                if isinstance(event, MessageStored | DeliveryUpdated):
+                if isinstance(event, MessageStored | DeliveryUpdated | CallUpdated):
                     self.actions.stale(event.conversation_id)  # an offer's view is stale
                 if isinstance(event, MessageStored):
                     self._on_message(event)

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.envelope import Envelope, Identity, decode_envelope
 from hub.errors import NotFound
+from hub.store.calls import calls_of
 from hub.store.database import Database
 from hub.store.messages import MESSAGE_COLUMNS, message_record, notes_of, stored_inbound
 from hub.store.records import (
@@ -125,6 +126,9 @@ class Conversations:
             files = await _files_of(connection, list(found))
             recipients = await _recipients(connection, found, by_conversation)
             opted = await _opt_outs(connection, found, recipients)
+            calls = await calls_of(  # only calls have call events: no query for the rest
+                connection, [key for key, row in found.items() if row["channel"] == "voice"]
+            )
         result: dict[str, Conversation] = {}
         for conversation_id, columns in found.items():
             context = contexts.get(columns["customer_id"])
@@ -149,6 +153,7 @@ class Conversations:
                     message_record(row, files.get(row.id, ()), notes_of(row.envelope))
                     for row in listed
                 ),
+                calls=calls.get(conversation_id, ()),
             )
         return result
 

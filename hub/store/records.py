@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from hub.envelope import Identity, Outbound
+from hub.envelope import CallEvent, Identity, Outbound
 
 
 class MessageFile(msgspec.Struct, frozen=True, kw_only=True):
@@ -90,13 +90,14 @@ class Conversation(msgspec.Struct, frozen=True, kw_only=True):
     last_inbound_at: float | None
     opt_out: OptOut | None  # the recipient asked this inbox to send nothing more
     messages: tuple[Message, ...] = ()
+    calls: tuple[CallEvent, ...] = ()  # a phone call's timeline (hub.store.calls)
 
 
 #: the columns of the conversations table a :class:`Conversation` carries, in its order
 CONVERSATION_COLUMNS = tuple(
     name
     for name in Conversation.__struct_fields__
-    if name not in {"customer", "recipient", "last_inbound_at", "opt_out", "messages"}
+    if name not in {"customer", "recipient", "last_inbound_at", "opt_out", "messages", "calls"}
 )
 
 

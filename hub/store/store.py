@@ -17,6 +17,7 @@ import time
 
 from hub.store.assignments import Assignments
 from hub.store.attachments import Attachments
+from hub.store.calls import CallEvents
 from hub.store.connector_state import ConnectorStates
 from hub.store.conversations import Conversations, CustomerContexts, bare_contexts
 from hub.store.database import Clock, Database
@@ -94,6 +95,7 @@ class Store:
         self.set_opt_out = opt_outs.set
         self.opted_out = opt_outs.keyword
         self.attachment = Attachments(database).get
+        self.record_call_event = CallEvents(database).record
 
         states = ConnectorStates(database)
         self.connector_state = states.get

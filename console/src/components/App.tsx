@@ -13,6 +13,7 @@ import { HelpDialog } from "./Dialogs";
 import { Login } from "./Login";
 import { Sidebar } from "./Sidebar";
 import { TopBar } from "./TopBar";
+import { ScreenPop } from "./Voice";
 
 type Gate = "checking" | "login" | "app";
 
@@ -183,6 +184,7 @@ export function App() {
             />
           )}
         </div>
+        <ScreenPop state={state} />
         <p id="errors" class="error" role="alert">
           {state.error ?? ""}
         </p>

@@ -7,6 +7,7 @@ import { CustomerPanel } from "./CustomerPanel";
 import { TransferDialog } from "./Dialogs";
 import { Countdown, PriorityBadge, TierBadge } from "./Sidebar";
 import { Timeline } from "./Timeline";
+import { CallPanel } from "./Voice";
 
 export function ConversationPane(props: {
   state: State;
@@ -61,6 +62,7 @@ export function ConversationPane(props: {
           </section>
         )}
         <Routing conversation={conversation} />
+        <CallPanel conversation={conversation} state={state} readOnly={readOnly} />
         <Timeline entry={entry} />
         {readOnly ? (
           <p class="read-only">{t.t("compose.readOnly")}</p>
