@@ -73,6 +73,7 @@ bench: install
 	$(BIN)/python bench/fax.py --pages 8
 	$(BIN)/python bench/sockets.py --sockets 500
 	$(BIN)/python bench/bus.py --quick
+	$(BIN)/python bench/cross_node.py --samples 20
 
 bench-full: install
 	$(BIN)/python bench/pipeline.py
@@ -85,6 +86,7 @@ bench-full: install
 	$(BIN)/python bench/fax.py
 	$(BIN)/python bench/sockets.py
 	$(BIN)/python bench/bus.py
+	$(BIN)/python bench/cross_node.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

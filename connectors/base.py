@@ -224,6 +224,32 @@ class MemoryState:
         return sorted(key for key in self.values if key.startswith(prefix))
 
 
+class Peers(Protocol):
+    """The same channel instance in the other hub processes (the distributed mode): a live
+    connector whose customer may be connected to another process (web chat) hands frames
+    for them here."""
+
+    async def push(self, key: str, text: str) -> None:
+        """Give ``text`` to the other processes' ``on_push`` handler for ``key`` (a visitor).
+        Best effort: raises nothing."""
+        ...
+
+    def on_push(self, handler: Callable[[str, str], Awaitable[int]]) -> None:
+        """``handler(key, text)`` receives what another process pushed; returns how many
+        sockets took it."""
+        ...
+
+
+class LonePeers:
+    """One hub process: there are no other processes (the default)."""
+
+    async def push(self, key: str, text: str) -> None:
+        return None
+
+    def on_push(self, handler: Callable[[str, str], Awaitable[int]]) -> None:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class TemplateInfo:
     """An approved template an agent may pick, as the console lists it."""
@@ -269,6 +295,7 @@ class ConnectorContext:
     #: whether hub.yaml's business-hours calendar ``name`` is open at a moment (KeyError: no
     #: such calendar); always open when the hub lends none
     business_hours: Callable[[str, float], bool] = field(default=lambda name, moment: True)
+    peers: Peers = field(default_factory=LonePeers)
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -20,6 +20,7 @@ from hub.keys import (
     CONSOLE,
     CUSTOMERS,
     DISPATCH,
+    ROLE,
     RULES_WATCHER,
     SESSIONS,
     SETTINGS,
@@ -31,6 +32,7 @@ from hub.privacy import api as privacy_api
 from hub.reports import api as reports_api
 from hub.sessions import SECURE_SESSION_COOKIE, SESSION_COOKIE, Ended, Principal, request_token
 from hub.settings import AgentSettings
+from hub.store.schema import QUEUED
 from hub.websec import client_address, is_secure
 
 CUSTOMER_ENDPOINT = "GET /api/customers/{key}"
@@ -186,7 +188,10 @@ async def rules_revision(request: web.Request, principal: Principal) -> web.Stre
 async def _related_customer(request: web.Request, principal: Principal, customer_id: str) -> bool:
     """Whether the customer has a conversation the agent holds, is offered, or that waits in
     one of the queues the agent serves (all queues when the agent lists none). Dispatch's live
-    state decides, not the stored queue column."""
+    state decides, not the stored queue column; on a standby (several processes), which has
+    none, the stored conversations decide (assignee, or queued in a queue the agent serves)."""
+    if not request.app[ROLE].owner:
+        return await _related_stored(request, principal, customer_id)
     dispatch = request.app[DISPATCH]
     offered = {conversation_id for conversation_id, _ in dispatch.offers_for(principal.id)}
     served = set(principal.agent.queues or (q.name for q in request.app[SETTINGS].queues))
@@ -196,6 +201,18 @@ async def _related_customer(request: web.Request, principal: Principal, customer
         or dispatch.waiting_queue(conversation_id) in served
         for conversation_id in await request.app[CUSTOMERS].open_conversations(customer_id)
     )
+
+
+async def _related_stored(request: web.Request, principal: Principal, customer_id: str) -> bool:
+    served = set(principal.agent.queues or (q.name for q in request.app[SETTINGS].queues))
+    store = request.app[STORE]
+    for conversation_id in await request.app[CUSTOMERS].open_conversations(customer_id):
+        conversation = await store.conversation(conversation_id)
+        if conversation.assignee == principal.id or (
+            conversation.status == QUEUED and conversation.queue in served
+        ):
+            return True
+    return False
 
 
 @requires(Action.READ_CUSTOMER)

@@ -31,6 +31,11 @@ class BusUnavailable(HubError):
     (503, no ack) so its source retries."""
 
 
+class DispatchUnavailable(HubError):
+    """The dispatch owner did not answer in time (a takeover in progress, the bus down): the
+    agent's frame was not applied, or may not have been; it is retried by the client."""
+
+
 class StoreConflict(StoreError):
     """A uniqueness rule refused a write (a concurrent writer got there first)."""
 

@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import SecretStr
 
 from hub.errors import StoreError
-from hub.keys import CONNECTORS, METRICS, SETTINGS, STORE
+from hub.keys import CONNECTORS, METRICS, NODE, ROLE, RULES_HOLDER, SETTINGS, STORE
 from hub.metrics import Metrics
 from hub.settings import HubSettings
 
@@ -58,9 +58,28 @@ async def readyz(request: web.Request) -> web.StreamResponse:
         for name, connector in request.app[CONNECTORS].items()
         if (problem := connector.health()) is not None
     }
+    node = _node(request.app)
     if problems:
-        return web.json_response({"status": "degraded", "channels": problems})
-    return web.json_response({"status": "ready"})
+        return web.json_response({"status": "degraded", "channels": problems, **node})
+    return web.json_response({"status": "ready", **node})
+
+
+def _node(app: web.Application) -> dict[str, object]:
+    """What this process is among several: its role, its rules revision, and how far behind
+    its bus consumer groups are (entries not read yet, per ``topic/group``; Redis only)."""
+    role = app.get(ROLE)
+    holder = app.get(RULES_HOLDER)
+    lag = {
+        f"{sample.labels['topic']}/{sample.labels['group']}": sample.value
+        for family in app[METRICS].bus_group_lag.collect()
+        for sample in family.samples
+    }
+    return {
+        "node": app.get(NODE, None),
+        "role": role.name if role is not None else None,
+        "rules": holder.current.digest if holder is not None else None,
+        "bus_lag": lag,
+    }
 
 
 def metrics_handler(metrics: Metrics, token: SecretStr | None) -> Handler:

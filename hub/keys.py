@@ -15,6 +15,9 @@ from connectors.base import Connector
 from hub.auth import Authenticator
 from hub.bus import Bus
 from hub.calls import Calls
+from hub.cluster.relay import Relay
+from hub.cluster.role import Role
+from hub.cluster.term import Term
 from hub.console.compose import ComposeAdvisor
 from hub.console.registry import AgentConnections
 from hub.console.service import Console
@@ -28,7 +31,7 @@ from hub.sessions import Sessions
 from hub.settings import AgentSettings, HubSettings
 from hub.store.blobs import BlobStore
 from hub.store.store import Store
-from rules.reload import RulesWatcher
+from rules.reload import RulesHolder, RulesWatcher
 
 SETTINGS = web.AppKey("settings", HubSettings)
 AGENTS: web.AppKey[dict[str, AgentSettings]] = web.AppKey("agents")  # by id, from SETTINGS
@@ -54,3 +57,7 @@ BLOBS = web.AppKey("blobs", BlobStore)
 UPLOAD_SECRET = web.AppKey("upload_secret", bytes)
 OUTBOX = web.AppKey("outbox", OutboxWorker)
 NODE = web.AppKey("node", str)  # this process's name in outbox claims and the dispatch lease
+RELAY = web.AppKey("relay", Relay)  # the distributed mode: this node's link to dispatch
+ROLE = web.AppKey("role", Role)  # dispatch owner, standby or the only process
+TERM = web.AppKey("term", Term)  # what runs under the dispatch lease
+RULES_HOLDER = web.AppKey("rules_holder", RulesHolder)  # the running rules (a rules file)

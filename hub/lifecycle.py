@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 
 import aiohttp
@@ -32,6 +32,12 @@ from hub.bus import create_bus
 from hub.calendar import calendar_open
 from hub.calls import CallingAudience, Calls
 from hub.channels import ConnectorState, public_url
+from hub.cluster.desk import OwnerDesk, OwnerRoute
+from hub.cluster.peers import LonePeers, NodePeers
+from hub.cluster.relay import Relay
+from hub.cluster.role import Role
+from hub.cluster.rules import RulesFollower
+from hub.cluster.term import Term
 from hub.console.compose import ComposeAdvisor
 from hub.console.link import SendBudget
 from hub.console.registry import AgentConnections
@@ -40,7 +46,7 @@ from hub.console.views import ConsoleFrames
 from hub.customers.configured import context_provider, customer_service
 from hub.customers.context import customer_contexts
 from hub.customers.repository import Customers
-from hub.dispatch.leadership import dispatch_leadership, restart_process
+from hub.dispatch.leadership import Leadership, dispatch_leadership, restart_process
 from hub.dispatch.service import DispatchService
 from hub.health import serve_metrics
 from hub.keys import (
@@ -63,10 +69,14 @@ from hub.keys import (
     NODE,
     OUTBOX,
     PIPELINE,
+    RELAY,
+    ROLE,
+    RULES_HOLDER,
     RULES_WATCHER,
     SESSIONS,
     SETTINGS,
     STORE,
+    TERM,
     UPLOAD_SECRET,
 )
 from hub.node import node_id
@@ -135,7 +145,15 @@ async def routing(app: web.Application) -> Resource:
     """The rules (loaded now, recorded as a revision) or pass-through, and closed queues'
     automatic replies; the rules watcher is made here and started last."""
     settings = app[SETTINGS]
-    decider, watcher = await _load_rules(settings, app[STORE], app[CLOCK])
+
+    async def announce(digest: str) -> None:  # to the other nodes, once the relay runs
+        relay = app.get(RELAY)
+        if relay is not None:
+            await relay.rules_changed(digest)
+
+    decider, watcher, holder = await _load_rules(settings, app[STORE], app[CLOCK], announce)
+    if holder is not None:
+        app[RULES_HOLDER] = holder
     replies = {
         queue.name: (settings.business_hours[queue.business_hours], queue.closed_reply)
         for queue in settings.queues
@@ -181,15 +199,32 @@ async def dispatch(app: web.Application) -> Resource:
     """Dispatch, telling agents through their sockets (with what each channel lets them send)."""
     app[CONNECTIONS] = connections = AgentConnections()
     app[COMPOSE] = compose = ComposeAdvisor(app[CONNECTORS], app[CLOCK])
+    # this process's name in outbox claims and the dispatch lease
+    app[NODE] = node = node_id()
+    settings = app[SETTINGS]
+    relay = None
+    if settings.distributed:  # agents' sockets on any node; their frames routed by the owner
+        cluster = settings.cluster
+        app[RELAY] = relay = Relay(
+            app[BUS],
+            node,
+            connections,
+            app[METRICS],
+            beat_every=cluster.node_beat,
+            call_timeout=cluster.call_timeout,
+            rules=lambda: holder.current.digest if (holder := app.get(RULES_HOLDER)) else "",
+            clock=app[CLOCK],
+        )
+    sockets = connections if relay is None else OwnerRoute(relay)
     agents = app[AGENTS]
-    app[CALLS] = calls = Calls(app[CONNECTORS], agents, connections.send)
+    app[CALLS] = calls = Calls(app[CONNECTORS], agents, sockets.send)
     service = DispatchService(
         app[SETTINGS],
         app[STORE],
         app[BUS],
         CallingAudience(  # a taken call is put through to the agent's phone
             ConsoleFrames(
-                connections,
+                sockets,
                 compose.view,
                 {queue.name: queue.sla for queue in app[SETTINGS].queues},
             ),
@@ -198,24 +233,25 @@ async def dispatch(app: web.Application) -> Resource:
         app[METRICS],
         app[CLOCK],
     )
-    # this process's name in outbox claims and the dispatch lease
-    app[NODE] = node = node_id()
-    settings = app[SETTINGS]
     leadership = None
     if settings.distributed:  # dispatch runs in the one process holding the lease
         cluster = settings.cluster
+        changes = app[METRICS].lease_changes
+        app[TERM] = term = Term(service)
         leadership = dispatch_leadership(
             app[STORE],
-            service,
+            term,
             node,
             ttl=cluster.lease_ttl,
             margin=cluster.lease_margin,
             poll=cluster.lease_poll,
             on_retired=restart_process,
+            on_change=lambda change: changes.labels(change).inc(),
         )
-        leadership.start()
+        # sought once the console and the relay run (hub.lifecycle.cluster)
     else:
         await service.start()
+    app[ROLE] = Role(leadership)
     app[DISPATCH] = service
     yield
     if leadership is None:
@@ -255,6 +291,48 @@ async def console(app: web.Application) -> Resource:
     service.start()
     yield
     await service.stop()
+
+
+async def cluster(app: web.Application) -> Resource:
+    """The distributed mode: this node's relay to the dispatch owner, the owner's desk (run
+    under the lease), following other nodes' rules revisions, then seeking the lease."""
+    relay = app.get(RELAY)
+    if relay is None:
+        yield
+        return
+    settings, console = app[SETTINGS], app[CONSOLE]
+    holder = app.get(RULES_HOLDER)
+    if holder is not None:
+        follower = RulesFollower(
+            app[STORE],
+            holder,
+            queues={queue.name for queue in settings.queues},
+            calendars=set(settings.business_hours),
+        )
+
+        async def load(digest: str) -> None:
+            await follower.load(digest)
+
+        relay.on_rules = load
+    await relay.start()
+    console.relay = relay
+    console.route = OwnerRoute(relay)
+    app[TERM].desk = OwnerDesk(
+        app[BUS],
+        relay,
+        app[DISPATCH],
+        console,
+        app[METRICS],
+        agents=[agent.id for agent in settings.agents],
+        node_timeout=settings.cluster.node_timeout,
+        clock=app[CLOCK],
+    )
+    lease = app[ROLE].lease
+    assert isinstance(lease, Leadership)
+    lease.start()
+    yield
+    await lease.stop()  # the desk and dispatch stop if they ran here; the lease is given up
+    await relay.stop()
 
 
 async def connectors(app: web.Application) -> Resource:
@@ -303,9 +381,10 @@ async def rules_watcher(app: web.Application) -> Resource:
 
 
 async def revaluation(app: web.Application) -> Resource:
-    """Recency changes with time alone: customer values are recomputed on a schedule."""
+    """Recency changes with time alone: customer values are recomputed on a schedule (by the
+    dispatch owner only, when there are several processes)."""
     every = max(MIN_REVALUE_EVERY, app[SETTINGS].customers.recompute_every)
-    task = asyncio.create_task(_revalue(app[CUSTOMERS], every), name="customer-values")
+    task = asyncio.create_task(_revalue(app[CUSTOMERS], every, app[ROLE]), name="customer-values")
     yield
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -322,6 +401,7 @@ RESOURCES: tuple[Callable[[web.Application], Resource], ...] = (
     pipeline,
     dispatch,
     console,
+    cluster,
     connectors,
     outbox,
     rules_watcher,
@@ -363,6 +443,7 @@ def _lend(app: web.Application, instance: str) -> ConnectorContext:
         public_url=public_url(app[SETTINGS]),
         state=ConnectorState(app[STORE], instance),
         business_hours=calendar_open(app[SETTINGS]),
+        peers=LonePeers() if (relay := app.get(RELAY)) is None else NodePeers(relay, instance),
     )
 
 
@@ -375,12 +456,16 @@ async def _stop_all(connectors: Iterable[Connector]) -> None:
 
 
 async def _load_rules(
-    settings: HubSettings, store: Store, clock: Callable[[], float]
-) -> tuple[Decider, RulesWatcher | None]:
-    """The rules hook: the configured rules file (watched for changes) or pass-through."""
+    settings: HubSettings,
+    store: Store,
+    clock: Callable[[], float],
+    announce: Callable[[str], Awaitable[None]],
+) -> tuple[Decider, RulesWatcher | None, RulesHolder | None]:
+    """The rules hook: the configured rules file (watched for changes; an accepted revision is
+    announced to the other nodes) or pass-through."""
     path = settings.rules.path
     if path is None:
-        return PassthroughDecider(settings.default_queue), None
+        return PassthroughDecider(settings.default_queue), None, None
     queues = {queue.name for queue in settings.queues}
     calendars = set(settings.business_hours)
     text = await asyncio.to_thread(Path(path).read_text, "utf-8")
@@ -394,6 +479,7 @@ async def _load_rules(
 
     async def accepted(new: RuleSet, new_text: str) -> None:
         await store.record_rules_revision(new.digest, path, new_text)
+        await announce(new.digest)
 
     watcher = None
     if settings.rules.watch:
@@ -406,11 +492,14 @@ async def _load_rules(
             on_accept=accepted,
             worker_setup=die_with_parent,
         )
-    return decider, watcher
+    return decider, watcher, holder
 
 
-async def _revalue(customers: Customers, every: float) -> None:
+async def _revalue(customers: Customers, every: float, role: Role) -> None:
     while True:
+        if not role.owner:  # another process recomputes
+            await asyncio.sleep(every)
+            continue
         try:
             count = await customers.recompute()
             log.info("customer values recomputed for %d customers", count)

@@ -1,7 +1,7 @@
 """Prometheus metrics, one registry per application so tests can run several hubs at once.
 
 Each metric is the attribute of :class:`Metrics` of the same name, ``channelhub_`` before it;
-they are made per area (messages, dispatch, console, sampled gauges, bus), so an area's
+they are made per area (messages, dispatch, console, sampled gauges, bus, cluster), so an area's
 families read together."""
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ class Metrics:
         self._console()
         self._sampled()
         self._bus()
+        self._cluster()
 
     def _counter(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Counter:
         return Counter(PREFIX + name, documentation, labels, registry=self.registry)
@@ -181,4 +182,30 @@ class Metrics:
             "bus_group_lag",
             "Events in the stream a work group has not read yet",
             ("topic", "group"),
+        )
+
+    def _cluster(self) -> None:
+        """Several hub processes (hub.cluster, hub.dispatch.leadership)."""
+        self.lease_changes = self._counter(
+            "lease_changes", "Dispatch terms this process began or ended", ("change",)
+        )
+        self.cluster_messages = self._counter(
+            "cluster_messages",
+            "Agent calls, answers, frames and visitor frames between nodes",
+            ("kind", "direction"),
+        )
+        self.cluster_calls_failed = self._counter(
+            "cluster_calls_failed",
+            "Agent calls the dispatch owner did not answer in time (the agent saw unavailable)",
+        )
+        self.cluster_resyncs = self._counter(
+            "cluster_resyncs",
+            "Times this node lost frames for its agents and made their consoles resync",
+        )
+        self.cluster_nodes = self._gauge(
+            "cluster_nodes", "Nodes the dispatch owner hears from (0 on a standby)"
+        )
+        self.cluster_nodes_expired = self._counter(
+            "cluster_nodes_expired",
+            "Nodes the dispatch owner took for dead (silent for cluster.node_timeout)",
         )

@@ -170,6 +170,13 @@ class ClusterSettings(_Model):
     outbox_claim: Duration = Field(
         120.0, description="a claimed reply is the claiming process's this long (> any send)"
     )
+    node_beat: Duration = Field(1.0, description="how often a node tells who it holds")
+    node_timeout: Duration = Field(
+        4.0, description="a node silent this long is dead: its agents are disconnected"
+    )
+    call_timeout: Duration = Field(
+        5.0, description="how long an agent's command waits for the dispatch owner"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ClusterSettings:
@@ -179,6 +186,10 @@ class ClusterSettings(_Model):
             raise ValueError("cluster.lease_poll must be above zero and at most lease_ttl")
         if self.outbox_claim < 1:
             raise ValueError("cluster.outbox_claim must be at least 1s")
+        if not 0 < self.node_beat * 2 <= self.node_timeout:
+            raise ValueError("cluster.node_timeout must be at least twice cluster.node_beat")
+        if self.call_timeout <= 0:
+            raise ValueError("cluster.call_timeout must be above zero")
         return self
 
 

@@ -64,6 +64,7 @@ class WebChatConnector(Connector):
 
     async def start(self, ctx: ConnectorContext) -> None:
         self._ctx = ctx
+        ctx.peers.on_push(self._windows.push)  # replies sent by another hub process
 
     async def stop(self) -> None:
         await self._windows.close_all(1001, b"server shutting down")
@@ -78,7 +79,8 @@ class WebChatConnector(Connector):
     # -- outbound --------------------------------------------------------------------------
 
     async def send(self, outbound: Outbound) -> Delivery:
-        """Push a reply to the visitor's open windows; otherwise they see it on their next visit."""
+        """Push a reply to the visitor's open windows (here and, with several hub processes, on
+        the others); otherwise they see it on their next visit."""
         if outbound.recipient.kind != parse.IDENTITY_KIND:
             raise SendError(
                 f"web chat cannot reach a {outbound.recipient.kind} address",
@@ -94,6 +96,8 @@ class WebChatConnector(Connector):
             automatic=outbound.author is None,  # the hub's own auto-reply, no agent wrote it
         )
         delivered = await self._windows.push(outbound.recipient.address, text)
+        if self._ctx is not None:  # the visitor's windows on other hub processes, if any
+            await self._ctx.peers.push(outbound.recipient.address, text)
         # SENT: stored and shown when the visitor comes back; DELIVERED: on their screen now
         status = DeliveryStatus.DELIVERED if delivered else DeliveryStatus.SENT
         return Delivery(status=status, provider_id=outbound.message_id)

@@ -9,6 +9,15 @@ from __future__ import annotations
 
 import msgspec
 
+from hub.bus.node_events import (
+    AgentCall,
+    AgentFrames,
+    CallAnswer,
+    NodeBeat,
+    Reannounce,
+    RulesChanged,
+    VisitorFrame,
+)
 from hub.envelope import CallEvent
 
 
@@ -82,7 +91,20 @@ class CustomerPresence(msgspec.Struct, frozen=True, kw_only=True, tag=True):
     at: float
 
 
-BusEvent = MessageStored | DeliveryUpdated | OutboxReady | CustomerPresence | CallUpdated
+BusEvent = (
+    MessageStored
+    | DeliveryUpdated
+    | OutboxReady
+    | CustomerPresence
+    | CallUpdated
+    | AgentCall
+    | CallAnswer
+    | AgentFrames
+    | NodeBeat
+    | Reannounce
+    | RulesChanged
+    | VisitorFrame
+)
 
 MESSAGES = "messages"
 DELIVERIES = "deliveries"

@@ -28,6 +28,10 @@ class AgentConnections:
             self._links.pop(agent, None)
         return len(links)
 
+    def links(self) -> dict[str, set[AgentLink]]:
+        """Every agent's open links (a copy)."""
+        return {agent: set(links) for agent, links in self._links.items()}
+
     def count(self, agent: str) -> int:
         return len(self._links.get(agent, ()))
 

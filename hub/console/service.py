@@ -9,7 +9,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
@@ -18,9 +18,10 @@ from hub.console import protocol
 from hub.console.commands import CallControl, Commands
 from hub.console.compose import ComposeAdvisor, ReplyRefused
 from hub.console.link import AgentLink, Dropped, SendBudget
-from hub.console.protocol import Auth, Command, ProtocolError, error_frame, frame
+from hub.console.protocol import Auth, Command, Ping, ProtocolError, error_frame, frame
 from hub.console.registry import AgentConnections
 from hub.console.views import (
+    Sockets,
     call_frame,
     conversation_view,
     delivery_frame,
@@ -29,6 +30,7 @@ from hub.console.views import (
 )
 from hub.dispatch.service import DispatchService
 from hub.errors import (
+    DispatchUnavailable,
     Forbidden,
     HubError,
     InvalidState,
@@ -77,6 +79,16 @@ class _Verdict(enum.Enum):
 
 HARD_FRAME_LIMIT = 1024 * 1024  # beyond this aiohttp closes with 1009; below it we answer
 DEFAULT_DISPOSITIONS = ("resolved", "no-action", "escalated")
+
+
+class Seat(Protocol):
+    """Dispatch on another node (``hub.cluster.relay.Relay``): the distributed mode."""
+
+    async def attach(self, agent: str) -> list[bytes]: ...
+
+    async def detach(self, agent: str) -> None: ...
+
+    async def command(self, agent: str, text: str) -> list[bytes]: ...
 
 
 class Console:
@@ -146,6 +158,10 @@ class Console:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._subscription: Subscription | None = None
+        #: the distributed mode: agents' frames run at the dispatch owner, through this
+        self.relay: Seat | None = None
+        #: where dispatch's frames go (the distributed mode: to whichever node holds a socket)
+        self.route: Sockets = connections
 
     def start(self) -> None:
         self._subscription = self.bus.subscribe(DELIVERIES)  # broadcast: every node's agents
@@ -170,11 +186,11 @@ class Console:
             if isinstance(event, DeliveryUpdated):
                 agent = self.dispatch.owner(event.conversation_id)
                 if agent is not None:
-                    await self.connections.send(agent, delivery_frame(event))
+                    await self.route.send(agent, delivery_frame(event))
             elif isinstance(event, CallUpdated):
                 agent = self.dispatch.owner(event.conversation_id)
                 if agent is not None:
-                    await self.connections.send(agent, call_frame(event))
+                    await self.route.send(agent, call_frame(event))
             await received.ack()
 
     # -- the websocket ---------------------------------------------------------------------
@@ -215,11 +231,10 @@ class Console:
         try:
             try:
                 await self._greet(link, principal)
-            except StoreUnavailable as exc:  # no snapshot: the client would start out of sync
+            except (StoreUnavailable, DispatchUnavailable) as exc:  # no snapshot: out of sync
                 log.error("no snapshot for %s: %s", agent, exc)
-                link.send(
-                    error_frame("unavailable", "the store is unavailable; connect again later")
-                )
+                what = "dispatch" if isinstance(exc, DispatchUnavailable) else "the store"
+                link.send(error_frame("unavailable", f"{what} is unavailable; connect again later"))
                 link.close(1013, b"store unavailable; try again later")
                 return
             async for message in link.socket:
@@ -242,7 +257,10 @@ class Console:
                 sum(1 for a in self.agents if self.connections.count(a))
             )
             with contextlib.suppress(HubError):
-                await self.dispatch.disconnected(agent)
+                if self.relay is not None:
+                    await self.relay.detach(agent)
+                else:
+                    await self.dispatch.disconnected(agent)
 
     async def _greet(self, link: AgentLink, principal: Principal) -> None:
         """``hello``, then the ``snapshot`` (and supervisors' ``queue_state``)."""
@@ -265,10 +283,22 @@ class Console:
                 canned=self._canned_for(principal.agent),
             ),
         )
-        await self.dispatch.connected(agent)
-        link.send(await self._snapshot(agent))
-        if may(principal.role, Action.VIEW_QUEUES):
-            link.send(queue_state_frame(self.dispatch.queue_state()))
+        if self.relay is not None:
+            frames = await self.relay.attach(agent)
+        else:
+            await self.dispatch.connected(agent)
+            frames = await self.state_frames(agent)
+        for data in frames:
+            link.send(data)
+
+    async def state_frames(self, agent: str) -> list[bytes]:
+        """What a new socket of a connected agent gets: the ``snapshot`` (and supervisors'
+        ``queue_state``)."""
+        frames = [await self._snapshot(agent)]
+        settings = self.agents.get(agent)
+        if settings is not None and may(settings.role, Action.VIEW_QUEUES):
+            frames.append(queue_state_frame(self.dispatch.queue_state()))
+        return frames
 
     def _canned_for(self, agent: AgentSettings) -> list[dict[str, Any]]:
         """The canned responses of the queues the agent serves (all queues: every one)."""
@@ -437,6 +467,34 @@ class Console:
         verdict = await self._session_verdict(link, ref)
         if verdict is not _Verdict.LIVE:
             return verdict is _Verdict.UNCHECKED
+        if self.relay is not None and not isinstance(command, ProtocolError | Ping):
+            try:
+                answers = await self.relay.command(agent, data)
+            except DispatchUnavailable as exc:
+                log.error("no answer from dispatch for %s: %s", agent, exc)
+                answers = [error_frame("unavailable", "dispatch is unavailable; retry", ref)]
+            for answer in answers:
+                link.send(answer)
+            return True
+        reply = await self._execute(agent, command, ref)
+        if reply is not None:
+            link.send(reply)
+        return True
+
+    async def run(self, agent: str, text: str) -> bytes | None:
+        """A frame an agent's socket on another node sent (its session checked there)."""
+        ref: str | None = None
+        try:
+            command: Command | ProtocolError = protocol.parse_command(text)
+            ref = getattr(command, "client_id", None) or getattr(command, "conversation_id", None)
+        except ProtocolError as exc:
+            command = exc
+        return await self._execute(agent, command, ref)
+
+    async def _execute(
+        self, agent: str, command: Command | ProtocolError, ref: str | None
+    ) -> bytes | None:
+        """Carry ``command`` out; the frame answering it (errors as error frames)."""
         try:
             if isinstance(command, ProtocolError):
                 raise command
@@ -459,6 +517,4 @@ class Console:
         except Exception:
             log.exception("agent frame from %s failed", agent)
             reply = error_frame("internal", "internal error; the frame was not applied", ref)
-        if reply is not None:
-            link.send(reply)
-        return True
+        return reply

@@ -168,6 +168,7 @@ def dispatch_leadership(
     margin: float,
     poll: float,
     on_retired: Callable[[], None],
+    on_change: Callable[[str], None] = lambda _change: None,
 ) -> Leadership:
     """Run ``dispatch`` only while this process holds the dispatch lease.
 
@@ -184,11 +185,13 @@ def dispatch_leadership(
     async def gained(token: int) -> None:
         nonlocal running
         store.fence_dispatch(token)
+        on_change("gained")
         await dispatch.start()  # rebuilds from the store: assignments, then the backlog
         running = True
 
     async def lost() -> None:
         nonlocal running
+        on_change("lost")
         leadership.bidding = False
         if running:
             running = False

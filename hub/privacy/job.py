@@ -1,6 +1,7 @@
 """The retention policy as a scheduled job of the running hub: at start, then every
 ``retention.every``. Registered with :func:`setup` (one cleanup context of the application,
-started after the store and stopped before it)."""
+started after the store and stopped before it). With several hub processes only the dispatch
+owner applies it."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
-from hub.keys import BLOBS, SETTINGS, STORE
+from hub.keys import BLOBS, ROLE, SETTINGS, STORE
 from hub.privacy.retention import apply_retention
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,11 @@ def setup(app: web.Application, sleep: Sleep = asyncio.sleep) -> None:
             return
         store = app[STORE]
 
+        role = app[ROLE]
+
         async def job() -> object:
+            if not role.owner:  # several processes: the dispatch owner applies it
+                return None
             return await apply_retention(store, app[BLOBS], policy, store.clock())
 
         task = asyncio.create_task(run_every(job, policy.every, sleep), name="retention")

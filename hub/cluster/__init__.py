@@ -1,0 +1,1 @@
+"""Several hub processes: agents' and visitors' sockets on any node, dispatch on one."""
