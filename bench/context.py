@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import and_, select, text
 
+from hub.customers.context import customer_contexts
 from hub.customers.linking import customer_of, owner_rows
 from hub.store.schema import customer_stats, customers, identities
 from hub.store.store import Store
@@ -36,7 +37,7 @@ NOW = 1_795_000_000.0
 
 
 async def populate(url: str, count: int) -> None:
-    store = Store(url, sqlite_synchronous="normal")
+    store = Store(url, customer_contexts=customer_contexts, sqlite_synchronous="normal")
     await store.start()
     rng = random.Random(1)
     async with store.engine.begin() as connection:
@@ -97,7 +98,7 @@ async def populate(url: str, count: int) -> None:
 
 
 async def measure(url: str, keys: list[int], how: str) -> float:
-    store = Store(url)
+    store = Store(url, customer_contexts=customer_contexts)
     await store.start(run_migrations=False)
     try:
         async with store.engine.connect() as connection:

@@ -47,6 +47,7 @@ from sqlalchemy import text, update
 
 from hub.bus import MESSAGES, MemoryBus, MessageStored
 from hub.console.views import ConsoleFrames
+from hub.customers.context import customer_contexts
 from hub.dispatch.core import DispatchCore, SendOffer
 from hub.dispatch.service import DispatchService
 from hub.envelope import Direction, Envelope, Identity, ThreadHints
@@ -126,7 +127,11 @@ def settings_for(agents: int, queues: int) -> HubSettings:
 
 async def build_store(path: Path, waiting: int, queues: int) -> None:
     """A store holding ``waiting`` queued conversations over ``queues`` queues."""
-    store = Store(f"sqlite+aiosqlite:///{path}", sqlite_synchronous="normal")
+    store = Store(
+        f"sqlite+aiosqlite:///{path}",
+        customer_contexts=customer_contexts,
+        sqlite_synchronous="normal",
+    )
     await store.start()
     rng = random.Random(2)
     names = [f"q{i}" for i in range(queues)]
@@ -361,7 +366,7 @@ async def service_rate(
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "hub.db"
         shutil.copy(template, path)
-        store = Store(f"sqlite+aiosqlite:///{path}")
+        store = Store(f"sqlite+aiosqlite:///{path}", customer_contexts=customer_contexts)
         await store.start(run_migrations=False)
         bus = MemoryBus()
         sink = Agents()
@@ -397,7 +402,7 @@ async def startup(template: Path, queues: int) -> tuple[float, float, float]:
         sink = Agents()
         sink.running = False  # count the first offer, answer nothing
         begin = time.perf_counter()
-        store = Store(f"sqlite+aiosqlite:///{path}")
+        store = Store(f"sqlite+aiosqlite:///{path}", customer_contexts=customer_contexts)
         await store.start(run_migrations=False)
         service = DispatchService(
             settings_for(1, queues), store, MemoryBus(), ConsoleFrames(sink), Metrics()

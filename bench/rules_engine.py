@@ -39,6 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from connectors.shared.workers import die_with_parent
 from hub.customers.context import CustomerRef
 from hub.envelope import Attachment, Direction, Envelope, Identity
 from hub.routing import RulesDecider
@@ -298,7 +299,9 @@ def check_same(decider: RulesDecider, ruleset: RuleSet, items: Sequence[Item]) -
 
 async def reload_stall(path: Path, holder: RulesHolder) -> tuple[float, float]:
     """Seconds the reload took, and the longest gap between 1 ms ticks of the loop meanwhile."""
-    watcher = RulesWatcher(str(path), holder, queues=None, calendars=None)
+    watcher = RulesWatcher(
+        str(path), holder, queues=None, calendars=None, worker_setup=die_with_parent
+    )
     longest = 0.0
     done = False
 

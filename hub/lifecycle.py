@@ -26,6 +26,7 @@ import aiohttp
 from aiohttp import web
 
 from connectors.base import Connector, ConnectorContext
+from connectors.shared.workers import die_with_parent
 from hub.auth import Authenticator
 from hub.bus import create_bus
 from hub.calendar import calendar_open
@@ -43,6 +44,7 @@ from hub.console.registry import AgentConnections
 from hub.console.service import Console
 from hub.console.views import ConsoleFrames
 from hub.customers.configured import context_provider, customer_service
+from hub.customers.context import customer_contexts
 from hub.customers.repository import Customers
 from hub.dispatch.leadership import Leadership, dispatch_leadership, restart_process
 from hub.dispatch.service import DispatchService
@@ -125,6 +127,7 @@ async def store(app: web.Application) -> Resource:
         sqlite_calls=settings.storage.sqlite_calls,
         batch_max=settings.storage.batch_max,
         clock=clock,
+        customer_contexts=customer_contexts,
     )
     await opened.start()
     app[STORE] = opened
@@ -512,6 +515,7 @@ async def _load_rules(
             calendars=calendars,
             interval=settings.rules.poll_interval,
             on_accept=accepted,
+            worker_setup=die_with_parent,
         )
     return decider, watcher, holder
 

@@ -347,7 +347,7 @@ class HttpProviderSettings(_Model):
 
     @model_validator(mode="after")
     def _known_fields(self) -> HttpProviderSettings:
-        from hub.customers.providers import FIELDS
+        from hub.crm_fields import FIELDS
 
         unknown = set(self.fields) - set(FIELDS)
         if unknown:

@@ -1,5 +1,8 @@
 """The rule expression language: Python-like syntax, an allow-list, compiled once.
 
+What expressions may name is :mod:`rules.vocabulary`; how text is matched,
+:mod:`rules.matching`; what the index may use of an expression, :mod:`rules.hints`.
+
 ``when`` expressions are parsed with :mod:`ast`, every node is checked against a small
 allow-list (comparisons, ``and``/``or``/``not``, literals, the documented names and functions),
 and the checked tree is turned into Python source over a flat context object and compiled once.
@@ -11,71 +14,18 @@ Regular expressions are compiled with RE2 (linear time) when the rule is compile
 from __future__ import annotations
 
 import ast
-import dataclasses
-import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import re2  # type: ignore[import-untyped]
 
+from rules.hints import IndexHint, index_hints
+from rules.matching import Regex, compile_regex, keyword_set
+from rules.vocabulary import ATTRIBUTES_PREFIX, FUNCTIONS, NAMES, ROOTS
+
 MAX_NODES = 500
 
-
-class Kind(enum.Enum):
-    STR = "str"
-    NUM = "num"
-    BOOL = "bool"
-    LIST = "list"
-    ANY = "any"
-
-
-# dotted name -> (attribute path in the evaluation context, kind of value)
-NAMES: dict[str, tuple[str, Kind]] = {
-    "channel": ("channel", Kind.STR),
-    "inbox": ("inbox", Kind.STR),
-    "message.subject": ("message_subject", Kind.STR),
-    "message.text": ("message_text", Kind.STR),
-    "message.from": ("message_from", Kind.STR),
-    "message.to": ("message_to", Kind.LIST),
-    "message.language": ("message_language", Kind.STR),
-    "message.has_attachments": ("message_has_attachments", Kind.BOOL),
-    "message.attachments": ("message_attachments", Kind.LIST),
-    "message.received_at": ("message_received_at", Kind.NUM),
-    "message.is_reply": ("message_is_reply", Kind.BOOL),
-    "message.auto_submitted": ("message_auto_submitted", Kind.BOOL),
-    "customer.known": ("customer.known", Kind.BOOL),
-    "customer.id": ("customer.id", Kind.STR),
-    "customer.name": ("customer.name", Kind.STR),
-    "customer.tier": ("customer.tier", Kind.STR),
-    "customer.lifetime_value": ("customer.lifetime_value", Kind.NUM),
-    "customer.orders_12m": ("customer.orders_12m", Kind.NUM),
-    "customer.last_order_at": ("customer.last_order_at", Kind.NUM),
-    "customer.days_since_last_order": ("customer.days_since_last_order", Kind.NUM),
-    "customer.last_purchase": ("customer.last_purchase", Kind.STR),
-    "customer.payment_punctuality": ("customer.payment_punctuality", Kind.NUM),
-    "customer.overdue_invoices": ("customer.overdue_invoices", Kind.NUM),
-    "customer.open_conversations": ("customer.open_conversations", Kind.NUM),
-    "customer.tags": ("customer.tags", Kind.LIST),
-    "customer.stale": ("customer.stale", Kind.BOOL),
-    "now.hour": ("now_hour", Kind.NUM),
-    "now.minute": ("now_minute", Kind.NUM),
-    "now.weekday": ("now_weekday", Kind.NUM),
-    "now.day": ("now_day", Kind.NUM),
-    "now.month": ("now_month", Kind.NUM),
-    "now.year": ("now_year", Kind.NUM),
-}
-ATTRIBUTES_PREFIX = "customer.attributes."
-ROOTS = {name.split(".")[0] for name in NAMES}
-
-# function name -> (number of arguments, argument positions that must be literals)
-FUNCTIONS: dict[str, tuple[int, tuple[int, ...]]] = {
-    "matches": (2, (1,)),
-    "contains_any": (2, (1,)),
-    "business_hours": (1, (0,)),
-    "lower": (1, ()),
-    "len": (1, ()),
-}
 
 _COMPARE = {
     ast.Eq: "==",
@@ -97,26 +47,6 @@ class ExpressionError(Exception):
         self.message = message
         self.line = line
         self.col = col
-
-
-@dataclass(frozen=True, slots=True)
-class IndexHint:
-    """A conjunct of the top-level ``and`` that the index can answer for all rules at once.
-
-    ``exact``: the field's value is one of ``values``; ``member``: the field's list holds one of
-    ``values``; ``keyword``: the field's text contains one of ``values`` as a word (for a phrase,
-    its first word: then the hit is not proof, ``implied`` is False); ``regex``: the field's text
-    matches the one pattern in ``values``; ``above``/``below``: the field's number is above/below
-    ``threshold`` (``inclusive`` for >= / <=).
-    """
-
-    kind: str
-    path: str
-    values: frozenset[Any] = frozenset()
-    threshold: Any = 0  # the literal as written: an int stays exact beyond 2**53
-    inclusive: bool = False
-    conjunct: int = 0  # position of the conjunct in the top-level ``and``
-    implied: bool = True  # an index hit proves the conjunct
 
 
 @dataclass
@@ -146,66 +76,6 @@ class Compiled:
         code = compile(f"lambda c: ({' and '.join(rest)})", "<rule>", "eval")
         residual: Callable[[Any], Any] = eval(code, self.namespace)  # noqa: S307 - checked nodes
         return residual
-
-
-def _regex_options() -> Any:
-    options = re2.Options()
-    options.log_errors = False
-    options.never_capture = True  # we only ask "does it match": no groups to track
-    options.max_mem = 8 << 20
-    return options
-
-
-_OPTIONS = _regex_options()
-_ANCHORS = getattr(getattr(getattr(re2, "_re2", None), "RE2", None), "Anchor", None)
-_UNANCHORED: Any = getattr(_ANCHORS, "UNANCHORED", None)
-
-
-class Regex:
-    """An RE2 pattern (linear time) that answers one question: does it occur in the text?
-
-    ``search`` takes the text as UTF-8 bytes (the evaluation context encodes each text once).
-    It calls RE2's matcher directly where the binding exposes it, which costs half of the
-    public ``search`` (no match object is built), and falls back to the public API otherwise.
-    """
-
-    __slots__ = ("_match", "_regex", "pattern")
-
-    def __init__(self, pattern: str) -> None:
-        self.pattern = pattern
-        self._regex = re2.compile(pattern.encode(), _OPTIONS)
-        low_level = getattr(self._regex, "_regexp", None)
-        self._match = getattr(low_level, "Match", None) if _UNANCHORED is not None else None
-
-    def search(self, data: bytes) -> bool:
-        if self._match is not None:
-            return bool(self._match(_UNANCHORED, data, 0, len(data))[0][0] >= 0)
-        return self._regex.search(data) is not None
-
-
-def compile_regex(pattern: str) -> Regex:
-    """Compile an admin's pattern with RE2; raises re2.error for invalid or unsupported syntax."""
-    return Regex(pattern)
-
-
-def _words(text: str) -> list[str]:
-    import re
-
-    # \w+ has no nested quantifiers: linear on any input; unicode-aware, unlike RE2's \b
-    return re.findall(r"\w+", text.casefold())
-
-
-def keyword_set(words: list[str]) -> tuple[frozenset[str], tuple[str, ...]]:
-    """Single words and multi-word phrases of a contains_any list, normalized."""
-    singles: set[str] = set()
-    phrases: list[str] = []
-    for word in words:
-        tokens = _words(word)
-        if len(tokens) == 1:
-            singles.add(tokens[0])
-        elif tokens:
-            phrases.append(" ".join(tokens))
-    return frozenset(singles), tuple(phrases)
 
 
 class _Compiler:
@@ -364,156 +234,6 @@ def compile_expression(text: str, *, calendars: set[str] | None = None) -> Compi
     source = conjuncts[0] if len(conjuncts) == 1 else "(" + " and ".join(conjuncts) + ")"
     code = compile(f"lambda c: {source}", "<rule>", "eval")
     predicate = eval(code, compiler.globals)  # noqa: S307 - source built from checked nodes only
-    hints = []
-    for position, part in enumerate(parts):
-        if not _safe(part):
-            break  # a later conjunct may only be skipped if nothing before it can raise
-        hint = _hint(part)
-        if hint is not None:
-            hints.append(dataclasses.replace(hint, conjunct=position))
-    return Compiled(source, predicate, hints, compiler.calendars, conjuncts, compiler.globals)
-
-
-def _dotted(node: ast.AST) -> str | None:
-    parts: list[str] = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-        dotted = ".".join(reversed(parts))
-        return dotted if dotted in NAMES else None
-    return None
-
-
-def _literal(node: ast.AST) -> Any:
-    if isinstance(node, ast.Constant) and isinstance(node.value, str | int | float | bool):
-        return node.value
-    if (
-        isinstance(node, ast.UnaryOp)
-        and isinstance(node.op, ast.USub)
-        and isinstance(node.operand, ast.Constant)
-        and isinstance(node.operand.value, int | float)
-        and not isinstance(node.operand.value, bool)
-    ):
-        return -node.operand.value
-    raise ValueError
-
-
-def _hint(node: ast.AST) -> IndexHint | None:
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-        path = _dotted(node.args[0]) if node.args else None
-        if path is None or NAMES[path][1] is not Kind.STR:
-            return None
-        if node.func.id == "contains_any":
-            elements = node.args[1].elts  # type: ignore[attr-defined]
-            singles, phrases = keyword_set([element.value for element in elements])
-            firsts = {phrase.split(" ")[0] for phrase in phrases}
-            return IndexHint("keyword", path, frozenset(singles | firsts), implied=not phrases)
-        if node.func.id == "matches":
-            pattern = node.args[1].value  # type: ignore[attr-defined]
-            return IndexHint("regex", path, frozenset({pattern}))
-        return None
-    if not isinstance(node, ast.Compare) or len(node.ops) != 1:
-        return None
-    left, op, right = node.left, node.ops[0], node.comparators[0]
-    if isinstance(op, ast.In) and _dotted(left) is None:
-        # "vip" in customer.tags
-        path = _dotted(right)
-        if path is None or NAMES[path][1] is not Kind.LIST:
-            return None
-        try:
-            return IndexHint("member", path, frozenset({_literal(left)}))
-        except ValueError:
-            return None
-    if _dotted(left) is None and _dotted(right) is not None and not isinstance(op, ast.NotIn):
-        left, right = right, left
-        op = {ast.Lt: ast.Gt(), ast.LtE: ast.GtE(), ast.Gt: ast.Lt(), ast.GtE: ast.LtE()}.get(
-            type(op), op
-        )
-    path = _dotted(left)
-    if path is None:
-        return None
-    kind = NAMES[path][1]
-    if kind not in (Kind.STR, Kind.NUM, Kind.BOOL):
-        return None
-    try:
-        if isinstance(op, ast.Eq):
-            return IndexHint("exact", path, frozenset({_literal(right)}))
-        if isinstance(op, ast.In) and isinstance(right, ast.List | ast.Tuple):
-            return IndexHint("exact", path, frozenset(_literal(e) for e in right.elts))
-        if kind is Kind.NUM and isinstance(op, ast.Gt | ast.GtE | ast.Lt | ast.LtE):
-            value = _literal(right)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                return None
-            direction = "above" if isinstance(op, ast.Gt | ast.GtE) else "below"
-            return IndexHint(
-                direction, path, threshold=value, inclusive=isinstance(op, ast.GtE | ast.LtE)
-            )
-    except (ValueError, TypeError):
-        return None
-    return None
-
-
-def _kind(node: ast.AST) -> Kind:
-    """The kind of value an (already checked) expression node yields; ANY if not known."""
-    if isinstance(node, ast.Constant):
-        if isinstance(node.value, bool):
-            return Kind.BOOL
-        if isinstance(node.value, int | float):
-            return Kind.NUM
-        return Kind.STR if isinstance(node.value, str) else Kind.ANY
-    if isinstance(node, ast.UnaryOp):
-        return Kind.BOOL if isinstance(node.op, ast.Not) else Kind.NUM
-    if isinstance(node, ast.List | ast.Tuple):
-        return Kind.LIST
-    if isinstance(node, ast.Compare):
-        return Kind.BOOL
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-        return {"lower": Kind.STR, "len": Kind.NUM}.get(node.func.id, Kind.BOOL)
-    path = _dotted(node)
-    return NAMES[path][1] if path is not None else Kind.ANY
-
-
-def _orderable(left: Kind, right: Kind) -> bool:
-    numbers = (Kind.NUM, Kind.BOOL)
-    return (left in numbers and right in numbers) or left is right is Kind.STR
-
-
-def _safe(node: ast.AST) -> bool:
-    """True if evaluating the (already checked) node cannot raise, given that every documented
-    name holds a value of its documented kind (the evaluation context guarantees that).
-
-    Conservative: custom attributes (any kind) are only safe to read and compare with ==.
-    """
-    if isinstance(node, ast.Constant | ast.Name | ast.Attribute):
-        return True
-    if isinstance(node, ast.List | ast.Tuple):
-        return all(_safe(item) for item in node.elts)
-    if isinstance(node, ast.UnaryOp):
-        return _safe(node.operand)
-    if isinstance(node, ast.BoolOp):
-        return all(_safe(value) for value in node.values)
-    if isinstance(node, ast.Compare):
-        operands = [node.left, *node.comparators]
-        if not all(_safe(operand) for operand in operands):
-            return False
-        for left, op, right in zip(operands, node.ops, operands[1:], strict=False):
-            if isinstance(op, ast.Eq | ast.NotEq):
-                continue
-            left_kind, right_kind = _kind(left), _kind(right)
-            if isinstance(op, ast.In | ast.NotIn):
-                if right_kind is Kind.LIST or (right_kind is left_kind is Kind.STR):
-                    continue
-                return False
-            if not _orderable(left_kind, right_kind):
-                return False
-        return True
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
-        name = node.func.id
-        if name == "business_hours":
-            return True
-        argument = node.args[0]
-        wanted = (Kind.STR, Kind.LIST) if name == "len" else (Kind.STR,)
-        return _kind(argument) in wanted and _safe(argument)
-    return False
+    return Compiled(
+        source, predicate, index_hints(parts), compiler.calendars, conjuncts, compiler.globals
+    )

@@ -1,6 +1,6 @@
 """The candidate index: the rules that can match a message, found without trying the others.
 
-At compile time each enabled rule gets *keys* from its hints (rules.expr): the conjuncts of its
+At compile time each enabled rule gets *keys* from its hints (rules.hints): the conjuncts of its
 top-level ``and`` that name an exact value, a list member, a keyword or a regular expression of
 a field, at most one per field and kind. Rules with the same kinds of key form a group and are
 filed in its table under every combination of their values: ``inbox == "shop-1" and
@@ -29,7 +29,10 @@ from typing import Any
 
 import re2  # type: ignore[import-untyped]
 
-from rules.expr import NAMES, Compiled, IndexHint, Regex, compile_regex
+from rules.expr import Compiled
+from rules.hints import IndexHint
+from rules.matching import Regex, compile_regex
+from rules.vocabulary import NAMES
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +214,15 @@ def _generate(index: RuleIndex) -> None:
         namespace[f"L{number}"] = thresholds
         lines.append(f"    found.update(L{number}.satisfied(c))")
     lines.append("    return found")
-    used = set(re.findall(r"\bf(\d+)\b", "\n".join(lines)))
+    reads = _reads(index, namespace, set(re.findall(r"\bf(\d+)\b", "\n".join(lines))))
+    index.source = "\n".join(reads + lines) + "\n"
+    exec(compile(index.source, "<rules index>", "exec"), namespace)  # noqa: S102 - our own code
+    index.candidates = namespace["candidates"]  # type: ignore[method-assign]
+
+
+def _reads(index: RuleIndex, namespace: dict[str, Any], used: set[str]) -> list[str]:
+    """The generated function's start: each field read once, and the values of it that some
+    rule's table holds (``f<n>``) where a lookup needs them."""
     reads = ["def candidates(c):", "    found = set(ALWAYS)"]
     for number, entry in enumerate(index.fields):
         namespace[f"V{number}"] = entry.values
@@ -228,9 +239,7 @@ def _generate(index: RuleIndex) -> None:
             reads.append(
                 f"    f{number} = V{number}.intersection(c.tokens(x{number})) if x{number} else ()"
             )
-    index.source = "\n".join(reads + lines) + "\n"
-    exec(compile(index.source, "<rules index>", "exec"), namespace)  # noqa: S102 - our own code
-    index.candidates = namespace["candidates"]  # type: ignore[method-assign]
+    return reads
 
 
 def _combinations(table: str, positions: tuple[int, ...], *, indent: str) -> list[str]:

@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 
-from connectors.workers import die_with_parent
 from rules.compiler import RuleSet
 from rules.errors import ConfigError
 from rules.loader import MAX_BYTES, check_rules, rebuild_rules
@@ -71,6 +70,7 @@ class RulesWatcher:
         calendars: set[str] | None,
         interval: float = 2.0,
         on_accept: Accepted | None = None,
+        worker_setup: Callable[[int], None] | None = None,
     ) -> None:
         self.path = path
         self.holder = holder
@@ -78,6 +78,10 @@ class RulesWatcher:
         self.calendars = calendars
         self.interval = interval
         self.on_accept = on_accept
+        # run first in the parsing worker with the parent's pid: the hub passes
+        # connectors.shared.workers.die_with_parent, so the worker ends with it, also when the
+        # hub is killed (rules/ imports neither hub/ nor connectors/)
+        self.worker_setup = worker_setup
         self.last_problems: list[str] = []
         self.attempts = 0  # reloads finished, accepted or not (tests wait on it)
         self._stamp: tuple[float, int] | None = self._stat()
@@ -166,13 +170,13 @@ class RulesWatcher:
 
     def _parser(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            # forkserver: never fork the hub's own threads (database drivers, executors); the
-            # worker ends with the hub, also when it is killed
+            # forkserver: never fork the hub's own threads (database drivers, executors)
             self._pool = ProcessPoolExecutor(
                 max_workers=1,
                 mp_context=multiprocessing.get_context("forkserver"),
-                initializer=die_with_parent,
-                initargs=(os.getpid(),),
+                initializer=(
+                    None if self.worker_setup is None else partial(self.worker_setup, os.getpid())
+                ),
             )
         return self._pool
 

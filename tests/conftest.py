@@ -15,6 +15,7 @@ from hub.plugins import ConnectorRegistry
 from hub.settings import HubSettings, validate_settings
 from rules.yamlfile import YamlDocument
 from tests.helpers import IN_CI
+from tests.redis_server import redis_server  # noqa: F401 - a fixture for every test module
 
 PG_ADMIN = os.environ.get("CHANNELHUB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 AGENT_PASSWORD = "correct horse battery"
@@ -77,18 +78,24 @@ async def _pg_database() -> tuple[str, Callable[[], Any]] | None:
     return f"{base}/{name}", drop
 
 
+async def pg_database() -> tuple[str, Callable[[], Any]]:
+    """A fresh PostgreSQL database and how to drop it; skips the test when PostgreSQL is not
+    reachable (fails it under CI=true, where a missing service is a failure)."""
+    created = await _pg_database()
+    if created is None:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN} (CI=true requires it)")
+        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN}")
+    return created
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """Each test using this runs twice: on SQLite and on a fresh PostgreSQL database."""
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
         return
-    created = await _pg_database()
-    if created is None:
-        if IN_CI:
-            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN} (CI=true requires it)")
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN}")
-    url, drop = created
+    url, drop = await pg_database()
     try:
         yield url
     finally:
@@ -98,12 +105,7 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
 @pytest.fixture
 async def pg_url() -> AsyncIterator[str]:
     """A fresh PostgreSQL database, for what only PostgreSQL does (several hub processes)."""
-    created = await _pg_database()
-    if created is None:
-        if IN_CI:
-            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN} (CI=true requires it)")
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN}")
-    url, drop = created
+    url, drop = await pg_database()
     try:
         yield url
     finally:

@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
+import subprocess
+import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,11 +23,82 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from hub.app import create_app
 from hub.console.frames import check_server_frame
+from hub.customers.context import customer_contexts
+from hub.envelope import Direction, Envelope, Identity, ThreadHints
 from hub.keys import STORE
 from hub.settings import HubSettings
+from hub.store.store import Store
 
+ROOT = Path(__file__).resolve().parent.parent  # the checkout
 TIMEOUT = 5.0
 IN_CI = os.environ.get("CI") == "true"
+
+
+def chat_envelope(key: str, sender: str = "v1", text_: str = "hi", **extra: object) -> Envelope:
+    """An inbound web chat message: ``key`` its idempotency key, ``sender`` the visitor (and
+    their chat session)."""
+    return Envelope(
+        channel="webchat",
+        inbox="web",
+        direction=Direction.INBOUND,
+        idempotency_key=key,
+        sender=Identity(kind="webchat", address=sender),
+        received_at=1000.0,
+        thread=ThreadHints(session=sender),
+        text=text_,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+async def http_json(method: str, url: str, **kwargs: Any) -> tuple[int, Any]:
+    """Status and body (parsed as JSON where it is JSON) of one request on a session of its own."""
+    async with aiohttp.ClientSession() as session, session.request(method, url, **kwargs) as r:
+        body = await r.text()
+        try:
+            return r.status, json.loads(body)
+        except ValueError:
+            return r.status, body
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_ready(url: str, process: subprocess.Popen[str], timeout: float = 30.0) -> None:
+    """Wait until the hub ``process`` started answers ``/readyz`` with 200."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(
+                f"serve exited early: {process.stderr.read() if process.stderr else ''}"
+            )
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError("the hub did not become ready")
+
+
+def channelhub(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the ``channelhub`` command from this checkout (``python -m hub.cli``) in ``cwd``."""
+    return subprocess.run(
+        [sys.executable, "-m", "hub.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def hub_store(url: str, **options: Any) -> Store:
+    """A store opened as the hub opens it: a conversation shows its customer's context."""
+    return Store(url, customer_contexts=customer_contexts, **options)
 
 
 class Clock:

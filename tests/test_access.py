@@ -30,7 +30,7 @@ from hub.customers import csvimport
 from hub.keys import CUSTOMERS
 from hub.store.schema import events, sessions
 from tests.conftest import AGENT_PASSWORD, make_settings
-from tests.helpers import Frames, agent_client, chat_client, login, running_hub
+from tests.helpers import Frames, agent_client, chat_client, http_json, login, running_hub
 from tests.test_customers import CUSTOMERS_CSV, ORDERS_CSV
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,15 +53,6 @@ def _agent(agent_id: str, **extra: Any) -> dict[str, Any]:
 
 def _bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-async def _status(method: str, url: str, **kwargs: Any) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as session, session.request(method, url, **kwargs) as r:
-        body = await r.text()
-        try:
-            return r.status, json.loads(body)
-        except ValueError:
-            return r.status, body
 
 
 async def _ended(console: Frames, reason: str, timeout: float = 5.0) -> None:
@@ -91,14 +82,14 @@ async def test_logout_closes_the_open_console_and_kills_the_token(
         token = await login(hub, "alice", AGENT_PASSWORD)
         other = await login(hub, "alice", AGENT_PASSWORD)  # another browser stays logged in
         async with agent_client(hub, token) as (console, _), agent_client(hub, other) as (kept, _):
-            status, _ = await _status("POST", f"{hub.url}/api/logout", headers=_bearer(token))
+            status, _ = await http_json("POST", f"{hub.url}/api/logout", headers=_bearer(token))
             assert status == 200
             await _ended(console, "logged_out")
             async with chat_client(hub) as (customer, _):
                 await customer.send(type="message", client_id="1", text="anyone there?")
                 await customer.expect("ack")
                 await kept.expect("offer")
-        assert (await _status("GET", f"{hub.url}/api/me", headers=_bearer(token)))[0] == 401
+        assert (await http_json("GET", f"{hub.url}/api/me", headers=_bearer(token)))[0] == 401
         await _refused_on_the_socket(hub, token, "logged_out")
 
 
@@ -185,7 +176,7 @@ async def test_an_expired_session_closes_the_console(sqlite_url: str, tmp_path: 
         async with agent_client(hub, token) as (console, _):
             clock.now += 61
             await _ended(console, "expired", timeout=15.0)
-        assert (await _status("GET", f"{hub.url}/api/me", headers=_bearer(token)))[0] == 401
+        assert (await http_json("GET", f"{hub.url}/api/me", headers=_bearer(token)))[0] == 401
 
 
 async def test_a_password_change_ends_older_sessions(store_url: str, tmp_path: Path) -> None:
@@ -193,10 +184,10 @@ async def test_a_password_change_ends_older_sessions(store_url: str, tmp_path: P
         token = await login(hub, "alice", AGENT_PASSWORD)
     changed = [_agent("alice", password_hash=hash_password("a brand new password"))]
     async with running_hub(make_settings(store_url, tmp_path, agents=changed)) as hub:
-        assert (await _status("GET", f"{hub.url}/api/me", headers=_bearer(token)))[0] == 401
+        assert (await http_json("GET", f"{hub.url}/api/me", headers=_bearer(token)))[0] == 401
         await _refused_on_the_socket(hub, token, "credentials_changed")
         fresh = await login(hub, "alice", "a brand new password")
-        assert (await _status("GET", f"{hub.url}/api/me", headers=_bearer(fresh)))[0] == 200
+        assert (await http_json("GET", f"{hub.url}/api/me", headers=_bearer(fresh)))[0] == 200
 
 
 async def test_agents_log_themselves_out_everywhere_and_admins_anyone(
@@ -207,15 +198,19 @@ async def test_agents_log_themselves_out_everywhere_and_admins_anyone(
         url = f"{hub.url}/api/sessions/revoke"
         alice, bob, root = [await login(hub, name, AGENT_PASSWORD) for name in agents_ids(agents)]
         async with agent_client(hub, bob) as (console, _):
-            status, body = await _status("POST", url, headers=_bearer(alice), json={"agent": "bob"})
+            status, body = await http_json(
+                "POST", url, headers=_bearer(alice), json={"agent": "bob"}
+            )
             assert status == 403 and body["error"] == "forbidden"
-            status, body = await _status("POST", url, headers=_bearer(root), json={"agent": "bob"})
+            status, body = await http_json(
+                "POST", url, headers=_bearer(root), json={"agent": "bob"}
+            )
             assert (status, body) == (200, {"agent": "bob", "revoked": 1})
             await _ended(console, "revoked")
-        status, body = await _status("POST", url, headers=_bearer(alice), json={})
+        status, body = await http_json("POST", url, headers=_bearer(alice), json={})
         assert (status, body) == (200, {"agent": "alice", "revoked": 1})
-        assert (await _status("GET", f"{hub.url}/api/me", headers=_bearer(alice)))[0] == 401
-        status, _ = await _status("POST", url, headers=_bearer(root), json={"agent": "nobody"})
+        assert (await http_json("GET", f"{hub.url}/api/me", headers=_bearer(alice)))[0] == 401
+        status, _ = await http_json("POST", url, headers=_bearer(root), json={"agent": "nobody"})
         assert status == 404
 
 
@@ -258,7 +253,7 @@ async def test_agents_read_only_the_customers_of_their_work_and_every_view_is_au
         alice, bob, carol = [await login(hub, a, AGENT_PASSWORD) for a in agents_ids(agents)]
 
         def read(token: str, key: str) -> Any:
-            return _status("GET", f"{hub.url}/api/customers/{key}", headers=_bearer(token))
+            return http_json("GET", f"{hub.url}/api/customers/{key}", headers=_bearer(token))
 
         expires = int(time.time()) + 600
         signature = customer_signature(b"website-key-123", "K1", expires)
@@ -293,14 +288,14 @@ async def test_agents_read_only_the_customers_of_their_work_and_every_view_is_au
 
         merge = f"{hub.url}/api/customers/merge"
         body = {"json": {"source": "K2", "target": "K3"}}
-        status, answer = await _status("POST", merge, headers=_bearer(alice), **body)
+        status, answer = await http_json("POST", merge, headers=_bearer(alice), **body)
         assert status == 403 and answer["error"] == "forbidden"
-        status, answer = await _status("POST", merge, headers=_bearer(carol), **body)
+        status, answer = await http_json("POST", merge, headers=_bearer(carol), **body)
         assert status == 200
         unmerge = {"json": {"merge_id": answer["merge_id"]}}
         url = f"{hub.url}/api/customers/unmerge"
-        assert (await _status("POST", url, headers=_bearer(alice), **unmerge))[0] == 403
-        assert (await _status("POST", url, headers=_bearer(carol), **unmerge))[0] == 200
+        assert (await http_json("POST", url, headers=_bearer(alice), **unmerge))[0] == 403
+        assert (await http_json("POST", url, headers=_bearer(carol), **unmerge))[0] == 200
 
         endpoint = "GET /api/customers/{key}"
         assert await _audit(hub, "customer.viewed", "customer.view_refused") == [
@@ -326,10 +321,12 @@ async def test_a_plain_agent_neither_reads_strangers_nor_merges(
         for text in (CUSTOMERS_CSV, ORDERS_CSV):
             await service.import_file(csvimport.parse(text.encode(), "x.csv"))
         bob = _bearer(await login(hub, "bob", AGENT_PASSWORD))
-        status, body = await _status("GET", f"{hub.url}/api/customers/K1", headers=bob)
+        status, body = await http_json("GET", f"{hub.url}/api/customers/K1", headers=bob)
         assert status == 403 and "customer_number" not in body
         merge = {"source": "K2", "target": "K3"}
-        status, _ = await _status("POST", f"{hub.url}/api/customers/merge", headers=bob, json=merge)
+        status, _ = await http_json(
+            "POST", f"{hub.url}/api/customers/merge", headers=bob, json=merge
+        )
         assert status == 403
         assert await service.find("K2") != await service.find("K3")
 
@@ -397,7 +394,7 @@ async def test_guesses_spread_over_addresses_are_slowed_per_account(
 
         async def attempt(username: str, password: str, address: int) -> tuple[int, Any]:
             forwarded = {"X-Forwarded-For": f"198.51.100.{address}"}
-            return await _status(
+            return await http_json(
                 "POST", url, json={"username": username, "password": password}, headers=forwarded
             )
 
@@ -428,13 +425,13 @@ async def test_forwarded_addresses_count_only_from_trusted_proxies(
         for user in users:
             forwarded = {"X-Forwarded-For": "192.0.2.1, 198.51.100.1"}
             body = {"username": user, "password": "x"}
-            assert (await _status("POST", url, json=body, headers=forwarded))[0] == 401
+            assert (await http_json("POST", url, json=body, headers=forwarded))[0] == 401
         body = {"username": "alice", "password": AGENT_PASSWORD}
-        status, answer = await _status(
+        status, answer = await http_json(
             "POST", url, json=body, headers={"X-Forwarded-For": "198.51.100.1"}
         )
         assert status == 429 and "address" in answer["message"]
-        status, _ = await _status(
+        status, _ = await http_json(
             "POST", url, json=body, headers={"X-Forwarded-For": "198.51.100.2"}
         )
         assert status == 200
@@ -486,7 +483,7 @@ async def test_the_session_cookie_is_secure_behind_https(
         assert "samesite=strict" in cookie.lower()
         # the API and the websocket take the cookie under either name
         cookies = {"Cookie": f"{name}={token}"}
-        assert (await _status("GET", f"{hub.url}/api/me", headers=cookies))[0] == 200
+        assert (await http_json("GET", f"{hub.url}/api/me", headers=cookies))[0] == 200
         async with connect(f"{hub.ws_url}/ws/agent", additional_headers=cookies) as socket:
             assert json.loads(await socket.recv())["type"] == "hello"
 
@@ -494,21 +491,23 @@ async def test_the_session_cookie_is_secure_behind_https(
 async def test_metrics_behind_a_token(sqlite_url: str, tmp_path: Path) -> None:
     settings = make_settings(sqlite_url, tmp_path, server={"metrics_token": "scrape-me-0123"})
     async with running_hub(settings) as hub:
-        status, _ = await _status("GET", f"{hub.url}/metrics")
+        status, _ = await http_json("GET", f"{hub.url}/metrics")
         assert status == 401
-        assert (await _status("GET", f"{hub.url}/metrics", headers=_bearer("wrong")))[0] == 401
-        status, text = await _status("GET", f"{hub.url}/metrics", headers=_bearer("scrape-me-0123"))
+        assert (await http_json("GET", f"{hub.url}/metrics", headers=_bearer("wrong")))[0] == 401
+        status, text = await http_json(
+            "GET", f"{hub.url}/metrics", headers=_bearer("scrape-me-0123")
+        )
         assert status == 200 and "channelhub_agents_connected" in text
 
 
 async def test_metrics_on_their_own_port(sqlite_url: str, tmp_path: Path) -> None:
-    from tests.test_cli import free_port
+    from tests.helpers import free_port
 
     port = free_port()
     settings = make_settings(sqlite_url, tmp_path, server={"metrics_port": port})
     async with running_hub(settings) as hub:
-        assert (await _status("GET", f"{hub.url}/metrics"))[0] == 404
-        status, text = await _status("GET", f"http://127.0.0.1:{port}/metrics")
+        assert (await http_json("GET", f"{hub.url}/metrics"))[0] == 404
+        status, text = await http_json("GET", f"http://127.0.0.1:{port}/metrics")
         assert status == 200 and "channelhub_agents_connected" in text
 
 
@@ -529,13 +528,13 @@ async def test_every_state_changing_api_endpoint_checks_origin(
         assert ("POST", "/api/customers/merge") in writes and ("POST", "/api/logout") in writes
         evil = {**_bearer(token), "Origin": "https://evil.example"}
         for method, path in writes:
-            status, body = await _status(method, f"{hub.url}{path}", headers=evil, json={})
+            status, body = await http_json(method, f"{hub.url}{path}", headers=evil, json={})
             assert (status, body["error"]) == (403, "forbidden_origin"), path
         # nothing happened: the session lives, and the hub's own origin may log out
-        assert (await _status("GET", f"{hub.url}/api/me", headers=_bearer(token)))[0] == 200
+        assert (await http_json("GET", f"{hub.url}/api/me", headers=_bearer(token)))[0] == 200
         own = {**_bearer(token), "Origin": hub.url}
-        assert (await _status("POST", f"{hub.url}/api/logout", headers=own))[0] == 200
-        assert (await _status("GET", f"{hub.url}/api/me", headers=_bearer(token)))[0] == 401
+        assert (await http_json("POST", f"{hub.url}/api/logout", headers=own))[0] == 200
+        assert (await http_json("GET", f"{hub.url}/api/me", headers=_bearer(token)))[0] == 401
 
 
 # -- item 14: unsafe defaults on a network ------------------------------------------------------
@@ -571,7 +570,8 @@ def test_allowed_insecure_defaults_start_with_a_loud_warning(
 ) -> None:
     from aiohttp import web
 
-    from hub import cli, logs
+    from hub import logs
+    from hub.cli.main import main
 
     started: list[dict[str, Any]] = []
     monkeypatch.setattr(web, "run_app", lambda app, **kwargs: started.append(kwargs))
@@ -579,7 +579,7 @@ def test_allowed_insecure_defaults_start_with_a_loud_warning(
     monkeypatch.setenv("CHANNELHUB_ALLOW_INSECURE_DEFAULTS", "1")
     monkeypatch.chdir(ROOT)
     caplog.set_level(logging.WARNING)
-    assert cli.main(["serve", "--config", "config/hub.yaml", "--host", "0.0.0.0"]) == 0
+    assert main(["serve", "--config", "config/hub.yaml", "--host", "0.0.0.0"]) == 0
     assert started and started[0]["host"] == "0.0.0.0"
     warning = "\n".join(record.getMessage() for record in caplog.records)
     assert "WITH INSECURE DEFAULTS" in warning

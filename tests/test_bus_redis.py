@@ -22,21 +22,16 @@ from hub.metrics import Metrics
 from tests.conftest import AGENT_PASSWORD, make_settings
 from tests.dovecot import free_port
 from tests.helpers import agent_client, chat_client, client_id, login, running_hub
-from tests.redis_server import RedisServer, require_redis_server
+from tests.redis_server import RedisServer
 from tests.test_bus import TIMEOUT, Collector, redis_settings
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    require_redis_server()
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def server(redis_server: RedisServer) -> RedisServer:
+    """The private redis-server of tests.redis_server, under this module's shorter name."""
+    return redis_server
 
 
 @pytest.fixture

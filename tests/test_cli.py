@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from alembic.script import ScriptDirectory
 from websockets.sync.client import connect
 
 from hub.store.migrate import MIGRATIONS
+from tests.helpers import free_port, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "hub.cli"]
@@ -37,12 +37,6 @@ def run(
         cwd=cwd or ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_version() -> None:
@@ -77,22 +71,6 @@ def test_bad_config_stops_startup_with_file_and_line(tmp_path: Path) -> None:
         )
 
 
-def _wait_ready(url: str, process: subprocess.Popen[str], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(
-                f"serve exited early: {process.stderr.read() if process.stderr else ''}"
-            )
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("the hub did not become ready")
-
-
 def test_serve_migrates_serves_and_shuts_down_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
     shutil.copytree(ROOT / "config", tmp_path / "config")
@@ -106,7 +84,7 @@ def test_serve_migrates_serves_and_shuts_down_on_sigterm(tmp_path: Path) -> None
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url, process)
+        wait_ready(url, process)
         with urllib.request.urlopen(f"{url}/healthz", timeout=2) as response:
             assert json.load(response) == {"status": "ok"}
         with connect(f"ws://127.0.0.1:{port}/ws/chat") as chat:

@@ -163,6 +163,26 @@ def test_each_defect_is_caught(defect: Defect, check: str, says: str) -> None:
         getattr(_probe(defect), check)()
 
 
+def test_a_test_class_without_its_hooks_is_refused_when_defined() -> None:
+    """pytest would pass over an abstract class in silence and run no check at all; the kit
+    names the hooks that are missing instead. An intermediate base (``__test__ = False``) may
+    leave them to its subclasses."""
+    with pytest.raises(TypeError, match="must define fail_next_send, hostile"):
+        type(
+            "TestHalfDone",
+            (ConnectorConformance,),
+            {
+                "connector_class": ProbeConnector,
+                "settings": TestProbeConformance.settings,
+                "deliver": TestProbeConformance.deliver,
+                "recipient": TestProbeConformance.recipient,
+            },
+        )
+    base = type("SharedBase", (ConnectorConformance,), {"__test__": False})
+    with pytest.raises(TypeError, match="abstract"):
+        base()
+
+
 def test_base_class_is_not_collected_but_subclasses_are() -> None:
     assert ConnectorConformance.__test__ is False
     assert TestProbeConformance.__test__ is True

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +30,7 @@ from hub.store.schema import conversations, customer_stats, customers, identitie
 from hub.store.store import Store
 from rules.loader import load_rules
 from rules.reload import RulesHolder
+from tests.helpers import channelhub, hub_store
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC).timestamp()
@@ -176,7 +175,7 @@ INVOICES_CSV = (
 
 @pytest.fixture
 async def crm(store_url: str) -> AsyncIterator[tuple[Store, Customers]]:
-    store = Store(store_url, clock=lambda: NOW)
+    store = hub_store(store_url, clock=lambda: NOW)
     await store.start()
     try:
         yield store, Customers(store)
@@ -302,17 +301,9 @@ def test_customers_cli_import_and_show(tmp_path: Path) -> None:
     )
     for name, text in (("c.csv", CUSTOMERS_CSV), ("o.csv", ORDERS_CSV)):
         (tmp_path / name).write_text(text)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "hub.cli", "customers", *args, "--config", str(config)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=env,
-            cwd=tmp_path,
-        )
+        return channelhub("customers", *args, "--config", str(config), cwd=tmp_path)
 
     result = cli("import", str(tmp_path / "o.csv"), str(tmp_path / "c.csv"))
     assert result.returncode == 1  # one rejected row

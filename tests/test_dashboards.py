@@ -19,9 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from hub.gauges import OutboxFigures, outbox_figures
 from hub.metrics import Metrics
 from hub.store.schema import conversations, customers, messages, outbox
-from hub.store.store import Store
 from tests.conftest import make_settings
-from tests.helpers import running_hub
+from tests.helpers import hub_store, running_hub
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "deploy" / "grafana" / "channelhub.json"
@@ -202,7 +201,7 @@ def test_prometheus_alert_rules() -> None:
 
 
 async def test_outbox_gauges_from_the_store(store_url: str) -> None:
-    store = Store(store_url, clock=lambda: 1000.0)
+    store = hub_store(store_url, clock=lambda: 1000.0)
     await store.start()
     try:
         assert await outbox_figures(store, 1000.0) == OutboxFigures(0, 0.0, 0)

@@ -5,7 +5,7 @@ it, the other takes over once it lapses, and a write with a stale fencing token 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,9 @@ import pytest
 
 from hub.bus import MemoryBus
 from hub.dispatch.leadership import Leadership, dispatch_leadership
-from hub.dispatch.lease import (
+from hub.errors import ConfigError, LeaseLost, StoreUnavailable
+from hub.keys import DISPATCH as DISPATCH_SERVICE
+from hub.lease import (
     Change,
     Decision,
     Held,
@@ -24,17 +26,14 @@ from hub.dispatch.lease import (
     released,
     step,
 )
-from hub.errors import ConfigError, LeaseLost, StoreUnavailable
-from hub.keys import DISPATCH as DISPATCH_SERVICE
 from hub.metrics import Metrics
 from hub.pipeline import PassthroughDecider, Pipeline
 from hub.store.leases import DISPATCH
 from hub.store.schema import QUEUED
 from hub.store.store import Store
 from tests.conftest import make_settings
-from tests.helpers import running_hub
-from tests.redis_server import RedisServer, require_redis_server
-from tests.test_pipeline import envelope
+from tests.helpers import Clock, chat_envelope, hub_store, running_hub
+from tests.redis_server import RedisServer
 
 TTL = 3.0
 MARGIN = 0.5
@@ -132,24 +131,14 @@ def test_next_claim_in(held: Held | None, now: float, wait: float) -> None:
 # -- on PostgreSQL: two hub processes (two stores on one database) ------------------------
 
 
-class Clock:
-    """The wall clock of the stores and the monotonic clock of the lease holders at once."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 async def two_nodes(pg_url: str) -> AsyncIterator[tuple[Store, Store, Clock, str]]:
-    clock = Clock()
-    first, second = Store(pg_url, clock=clock), Store(pg_url, clock=clock)
+    clock = Clock(1_000.0)  # the stores' wall clock and the lease holders' monotonic one
+    first, second = hub_store(pg_url, clock=clock), hub_store(pg_url, clock=clock)
     await first.start()
     await second.start()
     pipeline = Pipeline(first, MemoryBus(), PassthroughDecider("general"), Metrics())
-    accepted = await pipeline.ingest(envelope("in-1"))
+    accepted = await pipeline.ingest(chat_envelope("in-1"))
     try:
         yield first, second, clock, accepted.conversation_id
     finally:
@@ -365,26 +354,12 @@ async def _until(condition: Any, what: str) -> None:
     raise AssertionError(f"never: {what}")
 
 
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A private redis-server on a free port."""
-    require_redis_server()
-    root = tmp_path / "redis"
-    root.mkdir()
-    server = RedisServer(root)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 @pytest.mark.integration
 async def test_two_hubs_one_dispatches_and_the_other_takes_over(
-    pg_url: str, redis: RedisServer, tmp_path: Path
+    pg_url: str, redis_server: RedisServer, tmp_path: Path
 ) -> None:
     cluster = {"lease_ttl": "1.5s", "lease_margin": "0.2s", "lease_poll": "0.1s"}
-    settings = make_settings(pg_url, tmp_path, bus={"url": redis.url}, cluster=cluster)
+    settings = make_settings(pg_url, tmp_path, bus={"url": redis_server.url}, cluster=cluster)
     assert settings.distributed
     async with running_hub(settings) as first:
         first_dispatch = first.app[DISPATCH_SERVICE]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from hub.store.schema import conversations, customer_stats, events
 from hub.store.store import Store
 from rules.decision import Decision, Priority
 from tests.conftest import make_settings
+from tests.helpers import hub_store
 
 
 class Agents:
@@ -89,7 +90,7 @@ async def backlog(store: Store, count: int) -> list[str]:
 
 @pytest.fixture
 async def store(store_url: str) -> AsyncIterator[Store]:
-    store = Store(store_url)
+    store = hub_store(store_url)
     await store.start()
     try:
         yield store
@@ -112,8 +113,10 @@ class Gate:
         self.open = asyncio.Event()
         self._read = store.queued_pages
 
-    async def __call__(self, size: int = 1000) -> AsyncIterator[list[ConversationSummary]]:
-        async for page in self._read(size):
+    async def __call__(
+        self, size: int, urgency: Mapping[str, int], *, default: int = 0
+    ) -> AsyncIterator[list[ConversationSummary]]:
+        async for page in self._read(size, urgency, default=default):
             if self.pages >= self.opened:
                 await self.open.wait()
             self.pages += 1
@@ -197,7 +200,7 @@ async def test_two_hubs_accepting_the_same_conversation_assign_it_once(
     the same moment. The store's conditional update lets exactly one have it; the other
     process forgets it without a frame."""
     [conversation_id] = await backlog(store, 1)
-    other = Store(store.engine.url.render_as_string(hide_password=False))
+    other = hub_store(store.engine.url.render_as_string(hide_password=False))
     await other.start(run_migrations=False)
     agents_a, agents_b = Agents(), Agents()
     one = service_on(store, tmp_path, agents_a)
@@ -290,9 +293,9 @@ async def test_customer_revaluation_writes_in_slices(
     """A full recompute (run at start-up) writes 200 customers per writer job, so
     chat acknowledgements and dispatch writes wait for one slice at most; customers no longer
     valued lose their figures."""
-    from hub.customers import repository
+    from hub.customers import recompute
 
-    monkeypatch.setattr(repository, "STATS_SLICE", 3)
+    monkeypatch.setattr(recompute, "STATS_SLICE", 3)
     lines = "".join(f"K{i},Customer {i},,c{i}@example.com,,,\n" for i in range(10))
     customers = Customers(store)
     await customers.import_file(

@@ -19,7 +19,7 @@ import yaml
 
 from connectors.email.compose import Sender, build_reply, reply_subject
 from connectors.shared.mail import charsets, message_ids
-from connectors.shared.mail.mime import html_to_text, html_too_complex
+from connectors.shared.mail.markup import html_to_text, html_too_complex
 from connectors.shared.mail.reader import BadMail, Options, content_key, parse_mail, raw_key
 from connectors.shared.mail.smtp_in import read_data, unstuff
 from hub.envelope import Identity, Outbound, ThreadHints
@@ -469,7 +469,7 @@ def test_reply_headers_threading_and_no_injection() -> None:
 def test_envelope_cli_prints_what_rules_see(tmp_path: Path, capsys: Any) -> None:
     import json
 
-    from hub.cli import main
+    from hub.cli.main import main
 
     path = tmp_path / "mail.eml"
     path.write_bytes(raw("From: Ann <ann@example.org>\nSubject: Refund please", "Money back"))

@@ -46,7 +46,7 @@ from tests.fake_fax import (
     telnyx_webhook,
 )
 from tests.fax_samples import ORDER, g4_pdf, g4_tiff, pdf_bomb, pixel_heavy_pdf, require_ocr
-from tests.helpers import agent_client, client_id, login, running_hub
+from tests.helpers import Clock, agent_client, client_id, login, running_hub
 from tests.smtp_sink import running_relay
 from tests.test_email import smtp
 
@@ -499,7 +499,8 @@ async def test_a_lost_send_answer_never_faxes_twice(store_url: str, tmp_path: Pa
         settings = fax_settings(
             store_url, tmp_path, "sinch", sinch_block(fake), ocr={"enabled": False}
         )
-        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+        clock = Clock()  # the outbox backoff passes when the test moves it
+        async with running_hub(settings, clock) as hub, aiohttp.ClientSession() as session:
             token = await login(hub, "alice", AGENT_PASSWORD)
             async with agent_client(hub, token) as (agent, _):
                 await sinch_webhook(
@@ -507,7 +508,7 @@ async def test_a_lost_send_answer_never_faxes_twice(store_url: str, tmp_path: Pa
                 )
                 conversation = await _accept(agent)
                 await _reply(agent, conversation["id"], "queued", text="Ok")
-                [fax_id] = (await _provider_ids(hub, 1)).values()  # after the retry
+                [fax_id] = (await _provider_ids(hub, 1, clock)).values()  # after the retry
                 # the retry found the fax the first attempt made (Sinch lists its callback URL
                 # with the credentials masked)
                 assert [item["fax"]["id"] for item in fake.sent] == [fax_id]
@@ -519,7 +520,8 @@ async def test_telnyx_lost_answer_never_faxes_twice(store_url: str, tmp_path: Pa
         settings = fax_settings(
             store_url, tmp_path, "telnyx", telnyx_block(fake), ocr={"enabled": False}
         )
-        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+        clock = Clock()  # the outbox backoff passes when the test moves it
+        async with running_hub(settings, clock) as hub, aiohttp.ClientSession() as session:
             fake.public = (PUBLIC, hub.url)
             token = await login(hub, "alice", AGENT_PASSWORD)
             async with agent_client(hub, token) as (agent, _):
@@ -527,14 +529,15 @@ async def test_telnyx_lost_answer_never_faxes_twice(store_url: str, tmp_path: Pa
                 await telnyx_webhook(session, hub.url + WEBHOOK, fake, event)
                 conversation = await _accept(agent)
                 await _reply(agent, conversation["id"], "queued", text="Ok")
-                [fax_id] = (await _provider_ids(hub, 1)).values()  # after the retry
+                [fax_id] = (await _provider_ids(hub, 1, clock)).values()  # after the retry
                 assert list(fake.faxes) == [event["data"]["payload"]["fax_id"], fax_id]
                 assert len(fake.sent) == 1  # the retry found the fax by its client_state
 
 
-async def _provider_ids(hub: Any, count: int) -> dict[str, str]:
-    """Idempotency key -> provider id of the outbound messages, once ``count`` have one (the
-    outbox retries a failed attempt after its backoff)."""
+async def _provider_ids(hub: Any, count: int, clock: Clock) -> dict[str, str]:
+    """Idempotency key -> provider id of the outbound messages, once ``count`` have one. The
+    outbox retries a failed attempt after its backoff, on the hub's clock: the test moves
+    that clock on while it waits instead of sleeping through the backoff."""
     for _ in range(300):
         async with hub.store.engine.connect() as connection:
             rows = (
@@ -547,6 +550,7 @@ async def _provider_ids(hub: Any, count: int) -> dict[str, str]:
         found = {row.idempotency_key: row.provider_id for row in rows if row.provider_id}
         if len(found) >= count:
             return found
+        clock.advance(1.0)  # well within the 300 s a provider's clock may differ by
         await asyncio.sleep(0.1)
     raise AssertionError(f"only {len(found)} of {count} replies were recorded as sent")
 
@@ -563,7 +567,8 @@ async def test_the_same_text_twice_is_two_faxes_each_with_its_own_id(
     async with fake_gateway() as fake:  # type: ignore[operator]
         block = sinch_block(fake) if gateway == "sinch" else telnyx_block(fake)
         settings = fax_settings(store_url, tmp_path, gateway, block, ocr={"enabled": False})
-        async with running_hub(settings) as hub, aiohttp.ClientSession() as session:
+        clock = Clock()  # the outbox backoff passes when the test moves it
+        async with running_hub(settings, clock) as hub, aiohttp.ClientSession() as session:
             if gateway == "telnyx":
                 fake.public = (PUBLIC, hub.url)
                 event = fake.received_event(fake.host_media(g4_pdf()))
@@ -576,13 +581,13 @@ async def test_the_same_text_twice_is_two_faxes_each_with_its_own_id(
             async with agent_client(hub, token) as (agent, _):
                 conversation = await _accept(agent)
                 await _reply(agent, conversation["id"], "queued", text="Ok")
-                await _provider_ids(hub, 1)
+                await _provider_ids(hub, 1, clock)
                 fake.script.append((503, {"code": 503, "message": "Service Unavailable"}))
                 await _reply(agent, conversation["id"], "queued", text="Ok")
-                await _provider_ids(hub, 2)
+                await _provider_ids(hub, 2, clock)
                 fake.lose_answers = 1
                 await _reply(agent, conversation["id"], "queued", text="Ok")
-                ids = await _provider_ids(hub, 3)
+                ids = await _provider_ids(hub, 3, clock)
         assert len(fake.sent) == 3, fake.sent
         assert len(set(ids.values())) == 3
         if gateway == "sinch":
@@ -796,7 +801,8 @@ async def test_email_to_fax_replies_never_share_a_message_id(
         base = fax_settings(store_url, tmp_path, "email", block)
         agent_entry = base.agents[0].model_copy(update={"id": agent_id})
         settings = base.model_copy(update={"agents": (agent_entry,)})
-        async with running_hub(settings) as hub:
+        clock = Clock()  # the outbox backoff passes when the test moves it
+        async with running_hub(settings, clock) as hub:
             port = hub.app[CONNECTORS]["fax"].gateway.receiver.port
             token = await login(hub, agent_id, AGENT_PASSWORD)
             async with agent_client(hub, token) as (agent, _):
@@ -806,7 +812,7 @@ async def test_email_to_fax_replies_never_share_a_message_id(
                 await _reply(agent, conversation["id"], "sent", text="Ok")
                 relay.answer.append("451 4.2.0 try later")
                 await _reply(agent, conversation["id"], "queued", text="Ok")
-                ids = await _provider_ids(hub, 2)
+                ids = await _provider_ids(hub, 2, clock)
                 mails = await relay.wait(2)
     assert len(mails) == 2
     message_ids = {str(mail["Message-ID"]).strip("<>") for mail in mails}

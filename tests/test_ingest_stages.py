@@ -11,31 +11,19 @@ import pytest
 from sqlalchemy import event, func, select
 
 from hub.customers.context import CustomerRef
-from hub.envelope import Direction, Envelope, Identity, ThreadHints
+from hub.envelope import Envelope
 from hub.ingest.stages import Ingest
 from hub.store.schema import conversations, messages
 from hub.store.store import Store
 from rules.decision import Decision
+from tests.helpers import chat_envelope, hub_store
 
 GENERAL = Decision(queue="general")
 
 
-def envelope(key: str, sender: str = "v1") -> Envelope:
-    return Envelope(
-        channel="webchat",
-        inbox="web",
-        direction=Direction.INBOUND,
-        idempotency_key=key,
-        sender=Identity(kind="webchat", address=sender),
-        received_at=1000.0,
-        thread=ThreadHints(session=sender),
-        text=key,
-    )
-
-
 @pytest.fixture
 async def store(sqlite_url: str) -> AsyncIterator[Store]:
-    store = Store(sqlite_url)
+    store = hub_store(sqlite_url)
     await store.start()
     try:
         yield store
@@ -61,7 +49,9 @@ async def test_rules_decide_before_the_transaction_on_one_shared_read(store: Sto
     ingest = Ingest(store, decide)
     event.listen(store.engine.sync_engine, "before_cursor_execute", record)
     try:
-        await asyncio.gather(*(ingest.ingest(envelope(f"k{i}", f"v{i % 3}")) for i in range(9)))
+        await asyncio.gather(
+            *(ingest.ingest(chat_envelope(f"k{i}", f"v{i % 3}", text_=f"k{i}")) for i in range(9))
+        )
     finally:
         event.remove(store.engine.sync_engine, "before_cursor_execute", record)
     # one read, nine decisions, then the transaction's statements: none while rules run
@@ -78,9 +68,9 @@ async def test_a_failing_decision_costs_only_its_own_message(store: Store) -> No
 
     ingest = Ingest(store, decide)
     outcomes = await asyncio.gather(
-        ingest.ingest(envelope("a")),
-        ingest.ingest(envelope("bad")),
-        ingest.ingest(envelope("b")),
+        ingest.ingest(chat_envelope("a", text_="a")),
+        ingest.ingest(chat_envelope("bad", text_="bad")),
+        ingest.ingest(chat_envelope("b", text_="b")),
         return_exceptions=True,
     )
     assert isinstance(outcomes[1], RuntimeError)
@@ -93,9 +83,9 @@ async def test_arrivals_during_a_read_come_after_it(store: Store) -> None:
     """The second message of a session arrives while the first one's read runs: it waits for
     the next read and joins the conversation the first one started."""
     ingest = Ingest(store, lambda envelope, customer: GENERAL)
-    first = asyncio.create_task(ingest.ingest(envelope("first")))
+    first = asyncio.create_task(ingest.ingest(chat_envelope("first", text_="first")))
     await asyncio.sleep(0)  # the read starts with the first message alone
-    second = asyncio.create_task(ingest.ingest(envelope("second")))
+    second = asyncio.create_task(ingest.ingest(chat_envelope("second", text_="second")))
     one, two = await asyncio.gather(first, second)
     assert one.conversation_id == two.conversation_id
     created = [p.event.conversation_created for p in one.publish + two.publish]  # type: ignore[union-attr]
@@ -104,8 +94,8 @@ async def test_arrivals_during_a_read_come_after_it(store: Store) -> None:
 
 async def test_a_caller_that_gives_up_before_its_decision_stores_nothing(store: Store) -> None:
     ingest = Ingest(store, lambda envelope, customer: GENERAL)
-    kept = asyncio.create_task(ingest.ingest(envelope("kept", "v1")))
-    dropped = asyncio.create_task(ingest.ingest(envelope("dropped", "v2")))
+    kept = asyncio.create_task(ingest.ingest(chat_envelope("kept", "v1", text_="kept")))
+    dropped = asyncio.create_task(ingest.ingest(chat_envelope("dropped", "v2", text_="dropped")))
     await asyncio.sleep(0)  # both wait on the read
     dropped.cancel()
     await kept
@@ -117,8 +107,10 @@ async def test_a_caller_that_gives_up_before_its_decision_stores_nothing(store: 
 
 async def test_a_redelivery_writes_nothing_and_names_the_first_copy(store: Store) -> None:
     ingest = Ingest(store, lambda envelope, customer: GENERAL)
-    first, again = await asyncio.gather(ingest.ingest(envelope("k")), ingest.ingest(envelope("k")))
-    later = await ingest.ingest(envelope("k"))
+    first, again = await asyncio.gather(
+        ingest.ingest(chat_envelope("k", text_="k")), ingest.ingest(chat_envelope("k", text_="k"))
+    )
+    later = await ingest.ingest(chat_envelope("k", text_="k"))
     assert not first.duplicate and again.duplicate and later.duplicate
     assert again.publish == later.publish == ()
     assert {again.message_id, later.message_id} == {first.message_id}

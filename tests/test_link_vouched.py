@@ -13,6 +13,7 @@ from hub.customers.linking import link_vouched
 from hub.envelope import Direction, Envelope, Identity, ThreadHints
 from hub.store.schema import customers, events, identities
 from hub.store.store import Store
+from tests.helpers import hub_store
 
 NOW = 1_000.0
 
@@ -33,7 +34,7 @@ def line(address: str, number: str, key: str) -> Envelope:
 
 @pytest.fixture
 async def store(store_url: str) -> AsyncIterator[Store]:
-    store = Store(store_url, clock=lambda: NOW)
+    store = hub_store(store_url, clock=lambda: NOW)
     await store.start()
     async with store.engine.begin() as connection:
         await connection.execute(

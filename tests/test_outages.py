@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import asyncpg
 import pytest
 from sqlalchemy import event
@@ -32,20 +31,12 @@ from tests.helpers import (
     agent_client,
     chat_client,
     client_id,
+    http_json,
     login,
     running_hub,
 )
 
 pytestmark = pytest.mark.integration
-
-
-async def _http(method: str, url: str, **kwargs: Any) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as session, session.request(method, url, **kwargs) as r:
-        body = await r.text()
-        try:
-            return r.status, json.loads(body)
-        except ValueError:
-            return r.status, body
 
 
 def _database_name(url: str) -> str:
@@ -128,13 +119,13 @@ async def test_a_database_outage_is_unavailable_everywhere(store_url: str, tmp_p
                     await socket.wait_closed()
                     assert socket.close_code == 1013
 
-                status, body = await _http(
+                status, body = await http_json(
                     "POST",
                     f"{hub.url}/api/login",
                     json={"username": "bob", "password": AGENT_PASSWORD},
                 )
                 assert (status, body["error"]) == (503, "unavailable"), body
-                status, body = await _http("GET", f"{hub.url}/readyz")
+                status, body = await http_json("GET", f"{hub.url}/readyz")
                 assert (status, body["status"]) == (503, "unavailable"), body
 
             # back: the same frames go through
@@ -145,7 +136,7 @@ async def test_a_database_outage_is_unavailable_everywhere(store_url: str, tmp_p
             assert ack["duplicate"] is False
             await carla.send(type="message", client_id="2", text="still there?")
             await carla.expect("ack", client_id="2")
-            assert (await _http("GET", f"{hub.url}/readyz"))[0] == 200
+            assert (await http_json("GET", f"{hub.url}/readyz"))[0] == 200
             await login(hub, "bob", AGENT_PASSWORD)
 
 
@@ -233,7 +224,7 @@ async def test_a_full_disk_takes_the_hub_out_of_readiness(tmp_path: Path, how: s
                 await carla.send(type="message", client_id="0", text="hello")
                 await carla.expect("ack")
                 conversation_id = await _accepted(agent)
-                assert (await _http("GET", f"{hub.url}/readyz"))[0] == 200
+                assert (await http_json("GET", f"{hub.url}/readyz"))[0] == 200
                 if how == "tmpfs":
                     filler = fill(disk)
                 else:
@@ -248,7 +239,7 @@ async def test_a_full_disk_takes_the_hub_out_of_readiness(tmp_path: Path, how: s
                         break
                 assert refused is not None and refused["code"] == "unavailable", refused
 
-                status, body = await _http("GET", f"{hub.url}/readyz")
+                status, body = await http_json("GET", f"{hub.url}/readyz")
                 assert (status, body["status"]) == (503, "unavailable"), body
                 assert "full" in body["reason"], body
 
@@ -258,7 +249,7 @@ async def test_a_full_disk_takes_the_hub_out_of_readiness(tmp_path: Path, how: s
                         type="reply", conversation_id=conversation_id, client_id=reply, text="hi"
                     )
                     assert (await agent.expect("error", ref=reply))["code"] == "unavailable"
-                    status, body = await _http(
+                    status, body = await http_json(
                         "POST",
                         f"{hub.url}/api/login",
                         json={"username": "bob", "password": AGENT_PASSWORD},
@@ -270,7 +261,7 @@ async def test_a_full_disk_takes_the_hub_out_of_readiness(tmp_path: Path, how: s
                     filler.unlink()
                 else:
                     await limit.free()
-                status, body = await _http("GET", f"{hub.url}/readyz")
+                status, body = await http_json("GET", f"{hub.url}/readyz")
                 assert (status, body["status"]) == (200, "ready"), body
                 await agent.send(
                     type="reply", conversation_id=conversation_id, client_id=reply, text="hi"

@@ -22,7 +22,7 @@ from hub.pipeline import PassthroughDecider, Pipeline
 from hub.store import migrate
 from hub.store.schema import events, messages, outbox
 from hub.store.store import Store
-from tests.test_pipeline import envelope
+from tests.helpers import Clock, chat_envelope, hub_store
 
 
 class FlakyConnector(Connector):
@@ -47,22 +47,14 @@ class FlakyConnector(Connector):
         return Delivery(status=DeliveryStatus.DELIVERED, provider_id="p-1")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 async def world(store_url: str) -> AsyncIterator[tuple[Store, MemoryBus, Clock, str]]:
-    clock = Clock()
-    store = Store(store_url, clock=clock)
+    clock = Clock(1_000.0)
+    store = hub_store(store_url, clock=clock)
     await store.start()
     bus = MemoryBus()
     pipeline = Pipeline(store, bus, PassthroughDecider("general"), Metrics())
-    accepted = await pipeline.ingest(envelope("in-1"))
+    accepted = await pipeline.ingest(chat_envelope("in-1"))
     await store.assign(accepted.conversation_id, "alice")
     try:
         yield store, bus, clock, accepted.conversation_id

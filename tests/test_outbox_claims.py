@@ -21,15 +21,7 @@ from hub.pipeline import PassthroughDecider, Pipeline
 from hub.store.records import OutboxItem
 from hub.store.schema import outbox
 from hub.store.store import Store
-from tests.test_pipeline import envelope
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import Clock, chat_envelope, hub_store
 
 
 class FakeProvider:
@@ -76,12 +68,12 @@ class ProviderConnector(Connector):
 @pytest.fixture
 async def nodes(pg_url: str) -> AsyncIterator[tuple[Store, Store, Clock, list[str]]]:
     """Two stores on one database, and the ids of 200 pending replies."""
-    clock = Clock()
-    first, second = Store(pg_url, clock=clock), Store(pg_url, clock=clock)
+    clock = Clock(1_000.0)
+    first, second = hub_store(pg_url, clock=clock), hub_store(pg_url, clock=clock)
     await first.start()
     await second.start()
     pipeline = Pipeline(first, MemoryBus(), PassthroughDecider("general"), Metrics())
-    accepted = await pipeline.ingest(envelope("in-1"))
+    accepted = await pipeline.ingest(chat_envelope("in-1"))
     await first.assign(accepted.conversation_id, "alice")
     replies = [
         await first.add_reply(accepted.conversation_id, agent="alice", client_id=f"c{n}", text="x")
@@ -209,12 +201,12 @@ async def test_a_dead_nodes_claims_are_taken_over_after_they_lapse(nodes: Any) -
 
 async def test_one_process_on_sqlite_frees_a_dead_predecessors_claims(sqlite_url: str) -> None:
     """The embedded mode stays as it was: after a crash, the next start sends at once."""
-    clock = Clock()
-    store = Store(sqlite_url, clock=clock)
+    clock = Clock(1_000.0)
+    store = hub_store(sqlite_url, clock=clock)
     await store.start()
     try:
         pipeline = Pipeline(store, MemoryBus(), PassthroughDecider("general"), Metrics())
-        accepted = await pipeline.ingest(envelope("in-1"))
+        accepted = await pipeline.ingest(chat_envelope("in-1"))
         await store.assign(accepted.conversation_id, "alice")
         reply = await store.add_reply(
             accepted.conversation_id, agent="alice", client_id="c", text="x"

@@ -9,32 +9,19 @@ import pytest
 from sqlalchemy import event, func, select, text
 
 from hub.bus import MESSAGES, CustomerPresence, MemoryBus, MessageStored
-from hub.envelope import Delivery, DeliveryStatus, Direction, Envelope, Identity, ThreadHints
+from hub.envelope import Delivery, DeliveryStatus, Direction, Envelope, Identity
 from hub.errors import StoreError
 from hub.metrics import Metrics
 from hub.pipeline import InvalidEnvelope, PassthroughDecider, Pipeline
 from hub.store.schema import conversations, customers, identities, messages
 from hub.store.schema import events as audit
 from hub.store.store import Store
-
-
-def envelope(key: str, sender: str = "v1", text_: str = "hi", **extra: object) -> Envelope:
-    return Envelope(
-        channel="webchat",
-        inbox="web",
-        direction=Direction.INBOUND,
-        idempotency_key=key,
-        sender=Identity(kind="webchat", address=sender),
-        received_at=1000.0,
-        thread=ThreadHints(session=sender),
-        text=text_,
-        **extra,  # type: ignore[arg-type]
-    )
+from tests.helpers import chat_envelope, hub_store
 
 
 @pytest.fixture
 async def pipeline(store_url: str) -> AsyncIterator[Pipeline]:
-    store = Store(store_url)
+    store = hub_store(store_url)
     await store.start()
     bus = MemoryBus()
     try:
@@ -47,7 +34,7 @@ async def test_the_pipeline_keeps_time_by_its_injected_clock(store_url: str) -> 
     """Presence events and the early status reports' time to live read the pipeline's clock,
     like every other service's (issue 16): a test moves it instead of sleeping."""
     now = [5_000.0]
-    store = Store(store_url)
+    store = hub_store(store_url)
     await store.start()
     bus = MemoryBus()
     pipeline = Pipeline(store, bus, PassthroughDecider("general"), Metrics(), clock=lambda: now[0])
@@ -78,9 +65,9 @@ async def count(store: Store, table: object) -> int:
 
 async def test_ingest_threads_by_session_and_publishes_after_commit(pipeline: Pipeline) -> None:
     events = pipeline.bus.subscribe(MESSAGES)
-    first = await pipeline.ingest(envelope("k1"))
-    second = await pipeline.ingest(envelope("k2", text_="again"))
-    other = await pipeline.ingest(envelope("k3", sender="v2"))
+    first = await pipeline.ingest(chat_envelope("k1"))
+    second = await pipeline.ingest(chat_envelope("k2", text_="again"))
+    other = await pipeline.ingest(chat_envelope("k3", sender="v2"))
     assert first.conversation_id == second.conversation_id != other.conversation_id
     published = [events.queue.get_nowait() for _ in range(3)]
     assert all(isinstance(event, MessageStored) for event in published)
@@ -90,10 +77,10 @@ async def test_ingest_threads_by_session_and_publishes_after_commit(pipeline: Pi
 
 
 async def test_redelivery_and_concurrent_duplicates_store_once(pipeline: Pipeline) -> None:
-    results = await asyncio.gather(*(pipeline.ingest(envelope("same")) for _ in range(20)))
+    results = await asyncio.gather(*(pipeline.ingest(chat_envelope("same")) for _ in range(20)))
     assert len({r.message_id for r in results}) == 1
     assert sum(not r.duplicate for r in results) == 1
-    later = await pipeline.ingest(envelope("same"))
+    later = await pipeline.ingest(chat_envelope("same"))
     assert later.duplicate and later.message_id == results[0].message_id
     assert await count(pipeline.store, messages) == 1
 
@@ -101,14 +88,16 @@ async def test_redelivery_and_concurrent_duplicates_store_once(pipeline: Pipelin
 async def test_concurrent_first_messages_from_one_address_make_one_customer(
     pipeline: Pipeline,
 ) -> None:
-    await asyncio.gather(*(pipeline.ingest(envelope(f"k{i}", sender="new")) for i in range(10)))
+    await asyncio.gather(
+        *(pipeline.ingest(chat_envelope(f"k{i}", sender="new")) for i in range(10))
+    )
     assert await count(pipeline.store, customers) == 1
     assert await count(pipeline.store, conversations) == 1
 
 
 async def test_html_is_sanitized_whatever_the_connector_did(pipeline: Pipeline) -> None:
     accepted = await pipeline.ingest(
-        envelope("x", html='<p onclick="steal()">Hi<script>alert(1)</script></p>')
+        chat_envelope("x", html='<p onclick="steal()">Hi<script>alert(1)</script></p>')
     )
     async with pipeline.store.engine.connect() as connection:
         html = (
@@ -121,7 +110,7 @@ async def test_html_is_sanitized_whatever_the_connector_did(pipeline: Pipeline) 
 
 async def test_invalid_envelopes_are_refused(pipeline: Pipeline) -> None:
     with pytest.raises(InvalidEnvelope):
-        await pipeline.ingest(envelope(""))
+        await pipeline.ingest(chat_envelope(""))
     outbound = Envelope(
         channel="webchat",
         inbox="web",
@@ -142,9 +131,9 @@ async def test_a_failing_write_does_not_sink_its_batch(pipeline: Pipeline) -> No
         await connection.execute(text("INSERT INTO no_such_table VALUES (1)"))  # type: ignore[attr-defined]
 
     outcomes = await asyncio.gather(
-        pipeline.ingest(envelope("a")),
+        pipeline.ingest(chat_envelope("a")),
         store.writer.call(broken),
-        pipeline.ingest(envelope("b")),
+        pipeline.ingest(chat_envelope("b")),
         return_exceptions=True,
     )
     assert isinstance(outcomes[1], StoreError)
@@ -155,8 +144,8 @@ async def test_a_failing_write_does_not_sink_its_batch(pipeline: Pipeline) -> No
 
 async def test_history_is_per_thread_and_oldest_first(pipeline: Pipeline) -> None:
     for index in range(3):
-        await pipeline.ingest(envelope(f"a{index}", text_=f"a{index}"))
-    await pipeline.ingest(envelope("b0", sender="someone-else", text_="b0"))
+        await pipeline.ingest(chat_envelope(f"a{index}", text_=f"a{index}"))
+    await pipeline.ingest(chat_envelope("b0", sender="someone-else", text_="b0"))
     items = await pipeline.history("web", "v1")
     assert [item.text for item in items] == ["a0", "a1", "a2"]
     assert [item.text for item in await pipeline.history("web", "v1", limit=2)] == ["a1", "a2"]
@@ -173,7 +162,7 @@ async def test_concurrent_ingests_share_one_transaction(pipeline: Pipeline) -> N
     event.listen(pipeline.store.engine.sync_engine, "before_cursor_execute", record)
     try:
         await asyncio.gather(
-            *(pipeline.ingest(envelope(f"burst{i}", sender=f"s{i % 7}")) for i in range(50))
+            *(pipeline.ingest(chat_envelope(f"burst{i}", sender=f"s{i % 7}")) for i in range(50))
         )
     finally:
         event.remove(pipeline.store.engine.sync_engine, "before_cursor_execute", record)
@@ -190,9 +179,9 @@ async def test_a_batch_that_creates_and_joins_conversations_audits_every_message
     one. Created first, the audit rows lost their message ids; joined first, the batch failed on
     a missing bind parameter and was retried write by write."""
     store = pipeline.store
-    await pipeline.ingest(envelope("existing-0", sender="known"))
-    joining = envelope("existing-1", sender="known")
-    creating = envelope("new-0", sender="newcomer")
+    await pipeline.ingest(chat_envelope("existing-0", sender="known"))
+    joining = chat_envelope("existing-1", sender="known")
+    creating = chat_envelope("new-0", sender="newcomer")
     pair = (creating, joining) if order == "created_first" else (joining, creating)
     batches = store.writer.batches
     accepted = await asyncio.gather(*(pipeline.ingest(item) for item in pair))

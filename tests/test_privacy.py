@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
-import sys
 import uuid
 import zipfile
 from collections.abc import AsyncIterator, Sequence
@@ -38,7 +36,7 @@ from hub.store.event_outbox import PendingEvent
 from hub.store.schema import customers, events
 from hub.store.store import Store
 from tests.conftest import AGENT_PASSWORD, make_settings
-from tests.helpers import login, running_hub
+from tests.helpers import channelhub, hub_store, login, running_hub
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC).timestamp()
@@ -213,7 +211,7 @@ async def plant(store: Store, blobs: BlobStore, service: Customers) -> Planted:
 async def world(
     store_url: str, tmp_path: Path
 ) -> AsyncIterator[tuple[Store, BlobStore, Customers]]:
-    store = Store(store_url, clock=lambda: NOW)
+    store = hub_store(store_url, clock=lambda: NOW)
     await store.start()
     try:
         yield store, BlobStore(tmp_path / "blobs"), Customers(store)
@@ -792,7 +790,7 @@ def test_customers_export_and_erase_cli(tmp_path: Path) -> None:
     config.write_text(f"storage: {{url: '{url}', blobs: '{tmp_path}/blobs'}}\n")
 
     async def setup() -> Planted:
-        store = Store(url, clock=lambda: NOW)
+        store = hub_store(url, clock=lambda: NOW)
         await store.start()
         try:
             return await plant(store, BlobStore(tmp_path / "blobs"), Customers(store))
@@ -800,18 +798,9 @@ def test_customers_export_and_erase_cli(tmp_path: Path) -> None:
             await store.close()
 
     planted = asyncio.run(setup())
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "hub.cli", *args, "--config", str(config)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=env,
-            cwd=tmp_path,
-            stdin=subprocess.DEVNULL,
-        )
+        return channelhub(*args, "--config", str(config), cwd=tmp_path)
 
     email = planted.secrets["email"]
     out = tmp_path / "person.zip"
@@ -844,7 +833,7 @@ async def test_sqlite_free_pages(tmp_path: Path, vacuum: bool) -> None:
     from sqlalchemy import event
 
     url = f"sqlite+aiosqlite:///{tmp_path}/hub.db"
-    store = Store(url, clock=lambda: NOW)
+    store = hub_store(url, clock=lambda: NOW)
 
     @event.listens_for(store.engine.sync_engine, "connect")
     def _off(dbapi_connection: Any, _record: Any) -> None:
@@ -864,7 +853,7 @@ async def test_sqlite_free_pages(tmp_path: Path, vacuum: bool) -> None:
         assert bool(left) is not vacuum, left
     finally:
         await store.close()
-    plain = Store(url)
+    plain = hub_store(url)
     try:
         async with plain.engine.connect() as connection:
             assert (await connection.execute(text("PRAGMA secure_delete"))).scalar_one() == 1

@@ -17,17 +17,17 @@ from hub.metrics import Metrics
 from hub.pipeline import PassthroughDecider, Pipeline
 from hub.store.schema import events, messages, outbox
 from hub.store.store import Store
-from tests.test_pipeline import envelope
+from tests.helpers import chat_envelope, hub_store
 
 
 @pytest.fixture
 async def world(store_url: str) -> AsyncIterator[tuple[Store, list[str]]]:
-    store = Store(store_url, clock=lambda: 1_000.0)
+    store = hub_store(store_url, clock=lambda: 1_000.0)
     await store.start()
     pipeline = Pipeline(store, MemoryBus(), PassthroughDecider("general"), Metrics())
     ids = []
     for index in range(3):
-        accepted = await pipeline.ingest(envelope(f"in-{index}", sender=f"visitor-{index}"))
+        accepted = await pipeline.ingest(chat_envelope(f"in-{index}", sender=f"visitor-{index}"))
         await store.assign(accepted.conversation_id, "alice")
         ids.append(accepted.conversation_id)
     try:

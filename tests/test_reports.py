@@ -6,9 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import subprocess
-import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from hub.reports.params import BadParameter, export_request, report_request
 from hub.store.schema import conversations, customers, events, messages
 from hub.store.store import Store
 from tests.conftest import AGENT_PASSWORD, make_settings
-from tests.helpers import login, running_hub
+from tests.helpers import channelhub, hub_store, login, running_hub
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 11, 26, tzinfo=UTC).timestamp()
@@ -588,7 +586,7 @@ def test_report_cli(tmp_path: Path) -> None:
     )
 
     async def plant() -> None:
-        store = Store(url)
+        store = hub_store(url)
         await store.start()
         try:
             await _plant(store)
@@ -596,17 +594,9 @@ def test_report_cli(tmp_path: Path) -> None:
             await store.close()
 
     asyncio.run(plant())
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "hub.cli", "report", *args, "--config", str(config)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=env,
-            cwd=tmp_path,
-        )
+        return channelhub("report", *args, "--config", str(config), cwd=tmp_path)
 
     shown = cli("agent", "--from", "2026-11-26", "--format", "json")
     assert shown.returncode == 0, shown.stderr

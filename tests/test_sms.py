@@ -20,7 +20,6 @@ from sqlalchemy import func, select, update
 
 from hub.keys import OUTBOX
 from hub.store.schema import messages, opt_outs, outbox
-from hub.store.store import Store
 from tests.conftest import AGENT_PASSWORD, make_settings
 from tests.fake_twilio import (
     ACCOUNT_SID,
@@ -31,7 +30,7 @@ from tests.fake_twilio import (
     inbound_fields,
     post_signed,
 )
-from tests.helpers import Clock, agent_client, client_id, login, running_hub
+from tests.helpers import Clock, agent_client, client_id, hub_store, login, running_hub
 
 pytestmark = pytest.mark.integration
 
@@ -632,7 +631,7 @@ async def test_a_reply_being_sent_at_shutdown_is_finished_and_recorded(
                 await stack.aclose()  # the hub shuts down as on SIGTERM (runner.cleanup)
         finally:
             held.set()
-        store = Store(store_url)
+        store = hub_store(store_url)
         try:
             async with store.engine.connect() as connection:
                 row = (

@@ -9,14 +9,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from hub.errors import NotFound, StoreConflict, StoreError, StoreUnavailable
 from hub.store.failures import translate
-from tests.conftest import PG_ADMIN, _pg_database
-from tests.helpers import IN_CI
+from tests.conftest import pg_database
 
 Statement = Callable[[AsyncConnection], Awaitable[object]]
 
@@ -84,12 +82,7 @@ async def test_sqlite_failures(tmp_path: Path) -> None:
 
 
 async def test_postgresql_failures() -> None:
-    created = await _pg_database()
-    if created is None:
-        if IN_CI:
-            pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN} (CI=true requires it)")
-        pytest.skip(f"PostgreSQL is not reachable at {PG_ADMIN}")
-    url, drop = created
+    url, drop = await pg_database()
     try:
         assert isinstance(translate(await _raised(url, _duplicate)), StoreConflict)
         assert type(translate(await _raised(url, _typo))) is StoreError

@@ -13,8 +13,7 @@ import pytest
 import yaml
 
 from connectors.shared.workers import JobTimeout, WorkerLost, WorkerPool
-from tests.test_cli import _wait_ready as wait_ready
-from tests.test_cli import free_port
+from tests.helpers import free_port, wait_ready
 
 
 def stall(seconds: float) -> str:

@@ -99,8 +99,11 @@ class EmailConnector(Connector):
             )
         # parse_workers: 0 (small installs, tests): a thread cannot be stopped, so a mail over
         # its budget is stored unparsed while its thread finishes in the background
+        # (asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+        # that arrives as the awaited call finishes, and stop() would then wait for nothing)
         job = partial(reader.parse_mail, raw, self._options, received_at)
-        return await asyncio.wait_for(asyncio.to_thread(job), budget)
+        async with asyncio.timeout(budget):
+            return await asyncio.to_thread(job)
 
     async def receive(self, raw: bytes, oversize: int | None) -> None:
         """Parse and durably store one mail; raises only if the hub could not store it.

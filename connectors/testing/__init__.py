@@ -28,7 +28,7 @@ idempotent per key, history is per thread, blobs are content-addressed. Every ch
 
 from __future__ import annotations
 
-from connectors.testing.conformance import ConnectorConformance, Harness, Hostile
+from connectors.testing.conformance import ConnectorConformance
 from connectors.testing.fakes import (
     CollectingSink,
     MemoryBlobs,
@@ -36,6 +36,7 @@ from connectors.testing.fakes import (
     load_payload,
     served,
 )
+from connectors.testing.harness import Harness, Hostile
 from connectors.testing.shape import ConformanceError, check_connector_class, check_routes
 
 __all__ = [

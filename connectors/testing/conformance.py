@@ -5,65 +5,29 @@ See :class:`ConnectorConformance`, docs/connectors.md and ``examples/echo_connec
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Container, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Coroutine, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
-
-import aiohttp
 
 from connectors.base import (
     Connector,
-    ConnectorContext,
     ConnectorSettings,
     MemoryState,
     SendError,
     StateStore,
 )
 from connectors.testing.fakes import CollectingSink, MemoryBlobs, connector_context, served
+from connectors.testing.harness import Harness, Hostile, where_tasks_wait
 from connectors.testing.shape import ConformanceError, check_connector_class, check_routes, require
 from hub.envelope import Delivery, Identity, Outbound
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class Harness:
-    """One started instance under test, as the hooks of :class:`ConnectorConformance` see it.
-
-    ``url`` is where :func:`served` serves its routes (``{url}/channels/{instance}{path}``);
-    ``http`` is the context's shared client session, for your hooks' requests.
-    """
-
-    connector: Connector
-    sink: CollectingSink
-    ctx: ConnectorContext
-    url: str
-
-    @property
-    def http(self) -> aiohttp.ClientSession:
-        return self.ctx.http
-
-
-@dataclass(frozen=True, slots=True)
-class Hostile:
-    """One hostile request: ``send`` performs it against a started instance and returns the
-    status the transport answered with (an HTTP status, an SMTP reply code, a websocket close
-    code). The check passes when that status is in ``refused`` and nothing was stored.
-
-    The default, 4xx, is the HTTP contract: the caller is told what is wrong and a genuine
-    provider does not retry it. SMTP refuses with 5xx; a websocket closes with 1009 (too big)
-    or 44xx (the application's own 4xx).
-    """
-
-    name: str
-    send: Callable[[Harness], Awaitable[int]]
-    refused: Container[int] = range(400, 500)
-
-
-class ConnectorConformance:
+class ConnectorConformance(abc.ABC):
     """Checks a connector's behaviour against the plugin contract; subclass it in your tests.
 
     pytest collects every subclass (whatever its name) and runs each ``test_*`` method; this base
@@ -98,6 +62,18 @@ class ConnectorConformance:
         super().__init_subclass__(**kwargs)
         if "__test__" not in cls.__dict__:
             cls.__test__ = True
+        # pytest passes over an abstract class without a word: a test class that lacks a hook
+        # would run no check at all, so it is refused when it is defined
+        missing = sorted(
+            name
+            for name in ConnectorConformance.__abstractmethods__
+            if getattr(getattr(cls, name, None), "__isabstractmethod__", False)
+        )
+        if missing and cls.__test__:
+            raise TypeError(
+                f"{cls.__name__} must define {', '.join(missing)} (or set __test__ = False on "
+                "an intermediate base class of yours)"
+            )
 
     # -- hooks a subclass provides ---------------------------------------------------------------
 
@@ -107,15 +83,15 @@ class ConnectorConformance:
         check; :meth:`settings` is called inside it. Nothing by default."""
         yield
 
+    @abc.abstractmethod
     def settings(self) -> ConnectorSettings:
         """Settings for one instance, pointing at the fakes started in :meth:`environment`."""
-        raise NotImplementedError(f"{type(self).__name__} must define settings()")
 
     def make_connector(self) -> Connector:
         """A fresh, unstarted instance; by default ``connector_class(instance, settings())``."""
         return self.connector_class(self.instance, self.settings())
 
-    async def started(self, harness: Harness) -> None:
+    async def started(self, harness: Harness) -> None:  # noqa: B027 - optional: nothing by default
         """Called once an instance is started and served, before the check uses it: tell a
         fake provider where the instance really listens. Nothing by default."""
 
@@ -123,21 +99,21 @@ class ConnectorConformance:
         """The context's clock; real time by default."""
         return time.time()
 
+    @abc.abstractmethod
     async def deliver(self, harness: Harness, key: str) -> bool:
         """Make the provider (or customer) send inbound sample ``key`` to the started instance,
         as it would on the wire, and return whether it was acknowledged (HTTP 2xx, SMTP 250, an
         ack frame). The same ``key`` again is a redelivery of the same message; another key is
         another message."""
-        raise NotImplementedError(f"{type(self).__name__} must define deliver()")
 
+    @abc.abstractmethod
     def hostile(self) -> Sequence[Hostile]:
         """Requests the connector must refuse without storing anything: a bad signature, an
         oversized body, a wrong content type, whatever your transport can be sent."""
-        raise NotImplementedError(f"{type(self).__name__} must define hostile()")
 
+    @abc.abstractmethod
     def recipient(self) -> Identity:
         """An address the connector can send a reply to."""
-        raise NotImplementedError(f"{type(self).__name__} must define recipient()")
 
     def outbound(self, key: str) -> Outbound:
         """The reply :meth:`test_send_raises_on_provider_failure` sends; override for channels
@@ -153,11 +129,11 @@ class ConnectorConformance:
             created_at=self.clock(),
         )
 
+    @abc.abstractmethod
     async def fail_next_send(self, harness: Harness, outbound: Outbound) -> Outbound:
         """Arrange that the provider fails the next send (script the fake API to answer 500,
         stop it) and return the reply to send, usually ``outbound`` itself. A channel without a
         provider returns a reply it cannot deliver."""
-        raise NotImplementedError(f"{type(self).__name__} must define fail_next_send()")
 
     # -- the checks ------------------------------------------------------------------------------
 
@@ -206,7 +182,7 @@ class ConnectorConformance:
             if task in done:
                 task.result()
                 return
-            stuck = _where_tasks_wait()
+            stuck = where_tasks_wait()
             task.cancel()
             await asyncio.wait({task}, timeout=self.step_timeout)
             raise ConformanceError(
@@ -419,22 +395,3 @@ class ConnectorConformance:
         check(self.make_connector(), "before start()")
         async with self._running(CollectingSink()) as harness:
             check(harness.connector, "while running")
-
-
-def _where_tasks_wait() -> str:
-    """Where every other task of the loop is suspended (coroutine and line), to say what a
-    check that never finished was waiting for."""
-    places = []
-    for task in asyncio.all_tasks():
-        if task is asyncio.current_task():
-            continue
-        chain: list[str] = []
-        awaited: Any = task.get_coro()
-        while awaited is not None:  # follow the awaits inward, through async generators too
-            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
-            if frame is not None:
-                chain.append(f"{frame.f_code.co_qualname}:{frame.f_lineno}")
-            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
-        if chain:
-            places.append(" > ".join(chain))
-    return "; ".join(sorted(places)) or "no other task"

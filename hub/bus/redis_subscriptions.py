@@ -8,11 +8,13 @@ with backoff and jitter.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
+import random
 from collections import deque
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from redis.exceptions import RedisError, ResponseError
 
@@ -31,21 +33,41 @@ from hub.bus.streams import (
     reconnect_delay,
 )
 from hub.errors import BusUnavailable
-
-if TYPE_CHECKING:
-    from hub.bus.redis_streams import RedisStreamsBus
+from hub.metrics import Metrics
+from hub.settings import BusSettings
 
 log = logging.getLogger(__name__)
 
 Entries = Sequence[tuple[bytes, dict[bytes, bytes] | None]]
 
 
-class StreamSubscription:
+class StreamsBus(Protocol):
+    """What a subscription uses of its bus (:class:`hub.bus.redis_streams.RedisStreamsBus`,
+    which imports this module: named here so the two modules do not import each other)."""
+
+    redis: Any
+    settings: BusSettings
+    metrics: Metrics
+    rng: random.Random
+    forget_consumers: Any  # the registered Lua script
+
+    def key(self, topic: str) -> str: ...
+
+    def dead_key(self, topic: str) -> str: ...
+
+    def consumer_name(self) -> str: ...
+
+    def retire(
+        self, subscription: StreamSubscription, last_words: asyncio.Task[None] | None
+    ) -> None: ...
+
+
+class StreamSubscription(abc.ABC):
     """What both kinds share: the buffer of entries read, iteration, reconnecting."""
 
     group_label = BROADCAST
 
-    def __init__(self, bus: RedisStreamsBus, topic: str) -> None:
+    def __init__(self, bus: StreamsBus, topic: str) -> None:
         self.bus = bus
         self.redis: Any = bus.redis
         self.settings = bus.settings
@@ -83,8 +105,10 @@ class StreamSubscription:
             finally:
                 self._filling = None
 
+    @abc.abstractmethod
     async def ready(self) -> None:
-        raise NotImplementedError
+        """Return once the subscription reads from where it should (its group exists, its
+        start id is known)."""
 
     def close(self) -> None:
         if self.closed:
@@ -112,8 +136,9 @@ class StreamSubscription:
                     self._reconnects.inc()
                     self._failures = 0
 
+    @abc.abstractmethod
     async def _step(self) -> None:
-        raise NotImplementedError
+        """One read into the buffer; raises what Redis raised."""
 
     async def _failed(self, exc: Exception) -> None:
         if self._failures == 0:
@@ -144,7 +169,7 @@ class StreamSubscription:
 class WorkSubscription(StreamSubscription):
     """One consumer of the group ``group``: each entry goes to one consumer of the group."""
 
-    def __init__(self, bus: RedisStreamsBus, topic: str, group: str) -> None:
+    def __init__(self, bus: StreamsBus, topic: str, group: str) -> None:
         self.group = self.group_label = group
         super().__init__(bus, topic)
         self.consumer = bus.consumer_name()
@@ -411,7 +436,7 @@ class WorkSubscription(StreamSubscription):
 class BroadcastSubscription(StreamSubscription):
     """Every entry of the stream from the moment of subscribing, read with XREAD."""
 
-    def __init__(self, bus: RedisStreamsBus, topic: str) -> None:
+    def __init__(self, bus: StreamsBus, topic: str) -> None:
         super().__init__(bus, topic)
         self._last: str | None = None  # the id read last; None until positioned
         # how many entries the stream had ever held up to and including _last (XINFO's

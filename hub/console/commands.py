@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from connectors.base import CallError
 from hub import uploads
@@ -49,8 +49,14 @@ from hub.store.audit import conversation_events
 from hub.store.records import Conversation
 from hub.store.store import Store
 
-if TYPE_CHECKING:
-    from hub.calls import Calls
+
+class CallControl(Protocol):
+    """What agents' commands ask of the hub's calls: ``hub.calls.Calls``, which builds on the
+    console's frames and so is named here by what it does, not imported."""
+
+    async def call_back(self, agent: str, conversation: Conversation) -> None: ...
+
+    async def hold(self, agent: str, conversation: Conversation, on: bool) -> None: ...
 
 
 class Commands:
@@ -68,7 +74,7 @@ class Commands:
         clock: Callable[[], float] = time.time,
         dispositions: Sequence[str] = ("resolved",),
         view: Callable[[Conversation], dict[str, Any]] | None = None,
-        calls: Calls | None = None,
+        calls: CallControl | None = None,
     ) -> None:
         """``upload_secret`` checks the tokens of files attached to a reply (hub.uploads);
         ``dispositions`` are the close reasons allowed (the first is the default); ``view``

@@ -9,13 +9,13 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Collection
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
 
 from hub.bus import DELIVERIES, Bus, CallUpdated, DeliveryUpdated, Subscription
 from hub.console import protocol
-from hub.console.commands import Commands
+from hub.console.commands import CallControl, Commands
 from hub.console.compose import ComposeAdvisor, ReplyRefused
 from hub.console.link import AgentLink, Dropped, SendBudget
 from hub.console.protocol import Auth, Command, Ping, ProtocolError, error_frame, frame
@@ -44,9 +44,6 @@ from hub.sessions import Ended, Principal, Sessions, request_token
 from hub.settings import AgentSettings, CannedResponse
 from hub.store.records import Conversation
 from hub.store.store import Store
-
-if TYPE_CHECKING:
-    from hub.calls import Calls
 from hub.websec import origin_allowed
 
 log = logging.getLogger(__name__)
@@ -118,7 +115,7 @@ class Console:
         dispositions: tuple[str, ...] = DEFAULT_DISPOSITIONS,
         wrap_up: float = 0.0,
         canned: tuple[CannedResponse, ...] = (),
-        calls: Calls | None = None,
+        calls: CallControl | None = None,
     ) -> None:
         """``dispositions`` are the close reasons agents may choose (the first is the default),
         ``wrap_up`` the seconds after a close before new work, ``canned`` the canned

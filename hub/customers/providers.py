@@ -21,25 +21,11 @@ from urllib.parse import quote
 import aiohttp
 import msgspec
 
+from hub.crm_fields import FIELDS
 from hub.envelope import Identity
 from rules.context import CustomerFacts
 
 log = logging.getLogger(__name__)
-
-# customer fields a provider may fill, with the type they must have
-FIELDS: dict[str, type | tuple[type, ...]] = {
-    "name": str,
-    "tier": str,
-    "lifetime_value": (int, float),
-    "orders_12m": int,
-    "last_order_at": (int, float),
-    "days_since_last_order": int,
-    "last_purchase": str,
-    "payment_punctuality": (int, float),
-    "overdue_invoices": int,
-    "tags": list,
-    "attributes": dict,
-}
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,10 +16,15 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from hub.store.records import ConversationSummary
+from rules.decision import Priority
 
 log = logging.getLogger(__name__)
 
 FREEZE_BACKLOG = 10_000  # a backlog this large is kept out of later garbage collections
+# the order the backlog is read in: most urgent priority first (the store is told, it does not
+# know the rules' priorities), an unknown one as normal
+URGENCY = {str(priority): priority.rank for priority in Priority}
+DEFAULT_URGENCY = Priority.NORMAL.rank
 
 Row = ConversationSummary
 

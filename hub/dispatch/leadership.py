@@ -1,6 +1,6 @@
 """Runs dispatch in the one hub process holding the dispatch lease (the distributed mode).
 
-The thin I/O shell around ``hub.dispatch.lease``: claim the lease, let :func:`step` say whether
+The thin I/O shell around ``hub.lease``: claim the lease, let :func:`step` say whether
 this process's term began, goes on or ended, and call ``on_gain(token)`` / ``on_loss()``
 accordingly. Every claim's outcome is decided from clock readings taken around it, so the
 loop is tested with a fake clock and a fake sleep.
@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from hub.dispatch.lease import Change, Decision, Held, next_claim_in, step
+from hub.lease import Change, Decision, Held, next_claim_in, step
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from hub.bus import (
 )
 from hub.dispatch.abandonment import AbandonmentTimers
 from hub.dispatch.actions import ActionRunner, settled_all, skills_of
-from hub.dispatch.backlog import Backlog
+from hub.dispatch.backlog import DEFAULT_URGENCY, URGENCY, Backlog
 from hub.dispatch.config import configured_core
 from hub.dispatch.core import Action, Presence
 from hub.dispatch.notices import Audience, Closed, MessageAdded, Notice, QueueState
@@ -143,7 +143,7 @@ class DispatchService:
         messages = self.bus.subscribe(MESSAGES, "dispatch")
         deliveries = self.bus.subscribe(DELIVERIES, "dispatch")
         self._subscriptions = [messages, deliveries]
-        pages = self.store.queued_pages(BACKLOG_PAGE)
+        pages = self.store.queued_pages(BACKLOG_PAGE, URGENCY, default=DEFAULT_URGENCY)
         self._tasks = [
             asyncio.create_task(self._follow(messages), name="dispatch-bus"),
             asyncio.create_task(self._follow(deliveries), name="dispatch-deliveries"),

@@ -97,6 +97,43 @@ async def dossier(connection: AsyncConnection, person: Person, now: float) -> di
     ids = person.ids
     records = _rows(await connection.execute(select(customers).where(customers.c.id.in_(ids))))
     main = next(record for record in records if record["id"] == person.customer_id)
+    conversation_rows = await _conversations(connection, person)
+    opted = await _opt_outs(connection, person)
+    audit = [_readable(_event(row)) for row in await events_about(connection, person)]
+    claims = [row.id for row in await claimants(connection, person)]
+    return {
+        "format": FORMAT,
+        "exported_at": datetime.fromtimestamp(now, UTC).isoformat(),
+        "customer": main,
+        "merged_records": [record for record in records if record["id"] != person.customer_id],
+        **await _customer_data(connection, ids),
+        "opt_outs": opted,
+        "conversations": conversation_rows,
+        "routing_records": await _routing_records(connection, person),
+        "audit": audit,
+        "claimed_by": claims,
+    }
+
+
+async def _conversations(connection: AsyncConnection, person: Person) -> list[dict[str, Any]]:
+    """The person's conversations, oldest first, each with its messages and their files."""
+    by_conversation = await _messages(connection, person)
+    conversation_rows: list[dict[str, Any]] = []
+    for part in chunks(person.conversations):
+        conversation_rows += _rows(
+            await connection.execute(
+                select(conversations)
+                .where(conversations.c.id.in_(part))
+                .order_by(conversations.c.created_at, conversations.c.id)
+            )
+        )
+    for conversation in conversation_rows:
+        conversation["messages"] = by_conversation.get(conversation["id"], [])
+    return conversation_rows
+
+
+async def _messages(connection: AsyncConnection, person: Person) -> dict[str, list[dict[str, Any]]]:
+    """The person's messages by conversation, in order, envelopes decoded, files listed."""
     message_rows: list[dict[str, Any]] = []
     for part in chunks(person.messages):
         message_rows += _rows(
@@ -119,46 +156,36 @@ async def dossier(connection: AsyncConnection, person: Person, now: float) -> di
                 message["envelope"] = msgspec.json.decode(message["envelope"])
         message["attachments"] = files_by_message.get(message["id"], [])
         by_conversation.setdefault(message["conversation_id"], []).append(message)
-    conversation_rows: list[dict[str, Any]] = []
-    for part in chunks(person.conversations):
-        conversation_rows += _rows(
-            await connection.execute(
-                select(conversations)
-                .where(conversations.c.id.in_(part))
-                .order_by(conversations.c.created_at, conversations.c.id)
+    return by_conversation
+
+
+async def _opt_outs(connection: AsyncConnection, person: Person) -> list[dict[str, Any]]:
+    if not person.addresses:
+        return []
+    return _rows(
+        await connection.execute(
+            select(opt_outs).where(
+                address_filter(person.addresses, opt_outs.c.kind, opt_outs.c.address)
             )
         )
-    for conversation in conversation_rows:
-        conversation["messages"] = by_conversation.get(conversation["id"], [])
-    opted = []
-    if person.addresses:
-        opted = _rows(
-            await connection.execute(
-                select(opt_outs).where(
-                    address_filter(person.addresses, opt_outs.c.kind, opt_outs.c.address)
-                )
-            )
-        )
-    audit = [
-        _readable(
-            {
-                "seq": row.seq,
-                "at": row.at,
-                "kind": row.kind,
-                "agent": row.agent,
-                "conversation_id": row.conversation_id,
-                "message_id": row.message_id,
-                "data": row.data,
-            }
-        )
-        for row in await events_about(connection, person)
-    ]
-    claims = [row.id for row in await claimants(connection, person)]
+    )
+
+
+def _event(row: Any) -> dict[str, Any]:
     return {
-        "format": FORMAT,
-        "exported_at": datetime.fromtimestamp(now, UTC).isoformat(),
-        "customer": main,
-        "merged_records": [record for record in records if record["id"] != person.customer_id],
+        "seq": row.seq,
+        "at": row.at,
+        "kind": row.kind,
+        "agent": row.agent,
+        "conversation_id": row.conversation_id,
+        "message_id": row.message_id,
+        "data": row.data,
+    }
+
+
+async def _customer_data(connection: AsyncConnection, ids: list[str]) -> dict[str, Any]:
+    """Identities, computed value, orders and invoices of the person's records."""
+    return {
         "identities": _rows(
             await connection.execute(
                 select(identities)
@@ -193,11 +220,6 @@ async def dossier(connection: AsyncConnection, person: Person, now: float) -> di
                 .order_by(customer_notes.c.created_at)
             )
         ),
-        "opt_outs": opted,
-        "conversations": conversation_rows,
-        "routing_records": await _routing_records(connection, person),
-        "audit": audit,
-        "claimed_by": claims,
     }
 
 

@@ -16,6 +16,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select
@@ -185,139 +186,16 @@ async def apply_retention(
     due = cutoffs(policy, now)
     report = RetentionReport()
     refs: set[str] = set()
-
     if due.conversations is not None:
-        cutoff = due.conversations
-
-        async def conversations_job(connection: AsyncConnection) -> Found:
-            ids = list(
-                (
-                    await connection.execute(
-                        select(conversations.c.id).where(_due_conversations(cutoff)).limit(BATCH)
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            if not ids:
-                return {}, set()
-            message_ids = list(
-                (
-                    await connection.execute(
-                        select(messages.c.id).where(messages.c.conversation_id.in_(ids))
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            about = list(
-                (
-                    await connection.execute(
-                        select(events).where(events.c.conversation_id.in_(ids))
-                    )
-                ).all()
-            )
-            for part in chunks(message_ids):
-                about += (
-                    await connection.execute(
-                        select(events).where(
-                            and_(events.c.message_id.in_(part), events.c.conversation_id.is_(None))
-                        )
-                    )
-                ).all()
-            files, used = await remove_messages(connection, message_ids)
-            await connection.execute(delete(conversations).where(conversations.c.id.in_(ids)))
-            anonymised = await anonymise_events(connection, about)
-            counts = {
-                "conversations": len(ids),
-                "messages": len(message_ids),
-                "attachments": files,
-                "events_anonymised": anonymised,
-            }
-            return counts, used
-
-        await _until_done(store, conversations_job, report, refs)
-
+        await _until_done(store, partial(_conversations_job, due.conversations), report, refs)
     if due.attachments is not None:
-        cutoff = due.attachments
-
-        async def attachments_job(connection: AsyncConnection) -> Found:
-            rows = (
-                await connection.execute(
-                    select(attachments.c.id, attachments.c.blob_ref)
-                    .where(attachments.c.id.in_(_due_attachments(cutoff).scalar_subquery()))
-                    .limit(BATCH)
-                )
-            ).all()
-            if not rows:
-                return {}, set()
-            await connection.execute(
-                delete(attachments).where(attachments.c.id.in_([row.id for row in rows]))
-            )
-            return {"attachments": len(rows)}, {row.blob_ref for row in rows}
-
-        await _until_done(store, attachments_job, report, refs)
-
+        await _until_done(store, partial(_attachments_job, due.attachments), report, refs)
     if due.prospects is not None:
-        async with store.read() as connection:
-            prospects = list((await connection.execute(_due_prospects(due.prospects))).scalars())
-        for prospect in prospects:
-
-            async def erase_job(connection: AsyncConnection, prospect: str = prospect) -> Any:
-                return await erase_in(connection, prospect, actor=ACTOR, now=now, close_open=False)
-
-            try:
-                erased, used = await store.writer.call(erase_job)
-            except (NotFound, InvalidState):  # merged, erased or written to meanwhile
-                continue
-            report.prospects += 1
-            report.messages += erased.messages
-            report.attachments += erased.attachments
-            report.events_anonymised += erased.events_anonymised
-            refs.update(used)
-
+        await _erase_prospects(store, due.prospects, now, report, refs)
     if due.audit_events is not None:
-        cutoff = due.audit_events
-
-        async def events_job(connection: AsyncConnection) -> Found:
-            seqs = list(
-                (
-                    await connection.execute(
-                        select(events.c.seq).where(events.c.at < cutoff).limit(BATCH * 10)
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            if seqs:
-                await connection.execute(delete(events).where(events.c.seq.in_(seqs)))
-            return {"audit_events": len(seqs)}, set()
-
-        await _until_done(store, events_job, report, refs)
-
+        await _until_done(store, partial(_events_job, due.audit_events), report, refs)
     if due.routing_records is not None:
-        cutoff = due.routing_records
-
-        async def records_job(connection: AsyncConnection) -> Found:
-            ids = list(
-                (
-                    await connection.execute(
-                        select(routing_records.c.message_id)
-                        .where(routing_records.c.decided_at < cutoff)
-                        .limit(BATCH * 10)
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            if ids:
-                await connection.execute(
-                    delete(routing_records).where(routing_records.c.message_id.in_(ids))
-                )
-            return {"routing_records": len(ids)}, set()
-
-        await _until_done(store, records_job, report, refs)
-
+        await _until_done(store, partial(_records_job, due.routing_records), report, refs)
     report.blobs_removed = await drop_unused_blobs(store, blobs, refs)
     counts = report.counts()
     del counts["dry_run"]
@@ -332,3 +210,120 @@ async def apply_retention(
         await compact(store)
     log.info("retention: removed %s", ", ".join(f"{k} {v}" for k, v in counts.items()))
     return report
+
+
+async def _conversations_job(cutoff: float, connection: AsyncConnection) -> Found:
+    """One batch of closed conversations closed before ``cutoff``: their messages, files and
+    outbox entries go, their audit events are anonymised."""
+    ids = list(
+        (
+            await connection.execute(
+                select(conversations.c.id).where(_due_conversations(cutoff)).limit(BATCH)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if not ids:
+        return {}, set()
+    message_ids = list(
+        (await connection.execute(select(messages.c.id).where(messages.c.conversation_id.in_(ids))))
+        .scalars()
+        .all()
+    )
+    about = list(
+        (await connection.execute(select(events).where(events.c.conversation_id.in_(ids)))).all()
+    )
+    for part in chunks(message_ids):
+        about += (
+            await connection.execute(
+                select(events).where(
+                    and_(events.c.message_id.in_(part), events.c.conversation_id.is_(None))
+                )
+            )
+        ).all()
+    files, used = await remove_messages(connection, message_ids)
+    await connection.execute(delete(conversations).where(conversations.c.id.in_(ids)))
+    anonymised = await anonymise_events(connection, about)
+    counts = {
+        "conversations": len(ids),
+        "messages": len(message_ids),
+        "attachments": files,
+        "events_anonymised": anonymised,
+    }
+    return counts, used
+
+
+async def _attachments_job(cutoff: float, connection: AsyncConnection) -> Found:
+    """One batch of files of messages older than ``cutoff``."""
+    rows = (
+        await connection.execute(
+            select(attachments.c.id, attachments.c.blob_ref)
+            .where(attachments.c.id.in_(_due_attachments(cutoff).scalar_subquery()))
+            .limit(BATCH)
+        )
+    ).all()
+    if not rows:
+        return {}, set()
+    await connection.execute(
+        delete(attachments).where(attachments.c.id.in_([row.id for row in rows]))
+    )
+    return {"attachments": len(rows)}, {row.blob_ref for row in rows}
+
+
+async def _erase_prospects(
+    store: Store, cutoff: float, now: float, report: RetentionReport, refs: set[str]
+) -> None:
+    """Erase each prospect without contact since ``cutoff``, one writer job each."""
+    async with store.read() as connection:
+        prospects = list((await connection.execute(_due_prospects(cutoff))).scalars())
+    for prospect in prospects:
+
+        async def erase_job(connection: AsyncConnection, prospect: str = prospect) -> Any:
+            return await erase_in(connection, prospect, actor=ACTOR, now=now, close_open=False)
+
+        try:
+            erased, used = await store.writer.call(erase_job)
+        except (NotFound, InvalidState):  # merged, erased or written to meanwhile
+            continue
+        report.prospects += 1
+        report.messages += erased.messages
+        report.attachments += erased.attachments
+        report.events_anonymised += erased.events_anonymised
+        refs.update(used)
+
+
+async def _events_job(cutoff: float, connection: AsyncConnection) -> Found:
+    """One batch of audit events older than ``cutoff``."""
+    seqs = list(
+        (
+            await connection.execute(
+                select(events.c.seq).where(events.c.at < cutoff).limit(BATCH * 10)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if seqs:
+        await connection.execute(delete(events).where(events.c.seq.in_(seqs)))
+    return {"audit_events": len(seqs)}, set()
+
+
+async def _records_job(cutoff: float, connection: AsyncConnection) -> Found:
+    """One batch of routing records (what the rules saw) decided before ``cutoff``."""
+    ids = list(
+        (
+            await connection.execute(
+                select(routing_records.c.message_id)
+                .where(routing_records.c.decided_at < cutoff)
+                .limit(BATCH * 10)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    if ids:
+        await connection.execute(
+            delete(routing_records).where(routing_records.c.message_id.in_(ids))
+        )
+    return {"routing_records": len(ids)}, set()

@@ -7,13 +7,12 @@ of them load with a fixed number of statements (the dispatch service shows many 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection
-from typing import Any
+from collections.abc import AsyncIterator, Collection, Mapping
+from typing import Any, Protocol
 
 from sqlalchemy import and_, case, desc, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.customers.context import customer_contexts
 from hub.envelope import Envelope, Identity, decode_envelope
 from hub.errors import NotFound
 from hub.store.calls import calls_of
@@ -27,7 +26,6 @@ from hub.store.records import (
     OptOut,
 )
 from hub.store.schema import QUEUED, attachments, conversations, identities, messages, opt_outs
-from rules.decision import Priority
 
 #: what a :class:`ConversationSummary` is made of (``summary_of``)
 SUMMARY_COLUMNS = (
@@ -51,6 +49,29 @@ _FILE_COLUMNS = (
 _OptOutKey = tuple[str, str, str]  # inbox, identity kind, address
 
 
+class CustomerContexts(Protocol):
+    """What a conversation shows of its customers, many at once, read on the conversation's
+    own connection: ``hub.customers.context.customer_contexts``, passed in by whoever opens the
+    store, so the store does not import the customers package (which builds on it)."""
+
+    async def __call__(
+        self,
+        connection: AsyncConnection,
+        customer_ids: Collection[str],
+        now: float,
+        *,
+        history: int = 20,
+    ) -> dict[str, dict[str, Any]]: ...
+
+
+async def bare_contexts(
+    connection: AsyncConnection, customer_ids: Collection[str], now: float, *, history: int = 20
+) -> dict[str, dict[str, Any]]:
+    """A customer as only their id: for a store opened without :class:`CustomerContexts`
+    (tools and tests that show no customers)."""
+    return {customer_id: {"id": customer_id, "history": []} for customer_id in customer_ids}
+
+
 def summary_of(row: Any, assignee: str | None = None) -> ConversationSummary:
     """A :class:`ConversationSummary` from a row of :data:`SUMMARY_COLUMNS`."""
     return ConversationSummary(
@@ -69,8 +90,9 @@ def summary_of(row: Any, assignee: str | None = None) -> ConversationSummary:
 class Conversations:
     """Reads of conversations, whole or as summaries."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, customer_contexts: CustomerContexts) -> None:
         self._db = database
+        self._customer_contexts = customer_contexts
 
     async def get(self, conversation_id: str) -> Conversation:
         """A conversation with its customer, identities and messages (notes included)."""
@@ -94,7 +116,7 @@ class Conversations:
             found = {row.id: dict(zip(names, row, strict=True)) for row in selected}
             if not found:
                 return {}
-            contexts = await customer_contexts(
+            contexts = await self._customer_contexts(
                 connection,
                 {conversation["customer_id"] for conversation in found.values()},
                 self._db.clock(),
@@ -190,14 +212,17 @@ class Conversations:
             )
             return [summary_of(row, row.assignee) for row in rows]
 
-    async def queued_pages(self, size: int = 1000) -> AsyncIterator[list[ConversationSummary]]:
-        """Every queued conversation's summary, in pages of ``size``, most urgent first, then
-        oldest: one query streamed page by page, so a large backlog can be taken in while the
-        hub already works (dispatch start-up)."""
+    async def queued_pages(
+        self, size: int, urgency: Mapping[str, int], *, default: int = 0
+    ) -> AsyncIterator[list[ConversationSummary]]:
+        """Every queued conversation's summary, in pages of ``size``, most urgent first (by
+        ``urgency`` of its priority, higher first, ``default`` for another), then oldest: one
+        query streamed page by page, so a large backlog can be taken in while the hub already
+        works (dispatch start-up)."""
         rank = case(
-            {str(priority): -priority.rank for priority in Priority},
+            {priority: -rank for priority, rank in urgency.items()},
             value=conversations.c.priority,
-            else_=-Priority.NORMAL.rank,
+            else_=-default,
         )
         query = (
             select(*SUMMARY_COLUMNS)

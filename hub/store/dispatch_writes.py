@@ -8,7 +8,7 @@ had changed) is told per write. Writes to the same conversation keep their order
 different conversations commute, so they are grouped by kind.
 
 With several hub processes, a write carries the fencing token of the dispatch lease its
-process held when it decided it (``hub.dispatch.lease``); a commit whose writes carry a token
+process held when it decided it (``hub.lease``); a commit whose writes carry a token
 that is not the lease's current one is refused with :class:`LeaseLost` (the writer then retries
 each write alone, so only the stale ones fail). Token 0 is refused always: a standby carries
 it, so nothing it does can write dispatch state. Writes without a token (one process) are not

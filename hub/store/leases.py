@@ -1,6 +1,6 @@
 """Leases in the database: one holder at a time per name, with a fencing token.
 
-The decision is ``hub.dispatch.lease``'s; this reads the row locked, applies the decision and
+The decision is ``hub.lease``'s; this reads the row locked, applies the decision and
 commits, so two processes claiming at once are serialized by the row lock and only one can
 take a lease. Claims run in a transaction of their own, not in the group-committing writer: a
 renewal must not wait behind a long queue of writes, and it locks only the lease row.
@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.dispatch.lease import Decision, LeaseRow, Verdict, decide, released
+from hub.lease import Decision, LeaseRow, Verdict, decide, released
 from hub.store.database import Database, insert_ignoring_conflicts
 from hub.store.failures import translate
 from hub.store.schema import leases

@@ -19,7 +19,7 @@ from hub.store.assignments import Assignments
 from hub.store.attachments import Attachments
 from hub.store.calls import CallEvents
 from hub.store.connector_state import ConnectorStates
-from hub.store.conversations import Conversations
+from hub.store.conversations import Conversations, CustomerContexts, bare_contexts
 from hub.store.customer_notes import CustomerNotes
 from hub.store.database import Clock, Database
 from hub.store.event_outbox import EventOutbox
@@ -39,6 +39,8 @@ class Store:
     Each public name is bound to an aggregate's method when the store is made, so a method is
     defined (signature, docstring) once, where its tables are; ``engine``, ``writer``,
     ``clock`` and ``read`` are the shared database's, for ``hub.customers.repository``.
+    ``customer_contexts`` is what a conversation shows of its customer
+    (``hub.customers.context.customer_contexts`` in the hub; without it, only their id).
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class Store:
         sqlite_calls: str = "inline",
         batch_max: int = 256,
         clock: Clock = time.time,
+        customer_contexts: CustomerContexts = bare_contexts,
     ) -> None:
         database = Database(
             url,
@@ -66,7 +69,7 @@ class Store:
         self.ping = readiness.ping
         self.write_problem = readiness.write_problem
 
-        conversations = Conversations(database)
+        conversations = Conversations(database, customer_contexts)
         self.conversation = conversations.get
         self.conversation_for_reply = conversations.for_reply
         self.conversations = conversations.many

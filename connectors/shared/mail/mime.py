@@ -7,10 +7,9 @@ wrong or unknown charset yields replacement characters, never an exception. Pure
 
 from __future__ import annotations
 
-import html as htmllib
 import re
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import EmailMessage, Message
 
@@ -18,12 +17,12 @@ import nh3
 
 from connectors.shared.mail import charsets
 from connectors.shared.mail.headers import POLICY
+from connectors.shared.mail.markup import html_to_text, html_too_complex
 
 MAX_DEPTH = 30
 MAX_PARTS = 1000
 MAX_TEXT = 1_000_000  # characters of body text kept; the rest is in the original HTML/mail
 
-_BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f-\x9f/\\:*?\"<>|]+")
 # format characters (bidi overrides and isolates, zero-width marks, BOM) and line/paragraph
 # separators: nothing a file name needs, all of them ways to disguise one
@@ -79,91 +78,6 @@ def decode_text(part: Message, data: bytes | None = None) -> str:
     return data.decode("cp1252", errors="replace")
 
 
-MAX_HTML_DEPTH = 256  # browsers' parsers stop nesting at 512
-MAX_HTML_CHARS = 4_000_000
-_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]{0,40})[^<>]*?(/?)>")
-# elements that never nest (void) or that real mail leaves open by the thousand (their next
-# sibling closes them): they do not deepen the tree the parser keeps
-_FLAT = frozenset(
-    {
-        "area",
-        "base",
-        "br",
-        "col",
-        "embed",
-        "hr",
-        "img",
-        "input",
-        "link",
-        "meta",
-        "param",
-        "source",
-        "track",
-        "wbr",
-        "p",
-        "li",
-        "dt",
-        "dd",
-        "tr",
-        "td",
-        "th",
-        "tbody",
-        "thead",
-        "tfoot",
-        "colgroup",
-        "option",
-        "optgroup",
-        "rb",
-        "rt",
-        "rp",
-        "html",
-        "head",
-        "body",
-    }
-)
-
-
-def html_too_complex(markup: str) -> str | None:
-    """Why ``markup`` is not run through the HTML sanitizer, or None.
-
-    The HTML parser behind nh3 looks through its stack of open elements at every block-level
-    start tag, so its cost is tags times depth: 40,000 nested ``<div>`` lines (600 KB) take
-    seconds per pass. Size and nesting are bounded before it starts; the depth counted here
-    is an upper estimate made in one pass over the tags."""
-    if len(markup) > MAX_HTML_CHARS:
-        return f"{len(markup):,} characters of HTML, more than {MAX_HTML_CHARS:,}"
-    if markup.count("<") <= MAX_HTML_DEPTH:
-        return None
-    depth = 0
-    for found in _TAG.finditer(markup):
-        if found[3] or found[2].lower() in _FLAT:
-            continue
-        if found[1]:
-            depth = max(depth - 1, 0)
-            continue
-        depth += 1
-        if depth > MAX_HTML_DEPTH:
-            return f"HTML nested more than {MAX_HTML_DEPTH} elements deep"
-    return None
-
-
-_ANY_TAG = re.compile(r"<[^<>]*>")
-
-
-def html_to_text(markup: str) -> str:
-    """Readable text of an HTML body: tags dropped (scripts and styles with their content).
-
-    HTML too complex for the sanitizer (:func:`html_too_complex`) has its tags cut out by one
-    linear pattern instead; the content of scripts and styles then stays, as plain text."""
-    spaced = re.sub(r"(?i)<\s*(br|/p|/div|/tr|/li|/h[1-6])\b[^>]*>", "\n", markup)
-    if html_too_complex(markup) is None:
-        stripped = nh3.clean(spaced, tags=set(), clean_content_tags={"script", "style"})
-    else:
-        stripped = _ANY_TAG.sub("", spaced)
-    text = htmllib.unescape(stripped)
-    return _BLANK_LINES.sub("\n\n", text.replace("\r", "")).strip()
-
-
 def safe_filename(name: str | None, fallback: str) -> str:
     """The sender's filename as display metadata: no path, no controls, bounded length.
 
@@ -189,6 +103,31 @@ def _children(part: Message) -> list[Message]:
 # a part's role in building the body: standalone, the plain alternative, or an HTML
 # alternative whose plain sibling already gives the text
 _ALONE, _PLAIN_ALTERNATIVE, _HTML_ONLY = 0, 1, 2
+_Visit = tuple[Message, int, int]  # a part, its depth, its role
+
+
+@dataclass
+class _Found:
+    """What walking a mail collects: body texts and HTML, files within the limits, the
+    delivery report's fields and the headers of the mail it reports on."""
+
+    max_parts: int
+    max_bytes: int
+    is_report: bool
+    texts: list[str] = field(default_factory=list)
+    markups: list[str] = field(default_factory=list)
+    parts: list[Part] = field(default_factory=list)
+    total: int = 0
+    truncated: bool = False
+    bounce_fields: dict[str, str] = field(default_factory=dict)
+    bounced_headers: Message | None = None
+
+    def keep(self, part: Part) -> None:
+        if len(self.parts) >= self.max_parts or self.total + len(part.data) > self.max_bytes:
+            self.truncated = True
+            return
+        self.total += len(part.data)
+        self.parts.append(part)
 
 
 def walk(message: EmailMessage, *, max_parts: int, max_bytes: int) -> Body:
@@ -197,115 +136,123 @@ def walk(message: EmailMessage, *, max_parts: int, max_bytes: int) -> Body:
 
     Of a multipart/alternative the plain part gives the text and the HTML part the HTML; the
     inline text parts of a multipart/mixed (a text and an HTML signature, say) are joined."""
-    texts: list[str] = []
-    markups: list[str] = []
-    parts: list[Part] = []
-    total = 0
-    truncated = False
-    bounce_fields: dict[str, str] = {}
-    bounced_headers: Message | None = None
     is_report = (
         message.get_content_type() == "multipart/report"
         and str(message.get_param("report-type") or "").lower() == "delivery-status"
     )
-
-    def keep(part: Part) -> None:
-        nonlocal total, truncated
-        if len(parts) >= max_parts or total + len(part.data) > max_bytes:
-            truncated = True
-            return
-        total += len(part.data)
-        parts.append(part)
-
-    stack: list[tuple[Message, int, int]] = [(message, 0, _ALONE)]
+    found = _Found(max_parts, max_bytes, is_report)
+    stack: list[_Visit] = [(message, 0, _ALONE)]
     seen = 0
     while stack:
         part, depth, role = stack.pop()
         seen += 1
         if seen > MAX_PARTS:
-            truncated = True
+            found.truncated = True
             break
-        kind = part.get_content_type()
-        filename = _filename(part)
-        if kind in ("message/rfc822", "text/rfc822-headers"):
-            # an attached or bounced mail: a file, never part of this mail's body
-            if is_report:
-                bounced_headers = _attached_headers(part)
-            if not is_report or kind == "message/rfc822":
-                data = _attached_bytes(part)
-                if data is not None:
-                    keep(Part(safe_filename(filename, "attached.eml"), "message/rfc822", data))
-            continue
-        if kind in ("message/delivery-status", "message/global-delivery-status") and is_report:
-            bounce_fields.update(_delivery_status(part))
-            continue
-        if part.is_multipart():
-            if depth >= MAX_DEPTH:
-                truncated = True
-                continue
-            children = _children(part)
-            roles = [role] * len(children)
-            if kind == "multipart/alternative":
-                has_plain = any(
-                    child.get_content_type() == "text/plain"
-                    and child.get_content_disposition() != "attachment"
-                    for child in children
-                )
-                roles = [
-                    _PLAIN_ALTERNATIVE
-                    if child.get_content_type() == "text/plain"
-                    else (_HTML_ONLY if has_plain else role)
-                    for child in children
-                ]
-            # reversed onto the stack so parts are visited in document order
-            stack.extend(
-                (child, depth + 1, child_role)
-                for child, child_role in reversed(list(zip(children, roles, strict=True)))
-            )
-            continue
-        disposition = (part.get_content_disposition() or "").lower()
-        is_body = kind in ("text/plain", "text/html") and disposition != "attachment"
-        if is_body and filename and disposition != "inline":
-            is_body = False  # a named text file is an attachment, whatever its disposition
-        if is_body and kind == "text/plain":
-            if role != _HTML_ONLY:
-                texts.append(decode_text(part))
-            continue
-        if is_body and kind == "text/html":
-            markup = decode_text(part)
-            markups.append(markup)
-            if role != _HTML_ONLY:
-                texts.append(html_to_text(markup))
-            continue
-        payload = part.get_payload(decode=True)
-        data = payload if isinstance(payload, bytes) else b""
-        if not data and not filename:
-            continue
-        content_id = _content_id(part)
-        keep(
-            Part(
-                name=safe_filename(filename, f"part-{len(parts) + 1}.{_extension(kind)}"),
-                content_type=kind,
-                data=data,
-                inline=disposition == "inline" or (content_id is not None and not disposition),
-                content_id=content_id,
-            )
+        # reversed onto the stack so parts are visited in document order
+        stack.extend(reversed(_visit(part, depth, role, found)))
+    return _body(found)
+
+
+def _visit(part: Message, depth: int, role: int, found: _Found) -> list[_Visit]:
+    """Take in one part; the parts within it, to visit next."""
+    kind = part.get_content_type()
+    filename = _filename(part)
+    if kind in ("message/rfc822", "text/rfc822-headers"):
+        # an attached or bounced mail: a file, never part of this mail's body
+        if found.is_report:
+            found.bounced_headers = _attached_headers(part)
+        if not found.is_report or kind == "message/rfc822":
+            data = _attached_bytes(part)
+            if data is not None:
+                found.keep(Part(safe_filename(filename, "attached.eml"), "message/rfc822", data))
+        return []
+    if kind in ("message/delivery-status", "message/global-delivery-status") and found.is_report:
+        found.bounce_fields.update(_delivery_status(part))
+        return []
+    if part.is_multipart():
+        if depth >= MAX_DEPTH:
+            found.truncated = True
+            return []
+        children = _children(part)
+        roles = _roles(kind, children, role)
+        return [
+            (child, depth + 1, child_role)
+            for child, child_role in zip(children, roles, strict=True)
+        ]
+    _leaf(part, kind, filename, role, found)
+    return []
+
+
+def _roles(kind: str, children: list[Message], role: int) -> list[int]:
+    """Children inherit their parent's role, except in a multipart/alternative with a plain
+    part: that part gives the text, the others only their HTML."""
+    if kind != "multipart/alternative":
+        return [role] * len(children)
+    has_plain = any(
+        child.get_content_type() == "text/plain" and child.get_content_disposition() != "attachment"
+        for child in children
+    )
+    return [
+        _PLAIN_ALTERNATIVE
+        if child.get_content_type() == "text/plain"
+        else (_HTML_ONLY if has_plain else role)
+        for child in children
+    ]
+
+
+def _leaf(part: Message, kind: str, filename: str | None, role: int, found: _Found) -> None:
+    """A part that holds content: body text, body HTML or a file."""
+    disposition = (part.get_content_disposition() or "").lower()
+    is_body = kind in ("text/plain", "text/html") and disposition != "attachment"
+    if is_body and filename and disposition != "inline":
+        is_body = False  # a named text file is an attachment, whatever its disposition
+    if is_body and kind == "text/plain":
+        if role != _HTML_ONLY:
+            found.texts.append(decode_text(part))
+        return
+    if is_body and kind == "text/html":
+        markup = decode_text(part)
+        found.markups.append(markup)
+        if role != _HTML_ONLY:
+            found.texts.append(html_to_text(markup))
+        return
+    payload = part.get_payload(decode=True)
+    data = payload if isinstance(payload, bytes) else b""
+    if not data and not filename:
+        return
+    content_id = _content_id(part)
+    found.keep(
+        Part(
+            name=safe_filename(filename, f"part-{len(found.parts) + 1}.{_extension(kind)}"),
+            content_type=kind,
+            data=data,
+            inline=disposition == "inline" or (content_id is not None and not disposition),
+            content_id=content_id,
         )
-    body_text = "\n\n".join(text.strip("\r\n") for text in texts if text.strip())
+    )
+
+
+def _body(found: _Found) -> Body:
+    """The :class:`Body` of what the walk found: texts joined and bounded, the HTML kept as
+    a file and sanitized for showing, the report's fields as a :class:`Bounce`."""
+    truncated = found.truncated
+    body_text = "\n\n".join(text.strip("\r\n") for text in found.texts if text.strip())
     body_text = body_text.replace("\r\n", "\n")
     if len(body_text) > MAX_TEXT:
         body_text, truncated = body_text[:MAX_TEXT], True
-    original = "\n".join(markups) if markups else None
+    parts = list(found.parts)
+    original = "\n".join(found.markups) if found.markups else None
     if original is not None:
         parts.insert(0, Part("original.html", "text/html", original.encode("utf-8")))
     bounce = None
-    if is_report:
+    if found.is_report:
+        fields = found.bounce_fields
         bounce = Bounce(
-            original_message_id=_first_id(bounced_headers),
-            recipient=bounce_fields.get("final-recipient")
-            or bounce_fields.get("original-recipient"),
-            status=bounce_fields.get("status"),
-            diagnostic=bounce_fields.get("diagnostic-code"),
+            original_message_id=_first_id(found.bounced_headers),
+            recipient=fields.get("final-recipient") or fields.get("original-recipient"),
+            status=fields.get("status"),
+            diagnostic=fields.get("diagnostic-code"),
         )
     skipped = html_too_complex(original) if original is not None else None
     sanitized = nh3.clean(original) if original is not None and skipped is None else None

@@ -13,18 +13,14 @@ import hashlib
 import re
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
-from email.parser import BytesParser
 
 import msgspec
 
-from connectors.shared.mail import headers, message_ids
-from connectors.shared.mail.mime import MAX_PARTS, Body, Bounce, Part, walk
+from connectors.shared.mail import headers, message_ids, structure
+from connectors.shared.mail.mime import Body, Bounce, Part, walk
 from hub.envelope import Attachment, Direction, Envelope, Identity, ThreadHints
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
-MAX_BOUNDARIES = 200  # declared multipart boundaries
-MAX_LINES = 1_000_000  # a 25 MB mail of base64 has about 340,000
-MAX_DELIMITERS = 2 * MAX_PARTS  # lines starting with "--" (MIME part delimiters)
 UNKNOWN_SENDER = Identity(kind="email", address="unknown@invalid")
 
 
@@ -82,128 +78,26 @@ def parse_mail(raw: bytes, options: Options, received_at: float) -> ParsedMail:
         raise BadMail("empty message")
     if len(raw) > options.max_bytes:
         raise BadMail(f"message of {len(raw)} bytes exceeds the {options.max_bytes} limit")
-    repaired = _repair_header_block(raw)
-    # the stdlib parser works line by line and recurses once per nesting level: a mail whose
-    # structure no real mail has is not walked at all (headers parsed, body kept whole)
-    too_complex = complexity(repaired)
-    message: Message | None = None
-    if too_complex is None:
-        try:
-            message = email.message_from_bytes(repaired, policy=headers.POLICY)
-        except RecursionError:
-            too_complex = "multipart nesting deeper than the parser can follow"
-    if message is None:
-        message = _headers_with_opaque_body(repaired)
-    assert isinstance(message, EmailMessage)
-    fallback = _declared_charsets(message)
-    from_ = headers.addresses(message, "From", fallback)
-    sender = from_[0] if from_ else None
-    has_from = bool(headers.text_header(message, "From", 300, fallback))
-    if sender is None and not has_from:
-        # no From at all (bounces, broken tools): the envelope-ish headers say who sent it. A
-        # From that is there but unparseable ("a@x.org b@y.org") is not replaced by them:
-        # its writer is unknown, and the agent sees the header as written (from_header)
-        for name in ("Sender", "Reply-To", "Return-Path"):
-            found = headers.addresses(message, name, fallback)
-            if found:
-                sender = found[0]
-                break
+    message, too_complex = _message(raw)
+    fallback = structure.declared_charsets(message)
+    sender = _sender(message, fallback)
     own_id = headers.message_id(message)
     in_reply_to = headers.message_ids(message, "In-Reply-To")
-    references = headers.message_ids(message, "References")
     subject = headers.text_header(message, "Subject", 500, fallback)
-    if too_complex is not None and message.get_content_maintype() == "multipart":
-        body = Body(
-            f"[This mail is too complex to show ({too_complex}); the original is attached as "
-            "original.eml.]",
-            None,
-            (Part("original.eml", "message/rfc822", raw),),
-            None,
-            True,
-        )
-    else:  # a single text part is still read, however many lines it has
-        body = walk(message, max_parts=options.max_attachments, max_bytes=options.max_bytes)
-    auth = headers.authentication(message, options.trusted_authserv_ids)
+    body = _body(raw, message, too_complex, options)
     auto_reason = headers.automated(message, sender)
     if body.bounce is not None and auto_reason is None:
         auto_reason = "delivery status notification"
-    bounce = body.bounce
-    if bounce is not None and bounce.original_message_id is None:
-        # some reports quote only the text: any id of ours in the raw bytes names the mail
-        bounce = Bounce(
-            _our_id_in(raw, options.id_domain), bounce.recipient, bounce.status, bounce.diagnostic
-        )
-    elif (
-        bounce is None
-        and sender is not None
-        and "mailer" in sender.address.lower()
-        and headers.AUTOMATED_SENDERS.match(sender.address)
-    ):
-        quoted = _our_id_in(raw, options.id_domain)
-        if quoted is not None:  # a non-standard bounce quoting our mail
-            bounce = Bounce(quoted, None, None, body.text[:500] or None)
-    refs = [*references, *(i for i in in_reply_to if i not in references)]
-    if bounce is not None and bounce.original_message_id:
-        refs.append(bounce.original_message_id)
-    conversation = None
-    forged = []
-    for ref in reversed(refs):  # the newest reference naming a conversation wins
-        if message_ids.looks_ours(ref, options.id_domain):
-            found_conv = message_ids.conversation_of(options.secret, ref, options.id_domain)
-            if found_conv is None:
-                forged.append(ref)
-            elif conversation is None:
-                conversation = found_conv
-    trusted_refs = tuple(ref for ref in refs if ref not in forged)
-    session = None
-    if options.subject_threading and sender is not None and subject:
-        normalized = headers.thread_subject(subject)
-        if normalized:
-            session = (
-                "subject:"
-                + hashlib.sha256(f"{sender.address.lower()}\n{normalized}".encode()).hexdigest()[
-                    :32
-                ]
-            )
-    metadata: dict[str, object] = {}
-    if own_id:
-        metadata["message_id"] = own_id
-    date = headers.header(message, "Date", 200)
-    if date:
-        metadata["date"] = date
+    bounce = _bounce(raw, body, sender, options.id_domain)
+    threading = _threading(message, in_reply_to, bounce, options)
+    auth = headers.authentication(message, options.trusted_authserv_ids)
+    metadata = _metadata(
+        message,
+        fallback,
+        _Findings(own_id, sender, auto_reason, bounce, body, too_complex, threading.forged),
+        auth,
+    )
     cc = headers.addresses(message, "Cc", fallback)
-    reply_to = headers.addresses(message, "Reply-To", fallback)
-    if reply_to and sender is not None and reply_to[0].address != sender.address:
-        metadata["reply_to"] = reply_to[0].address
-    if auto_reason:
-        metadata["auto_reason"] = auto_reason
-    if auth.results:
-        metadata["authentication"] = {"authserv_id": auth.authserv_id, **auth.results}
-    elif auth.problem:
-        metadata["authentication"] = {"authserv_id": auth.authserv_id, "problem": auth.problem}
-    if forged:
-        metadata["forged_references"] = forged[:5]
-    if bounce is not None:
-        metadata["bounce"] = {
-            "original_message_id": bounce.original_message_id,
-            "recipient": bounce.recipient,
-            "status": bounce.status,
-            "diagnostic": bounce.diagnostic,
-        }
-    if body.truncated or too_complex:
-        metadata["truncated"] = True
-    if too_complex:
-        metadata["too_complex"] = too_complex
-    if body.html_skipped:
-        metadata["html_not_shown"] = body.html_skipped
-    defects = len(message.defects) + sum(len(p.defects) for p in _leaves(message))
-    if defects:
-        metadata["mime_defects"] = defects
-    if sender is None:
-        metadata["sender_missing"] = True
-        raw_from = headers.text_header(message, "From", 300, fallback)
-        if raw_from:
-            metadata["from_header"] = raw_from  # unparseable, but the agent should see it
     envelope = Envelope(
         channel="email",
         inbox=options.inbox,
@@ -214,12 +108,12 @@ def parse_mail(raw: bytes, options: Options, received_at: float) -> ParsedMail:
         received_at=received_at,
         recipients=tuple(headers.addresses(message, "To", fallback) + cc),
         thread=ThreadHints(
-            session=session,
+            session=_subject_session(sender, subject, options),
             in_reply_to=in_reply_to[-1]
-            if in_reply_to and in_reply_to[-1] in trusted_refs
+            if in_reply_to and in_reply_to[-1] in threading.trusted
             else None,
-            references=trusted_refs,
-            conversation=conversation,
+            references=threading.trusted,
+            conversation=threading.conversation,
             reopen=options.reopen_closed,
             delivery_report=bounce is not None,
         ),
@@ -233,104 +127,171 @@ def parse_mail(raw: bytes, options: Options, received_at: float) -> ParsedMail:
     return ParsedMail(envelope, body.parts, bounce)
 
 
-def complexity(raw: bytes) -> str | None:
-    """Why ``raw`` is not walked as MIME, or None: more multipart boundaries, lines or part
-    delimiters than any real mail has. Counted with byte searches, before any parsing: the
-    stdlib parser's cost grows with each of these (3 million short lines took seconds and
-    hundreds of MB; 100,000 empty parts, seconds), and so would ours on top of it."""
-    head = raw[:5_000_000]
-    if (
-        head.lower().count(b"boundary") > MAX_BOUNDARIES
-        and len(re.findall(rb"(?i)boundary\s*=", head)) > MAX_BOUNDARIES
-    ):
-        return f"more than {MAX_BOUNDARIES} multipart boundaries"
-    lines = raw.count(b"\n")
-    if lines > MAX_LINES:
-        return f"{lines:,} lines, more than {MAX_LINES:,}"
-    delimiters = raw.count(b"\n--")
-    if delimiters > MAX_DELIMITERS:
-        return f"{delimiters:,} MIME delimiter lines, more than {MAX_DELIMITERS:,}"
+def _message(raw: bytes) -> tuple[EmailMessage, str | None]:
+    """The parsed message, and why its body is not walked (None: it is). The stdlib parser
+    works line by line and recurses once per nesting level: a mail whose structure no real
+    mail has is not walked at all (headers parsed, body kept whole)."""
+    repaired = structure.repair_header_block(raw)
+    too_complex = structure.complexity(repaired)
+    message: Message | None = None
+    if too_complex is None:
+        try:
+            message = email.message_from_bytes(repaired, policy=headers.POLICY)
+        except RecursionError:
+            too_complex = "multipart nesting deeper than the parser can follow"
+    if message is None:
+        message = structure.headers_with_opaque_body(repaired)
+    assert isinstance(message, EmailMessage)
+    return message, too_complex
+
+
+def _sender(message: EmailMessage, fallback: tuple[str, ...]) -> Identity | None:
+    """Who sent it: From, or without any From (bounces, broken tools) the envelope-ish
+    headers. A From that is there but unparseable ("a@x.org b@y.org") is not replaced by
+    them: its writer is unknown, and the agent sees the header as written (from_header)."""
+    from_ = headers.addresses(message, "From", fallback)
+    if from_:
+        return from_[0]
+    if headers.text_header(message, "From", 300, fallback):
+        return None
+    for name in ("Sender", "Reply-To", "Return-Path"):
+        found = headers.addresses(message, name, fallback)
+        if found:
+            return found[0]
     return None
 
 
-def _headers_with_opaque_body(raw: bytes) -> EmailMessage:
-    """The header block parsed, the body attached as it came (no line-by-line work)."""
-    found = _HEADER_END.search(raw)
-    head, body = (raw[: found.start()], raw[found.end() :]) if found else (raw, b"")
-    message = BytesParser(policy=headers.POLICY).parsebytes(head + b"\r\n\r\n", headersonly=True)
-    assert isinstance(message, EmailMessage)
-    message.set_payload(body.decode("ascii", "surrogateescape"))
-    return message
+def _body(raw: bytes, message: EmailMessage, too_complex: str | None, options: Options) -> Body:
+    """The text, HTML and files; a multipart mail too complex to walk is attached whole."""
+    if too_complex is not None and message.get_content_maintype() == "multipart":
+        return Body(
+            f"[This mail is too complex to show ({too_complex}); the original is attached as "
+            "original.eml.]",
+            None,
+            (Part("original.eml", "message/rfc822", raw),),
+            None,
+            True,
+        )
+    # a single text part is still read, however many lines it has
+    return walk(message, max_parts=options.max_attachments, max_bytes=options.max_bytes)
 
 
-_HEADER_LINE = re.compile(rb"^[!-9;-~]+:")
-_EAST_ASIAN = {
-    "iso-2022-jp": ("cp932", "euc_jp"),
-    "shift_jis": ("cp932", "euc_jp"),
-    "euc-jp": ("euc_jp", "cp932"),
-    "gb2312": ("gb18030", "big5"),
-    "gbk": ("gb18030", "big5"),
-    "big5": ("big5", "gb18030"),
-    "euc-kr": ("cp949",),
-    "ks_c_5601-1987": ("cp949",),
-}
-_SINGLE_BYTE = ("iso-8859", "windows-125", "cp125", "us-ascii", "ascii", "latin")
+def _bounce(raw: bytes, body: Body, sender: Identity | None, id_domain: str) -> Bounce | None:
+    """The delivery report this mail is, naming which of our mails failed if it can."""
+    bounce = body.bounce
+    if bounce is not None and bounce.original_message_id is None:
+        # some reports quote only the text: any id of ours in the raw bytes names the mail
+        return Bounce(
+            _our_id_in(raw, id_domain), bounce.recipient, bounce.status, bounce.diagnostic
+        )
+    if (
+        bounce is None
+        and sender is not None
+        and "mailer" in sender.address.lower()
+        and headers.AUTOMATED_SENDERS.match(sender.address)
+    ):
+        quoted = _our_id_in(raw, id_domain)
+        if quoted is not None:  # a non-standard bounce quoting our mail
+            return Bounce(quoted, None, None, body.text[:500] or None)
+    return bounce
 
 
-def _repair_header_block(raw: bytes) -> bytes:
-    """Mend two breakages mail tools produce: a banner line above the headers ("---- Original
-    message ----"), and a folded line that lost its leading space (which would otherwise end
-    the header block there and turn From and Subject into body text)."""
-    first, _, rest = raw.partition(b"\n")
-    if first.strip() and not _HEADER_LINE.match(first) and _HEADER_LINE.match(rest):
-        raw = rest
-    end = re.search(rb"\r?\n\r?\n", raw)
-    if end is None:
-        return raw
-    block = raw[: end.start()].split(b"\n")
-    mended = [
-        line if index == 0 or line[:1] in (b" ", b"\t") or _HEADER_LINE.match(line) else b" " + line
-        for index, line in enumerate(block)
-    ]
-    if mended == block:
-        return raw
-    return b"\n".join(mended) + raw[end.start() :]
+@dataclass(frozen=True, slots=True)
+class _Threading:
+    conversation: str | None  # named by the newest genuine reference of ours
+    trusted: tuple[str, ...]  # the references, without forged ones
+    forged: list[str]  # look like ours, but our signature does not check out
 
 
-def _declared_charsets(message: EmailMessage) -> tuple[str, ...]:
-    """Charsets to read raw 8-bit header bytes with, best guess first: whatever multi-byte
-    charsets the parts declare (and their usual real-world stand-ins), then single-byte ones."""
-    declared: list[str] = []
-    stack = [message]
-    while stack and len(declared) < 20:
-        part = stack.pop()
-        charset = (part.get_content_charset() or "").lower()
-        if charset and charset not in declared:
-            declared.append(charset)
-        payload = part.get_payload() if part.is_multipart() else None
-        if isinstance(payload, list):
-            stack.extend(p for p in reversed(payload[:20]) if isinstance(p, EmailMessage))
-    wide = [c for c in declared if not c.startswith(_SINGLE_BYTE)]
-    narrow = [c for c in declared if c.startswith(_SINGLE_BYTE)]
-    out: list[str] = []
-    for charset in wide:
-        out.extend([charset, *_EAST_ASIAN.get(charset, ())])
-    return tuple(dict.fromkeys([*out, *narrow]))
+def _threading(
+    message: EmailMessage, in_reply_to: list[str], bounce: Bounce | None, options: Options
+) -> _Threading:
+    references = headers.message_ids(message, "References")
+    refs = [*references, *(i for i in in_reply_to if i not in references)]
+    if bounce is not None and bounce.original_message_id:
+        refs.append(bounce.original_message_id)
+    conversation = None
+    forged = []
+    for ref in reversed(refs):  # the newest reference naming a conversation wins
+        if message_ids.looks_ours(ref, options.id_domain):
+            found = message_ids.conversation_of(options.secret, ref, options.id_domain)
+            if found is None:
+                forged.append(ref)
+            elif conversation is None:
+                conversation = found
+    return _Threading(conversation, tuple(ref for ref in refs if ref not in forged), forged)
 
 
-def _leaves(message: EmailMessage) -> list[EmailMessage]:
-    """Up to 200 parts below the top, for counting defects without deep recursion."""
-    out: list[EmailMessage] = []
-    stack = [message]
-    while stack and len(out) < 200:
-        part = stack.pop()
-        if part.is_multipart():
-            payload = part.get_payload()
-            if isinstance(payload, list):
-                stack.extend(p for p in payload if isinstance(p, EmailMessage))
-        if part is not message:
-            out.append(part)
-    return out
+def _subject_session(sender: Identity | None, subject: str | None, options: Options) -> str | None:
+    """With subject threading, one thread per sender and normalized subject."""
+    if not (options.subject_threading and sender is not None and subject):
+        return None
+    normalized = headers.thread_subject(subject)
+    if not normalized:
+        return None
+    key = f"{sender.address.lower()}\n{normalized}".encode()
+    return "subject:" + hashlib.sha256(key).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class _Findings:
+    """What parsing found that the metadata reports."""
+
+    own_id: str | None
+    sender: Identity | None
+    auto_reason: str | None
+    bounce: Bounce | None
+    body: Body
+    too_complex: str | None
+    forged: list[str]
+
+
+def _metadata(
+    message: EmailMessage,
+    fallback: tuple[str, ...],
+    found: _Findings,
+    auth: headers.Authentication,
+) -> dict[str, object]:
+    """The envelope's metadata (docs/email.md lists each key)."""
+    metadata: dict[str, object] = {}
+    if found.own_id:
+        metadata["message_id"] = found.own_id
+    date = headers.header(message, "Date", 200)
+    if date:
+        metadata["date"] = date
+    reply_to = headers.addresses(message, "Reply-To", fallback)
+    if reply_to and found.sender is not None and reply_to[0].address != found.sender.address:
+        metadata["reply_to"] = reply_to[0].address
+    if found.auto_reason:
+        metadata["auto_reason"] = found.auto_reason
+    if auth.results:
+        metadata["authentication"] = {"authserv_id": auth.authserv_id, **auth.results}
+    elif auth.problem:
+        metadata["authentication"] = {"authserv_id": auth.authserv_id, "problem": auth.problem}
+    if found.forged:
+        metadata["forged_references"] = found.forged[:5]
+    if found.bounce is not None:
+        metadata["bounce"] = {
+            "original_message_id": found.bounce.original_message_id,
+            "recipient": found.bounce.recipient,
+            "status": found.bounce.status,
+            "diagnostic": found.bounce.diagnostic,
+        }
+    if found.body.truncated or found.too_complex:
+        metadata["truncated"] = True
+    if found.too_complex:
+        metadata["too_complex"] = found.too_complex
+    if found.body.html_skipped:
+        metadata["html_not_shown"] = found.body.html_skipped
+    defects = len(message.defects) + sum(len(p.defects) for p in structure.leaves(message))
+    if defects:
+        metadata["mime_defects"] = defects
+    if found.sender is None:
+        metadata["sender_missing"] = True
+        raw_from = headers.text_header(message, "From", 300, fallback)
+        if raw_from:
+            metadata["from_header"] = raw_from  # unparseable, but the agent should see it
+    return metadata
 
 
 _OUR_ID = re.compile(rb"<(ch\.[a-z2-7]{16}\.[0-9a-z]{1,40}\.[a-z2-7]{16}@[A-Za-z0-9.-]+)>", re.I)

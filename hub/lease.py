@@ -1,5 +1,7 @@
 """The dispatch lease, decided without I/O: who holds it, when it is renewed, taken over or
-given up, from the lease row and clock readings passed in.
+given up, from the lease row and clock readings passed in. Here, not in ``hub.dispatch``: the
+store applies the row decisions (``hub.store.leases``) and dispatch the rest, and the store
+imports nothing of dispatch.
 
 One hub process at a time runs dispatch. It holds a lease row in PostgreSQL (``leases``:
 holder, token, expires_at) that it renews every third of the lease time; a standby polls the
