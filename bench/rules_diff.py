@@ -2,7 +2,7 @@
 
 The messages are the Zipf workload of ``bench/rules_engine.py`` (real envelopes, customers with
 tiers and values), stored in a SQLite file as ingest stores them: a ``messages`` row and a
-``routing_records`` row each (what the rules saw, encoded by ``hub.replay.record``). The current
+``routing_records`` row each (what the rules saw, encoded by ``hub.ingest.record``). The current
 rules are that benchmark's file at ``--rules`` rules; the proposed file moves one queue, raises a
 priority, rewrites some instructions, drops some rules and adds an after-hours auto-reply.
 
@@ -53,7 +53,7 @@ from rules_engine import CALENDARS, NOW, VOCABULARY, ZIPF_S, Zipf, rules_file, v
 from hub.envelope import encode_envelope
 from hub.replay.diff import Replay, Replayable, Summary
 from hub.replay.load import Period, Reader
-from hub.replay.record import encode, record_of
+from hub.ingest.record import encode, record_of
 from hub.routing import RulesDecider
 from hub.store.schema import conversations, customers, messages, routing_records
 from hub.store.store import Store

@@ -30,7 +30,7 @@ from hub.replay import service
 from hub.replay.api import problem
 from hub.replay.diff import Replayable, Summary, context_of, replay
 from hub.replay.load import Period, Reader
-from hub.replay.record import RoutingRecord, decode, encode, encoded, record_of
+from hub.ingest.record import RoutingRecord, decode, encode, encoded, record_of
 from hub.replay.text import render
 from hub.routing import RulesDecider
 from hub.store.schema import routing_records

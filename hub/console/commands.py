@@ -43,7 +43,7 @@ from hub.dispatch.service import DispatchService
 from hub.envelope import Attachment
 from hub.errors import Forbidden, NotFound
 from hub.permissions import Action, ensure
-from hub.search.scope import scope_of
+from hub.scope import scope_of
 from hub.settings import AgentSettings
 from hub.store.audit import conversation_events
 from hub.store.records import Conversation

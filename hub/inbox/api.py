@@ -1,7 +1,7 @@
 """``GET /api/conversations?view=…`` (docs/api.md, "Inbox views").
 
 Everyone with a session; what a view lists is narrowed to what the caller may read
-(``conversations.read``, ``hub.search.scope``): an agent's *queues* are the queues they
+(``conversations.read``, ``hub.scope``): an agent's *queues* are the queues they
 serve, *unassigned*, *closed* and *all* what their scope covers; *mine* what they hold.
 """
 
@@ -14,7 +14,7 @@ from hub.inbox import sql
 from hub.inbox.query import BadRequest, parse
 from hub.keys import SETTINGS, STORE
 from hub.permissions import Action
-from hub.search.scope import scope_of
+from hub.scope import scope_of
 from hub.sessions import Principal
 
 

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ColumnElement
 
 from hub.inbox.query import After, InboxQuery, View, encode_cursor
-from hub.search.scope import Scope
+from hub.scope import Scope
 from hub.store.schema import ASSIGNED, CLOSED, QUEUED, conversations, customer_stats, customers
 
 

@@ -60,7 +60,7 @@ class Existing(msgspec.Struct, frozen=True, kw_only=True):
 
 class Seen(msgspec.Struct, frozen=True):
     """What the rules saw of the customer and when they decided: recorded with the message
-    (``hub.replay.record``) so ``rules diff`` replays it as it was."""
+    (``hub.ingest.record``) so ``rules diff`` replays it as it was."""
 
     customer: CustomerFacts
     decided_at: float

@@ -11,7 +11,7 @@ import msgspec
 
 from hub.envelope import Outbound, encode_envelope
 from hub.ingest.plan import Action, IngestPlan
-from hub.replay.record import encoded
+from hub.ingest.record import encoded
 from hub.store.audit import event_row
 from hub.store.ingest import IngestRows, outbound_row, outbox_row
 

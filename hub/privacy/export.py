@@ -25,7 +25,7 @@ from hub.privacy.person import (
     events_about,
     find_person,
 )
-from hub.replay.record import decode, readable
+from hub.ingest.record import decode, readable
 from hub.store.blobs import BlobStore
 from hub.store.schema import (
     conversations,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -40,7 +41,7 @@ MAX_EXAMPLES = 60  # example messages in one summary, whatever the number of cha
 
 class Replayable(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """One stored inbound message as the rules saw it when it arrived (never in a reference
-    cycle: untracked by the garbage collector, see ``hub.replay.record``)."""
+    cycle: untracked by the garbage collector, see ``hub.ingest.record``)."""
 
     message_id: str
     conversation_id: str
@@ -157,6 +158,7 @@ class _Pair:
 
 
 _Key = tuple[tuple[str, ...], tuple[str, ...], bool]
+_Samples = list[tuple[int, Replayable]]
 
 
 class _Minute:
@@ -304,57 +306,20 @@ class Replay:
 
     def summary(self) -> Summary:
         """What the messages added so far change (see :class:`Summary`)."""
-        queues: Counter[tuple[str, str]] = Counter()
-        priorities: Counter[tuple[str, str]] = Counter()
-        slas: Counter[tuple[int | None, int | None]] = Counter()
-        newly: Counter[str] = Counter()
-        stopped: Counter[str] = Counter()
-        fired_new: Counter[str] = Counter()
-        added: Counter[str] = Counter()
-        lost: Counter[str] = Counter()
-        gained_replies: Counter[str] = Counter()
-        lost_replies: Counter[str] = Counter()
         shown = _Shown(self.examples)
-        changed = replies_old = replies_new = replies_changed = 0
+        tally = _Tally()
         for (_, _, sends), pair in sorted(self.pairs.items(), key=lambda kv: -kv[1].count):
-            old, new, count, samples = pair.old, pair.new, pair.count, pair.samples
-            queues[(old.queue, new.queue)] += count
-            if old.queue != new.queue:
-                shown.add(("queue", old.queue, new.queue), samples)
-            if old.priority != new.priority:
-                priorities[(str(old.priority), str(new.priority))] += count
-                shown.add(("priority", str(old.priority), str(new.priority)), samples)
-            if old.sla_seconds != new.sla_seconds:
-                slas[(old.sla_seconds, new.sla_seconds)] += count
-                shown.add(("sla", old.sla_seconds, new.sla_seconds), samples)
-            for rule in new.rules:
-                fired_new[rule] += count
-            for rule in _missing(new.rules, old.rules):
-                newly[rule] += count
-                shown.add(("newly", rule), samples)
-            for rule in _missing(old.rules, new.rules):
-                stopped[rule] += count
-                shown.add(("stopped", rule), samples)
-            for line in _missing(new.instructions, old.instructions):
-                added[line] += count
-                shown.add(("added", line), samples)
-            for line in _missing(old.instructions, new.instructions):
-                lost[line] += count
-                shown.add(("lost", line), samples)
-            before = old.auto_reply if sends else None
-            after = new.auto_reply if sends else None
-            replies_old += count if before else 0
-            replies_new += count if after else 0
-            if after and not before:
-                gained_replies[after] += count
-                shown.add(("reply+", after), samples)
-            elif before and not after:
-                lost_replies[before] += count
-                shown.add(("reply-", before), samples)
-            elif before and after and before != after:
-                replies_changed += count
-            if _differs(old, new, sends):
-                changed += count
+            tally.add(pair.old, pair.new, pair.count, pair.samples, sends, shown)
+        queues, priorities, slas = tally.queues, tally.priorities, tally.slas
+        newly, stopped, fired_new = tally.newly, tally.stopped, tally.fired_new
+        added, lost = tally.added, tally.lost
+        gained_replies, lost_replies = tally.gained_replies, tally.lost_replies
+        changed = tally.changed
+        replies_old, replies_new, replies_changed = (
+            tally.replies_old,
+            tally.replies_new,
+            tally.replies_changed,
+        )
         enabled = {self.new.rules[position].name for position in self.new.enabled}
         return Summary(
             against=self.old.digest,
@@ -519,3 +484,82 @@ def replay(
     run = Replay(old, new, zone=zone, open_at=open_at, examples=examples)
     run.add(items)
     return run.summary()
+
+
+@dataclass
+class _Tally:
+    """Counts of what changes between the two decisions, over the distinct pairs."""
+
+    queues: Counter[tuple[str, str]] = field(default_factory=Counter)
+    priorities: Counter[tuple[str, str]] = field(default_factory=Counter)
+    slas: Counter[tuple[int | None, int | None]] = field(default_factory=Counter)
+    newly: Counter[str] = field(default_factory=Counter)
+    stopped: Counter[str] = field(default_factory=Counter)
+    fired_new: Counter[str] = field(default_factory=Counter)
+    added: Counter[str] = field(default_factory=Counter)
+    lost: Counter[str] = field(default_factory=Counter)
+    gained_replies: Counter[str] = field(default_factory=Counter)
+    lost_replies: Counter[str] = field(default_factory=Counter)
+    changed: int = 0
+    replies_old: int = 0
+    replies_new: int = 0
+    replies_changed: int = 0
+
+    def add(
+        self,
+        old: Decision,
+        new: Decision,
+        count: int,
+        samples: _Samples,
+        sends: bool,
+        shown: _Shown,
+    ) -> None:
+        """One distinct (old decision, new decision) pair seen ``count`` times."""
+        self.queues[(old.queue, new.queue)] += count
+        if old.queue != new.queue:
+            shown.add(("queue", old.queue, new.queue), samples)
+        if old.priority != new.priority:
+            self.priorities[(str(old.priority), str(new.priority))] += count
+            shown.add(("priority", str(old.priority), str(new.priority)), samples)
+        if old.sla_seconds != new.sla_seconds:
+            self.slas[(old.sla_seconds, new.sla_seconds)] += count
+            shown.add(("sla", old.sla_seconds, new.sla_seconds), samples)
+        for rule in new.rules:
+            self.fired_new[rule] += count
+        for rule in _missing(new.rules, old.rules):
+            self.newly[rule] += count
+            shown.add(("newly", rule), samples)
+        for rule in _missing(old.rules, new.rules):
+            self.stopped[rule] += count
+            shown.add(("stopped", rule), samples)
+        for line in _missing(new.instructions, old.instructions):
+            self.added[line] += count
+            shown.add(("added", line), samples)
+        for line in _missing(old.instructions, new.instructions):
+            self.lost[line] += count
+            shown.add(("lost", line), samples)
+        self._add_replies(old, new, count, samples, sends, shown)
+        if _differs(old, new, sends):
+            self.changed += count
+
+    def _add_replies(
+        self,
+        old: Decision,
+        new: Decision,
+        count: int,
+        samples: _Samples,
+        sends: bool,
+        shown: _Shown,
+    ) -> None:
+        before = old.auto_reply if sends else None
+        after = new.auto_reply if sends else None
+        self.replies_old += count if before else 0
+        self.replies_new += count if after else 0
+        if after and not before:
+            self.gained_replies[after] += count
+            shown.add(("reply+", after), samples)
+        elif before and not after:
+            self.lost_replies[before] += count
+            shown.add(("reply-", before), samples)
+        elif before and after and before != after:
+            self.replies_changed += count

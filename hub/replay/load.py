@@ -1,6 +1,6 @@
 """Reading stored inbound messages for a replay, page by page, with what the rules saw of them.
 
-A message with a routing record (``hub.replay.record``) is replayed with the customer's facts
+A message with a routing record (``hub.ingest.record``) is replayed with the customer's facts
 as they were, at the moment the rules decided. One stored before recording existed (or whose
 record the retention policy removed) is replayed with its envelope only: an unknown customer,
 at the time it arrived, counted as started a conversation when it is the first inbound message
@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.envelope import decode_envelope
 from hub.replay.diff import Replayable
-from hub.replay.record import RoutingRecord, decode
+from hub.ingest.record import RoutingRecord, decode
 from hub.store.schema import messages, routing_records
 from hub.store.store import Store
 from rules.context import CustomerFacts

@@ -1,7 +1,7 @@
 """``GET /api/search?q=…&cursor=…&limit=…`` (docs/api.md, "Search").
 
 Everyone with a session may search; what they find is narrowed to what they may see
-(``conversations.read``, ``hub.search.scope``). A query that cannot be searched answers 400
+(``conversations.read``, ``hub.scope``). A query that cannot be searched answers 400
 with what to change.
 """
 
@@ -14,7 +14,7 @@ from hub.keys import SETTINGS, STORE
 from hub.permissions import Action
 from hub.search import sql
 from hub.search.query import BadQuery, parse
-from hub.search.scope import scope_of
+from hub.scope import scope_of
 from hub.sessions import Principal
 
 

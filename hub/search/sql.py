@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ColumnElement, Select
 
 from hub.search.query import Cursor, SearchQuery, encode_cursor, snippet
-from hub.search.scope import Scope
+from hub.scope import Scope
 from hub.store.schema import conversations, customers, identities, messages
 
 # the indexed expressions of migration 0012 (an expression index serves only its expression)

@@ -89,7 +89,7 @@ class IngestRows:
     reopened: list[dict[str, object]] = field(default_factory=list)
     touched: dict[str, float] = field(default_factory=dict)  # conversation id -> updated_at
     events: list[dict[str, object]] = field(default_factory=list)  # all built by event_row
-    routing_records: list[dict[str, object]] = field(default_factory=list)  # hub.replay.record
+    routing_records: list[dict[str, object]] = field(default_factory=list)  # hub.ingest.record
 
 
 def outbox_row(outbound: Outbound, now: float) -> dict[str, object]:

@@ -223,7 +223,7 @@ sessions = Table(
 routing_records = Table(
     "routing_records",
     metadata,
-    # what the rules saw of an inbound message and what they decided (hub.replay.record):
+    # what the rules saw of an inbound message and what they decided (hub.ingest.record):
     # replayed by ``channelhub rules diff``; personal data, so exported, erased and expired
     Column("message_id", ID, ForeignKey("messages.id"), primary_key=True),
     Column("customer_id", ID, nullable=False, index=True),  # the message's customer

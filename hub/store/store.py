@@ -68,8 +68,14 @@ class Store:
         readiness = Readiness(database)
         self.ping = readiness.ping
         self.write_problem = readiness.write_problem
+        self._bind_conversations(database, customer_contexts)
+        self._bind_dispatch(database)
+        self._bind_replies(database)
+        self._bind_channels(database)
 
-        conversations = Conversations(database, customer_contexts)
+    def _bind_conversations(self, database: Database, contexts: CustomerContexts) -> None:
+        """Conversations, their messages and what agents note on customers."""
+        conversations = Conversations(database, contexts)
         self.conversation = conversations.get
         self.conversation_for_reply = conversations.for_reply
         self.conversations = conversations.many
@@ -78,7 +84,13 @@ class Store:
         self.queued_on_thread = conversations.queued_on_thread
         self.last_agent = conversations.last_agent
         self.history = Messages(database).history
+        notes = CustomerNotes(database)
+        self.customer_notes = notes.of
+        self.add_customer_note = notes.add
+        self.judge_claim = notes.judge_claim
 
+    def _bind_dispatch(self, database: Database) -> None:
+        """Dispatch's fenced writes and the leases that fence them."""
         assignments = Assignments(database)
         self.assign = assignments.assign
         self.requeue = assignments.requeue
@@ -90,11 +102,8 @@ class Store:
         self.claim_lease = leases.claim
         self.release_lease = leases.release
 
-        notes = CustomerNotes(database)
-        self.customer_notes = notes.of
-        self.add_customer_note = notes.add
-        self.judge_claim = notes.judge_claim
-
+    def _bind_replies(self, database: Database) -> None:
+        """Replies, the reply outbox and the event outbox."""
         self.add_reply = Replies(database).add
         outbox = Outbox(database)
         self.due_outbox = outbox.due
@@ -110,6 +119,9 @@ class Store:
         self.delete_published_events = events.delete_published
         self.release_events = events.release
         self.event_backlog = events.backlog
+
+    def _bind_channels(self, database: Database) -> None:
+        """What channels keep: opt-outs, files, calls, connector state, rules, sessions."""
         opt_outs = OptOuts(database)
         self.set_opt_out = opt_outs.set
         self.opted_out = opt_outs.keyword
