@@ -51,9 +51,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rules_engine import CALENDARS, NOW, VOCABULARY, ZIPF_S, Zipf, rules_file, vocabulary, workload
 
 from hub.envelope import encode_envelope
+from hub.ingest.record import encode, record_of
 from hub.replay.diff import Replay, Replayable, Summary
 from hub.replay.load import Period, Reader
-from hub.ingest.record import encode, record_of
 from hub.routing import RulesDecider
 from hub.store.schema import conversations, customers, messages, routing_records
 from hub.store.store import Store

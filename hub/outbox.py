@@ -36,6 +36,7 @@ POLL_SECONDS = 1.0
 CONCURRENCY = 16
 MAX_FOREIGN = 5  # other replies' messages one send may find before it waits for a retry
 CLAIM_HOLD = 120.0  # seconds a claimed reply is ours: longer than any send may take
+RECORD_PAUSE_MAX = 2.0  # longest pause between tries to record a send's outcome
 
 
 def backoff(attempts: int) -> float:
@@ -197,6 +198,26 @@ class OutboxWorker:
         finally:
             self._in_flight.discard(item.message_id)
 
+    async def _record_sent(
+        self, message_id: str, delivery: Delivery, retry_at: float | None
+    ) -> None:
+        """Record what a send did, however long the store takes to answer again.
+
+        The send has happened: dropping its outcome because the database was unreachable would
+        leave the reply claimed and pending, to be sent again once the claim lapsed (a second
+        message for connectors that cannot find the first). So the outcome is retried here,
+        with backoff, while the claim keeps the reply ours; if this process dies first the
+        next attempt's adoption applies, as after any crash mid-send."""
+        pause = 0.1
+        while True:
+            try:
+                await self.store.record_delivery(message_id, delivery, retry_at=retry_at)
+                return
+            except StoreUnavailable as exc:
+                log.warning("recording the send of %s waits for the store: %s", message_id, exc)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, RECORD_PAUSE_MAX)
+
     async def _send(
         self, connector: Connector, item: OutboxItem, attempt: Attempt
     ) -> tuple[Delivery, float | None] | None:
@@ -234,7 +255,7 @@ class OutboxWorker:
                 if attempt.number < MAX_ATTEMPTS:
                     retry_at = self.clock() + backoff(attempt.number - 1)
             try:
-                await self.store.record_delivery(item.message_id, delivery, retry_at=retry_at)
+                await self._record_sent(item.message_id, delivery, retry_at)
             except ProviderIdTaken as exc:
                 assert delivery.provider_id is not None
                 log.warning("reply %s: %s; sending it again", item.message_id, exc)

@@ -22,8 +22,8 @@ from hub.settings import BusSettings
 from hub.store.event_outbox import FLUSH_AFTER, PendingEvent
 from hub.store.schema import event_outbox
 from hub.store.store import Store
+from tests.helpers import chat_envelope as envelope
 from tests.redis_server import RedisServer, require_redis_server
-from tests.test_pipeline import envelope
 
 
 @pytest.fixture

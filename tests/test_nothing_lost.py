@@ -39,12 +39,12 @@ from tests.conftest import _HASH, AGENT_PASSWORD, make_settings
 from tests.dovecot import free_port, running_dovecot
 from tests.fake_twilio import AUTH_TOKEN, fake_twilio, inbound_fields, signature
 from tests.helpers import Frames, RunningHub, agent_client, login, running_hub
+from tests.helpers import chat_envelope as envelope
 from tests.redis_server import RedisServer, require_redis_server
 from tests.smtp_sink import running_relay
 from tests.tcp_proxy import TcpProxy
 from tests.test_email import connector, hub_settings, smtp
 from tests.test_email_imap import deliver, flags, mail
-from tests.test_pipeline import envelope
 from tests.test_sms import INBOUND, PUBLIC, sms_settings
 
 pytestmark = pytest.mark.integration

@@ -24,13 +24,13 @@ from hub.bus import MemoryBus
 from hub.customers import csvimport
 from hub.customers.repository import Customers
 from hub.envelope import Direction, Envelope, Identity, ThreadHints
+from hub.ingest.record import RoutingRecord, decode, encode, encoded, record_of
 from hub.metrics import Metrics
 from hub.pipeline import Pipeline
 from hub.replay import service
 from hub.replay.api import problem
 from hub.replay.diff import Replayable, Summary, context_of, replay
 from hub.replay.load import Period, Reader
-from hub.ingest.record import RoutingRecord, decode, encode, encoded, record_of
 from hub.replay.text import render
 from hub.routing import RulesDecider
 from hub.store.schema import routing_records

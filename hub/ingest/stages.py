@@ -30,8 +30,8 @@ from hub.envelope import Envelope
 from hub.ids import new_id
 from hub.ingest.customer import Arrival, foresee, link
 from hub.ingest.plan import Seen, plan_batch
-from hub.ingest.rows import batch_rows
 from hub.ingest.record import seen_customer
+from hub.ingest.rows import batch_rows
 from hub.store.event_outbox import PendingEvent, event_rows, write_events
 from hub.store.ingest import find_duplicates, linked_threads, open_threads, write_rows
 from hub.store.store import Store

@@ -17,6 +17,7 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from hub.ingest.record import decode, readable
 from hub.privacy.person import (
     Person,
     address_filter,
@@ -25,7 +26,6 @@ from hub.privacy.person import (
     events_about,
     find_person,
 )
-from hub.ingest.record import decode, readable
 from hub.store.blobs import BlobStore
 from hub.store.schema import (
     conversations,

@@ -18,8 +18,8 @@ from sqlalchemy import and_, case, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.envelope import decode_envelope
-from hub.replay.diff import Replayable
 from hub.ingest.record import RoutingRecord, decode
+from hub.replay.diff import Replayable
 from hub.store.schema import messages, routing_records
 from hub.store.store import Store
 from rules.context import CustomerFacts

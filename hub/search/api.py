@@ -12,9 +12,9 @@ from aiohttp import web
 from hub.guards import error, requires
 from hub.keys import SETTINGS, STORE
 from hub.permissions import Action
+from hub.scope import scope_of
 from hub.search import sql
 from hub.search.query import BadQuery, parse
-from hub.scope import scope_of
 from hub.sessions import Principal
 
 

@@ -16,8 +16,8 @@ from sqlalchemy import bindparam, literal, or_, select, text, tuple_, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ColumnElement, Select
 
-from hub.search.query import Cursor, SearchQuery, encode_cursor, snippet
 from hub.scope import Scope
+from hub.search.query import Cursor, SearchQuery, encode_cursor, snippet
 from hub.store.schema import conversations, customers, identities, messages
 
 # the indexed expressions of migration 0012 (an expression index serves only its expression)

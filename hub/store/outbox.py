@@ -104,7 +104,11 @@ class Outbox:
         """Take up to ``limit`` due replies nobody holds for ``hold`` seconds, oldest first.
 
         Rows another process holds (locked now, or claimed and not lapsed) are skipped, so
-        processes claiming at once get disjoint rows; a lapsed claim is taken over.
+        processes claiming at once get disjoint rows; a lapsed claim is taken over. Rows
+        ``holder`` claimed itself come again: a claimed reply whose attempt could not begin
+        (the database went away) is tried again at once rather than when its claim lapses;
+        the worker skips what it is still sending, and beginning an attempt is checked
+        against the attempt count, so this never starts a send twice.
         """
 
         async def run(connection: AsyncConnection) -> list[OutboxItem]:
@@ -115,7 +119,11 @@ class Outbox:
                     .where(
                         outbox.c.status == "pending",
                         outbox.c.next_attempt_at <= now,
-                        or_(outbox.c.claimed_until.is_(None), outbox.c.claimed_until <= now),
+                        or_(
+                            outbox.c.claimed_until.is_(None),
+                            outbox.c.claimed_until <= now,
+                            outbox.c.claimed_by == holder,
+                        ),
                     )
                     .order_by(outbox.c.next_attempt_at)
                     .limit(limit)
